@@ -1,0 +1,60 @@
+"""Checkpoints and cache files: written atomically, read safely.
+
+Writes go to a temporary file in the same folder, are fsynced, then renamed over the target, so
+a reader never sees a half-written file and a crash leaves the previous version intact.
+Loads always use `torch.load(weights_only=True)`: a checkpoint that is a pickle carrying code is
+refused, never executed.
+"""
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+
+
+class CheckpointError(RuntimeError):
+    pass
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def save_checkpoint(obj: dict, path: str | Path) -> None:
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def load_checkpoint(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint file not found")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if "Weights only load failed" in str(exc):
+            msg = "refused: the file holds Python objects beyond tensors and plain values (possible code)"
+        raise CheckpointError(f"{path}: not a valid checkpoint ({msg})") from None
+    if not isinstance(obj, dict):
+        raise CheckpointError(f"{path}: checkpoint holds a {type(obj).__name__}, expected a dict")
+    return obj

@@ -1,0 +1,53 @@
+"""Per-slice probabilities of every branch (runs/<name>/predictions.csv) and their evaluation."""
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from .checkpoint import atomic_write_bytes, atomic_write_text
+from .metrics import binary_metrics
+from .runfolder import RunFolder
+
+BRANCHES = ("global", "heatmap", "infected", "fusion")
+
+
+def write_branch_probs(run: RunFolder, branch: str, slices, probs) -> pd.DataFrame:
+    """Set p_<branch> for these slices; other slices and other branches' columns are kept."""
+    col = f"p_{branch}"
+    rows = pd.DataFrame({"key": [s.key for s in slices], "split": [s.split for s in slices],
+                         "label": [s.label for s in slices], "patient": [s.patient for s in slices]}).set_index("key")
+    f = run.predictions_csv
+    df = pd.read_csv(f, keep_default_na=False).set_index("key") if f.exists() else rows.iloc[:0]
+    df = pd.concat([df, rows[~rows.index.isin(df.index)]])
+    if col not in df:
+        df[col] = ""
+    df[col] = df[col].astype(object)
+    df.loc[rows.index, col] = [float(p) for p in probs]
+    buf = io.StringIO()
+    df.reset_index().to_csv(buf, index=False)
+    atomic_write_bytes(f, buf.getvalue().encode())
+    return df.reset_index()
+
+
+def read_predictions(run: RunFolder) -> pd.DataFrame:
+    if not run.predictions_csv.exists():
+        raise FileNotFoundError(f"{run.predictions_csv}: no predictions yet; train a branch first")
+    return pd.read_csv(run.predictions_csv, keep_default_na=False)
+
+
+def evaluate_run(run: RunFolder, split: str, n_boot: int = 1000) -> dict:
+    """{branch: metrics} for every branch with predictions on `split`; saved as metrics_<split>.json."""
+    df = read_predictions(run)
+    part = df[df["split"] == split]
+    if part.empty:
+        raise ValueError(f"no slices of split {split!r} in {run.predictions_csv}")
+    out = {}
+    for b in BRANCHES:
+        col = f"p_{b}"
+        if col in part and (part[col] != "").all():
+            out[b] = binary_metrics(part["label"].to_numpy(), part[col].astype(float).to_numpy(), n_boot=n_boot)
+    atomic_write_text(run.path / f"metrics_{split}.json", json.dumps(out, indent=1))
+    return out

@@ -1,0 +1,47 @@
+"""Named training recipes. `paper` is the paper's schedule; `fast` is the default here.
+
+`fast` was chosen on validation AUC (see README, "Choosing the default recipe"): AdamW with a
+cosine schedule converges in far fewer epochs than SGD 0.01 on this small data set, and bf16
+autocast nearly doubles CPU throughput without costing validation AUC.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str
+    optimizer: str  # "sgd" or "adamw"
+    lr: float
+    weight_decay: float
+    momentum: float = 0.9
+    batch_size: int = 32
+    epochs: int = 50
+    schedule: str = "step"  # "step": lr/10 at step_epoch; "cosine": cosine decay after 1 warm-up epoch
+    step_epoch: int = 30
+    image_size: int = 224
+    patience: int = 0  # epochs without a better validation AUC before stopping; 0 = run all epochs
+    precision: str = "fp32"  # "fp32" or "bf16" (autocast)
+    channels_last: bool = False
+    augment: bool = True
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+RECIPES = {
+    "paper": Recipe("paper", "sgd", lr=0.01, weight_decay=1e-4, epochs=50, schedule="step", step_epoch=30),
+    "fast": Recipe("fast", "adamw", lr=5e-4, weight_decay=0.05, epochs=20, schedule="cosine", patience=8,
+                   precision="bf16"),
+    # the fast recipe without the fp32 -> bf16 change, to measure what bf16 costs or gains
+    "fast-fp32": Recipe("fast-fp32", "adamw", lr=5e-4, weight_decay=0.05, epochs=20, schedule="cosine",
+                        patience=8, precision="fp32"),
+}
+DEFAULT_RECIPE = "fast"
+
+
+def get_recipe(name: str, **overrides) -> Recipe:
+    if name not in RECIPES:
+        raise ValueError(f"unknown recipe {name!r}; choose one of {', '.join(RECIPES)}")
+    return replace(RECIPES[name], **{k: v for k, v in overrides.items() if v is not None})

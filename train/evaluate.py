@@ -1,0 +1,25 @@
+"""Evaluate every trained branch of a run on one split; prints one JSON object.
+
+    python -m train evaluate --run runs/lite0 --split test
+"""
+from __future__ import annotations
+
+import json
+
+from core.predictions import evaluate_run
+from core.runfolder import RunFolder
+
+
+def add_args(p):
+    p.add_argument("--run", required=True)
+    p.add_argument("--split", default="test", choices=("train", "val", "test"))
+    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the AUC/F1 intervals")
+
+
+def run(args) -> dict:
+    folder = RunFolder(args.run)
+    out = evaluate_run(folder, args.split, n_boot=args.bootstrap)
+    if folder.config.get("synthetic"):
+        out = {"data": "synthetic phantoms (not a real-data result)", **out}
+    print(json.dumps(out))
+    return out
