@@ -1,0 +1,294 @@
+"""Algorithm 2, strategy G-H-I-F: global, then heatmap and infected (global frozen), then fusion.
+
+Every frozen model's outputs (pooled vectors, Eq. 1 maps, crops, lesion masks) are computed once
+and cached in runs/<name>/features/, keyed by what produced them (core.feature_cache). Stage III
+trains on cached vectors only. The run folder gets one stage folder per trained model:
+
+    global/  heatmap/  infnet/  infected/  global+heatmap/  fusion/
+
+and predictions.csv gets one probability column per branch: global, heatmap, global+heatmap,
+global+infected (the infected branch: lung crops + global vector), fusion.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from . import feature_cache as fc
+from .attention import crop, crops_for_maps, upsample_maps
+from .backbones import build_backbone
+from .branches import InfectedClassifier, VectorHead
+from .cams import DEFAULT_CAM, make_cam
+from .fusion_cam import fusion_cam
+from .image_cache import load_stack
+from .lesion_crops import SIDES, lesion_crops
+from .models import SliceClassifier
+from .predictions import write_branch_probs
+from .recipes import DEFAULT_RECIPE, Recipe, get_recipe
+from .runfolder import RunFolder
+from .slices import SPLITS, SliceSet, load_slice_set
+from .trainer import StageData, is_main, predict, prepare, train_stage
+
+STRATEGIES = ("G-H-I-F",)
+VECTOR_RECIPE = Recipe("vectors", "adamw", lr=1e-3, weight_decay=1e-2, batch_size=32, epochs=60,
+                       schedule="cosine", patience=15, augment=False)
+
+
+@dataclass
+class PipelineConfig:
+    backbone: str = "efficientnet_lite0"
+    init: str = "imagenet"
+    recipe: str = DEFAULT_RECIPE
+    seed: int = 0
+    epochs: int | None = None  # override every image stage's epoch count (short schedules, tests)
+    tau: float = 0.75
+    cam: str = DEFAULT_CAM
+    strategy: str = "G-H-I-F"
+    image_size: int = 224
+    hires_size: int = 448  # crops are cut from this copy of the slice
+    lesion_size: int = 160  # each lung crop's side for the infected branch
+    seg: dict = field(default_factory=lambda: {"size": 256, "epochs": 40, "epochs_per_round": 4,
+                                               "per_round": 100, "max_rounds": None})
+
+    def recipe_obj(self) -> Recipe:
+        return get_recipe(self.recipe, epochs=self.epochs)
+
+
+def _batches(n, size):
+    for i in range(0, n, size):
+        yield slice(i, i + size)
+
+
+class Pipeline:
+    """Trains and caches every stage of one run; each stage is skipped when already done."""
+
+    def __init__(self, run: RunFolder, data_root: Path, cfg: PipelineConfig, device="cpu", progress=True,
+                 resume=True):
+        self.run, self.data_root, self.cfg = run, Path(data_root), cfg
+        self.device, self.progress, self.resume = torch.device(device), progress, resume
+        self.recipe = cfg.recipe_obj()
+        self.ds: SliceSet = load_slice_set(data_root, cfg.image_size)
+        self._hires = None
+        self.timings: dict[str, float] = {}
+
+    # ---- helpers -------------------------------------------------------------------------
+    def log(self, msg):
+        if is_main():
+            self.run.log(msg)
+
+    @property
+    def hires(self) -> torch.Tensor:
+        if self._hires is None:
+            self._hires = load_stack([s.path for s in self.ds.slices], self.cfg.hires_size)
+        return self._hires
+
+    def split_rows(self, split) -> torch.Tensor:
+        return self.ds.split_index(split)
+
+    def stage_data(self, split, inputs: dict) -> StageData:
+        idx = self.split_rows(split)
+        return StageData({k: v[idx] for k, v in inputs.items()}, self.ds.labels[idx])
+
+    def _train(self, name, model, inputs, recipe, image_keys, trainable=None):
+        t0 = time.time()
+        stage = self.run.stage(name)
+        if self.run.has_stage(name) and (stage / "summary.json").exists():  # finished earlier
+            model.load_state_dict(torch.load(stage / "best.pt", weights_only=True)["model"])
+            self.log(f"{name}: reusing trained stage")
+            return model.eval()
+        self.log(f"{name}: training")
+        train_stage(model, self.stage_data("train", inputs), self.stage_data("val", inputs), recipe, stage,
+                    seed=self.cfg.seed, device=self.device, image_keys=image_keys, resume=self.resume,
+                    progress=self.progress, log=self.log, trainable=trainable)
+        self.timings[name] = time.time() - t0
+        return model.eval()
+
+    def _probs(self, branch, model, inputs, image_keys, precision="fp32"):
+        probs = predict(model, StageData(inputs, self.ds.labels), image_keys, device=self.device,
+                        precision=precision)
+        if is_main():
+            write_branch_probs(self.run, branch, self.ds.slices, probs)
+        return probs
+
+    @torch.no_grad()
+    def _pooled(self, model, inputs, image_keys, fn, batch=64):
+        model.eval().to(self.device)
+        out = []
+        n = len(next(iter(inputs.values())))
+        for sl in _batches(n, batch):
+            b = prepare({k: v[sl] for k, v in inputs.items()}, image_keys, self.device)
+            out.append(fn(model, b).float().cpu())
+        return torch.cat(out)
+
+    # ---- stages --------------------------------------------------------------------------
+    def global_model(self) -> SliceClassifier:
+        model = SliceClassifier(build_backbone(self.cfg.backbone, self.cfg.init))
+        return self._train("global", model, {"image": self.ds.images}, self.recipe, ("image",))
+
+    def global_features(self, model) -> dict:
+        parts = {"ckpt": fc.file_digest(self.run.stage("global") / "best.pt"), "size": self.cfg.image_size,
+                 "cam": self.cfg.cam, "keys": fc.key_of([s.key for s in self.ds.slices])}
+
+        def compute():
+            pooled = self._pooled(model, {"image": self.ds.images}, ("image",), lambda m, b: m.embed(b))
+            maps = []
+            with make_cam(self.cfg.cam, model) as cam:
+                for sl in _batches(len(self.ds.images), 32):
+                    x = self.ds.images[sl].float().to(self.device) / 255
+                    maps.append(cam(x).float().cpu())
+            return {"pooled": pooled, "maps": torch.cat(maps)}
+
+        return fc.cached(self.run.features_dir, "global", parts, compute)
+
+    def heatmap_crops(self, gfeat, tau=None) -> dict:
+        tau = self.cfg.tau if tau is None else tau
+        parts = {"global": fc.file_digest(self.run.stage("global") / "best.pt"), "cam": self.cfg.cam, "tau": tau,
+                 "size": self.cfg.image_size, "hires": self.cfg.hires_size}
+
+        def compute():
+            up = upsample_maps(gfeat["maps"], self.cfg.image_size)
+            boxes, crops = crops_for_maps(up, self.hires, tau, self.cfg.image_size)
+            return {"crops": crops, "boxes": torch.tensor([b.box.as_list() for b in boxes]),
+                    "empty": torch.tensor([b.empty for b in boxes])}
+
+        return fc.cached(self.run.features_dir, "heatmap-crops", parts, compute)
+
+    def heatmap_model(self, crops) -> SliceClassifier:
+        model = SliceClassifier(build_backbone(self.cfg.backbone, self.cfg.init), key="crop")
+        return self._train("heatmap", model, {"crop": crops["crops"]}, self.recipe, ("crop",))
+
+    def segmenter(self):
+        from .segmentation import load_segmenter, semi_supervised
+
+        folder = self.run.stage("infnet")
+        if not (folder / "best.pt").exists():
+            t0 = time.time()
+            self.log("infnet: Algorithm 1 (semi-supervised)")
+            s = self.cfg.seg
+            semi_supervised(self.data_root, folder, per_round=s["per_round"], max_rounds=s["max_rounds"],
+                            epochs=s["epochs"], epochs_per_round=s["epochs_per_round"], size=s["size"],
+                            seed=self.cfg.seed, device=self.device, progress=self.progress)
+            self.timings["infnet"] = time.time() - t0
+        return load_segmenter(folder / "best.pt")
+
+    def lesion_inputs(self) -> dict:
+        from .segmentation import segment
+
+        seg_ckpt = self.run.stage("infnet") / "best.pt"
+        parts = {"ckpt": fc.file_digest(seg_ckpt) if seg_ckpt.exists() else None, "seg": self.cfg.seg,
+                 "lesion_size": self.cfg.lesion_size, "hires": self.cfg.hires_size,
+                 "keys": fc.key_of([s.key for s in self.ds.slices])}
+        hit = fc.load_cached(self.run.features_dir, "lesions", parts) if parts["ckpt"] else None
+        if hit is not None:
+            return hit
+        model = self.segmenter()
+        parts["ckpt"] = fc.file_digest(seg_ckpt)
+        size = self.cfg.seg["size"]
+        probs = []
+        for sl in _batches(len(self.ds.slices), 32):
+            x = torch.nn.functional.interpolate(self.hires[sl].float() / 255, size=(size, size), mode="bilinear",
+                                                antialias=True, align_corners=False)
+            probs.append(segment(model, x, device=self.device))
+        prob = torch.cat(probs)[:, 0]
+        n, s = len(prob), self.cfg.lesion_size
+        out = {"prob": (torch.nn.functional.interpolate(prob[:, None], size=(112, 112), mode="bilinear")[:, 0]
+                        * 255).round().to(torch.uint8),
+               "present": torch.zeros(n, 2, dtype=torch.bool), "side_boxes": torch.zeros(n, 2, 4),
+               "right": torch.zeros(n, 1, s, s, dtype=torch.uint8), "left": torch.zeros(n, 1, s, s, dtype=torch.uint8),
+               "lesion_boxes": []}
+        for i in range(n):
+            lc = lesion_crops(prob[i].numpy())
+            out["lesion_boxes"].append(torch.tensor([b.as_list() for b in lc.lesions]).reshape(-1, 4))
+            for j, side in enumerate(SIDES):
+                box = lc.sides[side]
+                if box is None:
+                    continue
+                out["present"][i, j] = True
+                out["side_boxes"][i, j] = torch.tensor(box.as_list())
+                key = "right" if j == 0 else "left"
+                out[key][i, 0] = (crop(self.hires[i, 0], box, s) * 255).round().to(torch.uint8)
+        fc.save_cached(self.run.features_dir, "lesions", parts, out)
+        return out
+
+    def infected_model(self, lesions, gvec) -> InfectedClassifier:
+        model = InfectedClassifier(build_backbone(self.cfg.backbone, self.cfg.init), gvec.shape[1])
+        inputs = {"right": lesions["right"], "left": lesions["left"], "present": lesions["present"], "g": gvec}
+        return self._train("infected", model, inputs, self.recipe, ("right", "left"))
+
+    def vector_head(self, name, vectors: dict) -> VectorHead:
+        head = VectorHead({k: v.shape[1] for k, v in vectors.items()})
+        head.fit_standardisation({k: v[self.split_rows("train")] for k, v in vectors.items()})
+        return self._train(name, head, vectors, VECTOR_RECIPE, ())
+
+    # ---- Algorithm 2 ---------------------------------------------------------------------
+    def run_all(self) -> dict:
+        cfg = self.cfg
+        if cfg.strategy not in STRATEGIES:
+            raise ValueError(f"unknown strategy {cfg.strategy!r}; choose one of {', '.join(STRATEGIES)}")
+        t_all = time.time()
+        if is_main():
+            self.run.update_config(data_root=str(self.data_root), pipeline=asdict(cfg))
+        # Stage I
+        g = self.global_model()
+        self._probs("global", g, {"image": self.ds.images}, ("image",))
+        t0 = time.time()
+        gfeat = self.global_features(g)
+        crops = self.heatmap_crops(gfeat)
+        self.timings["global-features+crops"] = time.time() - t0
+        # Stage II (global frozen: only cached vectors and crops of it are used)
+        h = self.heatmap_model(crops)
+        self._probs("heatmap", h, {"crop": crops["crops"]}, ("crop",))
+        t0 = time.time()
+        hvec = self._pooled(h, {"crop": crops["crops"]}, ("crop",), lambda m, b: m.embed(b))
+        fc.save_cached(self.run.features_dir, "heatmap", {"ckpt": fc.file_digest(self.run.stage("heatmap") / "best.pt")},
+                       {"pooled": hvec})
+        lesions = self.lesion_inputs()
+        self.timings["heatmap-features+lesions"] = time.time() - t0
+        inf = self.infected_model(lesions, gfeat["pooled"])
+        inf_inputs = {"right": lesions["right"], "left": lesions["left"], "present": lesions["present"],
+                      "g": gfeat["pooled"]}
+        self._probs("global+infected", inf, inf_inputs, ("right", "left"))
+        lr = self._pooled(inf, inf_inputs, ("right", "left"), lambda m, b: m.crop_vectors(b))
+        vectors = {"g": gfeat["pooled"], "h": hvec, "r": lr[:, 0], "l": lr[:, 1],
+                   "present": lesions["present"].float()}
+        # Stage III: one FC layer over cached vectors; global+heatmap is the same head on [g, h]
+        t0 = time.time()
+        gh = self.vector_head("global+heatmap", {"g": vectors["g"], "h": vectors["h"]})
+        self._probs("global+heatmap", gh, {"g": vectors["g"], "h": vectors["h"]}, ())
+        fusion = self.vector_head("fusion", vectors)
+        p_fusion = self._probs("fusion", fusion, vectors, ())
+        self.timings["fusion"] = time.time() - t0
+        if is_main():
+            fused = fusion.standardised(vectors).detach()
+            fc.save_cached(self.run.features_dir, "fusion", {"ckpt": fc.file_digest(self.run.stage("fusion") / "best.pt")},
+                           {"vectors": vectors, "standardised": fused, "p_fusion": torch.from_numpy(p_fusion),
+                            "keys": [s.key for s in self.ds.slices]})
+        t0 = time.time()
+        self.explain(g, h, inf, fusion, crops, lesions)
+        self.timings["fusion-cam"] = time.time() - t0
+        self.timings["total"] = time.time() - t_all
+        if is_main():
+            self.run.update_config(timings=self.timings)
+            self.log(f"pipeline done in {self.timings['total']:.0f} s: {json.dumps(self.timings)}")
+        return self.timings
+
+    @torch.no_grad()
+    def explain(self, g, h, inf, fusion, crops, lesions, size: int = 112):
+        """Fusion CAM of every slice (core.fusion_cam), cached for the dashboard."""
+        models = {"global": g, "heatmap": h, "infected": inf, "fusion": fusion}
+        parts = []
+        for sl in _batches(len(self.ds.slices), 32):
+            f = lambda t: t[sl].float().to(self.device) / 255
+            batch = {"image": f(self.ds.images), "crop": f(crops["crops"]), "crop_box": crops["boxes"][sl],
+                     "right": f(lesions["right"]), "left": f(lesions["left"]),
+                     "side_boxes": lesions["side_boxes"][sl], "present": lesions["present"][sl]}
+            parts.append(fusion_cam(models, batch, size))
+        cam = torch.cat(parts)
+        fc.save_cached(self.run.features_dir, "fusion-cam",
+                       {"ckpt": fc.file_digest(self.run.stage("fusion") / "best.pt")},
+                       {"cam": cam.half(), "keys": [s.key for s in self.ds.slices]})
+        return cam

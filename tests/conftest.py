@@ -1,0 +1,28 @@
+"""Shared fixtures. The real data sets are read-only and live outside the project."""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+# The project has no pytest config and is not installed: make `import core` work from any directory.
+if str(PROJECT_ROOT) not in sys.path:
+    sys.path.insert(0, str(PROJECT_ROOT))
+
+
+@pytest.fixture(scope="session")
+def data_root() -> Path:
+    """The folder holding covid-ct/ and semiseg/: $COVID_LAB_DATA, else ../shared/data beside the project.
+
+    Missing data is a failure, not a skip: a skipped real-data test would let a broken setup pass green.
+    """
+    raw = os.environ.get("COVID_LAB_DATA")
+    root = Path(raw) if raw else PROJECT_ROOT.parent / "shared" / "data"
+    if not root.is_dir():
+        source = "COVID_LAB_DATA" if raw else "the default location (no COVID_LAB_DATA set)"
+        pytest.fail(f"real data not found at {root} ({source}); set COVID_LAB_DATA to the folder "
+                    "holding covid-ct/ and semiseg/", pytrace=False)
+    return root

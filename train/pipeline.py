@@ -1,0 +1,36 @@
+"""Algorithm 2 end to end into one run folder (strategy G-H-I-F), every stage cached and resumable.
+
+    python -m train pipeline --data-root ../shared/data --backbone efficientnet_lite0 --strategy G-H-I-F --out runs/lite0
+    python -m train pipeline --out runs/demo --epochs 3          # synthetic phantoms, short schedule
+    python -m train evaluate --run runs/lite0 --split test       # then: every branch's metrics
+"""
+from __future__ import annotations
+
+import json
+
+from core.cams import CAM_METHODS, DEFAULT_CAM
+from core.pipeline import STRATEGIES
+
+from .global_branch import add_model_args, open_pipeline
+
+
+def add_args(p):
+    add_model_args(p)
+    p.add_argument("--strategy", default="G-H-I-F", choices=STRATEGIES)
+    p.add_argument("--tau", type=float, default=0.75, help="Eq. 2 threshold of the heatmap branch")
+    p.add_argument("--cam", default=DEFAULT_CAM, choices=sorted(CAM_METHODS), help="attention map for the heatmap crops")
+    p.add_argument("--seg-epochs", type=int, default=40, help="segmenter epochs on the labelled slices")
+    p.add_argument("--seg-epochs-per-round", type=int, default=4, help="segmenter epochs per pseudo-label round")
+    p.add_argument("--seg-max-rounds", type=int, default=None, help="cap on pseudo-label rounds (default: until all are labelled)")
+    p.add_argument("--seg-size", type=int, default=256)
+
+
+def run(args):
+    if not 0 <= args.tau <= 1:
+        raise SystemExit(f"--tau must lie in [0, 1], got {args.tau}")
+    seg = {"size": args.seg_size, "epochs": args.seg_epochs, "epochs_per_round": args.seg_epochs_per_round,
+           "per_round": 100, "max_rounds": args.seg_max_rounds}
+    pipe = open_pipeline(args, tau=args.tau, cam=args.cam, strategy=args.strategy, seg=seg)
+    timings = pipe.run_all()
+    print(json.dumps({"run": str(pipe.run.path), "seconds": timings}))
+    return 0
