@@ -45,6 +45,7 @@ class PipelineConfig:
     recipe: str = DEFAULT_RECIPE
     seed: int = 0
     epochs: int | None = None  # override every image stage's epoch count (short schedules, tests)
+    batch_size: int | None = None  # override the recipe's batch size
     tau: float = 0.75
     cam: str = DEFAULT_CAM
     strategy: str = "G-H-I-F"
@@ -55,7 +56,7 @@ class PipelineConfig:
                                                "per_round": 100, "max_rounds": None})
 
     def recipe_obj(self) -> Recipe:
-        return get_recipe(self.recipe, epochs=self.epochs)
+        return get_recipe(self.recipe, epochs=self.epochs, batch_size=self.batch_size)
 
 
 def _batches(n, size):
@@ -93,6 +94,11 @@ class Pipeline:
         idx = self.split_rows(split)
         return StageData({k: v[idx] for k, v in inputs.items()}, self.ds.labels[idx])
 
+    def seeded(self, build):
+        """Build a model with the run's seed: the new heads' initialisation is part of the run."""
+        torch.manual_seed(self.cfg.seed)
+        return build()
+
     def _train(self, name, model, inputs, recipe, image_keys, trainable=None):
         t0 = time.time()
         stage = self.run.stage(name)
@@ -126,7 +132,7 @@ class Pipeline:
 
     # ---- stages --------------------------------------------------------------------------
     def global_model(self) -> SliceClassifier:
-        model = SliceClassifier(build_backbone(self.cfg.backbone, self.cfg.init))
+        model = self.seeded(lambda: SliceClassifier(build_backbone(self.cfg.backbone, self.cfg.init)))
         return self._train("global", model, {"image": self.ds.images}, self.recipe, ("image",))
 
     def global_features(self, model) -> dict:
@@ -158,7 +164,7 @@ class Pipeline:
         return fc.cached(self.run.features_dir, "heatmap-crops", parts, compute)
 
     def heatmap_model(self, crops) -> SliceClassifier:
-        model = SliceClassifier(build_backbone(self.cfg.backbone, self.cfg.init), key="crop")
+        model = self.seeded(lambda: SliceClassifier(build_backbone(self.cfg.backbone, self.cfg.init), key="crop"))
         return self._train("heatmap", model, {"crop": crops["crops"]}, self.recipe, ("crop",))
 
     def segmenter(self):
@@ -215,12 +221,12 @@ class Pipeline:
         return out
 
     def infected_model(self, lesions, gvec) -> InfectedClassifier:
-        model = InfectedClassifier(build_backbone(self.cfg.backbone, self.cfg.init), gvec.shape[1])
+        model = self.seeded(lambda: InfectedClassifier(build_backbone(self.cfg.backbone, self.cfg.init), gvec.shape[1]))
         inputs = {"right": lesions["right"], "left": lesions["left"], "present": lesions["present"], "g": gvec}
         return self._train("infected", model, inputs, self.recipe, ("right", "left"))
 
     def vector_head(self, name, vectors: dict) -> VectorHead:
-        head = VectorHead({k: v.shape[1] for k, v in vectors.items()})
+        head = self.seeded(lambda: VectorHead({k: v.shape[1] for k, v in vectors.items()}))
         head.fit_standardisation({k: v[self.split_rows("train")] for k, v in vectors.items()})
         return self._train(name, head, vectors, VECTOR_RECIPE, ())
 

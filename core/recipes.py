@@ -20,7 +20,6 @@ class Recipe:
     epochs: int = 50
     schedule: str = "step"  # "step": lr/10 at step_epoch; "cosine": cosine decay after 1 warm-up epoch
     step_epoch: int = 30
-    image_size: int = 224
     patience: int = 0  # epochs without a better validation AUC before stopping; 0 = run all epochs
     precision: str = "fp32"  # "fp32" or "bf16" (autocast)
     channels_last: bool = False

@@ -26,3 +26,19 @@ def data_root() -> Path:
         pytest.fail(f"real data not found at {root} ({source}); set COVID_LAB_DATA to the folder "
                     "holding covid-ct/ and semiseg/", pytrace=False)
     return root
+
+
+@pytest.fixture(scope="session")
+def phantom_root(tmp_path_factory) -> Path:
+    """A small phantom data set laid out like ../shared/data (generated, never committed)."""
+    from core.phantom import write_dataset
+
+    return write_dataset(tmp_path_factory.mktemp("phantoms"), {"train": 16, "val": 8, "test": 8},
+                         n_seg_train=8, n_seg_test=6, n_unlabelled=10, size=96, seed=1)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _isolated_image_cache(tmp_path_factory):
+    """Tests never write into the project's .cache/."""
+    os.environ["COVID_LAB_CACHE"] = str(tmp_path_factory.mktemp("image-cache"))
+    yield

@@ -14,6 +14,7 @@ COMMANDS = {
     "global": ("train.global_branch", "train the global branch (Stage I)"),
     "evaluate": ("train.evaluate", "evaluate every trained branch of a run"),
     "audit": ("train.audit", "audit a data set for near-duplicates and patient leakage"),
+    "infnet": ("train.infnet", "infection segmenter (Inf-Net) + Algorithm 1 pseudo-label rounds"),
     "pipeline": ("train.pipeline", "Algorithm 2: every branch end to end (G-H-I-F)"),
     "predict": ("train.predict", "run a trained pipeline on new slice files"),
 }

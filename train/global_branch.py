@@ -29,6 +29,7 @@ def add_model_args(p) -> None:
     p.add_argument("--recipe", default=DEFAULT_RECIPE, choices=sorted(RECIPES))
     p.add_argument("--out", required=True, help="run folder, e.g. runs/lite0")
     p.add_argument("--resume", action="store_true", help="continue a killed run from its last checkpoint")
+    p.add_argument("--image-size", type=int, default=224, help="side of the slice fed to the backbones")
 
 
 def add_args(p) -> None:
@@ -41,23 +42,15 @@ def open_pipeline(args, **cfg_extra) -> Pipeline:
     data_root, synthetic = resolve_data_root(args.data_root)
     run = RunFolder(args.out, create=True)
     cfg = PipelineConfig(backbone=args.backbone, init=args.init, recipe=args.recipe, seed=args.seed,
-                         epochs=args.epochs, **cfg_extra)
-    if args.batch_size:
-        from core.recipes import get_recipe
-
-        cfg_recipe = get_recipe(cfg.recipe, epochs=cfg.epochs, batch_size=args.batch_size)
-    else:
-        cfg_recipe = None
+                         epochs=args.epochs, batch_size=args.batch_size, image_size=args.image_size,
+                         hires_size=2 * args.image_size, **cfg_extra)
     if is_main():
         previous = run.config.get("pipeline")
         if previous and not args.resume and previous != asdict(cfg):
             raise SystemExit(f"{run.path} was trained with another configuration; pass --resume to continue it "
                              "as it was, or choose another --out")
         run.update_config(data_root=str(data_root), synthetic=synthetic, pipeline=asdict(cfg), device=str(device))
-    pipe = Pipeline(run, data_root, cfg, device=device, progress=not args.no_progress, resume=args.resume)
-    if cfg_recipe is not None:
-        pipe.recipe = cfg_recipe
-    return pipe
+    return Pipeline(run, data_root, cfg, device=device, progress=not args.no_progress, resume=args.resume)
 
 
 def run(args) -> dict:

@@ -1,0 +1,33 @@
+# Everything a newcomer needs; the README names these targets.
+#   make demo                         set up, train on the synthetic phantoms, open the dashboard
+#   make demo DATA=../shared/data     the same on the real COVID-CT + COVID-SemiSeg data
+#   make test                         set up and run the test suite (what CI runs)
+#   make bench                        benchmarks (ratios against plain reference runs)
+PY := .venv/bin/python
+DATA ?=
+RUN ?= $(if $(DATA),runs/real-demo,runs/demo)
+EPOCHS ?= $(if $(DATA),,6)
+PORT ?= 8501
+
+.venv/.installed: requirements.txt requirements-dev.txt
+	python3 -m venv .venv
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements-dev.txt
+	touch $@
+
+setup: .venv/.installed
+
+train: setup
+	$(PY) -m train pipeline $(if $(DATA),--data-root $(DATA)) --out $(RUN) $(if $(EPOCHS),--epochs $(EPOCHS) --seg-epochs $(EPOCHS) --seg-max-rounds 2) --resume
+
+demo: train
+	$(PY) -m train evaluate --run $(RUN) --split test
+	$(PY) -m streamlit run dashboard/app.py --server.address 127.0.0.1 --server.port $(PORT) -- --runs $(dir $(RUN))
+
+test: setup
+	$(PY) -m pytest -q
+
+bench: setup
+	$(PY) -m bench
+
+.PHONY: setup train demo test bench

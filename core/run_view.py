@@ -1,0 +1,208 @@
+"""Read-only view of a trained run for the dashboard: predictions, metrics, cached maps, 3D maps.
+
+The dashboard holds no model math: it asks this class (and core.inference.TrainedRun for live
+re-scoring) for everything it shows. Nothing here trains; 3D maps are computed once and cached
+in the run's features/ folder.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from . import feature_cache as fc
+from .attention import Box, upsample_maps
+from .covidct import read_covidct
+from .embedding import embed_3d, nearest
+from .image_cache import load_resized
+from .metrics import binary_metrics
+from .runfolder import RunFolder, safe_child
+
+# Branch columns of predictions.csv, in the order tables show them.
+BRANCHES = ("global", "heatmap", "global+heatmap", "global+infected", "fusion")
+
+# Nguyen et al. 2020 on the COVID-CT test split, ImageNet init (their Tables 1-2), for side-by-side tables.
+PAPER = {
+    ("densenet169", "global"): {"accuracy": 0.83, "f1": 0.81, "auc": 0.87},
+    ("densenet169", "fusion"): {"accuracy": 0.87, "f1": 0.84, "auc": 0.92},
+}
+
+
+def list_runs(runs_dir: str | Path) -> list[str]:
+    """Run folders under runs_dir that hold predictions, newest first."""
+    d = Path(runs_dir)
+    if not d.is_dir():
+        return []
+    runs = [p for p in d.iterdir() if (p / "config.json").exists() and (p / "predictions.csv").exists()]
+    return [p.name for p in sorted(runs, key=lambda p: p.stat().st_mtime, reverse=True)]
+
+
+class RunView:
+    def __init__(self, runs_dir: str | Path, name: str):
+        self.run = RunFolder(safe_child(runs_dir, name))  # a name cannot leave runs_dir
+
+    @property
+    def name(self) -> str:
+        return self.run.path.name
+
+    @cached_property
+    def config(self) -> dict:
+        return self.run.config
+
+    @property
+    def synthetic(self) -> bool:
+        return bool(self.config.get("synthetic"))
+
+    @cached_property
+    def predictions(self) -> pd.DataFrame:
+        df = pd.read_csv(self.run.predictions_csv, keep_default_na=False)
+        for b in self.branches_in(df):
+            df[f"p_{b}"] = df[f"p_{b}"].astype(float)
+        top = self.decision_branch(df)
+        df["p"] = df[f"p_{top}"]
+        df["pred"] = (df["p"] >= 0.5).astype(int)
+        df["correct"] = df["pred"] == df["label"]
+        df["margin"] = (df["p"] - 0.5).abs()
+        df["outcome"] = np.select([df.correct & (df.label == 1), df.correct & (df.label == 0), df.label == 1],
+                                  ["true positive", "true negative", "false negative"], "false positive")
+        probs = df[[f"p_{b}" for b in self.branches_in(df)]]
+        df["disagreement"] = ((probs >= 0.5).nunique(axis=1) > 1)
+        df = df.reset_index(drop=True)
+        return df
+
+    @staticmethod
+    def branches_in(df: pd.DataFrame) -> list[str]:
+        return [b for b in BRANCHES if f"p_{b}" in df and (df[f"p_{b}"] != "").all()]
+
+    def decision_branch(self, df=None) -> str:
+        """The branch whose probability the dashboard calls 'the prediction': fusion when trained."""
+        return self.branches_in(self.predictions if df is None else df)[-1]
+
+    def metrics(self, split: str, n_boot: int = 500) -> dict:
+        part = self.predictions[self.predictions.split == split]
+        return {b: binary_metrics(part.label.to_numpy(), part[f"p_{b}"].to_numpy(), n_boot=n_boot)
+                for b in self.branches_in(self.predictions)}
+
+    def metric_table(self, split: str) -> pd.DataFrame:
+        rows = []
+        for b, m in self.metrics(split).items():
+            row = {"branch": b, "n": m["n"]}
+            for k in ("accuracy", "f1", "auc", "sensitivity", "specificity"):
+                v, (lo, hi) = m[k]["value"], m[k]["ci"]
+                row[k] = f"{v:.3f} [{lo:.3f}, {hi:.3f}]"
+            rows.append(row)
+        return pd.DataFrame(rows)
+
+    def paper_table(self) -> pd.DataFrame:
+        return pd.DataFrame([{"backbone": bb, "branch": br, **v} for (bb, br), v in PAPER.items()])
+
+    # ---- per-slice data ------------------------------------------------------------------
+    @cached_property
+    def slice_paths(self) -> dict[str, Path]:
+        root = self.config.get("data_root")
+        if not root or not Path(root).exists():
+            raise FileNotFoundError(f"{self.name}: its data location {root!r} is not available here")
+        return {s.key: s.path for s in read_covidct(root)}
+
+    def index_of(self, key: str) -> int:
+        hits = np.nonzero((self.predictions.key == key).to_numpy())[0]
+        if not len(hits):
+            raise KeyError(f"no slice {key!r} in run {self.name}")
+        return int(hits[0])
+
+    def image(self, key: str, size: int = 224) -> np.ndarray:
+        """(size, size) uint8 slice."""
+        return load_resized(self.slice_paths[key], size)
+
+    def _latest(self, name: str) -> dict:
+        hit = fc.latest(self.run.features_dir, name)
+        if hit is None:
+            raise FileNotFoundError(f"{self.name}: no cached {name!r} features; run `python -m train pipeline`")
+        return hit
+
+    @cached_property
+    def _global(self) -> dict:
+        return self._latest("global")
+
+    @cached_property
+    def _crops(self) -> dict:
+        return self._latest("heatmap-crops")
+
+    @cached_property
+    def _lesions(self) -> dict:
+        return self._latest("lesions")
+
+    @cached_property
+    def _fusion(self) -> dict:
+        return self._latest("fusion")
+
+    @cached_property
+    def _fusion_cam(self) -> dict:
+        return self._latest("fusion-cam")
+
+    def _row(self, key: str) -> int:
+        # Feature caches are in the data set's slice order, as is predictions.csv when written by the pipeline.
+        keys = self._fusion["keys"]
+        return keys.index(key)
+
+    def attention_map(self, key: str, size: int = 224) -> np.ndarray:
+        """The global branch's attention map (Eq. 1 or the run's CAM method) at `size`."""
+        m = self._global["maps"][self._row(key)]
+        return upsample_maps(m[None].float(), size)[0].numpy()
+
+    def heatmap_box(self, key: str) -> Box:
+        return Box(*self._crops["boxes"][self._row(key)].tolist())
+
+    def lesion_prob(self, key: str) -> np.ndarray:
+        return self._lesions["prob"][self._row(key)].float().numpy() / 255
+
+    def lesion_boxes(self, key: str) -> list[Box]:
+        return [Box(*b) for b in self._lesions["lesion_boxes"][self._row(key)].tolist()]
+
+    def side_boxes(self, key: str) -> dict:
+        i = self._row(key)
+        out = {}
+        for j, side in enumerate(("right_lung", "left_lung")):
+            out[side] = Box(*self._lesions["side_boxes"][i, j].tolist()) if bool(self._lesions["present"][i, j]) else None
+        return out
+
+    def fusion_cam(self, key: str) -> np.ndarray:
+        return self._fusion_cam["cam"][self._row(key)].float().numpy()
+
+    # ---- feature space -------------------------------------------------------------------
+    FEATURE_SETS = ("fusion", "global", "heatmap", "infected")
+
+    def features(self, which: str = "fusion") -> np.ndarray:
+        v = self._fusion["vectors"]
+        if which == "fusion":
+            return self._fusion["standardised"].numpy()
+        parts = {"global": ["g"], "heatmap": ["h"], "infected": ["r", "l", "present"]}
+        if which not in parts:
+            raise ValueError(f"unknown feature set {which!r}; choose one of {', '.join(self.FEATURE_SETS)}")
+        x = torch.cat([v[k].float().flatten(1) for k in parts[which]], 1).numpy()
+        return (x - x.mean(0)) / np.maximum(x.std(0), 1e-6)
+
+    def embedding(self, method: str = "tsne", which: str = "fusion", seed: int = 0) -> np.ndarray:
+        """(N, 3) coordinates in the feature caches' slice order; computed once, cached on disk."""
+        x = self.features(which)
+        parts = {"method": method, "which": which, "seed": seed, "features": hashlib.sha256(x.tobytes()).hexdigest()[:16]}
+        return fc.cached(self.run.features_dir, f"embedding-{method}-{which}", parts,
+                         lambda: {"xyz": torch.from_numpy(embed_3d(x, method, seed))})["xyz"].numpy()
+
+    def neighbours(self, key: str, k: int = 6, which: str = "fusion") -> list[tuple[str, float]]:
+        x = self.features(which)
+        idx, d = nearest(x, x[self._row(key)], k + 1)
+        keys = self._fusion["keys"]
+        return [(keys[i], float(di)) for i, di in zip(idx, d) if keys[i] != key][:k]
+
+    def timings(self) -> dict:
+        return self.config.get("timings", {})
+
+    def stage_summary(self, stage: str) -> dict | None:
+        f = self.run.stage(stage) / "summary.json"
+        return json.loads(f.read_text()) if f.exists() else None

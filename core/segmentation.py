@@ -1,0 +1,386 @@
+"""Infection segmentation: train the Inf-Net-style segmenter, Algorithm 1 (pseudo-label rounds),
+inference and metrics.
+
+Loss (Inf-Net): every supervised map gets the structure loss, weighted BCE + weighted IoU with
+weights 1 + 5|avgpool(gt) - gt| (hard pixels near lesion borders count more); the edge map gets BCE
+against lesion edges, the morphological gradient (3x3 dilation minus erosion) of the mask.
+
+Algorithm 1 (`semi_supervised`, after Inf-Net's Semi-Inf-Net): train on the labelled slices
+(round 0); then each round draws `per_round` random slices not yet used from the unlabelled pool
+(COVID-SemiSeg's unlabelled slices plus every COVID-CT slice, whose class labels are never read),
+labels them with the current model (probability >= threshold), adds them to the training set
+(pseudo labels are fixed once made) and trains again, until the pool is empty or `max_rounds`.
+Departure from the paper, for CPU budgets: each round FINE-TUNES the current weights for
+`epochs_per_round` passes over the grown training set instead of retraining from scratch.
+The 48 labelled test slices are scored after round 0 and after the last round, at their own
+resolution (probabilities upsampled to the mask size), so what the rounds add is measured.
+The test slices never take part in training or model selection.
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .checkpoint import atomic_write_text, load_checkpoint, save_checkpoint
+from .image_cache import load_stack
+from .imaging import read_mask
+from .infnet import InfNet
+from .trainer import autocast
+
+MODEL_KEYS = ("encoder", "channels", "ra_channels", "edge_channels")
+
+
+# ----------------------------------------------------------------------------------- data
+
+def load_masks(paths, size: int) -> torch.Tensor:
+    """(N, 1, size, size) uint8 0/1 binary masks resized (area-weighted, then >= 0.5)."""
+    out = []
+    for p in paths:
+        m = torch.from_numpy((read_mask(p) > 0).astype(np.float32))[None, None]
+        m = F.interpolate(m, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+        out.append((m[0] >= 0.5).to(torch.uint8))
+    return torch.stack(out) if out else torch.zeros(0, 1, size, size, dtype=torch.uint8)
+
+
+def _float01(x: torch.Tensor) -> torch.Tensor:
+    return x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
+
+
+def augment_pair(img: torch.Tensor, mask: torch.Tensor, gen: torch.Generator):
+    """Same random affine (rotation +-15 deg, scale 0.85-1.15, shift +-8%, left-right flip) on image
+    and mask; contrast/brightness jitter on the image only. img, mask: (B, 1, H, W) float."""
+    b = img.shape[0]
+    r = lambda lo, hi: torch.rand(b, generator=gen) * (hi - lo) + lo
+    angle = r(-15, 15) * math.pi / 180
+    scale = r(0.85, 1.15)
+    flip = torch.where(torch.rand(b, generator=gen) < 0.5, -1.0, 1.0)
+    tx, ty = r(-0.08, 0.08), r(-0.08, 0.08)
+    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+    theta = torch.stack([torch.stack([cos * flip, -sin, tx], 1), torch.stack([sin * flip, cos, ty], 1)], 1)
+    grid = F.affine_grid(theta, [b, 1, *img.shape[-2:]], align_corners=False).to(img.device)
+    img = F.grid_sample(img, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    mask = (F.grid_sample(mask, grid, mode="bilinear", padding_mode="zeros", align_corners=False) >= 0.5).float()
+    contrast = r(0.8, 1.2).view(b, 1, 1, 1).to(img.device)
+    bright = r(-0.08, 0.08).view(b, 1, 1, 1).to(img.device)
+    return ((img - 0.5) * contrast + 0.5 + bright).clamp(0, 1), mask
+
+
+# ----------------------------------------------------------------------------------- loss
+
+def mask_edges(mask: torch.Tensor) -> torch.Tensor:
+    """Morphological gradient (3x3 dilation minus erosion) of a (B, 1, H, W) 0/1 mask."""
+    dil = F.max_pool2d(mask, 3, stride=1, padding=1)
+    ero = -F.max_pool2d(-mask, 3, stride=1, padding=1)
+    return dil - ero
+
+
+def structure_loss(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Inf-Net's weighted BCE + weighted IoU (kernel 31 at 352 px, scaled with the image size)."""
+    k = max(3, int(round(31 * mask.shape[-1] / 352)) | 1)
+    weit = 1 + 5 * torch.abs(F.avg_pool2d(mask, k, stride=1, padding=k // 2) - mask)
+    wbce = F.binary_cross_entropy_with_logits(logits, mask, reduction="none")
+    wbce = (weit * wbce).sum(dim=(2, 3)) / weit.sum(dim=(2, 3))
+    pred = torch.sigmoid(logits)
+    inter = (pred * mask * weit).sum(dim=(2, 3))
+    union = ((pred + mask) * weit).sum(dim=(2, 3))
+    wiou = 1 - (inter + 1) / (union - inter + 1)
+    return (wbce + wiou).mean()
+
+
+def segmentation_loss(out: dict, mask: torch.Tensor) -> torch.Tensor:
+    """Structure loss on every map of out["mask"] + BCE of out["edge"] against the mask's edges."""
+    loss = sum(structure_loss(m.float(), mask) for m in out["mask"])
+    return loss + F.binary_cross_entropy_with_logits(out["edge"].float(), mask_edges(mask))
+
+
+# ----------------------------------------------------------------------------------- train / infer
+
+def _lr(base: float, step: int, total: int, warmup: int) -> float:
+    if step < warmup:
+        return base * (step + 1) / warmup
+    t = (step - warmup) / max(1, total - warmup)
+    return base * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * t)))
+
+
+def build_segmenter(encoder="efficientnet_lite0", init="imagenet", seed=0, **model_kw) -> InfNet:
+    torch.manual_seed(seed)
+    return InfNet(encoder=encoder, init=init, **model_kw)
+
+
+def train_segmenter(images: torch.Tensor, masks: torch.Tensor, out_dir, epochs: int, seed: int = 0, device="cpu",
+                    init_state: dict | None = None, progress: bool = True, *, model: InfNet | None = None,
+                    encoder: str = "efficientnet_lite0", init: str = "imagenet", batch_size: int = 8,
+                    lr: float = 4e-4, weight_decay: float = 1e-4, warmup_frac: float = 0.05,
+                    precision: str = "fp32", augment: bool = True, log=print) -> InfNet:
+    """Train (or fine-tune) a segmenter on images (N,1,S,S) uint8 or [0,1] float and masks (N,1,S,S) 0/1.
+
+    Starts from `model` if given, else builds one (`encoder`, `init`) and loads `init_state` (a state
+    dict) over it when given. AdamW, linear warm-up then cosine decay, per-step joint augmentation.
+    Writes out_dir/model.pt ({"model", "config"}) and out_dir/summary.json; returns the model (eval).
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    device = torch.device(device)
+    if len(images) != len(masks) or len(images) == 0:
+        raise ValueError(f"need as many masks as images, at least one (got {len(images)} and {len(masks)})")
+    if model is None:
+        model = build_segmenter(encoder, "scratch" if init_state is not None else init, seed)
+        if init_state is not None:
+            model.load_state_dict(init_state)
+    model.to(device).to(memory_format=torch.channels_last)
+    decay = [p for n, p in model.named_parameters() if p.ndim > 1]
+    no_decay = [p for n, p in model.named_parameters() if p.ndim <= 1]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
+                             {"params": no_decay, "weight_decay": 0.0}], lr=lr)
+    n = len(images)
+    bs = min(batch_size, n)
+    steps_per_epoch = max(1, n // bs)  # drop the ragged tail: BatchNorm dislikes tiny batches
+    total = steps_per_epoch * epochs
+    warmup = max(1, int(warmup_frac * total))
+    history = []
+    step = 0
+    t_start = time.time()
+    for epoch in range(epochs):
+        torch.manual_seed(seed * 10007 + epoch)
+        gen = torch.Generator().manual_seed(seed * 7919 + epoch)
+        perm = torch.randperm(n, generator=gen)
+        model.train()
+        t0, loss_sum, seen = time.time(), 0.0, 0
+        for s in range(steps_per_epoch):
+            idx = perm[s * bs:(s + 1) * bs]
+            x, y = _float01(images[idx]), masks[idx].float()
+            if augment:
+                x, y = augment_pair(x, y, gen)
+            x = x.to(device).contiguous(memory_format=torch.channels_last)
+            y = y.to(device)
+            for g in opt.param_groups:
+                g["lr"] = _lr(lr, step, total, warmup)
+            with autocast(precision, device):
+                out = model(x)
+            loss = segmentation_loss(out, y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            step += 1
+            loss_sum += float(loss.detach()) * len(idx)
+            seen += len(idx)
+        row = {"epoch": epoch + 1, "loss": loss_sum / seen, "seconds": round(time.time() - t0, 2),
+               "img_per_s": round(seen / (time.time() - t0), 2)}
+        history.append(row)
+        if progress:
+            log(json.dumps(row))
+    model.eval()
+    summary = {"epochs": epochs, "n_train": n, "batch_size": bs, "lr": lr, "precision": precision, "seed": seed,
+               "seconds": round(time.time() - t_start, 1), "history": history}
+    save_checkpoint({"model": model.state_dict(), "config": dict(model.config)}, out_dir / "model.pt")
+    atomic_write_text(out_dir / "summary.json", json.dumps(summary, indent=1))
+    return model
+
+
+@torch.no_grad()
+def segment(model: InfNet, images01: torch.Tensor, batch_size: int = 16, device=None, precision: str = "fp32",
+            tta: bool = False) -> torch.Tensor:
+    """(N,1,S,S) images (float in [0,1] or uint8) -> (N,1,S,S) float infection probabilities (CPU).
+    `tta`: average with the left-right mirrored prediction."""
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    model.eval()
+    out = []
+    for i in range(0, len(images01), batch_size):
+        x = _float01(images01[i:i + batch_size]).to(device).contiguous(memory_format=torch.channels_last)
+        with autocast(precision, device):
+            p = torch.sigmoid(model(x)["mask"][-1].float())
+            if tta:
+                p = 0.5 * (p + torch.sigmoid(model(x.flip(-1))["mask"][-1].float()).flip(-1))
+        out.append(p.float().cpu())
+    if not out:
+        s = images01.shape[-1]
+        return torch.zeros(0, 1, s, s)
+    return torch.cat(out)
+
+
+def seg_metrics(prob, gt, threshold: float = 0.5) -> dict:
+    """Dice, IoU, sensitivity, specificity of (prob >= threshold) against gt > 0.5, mean over slices.
+
+    prob, gt: tensors/arrays of shape (N, [1,] H, W), or equal-length lists of per-slice (H, W)
+    arrays (slices may differ in size). Per-slice conventions: Dice and IoU are 1 when prediction
+    and truth are both empty; sensitivity (specificity) is undefined on a slice with no lesion
+    (no background) pixels and left out of its mean. Also returns the pooled (all-pixel) Dice.
+    """
+    if len(prob) != len(gt):
+        raise ValueError(f"{len(prob)} predictions for {len(gt)} masks")
+    rows = []
+    tp_all = fp_all = fn_all = 0.0
+    for p, g in zip(prob, gt):
+        p = torch.as_tensor(np.asarray(p, dtype=np.float32)).squeeze() >= threshold
+        g = torch.as_tensor(np.asarray(g, dtype=np.float32)).squeeze() > 0.5
+        if p.shape != g.shape:
+            raise ValueError(f"prediction {tuple(p.shape)} and mask {tuple(g.shape)} differ in shape")
+        tp = float((p & g).sum()); fp = float((p & ~g).sum())
+        fn = float((~p & g).sum()); tn = float((~p & ~g).sum())
+        tp_all, fp_all, fn_all = tp_all + tp, fp_all + fp, fn_all + fn
+        rows.append((1.0 if tp + fp + fn == 0 else 2 * tp / (2 * tp + fp + fn),
+                     1.0 if tp + fp + fn == 0 else tp / (tp + fp + fn),
+                     tp / (tp + fn) if tp + fn > 0 else math.nan,
+                     tn / (tn + fp) if tn + fp > 0 else math.nan))
+    a = np.array(rows, dtype=np.float64).reshape(-1, 4)
+    mean = lambda c: float(np.nanmean(a[:, c])) if len(a) and not np.isnan(a[:, c]).all() else math.nan
+    pooled = 2 * tp_all / (2 * tp_all + fp_all + fn_all) if tp_all + fp_all + fn_all > 0 else 1.0
+    return {"dice": mean(0), "iou": mean(1), "sensitivity": mean(2), "specificity": mean(3),
+            "dice_pooled": pooled, "n": len(rows)}
+
+
+def evaluate_native(model: InfNet, images: torch.Tensor, mask_paths, threshold: float = 0.5,
+                    precision: str = "fp32", tta: bool = False) -> dict:
+    """Metrics at each mask's own resolution: probabilities at S x S are upsampled to the mask size."""
+    prob = segment(model, images, precision=precision, tta=tta)
+    probs, gts = [], []
+    for p, path in zip(prob, mask_paths):
+        g = read_mask(path) > 0
+        probs.append(F.interpolate(p[None], size=g.shape, mode="bilinear", align_corners=False)[0, 0].numpy())
+        gts.append(g)
+    return seg_metrics(probs, gts, threshold)
+
+
+def load_segmenter(path, device="cpu") -> InfNet:
+    """An InfNet from a checkpoint written here ({"model": state dict, "config": {...}}), eval mode."""
+    ckpt = load_checkpoint(path)
+    cfg = ckpt.get("config", {})
+    model = InfNet(init="scratch", **{k: cfg[k] for k in MODEL_KEYS if k in cfg})
+    model.load_state_dict(ckpt["model"])
+    return model.to(device).to(memory_format=torch.channels_last).eval()
+
+
+# ----------------------------------------------------------------------------------- Algorithm 1
+
+def unlabelled_pool(data_root, sources=("semiseg", "covidct")) -> list[tuple[str, Path]]:
+    """(key, path) of every slice Algorithm 1 may pseudo-label. COVID-CT class labels are not read."""
+    from .covidct import read_covidct
+    from .semiseg import read_unlabelled
+
+    pool = []
+    if "semiseg" in sources:
+        pool += [(s.key, s.image) for s in read_unlabelled(data_root)]
+    if "covidct" in sources:
+        pool += [(f"covid-ct/{s.key}", s.path) for s in read_covidct(data_root)]
+    return pool
+
+
+def _pack(masks: torch.Tensor) -> torch.Tensor:
+    return torch.from_numpy(np.packbits(masks.numpy().astype(bool), axis=-1))
+
+
+def _unpack(packed: torch.Tensor, size: int) -> torch.Tensor:
+    return torch.from_numpy(np.unpackbits(packed.numpy(), axis=-1)[..., :size].astype(np.uint8))
+
+
+def semi_supervised(data_root, out_dir, per_round: int = 100, max_rounds: int | None = None, epochs: int = 40,
+                    epochs_per_round: int = 5, seed: int = 0, *, size: int = 256, device="cpu",
+                    encoder: str = "efficientnet_lite0", init: str = "imagenet", threshold: float = 0.5,
+                    batch_size: int = 8, lr: float = 4e-4, finetune_lr: float | None = None,
+                    precision: str = "fp32", sources=("semiseg", "covidct"), resume: bool = True,
+                    progress: bool = True, log=print) -> dict:
+    """Algorithm 1 (see the module docstring). Returns the dict written to out_dir/metrics.json.
+
+    Files: out_dir/best.pt (the final model: the last round's, never chosen on the test slices),
+    out_dir/metrics.json, out_dir/rounds/round-000.pt (labelled only), out_dir/rounds/latest.pt and
+    out_dir/pseudo/round-KKK.pt (that round's keys and bit-packed pseudo masks) for resuming:
+    a rerun with resume=True continues after the last finished round.
+    """
+    from .semiseg import read_labelled
+
+    out_dir = Path(out_dir)
+    (out_dir / "rounds").mkdir(parents=True, exist_ok=True)
+    (out_dir / "pseudo").mkdir(parents=True, exist_ok=True)
+    device = torch.device(device)
+    finetune_lr = lr * 0.5 if finetune_lr is None else finetune_lr
+    t_all = time.time()
+    train_sl, test_sl = read_labelled(data_root, "train"), read_labelled(data_root, "test")
+    x_lab = load_stack([s.image for s in train_sl], size)
+    y_lab = load_masks([s.mask for s in train_sl], size)
+    x_test = load_stack([s.image for s in test_sl], size)
+    test_masks = [s.mask for s in test_sl]
+    pool = unlabelled_pool(data_root, sources)
+    order = np.random.default_rng(seed).permutation(len(pool)).tolist()
+    n_rounds_possible = math.ceil(len(pool) / per_round) if per_round > 0 else 0
+    n_rounds = n_rounds_possible if max_rounds is None else min(max_rounds, n_rounds_possible)
+    config = {"data_root": str(data_root), "size": size, "encoder": encoder, "init": init, "epochs": epochs,
+              "epochs_per_round": epochs_per_round, "per_round": per_round, "max_rounds": max_rounds,
+              "threshold": threshold, "batch_size": batch_size, "lr": lr, "finetune_lr": finetune_lr,
+              "precision": precision, "seed": seed, "sources": list(sources), "pool_size": len(pool),
+              "n_labelled_train": len(train_sl), "n_test": len(test_sl)}
+    state_path = out_dir / "state.json"
+    state = None
+    if resume and state_path.exists():
+        state = json.loads(state_path.read_text())
+        if state.get("config", {}).get("seed") != seed or state["config"].get("per_round") != per_round \
+                or state["config"].get("size") != size or state["config"].get("encoder") != encoder:
+            raise ValueError(f"{out_dir}: holds a run with another seed/per_round/size/encoder; use another out dir")
+    evaluate = lambda m: evaluate_native(m, x_test, test_masks, threshold, precision)
+    if state is None:
+        log(f"round 0: training on {len(train_sl)} labelled slices for {epochs} epochs")
+        t0 = time.time()
+        model = train_segmenter(x_lab, y_lab, out_dir / "train" / "round-000", epochs, seed, device,
+                                progress=progress, encoder=encoder, init=init, batch_size=batch_size, lr=lr,
+                                precision=precision, log=log)
+        train_s = time.time() - t0
+        labelled_only = evaluate(model)
+        state = {"config": config, "rounds_done": 0, "labelled_only": labelled_only,
+                 "history": [{"round": 0, "n_train": len(train_sl), "n_pseudo": 0, "train_seconds": round(train_s, 1),
+                              "test": labelled_only}]}
+        ckpt = {"model": model.state_dict(), "config": {**model.config, "size": size, "threshold": threshold}}
+        save_checkpoint(ckpt, out_dir / "rounds" / "round-000.pt")
+        save_checkpoint(ckpt, out_dir / "rounds" / "latest.pt")
+        atomic_write_text(state_path, json.dumps(state, indent=1))
+        log(f"round 0: test {json.dumps(labelled_only)}")
+    else:
+        model = load_segmenter(out_dir / "rounds" / "latest.pt", device)
+        log(f"resuming after round {state['rounds_done']}")
+    x_parts, y_parts = [x_lab], [y_lab]
+    for k in range(1, state["rounds_done"] + 1):  # pseudo labels of finished rounds, as they were made
+        saved = load_checkpoint(out_dir / "pseudo" / f"round-{k:03d}.pt")
+        keys = saved["keys"]
+        by_key = dict(pool)
+        x_parts.append(load_stack([by_key[key] for key in keys], size))
+        y_parts.append(_unpack(saved["masks"], size))
+    for k in range(state["rounds_done"] + 1, n_rounds + 1):
+        t0 = time.time()
+        chosen = [pool[i] for i in order[(k - 1) * per_round:k * per_round]]
+        x_new = load_stack([p for _, p in chosen], size)
+        prob = segment(model, x_new, device=device, precision=precision)
+        y_new = (prob >= threshold).to(torch.uint8)
+        save_checkpoint({"keys": [key for key, _ in chosen], "masks": _pack(y_new)},
+                        out_dir / "pseudo" / f"round-{k:03d}.pt")
+        x_parts.append(x_new)
+        y_parts.append(y_new)
+        x_all, y_all = torch.cat(x_parts), torch.cat(y_parts)
+        log(f"round {k}/{n_rounds}: +{len(chosen)} pseudo-labelled slices "
+            f"({float(y_new.float().mean()) * 100:.2f}% lesion pixels), training set {len(x_all)}")
+        model = train_segmenter(x_all, y_all, out_dir / "train" / f"round-{k:03d}", epochs_per_round,
+                                seed + k, device, model=model, batch_size=batch_size, lr=finetune_lr,
+                                warmup_frac=0.1, precision=precision, progress=progress, log=log)
+        row = {"round": k, "n_train": len(x_all), "n_pseudo": len(x_all) - len(x_lab),
+               "pseudo_lesion_fraction": float(y_new.float().mean()),
+               "pseudo_empty_slices": int((y_new.flatten(1).sum(1) == 0).sum()),
+               "train_seconds": round(time.time() - t0, 1)}
+        state["history"].append(row)
+        state["rounds_done"] = k
+        save_checkpoint({"model": model.state_dict(), "config": {**model.config, "size": size, "threshold": threshold}},
+                        out_dir / "rounds" / "latest.pt")
+        atomic_write_text(state_path, json.dumps(state, indent=1))
+    after = evaluate(model) if state["rounds_done"] > 0 else state["labelled_only"]
+    if state["rounds_done"] > 0:
+        state["history"][-1]["test"] = after
+    save_checkpoint({"model": model.state_dict(), "config": {**model.config, "size": size, "threshold": threshold}},
+                    out_dir / "best.pt")
+    metrics = {"labelled_only": state["labelled_only"], "after_rounds": after, "rounds": state["rounds_done"],
+               "pool_size": len(pool), "pool_used": min(len(pool), state["rounds_done"] * per_round),
+               "n_train_final": sum(len(x) for x in x_parts), "history": state["history"], "config": config,
+               "seconds_this_call": round(time.time() - t_all, 1)}
+    atomic_write_text(out_dir / "metrics.json", json.dumps(metrics, indent=1))
+    return metrics

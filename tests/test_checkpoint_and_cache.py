@@ -1,0 +1,80 @@
+import os
+import pickle
+
+import pytest
+import torch
+
+from core import feature_cache as fc
+from core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+
+
+class _Evil:
+    def __reduce__(self):
+        return (os.system, ("touch /tmp/covid-lab-pwned",))
+
+
+def test_checkpoint_round_trip(tmp_path):
+    save_checkpoint({"model": {"w": torch.ones(3)}, "epoch": 2}, tmp_path / "a.pt")
+    assert load_checkpoint(tmp_path / "a.pt")["epoch"] == 2
+
+
+def test_pickle_with_code_is_refused_not_run(tmp_path):
+    target = "/tmp/covid-lab-pwned"
+    if os.path.exists(target):
+        os.remove(target)
+    f = tmp_path / "evil.pt"
+    torch.save({"model": _Evil()}, f)
+    with pytest.raises(CheckpointError, match="refused"):
+        load_checkpoint(f)
+    assert not os.path.exists(target)
+    f.write_bytes(pickle.dumps(_Evil()))
+    with pytest.raises(CheckpointError):
+        load_checkpoint(f)
+    assert not os.path.exists(target)
+
+
+def test_corrupted_and_missing_checkpoints_are_named(tmp_path):
+    f = tmp_path / "c.pt"
+    save_checkpoint({"model": {"w": torch.ones(100)}}, f)
+    f.write_bytes(f.read_bytes()[: len(f.read_bytes()) // 2])
+    with pytest.raises(CheckpointError, match="c.pt"):
+        load_checkpoint(f)
+    with pytest.raises(CheckpointError, match="not found"):
+        load_checkpoint(tmp_path / "none.pt")
+
+
+def test_failed_write_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    f = tmp_path / "k.pt"
+    save_checkpoint({"v": torch.tensor(1)}, f)
+
+    def boom(*a, **k):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", boom)
+    with pytest.raises(OSError):
+        save_checkpoint({"v": torch.tensor(2)}, f)
+    monkeypatch.undo()
+    assert int(load_checkpoint(f)["v"]) == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["k.pt"]  # no temporary file left behind
+
+
+def test_feature_cache_computes_once_and_rebuilds_a_corrupted_entry(tmp_path):
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return {"x": torch.arange(5)}
+
+    parts = {"ckpt": "abc", "tau": 0.75}
+    assert fc.cached(tmp_path, "maps", parts, compute)["x"].sum() == 10
+    assert fc.cached(tmp_path, "maps", parts, compute)["x"].sum() == 10
+    assert len(calls) == 1
+    fc.cached(tmp_path, "maps", {**parts, "tau": 0.5}, compute)  # another key: recomputed
+    assert len(calls) == 2
+    payload = next(p for p in tmp_path.glob("maps-*.pt") if fc.key_of(parts) in p.name)
+    data = bytearray(payload.read_bytes())
+    data[-5] ^= 0xFF
+    payload.write_bytes(bytes(data))
+    assert fc.load_cached(tmp_path, "maps", parts) is None  # checksum catches it
+    assert fc.cached(tmp_path, "maps", parts, compute)["x"].sum() == 10
+    assert len(calls) == 3

@@ -1,0 +1,145 @@
+"""Inf-Net segmenter and Algorithm 1 on tiny synthetic phantoms (64 px): fast, CPU only."""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from core.checkpoint import load_checkpoint
+from core.infnet import InfNet
+from core.phantom import write_dataset
+from core.segmentation import (augment_pair, load_segmenter, mask_edges, seg_metrics, segment,
+                               segmentation_loss, semi_supervised, train_segmenter, unlabelled_pool)
+
+SIZE = 64
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("COVID_LAB_CACHE", str(tmp_path / "cache"))
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory):
+    # pool: 14 SemiSeg unlabelled + 2*(3+1+1)*... COVID-CT slices = 14 + 10 = 24
+    return write_dataset(tmp_path_factory.mktemp("phantoms"), n_per_class_split={"train": 3, "val": 1, "test": 1},
+                         n_seg_train=8, n_seg_test=4, n_unlabelled=14, size=SIZE, seed=3)
+
+
+def _phantom_batch(n=8, size=SIZE):
+    from core.phantom import make_phantom
+
+    ps = [make_phantom(100 + i, True, size) for i in range(n)]
+    x = torch.from_numpy(np.stack([p.image for p in ps]))[:, None].float()
+    y = torch.from_numpy(np.stack([(p.lesion > 0) for p in ps]))[:, None].to(torch.uint8)
+    return x, y
+
+
+def test_forward_shapes():
+    torch.manual_seed(0)
+    model = InfNet(init="scratch").eval()
+    out = model(torch.rand(2, 1, SIZE, SIZE))
+    assert len(out["mask"]) == 5
+    assert all(m.shape == (2, 1, SIZE, SIZE) for m in out["mask"])
+    assert out["edge"].shape == (2, 1, SIZE, SIZE)
+    assert model.encoder.channels == [24, 40, 112, 320]
+
+
+def test_resnet_encoder_taps():
+    model = InfNet(encoder="resnet18", init="scratch").eval()
+    assert model.encoder.channels == [64, 128, 256, 512]
+    assert model(torch.rand(1, 1, SIZE, SIZE))["mask"][-1].shape == (1, 1, SIZE, SIZE)
+
+
+def test_loss_decreases_and_checkpoint_reloads(tmp_path):
+    x, y = _phantom_batch()
+    model = train_segmenter(x, y, tmp_path / "seg", epochs=12, seed=0, init="scratch", batch_size=8, lr=2e-3,
+                            augment=False, progress=False)
+    hist = json.loads((tmp_path / "seg" / "summary.json").read_text())["history"]
+    assert hist[-1]["loss"] < 0.8 * hist[0]["loss"]
+    again = load_segmenter(tmp_path / "seg" / "model.pt")
+    p1, p2 = segment(model, x), segment(again, x)
+    assert p1.shape == (8, 1, SIZE, SIZE) and 0 <= float(p1.min()) and float(p1.max()) <= 1
+    assert torch.equal(p1, p2)
+
+
+def test_loss_is_finite_and_edges_are_a_ring():
+    m = torch.zeros(1, 1, 16, 16)
+    m[..., 4:12, 4:12] = 1
+    e = mask_edges(m)
+    assert e[0, 0, 8, 8] == 0 and e[0, 0, 0, 0] == 0 and e[0, 0, 4, 8] == 1 and e[0, 0, 3, 8] == 1
+    out = {"mask": [torch.zeros(1, 1, 16, 16)] * 2, "edge": torch.zeros(1, 1, 16, 16)}
+    assert math.isfinite(float(segmentation_loss(out, m)))
+
+
+def test_augment_pair_keeps_masks_binary():
+    x, y = _phantom_batch(4)
+    xa, ya = augment_pair(x, y.float(), torch.Generator().manual_seed(0))
+    assert xa.shape == x.shape and set(ya.unique().tolist()) <= {0.0, 1.0}
+    assert float(xa.min()) >= 0 and float(xa.max()) <= 1
+
+
+def test_seg_metrics_hand_made():
+    gt = np.zeros((2, 1, 4, 4), np.float32)
+    gt[0, 0, 0, :2] = 1
+    gt[1, 0, 3, 3] = 1
+    same = seg_metrics(gt, gt)
+    assert same["dice"] == 1 and same["iou"] == 1 and same["sensitivity"] == 1 and same["specificity"] == 1
+    disjoint = seg_metrics(1 - gt, gt)
+    assert disjoint["dice"] == 0 and disjoint["iou"] == 0 and disjoint["sensitivity"] == 0 and disjoint["specificity"] == 0
+    # one slice: gt 2 pixels, prediction 2 pixels, 1 shared, on a 4x4 image
+    pred = np.zeros((1, 4, 4), np.float32)
+    pred[0, 0, 1:3] = 0.9
+    m = seg_metrics(pred, gt[:1, 0])
+    assert m["dice"] == pytest.approx(0.5) and m["iou"] == pytest.approx(1 / 3)
+    assert m["sensitivity"] == pytest.approx(0.5) and m["specificity"] == pytest.approx(13 / 14)
+    # an empty slice predicted empty: Dice 1, its undefined sensitivity left out of the mean
+    empty = seg_metrics([np.zeros((3, 3)), gt[0, 0]], [np.zeros((3, 3)), gt[0, 0]])
+    assert empty["dice"] == 1 and empty["sensitivity"] == 1 and empty["n"] == 2
+    assert seg_metrics(np.full((1, 4, 4), 0.4), gt[:1, 0], threshold=0.3)["sensitivity"] == 1
+
+
+def test_algorithm1_adds_per_round_and_stops_when_pool_empty(data_root, tmp_path):
+    pool = unlabelled_pool(data_root)
+    assert len(pool) == 24
+    out = tmp_path / "alg1"
+    kw = dict(per_round=10, epochs=1, epochs_per_round=1, seed=0, size=SIZE, init="scratch", batch_size=4,
+              progress=False)
+    m1 = semi_supervised(data_root, out, max_rounds=1, **kw)
+    assert m1["rounds"] == 1 and [h["n_pseudo"] for h in m1["history"]] == [0, 10]
+    # resume: continue to the end of the pool (24 = 10 + 10 + 4 slices), then stop
+    m = semi_supervised(data_root, out, **kw)
+    assert m["rounds"] == 3
+    assert [h["n_pseudo"] for h in m["history"]] == [0, 10, 20, 24]
+    assert [h["n_train"] for h in m["history"]] == [8, 18, 28, 32]
+    keys = [k for r in (1, 2, 3) for k in load_checkpoint(out / "pseudo" / f"round-{r:03d}.pt")["keys"]]
+    assert sorted(keys) == sorted(k for k, _ in pool)  # every pool slice used exactly once
+    saved = json.loads((out / "metrics.json").read_text())
+    assert saved["rounds"] == 3 and saved["pool_used"] == 24
+    for part in ("labelled_only", "after_rounds"):
+        assert saved[part]["n"] == 4 and 0 <= saved[part]["dice"] <= 1
+    best = load_checkpoint(out / "best.pt")
+    assert set(best) >= {"model", "config"} and best["config"]["size"] == SIZE
+    model = load_segmenter(out / "best.pt")
+    x = torch.rand(2, 1, SIZE, SIZE)
+    assert torch.equal(segment(model, x), segment(load_segmenter(out / "best.pt"), x))
+
+
+def test_cli_on_phantoms(data_root, tmp_path, capsys):
+    from train import infnet
+
+    p = argparse.ArgumentParser()
+    infnet.add_args(p)
+    args = p.parse_args(["--data-root", str(data_root), "--out", str(tmp_path / "cli"), "--size", str(SIZE),
+                         "--epochs", "1", "--epochs-per-round", "1", "--per-round", "12", "--max-rounds", "1",
+                         "--init", "scratch", "--batch-size", "4", "--no-progress", "--precision", "fp32",
+                         "--sources", "semiseg"])
+    summary = infnet.run(args)
+    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert printed["rounds"] == 1 and printed["n_train_final"] == 8 + 12
+    assert set(printed["after_rounds"]) == {"dice", "iou", "sensitivity", "specificity"}
+    assert summary["rounds"] == 1

@@ -1,0 +1,84 @@
+"""Global branch training: determinism, exact resume (also after SIGKILL), the CLI's contract."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from core.backbones import build_backbone
+from core.models import SliceClassifier
+from core.recipes import get_recipe
+from core.slices import load_slice_set
+from core.trainer import train_stage
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY = dict(epochs=3, batch_size=8)
+
+
+def _train(phantom_root, out, max_epochs=None, resume=False):
+    ds = load_slice_set(phantom_root, 64)
+    torch.manual_seed(3)  # the head's initialisation
+    model = SliceClassifier(build_backbone("efficientnet_lite0", "imagenet"))
+    return train_stage(model, ds.stage_data("train"), ds.stage_data("val"), get_recipe("fast", **TINY), out,
+                       seed=3, resume=resume, progress=False, log=lambda m: None, max_epochs=max_epochs)
+
+
+def test_same_seed_same_metrics_and_resume_is_exact(phantom_root, tmp_path):
+    a = _train(phantom_root, tmp_path / "a")
+    b = _train(phantom_root, tmp_path / "b")
+    strip = lambda h: [{k: v for k, v in r.items() if k not in ("seconds", "img_per_s")} for r in h]
+    assert strip(a["history"]) == strip(b["history"])
+    _train(phantom_root, tmp_path / "c", max_epochs=1)  # "killed" after epoch 1
+    c = _train(phantom_root, tmp_path / "c", resume=True)
+    assert strip(c["history"]) == strip(a["history"])
+    assert (tmp_path / "a" / "best.pt").exists() and not list((tmp_path / "a").glob(".*tmp"))
+
+
+def _cli(*args, **kw):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen([sys.executable, "-m", "train", *args], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, **kw)
+
+
+def test_sigkill_mid_run_then_resume_gives_the_uninterrupted_metrics(phantom_root, tmp_path):
+    common = ["global", "--data-root", str(phantom_root), "--image-size", "64", "--epochs", "3",
+              "--batch-size", "8", "--seed", "5", "--no-progress"]
+    full = _cli(*common, "--out", str(tmp_path / "full"))
+    killed = _cli(*common, "--out", str(tmp_path / "killed"))
+    last = tmp_path / "killed" / "global" / "last.pt"
+    deadline = time.time() + 240
+    while not last.exists() and time.time() < deadline and killed.poll() is None:
+        time.sleep(0.05)
+    assert last.exists(), "no checkpoint appeared before the deadline"
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+    assert not (tmp_path / "killed" / "global" / "summary.json").exists()  # it really died mid-run
+    resumed = _cli(*common, "--out", str(tmp_path / "killed"), "--resume")
+    assert resumed.wait(timeout=300) == 0, resumed.stderr.read()
+    assert full.wait(timeout=300) == 0, full.stderr.read()
+    hist = lambda d: [(r["epoch"], round(r["val_auc"], 6), round(r["train_loss"], 5))
+                      for r in json.loads((tmp_path / d / "global" / "summary.json").read_text())["history"]]
+    assert hist("killed") == hist("full")
+    ev = _cli("evaluate", "--run", str(tmp_path / "full"), "--split", "test", "--bootstrap", "50")
+    out, err = ev.communicate(timeout=120)
+    report = json.loads(out)
+    assert report["data"].startswith("synthetic")
+    assert set(report["global"]) >= {"accuracy", "f1", "auc", "sensitivity", "specificity"}
+    assert len(report["global"]["auc"]["ci"]) == 2
+
+
+@pytest.mark.parametrize("args, message", [
+    (["global", "--data-root", "/nonexistent/data", "--out", "{tmp}/r"], "does not exist"),
+    (["evaluate", "--run", "{tmp}/not-a-run"], "not a run folder"),
+    (["global", "--out", "{tmp}/r", "--init", "{tmp}/missing.pt"], "not found"),
+])
+def test_cli_errors_are_one_clear_line_and_exit_2(tmp_path, args, message):
+    p = _cli(*[a.format(tmp=tmp_path) for a in args])
+    out, err = p.communicate(timeout=120)
+    assert p.returncode == 2, err
+    assert message in err and "Traceback" not in err
