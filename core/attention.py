@@ -1,6 +1,6 @@
 """The heatmap branch's attention source: Eq. 1 map, Eq. 2 threshold, largest region, its crop.
 
-Eq. 1:  H = (S - min S) / max S  with  S(x, y) = sum_k f_k(x, y)  (last conv activations)
+Eq. 1:  H = (S - min S) / max(S - min S)  with  S(x, y) = sum_k f_k(x, y)  (last conv activations)
 Eq. 2:  B = H > tau                      (tau = 0.75 in the paper; smaller tau, larger mask)
 
 The largest 8-connected region of B gives a box, in coordinates normalised to [0, 1] of the slice,
@@ -47,12 +47,15 @@ FULL = Box(0.0, 0.0, 1.0, 1.0)
 
 
 def eq1_map(fmap: torch.Tensor) -> torch.Tensor:
-    """(B, K, h, w) activations -> (B, h, w) Eq. 1 map. Written as the paper writes it (divided
-    by max S, not by max S - min S); with non-negative activations it lies in [0, 1]."""
+    """(B, K, h, w) activations -> (B, h, w) Eq. 1 map in [0, 1].
+
+    The paper prints the denominator as max S; read literally, H then peaks at 1 - min S / max S,
+    which on real activations (a sum over ~1000 positive channels) often stays below tau = 0.75,
+    so no pixel would pass Eq. 2. We take the max after the min shift, as CAM code does
+    (cam -= cam.min(); cam /= cam.max()), so the map spans [0, 1] and tau means what it says."""
     s = fmap.float().sum(dim=1)
-    lo = s.amin(dim=(1, 2), keepdim=True)
-    hi = s.amax(dim=(1, 2), keepdim=True).clamp_min(1e-12)
-    return (s - lo) / hi
+    s = s - s.amin(dim=(1, 2), keepdim=True)
+    return s / s.amax(dim=(1, 2), keepdim=True).clamp_min(1e-12)
 
 
 def upsample_maps(maps: torch.Tensor, size: int) -> torch.Tensor:

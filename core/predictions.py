@@ -11,7 +11,9 @@ from .checkpoint import atomic_write_bytes, atomic_write_text
 from .metrics import binary_metrics
 from .runfolder import RunFolder
 
-BRANCHES = ("global", "heatmap", "infected", "fusion")
+# Branch columns of predictions.csv, in the paper's table order. global+infected is the infected
+# branch (lung crops + the global vector); global+heatmap is one FC layer over [global, heatmap].
+BRANCHES = ("global", "heatmap", "global+heatmap", "global+infected", "fusion")
 
 
 def write_branch_probs(run: RunFolder, branch: str, slices, probs) -> pd.DataFrame:

@@ -23,7 +23,8 @@ class Recipe:
     patience: int = 0  # epochs without a better validation AUC before stopping; 0 = run all epochs
     precision: str = "fp32"  # "fp32" or "bf16" (autocast)
     channels_last: bool = False
-    augment: bool = True
+    augment: str = "light"  # "none", "light" or "strong" (core.augment)
+    label_smoothing: float = 0.0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -31,11 +32,17 @@ class Recipe:
 
 RECIPES = {
     "paper": Recipe("paper", "sgd", lr=0.01, weight_decay=1e-4, epochs=50, schedule="step", step_epoch=30),
-    "fast": Recipe("fast", "adamw", lr=5e-4, weight_decay=0.05, epochs=20, schedule="cosine", patience=8,
-                   precision="bf16"),
-    # the fast recipe without the fp32 -> bf16 change, to measure what bf16 costs or gains
-    "fast-fp32": Recipe("fast-fp32", "adamw", lr=5e-4, weight_decay=0.05, epochs=20, schedule="cosine",
-                        patience=8, precision="fp32"),
+    # AdamW at 5e-4 with light jitter: memorised the training split within 5 epochs on COVID-CT
+    # (train loss 0.13, validation loss rising from epoch 2, validation AUC 0.74 at epoch 6).
+    "adamw-light": Recipe("adamw-light", "adamw", lr=5e-4, weight_decay=0.05, epochs=20, schedule="cosine",
+                          patience=8, precision="bf16"),
+    # The default: a gentler learning rate, strong scanner-like augmentation and label smoothing,
+    # bf16 autocast (the CPU fast path).
+    "fast": Recipe("fast", "adamw", lr=2e-4, weight_decay=0.05, epochs=15, schedule="cosine", patience=6,
+                   precision="bf16", augment="strong", label_smoothing=0.1),
+    # the default without bf16, to measure what the fast path costs or gains
+    "fast-fp32": Recipe("fast-fp32", "adamw", lr=2e-4, weight_decay=0.05, epochs=15, schedule="cosine",
+                        patience=6, precision="fp32", augment="strong", label_smoothing=0.1),
 }
 DEFAULT_RECIPE = "fast"
 

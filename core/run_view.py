@@ -21,10 +21,9 @@ from .covidct import read_covidct
 from .embedding import embed_3d, nearest
 from .image_cache import load_resized
 from .metrics import binary_metrics
+from .predictions import BRANCHES
 from .runfolder import RunFolder, safe_child
 
-# Branch columns of predictions.csv, in the order tables show them.
-BRANCHES = ("global", "heatmap", "global+heatmap", "global+infected", "fusion")
 
 # Nguyen et al. 2020 on the COVID-CT test split, ImageNet init (their Tables 1-2), for side-by-side tables.
 PAPER = {

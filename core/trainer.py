@@ -51,14 +51,14 @@ def is_main() -> bool:
     return world()[0] == 0
 
 
-def prepare(batch: dict, image_keys, device, channels_last=False, augment_gen=None) -> dict:
+def prepare(batch: dict, image_keys, device, channels_last=False, augment_gen=None, strength="light") -> dict:
     out = {}
     for k, v in batch.items():
         v = v.to(device, non_blocking=True)
         if k in image_keys:
             v = v.float() / 255.0 if v.dtype == torch.uint8 else v.float()
             if augment_gen is not None:
-                v = augment_batch(v, augment_gen)
+                v = augment_batch(v, augment_gen, strength)
             if channels_last:
                 v = v.contiguous(memory_format=torch.channels_last)
         out[k] = v
@@ -135,7 +135,6 @@ def train_stage(model: nn.Module, train: StageData, val: StageData, recipe: Reci
     n = len(train)
     per_rank = max(1, recipe.batch_size // world_size)
     steps = max(1, n // recipe.batch_size)  # drop the last ragged batch: BatchNorm dislikes tiny ones
-    pos_weight = None
     labels = train.labels.float()
     for epoch in range(state["epoch"], epochs):
         if recipe.patience and epoch - state["best_epoch"] > recipe.patience and state["best_epoch"] >= 0:
@@ -150,14 +149,16 @@ def train_stage(model: nn.Module, train: StageData, val: StageData, recipe: Reci
         for s in range(steps):
             idx = perm[s * recipe.batch_size:(s + 1) * recipe.batch_size]
             idx = idx[rank * per_rank:(rank + 1) * per_rank]
-            aug = gen if recipe.augment else None
-            b = prepare(train.batch(idx), image_keys, device, recipe.channels_last, aug)
+            aug = gen if recipe.augment != "none" else None
+            b = prepare(train.batch(idx), image_keys, device, recipe.channels_last, aug, recipe.augment)
             y = labels[idx].to(device)
+            if recipe.label_smoothing:
+                y = y * (1 - recipe.label_smoothing) + 0.5 * recipe.label_smoothing
             for g in opt.param_groups:
                 g["lr"] = lr_at(recipe, epoch, s, steps)
             with autocast(recipe.precision, device):
                 logits = net(b).float()
-            loss = F.binary_cross_entropy_with_logits(logits, y, pos_weight=pos_weight)
+            loss = F.binary_cross_entropy_with_logits(logits, y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

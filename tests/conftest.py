@@ -42,3 +42,21 @@ def _isolated_image_cache(tmp_path_factory):
     """Tests never write into the project's .cache/."""
     os.environ["COVID_LAB_CACHE"] = str(tmp_path_factory.mktemp("image-cache"))
     yield
+
+
+@pytest.fixture(scope="session")
+def synthetic_run(phantom_root, tmp_path_factory) -> Path:
+    """A whole G-H-I-F run on the phantoms with a very short schedule: runs/<name> for the
+    pipeline, prediction and dashboard tests. Returns the run folder."""
+    from dataclasses import asdict
+
+    from core.pipeline import Pipeline, PipelineConfig
+    from core.runfolder import RunFolder
+
+    runs = tmp_path_factory.mktemp("runs")
+    run = RunFolder(runs / "tiny", create=True)
+    cfg = PipelineConfig(epochs=2, batch_size=8, image_size=64, hires_size=128, lesion_size=48,
+                         seg={"size": 64, "epochs": 3, "epochs_per_round": 1, "per_round": 25, "max_rounds": 2})
+    run.update_config(data_root=str(phantom_root), synthetic=True, pipeline=asdict(cfg))
+    Pipeline(run, phantom_root, cfg, progress=False).run_all()
+    return run.path

@@ -6,11 +6,13 @@ from core.attention import FULL, Box, crop, eq1_map, threshold_box, upsample_map
 from core.lesion_crops import lesion_crops
 
 
-def test_eq1_is_the_papers_formula():
-    f = torch.rand(2, 5, 4, 4)
+def test_eq1_is_the_min_shifted_channel_sum_scaled_to_one():
+    f = torch.rand(2, 5, 4, 4) + 3.0  # large positive floor, as real activations have
     s = f.sum(1)
-    expected = (s - s.amin((1, 2), keepdim=True)) / s.amax((1, 2), keepdim=True)
-    assert torch.allclose(eq1_map(f), expected)
+    shifted = s - s.amin((1, 2), keepdim=True)
+    h = eq1_map(f)
+    assert torch.allclose(h, shifted / shifted.amax((1, 2), keepdim=True))
+    assert torch.allclose(h.amax((1, 2)), torch.ones(2)) and float(h.min()) == 0.0
 
 
 def _two_blobs():

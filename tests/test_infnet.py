@@ -18,14 +18,19 @@ from core.segmentation import (augment_pair, load_segmenter, mask_edges, seg_met
 SIZE = 64
 
 
-@pytest.fixture(autouse=True)
-def _isolated_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("COVID_LAB_CACHE", str(tmp_path / "cache"))
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """One CPU thread: on a 2-core machine shared with another training job, two OpenMP threads
+    spin against it and make these tiny batches several times slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
-def data_root(tmp_path_factory):
-    # pool: 14 SemiSeg unlabelled + 2*(3+1+1)*... COVID-CT slices = 14 + 10 = 24
+def seg_root(tmp_path_factory):
+    # pool: 14 SemiSeg unlabelled + 10 COVID-CT slices (2 classes x (3 + 1 + 1)) = 24
     return write_dataset(tmp_path_factory.mktemp("phantoms"), n_per_class_split={"train": 3, "val": 1, "test": 1},
                          n_seg_train=8, n_seg_test=4, n_unlabelled=14, size=SIZE, seed=3)
 
@@ -103,16 +108,16 @@ def test_seg_metrics_hand_made():
     assert seg_metrics(np.full((1, 4, 4), 0.4), gt[:1, 0], threshold=0.3)["sensitivity"] == 1
 
 
-def test_algorithm1_adds_per_round_and_stops_when_pool_empty(data_root, tmp_path):
-    pool = unlabelled_pool(data_root)
+def test_algorithm1_adds_per_round_and_stops_when_pool_empty(seg_root, tmp_path):
+    pool = unlabelled_pool(seg_root)
     assert len(pool) == 24
     out = tmp_path / "alg1"
     kw = dict(per_round=10, epochs=1, epochs_per_round=1, seed=0, size=SIZE, init="scratch", batch_size=4,
               progress=False)
-    m1 = semi_supervised(data_root, out, max_rounds=1, **kw)
+    m1 = semi_supervised(seg_root, out, max_rounds=1, **kw)
     assert m1["rounds"] == 1 and [h["n_pseudo"] for h in m1["history"]] == [0, 10]
     # resume: continue to the end of the pool (24 = 10 + 10 + 4 slices), then stop
-    m = semi_supervised(data_root, out, **kw)
+    m = semi_supervised(seg_root, out, **kw)
     assert m["rounds"] == 3
     assert [h["n_pseudo"] for h in m["history"]] == [0, 10, 20, 24]
     assert [h["n_train"] for h in m["history"]] == [8, 18, 28, 32]
@@ -129,12 +134,12 @@ def test_algorithm1_adds_per_round_and_stops_when_pool_empty(data_root, tmp_path
     assert torch.equal(segment(model, x), segment(load_segmenter(out / "best.pt"), x))
 
 
-def test_cli_on_phantoms(data_root, tmp_path, capsys):
+def test_cli_on_phantoms(seg_root, tmp_path, capsys):
     from train import infnet
 
     p = argparse.ArgumentParser()
     infnet.add_args(p)
-    args = p.parse_args(["--data-root", str(data_root), "--out", str(tmp_path / "cli"), "--size", str(SIZE),
+    args = p.parse_args(["--data-root", str(seg_root), "--out", str(tmp_path / "cli"), "--size", str(SIZE),
                          "--epochs", "1", "--epochs-per-round", "1", "--per-round", "12", "--max-rounds", "1",
                          "--init", "scratch", "--batch-size", "4", "--no-progress", "--precision", "fp32",
                          "--sources", "semiseg"])

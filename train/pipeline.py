@@ -23,6 +23,10 @@ def add_args(p):
     p.add_argument("--seg-epochs-per-round", type=int, default=4, help="segmenter epochs per pseudo-label round")
     p.add_argument("--seg-max-rounds", type=int, default=None, help="cap on pseudo-label rounds (default: until all are labelled)")
     p.add_argument("--seg-size", type=int, default=256)
+    p.add_argument("--segmenter", default=None, help="reuse a segmenter checkpoint (from `python -m train infnet`) "
+                                                      "instead of running Algorithm 1 in this run")
+    p.add_argument("--branch-init", default="global", choices=("global", "init"),
+                   help="heatmap/infected backbones start from the trained global backbone, or from --init")
 
 
 def run(args):
@@ -30,7 +34,8 @@ def run(args):
         raise SystemExit(f"--tau must lie in [0, 1], got {args.tau}")
     seg = {"size": args.seg_size, "epochs": args.seg_epochs, "epochs_per_round": args.seg_epochs_per_round,
            "per_round": 100, "max_rounds": args.seg_max_rounds}
-    pipe = open_pipeline(args, tau=args.tau, cam=args.cam, strategy=args.strategy, seg=seg)
+    pipe = open_pipeline(args, tau=args.tau, cam=args.cam, strategy=args.strategy, seg=seg,
+                         segmenter=args.segmenter, branch_init=args.branch_init)
     timings = pipe.run_all()
     print(json.dumps({"run": str(pipe.run.path), "seconds": timings}))
     return 0

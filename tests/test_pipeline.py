@@ -1,0 +1,87 @@
+"""Algorithm 2 end to end on phantoms: stages, caches, reuse, prediction on new files."""
+import json
+import os
+import subprocess
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from core import feature_cache as fc
+from core.imaging import read_slice
+from core.inference import TrainedRun
+from core.pipeline import Pipeline, PipelineConfig
+from core.predictions import BRANCHES, evaluate_run
+from core.runfolder import RunFolder
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_every_stage_and_branch_is_trained_and_cached(synthetic_run):
+    for stage in ("global", "heatmap", "infnet", "infected", "global+heatmap", "fusion"):
+        assert (synthetic_run / stage / "best.pt").exists(), stage
+    for name in ("global", "heatmap-crops", "heatmap", "lesions", "fusion", "fusion-cam"):
+        assert list((synthetic_run / "features").glob(f"{name}-*.pt")), name
+    report = evaluate_run(RunFolder(synthetic_run), "test", n_boot=20)
+    assert set(report) == set(BRANCHES)
+    fusion = fc.latest(synthetic_run / "features", "fusion")
+    n = len(fusion["keys"])
+    k = fusion["vectors"]["g"].shape[1]
+    assert fusion["standardised"].shape == (n, 4 * k + 2)  # [global, heatmap, right, left, present]
+    cam = fc.latest(synthetic_run / "features", "fusion-cam")["cam"]
+    assert cam.shape[0] == n and float(cam.max()) <= 1.0 + 1e-3
+
+
+def test_a_second_run_reuses_every_stage_and_cache(synthetic_run, phantom_root):
+    run = RunFolder(synthetic_run)
+    cfg = PipelineConfig(**run.config["pipeline"])
+    before = {p.name: p.stat().st_mtime_ns for p in (synthetic_run / "features").glob("*.pt")
+              if not p.name.startswith(("fusion", "heatmap-", "embedding"))}
+    timings = Pipeline(run, phantom_root, cfg, progress=False).run_all()
+    trained = {"global", "heatmap", "infnet", "infected", "global+heatmap", "fusion"} & set(timings)
+    assert not trained, f"stages retrained: {trained}"
+    after = {p.name: p.stat().st_mtime_ns for p in (synthetic_run / "features").glob("*.pt") if p.name in before}
+    assert after == before
+
+
+def test_a_new_tau_makes_a_new_crop_cache_entry(synthetic_run, phantom_root):
+    run = RunFolder(synthetic_run)
+    cfg = PipelineConfig(**{**run.config["pipeline"], "tau": 0.3})
+    pipe = Pipeline(run, phantom_root, cfg, progress=False)
+    g = pipe.global_model()
+    gfeat = pipe.global_features(g)
+    n_before = len(list((synthetic_run / "features").glob("heatmap-crops-*.pt")))
+    crops = pipe.heatmap_crops(gfeat)
+    assert len(list((synthetic_run / "features").glob("heatmap-crops-*.pt"))) == n_before + 1
+    areas = (crops["boxes"][:, 2] - crops["boxes"][:, 0]) * (crops["boxes"][:, 3] - crops["boxes"][:, 1])
+    default = pipe.heatmap_crops(gfeat, tau=0.75)["boxes"]
+    default_areas = (default[:, 2] - default[:, 0]) * (default[:, 3] - default[:, 1])
+    assert bool((areas >= default_areas - 1e-6).all())  # smaller tau, larger (or equal) crop
+
+
+def test_trained_run_answers_a_new_slice_and_a_tau_change(synthetic_run, phantom_root):
+    tr = TrainedRun.load(synthetic_run)
+    f = next((phantom_root / "covid-ct" / "CT_COVID").glob("*.png"))
+    a = tr.analyse(read_slice(f))
+    assert set(a.probs) == set(BRANCHES) and all(0 <= p <= 1 for p in a.probs.values())
+    low = tr.rescore_tau(a, 0.1)
+    high = tr.rescore_tau(a, 0.9)
+    assert low.box.area >= high.box.area
+    cam = tr.fusion_cam(low)
+    assert cam.shape == (112, 112) and np.isfinite(cam).all()
+
+
+def test_predict_cli_answers_good_files_and_names_bad_ones(synthetic_run, phantom_root, tmp_path):
+    good = str(next((phantom_root / "covid-ct" / "CT_NonCOVID").glob("*.png")))
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    p = subprocess.run([sys.executable, "-m", "train", "predict", "--run", str(synthetic_run), str(bad), good],
+                       cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 1, p.stderr
+    lines = [json.loads(line) for line in p.stdout.splitlines()]
+    assert lines[0]["file"] == str(bad) and "broken.png" in lines[0]["error"]
+    assert set(lines[1]["probabilities"]) == set(BRANCHES)
+    assert len(lines[1]["heatmap_box"]) == 4 and "lesion_boxes" in lines[1]
