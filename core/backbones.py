@@ -113,6 +113,16 @@ def _lite(name: str, imagenet: bool) -> tuple[nn.Module, int]:
         state = torch.load(holder.get_model_file_path(), map_location="cpu", weights_only=True)
         net.load_state_dict(state)
     net.set_swish(memory_efficient=False)
+    # The ImageNet classifier is never used (we pool the last conv map ourselves); frozen, so
+    # DDP does not wait for gradients it will never get. Kept in the state dict for compatibility.
+    for p in net._fc.parameters():
+        p.requires_grad_(False)
+    # The port keeps TensorFlow's BatchNorm momentum (0.99, i.e. 0.01 in PyTorch terms): with ~13
+    # steps an epoch on COVID-CT the running statistics would still be half ImageNet's after six
+    # epochs, and evaluation (which uses them) lags far behind training. PyTorch's default fits.
+    for m in net.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.momentum = 0.1
     k = net._conv_head.out_channels
     return _LiteTrunk(net), k
 

@@ -54,13 +54,21 @@ def save_cached(folder: str | Path, name: str, parts: dict, tensors: dict) -> No
 
 
 def cached(folder: str | Path, name: str, parts: dict, compute) -> dict:
-    """Load the entry for `parts`, or compute, save and return it."""
+    """Load the entry for `parts`, or compute, save and return it.
+
+    Under DDP only rank 0 computes and writes; the other ranks wait for it, then read the entry."""
     hit = load_cached(folder, name, parts)
     if hit is not None:
         return hit
-    out = compute()
-    save_cached(folder, name, parts, out)
-    return out
+    from .trainer import rank0_first
+
+    out = rank0_first(lambda: _save_and_return(folder, name, parts, compute()))
+    return load_cached(folder, name, parts) if out is None else out
+
+
+def _save_and_return(folder, name, parts, tensors):
+    save_cached(folder, name, parts, tensors)
+    return tensors
 
 
 def latest(folder: str | Path, name: str) -> dict | None:

@@ -31,7 +31,7 @@ from .predictions import write_branch_probs
 from .recipes import DEFAULT_RECIPE, Recipe, get_recipe
 from .runfolder import RunFolder
 from .slices import SPLITS, SliceSet, load_slice_set
-from .trainer import StageData, is_main, predict, prepare, train_stage
+from .trainer import StageData, is_main, predict, prepare, rank0_first, train_stage
 
 STRATEGIES = ("G-H-I-F",)
 VECTOR_RECIPE = Recipe("vectors", "adamw", lr=1e-3, weight_decay=1e-2, batch_size=32, epochs=60,
@@ -183,24 +183,31 @@ class Pipeline:
 
         folder = self.run.stage("infnet")
         if not (folder / "best.pt").exists() and self.cfg.segmenter:
-            import shutil
-
-            src = Path(self.cfg.segmenter)
-            load_segmenter(src)  # refuse a broken checkpoint before copying it in
-            folder.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(src, folder / "best.pt")
-            if (src.parent / "metrics.json").exists():
-                shutil.copyfile(src.parent / "metrics.json", folder / "metrics.json")
-            self.log(f"infnet: reusing {src}")
+            rank0_first(lambda: self._adopt_segmenter(Path(self.cfg.segmenter), folder))
         if not (folder / "best.pt").exists():
             t0 = time.time()
             self.log("infnet: Algorithm 1 (semi-supervised)")
             s = self.cfg.seg
-            semi_supervised(self.data_root, folder, per_round=s["per_round"], max_rounds=s["max_rounds"],
-                            epochs=s["epochs"], epochs_per_round=s["epochs_per_round"], size=s["size"],
-                            seed=self.cfg.seed, device=self.device, progress=self.progress)
+            # The segmenter trains in one process; under DDP the other ranks wait for its checkpoint.
+            rank0_first(lambda: semi_supervised(
+                self.data_root, folder, per_round=s["per_round"], max_rounds=s["max_rounds"], epochs=s["epochs"],
+                epochs_per_round=s["epochs_per_round"], size=s["size"], seed=self.cfg.seed, device=self.device,
+                progress=self.progress, log=self.log))
             self.timings["infnet"] = time.time() - t0
         return load_segmenter(folder / "best.pt")
+
+    def _adopt_segmenter(self, src: Path, folder: Path) -> None:
+        import shutil
+
+        from .segmentation import load_segmenter
+
+        load_segmenter(src)  # refuse a broken checkpoint before copying it in
+        folder.mkdir(parents=True, exist_ok=True)
+        if (src.parent / "metrics.json").exists():
+            shutil.copyfile(src.parent / "metrics.json", folder / "metrics.json")
+        shutil.copyfile(src, folder / ".best.pt.tmp")
+        (folder / ".best.pt.tmp").replace(folder / "best.pt")
+        self.log(f"infnet: reusing {src}")
 
     def lesion_inputs(self) -> dict:
         from .segmentation import segment
@@ -238,7 +245,8 @@ class Pipeline:
                 out["side_boxes"][i, j] = torch.tensor(box.as_list())
                 key = "right" if j == 0 else "left"
                 out[key][i, 0] = (crop(self.hires[i, 0], box, s) * 255).round().to(torch.uint8)
-        fc.save_cached(self.run.features_dir, "lesions", parts, out)
+        if is_main():
+            fc.save_cached(self.run.features_dir, "lesions", parts, out)
         return out
 
     def infected_model(self, lesions, gvec) -> InfectedClassifier:
@@ -271,7 +279,8 @@ class Pipeline:
         self._probs("heatmap", h, {"crop": crops["crops"]}, ("crop",))
         t0 = time.time()
         hvec = self._pooled(h, {"crop": crops["crops"]}, ("crop",), lambda m, b: m.embed(b))
-        fc.save_cached(self.run.features_dir, "heatmap", {"ckpt": fc.file_digest(self.run.stage("heatmap") / "best.pt")},
+        if is_main():
+            fc.save_cached(self.run.features_dir, "heatmap", {"ckpt": fc.file_digest(self.run.stage("heatmap") / "best.pt")},
                        {"pooled": hvec})
         lesions = self.lesion_inputs()
         self.timings["heatmap-features+lesions"] = time.time() - t0
@@ -315,7 +324,8 @@ class Pipeline:
                      "side_boxes": lesions["side_boxes"][sl], "present": lesions["present"][sl]}
             parts.append(fusion_cam(models, batch, size))
         cam = torch.cat(parts)
-        fc.save_cached(self.run.features_dir, "fusion-cam",
+        if is_main():
+            fc.save_cached(self.run.features_dir, "fusion-cam",
                        {"ckpt": fc.file_digest(self.run.stage("fusion") / "best.pt")},
                        {"cam": cam.half(), "keys": [s.key for s in self.ds.slices]})
         return cam

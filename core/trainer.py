@@ -51,6 +51,15 @@ def is_main() -> bool:
     return world()[0] == 0
 
 
+def rank0_first(fn):
+    """Run `fn` on rank 0 only (other ranks get None) and let every rank continue once it is done."""
+    rank, size = world()
+    out = fn() if rank == 0 else None
+    if size > 1:
+        dist.barrier()
+    return out
+
+
 def prepare(batch: dict, image_keys, device, channels_last=False, augment_gen=None, strength="light") -> dict:
     out = {}
     for k, v in batch.items():

@@ -1,0 +1,214 @@
+"""Benchmarks: `make bench` (= python -m bench). Prints a Markdown table; writes bench-results/bench.json.
+
+Each figure is the median of several runs; comparisons are ratios against a plain reference run
+in the same process (never absolute timings judged against a constant):
+  train-loop      our train_stage vs a bare PyTorch loop over the same batches (fp32, and the bf16 fast path)
+  tau-slider      new tau -> threshold, largest region, crop (p50/p95); + heatmap/fusion re-score
+  predict         one slice through the whole trained pipeline
+  embedding       3D t-SNE and UMAP for 746 and 10,000 points
+  dashboard       cold start of `streamlit run` to a served page; first AppTest render
+  memory          peak resident memory of this process
+
+    python -m bench                  # everything (about 10-15 minutes on 2 CPU cores)
+    python -m bench --only tau,predict
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "bench-results"
+ROWS: list[dict] = []
+
+
+def row(name, value, unit, note=""):
+    ROWS.append({"benchmark": name, "value": value, "unit": unit, "note": note})
+    print(f"  {name}: {value} {unit} {note}", flush=True)
+
+
+def median_time(fn, repeats=3):
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def bench_train_loop(steps=4, batch=32, size=224):
+    from core.backbones import build_backbone
+    from core.models import SliceClassifier
+    from core.recipes import get_recipe
+    from core.trainer import StageData, train_stage
+
+    n = steps * batch
+    gen = torch.Generator().manual_seed(0)
+    data = StageData({"image": (torch.rand(n, 1, size, size, generator=gen) * 255).to(torch.uint8)},
+                     (torch.rand(n, generator=gen) > 0.5).float())
+    val = StageData({"image": data.inputs["image"][:8]}, data.labels[:8])
+
+    def bare(precision):
+        torch.manual_seed(0)
+        model = SliceClassifier(build_backbone("efficientnet_lite0", "imagenet")).train()
+        opt = torch.optim.AdamW(model.parameters(), lr=2e-4)
+
+        def run():
+            for s in range(steps):
+                x = data.inputs["image"][s * batch:(s + 1) * batch].float() / 255
+                y = data.labels[s * batch:(s + 1) * batch]
+                ctx = torch.autocast("cpu", dtype=torch.bfloat16) if precision == "bf16" else contextlib.nullcontext()
+                with ctx:
+                    logits = model({"image": x}).float()
+                loss = F.binary_cross_entropy_with_logits(logits, y)
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+        return run
+
+    def ours(recipe):
+        def run():
+            torch.manual_seed(0)
+            model = SliceClassifier(build_backbone("efficientnet_lite0", "imagenet"))
+            tmp = OUT / "tmp-stage"
+            train_stage(model, data, val, get_recipe(recipe, epochs=1, batch_size=batch, patience=0), tmp,
+                        progress=False, log=lambda m: None)
+        return run
+
+    t_bare32 = median_time(bare("fp32"))
+    t_ours32 = median_time(ours("fast-fp32"))
+    t_oursbf = median_time(ours("fast"))
+    # ours includes model construction, augmentation, validation of 8 slices and checkpoint writes
+    row("train-loop fp32: bare PyTorch", round(n / t_bare32, 2), "img/s")
+    row("train-loop fp32: train_stage", round(n / t_ours32, 2), "img/s", f"ratio {t_bare32 / t_ours32:.2f} vs bare")
+    row("train-loop bf16 fast path: train_stage", round(n / t_oursbf, 2), "img/s",
+        f"speed-up {t_bare32 / t_oursbf:.2f}x vs bare fp32")
+
+
+def tiny_run() -> Path:
+    """A full trained run on phantoms at the real working sizes (built once, cached)."""
+    from core.phantom import write_dataset
+    from core.pipeline import Pipeline, PipelineConfig
+    from core.runfolder import RunFolder
+
+    root = write_dataset(ROOT / ".cache" / "bench-phantoms", {"train": 12, "val": 6, "test": 6}, size=256)
+    path = ROOT / ".cache" / "bench-runs" / "bench"
+    if (path / "fusion" / "summary.json").exists():
+        return path
+    run = RunFolder(path, create=True)
+    cfg = PipelineConfig(epochs=1, batch_size=8, seg={"size": 256, "epochs": 1, "epochs_per_round": 1,
+                                                      "per_round": 100, "max_rounds": 0})
+    run.update_config(data_root=str(root), synthetic=True, pipeline=asdict(cfg))
+    Pipeline(run, root, cfg, progress=False).run_all()
+    return path
+
+
+def percentiles(samples):
+    a = np.array(samples) * 1000
+    return round(float(np.percentile(a, 50)), 2), round(float(np.percentile(a, 95)), 2)
+
+
+def bench_tau_and_predict():
+    from core.attention import crop, threshold_box, upsample_maps
+    from core.imaging import read_slice
+    from core.inference import TrainedRun
+
+    run = tiny_run()
+    tr = TrainedRun.load(run)
+    img = read_slice(next((ROOT / ".cache" / "bench-phantoms" / "covid-ct" / "CT_COVID").glob("*.png")))
+    a = tr.analyse(img)
+    rng = np.random.default_rng(0)
+    amap = upsample_maps(torch.rand(1, 7, 7), 224)[0].numpy()
+    crop_t, rescore_t = [], []
+    for tau in rng.uniform(0.05, 0.95, 100):
+        t = time.perf_counter()
+        hc = threshold_box(amap, float(tau))
+        crop(a.hires, hc.box, 224)
+        crop_t.append(time.perf_counter() - t)
+    for tau in rng.uniform(0.05, 0.95, 30):
+        t = time.perf_counter()
+        tr.rescore_tau(a, float(tau))
+        rescore_t.append(time.perf_counter() - t)
+    p50, p95 = percentiles(crop_t)
+    row("tau-slider crop (threshold+region+crop)", f"p50 {p50} / p95 {p95}", "ms", "floor 20 ms")
+    p50, p95 = percentiles(rescore_t)
+    row("tau-slider crop + heatmap & fusion re-score", f"p50 {p50} / p95 {p95}", "ms", "floor 150 ms")
+    pred = [median_time(lambda: tr.analyse(img), 1) for _ in range(5)]
+    p50, p95 = percentiles(pred)
+    row("one-slice full prediction", f"p50 {p50} / p95 {p95}", "ms", "efficientnet_lite0, 5 models")
+
+
+def bench_embedding():
+    from core.embedding import embed_3d
+
+    rng = np.random.default_rng(0)
+    for n in (746, 10_000):
+        centres = rng.normal(size=(8, 5122))
+        x = (centres[rng.integers(0, 8, n)] + rng.normal(scale=2.0, size=(n, 5122))).astype(np.float32)
+        for method in ("tsne", "umap"):
+            t = median_time(lambda: embed_3d(x, method), 1)
+            row(f"3D {method}, {n} points (5122-D)", round(t, 1), "s", "PCA to 50-D first")
+
+
+def bench_dashboard():
+    run = tiny_run()
+    env = {**os.environ, "COVID_LAB_RUNS": str(run.parent)}
+    port = 8599
+    t = time.perf_counter()
+    p = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "dashboard/app.py", "--server.port", str(port),
+                          "--server.headless", "true", "--", "--runs", str(run.parent)], cwd=ROOT, env=env,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        while time.perf_counter() - t < 120:
+            try:
+                if urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=1).status == 200:
+                    break
+            except OSError:
+                time.sleep(0.1)
+        row("dashboard cold start (process to served)", round(time.perf_counter() - t, 2), "s")
+    finally:
+        p.kill()
+    from streamlit.testing.v1 import AppTest
+
+    os.environ["COVID_LAB_RUNS"] = str(run.parent)
+    t = time.perf_counter()
+    at = AppTest.from_file(str(ROOT / "dashboard" / "app.py"), default_timeout=120).run()
+    row("dashboard first render (AppTest, overview)", round(time.perf_counter() - t, 2), "s",
+        "errors: " + str(len(at.exception)))
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--only", default="train,tau,embedding,dashboard")
+    args = p.parse_args(argv)
+    OUT.mkdir(exist_ok=True)
+    parts = {"train": bench_train_loop, "tau": bench_tau_and_predict, "embedding": bench_embedding,
+             "dashboard": bench_dashboard}
+    for name in args.only.split(","):
+        print(f"[{name}]", flush=True)
+        parts[name]()
+    row("peak memory (this process)", round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024), "MiB")
+    lines = ["| benchmark | value | unit | note |", "|---|---|---|---|"]
+    lines += [f"| {r['benchmark']} | {r['value']} | {r['unit']} | {r['note']} |" for r in ROWS]
+    table = "\n".join(lines)
+    print("\n" + table)
+    (OUT / "bench.json").write_text(json.dumps({"torch_threads": torch.get_num_threads(), "rows": ROWS}, indent=1))
+    (OUT / "bench.md").write_text(table + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,72 @@
+"""COVID-19 chest-CT explainability lab: the dashboard.
+
+    streamlit run dashboard/app.py -- --runs runs        # --runs defaults to ./runs ($COVID_LAB_RUNS also works)
+
+Pages (dashboard/views/): Overview, Map, Case, Margin review, New slice. Server settings (bind
+127.0.0.1, XSRF protection on, 50 MB uploads, no usage stats) live in .streamlit/config.toml.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # `streamlit run` puts dashboard/ on the path, not the project
+    sys.path.insert(0, str(ROOT))
+
+import streamlit as st  # noqa: E402
+
+from dashboard import data, ui  # noqa: E402
+
+st.set_page_config(page_title="COVID-CT attention lab", page_icon="🫁", layout="wide")
+
+PAGES = [
+    st.Page("views/overview.py", title="Overview", icon=":material/insights:", default=True),
+    st.Page("views/map.py", title="Map", icon=":material/scatter_plot:"),
+    st.Page("views/case.py", title="Case", icon=":material/image_search:"),
+    st.Page("views/margin.py", title="Margin review", icon=":material/rule:"),
+    st.Page("views/new_slice.py", title="New slice", icon=":material/upload_file:"),
+]
+page = st.navigation(PAGES)
+
+runs = data.runs_dir()
+st.session_state["_runs_dir"] = str(runs)
+names = data.available_runs(runs)
+
+with st.sidebar:
+    st.caption(ui.RESEARCH_NOTICE)
+    if names:
+        if st.session_state.get("run_name") not in names:
+            st.session_state["run_name"] = names[0]  # the newest
+        st.selectbox("Run", names, key="run_name", help=f"Run folders under {ui.runs_dir_label(runs)}, newest first")
+
+ui.research_notice()
+if not names:
+    st.title("No runs yet")
+    st.error(f"No trained runs under `{ui.runs_dir_label(runs)}` (a run folder holds config.json and "
+             "predictions.csv). Train one with `make train` or `python -m train pipeline --out runs/demo`, "
+             "or point the dashboard at another folder: `streamlit run dashboard/app.py -- --runs DIR`.")
+    st.stop()
+
+try:
+    ctx = ui.current()
+    _ = ctx.df
+except Exception as exc:  # a broken or half-written run folder: say so, do not show a traceback
+    st.error(f"Run `{st.session_state['run_name']}` cannot be read: {exc}")
+    st.stop()
+
+if ctx.rv.synthetic:
+    ui.synthetic_banner(ctx.rv)
+if st.session_state.get("_selected_run") != ctx.name:  # a new run: its own slices
+    st.session_state["_selected_run"] = ctx.name
+    if st.session_state.get("selected_key") not in set(ctx.df.key):
+        st.session_state.pop("selected_key", None)
+
+with st.sidebar:
+    pipe = ctx.rv.config.get("pipeline") or {}
+    st.caption(f"{pipe.get('backbone', '?')} · {pipe.get('strategy', '?')} · CAM {pipe.get('cam', '?')} · "
+               f"tau {pipe.get('tau', '?')} · {len(ctx.df)} slices")
+    if st.session_state.get("selected_key"):
+        st.caption(f"selected: `{st.session_state['selected_key']}`")
+
+page.run()

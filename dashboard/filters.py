@@ -1,0 +1,22 @@
+"""The Margin review's filters (plain pandas, so tests can compute the expected counts)."""
+from __future__ import annotations
+
+import pandas as pd
+
+FILTERS = {
+    "all slices": lambda df: df,
+    "misclassified only": lambda df: df[~df.correct],
+    "false negatives": lambda df: df[df.outcome == "false negative"],
+    "false positives": lambda df: df[df.outcome == "false positive"],
+}
+
+
+def filter_cases(df: pd.DataFrame, show: str = "all slices", splits=None, disagree: bool = False,
+                 descending: bool = False) -> pd.DataFrame:
+    """RunView.predictions rows kept by the filters, sorted by margin (ascending: nearest the boundary first)."""
+    out = FILTERS[show](df)
+    if splits is not None:
+        out = out[out.split.isin(list(splits))]
+    if disagree:
+        out = out[out.disagreement]
+    return out.sort_values(["margin", "key"], ascending=[not descending, True], kind="stable")

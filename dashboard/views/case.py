@@ -1,0 +1,92 @@
+"""Case: one slice, every branch's probability, its attention map with a live tau, lesions, fusion CAM, neighbours."""
+import streamlit as st
+
+from dashboard import data, ui
+
+ctx = ui.current()
+df = ctx.df
+order = data.branches(df)
+rows = df.set_index("key")
+_rank = {"test": 0, "val": 1, "train": 2}
+keys = sorted(rows.index, key=lambda k: (_rank.get(rows.at[k, "split"], 3), k))  # test slices first
+
+
+def _pick():
+    st.session_state["selected_key"] = st.session_state["case_pick"]
+
+
+def _open(key):
+    st.session_state["selected_key"] = key
+
+
+selected = st.session_state.get("selected_key")
+if selected not in rows.index:
+    selected = keys[0]
+    st.session_state["selected_key"] = selected
+st.session_state["case_pick"] = selected  # the picker follows selections made on other pages
+
+st.title("Case view")
+st.selectbox("Slice", keys, key="case_pick", on_change=_pick,
+             format_func=lambda k: f"{k}  ({rows.at[k, 'split']}, {'COVID' if rows.at[k, 'label'] == 1 else 'non-COVID'})")
+key = selected
+r = rows.loc[key]
+truth = "COVID" if r.label == 1 else "non-COVID"
+pred = "COVID" if r.pred == 1 else "non-COVID"
+st.markdown(f"### `{key}`")
+st.markdown(f"**truth** {truth} · **prediction** ({ctx.rv.decision_branch()}) {pred}, p = {r.p:.3f} · "
+            f"**{r.outcome}** · split {r.split} · margin {r.margin:.3f}"
+            + (" · branches disagree" if r.disagreement else ""))
+
+stored = {b: float(r[f"p_{b}"]) for b in order}
+try:
+    imgs = data.case_images(ctx.runs, ctx.name, ctx.stamp, key)
+except Exception as exc:
+    st.error(f"The stored maps of this slice cannot be shown: {exc}")
+    st.stop()
+
+top_l, top_r = st.columns([1, 1.4])
+with top_l:
+    st.image(imgs["slice"], caption="slice", width=300)
+with top_r:
+    st.markdown("**Every branch's probability** (stored, from the run's predictions)")
+    st.plotly_chart(ui.prob_chart(data.probs_frame(stored, order)), width="stretch", config=ui.PLOTLY_CONFIG,
+                    key="case_probs")
+    with st.expander("as a table"):
+        st.dataframe(data.probs_frame(stored, order), hide_index=True, width="stretch",
+                     column_config={"p(COVID)": st.column_config.NumberColumn(format="%.4f")})
+
+st.subheader(f"Attention map ({ctx.cam_method}) and the tau crop")
+
+
+@st.fragment
+def tau_panel():
+    try:
+        tr = ctx.trained()
+        a = data.analysis(ctx.runs, ctx.name, ctx.stamp, key)
+    except Exception as exc:
+        st.error(f"Live re-scoring is unavailable for this run: {exc}")
+        return
+    ui.tau_controls(tr, a, stored, ctx.tau, "tau", order)
+
+
+tau_panel()
+
+st.subheader("Infected regions (Inf-Net segmenter) and the lung crops")
+ui.image_row([(imgs["lesion"], "lesion probability + lesion boxes (red) and lung crops"),
+              (imgs["right_lung"], "right-lung crop (image left)"),
+              (imgs["left_lung"], "left-lung crop (image right)"),
+              (imgs["fusion_cam"], f"fusion CAM (at the run's tau {ctx.tau:.2f})")])
+
+st.subheader("Nearest neighbours in fusion-feature space")
+try:
+    neighbours = ctx.rv.neighbours(key, k=6)
+except Exception as exc:
+    neighbours = []
+    st.caption(f"No neighbours: {exc}")
+cols = st.columns(6)
+for col, (nk, dist) in zip(cols, neighbours):
+    nr = rows.loc[nk]
+    with col:
+        st.image(data.thumbnail(ctx.runs, ctx.name, ctx.stamp, nk), width="stretch")
+        st.caption(f"{nk.split('/')[-1]} · {'COVID' if nr.label == 1 else 'non-COVID'} · p={nr.p:.2f} · d={dist:.1f}")
+        st.button("Open", key=f"nb_{nk}", on_click=_open, args=(nk,), width="stretch")

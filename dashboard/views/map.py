@@ -1,0 +1,40 @@
+"""Map: the 3D t-SNE / UMAP of the fusion-layer (or a branch's) features; hover for images, click to open."""
+import streamlit as st
+
+from core.run_view import RunView
+
+from dashboard import data, ui
+from dashboard.components.scatter3d import scatter3d
+
+ctx = ui.current()
+df = ctx.df
+
+st.title("Feature map")
+c1, c2, c3 = st.columns(3)
+method = c1.radio("Embedding", ["tsne", "umap"], horizontal=True, key="map_method",
+                  format_func=lambda m: {"tsne": "t-SNE", "umap": "UMAP"}[m])
+which = c2.selectbox("Features", list(RunView.FEATURE_SETS), key="map_features",
+                     format_func=lambda w: {"fusion": "fusion layer (all branches)", "global": "global branch",
+                                            "heatmap": "heatmap branch", "infected": "infected branch (lung crops)"}[w])
+colour_by = c3.selectbox("Colour by", list(data.COLOUR_BY), key="map_colour")
+
+try:
+    xyz = data.embedding(ctx.runs, ctx.name, ctx.stamp, method, which)
+    keys = data.feature_keys(ctx.rv)
+    thumbs = data.hover_images(ctx.runs, ctx.name, ctx.stamp)
+except Exception as exc:
+    st.error(f"The 3D map of this run cannot be drawn: {exc}")
+    st.stop()
+
+args = data.map_points(df, keys, xyz, colour_by, thumbs)
+st.caption(f"{len(keys)} slices · {method.upper() if method == 'umap' else 't-SNE'} of the standardised "
+           f"{which} features (computed once, cached in the run folder). Hover a point to see the slice, its "
+           "fusion CAM and its infected-region overlay; click it to open the Case view.")
+clicked = scatter3d(args["points"], groups=args["groups"], continuous=args["continuous"],
+                    selected=st.session_state.get("selected_key"), height=640,
+                    uirevision=f"{ctx.name}/{method}/{which}", key="map_plot")
+
+# A click arrives once; a nonce tells a new click from the value the component still holds.
+if isinstance(clicked, dict) and clicked.get("key") in set(keys) and clicked.get("nonce") != st.session_state.get("_map_nonce"):
+    st.session_state["_map_nonce"] = clicked.get("nonce")
+    ui.open_case(clicked["key"])

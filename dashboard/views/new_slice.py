@@ -1,0 +1,109 @@
+"""New slice: upload a PNG/JPEG/DICOM/NIfTI slice, run every branch on it, place it in the 3D map."""
+import streamlit as st
+
+from dashboard import data, ui
+from dashboard.components.scatter3d import scatter3d
+
+ctx = ui.current()
+df = ctx.df
+order = data.branches(df)
+
+st.title("New slice")
+st.caption("The file is read in memory (its name is only shown, never used as a path) and analysed by the "
+           "selected run: every branch's probability, the attention map and tau crop, the infected regions, "
+           "the fusion CAM, and its place in the run's 3D feature map.")
+up = st.file_uploader("CT slice: PNG, JPEG, DICOM (.dcm) or NIfTI (.nii, .nii.gz), up to 50 MB",
+                      type=data.UPLOAD_TYPES, key="upload")
+if up is None:
+    st.info("Upload a slice to analyse it.")
+    st.stop()
+
+raw = up.getvalue()
+slice_index = None
+try:
+    if data.is_nifti(raw, up.name):
+        n = data.upload_slice_count(raw, up.name)
+        slice_index = st.slider("Axial slice of the volume", 0, n - 1, n // 2, key="nifti_slice") if n > 1 else 0
+        st.caption(f"{n} axial slices in the volume")
+except data.ImageReadError as exc:
+    st.error(str(exc))
+    st.stop()
+except Exception as exc:
+    st.error(f"{data.display_name(up.name)}: this file could not be read as a CT volume ({type(exc).__name__}).")
+    st.stop()
+
+try:
+    tr = ctx.trained()
+except Exception as exc:
+    st.error(f"Run `{ctx.name}` cannot analyse new slices: {exc}")
+    st.stop()
+
+result, images = data.cached_upload(st.session_state, tr, ctx.name, ctx.stamp, raw, up.name, slice_index)
+if result.error:
+    st.error(result.error)
+    st.stop()
+
+a = result.analysis
+st.markdown(f"### `{result.name}`" + (f" · slice {slice_index}" if slice_index is not None else ""))
+p = a.probs.get(order[-1]) if order else None
+if p is not None:
+    st.markdown(f"**{order[-1]}**: p(COVID) = {p:.3f} → **{'COVID' if p >= 0.5 else 'non-COVID'}** "
+                f"(margin {abs(p - 0.5):.3f})")
+
+top_l, top_r = st.columns([1, 1.4])
+with top_l:
+    st.image(images["slice"], caption="uploaded slice (working size)", width=300)
+with top_r:
+    probs = data.probs_frame(a.probs, order)
+    st.plotly_chart(ui.prob_chart(probs), width="stretch", config=ui.PLOTLY_CONFIG, key="upload_probs")
+    st.dataframe(probs, hide_index=True, width="stretch",
+                 column_config={"p(COVID)": st.column_config.NumberColumn(format="%.4f")})
+
+st.subheader(f"Attention map ({ctx.cam_method}) and the tau crop")
+
+
+@st.fragment
+def tau_panel():
+    ui.tau_controls(tr, a, None, ctx.tau, "upload_tau", order)
+
+
+tau_panel()
+
+st.subheader("Infected regions and the lung crops")
+ui.image_row([(images["lesion"], "lesion probability + lesion boxes (red) and lung crops"),
+              (images["right_lung"], "right-lung crop (image left)"),
+              (images["left_lung"], "left-lung crop (image right)"),
+              (images["fusion_cam"], f"fusion CAM (tau {ctx.tau:.2f})")])
+
+st.subheader("Place in the run's 3D map")
+method = st.radio("Embedding", ["tsne", "umap"], horizontal=True, key="upload_method",
+                  format_func=lambda m: {"tsne": "t-SNE", "umap": "UMAP"}[m])
+try:
+    xyz = data.embedding(ctx.runs, ctx.name, ctx.stamp, method, "fusion")
+    keys = data.feature_keys(ctx.rv)
+    thumbs = data.hover_images(ctx.runs, ctx.name, ctx.stamp)
+    pos = data.place_in_map(ctx.rv, result.fusion_vector, method)
+except Exception as exc:
+    st.error(f"The 3D map of this run cannot be drawn: {exc}")
+    st.stop()
+args = data.map_points(df, keys, xyz, "label", thumbs)
+highlight = {"x": float(pos[0]), "y": float(pos[1]), "z": float(pos[2]), "label": "new slice",
+             "text": f"{result.name} · p={p:.3f}" if p is not None else result.name, "imgs": images["thumbs"]}
+clicked = scatter3d(args["points"], groups=args["groups"], highlight=highlight, height=560,
+                    uirevision=f"{ctx.name}/{method}/fusion/upload", key="upload_map")
+st.caption("The new slice (magenta diamond) sits at the inverse-distance-weighted mean of its 8 nearest "
+           "neighbours' positions in fusion-feature space. Click a point to open that slice in the Case view.")
+if isinstance(clicked, dict) and clicked.get("key") in set(keys) and clicked.get("nonce") != st.session_state.get("_upload_nonce"):
+    st.session_state["_upload_nonce"] = clicked.get("nonce")
+    ui.open_case(clicked["key"])
+
+st.markdown("**Nearest slices of the run**")
+rows = df.set_index("key")
+cols = st.columns(6)
+for col, (nk, dist) in zip(cols, data.nearest_keys(ctx.rv, result.fusion_vector, 6)):
+    nr = rows.loc[nk]
+    with col:
+        st.image(data.thumbnail(ctx.runs, ctx.name, ctx.stamp, nk), width="stretch")
+        st.caption(f"{nk.split('/')[-1]} · {'COVID' if nr.label == 1 else 'non-COVID'} · p={nr.p:.2f} · d={dist:.1f}")
+        if st.button("Open", key=f"up_nb_{nk}", width="stretch"):
+            ui.open_case(nk)

@@ -1,0 +1,99 @@
+"""Overview: metrics with 95% intervals beside the paper's, ROC, confusion matrix, calibration, timings."""
+import plotly.express as px
+import plotly.graph_objects as go
+import streamlit as st
+
+from dashboard import data, ui
+
+ctx = ui.current()
+df = ctx.df
+rv = ctx.rv
+decision = rv.decision_branch()
+splits = [s for s in ("val", "test") if s in set(df.split)] or data.splits(df)
+
+st.title(f"Overview · {ctx.name}")
+pipe = rv.config.get("pipeline") or {}
+st.caption(f"Backbone {pipe.get('backbone', '?')} ({pipe.get('init', '?')} init), strategy {pipe.get('strategy', '?')}, "
+           f"attention {pipe.get('cam', '?')}, tau {pipe.get('tau', '?')}. Decision branch: **{decision}**. "
+           "Intervals: Wilson (accuracy, sensitivity, specificity), stratified bootstrap (F1, AUC).")
+
+for split in splits:
+    n = int((df.split == split).sum())
+    st.subheader(f"{split} · {n} slices")
+    st.dataframe(data.metric_table(ctx.runs, ctx.name, ctx.stamp, split).drop(columns="n"), hide_index=True,
+                 width="stretch")
+
+st.subheader("Beside the paper")
+paper, ours = st.columns(2)
+with paper:
+    st.markdown("**Nguyen et al. 2020** · COVID-CT test split, DenseNet-169, ImageNet init")
+    st.dataframe(rv.paper_table(), hide_index=True, width="stretch")
+with ours:
+    comp = data.paper_comparison(ctx.runs, ctx.name, ctx.stamp, splits[-1])
+    st.markdown(f"**This run** · {splits[-1]} split, {pipe.get('backbone', '?')}")
+    st.dataframe(comp, hide_index=True, width="stretch")
+
+st.divider()
+split = st.radio("Split for the plots", splits, index=len(splits) - 1, horizontal=True, key="overview_split")
+c1, c2, c3 = st.columns(3)
+with c1:
+    curves = data.roc_curves(ctx.runs, ctx.name, ctx.stamp, split)
+    fig = go.Figure()
+    for b, c in curves.items():
+        fig.add_scatter(x=c["fpr"], y=c["tpr"], mode="lines", name=f"{b} (AUC {c['auc']:.3f})",
+                        line=dict(width=3 if b == decision else 1.6))
+    fig.add_scatter(x=[0, 1], y=[0, 1], mode="lines", line=dict(dash="dot", color="#999"), showlegend=False)
+    fig.update_layout(title="ROC per branch", height=420, margin=dict(l=0, r=0, t=40, b=0),
+                      xaxis_title="1 - specificity", yaxis_title="sensitivity",
+                      legend=dict(orientation="h", y=-0.22), xaxis=dict(range=[0, 1]), yaxis=dict(range=[0, 1.02]))
+    if not curves:
+        st.info(f"The {split} split holds a single class: no ROC curve.")
+    st.plotly_chart(fig, width="stretch", config=ui.PLOTLY_CONFIG, key="roc")
+with c2:
+    m = data.confusion(ctx.runs, ctx.name, ctx.stamp, split)
+    fig = px.imshow(m, x=["pred non-COVID", "pred COVID"], y=["non-COVID", "COVID"], text_auto=True,
+                    color_continuous_scale="Blues", aspect="equal", zmin=0)
+    fig.update_traces(textfont_size=22)
+    fig.update_layout(title=f"Confusion matrix · {decision}", height=420, margin=dict(l=0, r=0, t=40, b=0),
+                      coloraxis_showscale=False, yaxis_title="truth")
+    st.plotly_chart(fig, width="stretch", config=ui.PLOTLY_CONFIG, key="confusion")
+with c3:
+    cal = data.calibration(ctx.runs, ctx.name, ctx.stamp, split)
+    fig = go.Figure()
+    for b, g in cal.groupby("branch", sort=False):
+        fig.add_scatter(x=g.mean_p, y=g.observed, mode="lines+markers", name=b, customdata=g.n,
+                        hovertemplate="mean p %{x:.2f}<br>observed %{y:.2f}<br>n %{customdata}",
+                        marker=dict(size=6 + 10 * g.n / max(1, cal.n.max())),
+                        line=dict(width=3 if b == decision else 1.4),
+                        visible=True if b == decision else "legendonly")
+    fig.add_scatter(x=[0, 1], y=[0, 1], mode="lines", line=dict(dash="dot", color="#999"), name="perfect",
+                    showlegend=False)
+    fig.update_layout(title="Calibration (reliability, 10 bins; click a branch to add it)", height=420, margin=dict(l=0, r=0, t=40, b=0),
+                      xaxis_title="mean predicted p(COVID)", yaxis_title="observed COVID fraction",
+                      xaxis=dict(range=[0, 1]), yaxis=dict(range=[-0.02, 1.02]), legend=dict(orientation="h", y=-0.22))
+    st.plotly_chart(fig, width="stretch", config=ui.PLOTLY_CONFIG, key="calibration")
+
+strategies = data.strategy_comparison(rv)
+if strategies is not None:
+    st.subheader("Training strategies")
+    st.dataframe(strategies, hide_index=True, width="stretch")
+
+st.divider()
+t1, t2 = st.columns([1.2, 1])
+with t1:
+    times = data.timings_table(rv)
+    total = rv.timings().get("total")
+    st.subheader("Stage timings" + (f" · {total:.1f} s in all" if total else ""))
+    if times.empty:
+        st.caption("This run recorded no timings.")
+    else:
+        fig = px.bar(times, x="seconds", y="stage", orientation="h", text=times.seconds.map(lambda s: f"{s:.1f} s"))
+        fig.update_layout(height=60 + 30 * len(times), margin=dict(l=0, r=0, t=10, b=0), yaxis=dict(autorange="reversed"),
+                          yaxis_title=None)
+        st.plotly_chart(fig, width="stretch", config=ui.PLOTLY_CONFIG, key="timings")
+with t2:
+    stages = data.stage_table(rv)
+    if not stages.empty:
+        st.subheader("Trained stages")
+        st.dataframe(stages, hide_index=True, width="stretch",
+                     column_config={"best val AUC": st.column_config.NumberColumn(format="%.3f")})
