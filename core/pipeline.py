@@ -1,4 +1,5 @@
 """Algorithm 2, strategy G-H-I-F: global, then heatmap and infected (global frozen), then fusion.
+The joint strategies of the paper's Table 3 (GHI-F, GHIF) are in core.joint, run by `run_joint`.
 
 Every frozen model's outputs (pooled vectors, Eq. 1 maps, crops, lesion masks) are computed once
 and cached in runs/<name>/features/, keyed by what produced them (core.feature_cache). Stage III
@@ -19,6 +20,7 @@ from pathlib import Path
 import torch
 
 from . import feature_cache as fc
+from .checkpoint import save_checkpoint
 from .attention import crop, crops_for_maps, upsample_maps
 from .backbones import build_backbone
 from .branches import InfectedClassifier, VectorHead
@@ -33,7 +35,7 @@ from .runfolder import RunFolder
 from .slices import SPLITS, SliceSet, load_slice_set
 from .trainer import StageData, is_main, predict, prepare, rank0_first, train_stage
 
-STRATEGIES = ("G-H-I-F",)
+STRATEGIES = ("G-H-I-F", "GHI-F", "GHIF")
 VECTOR_RECIPE = Recipe("vectors", "adamw", lr=1e-3, weight_decay=1e-2, batch_size=32, epochs=60,
                        schedule="cosine", patience=15, augment="none")
 
@@ -264,9 +266,11 @@ class Pipeline:
         cfg = self.cfg
         if cfg.strategy not in STRATEGIES:
             raise ValueError(f"unknown strategy {cfg.strategy!r}; choose one of {', '.join(STRATEGIES)}")
-        t_all = time.time()
         if is_main():
             self.run.update_config(data_root=str(self.data_root), pipeline=asdict(cfg))
+        if cfg.strategy != "G-H-I-F":
+            return self.run_joint()
+        t_all = time.time()
         # Stage I
         g = self.global_model()
         self._probs("global", g, {"image": self.ds.images}, ("image",))
@@ -291,12 +295,20 @@ class Pipeline:
         lr = self._pooled(inf, inf_inputs, ("right", "left"), lambda m, b: m.crop_vectors(b))
         vectors = {"g": gfeat["pooled"], "h": hvec, "r": lr[:, 0], "l": lr[:, 1],
                    "present": lesions["present"].float()}
-        # Stage III: one FC layer over cached vectors; global+heatmap is the same head on [g, h]
+        self.stage_three(g, h, inf, crops, lesions, vectors)
+        return self.finish(t_all)
+
+    def stage_three(self, g, h, inf, crops, lesions, vectors, fusion=None):
+        """One FC layer over cached vectors (fusion; global+heatmap is the same head on [g, h]),
+        the fusion cache the dashboard reads, and the fusion CAM. `fusion`: already trained (GHIF)."""
         t0 = time.time()
         gh = self.vector_head("global+heatmap", {"g": vectors["g"], "h": vectors["h"]})
         self._probs("global+heatmap", gh, {"g": vectors["g"], "h": vectors["h"]}, ())
-        fusion = self.vector_head("fusion", vectors)
-        p_fusion = self._probs("fusion", fusion, vectors, ())
+        if fusion is None:
+            fusion = self.vector_head("fusion", vectors)
+            p_fusion = self._probs("fusion", fusion, vectors, ())
+        else:
+            p_fusion = predict(fusion, StageData(vectors, self.ds.labels), (), device=self.device)
         self.timings["stage-III-heads"] = time.time() - t0
         if is_main():
             fused = fusion.standardised(vectors).detach()
@@ -306,11 +318,58 @@ class Pipeline:
         t0 = time.time()
         self.explain(g, h, inf, fusion, crops, lesions)
         self.timings["fusion-cam"] = time.time() - t0
+
+    def finish(self, t_all) -> dict:
         self.timings["total"] = time.time() - t_all
         if is_main():
             self.run.update_config(timings=self.timings)
             self.log(f"pipeline done in {self.timings['total']:.0f} s: {json.dumps(self.timings)}")
         return self.timings
+
+    # ---- Table 3: joint strategies ---------------------------------------------------------
+    def run_joint(self) -> dict:
+        """GHI-F or GHIF (core.joint): the branches train together; the segmenter stays frozen."""
+        from .joint import JointNet
+
+        t_all, cfg = time.time(), self.cfg
+        lesions = self.lesion_inputs()
+
+        def build():
+            bb = lambda: build_backbone(cfg.backbone, cfg.init)
+            g = SliceClassifier(bb())
+            k = g.backbone.num_features
+            fusion = VectorHead({"g": k, "h": k, "r": k, "l": k, "present": 2}) if cfg.strategy == "GHIF" else None
+            return JointNet(g, SliceClassifier(bb(), key="crop"), InfectedClassifier(bb(), k), fusion, cfg.tau,
+                            cfg.image_size)
+
+        joint = self.seeded(build)
+        inputs = {"hires": self.hires, "right": lesions["right"], "left": lesions["left"], "present": lesions["present"]}
+        self._train("joint", joint, inputs, self.recipe, ("hires", "right", "left"))
+        # Each branch gets its own stage folder, as in G-H-I-F, so every reader of a run works alike.
+        parts = {"global": joint.g, "heatmap": joint.h, "global+infected": joint.inf}
+        if joint.fusion is not None:
+            parts["fusion"] = joint.fusion
+        if is_main():
+            for name, model in parts.items():
+                stage = "infected" if name == "global+infected" else name
+                save_checkpoint({"model": model.state_dict(), "trained_in": f"joint ({cfg.strategy})"},
+                                self.run.stage(stage) / "best.pt")
+        rank0_first(lambda: None)
+        probs = predict(joint, StageData(inputs, self.ds.labels), ("hires", "right", "left"), device=self.device,
+                        reduce=False)
+        if is_main():
+            for j, name in enumerate(parts):
+                write_branch_probs(self.run, name, self.ds.slices, probs[:, j])
+        g, h, inf = joint.g, joint.h, joint.inf
+        gfeat = self.global_features(g)
+        crops = self.heatmap_crops(gfeat)
+        hvec = self._pooled(h, {"crop": crops["crops"]}, ("crop",), lambda m, b: m.embed(b))
+        inf_inputs = {"right": lesions["right"], "left": lesions["left"], "present": lesions["present"],
+                      "g": gfeat["pooled"]}
+        lr = self._pooled(inf, inf_inputs, ("right", "left"), lambda m, b: m.crop_vectors(b))
+        vectors = {"g": gfeat["pooled"], "h": hvec, "r": lr[:, 0], "l": lr[:, 1], "present": lesions["present"].float()}
+        self.stage_three(g, h, inf, crops, lesions, vectors, fusion=joint.fusion)
+        return self.finish(t_all)
 
     @torch.no_grad()
     def explain(self, g, h, inf, fusion, crops, lesions, size: int = 112):

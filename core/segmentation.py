@@ -292,11 +292,14 @@ def semi_supervised(data_root, out_dir, per_round: int = 100, max_rounds: int | 
                     epochs_per_round: int = 5, seed: int = 0, *, size: int = 256, device="cpu",
                     encoder: str = "efficientnet_lite0", init: str = "imagenet", threshold: float = 0.5,
                     batch_size: int = 8, lr: float = 4e-4, finetune_lr: float | None = None,
-                    precision: str = "fp32", sources=("semiseg", "covidct"), resume: bool = True,
-                    progress: bool = True, log=print) -> dict:
+                    precision: str = "fp32", sources=("semiseg", "covidct"), polish_epochs: int = 0,
+                    polish_lr: float | None = None, resume: bool = True, progress: bool = True, log=print) -> dict:
     """Algorithm 1 (see the module docstring). Returns the dict written to out_dir/metrics.json.
 
-    Files: out_dir/best.pt (the final model: the last round's, never chosen on the test slices),
+    `polish_epochs` > 0: after the last round, fine-tune on the labelled slices only (as Inf-Net's
+    Semi-Inf-Net does after its pseudo-label training); metrics "after_rounds" stay the pure
+    Algorithm 1 result, "final" scores the model written to best.pt.
+    Files: out_dir/best.pt (the final model, never chosen on the test slices),
     out_dir/metrics.json, out_dir/rounds/round-000.pt (labelled only), out_dir/rounds/latest.pt and
     out_dir/pseudo/round-KKK.pt (that round's keys and bit-packed pseudo masks) for resuming:
     a rerun with resume=True continues after the last finished round.
@@ -322,6 +325,7 @@ def semi_supervised(data_root, out_dir, per_round: int = 100, max_rounds: int | 
               "epochs_per_round": epochs_per_round, "per_round": per_round, "max_rounds": max_rounds,
               "threshold": threshold, "batch_size": batch_size, "lr": lr, "finetune_lr": finetune_lr,
               "precision": precision, "seed": seed, "sources": list(sources), "pool_size": len(pool),
+              "polish_epochs": polish_epochs,
               "n_labelled_train": len(train_sl), "n_test": len(test_sl)}
     state_path = out_dir / "state.json"
     state = None
@@ -385,9 +389,17 @@ def semi_supervised(data_root, out_dir, per_round: int = 100, max_rounds: int | 
     after = evaluate(model) if state["rounds_done"] > 0 else state["labelled_only"]
     if state["rounds_done"] > 0:
         state["history"][-1]["test"] = after
+    final = after
+    if polish_epochs > 0:
+        log(f"polish: fine-tuning on the {len(x_lab)} labelled slices for {polish_epochs} epochs")
+        model = train_segmenter(x_lab, y_lab, out_dir / "train" / "polish", polish_epochs, seed + 100_003, device,
+                                model=model, batch_size=batch_size, warmup_frac=0.1, precision=precision,
+                                lr=finetune_lr * 0.5 if polish_lr is None else polish_lr, progress=progress, log=log)
+        final = evaluate(model)
     save_checkpoint({"model": model.state_dict(), "config": {**model.config, "size": size, "threshold": threshold}},
                     out_dir / "best.pt")
-    metrics = {"labelled_only": state["labelled_only"], "after_rounds": after, "rounds": state["rounds_done"],
+    metrics = {"labelled_only": state["labelled_only"], "after_rounds": after, "final": final,
+               "rounds": state["rounds_done"], "polish_epochs": polish_epochs,
                "pool_size": len(pool), "pool_used": min(len(pool), state["rounds_done"] * per_round),
                "n_train_final": sum(len(x) for x in x_parts), "history": state["history"], "config": config,
                "seconds_this_call": round(time.time() - t_all, 1)}

@@ -82,15 +82,17 @@ def autocast(precision: str, device: torch.device):
 
 @torch.no_grad()
 def predict(model: nn.Module, data: StageData, image_keys=("image",), batch_size=64, device="cpu",
-            precision="fp32", channels_last=False) -> np.ndarray:
-    """Probabilities (N,) in slice order."""
+            precision="fp32", channels_last=False, reduce=True) -> np.ndarray:
+    """Probabilities (N,) in slice order. A model with several heads returns (B, m) logits: `reduce`
+    averages their probabilities (validation of joint training), else (N, m) is returned."""
     device = torch.device(device)
     model.eval()
     out = []
     for i in range(0, len(data), batch_size):
         b = prepare(data.batch(slice(i, i + batch_size)), image_keys, device, channels_last)
         with autocast(precision, device):
-            out.append(torch.sigmoid(model(b).float()).cpu())
+            p = torch.sigmoid(model(b).float()).cpu()
+            out.append(p.mean(1) if (reduce and p.dim() == 2) else p)
     return torch.cat(out).numpy() if out else np.zeros(0, np.float32)
 
 
@@ -167,6 +169,8 @@ def train_stage(model: nn.Module, train: StageData, val: StageData, recipe: Reci
                 g["lr"] = lr_at(recipe, epoch, s, steps)
             with autocast(recipe.precision, device):
                 logits = net(b).float()
+            if logits.dim() == 2:  # several heads (joint strategies): one BCE each, averaged
+                y = y[:, None].expand_as(logits)
             loss = F.binary_cross_entropy_with_logits(logits, y)
             opt.zero_grad(set_to_none=True)
             loss.backward()

@@ -94,7 +94,7 @@ def tau_controls(tr, a, stored: dict | None, default_tau: float, slider_key: str
     r, ms = data.rescore(tr, a, tau)
     imgs = data.tau_images(r, tau)
     c1, c2, c3, c4 = st.columns([1, 1, 1, 1.35])
-    c1.image(imgs["attention"], caption="attention map + crop box", width="stretch")
+    c1.image(imgs["attention"], caption="attention map + its tau box", width="stretch")
     c2.image(imgs["region"], caption=f"largest region of H > {tau:.2f}", width="stretch")
     c3.image(imgs["crop"], caption="heatmap-branch crop", width="stretch")
     with c4:

@@ -175,34 +175,34 @@ def run_scenario(run_path: Path) -> str:
 
         # Click the hovered point: the Case view opens on it.
         if real_mouse:
-            page.mouse.click(*pos)
+            # plotly's gl3d click needs the button held across a frame, as a person's click does
+            page.mouse.click(*pos, delay=120)
         else:
             frame.evaluate(f"window.__scatter3d.click({index})")
-        page.wait_for_url(re.compile(r".*/case$"), timeout=60_000)
         page.get_by_role("heading", name="Case view").wait_for(timeout=60_000)
+        assert page.evaluate("location.pathname").endswith("/case")
         wait_idle(page)
         page.locator("code", has_text=key).first.wait_for(timeout=60_000)
 
         # Tau: keyboard arrows on the slider; the crop box text follows.
-        crop = page.locator("p", has_text="crop box").first
+        crop = page.locator("p", has_text=re.compile(r"^crop box \[")).first
         crop.wait_for(timeout=60_000)
         before = crop.inner_text()
-        slider = page.get_by_role("slider").first
+        slider = page.locator("[data-testid=stSlider] input[type=range]").first
         slider.scroll_into_view_if_needed()
-        assert float(slider.get_attribute("aria-valuenow")) == pytest.approx(0.75)
+        assert float(slider.evaluate("e => e.value")) == pytest.approx(0.75)
         slider.focus()
         for _ in range(40):  # 0.75 -> 0.35
             page.keyboard.press("ArrowLeft")
-        page.wait_for_function("v => { const s = document.querySelector('[role=slider]');"
-                               " return s && Math.abs(Number(s.getAttribute('aria-valuenow')) - v) < 1e-6; }",
-                               arg=0.35, timeout=10_000)
-        page.wait_for_function("t => { const p = [...document.querySelectorAll('p')].find(e => e.innerText.includes('crop box'));"
+        page.wait_for_function("v => { const s = document.querySelector('[data-testid=stSlider] input[type=range]');"
+                               " return s && Math.abs(Number(s.value) - v) < 1e-6; }", arg=0.35, timeout=10_000)
+        page.wait_for_function("t => { const p = [...document.querySelectorAll('p')].find(e => e.innerText.startsWith('crop box ['));"
                                " return p && p.innerText !== t; }", arg=before, timeout=60_000)
         wait_idle(page)
         after = crop.inner_text()
         assert after != before
         assert re.search(r"\[\d\.\d{3}, \d\.\d{3}, \d\.\d{3}, \d\.\d{3}\]", after)
-        page.get_by_text("live, tau=0.35").first.wait_for(timeout=30_000)
+        page.get_by_text("live, tau=0.35").first.wait_for(state="attached", timeout=30_000)  # the table header
         page.screenshot(path=str(ARTIFACTS / "browser-case-tau.png"), full_page=True)
         assert not errors, errors
         how = f"hover by {'real mouse' if real_mouse else 'synthetic event'}; {before!r} -> {after!r}"

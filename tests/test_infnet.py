@@ -142,9 +142,11 @@ def test_cli_on_phantoms(seg_root, tmp_path, capsys):
     args = p.parse_args(["--data-root", str(seg_root), "--out", str(tmp_path / "cli"), "--size", str(SIZE),
                          "--epochs", "1", "--epochs-per-round", "1", "--per-round", "12", "--max-rounds", "1",
                          "--init", "scratch", "--batch-size", "4", "--no-progress", "--precision", "fp32",
-                         "--sources", "semiseg"])
+                         "--sources", "semiseg", "--polish-epochs", "1"])
     summary = infnet.run(args)
     printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert printed["rounds"] == 1 and printed["n_train_final"] == 8 + 12
     assert set(printed["after_rounds"]) == {"dice", "iou", "sensitivity", "specificity"}
+    assert set(printed["final_after_polish"]) == set(printed["after_rounds"])
+    assert json.loads((tmp_path / "cli" / "train" / "polish" / "summary.json").read_text())["n_train"] == 8
     assert summary["rounds"] == 1

@@ -85,3 +85,17 @@ def test_predict_cli_answers_good_files_and_names_bad_ones(synthetic_run, phanto
     assert lines[0]["file"] == str(bad) and "broken.png" in lines[0]["error"]
     assert set(lines[1]["probabilities"]) == set(BRANCHES)
     assert len(lines[1]["heatmap_box"]) == 4 and "lesion_boxes" in lines[1]
+
+
+@pytest.mark.parametrize("strategy", ["GHI-F", "GHIF"])
+def test_joint_strategies_train_every_branch_and_load_for_prediction(strategy, phantom_root, synthetic_run, tmp_path):
+    run = RunFolder(tmp_path / strategy, create=True)
+    cfg = PipelineConfig(**{**RunFolder(synthetic_run).config["pipeline"], "strategy": strategy, "epochs": 1,
+                            "segmenter": str(synthetic_run / "infnet" / "best.pt")})
+    Pipeline(run, phantom_root, cfg, progress=False).run_all()
+    assert (run.path / "joint" / "summary.json").exists()
+    report = evaluate_run(run, "test", n_boot=10)
+    assert set(report) == set(BRANCHES)
+    tr = TrainedRun.load(run.path)
+    f = next((phantom_root / "covid-ct" / "CT_COVID").glob("*.png"))
+    assert set(tr.analyse(read_slice(f)).probs) == set(BRANCHES)

@@ -42,6 +42,8 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--precision", default="bf16", choices=("fp32", "bf16"), help="autocast precision (bf16: faster on AVX512-BF16 CPUs and GPUs)")
     p.add_argument("--sources", default="semiseg,covidct", help="unlabelled pool: semiseg, covidct or both")
     p.add_argument("--threads", type=int, default=None, help="CPU threads (1 is fastest when another job shares the cores)")
+    p.add_argument("--polish-epochs", type=int, default=0,
+                   help="after the last round, fine-tune on the labelled slices only (Semi-Inf-Net style; 0: off)")
     p.add_argument("--no-resume", action="store_true", help="refuse to continue a run already in --out")
 
 
@@ -62,10 +64,12 @@ def run(args) -> dict:
                         epochs=args.epochs or 40, epochs_per_round=args.epochs_per_round, seed=args.seed,
                         size=args.size, device=device, encoder=args.encoder, init=args.init,
                         threshold=args.threshold, batch_size=args.batch_size or 8, lr=args.lr,
-                        precision=args.precision, sources=sources, progress=not args.no_progress)
+                        precision=args.precision, sources=sources, polish_epochs=args.polish_epochs,
+                        progress=not args.no_progress)
     summary = {"out": args.out, "rounds": m["rounds"], "n_train_final": m["n_train_final"],
                "labelled_only": {k: round(m["labelled_only"][k], 4) for k in KEYS},
                "after_rounds": {k: round(m["after_rounds"][k], 4) for k in KEYS},
+               **({"final_after_polish": {k: round(m["final"][k], 4) for k in KEYS}} if m["polish_epochs"] else {}),
                "round0_train_seconds": m["history"][0]["train_seconds"],
                "wall_seconds": round(time.time() - t0, 1)}
     if synthetic:
