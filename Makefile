@@ -6,7 +6,9 @@
 PY := .venv/bin/python
 DATA ?=
 RUN ?= $(if $(DATA),runs/real-demo,runs/demo)
-EPOCHS ?= $(if $(DATA),,6)
+# Synthetic default: a short schedule (minutes). Real data: the default recipe with a CPU-sized
+# segmenter schedule (3 pseudo-label rounds) and 8 epochs for the heatmap/infected branches.
+TRAIN_ARGS ?= $(if $(DATA),--data-root $(DATA) --seg-max-rounds 3 --branch-epochs 8,--epochs 6 --seg-epochs 6 --seg-max-rounds 2 --seg-polish-epochs 2)
 PORT ?= 8501
 
 .venv/.installed: requirements.txt requirements-dev.txt
@@ -18,7 +20,7 @@ PORT ?= 8501
 setup: .venv/.installed
 
 train: setup
-	$(PY) -m train pipeline $(if $(DATA),--data-root $(DATA)) --out $(RUN) $(if $(EPOCHS),--epochs $(EPOCHS) --seg-epochs $(EPOCHS) --seg-max-rounds 2) --resume
+	$(PY) -m train pipeline $(TRAIN_ARGS) --out $(RUN) --resume
 
 demo: train
 	$(PY) -m train evaluate --run $(RUN) --split test

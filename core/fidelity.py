@@ -165,12 +165,18 @@ def deletion_auc(probs: Sequence[float]) -> float:
 
 def deletion_curves(predict: Callable[[np.ndarray], np.ndarray], image: np.ndarray, maps: dict,
                     steps: int = STEPS, fill: str = "mean", seed: int = 0) -> dict:
-    """{name: (steps + 1,) probabilities}, every map's deleted images scored in one `predict` call."""
+    """{name: (steps + 1,) probabilities}: every map's deleted images scored in one `predict` call.
+
+    The intact and the fully deleted image are the same for every map: they are scored once."""
     names = list(maps)
+    if not names:
+        return {}
     stacks = [deletion_inputs(image, maps[n], steps, fill, np.random.default_rng([seed, i]))
               for i, n in enumerate(names)]
-    probs = np.asarray(predict(np.concatenate(stacks)), np.float64).reshape(len(names), steps + 1)
-    return {n: probs[i] for i, n in enumerate(names)}
+    ends = stacks[0][[0, -1]]
+    probs = np.asarray(predict(np.concatenate([ends] + [st[1:-1] for st in stacks])), np.float64)
+    first, last, mids = probs[0], probs[1], probs[2:].reshape(len(names), steps - 1)
+    return {n: np.concatenate([[first], mids[i], [last]]) for i, n in enumerate(names)}
 
 
 # ---- summary ----------------------------------------------------------------------------------

@@ -74,6 +74,9 @@ def stamp(runs: str | Path, name: str) -> str:
     return ":".join(parts)
 
 
+run_stamp = stamp  # for functions whose `stamp` argument hides it
+
+
 # ---- run objects ------------------------------------------------------------------------------
 @st.cache_resource(max_entries=4, show_spinner=False)
 def view(runs: str, name: str, stamp: str) -> RunView:
@@ -221,19 +224,84 @@ def stage_table(rv: RunView) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def strategy_comparison(rv: RunView) -> pd.DataFrame | None:
-    """The training-strategy comparison, when the run's config holds one (else None)."""
-    cfg = rv.config
-    raw = cfg.get("strategy_comparison") or cfg.get("strategies")
-    if not raw:
+STRATEGY_ORDER = ("GHIF", "GHI-F", "G-H-I-F")
+
+
+def strategy_comparison(runs: str, name: str, stamp: str) -> tuple[pd.DataFrame, str] | None:
+    """The training-strategy comparison (the paper's Table 3), when there is one to show:
+    the run config's own `strategy_comparison`, else the runs beside this one that share its
+    backbone and init but were trained with other strategies (fusion on the test split, mean and
+    std over seeds), else `table3.csv` that `python -m train reproduce` wrote beside the runs folder.
+    Returns (table, where it came from) or None."""
+    rv = view(runs, name, stamp)
+    raw = rv.config.get("strategy_comparison")
+    if isinstance(raw, dict) and raw:
+        return pd.DataFrame([{"strategy": k, **(v if isinstance(v, dict) else {"value": v})} for k, v in raw.items()]), \
+            "the run's configuration"
+    if isinstance(raw, list) and raw and all(isinstance(r, dict) for r in raw):
+        return pd.DataFrame(raw), "the run's configuration"
+    siblings = tuple((n, run_stamp(runs, n)) for n in available_runs(runs)[:200])
+    table = _sibling_strategies(runs, name, siblings)
+    if table is not None:
+        return table, f"runs under {Path(runs).name}/ with the same backbone and init"
+    f = Path(runs).parent / "table3.csv"
+    if f.is_file() and f.stat().st_size < 1_000_000:
+        try:
+            return pd.read_csv(f), f"{f.parent.name}/table3.csv (python -m train reproduce)"
+        except (ValueError, OSError):
+            return None
+    return None
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def _sibling_strategies(runs: str, name: str, siblings: tuple) -> pd.DataFrame | None:
+    from core.metrics import binary_metrics
+
+    stamps = dict(siblings)
+    me = (view(runs, name, stamps[name]).config.get("pipeline") or {}) if name in stamps else {}
+    rows = []
+    for other, st_ in siblings:
+        try:
+            ov = view(runs, other, st_)
+            pipe = ov.config.get("pipeline") or {}
+            if (pipe.get("backbone"), pipe.get("init")) != (me.get("backbone"), me.get("init")):
+                continue
+            df = ov.predictions
+            if "p_fusion" not in df or not (df.split == "test").any():
+                continue
+            test = df[df.split == "test"]
+            m = binary_metrics(test.label.to_numpy(), test.p_fusion.to_numpy(float), n_boot=0)
+            rows.append({"strategy": pipe.get("strategy", "G-H-I-F"), "run": other,
+                         **{k: m[k]["value"] for k in ("accuracy", "f1", "auc")}})
+        except Exception:  # a half-written run beside this one: leave it out
+            continue
+    if len({r["strategy"] for r in rows}) < 2:
         return None
-    if isinstance(raw, dict):
-        rows = [{"strategy": k, **(v if isinstance(v, dict) else {"value": v})} for k, v in raw.items()]
-    elif isinstance(raw, list):
-        rows = [r for r in raw if isinstance(r, dict)]
-    else:
-        return None
-    return pd.DataFrame(rows) if rows else None
+    df = pd.DataFrame(rows)
+    out = []
+    for strategy, g in sorted(df.groupby("strategy"), key=lambda t: (STRATEGY_ORDER + (t[0],)).index(t[0])):
+        row = {"strategy": strategy, "runs": len(g)}
+        for k in ("accuracy", "f1", "auc"):
+            v = g[k].to_numpy(float)
+            row[k] = f"{v.mean():.3f} ± {v.std(ddof=1):.3f}" if len(v) > 1 else f"{v.mean():.3f}"
+        out.append(row)
+    return pd.DataFrame(out)
+
+
+def fusion_input(rv: RunView, key: str) -> np.ndarray:
+    """The stored standardised fusion-layer input of a slice of the run."""
+    return rv.features("fusion")[feature_keys(rv).index(key)]
+
+
+def out_of_range(rv: RunView, vector: np.ndarray) -> tuple[float, float]:
+    """(largest |standardised fusion input| of this slice, the largest on the training split).
+    Much larger than the training split's: the fusion probability extrapolates."""
+    x = rv.features("fusion")
+    keys = feature_keys(rv)
+    split = rv.predictions.set_index("key").split
+    train = np.array([split.get(k) == "train" for k in keys])
+    ref = float(np.abs(x[train]).max()) if train.any() else float(np.abs(x).max())
+    return float(np.abs(vector).max()), ref
 
 
 # ---- per-slice images -------------------------------------------------------------------------
@@ -250,9 +318,9 @@ def hover_images(runs: str, name: str, stamp: str, size: int = THUMB) -> dict[st
     for key in feature_keys(rv):
         img = rv.image(key, size)
         out[key] = [im.data_uri(im.grey_rgb(img), "JPEG", 80),
-                    im.data_uri(im.overlay(img, rv.fusion_cam(key), "cam", alpha=0.45), "JPEG", 80),
-                    im.data_uri(im.overlay(img, rv.lesion_prob(key), "lesion", alpha=0.85, weight_by_value=True,
-                                           boxes=[(b, im.BOX_COLOURS["lesion"], 1) for b in rv.lesion_boxes(key)]),
+                    im.data_uri(im.cam_overlay(img, rv.fusion_cam(key)), "JPEG", 80),
+                    im.data_uri(im.lesion_overlay(img, rv.lesion_prob(key),
+                                                  boxes=[(b, im.BOX_COLOURS["lesion"], 1) for b in rv.lesion_boxes(key)]),
                                 "JPEG", 80)]
     return out
 
@@ -272,9 +340,8 @@ def case_images(runs: str, name: str, stamp: str, key: str, size: int = 224) -> 
     side_boxes = [(b, im.BOX_COLOURS[s]) for s, b in sides.items() if b is not None]
     out = {
         "slice": im.to_png(im.grey_rgb(img)),
-        "lesion": im.to_png(im.overlay(img, rv.lesion_prob(key), "lesion", alpha=0.85, weight_by_value=True,
-                                       boxes=lesion_boxes + side_boxes)),
-        "fusion_cam": im.to_png(im.overlay(img, rv.fusion_cam(key), "cam", alpha=0.45)),
+        "lesion": im.to_png(im.lesion_overlay(img, rv.lesion_prob(key), boxes=lesion_boxes + side_boxes)),
+        "fusion_cam": im.to_png(im.cam_overlay(img, rv.fusion_cam(key))),
     }
     for s, b in sides.items():
         out[s] = im.to_png(im.crop_image(img, b, 160) if b is not None else im.blank(160, "no lesion on this side"))
@@ -307,7 +374,7 @@ def tau_images(a, tau: float, size: int = 224) -> dict[str, bytes]:
     """The attention map with the Eq. 2 region at `tau`, its box, and the crop the heatmap branch sees."""
     hc = threshold_box(a.attention, tau)
     img = im.as_uint8(a.image)
-    attention = im.overlay(img, a.attention, "cam", alpha=0.5, size=size, boxes=[(hc.box, im.BOX_COLOURS["heatmap"])])
+    attention = im.cam_overlay(img, a.attention, size=size, boxes=[(hc.box, im.BOX_COLOURS["heatmap"])])
     region = im.overlay(img, hc.region.astype(np.float32), "region", alpha=0.55, threshold=0.5, size=size,
                         boxes=[(hc.box, im.BOX_COLOURS["heatmap"])])
     return {"attention": im.to_png(attention), "region": im.to_png(region),
@@ -322,16 +389,15 @@ def analysis_images(tr, a, size: int = 224) -> dict[str, bytes]:
     with _MODEL_LOCK:
         cam = tr.fusion_cam(a)
     out = {"slice": im.to_png(im.grey_rgb(img, size)),
-           "lesion": im.to_png(im.overlay(img, a.lesion_prob, "lesion", alpha=0.85, weight_by_value=True, size=size,
-                                          boxes=boxes)),
-           "fusion_cam": im.to_png(im.overlay(img, cam, "cam", alpha=0.45, size=size))}
+           "lesion": im.to_png(im.lesion_overlay(img, a.lesion_prob, size=size, boxes=boxes)),
+           "fusion_cam": im.to_png(im.cam_overlay(img, cam, size=size))}
     for s, b in a.side_boxes.items():
         out[s] = im.to_png(im.crop_image(a.hires, b, 160) if b is not None else im.blank(160, "no lesion on this side"))
     small = im.grey_rgb(img, THUMB)
     out["thumbs"] = [im.data_uri(small, "JPEG", 80),
-                     im.data_uri(im.overlay(img, cam, "cam", alpha=0.45, size=THUMB), "JPEG", 80),
-                     im.data_uri(im.overlay(img, a.lesion_prob, "lesion", alpha=0.85, weight_by_value=True, size=THUMB,
-                                            boxes=[(b, im.BOX_COLOURS["lesion"], 1) for b in a.lesion_boxes]), "JPEG", 80)]
+                     im.data_uri(im.cam_overlay(img, cam, size=THUMB), "JPEG", 80),
+                     im.data_uri(im.lesion_overlay(img, a.lesion_prob, size=THUMB,
+                                                   boxes=[(b, im.BOX_COLOURS["lesion"], 1) for b in a.lesion_boxes]), "JPEG", 80)]
     return out
 
 

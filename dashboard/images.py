@@ -68,12 +68,12 @@ def grey_rgb(img: np.ndarray, size: int | None = None) -> np.ndarray:
 
 def overlay(img: np.ndarray, heat: np.ndarray | None = None, cmap: str = "cam", alpha: float = 0.45,
             weight_by_value: bool = False, threshold: float | None = None, size: int | None = None,
-            boxes: Iterable[tuple] = ()) -> Image.Image:
+            boxes: Iterable[tuple] = (), min_alpha: float = 0.0) -> Image.Image:
     """Grey slice with a colour-mapped map blended on top and box outlines.
 
     heat: (h, w) in [0, 1] (resized to the slice). weight_by_value: the blend weight grows with the
-    value (lesion probabilities: empty background stays grey). threshold: pixels below it are not
-    coloured. boxes: (Box, (r, g, b)) pairs, or (Box, (r, g, b), width)."""
+    value from min_alpha to alpha (low values leave the slice visible). threshold: pixels below it
+    are not coloured. boxes: (Box, (r, g, b)) pairs, or (Box, (r, g, b), width)."""
     base = grey_rgb(img, size).astype(np.float32)
     h, w = base.shape[:2]
     if heat is not None:
@@ -81,13 +81,26 @@ def overlay(img: np.ndarray, heat: np.ndarray | None = None, cmap: str = "cam", 
         colour = colormap(m, cmap).astype(np.float32)
         a = np.full((h, w), alpha, np.float32)
         if weight_by_value:
-            a = alpha * m
+            a = min_alpha + (alpha - min_alpha) * m
         if threshold is not None:
             a = np.where(m >= threshold, a, 0.0)
         base = base * (1 - a[..., None]) + colour * a[..., None]
     out = Image.fromarray(base.round().clip(0, 255).astype(np.uint8), mode="RGB")
     draw_boxes(out, boxes)
     return out
+
+
+def cam_overlay(img: np.ndarray, cam: np.ndarray, size: int | None = None, boxes: Iterable[tuple] = ()) -> Image.Image:
+    """A class activation map: colour everywhere, stronger where the map is high."""
+    return overlay(img, cam, "cam", alpha=0.6, weight_by_value=True, min_alpha=0.2, size=size, boxes=boxes)
+
+
+def lesion_overlay(img: np.ndarray, prob: np.ndarray, size: int | None = None, boxes: Iterable[tuple] = (),
+                   threshold: float = 0.5) -> Image.Image:
+    """The infected-region mask (lesion probability above `threshold`, as core.lesion_crops cuts it),
+    coloured by probability."""
+    return overlay(img, prob, "lesion", alpha=0.8, weight_by_value=True, min_alpha=0.45, threshold=threshold,
+                   size=size, boxes=boxes)
 
 
 def draw_boxes(im: Image.Image, boxes: Iterable[tuple]) -> Image.Image:

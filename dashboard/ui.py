@@ -15,6 +15,7 @@ from dashboard import data
 RESEARCH_NOTICE = "Research use only — not for clinical diagnosis."
 CASE_PAGE = "views/case.py"
 PLOTLY_CONFIG = {"displaylogo": False}
+SMALL_CHART_CONFIG = {"displayModeBar": False}
 
 
 @dataclass
@@ -76,6 +77,18 @@ def prob_chart(df: pd.DataFrame, height: int = 220, title: str = "") -> go.Figur
                       yaxis=dict(autorange="reversed"), legend=dict(orientation="h", y=-0.3),
                       showlegend=len(cols) > 1)
     return fig
+
+
+def out_of_range_note(rv: RunView, vector) -> None:
+    """Warn when a slice's fusion-layer input lies far outside what the training split showed."""
+    try:
+        worst, ref = data.out_of_range(rv, vector)
+    except Exception:
+        return
+    if worst > 4 * ref:
+        st.warning(f"This slice's fusion-layer input lies far outside the training split's range "
+                   f"(largest standardised feature {worst:,.0f} vs {ref:,.1f} in training): the fusion "
+                   "probability extrapolates and should not be trusted.", icon="📏")
 
 
 def image_row(items: list[tuple[bytes, str]], width: int | None = None) -> None:

@@ -314,3 +314,22 @@ def test_overlays_are_pngs():
     assert tuple(a[32, 40]) == (255, 255, 0)  # the box outline, at 1/4 of the side
     assert images.to_png(out).startswith(b"\x89PNG")
     assert images.data_uri(out, "JPEG").startswith("data:image/jpeg;base64,")
+
+
+def test_strategy_comparison_from_runs_beside(dash_env, tmp_path):
+    import json
+    import shutil
+
+    from dashboard import data
+
+    assert data.strategy_comparison(str(dash_env.parent), dash_env.name, data.stamp(dash_env.parent, dash_env.name)) is None
+    for name, strategy in (("a-ghif", "GHIF"), ("b-ghi-f", "GHI-F")):
+        (tmp_path / name).mkdir()
+        cfg = json.loads((dash_env / "config.json").read_text())
+        cfg["pipeline"]["strategy"] = strategy
+        (tmp_path / name / "config.json").write_text(json.dumps(cfg))
+        shutil.copyfile(dash_env / "predictions.csv", tmp_path / name / "predictions.csv")
+    shutil.copytree(dash_env, tmp_path / "main", ignore=shutil.ignore_patterns("*.pt"))
+    table, source = data.strategy_comparison(str(tmp_path), "main", data.stamp(tmp_path, "main"))
+    assert list(table.strategy) == ["GHIF", "GHI-F", "G-H-I-F"]
+    assert "same backbone" in source

@@ -17,25 +17,32 @@ COMMANDS = {
     "infnet": ("train.infnet", "infection segmenter (Inf-Net) + Algorithm 1 pseudo-label rounds"),
     "pipeline": ("train.pipeline", "Algorithm 2: every branch end to end (G-H-I-F)"),
     "predict": ("train.predict", "run a trained pipeline on new slice files"),
+    "reproduce": ("train.reproduce", "the paper's Tables 1-3 with one command"),
     "fidelity": ("train.fidelity", "explanation fidelity: CAMs vs lesion masks (pointing, energy, deletion)"),
 }
 
 
+def usage() -> str:
+    lines = [__doc__.splitlines()[0], "", "commands:"]
+    lines += [f"  {name:<10} {help_}" for name, (_, help_) in COMMANDS.items()]
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m train", description=__doc__,
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv or argv[0] not in COMMANDS:
+        print(usage(), file=sys.stderr if argv and argv[0] not in ("-h", "--help") else sys.stdout)
+        return 0 if argv and argv[0] in ("-h", "--help") else 2
+    # Import only the chosen command: one command's dependencies never break another's.
+    module = importlib.import_module(COMMANDS[argv[0]][0])
+    parser = argparse.ArgumentParser(prog=f"python -m train {argv[0]}", description=module.__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="command", required=True)
-    modules = {}
-    for name, (mod, help_) in COMMANDS.items():
-        modules[name] = importlib.import_module(mod)
-        p = sub.add_parser(name, help=help_, description=modules[name].__doc__,
-                           formatter_class=argparse.RawDescriptionHelpFormatter)
-        modules[name].add_args(p)
-    args = parser.parse_args(argv)
+    module.add_args(parser)
+    args = parser.parse_args(argv[1:])
     from core.errors import USER_ERRORS
 
     try:
-        result = modules[args.command].run(args)
+        result = module.run(args)
     except USER_ERRORS as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -1,6 +1,8 @@
 """Infection segmentation: Inf-Net-style segmenter + Algorithm 1 (pseudo-label rounds).
 
     python -m train infnet --data-root ../shared/data --out runs/infnet-real --epochs 40 --max-rounds 3
+    python -m train infnet --data-root ../shared/data --out runs/infnet-real --epochs 40 --max-rounds 3 \
+        --epochs-per-round 2 --polish-epochs 10 --threads 1       # + labelled-only fine-tune after the rounds
     python -m train infnet --data-root ../shared/data --out runs/infnet-full      # every round: pool empties
     python -m train infnet --out runs/infnet-demo --size 128 --epochs 10          # synthetic phantoms, no data needed
 

@@ -20,11 +20,14 @@ def add_args(p):
     p.add_argument("--tau", type=float, default=0.75, help="Eq. 2 threshold of the heatmap branch")
     p.add_argument("--cam", default=DEFAULT_CAM, choices=sorted(CAM_METHODS), help="attention map for the heatmap crops")
     p.add_argument("--seg-epochs", type=int, default=40, help="segmenter epochs on the labelled slices")
-    p.add_argument("--seg-epochs-per-round", type=int, default=4, help="segmenter epochs per pseudo-label round")
+    p.add_argument("--seg-epochs-per-round", type=int, default=2, help="segmenter epochs per pseudo-label round")
+    p.add_argument("--seg-polish-epochs", type=int, default=10, help="labelled-only epochs after the rounds")
     p.add_argument("--seg-max-rounds", type=int, default=None, help="cap on pseudo-label rounds (default: until all are labelled)")
     p.add_argument("--seg-size", type=int, default=256)
     p.add_argument("--segmenter", default=None, help="reuse a segmenter checkpoint (from `python -m train infnet`) "
                                                       "instead of running Algorithm 1 in this run")
+    p.add_argument("--branch-epochs", type=int, default=None,
+                   help="epochs of the heatmap and infected stages (default: the recipe's, or --epochs)")
     p.add_argument("--branch-init", default="global", choices=("global", "init"),
                    help="heatmap/infected backbones start from the trained global backbone, or from --init")
 
@@ -33,9 +36,9 @@ def run(args):
     if not 0 <= args.tau <= 1:
         raise SystemExit(f"--tau must lie in [0, 1], got {args.tau}")
     seg = {"size": args.seg_size, "epochs": args.seg_epochs, "epochs_per_round": args.seg_epochs_per_round,
-           "per_round": 100, "max_rounds": args.seg_max_rounds}
+           "per_round": 100, "max_rounds": args.seg_max_rounds, "polish_epochs": args.seg_polish_epochs}
     pipe = open_pipeline(args, tau=args.tau, cam=args.cam, strategy=args.strategy, seg=seg,
-                         segmenter=args.segmenter, branch_init=args.branch_init)
+                         segmenter=args.segmenter, branch_init=args.branch_init, branch_epochs=args.branch_epochs)
     timings = pipe.run_all()
     print(json.dumps({"run": str(pipe.run.path), "seconds": timings}))
     return 0

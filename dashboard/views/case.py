@@ -39,6 +39,10 @@ st.markdown(f"**truth** {truth} · **prediction** ({ctx.rv.decision_branch()}) {
 
 stored = {b: float(r[f"p_{b}"]) for b in order}
 try:
+    ui.out_of_range_note(ctx.rv, data.fusion_input(ctx.rv, key))
+except Exception:  # no fusion features (a partial run): nothing to compare
+    pass
+try:
     imgs = data.case_images(ctx.runs, ctx.name, ctx.stamp, key)
 except Exception as exc:
     st.error(f"The stored maps of this slice cannot be shown: {exc}")
@@ -49,7 +53,7 @@ with top_l:
     st.image(imgs["slice"], caption="slice", width=300)
 with top_r:
     st.markdown("**Every branch's probability** (stored, from the run's predictions)")
-    st.plotly_chart(ui.prob_chart(data.probs_frame(stored, order)), width="stretch", config=ui.PLOTLY_CONFIG,
+    st.plotly_chart(ui.prob_chart(data.probs_frame(stored, order)), width="stretch", config=ui.SMALL_CHART_CONFIG,
                     key="case_probs")
     with st.expander("as a table"):
         st.dataframe(data.probs_frame(stored, order), hide_index=True, width="stretch",
@@ -72,7 +76,7 @@ def tau_panel():
 tau_panel()
 
 st.subheader("Infected regions (Inf-Net segmenter) and the lung crops")
-ui.image_row([(imgs["lesion"], "lesion probability + lesion boxes (red) and lung crops"),
+ui.image_row([(imgs["lesion"], "infected-region mask (p > 0.5): lesion boxes red, lung crops blue/green"),
               (imgs["right_lung"], "right-lung crop (image left)"),
               (imgs["left_lung"], "left-lung crop (image right)"),
               (imgs["fusion_cam"], f"fusion CAM (at the run's tau {ctx.tau:.2f})")])

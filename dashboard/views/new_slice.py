@@ -50,12 +50,14 @@ if p is not None:
     st.markdown(f"**{order[-1]}**: p(COVID) = {p:.3f} → **{'COVID' if p >= 0.5 else 'non-COVID'}** "
                 f"(margin {abs(p - 0.5):.3f})")
 
+ui.out_of_range_note(ctx.rv, result.fusion_vector)
+
 top_l, top_r = st.columns([1, 1.4])
 with top_l:
     st.image(images["slice"], caption="uploaded slice (working size)", width=300)
 with top_r:
     probs = data.probs_frame(a.probs, order)
-    st.plotly_chart(ui.prob_chart(probs), width="stretch", config=ui.PLOTLY_CONFIG, key="upload_probs")
+    st.plotly_chart(ui.prob_chart(probs), width="stretch", config=ui.SMALL_CHART_CONFIG, key="upload_probs")
     st.dataframe(probs, hide_index=True, width="stretch",
                  column_config={"p(COVID)": st.column_config.NumberColumn(format="%.4f")})
 
@@ -70,7 +72,7 @@ def tau_panel():
 tau_panel()
 
 st.subheader("Infected regions and the lung crops")
-ui.image_row([(images["lesion"], "lesion probability + lesion boxes (red) and lung crops"),
+ui.image_row([(images["lesion"], "infected-region mask (p > 0.5): lesion boxes red, lung crops blue/green"),
               (images["right_lung"], "right-lung crop (image left)"),
               (images["left_lung"], "left-lung crop (image right)"),
               (images["fusion_cam"], f"fusion CAM (tau {ctx.tau:.2f})")])

@@ -54,7 +54,7 @@ with c2:
     fig = px.imshow(m, x=["pred non-COVID", "pred COVID"], y=["non-COVID", "COVID"], text_auto=True,
                     color_continuous_scale="Blues", aspect="equal", zmin=0)
     fig.update_traces(textfont_size=22)
-    fig.update_layout(title=f"Confusion matrix · {decision}", height=420, margin=dict(l=0, r=0, t=40, b=0),
+    fig.update_layout(title=f"Confusion matrix · {decision} · {split}", height=420, margin=dict(l=0, r=0, t=40, b=0),
                       coloraxis_showscale=False, yaxis_title="truth")
     st.plotly_chart(fig, width="stretch", config=ui.PLOTLY_CONFIG, key="confusion")
 with c3:
@@ -68,15 +68,18 @@ with c3:
                         visible=True if b == decision else "legendonly")
     fig.add_scatter(x=[0, 1], y=[0, 1], mode="lines", line=dict(dash="dot", color="#999"), name="perfect",
                     showlegend=False)
-    fig.update_layout(title="Calibration (reliability, 10 bins; click a branch to add it)", height=420, margin=dict(l=0, r=0, t=40, b=0),
+    fig.update_layout(title="Calibration (reliability, 10 bins)", height=420, margin=dict(l=0, r=0, t=40, b=0),
                       xaxis_title="mean predicted p(COVID)", yaxis_title="observed COVID fraction",
                       xaxis=dict(range=[0, 1]), yaxis=dict(range=[-0.02, 1.02]), legend=dict(orientation="h", y=-0.22))
     st.plotly_chart(fig, width="stretch", config=ui.PLOTLY_CONFIG, key="calibration")
+    st.caption("The decision branch is drawn; click a branch in the legend to add it. Marker size: slices per bin.")
 
-strategies = data.strategy_comparison(rv)
+strategies = data.strategy_comparison(ctx.runs, ctx.name, ctx.stamp)
 if strategies is not None:
-    st.subheader("Training strategies")
-    st.dataframe(strategies, hide_index=True, width="stretch")
+    table, source = strategies
+    st.subheader("Training strategies (the paper's Table 3)")
+    st.caption(f"Fusion branch on the test split; from {source}. This run: {pipe.get('strategy', '?')}.")
+    st.dataframe(table, hide_index=True, width="stretch")
 
 st.divider()
 t1, t2 = st.columns([1.2, 1])

@@ -1,0 +1,130 @@
+"""Reproduce the paper's Tables 1-3 into one folder (Markdown + CSV), resumable.
+
+    python -m train reproduce --data-root ../shared/data --backbones efficientnet_lite0 \
+        --inits imagenet,selftrans --seeds 3 --out runs/reproduce
+    python -m train reproduce --backbones efficientnet_lite0 --seeds 1 --epochs 2 --out runs/repro-demo  # phantoms
+
+Every configuration is one run folder under --out/runs/ (named backbone-init-strategy-sSEED), trained
+by the same Pipeline as `train pipeline`; a folder whose stages are done is reused, a killed one
+resumes. The segmenter is trained once (seed 0) and shared by every configuration, and the joint
+strategies reuse it too, so nothing shared is trained twice. `selftrans` needs --selftrans-ckpt
+(from `python -m train selfsup`).
+Tables: table1_2.{md,csv} (global, global+infected, global+heatmap, fusion per backbone and init:
+accuracy/F1/AUC mean ± std over seeds on the test split, the paper's numbers beside them) and
+table3.{md,csv} (strategies GHIF, GHI-F, G-H-I-F: fusion on the test split).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from core.checkpoint import atomic_write_text
+from core.pipeline import Pipeline, PipelineConfig
+from core.predictions import evaluate_run
+from core.runfolder import RunFolder
+from core.slices import resolve_data_root
+
+from .common import pick_device
+
+# Nguyen et al. 2020, COVID-CT test split (Tables 1-3 as printed; ImageNet init unless noted).
+PAPER_TABLE12 = {
+    ("densenet169", "imagenet", "global"): (0.83, 0.81, 0.87),
+    ("densenet169", "imagenet", "fusion"): (0.87, 0.84, 0.92),
+}
+TABLE12_BRANCHES = ("global", "global+infected", "global+heatmap", "fusion")
+STRATEGY_ORDER = ("GHIF", "GHI-F", "G-H-I-F")
+
+
+def add_args(p):
+    p.add_argument("--data-root", default=None)
+    p.add_argument("--backbones", default="efficientnet_lite0")
+    p.add_argument("--inits", default="imagenet", help="comma list of imagenet, scratch, selftrans")
+    p.add_argument("--selftrans-ckpt", default=None, help="checkpoint from `python -m train selfsup` for init selftrans")
+    p.add_argument("--strategies", default="G-H-I-F,GHI-F,GHIF", help="Table 3 rows (first backbone and init)")
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--branch-epochs", type=int, default=None)
+    p.add_argument("--seg-epochs", type=int, default=40)
+    p.add_argument("--seg-max-rounds", type=int, default=None)
+    p.add_argument("--image-size", type=int, default=224)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--out", required=True)
+    p.add_argument("--no-progress", action="store_true")
+
+
+def _mean_std(values) -> str:
+    v = np.array(values, dtype=float)
+    return f"{v.mean():.3f} ± {v.std(ddof=1):.3f}" if len(v) > 1 else f"{v.mean():.3f}"
+
+
+def run(args):
+    data_root, synthetic = resolve_data_root(args.data_root)
+    out = Path(args.out)
+    device = pick_device(args.device)
+    backbones, inits = args.backbones.split(","), args.inits.split(",")
+    strategies = args.strategies.split(",")
+    if "selftrans" in inits and not args.selftrans_ckpt:
+        raise SystemExit("--inits selftrans needs --selftrans-ckpt (train one with `python -m train selfsup`)")
+    seg = {**PipelineConfig().seg, "epochs": args.seg_epochs, "max_rounds": args.seg_max_rounds}
+    jobs = [(b, i, "G-H-I-F", s) for b in backbones for i in inits for s in range(args.seeds)]
+    jobs += [(backbones[0], inits[0], st, s) for st in strategies if st != "G-H-I-F" for s in range(args.seeds)]
+    shared_seg = None
+    records = []
+    for k, (backbone, init, strategy, seed) in enumerate(jobs, 1):
+        name = f"{backbone}-{init}-{strategy}-s{seed}"
+        print(f"[{k}/{len(jobs)}] {name}", flush=True)
+        run_ = RunFolder(out / "runs" / name, create=True)
+        cfg = PipelineConfig(backbone=backbone, init=args.selftrans_ckpt if init == "selftrans" else init,
+                             seed=seed, epochs=args.epochs, branch_epochs=args.branch_epochs, strategy=strategy,
+                             image_size=args.image_size, hires_size=2 * args.image_size, seg=seg,
+                             segmenter=shared_seg)
+        run_.update_config(synthetic=synthetic)
+        Pipeline(run_, data_root, cfg, device=device, progress=not args.no_progress, resume=True).run_all()
+        shared_seg = shared_seg or str(run_.stage("infnet") / "best.pt")
+        metrics = evaluate_run(run_, "test", n_boot=200)
+        for branch, m in metrics.items():
+            records.append({"backbone": backbone, "init": init, "strategy": strategy, "seed": seed, "branch": branch,
+                            **{x: m[x]["value"] for x in ("accuracy", "f1", "auc")}})
+    df = pd.DataFrame(records)
+    out.mkdir(parents=True, exist_ok=True)
+    df.to_csv(out / "all_runs.csv", index=False)
+    t12 = _table12(df[df.strategy == "G-H-I-F"])
+    t3 = _table3(df[(df.branch == "fusion") & (df.backbone == backbones[0]) & (df.init == inits[0])])
+    note = "synthetic phantoms (not a real-data result)\n\n" if synthetic else ""
+    for name, table in (("table1_2", t12), ("table3", t3)):
+        table.to_csv(out / f"{name}.csv", index=False)
+        atomic_write_text(out / f"{name}.md", note + markdown(table) + "\n")
+    print(json.dumps({"out": str(out), "table1_2": t12.to_dict("records"), "table3": t3.to_dict("records")}))
+    return 0
+
+
+def markdown(df: pd.DataFrame) -> str:
+    cols = list(df.columns)
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(str(r[c]) for c in cols) + " |" for _, r in df.iterrows()]
+    return "\n".join(lines)
+
+
+def _table12(df: pd.DataFrame) -> pd.DataFrame:
+    rows = []
+    for (backbone, init, branch), g in df.groupby(["backbone", "init", "branch"], sort=False):
+        if branch not in TABLE12_BRANCHES:
+            continue
+        paper = PAPER_TABLE12.get((backbone, init, branch))
+        rows.append({"backbone": backbone, "init": init, "branch": branch, "seeds": len(g),
+                     **{m: _mean_std(g[m]) for m in ("accuracy", "f1", "auc")},
+                     "paper acc/F1/AUC": "/".join(f"{v:.2f}" for v in paper) if paper else "—"})
+    order = {b: i for i, b in enumerate(TABLE12_BRANCHES)}
+    return pd.DataFrame(rows).sort_values(["backbone", "init", "branch"], key=lambda s: s.map(order) if s.name == "branch" else s)
+
+
+def _table3(df: pd.DataFrame) -> pd.DataFrame:
+    rows = []
+    for strategy in STRATEGY_ORDER:
+        g = df[df.strategy == strategy]
+        if len(g):
+            rows.append({"strategy": strategy, "seeds": len(g), **{m: _mean_std(g[m]) for m in ("accuracy", "f1", "auc")}})
+    return pd.DataFrame(rows)
