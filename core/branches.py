@@ -37,6 +37,9 @@ class InfectedClassifier(nn.Module):
         return self.fc(self.dropout(x)).squeeze(1)
 
 
+CLIP = 8.0  # standardised inputs beyond +-8 training std are out of distribution: bounded
+
+
 class VectorHead(nn.Module):
     """One FC layer over concatenated cached vectors (the fusion branch, and global+heatmap).
 
@@ -55,15 +58,20 @@ class VectorHead(nn.Module):
 
     def fit_standardisation(self, train_inputs: dict[str, torch.Tensor]) -> "VectorHead":
         x = self.concat(train_inputs)
+        std = x.std(0)
+        # Post-ReLU pooled features are often (nearly) constant on the training split; dividing by
+        # their tiny std would blow any later deviation up a million-fold. Floor the scale at a
+        # tenth of the typical feature's, and clip (below) what still lands far outside.
+        floor = max(1e-3, 0.1 * float(std.median()))
         self.mean.copy_(x.mean(0))
-        self.std.copy_(x.std(0).clamp_min(1e-6))
+        self.std.copy_(std.clamp_min(floor))
         return self
 
     def concat(self, batch) -> torch.Tensor:
         return torch.cat([batch[k].float().flatten(1) for k in self.keys], 1)
 
     def standardised(self, batch) -> torch.Tensor:
-        return (self.concat(batch) - self.mean) / self.std
+        return ((self.concat(batch) - self.mean) / self.std).clamp(-CLIP, CLIP)
 
     def forward(self, batch):
         return self.fc(self.dropout(self.standardised(batch))).squeeze(1)

@@ -16,10 +16,18 @@ deletion        the most salient pixels of the model's input are replaced (slice
                 that curve over the removed fraction [0, 1] is reported (lower = the map found the
                 pixels the decision rests on). Ties in the saliency order are broken at random.
 
-Baselines, per branch: a centre Gaussian (sigma = 0.25 of each side) and a uniform map (its
-deletion order is a random order, its pointing hit the dilated lesion share, its energy share the
-lesion's area share). For the heatmap branch the baselines live inside the crop box, like its
-CAM (`box-centre-gaussian`, `box-uniform`): they say what the crop box alone gives.
+Baselines, per branch, so a reader knows what chance looks like:
+centre-gaussian  a Gaussian at the centre (sigma = 0.25 of each side): "lesions are central".
+uniform          a flat map: its pointing hit is the dilated lesion's area share, its energy share
+                 the lesion's area share (exactly chance); its deletion order is a random order of
+                 single pixels.
+random-blobs     random values on a grid as coarse as a CAM's (image_size / 32 a side), resized
+                 bilinearly: a random map with a CAM's smoothness. Its deletion removes random
+                 blobs, like a CAM's does; pixel-random deletion (uniform) instead sprinkles
+                 salt-and-pepper noise, which a CNN can react to much more strongly than to the
+                 same share of pixels removed in blobs, so compare CAM deletion AUCs with this row.
+For the heatmap branch the baselines live inside the crop box, like its CAM (`box-...`): they
+say what the crop box alone gives.
 
 Branches:
 global   every CAM method over the global SliceClassifier on the slice; deletion on its input.
@@ -56,7 +64,8 @@ STEPS = 10
 GAUSS_SIGMA = 0.25
 DEFAULT_METHODS = ("eq1", "cam", "gradcam", "gradcam++", "eigencam")
 FILLS = ("mean", "zero")
-BASELINES = ("centre-gaussian", "uniform")
+BASELINES = ("centre-gaussian", "uniform", "random-blobs")
+BLOB_STRIDE = 32  # random-blobs grid: one random value per backbone output cell (image_size / 32 a side)
 BRANCHES = ("global", "heatmap", "fusion")
 CSV_COLUMNS = ("branch", "method", "kind", "n", "pointing_hit_rate", "pointing_ci_low", "pointing_ci_high",
                "energy_share_mean", "energy_share_std", "deletion_auc_mean", "deletion_auc_std", "mean_prob",
@@ -84,11 +93,20 @@ def uniform_map(h: int, w: int) -> np.ndarray:
     return np.ones((h, w), np.float32)
 
 
-def baseline_map(name: str, h: int, w: int) -> np.ndarray:
+def random_blobs(coarse: np.ndarray, h: int, w: int) -> np.ndarray:
+    """A smooth random map: random values on a coarse grid (a CAM's resolution), bilinearly resized."""
+    return resize_map(coarse, h, w)
+
+
+def baseline_map(name: str, h: int, w: int, coarse: np.ndarray | None = None) -> np.ndarray:
     if name == "centre-gaussian":
         return centre_gaussian(h, w)
     if name == "uniform":
         return uniform_map(h, w)
+    if name == "random-blobs":
+        if coarse is None:
+            raise ValueError("random-blobs needs its coarse random grid")
+        return random_blobs(coarse, h, w)
     raise ValueError(f"unknown baseline {name!r}")
 
 
@@ -327,26 +345,28 @@ class FidelityRunner:
             self.keys.append(key)
             self.lesion_share.append(float(mask.mean()))
             self.region_share.append(float(region.mean()))
-            seed = self.seed * 1_000_003 + len(self.keys)
+            seed = self.seed * 1_000_003 + len(self.keys)  # deletion tie-breaks
             fm = tr.fusion_cam(a, size=s)
             # maps at the mask's resolution (localisation) and at each branch's input (deletion)
             loc = {("global", n): resize_map(gmaps[n][i], h, w) for n in self.methods}
             loc.update({("heatmap", n): paste_map(hmaps[n][i], a.box, h, w) for n in self.methods})
             loc[("fusion", "fusion-cam")] = resize_map(fm, h, w)
+            rng = np.random.default_rng([self.seed, len(self.keys)])
+            grid = max(2, s // BLOB_STRIDE)
+            coarse_slice, coarse_crop = rng.random((grid, grid)), rng.random((grid, grid))
+            y0, x0, y1, x1 = a.box.pixels(h, w)
             for b in BASELINES:
-                loc[("global", b)] = baseline_map(b, h, w)
-                loc[("fusion", b)] = baseline_map(b, h, w)
-                y0, x0, y1, x1 = a.box.pixels(h, w)
-                loc[("heatmap", f"box-{b}")] = paste_map(baseline_map(b, y1 - y0, x1 - x0), a.box, h, w)
+                loc[("global", b)] = loc[("fusion", b)] = baseline_map(b, h, w, coarse_slice)
+                loc[("heatmap", f"box-{b}")] = paste_map(baseline_map(b, y1 - y0, x1 - x0, coarse_crop), a.box, h, w)
             for k, smap in loc.items():
                 r = self.records[k]
                 r.hits.append(pointing_hit(smap, region))
                 r.energy.append(energy_share(smap, mask))
             # deletion: global on its input, heatmap on its crop, fusion on the slice
             g_in = {n: resize_map(gmaps[n][i], s, s) for n in self.methods}
-            g_in.update({b: baseline_map(b, s, s) for b in BASELINES})
+            g_in.update({b: baseline_map(b, s, s, coarse_slice) for b in BASELINES})
             h_in = {n: resize_map(hmaps[n][i], s, s) for n in self.methods}
-            h_in.update({f"box-{b}": baseline_map(b, s, s) for b in BASELINES})
+            h_in.update({f"box-{b}": baseline_map(b, s, s, coarse_crop) for b in BASELINES})
             f_in = {"fusion-cam": loc[("fusion", "fusion-cam")], **{b: loc[("fusion", b)] for b in BASELINES}}
             jobs = (("global", a.inputs["image"][0, 0].cpu().numpy(), g_in, lambda t: tr.m["global"]({"image": t})),
                     ("heatmap", a.inputs["crop"][0, 0].cpu().numpy(), h_in, lambda t: tr.m["heatmap"]({"crop": t})),

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from core.attention import Box
-from core.fidelity import (centre_gaussian, deletion_auc, deletion_curves, deletion_inputs, energy_share,
+from core.fidelity import (baseline_map, centre_gaussian, deletion_auc, deletion_curves, deletion_inputs, energy_share,
                            paste_map, pointing_hit, tolerance_region, uniform_map)
 from train.__main__ import main
 
@@ -76,6 +76,13 @@ def test_baseline_maps():
     assert pointing_hit(centre_gaussian(20, 20), tolerance_region(corner, 0)) == 0.0
     # the uniform map's energy share is the lesion's area share: the chance level
     assert energy_share(uniform_map(20, 20), corner) == pytest.approx(16 / 400)
+    # random blobs: the coarse grid's values, smoothly resized (a CAM-like random map)
+    coarse = np.random.default_rng(0).random((4, 4))
+    blobs = baseline_map("random-blobs", 40, 40, coarse)
+    assert blobs.shape == (40, 40) and coarse.min() - 1e-6 <= blobs.min() <= blobs.max() <= coarse.max() + 1e-6
+    assert np.abs(np.diff(blobs, axis=0)).max() < 0.2  # smooth: no pixel-to-pixel jumps
+    with pytest.raises(ValueError):
+        baseline_map("random-blobs", 40, 40)
 
 
 def test_paste_map_puts_the_crop_map_in_its_box():
@@ -117,10 +124,10 @@ def test_deletion_inputs_fill_with_the_mean_and_remove_in_steps():
 
 
 # ---- the CLI on the tiny trained run ---------------------------------------------------------------
-EXPECTED_ROWS = {("global", "eq1"), ("global", "gradcam"), ("global", "centre-gaussian"), ("global", "uniform"),
-                 ("heatmap", "eq1"), ("heatmap", "gradcam"), ("heatmap", "box-centre-gaussian"),
-                 ("heatmap", "box-uniform"), ("fusion", "fusion-cam"), ("fusion", "centre-gaussian"),
-                 ("fusion", "uniform")}
+BASELINES = ("centre-gaussian", "uniform", "random-blobs")
+EXPECTED_ROWS = ({("global", m) for m in ("eq1", "gradcam", *BASELINES)}
+                 | {("heatmap", m) for m in ("eq1", "gradcam", *(f"box-{b}" for b in BASELINES))}
+                 | {("fusion", m) for m in ("fusion-cam", *BASELINES)})
 
 
 def test_fidelity_cli_writes_the_table(synthetic_run, capsys):

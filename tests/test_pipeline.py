@@ -99,3 +99,16 @@ def test_joint_strategies_train_every_branch_and_load_for_prediction(strategy, p
     tr = TrainedRun.load(run.path)
     f = next((phantom_root / "covid-ct" / "CT_COVID").glob("*.png"))
     assert set(tr.analyse(read_slice(f)).probs) == set(BRANCHES)
+
+
+def test_vector_head_standardisation_is_bounded_for_constant_training_features():
+    import torch
+
+    from core.branches import CLIP, VectorHead
+
+    train = {"g": torch.cat([torch.zeros(20, 3), torch.randn(20, 5)], 1)}  # 3 dead features
+    head = VectorHead({"g": 8}).fit_standardisation(train)
+    outlier = {"g": torch.full((1, 8), 50.0)}
+    z = head.standardised(outlier)
+    assert float(z.abs().max()) <= CLIP
+    assert float(head.std.min()) >= 1e-3

@@ -6,10 +6,11 @@
 One row per branch x map: pointing game (the map's maximum inside the lesion mask dilated by
 --tolerance pixels; Wilson 95% interval), energy share inside the mask (mean +- std), deletion AUC
 (most salient pixels removed in 10% steps; lower = more faithful), and the same numbers for a
-centre-Gaussian and a uniform (= random deletion order) map as chance levels. Branches: global
-(every CAM method), heatmap (every CAM method on its crop, pasted into the crop box) and fusion
-(the fusion CAM). Definitions in core/fidelity.py. Writes runs/NAME/fidelity.json and fidelity.csv
-and prints the JSON. ScoreCAM is slow on CPU: it runs only when named in --methods.
+centre-Gaussian, a uniform (= pixel-random deletion order) and a smooth random ("random-blobs")
+map as chance levels. Branches: global (every CAM method), heatmap (every CAM method on its crop,
+pasted into the crop box) and fusion (the fusion CAM). Definitions in core/fidelity.py. Writes
+runs/NAME/fidelity.json and fidelity.csv and prints the JSON. ScoreCAM is slow on CPU: it runs
+only when named in --methods.
 """
 from __future__ import annotations
 
@@ -39,14 +40,22 @@ def _methods(text: str) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def _positive(text: str) -> int:
+def _integer(text: str, low: int, what: str) -> int:
     try:
         v = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {v}")
+        raise argparse.ArgumentTypeError(f"expected a {what} integer, got {text!r}") from None
+    if v < low:
+        raise argparse.ArgumentTypeError(f"expected a {what} integer, got {v}")
     return v
+
+
+def _positive(text: str) -> int:
+    return _integer(text, 1, "positive")
+
+
+def _nonnegative(text: str) -> int:
+    return _integer(text, 0, "non-negative")
 
 
 def add_args(p):
@@ -61,7 +70,8 @@ def add_args(p):
                    help="pointing-game tolerance: mask dilation in pixels at the mask's resolution")
     p.add_argument("--steps", type=_positive, default=STEPS, help="deletion steps (10 = 10%% each)")
     p.add_argument("--fill", choices=FILLS, default="mean", help="value of deleted pixels: slice mean or 0")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random tie-breaks / random deletion order")
+    p.add_argument("--seed", type=_nonnegative, default=0,
+                   help="seed of the random baselines and of the deletion order's tie-breaks")
     p.add_argument("--device", default="auto")
     p.add_argument("--no-progress", action="store_true")
 
