@@ -32,10 +32,12 @@ say what the crop box alone gives.
 Branches:
 global   every CAM method over the global SliceClassifier on the slice; deletion on its input.
 heatmap  every CAM method over the heatmap classifier on its Eq. 1/Eq. 2 crop, pasted back into
-         the crop box on the slice (zero outside); deletion on the crop (its input).
+         the crop box on the slice (zero outside); deletion (only on request) on the crop, its input.
 fusion   TrainedRun.fusion_cam (the fusion FC weights over every branch's conv map); deletion on
          the slice itself, re-run through the whole pipeline with its routing (heatmap box, lung
          crop boxes, lesion flags) held as found on the intact slice.
+`mean_prob` of a row is its branch's mean probability (of COVID) on the intact slices: a CAM of a
+decision the model does not make (all these slices are COVID) explains little.
 
 Note: the fusion map's lung parts sit in boxes found by the Inf-Net segmenter, which was trained
 on lesion masks; its pointing score is not the classifier's alone.
@@ -67,6 +69,7 @@ FILLS = ("mean", "zero")
 BASELINES = ("centre-gaussian", "uniform", "random-blobs")
 BLOB_STRIDE = 32  # random-blobs grid: one random value per backbone output cell (image_size / 32 a side)
 BRANCHES = ("global", "heatmap", "fusion")
+DEFAULT_DELETION = ("global", "fusion")  # the heatmap branch's deletion (on its crop) on request
 CSV_COLUMNS = ("branch", "method", "kind", "n", "pointing_hit_rate", "pointing_ci_low", "pointing_ci_high",
                "energy_share_mean", "energy_share_std", "deletion_auc_mean", "deletion_auc_std", "mean_prob",
                "n_empty_maps")
@@ -267,13 +270,18 @@ class FidelityRunner:
     """Fidelity of one TrainedRun on labelled slices (see the module docstring)."""
 
     def __init__(self, tr, methods: Sequence[str] = DEFAULT_METHODS, tolerance_px: float = TOLERANCE_PX,
-                 steps: int = STEPS, fill: str = "mean", chunk: int = 8, batch_size: int = 32, seed: int = 0):
+                 steps: int = STEPS, fill: str = "mean", deletion: Sequence[str] = DEFAULT_DELETION,
+                 chunk: int = 8, batch_size: int = 32, seed: int = 0):
+        bad = [b for b in deletion if b not in BRANCHES]
+        if bad:
+            raise ValueError(f"deletion branches must be among {BRANCHES}, got {bad}")
         if steps < 1:
             raise ValueError("steps must be at least 1")
         if fill not in FILLS:
             raise ValueError(f"fill must be one of {FILLS}, got {fill!r}")
         self.tr, self.methods, self.tolerance_px = tr, list(methods), tolerance_px
         self.steps, self.fill, self.chunk, self.batch_size, self.seed = steps, fill, chunk, batch_size, seed
+        self.deletion = [b for b in BRANCHES if b in deletion]
         self.records: dict[tuple[str, str], Record] = {}
         for m in self.methods:
             self._record("global", m, "cam")
@@ -362,6 +370,7 @@ class FidelityRunner:
                 r = self.records[k]
                 r.hits.append(pointing_hit(smap, region))
                 r.energy.append(energy_share(smap, mask))
+                r.p0.append(a.probs[k[0]])
             # deletion: global on its input, heatmap on its crop, fusion on the slice
             g_in = {n: resize_map(gmaps[n][i], s, s) for n in self.methods}
             g_in.update({b: baseline_map(b, s, s, coarse_slice) for b in BASELINES})
@@ -372,13 +381,14 @@ class FidelityRunner:
                     ("heatmap", a.inputs["crop"][0, 0].cpu().numpy(), h_in, lambda t: tr.m["heatmap"]({"crop": t})),
                     ("fusion", img, f_in, self._fusion_predict(a)))
             for branch, image, maps, forward in jobs:
+                if branch not in self.deletion:
+                    continue
                 curves = deletion_curves(lambda arr: self._scores(forward, arr), image, maps, self.steps,
                                          self.fill, seed)
                 for n, curve in curves.items():
                     r = self.records[(branch, n)]
                     r.curves.append(curve)
                     r.aucs.append(deletion_auc(curve))
-                    r.p0.append(float(curve[0]))
             if progress is not None:
                 progress.update(1)
 

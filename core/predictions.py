@@ -9,7 +9,7 @@ import pandas as pd
 
 from .checkpoint import atomic_write_bytes, atomic_write_text
 from .metrics import binary_metrics
-from .runfolder import RunFolder
+from .runfolder import RunError, RunFolder
 
 # Branch columns of predictions.csv, in the paper's table order. global+infected is the infected
 # branch (lung crops + the global vector); global+heatmap is one FC layer over [global, heatmap].
@@ -35,9 +35,17 @@ def write_branch_probs(run: RunFolder, branch: str, slices, probs) -> pd.DataFra
 
 
 def read_predictions(run: RunFolder) -> pd.DataFrame:
-    if not run.predictions_csv.exists():
-        raise FileNotFoundError(f"{run.predictions_csv}: no predictions yet; train a branch first")
-    return pd.read_csv(run.predictions_csv, keep_default_na=False)
+    f = run.predictions_csv
+    if not f.exists():
+        raise FileNotFoundError(f"{f}: no predictions yet; train a branch first")
+    try:
+        df = pd.read_csv(f, keep_default_na=False)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise RunError(f"{f}: unreadable predictions file ({exc})") from None
+    missing = {"key", "split", "label"} - set(df.columns)
+    if missing:
+        raise RunError(f"{f}: predictions file lacks columns {sorted(missing)}")
+    return df
 
 
 def evaluate_run(run: RunFolder, split: str, n_boot: int = 1000) -> dict:

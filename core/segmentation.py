@@ -29,7 +29,7 @@ import torch.nn.functional as F
 
 from .checkpoint import atomic_write_text, load_checkpoint, save_checkpoint
 from .image_cache import load_stack
-from .imaging import read_mask
+from .imaging import check_mask_shape, read_mask
 from .infnet import InfNet
 from .trainer import autocast
 
@@ -38,11 +38,18 @@ MODEL_KEYS = ("encoder", "channels", "ra_channels", "edge_channels")
 
 # ----------------------------------------------------------------------------------- data
 
-def load_masks(paths, size: int) -> torch.Tensor:
-    """(N, 1, size, size) uint8 0/1 binary masks resized (area-weighted, then >= 0.5)."""
+def load_masks(paths, size: int, image_paths=None) -> torch.Tensor:
+    """(N, 1, size, size) uint8 0/1 binary masks resized (area-weighted, then >= 0.5).
+    With `image_paths`, a mask whose shape differs from its image's is an error naming both."""
     out = []
-    for p in paths:
-        m = torch.from_numpy((read_mask(p) > 0).astype(np.float32))[None, None]
+    for i, p in enumerate(paths):
+        mask = read_mask(p)
+        if image_paths is not None:
+            from PIL import Image
+
+            with Image.open(image_paths[i]) as im:  # header only: no decode
+                check_mask_shape(mask, (im.size[1], im.size[0]), f"{p} (image {image_paths[i]})")
+        m = torch.from_numpy((mask > 0).astype(np.float32))[None, None]
         m = F.interpolate(m, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
         out.append((m[0] >= 0.5).to(torch.uint8))
     return torch.stack(out) if out else torch.zeros(0, 1, size, size, dtype=torch.uint8)
@@ -314,7 +321,7 @@ def semi_supervised(data_root, out_dir, per_round: int = 100, max_rounds: int | 
     t_all = time.time()
     train_sl, test_sl = read_labelled(data_root, "train"), read_labelled(data_root, "test")
     x_lab = load_stack([s.image for s in train_sl], size)
-    y_lab = load_masks([s.mask for s in train_sl], size)
+    y_lab = load_masks([s.mask for s in train_sl], size, image_paths=[s.image for s in train_sl])
     x_test = load_stack([s.image for s in test_sl], size)
     test_masks = [s.mask for s in test_sl]
     pool = unlabelled_pool(data_root, sources)

@@ -144,8 +144,12 @@ def test_fidelity_cli_writes_the_table(synthetic_run, capsys):
         assert r["n"] == 3, key
         lo, hi = r["pointing_ci"]
         assert 0 <= r["pointing_hit_rate"] <= 1 and lo - 1e-9 <= r["pointing_hit_rate"] <= hi + 1e-9, key
-        assert r["deletion_auc_mean"] is not None and 0 <= r["deletion_auc_mean"] <= 1, key
-        assert len(r["deletion_curve"]) == 6
+        assert r["mean_prob"] is not None and 0 <= r["mean_prob"] <= 1, key
+        if key[0] == "heatmap":  # deletion for global and fusion by default
+            assert r["deletion_auc_mean"] is None and r["deletion_curve"] is None, key
+        else:
+            assert r["deletion_auc_mean"] is not None and 0 <= r["deletion_auc_mean"] <= 1, key
+            assert len(r["deletion_curve"]) == 6
     # chance levels: the uniform map scores the lesion and tolerance-region area shares exactly
     for branch in ("global", "fusion"):
         assert rows[(branch, "uniform")]["energy_share_mean"] == pytest.approx(saved["lesion_area_share"])
@@ -170,6 +174,12 @@ def test_fusion_deletion_starts_at_the_pipelines_own_probability(synthetic_run):
     assert p[0] == pytest.approx(a.probs["fusion"], abs=1e-4)
     g = runner._scores(lambda t: tr.m["global"]({"image": t}), a.inputs["image"][:, 0].numpy())
     assert g[0] == pytest.approx(a.probs["global"], abs=1e-4)
+    # the heatmap branch's deletion (on its crop), on request
+    out = FidelityRunner(tr, ["eq1"], steps=2, deletion=["heatmap"]).run(read_labelled(tr.run.config["data_root"],
+                                                                                       "test")[:1], progress=False)
+    rows = {(r["branch"], r["method"]): r for r in out["rows"]}
+    assert rows[("heatmap", "eq1")]["deletion_curve"][0] == pytest.approx(a.probs["heatmap"], abs=1e-4)
+    assert rows[("global", "eq1")]["deletion_auc_mean"] is None
 
 
 def test_fidelity_cli_bad_inputs_exit_2(tmp_path, phantom_root, capsys):
@@ -187,7 +197,8 @@ def test_fidelity_cli_bad_inputs_exit_2(tmp_path, phantom_root, capsys):
     assert "no pipeline configuration" in capsys.readouterr().err
     assert main(["fidelity", "--run", str(untrained), "--data-root", str(tmp_path)]) == 2
     assert "COVID-SemiSeg" in capsys.readouterr().err
-    with pytest.raises(SystemExit) as exc:
-        main(["fidelity", "--run", str(untrained), "--methods", "eq1,nope"])
-    assert exc.value.code == 2
-    assert "nope" in capsys.readouterr().err
+    for bad in (["--methods", "eq1,nope"], ["--deletion", "nope"], ["--limit", "0"]):
+        with pytest.raises(SystemExit) as exc:
+            main(["fidelity", "--run", str(untrained), *bad])
+        assert exc.value.code == 2
+        assert bad[1].split(",")[-1] in capsys.readouterr().err

@@ -8,7 +8,8 @@ One row per branch x map: pointing game (the map's maximum inside the lesion mas
 (most salient pixels removed in 10% steps; lower = more faithful), and the same numbers for a
 centre-Gaussian, a uniform (= pixel-random deletion order) and a smooth random ("random-blobs")
 map as chance levels. Branches: global (every CAM method), heatmap (every CAM method on its crop,
-pasted into the crop box) and fusion (the fusion CAM). Definitions in core/fidelity.py. Writes
+pasted into the crop box) and fusion (the fusion CAM); deletion curves for global and fusion by
+default (--deletion; they are most of the run time). Definitions in core/fidelity.py. Writes
 runs/NAME/fidelity.json and fidelity.csv and prints the JSON. ScoreCAM is slow on CPU: it runs
 only when named in --methods.
 """
@@ -24,7 +25,8 @@ from pathlib import Path
 from core.cams import CAM_METHODS
 from core.checkpoint import atomic_write_text
 from core.covidct import DataError
-from core.fidelity import DEFAULT_METHODS, FILLS, STEPS, TOLERANCE_PX, FidelityRunner, clean, csv_rows
+from core.fidelity import (BRANCHES, DEFAULT_DELETION, DEFAULT_METHODS, FILLS, STEPS, TOLERANCE_PX, FidelityRunner,
+                           clean, csv_rows)
 from core.runfolder import RunFolder
 from core.semiseg import read_labelled
 
@@ -38,6 +40,17 @@ def _methods(text: str) -> list[str]:
         raise argparse.ArgumentTypeError(f"unknown CAM method(s) {', '.join(bad) or '(none given)'}; "
                                          f"choose from {', '.join(CAM_METHODS)}")
     return list(dict.fromkeys(names))
+
+
+def _branches(text: str) -> list[str]:
+    if text.strip() == "none":
+        return []
+    names = [b.strip() for b in text.split(",") if b.strip()]
+    bad = [b for b in names if b not in BRANCHES]
+    if not names or bad:
+        raise argparse.ArgumentTypeError(f"unknown branch(es) {', '.join(bad) or '(none given)'}; "
+                                         f"choose from {', '.join(BRANCHES)}, or 'none'")
+    return names
 
 
 def _integer(text: str, low: int, what: str) -> int:
@@ -69,6 +82,9 @@ def add_args(p):
     p.add_argument("--tolerance", type=float, default=TOLERANCE_PX,
                    help="pointing-game tolerance: mask dilation in pixels at the mask's resolution")
     p.add_argument("--steps", type=_positive, default=STEPS, help="deletion steps (10 = 10%% each)")
+    p.add_argument("--deletion", type=_branches, default=list(DEFAULT_DELETION),
+                   help=f"branches that get a deletion curve, comma-separated, or 'none' (default "
+                        f"{','.join(DEFAULT_DELETION)}; heatmap = on its crop). Deletion is most of the run time")
     p.add_argument("--fill", choices=FILLS, default="mean", help="value of deleted pixels: slice mean or 0")
     p.add_argument("--seed", type=_nonnegative, default=0,
                    help="seed of the random baselines and of the deletion order's tie-breaks")
@@ -90,8 +106,8 @@ def _data_root(folder: RunFolder, given: str | None) -> Path:
 def run(args) -> dict:
     from core.inference import TrainedRun
 
-    if args.tolerance < 0:
-        raise DataError(f"--tolerance must be >= 0, got {args.tolerance}")
+    if not 0 <= args.tolerance < float("inf"):
+        raise DataError(f"--tolerance must be a finite number >= 0, got {args.tolerance}")
     folder = RunFolder(args.run)
     root = _data_root(folder, args.data_root)
     slices = read_labelled(root, "test")
@@ -102,11 +118,12 @@ def run(args) -> dict:
     tr = TrainedRun.load(folder.path, device=pick_device(args.device))
     t0 = time.time()
     runner = FidelityRunner(tr, args.methods, tolerance_px=args.tolerance, steps=args.steps, fill=args.fill,
-                            seed=args.seed)
+                            deletion=args.deletion, seed=args.seed)
     result = runner.run(slices, progress=not args.no_progress)
     out = {"run": str(folder.path), "data_root": str(root), "split": "COVID-SemiSeg test (all COVID positive)",
            "methods": list(args.methods), "tolerance_px": args.tolerance, "steps": args.steps,
-           "fill": args.fill, "seed": args.seed, "seconds": round(time.time() - t0, 1), **result}
+           "fill": args.fill, "deletion_branches": runner.deletion, "seed": args.seed,
+           "seconds": round(time.time() - t0, 1), **result}
     if folder.config.get("synthetic"):
         out = {"data": "synthetic phantoms (not a real-data result)", **out}
     out = clean(out)

@@ -1,0 +1,96 @@
+"""Bad input at every entry point: a clear error and exit code, and nothing already saved damaged."""
+import hashlib
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+
+ROOT = Path(__file__).resolve().parent.parent
+_spec = importlib.util.spec_from_file_location("imaging_corpus", ROOT / "tests" / "test_imaging.py")
+imaging_corpus = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(imaging_corpus)
+CORPUS = imaging_corpus.CORPUS
+
+
+def _cli(*args):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-m", "train", *args], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=600)
+
+
+def _digest_tree(folder: Path) -> dict:
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_predict_answers_every_malformed_file_and_leaves_the_run_untouched(synthetic_run, tmp_path):
+    files = []
+    for name, make in CORPUS.items():
+        (tmp_path / name).write_bytes(make())
+        files.append(str(tmp_path / name))
+    before = _digest_tree(synthetic_run)
+    p = _cli("predict", "--run", str(synthetic_run), *files)
+    assert p.returncode == 1, p.stderr[-2000:]
+    assert "Traceback" not in p.stderr
+    answers = [json.loads(line) for line in p.stdout.splitlines()]
+    assert [a["file"] for a in answers] == files
+    for a in answers:
+        assert Path(a["file"]).name in a["error"], a
+    assert _digest_tree(synthetic_run) == before
+
+
+def test_training_refuses_split_lists_naming_missing_files(phantom_root, tmp_path):
+    data = tmp_path / "data"
+    shutil.copytree(phantom_root, data)
+    lst = data / "covid-ct" / "splits" / "trainCT_COVID.txt"
+    lst.write_text(lst.read_text() + "no-such-slice.png\n")
+    p = _cli("global", "--data-root", str(data), "--out", str(tmp_path / "r"), "--image-size", "64", "--epochs", "1")
+    assert p.returncode == 2 and "no-such-slice.png" in p.stderr and "Traceback" not in p.stderr
+
+
+class _Evil:
+    def __reduce__(self):
+        return (os.system, ("touch /tmp/covid-lab-pwned-init",))
+
+
+@pytest.mark.parametrize("kind", ["corrupted", "code"])
+def test_training_refuses_a_bad_init_checkpoint(phantom_root, tmp_path, kind):
+    ckpt = tmp_path / "init.pt"
+    if kind == "corrupted":
+        torch.save({"model": {"w": torch.ones(1000)}}, ckpt)
+        ckpt.write_bytes(ckpt.read_bytes()[:300])
+    else:
+        torch.save({"model": _Evil()}, ckpt)
+    p = _cli("global", "--data-root", str(phantom_root), "--out", str(tmp_path / "r"), "--init", str(ckpt),
+             "--image-size", "64", "--epochs", "1")
+    assert p.returncode == 2 and "init.pt" in p.stderr and "Traceback" not in p.stderr
+    assert not os.path.exists("/tmp/covid-lab-pwned-init")
+
+
+def test_evaluate_refuses_a_garbled_predictions_file(synthetic_run, tmp_path):
+    run = tmp_path / "copy"
+    shutil.copytree(synthetic_run, run)
+    (run / "predictions.csv").write_bytes(b"\x00\xff garbage \x00\n\x01")
+    p = _cli("evaluate", "--run", str(run))
+    assert p.returncode == 2 and "predictions" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_a_mask_of_the_wrong_shape_is_named(phantom_root, tmp_path):
+    from PIL import Image
+
+    from core.imaging import ImageReadError
+    from core.segmentation import semi_supervised
+
+    data = tmp_path / "data"
+    shutil.copytree(phantom_root, data)
+    gt = data / "semiseg" / "TrainingSet/LungInfection-Train/Doctor-label/GT/0.png"
+    Image.open(gt).resize((40, 50)).save(gt)
+    with pytest.raises(ImageReadError, match="0.png"):
+        semi_supervised(data, tmp_path / "seg", epochs=1, max_rounds=0, size=64, progress=False, log=lambda m: None)
