@@ -1,4 +1,4 @@
-"""Explanation fidelity: do a run's saliency maps sit in the lesions, and do the pixels they point at drive the decision?
+"""Explanation fidelity: do the saliency maps sit in the lesions, do the pixels they point at drive the decision?
 
 The paper (Nguyen et al. 2020) only shows, qualitatively, that CAMs of COVID slices fall on the
 lesions. Here it is measured on slices with expert lesion masks (COVID-SemiSeg test: every slice

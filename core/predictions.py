@@ -5,6 +5,7 @@ import io
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from .checkpoint import atomic_write_bytes, atomic_write_text
@@ -48,8 +49,25 @@ def read_predictions(run: RunFolder) -> pd.DataFrame:
     return df
 
 
-def evaluate_run(run: RunFolder, split: str, n_boot: int = 1000) -> dict:
-    """{branch: metrics} for every branch with predictions on `split`; saved as metrics_<split>.json."""
+def val_threshold(df: pd.DataFrame, branch: str) -> float:
+    """The operating point of a branch, chosen on the validation split only: the probability cut
+    that maximises Youden's J (sensitivity + specificity - 1); 0.5 when there is no validation split."""
+    val = df[df["split"] == "val"]
+    col = f"p_{branch}"
+    if val.empty or col not in val or (val[col] == "").any() or val["label"].nunique() < 2:
+        return 0.5
+    from sklearn.metrics import roc_curve
+
+    fpr, tpr, thr = roc_curve(val["label"].astype(int), val[col].astype(float))
+    best = int(np.argmax(tpr - fpr))
+    return float(min(max(thr[best], 0.0), 1.0))
+
+
+def evaluate_run(run: RunFolder, split: str, n_boot: int = 1000, threshold: str = "val") -> dict:
+    """{branch: metrics} for every branch with predictions on `split`; saved as metrics_<split>.json.
+
+    threshold "val": each branch's operating point chosen on the validation split (val_threshold);
+    "0.5": the plain sigmoid midpoint. AUC does not depend on it."""
     df = read_predictions(run)
     part = df[df["split"] == split]
     if part.empty:
@@ -58,6 +76,10 @@ def evaluate_run(run: RunFolder, split: str, n_boot: int = 1000) -> dict:
     for b in BRANCHES:
         col = f"p_{b}"
         if col in part and (part[col] != "").all():
-            out[b] = binary_metrics(part["label"].to_numpy(), part[col].astype(float).to_numpy(), n_boot=n_boot)
-    atomic_write_text(run.path / f"metrics_{split}.json", json.dumps(out, indent=1))
+            t = val_threshold(df, b) if threshold == "val" else float(threshold)
+            out[b] = binary_metrics(part["label"].to_numpy(), part[col].astype(float).to_numpy(), threshold=t,
+                                    n_boot=n_boot)
+            out[b]["threshold"] = t
+    suffix = "" if threshold == "val" else f"_t{threshold}"
+    atomic_write_text(run.path / f"metrics_{split}{suffix}.json", json.dumps(out, indent=1))
     return out

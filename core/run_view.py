@@ -21,7 +21,7 @@ from .covidct import read_covidct
 from .embedding import embed_3d, nearest
 from .image_cache import load_resized
 from .metrics import binary_metrics
-from .predictions import BRANCHES
+from .predictions import BRANCHES, val_threshold
 from .runfolder import RunFolder, safe_child
 
 
@@ -64,15 +64,25 @@ class RunView:
             df[f"p_{b}"] = df[f"p_{b}"].astype(float)
         top = self.decision_branch(df)
         df["p"] = df[f"p_{top}"]
-        df["pred"] = (df["p"] >= 0.5).astype(int)
+        # Each branch's operating point is chosen on the validation split (core.predictions).
+        self._thresholds = {b: val_threshold(df, b) for b in self.branches_in(df)}
+        t = self._thresholds[top]
+        df["pred"] = (df["p"] >= t).astype(int)
         df["correct"] = df["pred"] == df["label"]
-        df["margin"] = (df["p"] - 0.5).abs()
+        df["margin"] = (df["p"] - t).abs()
         df["outcome"] = np.select([df.correct & (df.label == 1), df.correct & (df.label == 0), df.label == 1],
                                   ["true positive", "true negative", "false negative"], "false positive")
         probs = df[[f"p_{b}" for b in self.branches_in(df)]]
-        df["disagreement"] = ((probs >= 0.5).nunique(axis=1) > 1)
+        votes = probs >= pd.Series({f"p_{b}": v for b, v in self._thresholds.items()})
+        df["disagreement"] = votes.nunique(axis=1) > 1
         df = df.reset_index(drop=True)
         return df
+
+    @property
+    def thresholds(self) -> dict[str, float]:
+        """Each branch's operating point, chosen on the validation split."""
+        _ = self.predictions
+        return self._thresholds
 
     @staticmethod
     def branches_in(df: pd.DataFrame) -> list[str]:
@@ -84,7 +94,8 @@ class RunView:
 
     def metrics(self, split: str, n_boot: int = 500) -> dict:
         part = self.predictions[self.predictions.split == split]
-        return {b: binary_metrics(part.label.to_numpy(), part[f"p_{b}"].to_numpy(), n_boot=n_boot)
+        return {b: binary_metrics(part.label.to_numpy(), part[f"p_{b}"].to_numpy(), threshold=self.thresholds[b],
+                                  n_boot=n_boot)
                 for b in self.branches_in(self.predictions)}
 
     def metric_table(self, split: str) -> pd.DataFrame:

@@ -486,7 +486,7 @@ def embedding(runs: str, name: str, stamp: str, method: str, which: str) -> np.n
     return view(runs, name, stamp).embedding(method, which)
 
 
-COLOUR_BY = ("label", "prediction", "correct / incorrect", "margin |p - 0.5|", "split")
+COLOUR_BY = ("label", "prediction", "correct / incorrect", "margin |p - t|", "split")
 PALETTE = {"non-COVID": "#4C9BE8", "COVID": "#E8604C", "correct": "#3BB273", "incorrect": "#E15554",
            "train": "#9AA0A6", "val": "#F2B134", "test": "#8E6CEF"}
 
@@ -500,8 +500,8 @@ def map_points(df: pd.DataFrame, keys: list[str], xyz: np.ndarray, colour_by: st
                "outcome": r.outcome, "imgs": thumbs.get(k, [])}
               for k, p, r in zip(keys, xyz, d.itertuples())]
     groups, continuous = [], None
-    if colour_by == "margin |p - 0.5|":
-        continuous = {"values": d.margin.round(4).tolist(), "title": "|p - 0.5|"}
+    if colour_by == "margin |p - t|":
+        continuous = {"values": d.margin.round(4).tolist(), "title": "|p - t|"}
     else:
         if colour_by == "label":
             cat = d.label.map(name)

@@ -11,7 +11,7 @@ df = ctx.df
 decision = ctx.rv.decision_branch()
 
 st.title("Margin review")
-st.caption(f"Margin = |p - 0.5| of the decision branch ({decision}): the smallest margins are the slices the "
+st.caption(f"Margin = |p - t| (t: the operating point chosen on the validation split) of the decision branch ({decision}): the smallest margins are the slices the "
            "model is least sure of.")
 f1, f2, f3, f4 = st.columns([1.3, 1.6, 1, 1])
 show = f1.selectbox("Show", list(FILTERS), key="margin_show")

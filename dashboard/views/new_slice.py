@@ -47,8 +47,9 @@ a = result.analysis
 st.markdown(f"### `{result.name}`" + (f" · slice {slice_index}" if slice_index is not None else ""))
 p = a.probs.get(order[-1]) if order else None
 if p is not None:
-    st.markdown(f"**{order[-1]}**: p(COVID) = {p:.3f} → **{'COVID' if p >= 0.5 else 'non-COVID'}** "
-                f"(margin {abs(p - 0.5):.3f})")
+    t = ctx.rv.thresholds.get(order[-1], 0.5)
+    st.markdown(f"**{order[-1]}**: p(COVID) = {p:.3f} → **{'COVID' if p >= t else 'non-COVID'}** "
+                f"(operating point {t:.3f}, chosen on the validation split; margin {abs(p - t):.3f})")
 
 ui.out_of_range_note(ctx.rv, result.fusion_vector)
 
