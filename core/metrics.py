@@ -20,7 +20,10 @@ def wilson(successes: int, n: int, z: float = Z95) -> list[float]:
     denom = 1 + z * z / n
     centre = (p + z * z / (2 * n)) / denom
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return [max(0.0, centre - half), min(1.0, centre + half)]
+    # At 0 or n successes the bound is exactly 0 or 1; the formula leaves rounding dust there.
+    lo = 0.0 if successes == 0 else max(0.0, centre - half)
+    hi = 1.0 if successes == n else min(1.0, centre + half)
+    return [lo, hi]
 
 
 def _f1(y: np.ndarray, pred: np.ndarray) -> float:

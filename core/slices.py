@@ -18,7 +18,7 @@ def resolve_data_root(data_root: str | Path | None) -> tuple[Path, bool]:
     """The data location and whether it is synthetic. None -> the embedded phantom data set."""
     if data_root is None:
         return write_dataset(SYNTHETIC_DIR), True
-    return Path(data_root), is_synthetic(data_root)
+    return Path(data_root).resolve(), is_synthetic(data_root)
 
 
 @dataclass
