@@ -32,7 +32,7 @@ from .models import SliceClassifier
 from .predictions import write_branch_probs
 from .recipes import DEFAULT_RECIPE, Recipe, get_recipe
 from .runfolder import RunFolder
-from .slices import SPLITS, SliceSet, load_slice_set
+from .slices import SliceSet, load_slice_set
 from .trainer import StageData, is_main, predict, prepare, rank0_first, train_stage
 
 STRATEGIES = ("G-H-I-F", "GHI-F", "GHIF")

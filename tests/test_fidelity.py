@@ -4,7 +4,6 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
 from core.attention import Box
 from core.fidelity import (baseline_map, centre_gaussian, deletion_auc, deletion_curves, deletion_inputs, energy_share,
