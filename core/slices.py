@@ -17,7 +17,9 @@ SYNTHETIC_DIR = Path(__file__).resolve().parent.parent / ".cache" / "synthetic"
 def resolve_data_root(data_root: str | Path | None) -> tuple[Path, bool]:
     """The data location and whether it is synthetic. None -> the embedded phantom data set."""
     if data_root is None:
-        return write_dataset(SYNTHETIC_DIR), True
+        # Enough phantoms for a few optimiser steps an epoch: the demo should learn something.
+        return write_dataset(SYNTHETIC_DIR, {"train": 64, "val": 16, "test": 16}, n_seg_train=16, n_seg_test=8,
+                             n_unlabelled=32), True
     return Path(data_root).resolve(), is_synthetic(data_root)
 
 
