@@ -70,6 +70,13 @@ class PipelineConfig:
         return get_recipe(self.recipe, epochs=epochs, batch_size=self.batch_size)
 
 
+def _pooled_and_map(fmap: torch.Tensor) -> torch.Tensor:
+    """(B, K + h*w): the pooled vector and the flattened Eq. 1 map of one forward pass."""
+    from .attention import eq1_map
+
+    return torch.cat([fmap.float().mean(dim=(2, 3)), eq1_map(fmap).flatten(1)], 1)
+
+
 def _batches(n, size):
     for i in range(0, n, size):
         yield slice(i, i + size)
@@ -152,6 +159,11 @@ class Pipeline:
                  "cam": self.cfg.cam, "keys": fc.key_of([s.key for s in self.ds.slices])}
 
         def compute():
+            if self.cfg.cam == "eq1":  # one forward pass gives both the pooled vector and Eq. 1
+                both = self._pooled(model, {"image": self.ds.images}, ("image",),
+                                    lambda m, b: _pooled_and_map(m.fmap(b)))
+                k = model.backbone.num_features
+                return {"pooled": both[:, :k], "maps": both[:, k:].reshape(len(both), *self._map_shape(model))}
             pooled = self._pooled(model, {"image": self.ds.images}, ("image",), lambda m, b: m.embed(b))
             maps = []
             with make_cam(self.cfg.cam, model) as cam:
@@ -161,6 +173,11 @@ class Pipeline:
             return {"pooled": pooled, "maps": torch.cat(maps)}
 
         return fc.cached(self.run.features_dir, "global", parts, compute)
+
+    @torch.no_grad()
+    def _map_shape(self, model) -> tuple[int, int]:
+        x = torch.zeros(1, 1, self.cfg.image_size, self.cfg.image_size, device=self.device)
+        return tuple(model.eval().backbone.features(x).shape[-2:])
 
     def heatmap_crops(self, gfeat, tau=None) -> dict:
         tau = self.cfg.tau if tau is None else tau
