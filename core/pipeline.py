@@ -20,8 +20,8 @@ from pathlib import Path
 import torch
 
 from . import feature_cache as fc
-from .checkpoint import save_checkpoint
-from .attention import crop, crops_for_maps, upsample_maps
+from .checkpoint import load_checkpoint, save_checkpoint
+from .attention import crop, crops_for_maps, eq1_map, upsample_maps
 from .backbones import build_backbone
 from .branches import InfectedClassifier, VectorHead
 from .cams import DEFAULT_CAM, make_cam
@@ -72,8 +72,6 @@ class PipelineConfig:
 
 def _pooled_and_map(fmap: torch.Tensor) -> torch.Tensor:
     """(B, K + h*w): the pooled vector and the flattened Eq. 1 map of one forward pass."""
-    from .attention import eq1_map
-
     return torch.cat([fmap.float().mean(dim=(2, 3)), eq1_map(fmap).flatten(1)], 1)
 
 
@@ -118,17 +116,17 @@ class Pipeline:
         torch.manual_seed(self.cfg.seed)
         return build()
 
-    def _train(self, name, model, inputs, recipe, image_keys, trainable=None):
+    def _train(self, name, model, inputs, recipe, image_keys):
         t0 = time.time()
         stage = self.run.stage(name)
         if self.run.has_stage(name) and (stage / "summary.json").exists():  # finished earlier
-            model.load_state_dict(torch.load(stage / "best.pt", weights_only=True)["model"])
+            model.load_state_dict(load_checkpoint(stage / "best.pt")["model"])
             self.log(f"{name}: reusing trained stage")
             return model.eval()
         self.log(f"{name}: training")
         train_stage(model, self.stage_data("train", inputs), self.stage_data("val", inputs), recipe, stage,
                     seed=self.cfg.seed, device=self.device, image_keys=image_keys, resume=self.resume,
-                    progress=self.progress, log=self.log, trainable=trainable)
+                    progress=self.progress, log=self.log)
         self.timings[name] = time.time() - t0
         return model.eval()
 
@@ -195,7 +193,7 @@ class Pipeline:
     def branch_backbone(self):
         bb = build_backbone(self.cfg.backbone, self.cfg.init)
         if self.cfg.branch_init == "global":
-            state = torch.load(self.run.stage("global") / "best.pt", weights_only=True)["model"]
+            state = load_checkpoint(self.run.stage("global") / "best.pt")["model"]
             bb.load_state_dict({k[len("backbone."):]: v for k, v in state.items() if k.startswith("backbone.")})
         return bb
 
