@@ -103,7 +103,8 @@ class TrainedRun:
             amap = cam(x).float()
         attention = upsample_maps(amap.cpu(), cfg.image_size)[0].numpy()
         gvec = g.embed({"image": x}).float()
-        lesion = segment(self.m["infnet"], self._t(resize01(slice01, cfg.seg["size"])), device=self.device)[0, 0].numpy()
+        lesion = segment(self.m["infnet"], self._t(resize01(slice01, cfg.seg["size"])), device=self.device,
+                         tta=cfg.seg.get("tta", False))[0, 0].numpy()
         lc = lesion_crops(lesion)
         side = {}
         for s in SIDES:

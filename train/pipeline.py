@@ -24,6 +24,7 @@ def add_args(p):
     p.add_argument("--seg-polish-epochs", type=int, default=10, help="labelled-only epochs after the rounds")
     p.add_argument("--seg-max-rounds", type=int, default=None, help="cap on pseudo-label rounds (default: until all are labelled)")
     p.add_argument("--seg-size", type=int, default=256)
+    p.add_argument("--no-seg-tta", action="store_true", help="no mirrored second pass when segmenting")
     p.add_argument("--segmenter", default=None, help="reuse a segmenter checkpoint (from `python -m train infnet`) "
                                                       "instead of running Algorithm 1 in this run")
     p.add_argument("--branch-epochs", type=int, default=None,
@@ -36,7 +37,8 @@ def run(args):
     if not 0 <= args.tau <= 1:
         raise SystemExit(f"--tau must lie in [0, 1], got {args.tau}")
     seg = {"size": args.seg_size, "epochs": args.seg_epochs, "epochs_per_round": args.seg_epochs_per_round,
-           "per_round": 100, "max_rounds": args.seg_max_rounds, "polish_epochs": args.seg_polish_epochs}
+           "per_round": 100, "max_rounds": args.seg_max_rounds, "polish_epochs": args.seg_polish_epochs,
+           "tta": not args.no_seg_tta}
     pipe = open_pipeline(args, tau=args.tau, cam=args.cam, strategy=args.strategy, seg=seg,
                          segmenter=args.segmenter, branch_init=args.branch_init, branch_epochs=args.branch_epochs)
     timings = pipe.run_all()
