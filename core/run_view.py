@@ -25,11 +25,12 @@ from .predictions import BRANCHES, val_threshold
 from .runfolder import RunFolder, safe_child
 
 
-# Nguyen et al. 2020 on the COVID-CT test split, ImageNet init (their Tables 1-2), for side-by-side tables.
-PAPER = {
-    ("densenet169", "global"): {"accuracy": 0.83, "f1": 0.81, "auc": 0.87},
-    ("densenet169", "fusion"): {"accuracy": 0.87, "f1": 0.84, "auc": 0.92},
-}
+PAPER_RESULTS = Path(__file__).resolve().parent.parent / "assets" / "paper_results.csv"
+
+
+def paper_results() -> pd.DataFrame:
+    """The paper's published numbers (assets/paper_results.csv): backbone, init, branch, accuracy, f1, auc."""
+    return pd.read_csv(PAPER_RESULTS)
 
 
 def list_runs(runs_dir: str | Path) -> list[str]:
@@ -109,7 +110,7 @@ class RunView:
         return pd.DataFrame(rows)
 
     def paper_table(self) -> pd.DataFrame:
-        return pd.DataFrame([{"backbone": bb, "branch": br, **v} for (bb, br), v in PAPER.items()])
+        return paper_results()[["backbone", "branch", "accuracy", "f1", "auc"]]
 
     # ---- per-slice data ------------------------------------------------------------------
     @cached_property

@@ -24,16 +24,12 @@ import pandas as pd
 from core.checkpoint import atomic_write_text
 from core.pipeline import Pipeline, PipelineConfig
 from core.predictions import evaluate_run
+from core.run_view import paper_results
 from core.runfolder import RunFolder
 from core.slices import resolve_data_root
 
 from .common import pick_device
 
-# Nguyen et al. 2020, COVID-CT test split (Tables 1-3 as printed; ImageNet init unless noted).
-PAPER_TABLE12 = {
-    ("densenet169", "imagenet", "global"): (0.83, 0.81, 0.87),
-    ("densenet169", "imagenet", "fusion"): (0.87, 0.84, 0.92),
-}
 TABLE12_BRANCHES = ("global", "global+infected", "global+heatmap", "fusion")
 STRATEGY_ORDER = ("GHIF", "GHI-F", "G-H-I-F")
 
@@ -109,14 +105,16 @@ def markdown(df: pd.DataFrame) -> str:
 
 
 def _table12(df: pd.DataFrame) -> pd.DataFrame:
+    paper = paper_results()
     rows = []
     for (backbone, init, branch), g in df.groupby(["backbone", "init", "branch"], sort=False):
         if branch not in TABLE12_BRANCHES:
             continue
-        paper = PAPER_TABLE12.get((backbone, init, branch))
+        hit = paper[(paper.backbone == backbone) & (paper.init == init) & (paper.branch == branch)]
+        paper_row = tuple(hit[["accuracy", "f1", "auc"]].iloc[0]) if len(hit) else None
         rows.append({"backbone": backbone, "init": init, "branch": branch, "seeds": len(g),
                      **{m: _mean_std(g[m]) for m in ("accuracy", "f1", "auc")},
-                     "paper acc/F1/AUC": "/".join(f"{v:.2f}" for v in paper) if paper else "—"})
+                     "paper acc/F1/AUC": "/".join(f"{v:.2f}" for v in paper_row) if paper_row else "—"})
     order = {b: i for i, b in enumerate(TABLE12_BRANCHES)}
     return pd.DataFrame(rows).sort_values(["backbone", "init", "branch"], key=lambda s: s.map(order) if s.name == "branch" else s)
 
