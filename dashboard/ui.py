@@ -97,6 +97,14 @@ def image_row(items: list[tuple[bytes, str]], width: int | None = None) -> None:
         col.image(img, caption=caption, width=width or "stretch")
 
 
+def lesion_row(images: dict[str, bytes], cam_caption: str) -> None:
+    """The infected-region mask, both lung crops and the fusion CAM, side by side."""
+    image_row([(images["lesion"], "infected-region mask (p > 0.5): lesion boxes red, lung crops blue/green"),
+               (images["right_lung"], "right-lung crop (image left)"),
+               (images["left_lung"], "left-lung crop (image right)"),
+               (images["fusion_cam"], cam_caption)])
+
+
 def tau_controls(tr, a, stored: dict | None, default_tau: float, slider_key: str, order: list[str]) -> None:
     """Tau slider -> Eq. 2 region, largest region, crop box; heatmap branch and fusion re-scored.
 

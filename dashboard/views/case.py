@@ -76,10 +76,7 @@ def tau_panel():
 tau_panel()
 
 st.subheader("Infected regions (Inf-Net segmenter) and the lung crops")
-ui.image_row([(imgs["lesion"], "infected-region mask (p > 0.5): lesion boxes red, lung crops blue/green"),
-              (imgs["right_lung"], "right-lung crop (image left)"),
-              (imgs["left_lung"], "left-lung crop (image right)"),
-              (imgs["fusion_cam"], f"fusion CAM (at the run's tau {ctx.tau:.2f})")])
+ui.lesion_row(imgs, f"fusion CAM (at the run's tau {ctx.tau:.2f})")
 
 st.subheader("Nearest neighbours in fusion-feature space")
 try:

@@ -73,10 +73,7 @@ def tau_panel():
 tau_panel()
 
 st.subheader("Infected regions and the lung crops")
-ui.image_row([(images["lesion"], "infected-region mask (p > 0.5): lesion boxes red, lung crops blue/green"),
-              (images["right_lung"], "right-lung crop (image left)"),
-              (images["left_lung"], "left-lung crop (image right)"),
-              (images["fusion_cam"], f"fusion CAM (tau {ctx.tau:.2f})")])
+ui.lesion_row(images, f"fusion CAM (tau {ctx.tau:.2f})")
 
 st.subheader("Place in the run's 3D map")
 method = st.radio("Embedding", ["tsne", "umap"], horizontal=True, key="upload_method",
