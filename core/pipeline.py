@@ -216,7 +216,8 @@ class Pipeline:
             rank0_first(lambda: semi_supervised(
                 self.data_root, folder, per_round=s["per_round"], max_rounds=s["max_rounds"], epochs=s["epochs"],
                 epochs_per_round=s["epochs_per_round"], size=s["size"], seed=self.cfg.seed, device=self.device,
-                polish_epochs=s.get("polish_epochs", 0), progress=self.progress, log=self.log))
+                polish_epochs=s.get("polish_epochs", 0), steps_per_round=s.get("steps_per_round"),
+                progress=self.progress, log=self.log))
             self.timings["infnet"] = time.time() - t0
         return load_segmenter(folder / "best.pt")
 

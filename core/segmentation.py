@@ -8,10 +8,14 @@ against lesion edges, the morphological gradient (3x3 dilation minus erosion) of
 Algorithm 1 (`semi_supervised`, after Inf-Net's Semi-Inf-Net): train on the labelled slices
 (round 0); then each round draws `per_round` random slices not yet used from the unlabelled pool
 (COVID-SemiSeg's unlabelled slices plus every COVID-CT slice, whose class labels are never read),
-labels them with the current model (probability >= threshold), adds them to the training set
-(pseudo labels are fixed once made) and trains again, until the pool is empty or `max_rounds`.
-Departure from the paper, for CPU budgets: each round FINE-TUNES the current weights for
-`epochs_per_round` passes over the grown training set instead of retraining from scratch.
+labels them with the current model (probability >= threshold, mirrored-slice average), adds them
+to the training set (pseudo labels are fixed once made) and trains again, until the pool is empty
+or `max_rounds`. Three guards keep wrong pseudo labels from swamping the 50 real ones: pixels the
+model was unsure of (probability inside `ignore_band`) carry no loss, every batch draws
+`labelled_share` of its slices from the labelled set, and a fixed `steps_per_round` budget (when
+given) keeps late rounds as cheap as early ones.
+Departure from the paper, for CPU budgets: each round FINE-TUNES the current weights instead of
+retraining from scratch.
 The 48 labelled test slices are scored after round 0 and after the last round, at their own
 resolution (probabilities upsampled to the mask size), so what the rounds add is measured.
 The test slices never take part in training or model selection.
@@ -61,7 +65,8 @@ def _float01(x: torch.Tensor) -> torch.Tensor:
 
 def augment_pair(img: torch.Tensor, mask: torch.Tensor, gen: torch.Generator):
     """Same random affine (rotation +-15 deg, scale 0.85-1.15, shift +-8%, left-right flip) on image
-    and mask; contrast/brightness jitter on the image only. img, mask: (B, 1, H, W) float."""
+    and mask; contrast/brightness jitter on the image only. img: (B, 1, H, W), mask: (B, C, H, W)
+    float 0/1 (C > 1: extra binary maps, e.g. a validity mask, moved with it)."""
     b = img.shape[0]
     r = lambda lo, hi: torch.rand(b, generator=gen) * (hi - lo) + lo
     angle = r(-15, 15) * math.pi / 180
@@ -97,10 +102,10 @@ def border_weights(mask: torch.Tensor) -> torch.Tensor:
 
 
 def structure_loss(logits: torch.Tensor, mask: torch.Tensor, weit: torch.Tensor | None = None) -> torch.Tensor:
-    """Inf-Net's weighted BCE + weighted IoU, mean over the batch."""
+    """Inf-Net's weighted BCE + weighted IoU, mean over the batch. Pixels of weight 0 carry no loss."""
     weit = border_weights(mask) if weit is None else weit
     wbce = F.binary_cross_entropy_with_logits(logits, mask, reduction="none")
-    wbce = (weit * wbce).sum(dim=(2, 3)) / weit.sum(dim=(2, 3))
+    wbce = (weit * wbce).sum(dim=(2, 3)) / weit.sum(dim=(2, 3)).clamp_min(1e-6)
     pred = torch.sigmoid(logits)
     inter = (pred * mask * weit).sum(dim=(2, 3))
     union = ((pred + mask) * weit).sum(dim=(2, 3))
@@ -108,11 +113,15 @@ def structure_loss(logits: torch.Tensor, mask: torch.Tensor, weit: torch.Tensor 
     return (wbce + wiou).mean()
 
 
-def segmentation_loss(out: dict, mask: torch.Tensor) -> torch.Tensor:
-    """Structure loss on every map of out["mask"] + BCE of out["edge"] against the mask's edges."""
+def segmentation_loss(out: dict, mask: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+    """Structure loss on every map of out["mask"] + BCE of out["edge"] against the mask's edges.
+    `valid` (same shape as mask, 0/1): pixels where it is 0 (unsure pseudo labels) carry no loss."""
     weit = border_weights(mask)
+    if valid is not None:
+        weit = weit * valid
     loss = sum(structure_loss(m.float(), mask, weit) for m in out["mask"])
-    return loss + F.binary_cross_entropy_with_logits(out["edge"].float(), mask_edges(mask))
+    edge = F.binary_cross_entropy_with_logits(out["edge"].float(), mask_edges(mask), weight=valid)
+    return loss + edge
 
 
 # ----------------------------------------------------------------------------------- train / infer
@@ -133,11 +142,15 @@ def train_segmenter(images: torch.Tensor, masks: torch.Tensor, out_dir, epochs: 
                     init_state: dict | None = None, progress: bool = True, *, model: InfNet | None = None,
                     encoder: str = "efficientnet_lite0", init: str = "imagenet", batch_size: int = 8,
                     lr: float = 4e-4, weight_decay: float = 1e-4, warmup_frac: float = 0.05,
-                    precision: str = "fp32", augment: bool = True, log=print) -> InfNet:
+                    precision: str = "fp32", augment: bool = True, valid: torch.Tensor | None = None,
+                    sample_weights: torch.Tensor | None = None, steps: int | None = None, log=print) -> InfNet:
     """Train (or fine-tune) a segmenter on images (N,1,S,S) uint8 or [0,1] float and masks (N,1,S,S) 0/1.
 
     Starts from `model` if given, else builds one (`encoder`, `init`) and loads `init_state` (a state
     dict) over it when given. AdamW, linear warm-up then cosine decay, per-step joint augmentation.
+    `valid` (N,1,S,S) 0/1: pixels that carry loss (default all). `sample_weights` (N,): batches are
+    drawn with replacement in proportion to them (default: each epoch a permutation). `steps`: total
+    optimiser steps instead of `epochs` full passes (the "epochs" of the log are then N/batch steps).
     Writes out_dir/model.pt ({"model", "config"}) and out_dir/summary.json; returns the model (eval).
     """
     out_dir = Path(out_dir)
@@ -145,6 +158,11 @@ def train_segmenter(images: torch.Tensor, masks: torch.Tensor, out_dir, epochs: 
     device = torch.device(device)
     if len(images) != len(masks) or len(images) == 0:
         raise ValueError(f"need as many masks as images, at least one (got {len(images)} and {len(masks)})")
+    if valid is not None and valid.shape != masks.shape:
+        raise ValueError(f"valid {tuple(valid.shape)} must have the masks' shape {tuple(masks.shape)}")
+    if sample_weights is not None and (len(sample_weights) != len(images) or not bool((sample_weights >= 0).all())
+                                       or float(sample_weights.sum()) <= 0):
+        raise ValueError("sample_weights: one non-negative weight per image, not all zero")
     if model is None:
         model = build_segmenter(encoder, "scratch" if init_state is not None else init, seed)
         if init_state is not None:
@@ -157,7 +175,9 @@ def train_segmenter(images: torch.Tensor, masks: torch.Tensor, out_dir, epochs: 
     n = len(images)
     bs = min(batch_size, n)
     steps_per_epoch = max(1, n // bs)  # drop the ragged tail: BatchNorm dislikes tiny batches
-    total = steps_per_epoch * epochs
+    if steps is not None:
+        epochs = max(1, math.ceil(steps / steps_per_epoch))
+    total = steps_per_epoch * epochs if steps is None else steps
     warmup = max(1, int(warmup_frac * total))
     history = []
     step = 0
@@ -168,18 +188,24 @@ def train_segmenter(images: torch.Tensor, masks: torch.Tensor, out_dir, epochs: 
         perm = torch.randperm(n, generator=gen)
         model.train()
         t0, loss_sum, seen = time.time(), 0.0, 0
-        for s in range(steps_per_epoch):
-            idx = perm[s * bs:(s + 1) * bs]
+        for s in range(min(steps_per_epoch, total - step)):
+            if sample_weights is None:
+                idx = perm[s * bs:(s + 1) * bs]
+            else:
+                idx = torch.multinomial(sample_weights.float(), bs, replacement=True, generator=gen)
             x, y = _float01(images[idx]), masks[idx].float()
+            v = None if valid is None else valid[idx].float()
             if augment:
-                x, y = augment_pair(x, y, gen)
+                x, yv = augment_pair(x, y if v is None else torch.cat([y, v], 1), gen)
+                y, v = (yv, None) if v is None else (yv[:, :1], yv[:, 1:])
             x = x.to(device).contiguous(memory_format=torch.channels_last)
             y = y.to(device)
+            v = None if v is None else v.to(device)
             for g in opt.param_groups:
                 g["lr"] = _lr(lr, step, total, warmup)
             with autocast(precision, device):
                 out = model(x)
-            loss = segmentation_loss(out, y)
+            loss = segmentation_loss(out, y, v)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -192,7 +218,7 @@ def train_segmenter(images: torch.Tensor, masks: torch.Tensor, out_dir, epochs: 
         if progress:
             log(json.dumps(row))
     model.eval()
-    summary = {"epochs": epochs, "n_train": n, "batch_size": bs, "lr": lr, "precision": precision, "seed": seed,
+    summary = {"epochs": epochs, "steps": step, "n_train": n, "batch_size": bs, "lr": lr, "precision": precision, "seed": seed,
                "seconds": round(time.time() - t_start, 1), "history": history}
     save_checkpoint({"model": model.state_dict(), "config": dict(model.config)}, out_dir / "model.pt")
     atomic_write_text(out_dir / "summary.json", json.dumps(summary, indent=1))
@@ -300,8 +326,16 @@ def semi_supervised(data_root, out_dir, per_round: int = 100, max_rounds: int | 
                     encoder: str = "efficientnet_lite0", init: str = "imagenet", threshold: float = 0.5,
                     batch_size: int = 8, lr: float = 4e-4, finetune_lr: float | None = None,
                     precision: str = "fp32", sources=("semiseg", "covidct"), polish_epochs: int = 0,
-                    polish_lr: float | None = None, resume: bool = True, progress: bool = True, log=print) -> dict:
+                    polish_lr: float | None = None, pseudo_tta: bool = True,
+                    ignore_band: tuple[float, float] | None = (0.3, 0.7), labelled_share: float | None = 0.5,
+                    steps_per_round: int | None = None, resume: bool = True, progress: bool = True,
+                    log=print) -> dict:
     """Algorithm 1 (see the module docstring). Returns the dict written to out_dir/metrics.json.
+
+    `ignore_band` (lo, hi): pseudo-label pixels with lo < probability < hi carry no loss (None: all
+    do). `labelled_share`: the share of each batch drawn from the labelled slices (None: uniform over
+    the training set). `steps_per_round`: optimiser steps per round (None: `epochs_per_round` passes).
+    The metrics also hold "final_tta", the final model scored with the mirrored-slice average.
 
     `polish_epochs` > 0: after the last round, fine-tune on the labelled slices only (as Inf-Net's
     Semi-Inf-Net does after its pseudo-label training); metrics "after_rounds" stay the pure
@@ -318,6 +352,10 @@ def semi_supervised(data_root, out_dir, per_round: int = 100, max_rounds: int | 
     (out_dir / "pseudo").mkdir(parents=True, exist_ok=True)
     device = torch.device(device)
     finetune_lr = lr * 0.5 if finetune_lr is None else finetune_lr
+    if ignore_band is not None and not 0 <= ignore_band[0] <= threshold <= ignore_band[1] <= 1:
+        raise ValueError(f"ignore_band {ignore_band} must satisfy 0 <= lo <= threshold ({threshold}) <= hi <= 1")
+    if labelled_share is not None and not 0 < labelled_share < 1:
+        raise ValueError(f"labelled_share {labelled_share} must lie strictly between 0 and 1")
     t_all = time.time()
     train_sl, test_sl = read_labelled(data_root, "train"), read_labelled(data_root, "test")
     x_lab = load_stack([s.image for s in train_sl], size)
@@ -332,7 +370,9 @@ def semi_supervised(data_root, out_dir, per_round: int = 100, max_rounds: int | 
               "epochs_per_round": epochs_per_round, "per_round": per_round, "max_rounds": max_rounds,
               "threshold": threshold, "batch_size": batch_size, "lr": lr, "finetune_lr": finetune_lr,
               "precision": precision, "seed": seed, "sources": list(sources), "pool_size": len(pool),
-              "polish_epochs": polish_epochs,
+              "polish_epochs": polish_epochs, "pseudo_tta": pseudo_tta,
+              "ignore_band": list(ignore_band) if ignore_band is not None else None,
+              "labelled_share": labelled_share, "steps_per_round": steps_per_round,
               "n_labelled_train": len(train_sl), "n_test": len(test_sl)}
     state_path = out_dir / "state.json"
     state = None
@@ -341,7 +381,7 @@ def semi_supervised(data_root, out_dir, per_round: int = 100, max_rounds: int | 
         if state.get("config", {}).get("seed") != seed or state["config"].get("per_round") != per_round \
                 or state["config"].get("size") != size or state["config"].get("encoder") != encoder:
             raise ValueError(f"{out_dir}: holds a run with another seed/per_round/size/encoder; use another out dir")
-    evaluate = lambda m: evaluate_native(m, x_test, test_masks, threshold, precision)
+    evaluate = lambda m, tta=False: evaluate_native(m, x_test, test_masks, threshold, precision, tta=tta)
     if state is None:
         log(f"round 0: training on {len(train_sl)} labelled slices for {epochs} epochs")
         t0 = time.time()
@@ -351,6 +391,7 @@ def semi_supervised(data_root, out_dir, per_round: int = 100, max_rounds: int | 
         train_s = time.time() - t0
         labelled_only = evaluate(model)
         state = {"config": config, "rounds_done": 0, "labelled_only": labelled_only,
+                 "labelled_only_tta": evaluate(model, tta=True),
                  "history": [{"round": 0, "n_train": len(train_sl), "n_pseudo": 0, "train_seconds": round(train_s, 1),
                               "test": labelled_only}]}
         ckpt = {"model": model.state_dict(), "config": {**model.config, "size": size, "threshold": threshold}}
@@ -361,31 +402,43 @@ def semi_supervised(data_root, out_dir, per_round: int = 100, max_rounds: int | 
     else:
         model = load_segmenter(out_dir / "rounds" / "latest.pt", device)
         log(f"resuming after round {state['rounds_done']}")
-    x_parts, y_parts = [x_lab], [y_lab]
+    x_parts, y_parts, v_parts = [x_lab], [y_lab], [torch.ones_like(y_lab)]
     for k in range(1, state["rounds_done"] + 1):  # pseudo labels of finished rounds, as they were made
         saved = load_checkpoint(out_dir / "pseudo" / f"round-{k:03d}.pt")
         keys = saved["keys"]
         by_key = dict(pool)
         x_parts.append(load_stack([by_key[key] for key in keys], size))
         y_parts.append(_unpack(saved["masks"], size))
+        v_parts.append(_unpack(saved["sure"], size) if "sure" in saved else torch.ones_like(y_parts[-1]))
     for k in range(state["rounds_done"] + 1, n_rounds + 1):
         t0 = time.time()
         chosen = [pool[i] for i in order[(k - 1) * per_round:k * per_round]]
         x_new = load_stack([p for _, p in chosen], size)
-        prob = segment(model, x_new, device=device, precision=precision)
+        prob = segment(model, x_new, device=device, precision=precision, tta=pseudo_tta)
         y_new = (prob >= threshold).to(torch.uint8)
-        save_checkpoint({"keys": [key for key, _ in chosen], "masks": _pack(y_new)},
+        sure = torch.ones_like(y_new) if ignore_band is None else \
+            ((prob <= ignore_band[0]) | (prob >= ignore_band[1])).to(torch.uint8)
+        save_checkpoint({"keys": [key for key, _ in chosen], "masks": _pack(y_new), "sure": _pack(sure)},
                         out_dir / "pseudo" / f"round-{k:03d}.pt")
         x_parts.append(x_new)
         y_parts.append(y_new)
-        x_all, y_all = torch.cat(x_parts), torch.cat(y_parts)
+        v_parts.append(sure)
+        x_all, y_all, v_all = torch.cat(x_parts), torch.cat(y_parts), torch.cat(v_parts)
+        n_pseudo = len(x_all) - len(x_lab)
+        weights = None
+        if labelled_share is not None:
+            weights = torch.cat([torch.full((len(x_lab),), labelled_share / len(x_lab)),
+                                 torch.full((n_pseudo,), (1 - labelled_share) / n_pseudo)])
         log(f"round {k}/{n_rounds}: +{len(chosen)} pseudo-labelled slices "
-            f"({float(y_new.float().mean()) * 100:.2f}% lesion pixels), training set {len(x_all)}")
+            f"({float(y_new.float().mean()) * 100:.2f}% lesion pixels, {float(1 - sure.float().mean()) * 100:.2f}% "
+            f"unsure), training set {len(x_all)}")
         model = train_segmenter(x_all, y_all, out_dir / "train" / f"round-{k:03d}", epochs_per_round,
                                 seed + k, device, model=model, batch_size=batch_size, lr=finetune_lr,
-                                warmup_frac=0.1, precision=precision, progress=progress, log=log)
-        row = {"round": k, "n_train": len(x_all), "n_pseudo": len(x_all) - len(x_lab),
+                                warmup_frac=0.1, precision=precision, progress=progress, valid=v_all,
+                                sample_weights=weights, steps=steps_per_round, log=log)
+        row = {"round": k, "n_train": len(x_all), "n_pseudo": n_pseudo,
                "pseudo_lesion_fraction": float(y_new.float().mean()),
+               "pseudo_unsure_fraction": float(1 - sure.float().mean()),
                "pseudo_empty_slices": int((y_new.flatten(1).sum(1) == 0).sum()),
                "train_seconds": round(time.time() - t0, 1)}
         state["history"].append(row)
@@ -394,6 +447,7 @@ def semi_supervised(data_root, out_dir, per_round: int = 100, max_rounds: int | 
                         out_dir / "rounds" / "latest.pt")
         atomic_write_text(state_path, json.dumps(state, indent=1))
     after = evaluate(model) if state["rounds_done"] > 0 else state["labelled_only"]
+    after_tta = evaluate(model, tta=True) if state["rounds_done"] > 0 else state.get("labelled_only_tta")
     if state["rounds_done"] > 0:
         state["history"][-1]["test"] = after
     final = after
@@ -403,9 +457,11 @@ def semi_supervised(data_root, out_dir, per_round: int = 100, max_rounds: int | 
                                 model=model, batch_size=batch_size, warmup_frac=0.1, precision=precision,
                                 lr=finetune_lr * 0.5 if polish_lr is None else polish_lr, progress=progress, log=log)
         final = evaluate(model)
+    final_tta = evaluate(model, tta=True) if polish_epochs > 0 or after_tta is None else after_tta
     save_checkpoint({"model": model.state_dict(), "config": {**model.config, "size": size, "threshold": threshold}},
                     out_dir / "best.pt")
     metrics = {"labelled_only": state["labelled_only"], "after_rounds": after, "final": final,
+               "labelled_only_tta": state.get("labelled_only_tta"), "after_rounds_tta": after_tta, "final_tta": final_tta,
                "rounds": state["rounds_done"], "polish_epochs": polish_epochs,
                "pool_size": len(pool), "pool_used": min(len(pool), state["rounds_done"] * per_round),
                "n_train_final": sum(len(x) for x in x_parts), "history": state["history"], "config": config,

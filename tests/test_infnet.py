@@ -81,6 +81,57 @@ def test_loss_is_finite_and_edges_are_a_ring():
     assert math.isfinite(float(segmentation_loss(out, m)))
 
 
+def test_unsure_pixels_carry_no_loss():
+    """Pixels outside `valid` must not change the loss, whatever their label; inside they must."""
+    torch.manual_seed(0)
+    out = {"mask": [torch.randn(1, 1, 16, 16)] * 2, "edge": torch.randn(1, 1, 16, 16)}
+    m = torch.zeros(1, 1, 16, 16)
+    m[..., 4:12, 4:12] = 1
+    valid = torch.ones_like(m)
+    valid[..., :, 10:] = 0  # right third unsure
+    flipped = m.clone()
+    flipped[..., :, 13:] = 1 - flipped[..., :, 13:]  # relabel far inside the unsure part (edges stay away)
+    base = float(segmentation_loss(out, m, valid))
+    assert float(segmentation_loss(out, flipped, valid)) == pytest.approx(base, rel=1e-6)
+    assert float(segmentation_loss(out, flipped)) != pytest.approx(float(segmentation_loss(out, m)), rel=1e-3)
+
+
+def test_sample_weights_and_fixed_steps(tmp_path):
+    """Weighted draws never pick a zero-weight slice (NaN images here: one draw would turn every
+    weight NaN); `steps` fixes the optimiser step count."""
+    x, y = _phantom_batch(8)
+    x = x / 255
+    w = torch.tensor([1.0] * 8 + [0.0] * 8)
+    model = train_segmenter(torch.cat([x, torch.full_like(x, float("nan"))]), torch.cat([y, y]), tmp_path / "w",
+                            epochs=1, seed=0, init="scratch", batch_size=4, lr=2e-3, augment=False, progress=False,
+                            sample_weights=w, steps=7)
+    assert all(bool(torch.isfinite(p).all()) for p in model.parameters())
+    summary = json.loads((tmp_path / "w" / "summary.json").read_text())
+    assert summary["steps"] == 7
+    with pytest.raises(ValueError, match="sample_weights"):
+        train_segmenter(x, y, tmp_path / "bad", epochs=1, init="scratch", progress=False,
+                        sample_weights=torch.zeros(8))
+    with pytest.raises(ValueError, match="valid"):
+        train_segmenter(x, y, tmp_path / "bad", epochs=1, init="scratch", progress=False,
+                        valid=torch.ones(8, 1, 4, 4))
+
+
+def test_pseudo_labels_store_the_unsure_band(seg_root, tmp_path):
+    out = tmp_path / "band"
+    m = semi_supervised(seg_root, out, per_round=10, max_rounds=1, epochs=1, steps_per_round=3, seed=0, size=SIZE,
+                        init="scratch", batch_size=4, progress=False, ignore_band=(0.2, 0.8), labelled_share=0.5)
+    saved = load_checkpoint(out / "pseudo" / "round-001.pt")
+    assert saved["sure"].shape == saved["masks"].shape
+    row = m["history"][1]
+    assert 0 <= row["pseudo_unsure_fraction"] <= 1
+    assert json.loads((out / "train" / "round-001" / "summary.json").read_text())["steps"] == 3
+    assert m["config"]["ignore_band"] == [0.2, 0.8] and m["final_tta"]["n"] == 4
+    for bad in ({"ignore_band": (0.6, 0.9)}, {"labelled_share": 1.0}):
+        with pytest.raises(ValueError):
+            semi_supervised(seg_root, tmp_path / "bad", epochs=1, max_rounds=0, size=SIZE, init="scratch",
+                            progress=False, **bad)
+
+
 def test_augment_pair_keeps_masks_binary():
     x, y = _phantom_batch(4)
     xa, ya = augment_pair(x, y.float(), torch.Generator().manual_seed(0))

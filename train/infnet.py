@@ -46,7 +46,24 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=None, help="CPU threads (1 is fastest when another job shares the cores)")
     p.add_argument("--polish-epochs", type=int, default=0,
                    help="after the last round, fine-tune on the labelled slices only (Semi-Inf-Net style; 0: off)")
+    p.add_argument("--no-pseudo-tta", action="store_true", help="pseudo-label from the slice alone, not its mirror average")
+    p.add_argument("--ignore-band", default="0.3,0.7",
+                   help="LO,HI: pseudo-label pixels with LO < p < HI carry no loss; 'none' keeps every pixel")
+    p.add_argument("--labelled-share", type=float, default=0.5,
+                   help="share of every batch drawn from the labelled slices; 0 draws uniformly")
+    p.add_argument("--steps-per-round", type=int, default=None,
+                   help="optimiser steps per round (default: --epochs-per-round passes over the grown set)")
     p.add_argument("--no-resume", action="store_true", help="refuse to continue a run already in --out")
+
+
+def parse_band(text: str) -> tuple[float, float] | None:
+    if text.strip().lower() == "none":
+        return None
+    try:
+        lo, hi = (float(v) for v in text.split(","))
+    except ValueError:
+        raise SystemExit(f"--ignore-band: expected LO,HI (e.g. 0.3,0.7) or none, got {text!r}") from None
+    return lo, hi
 
 
 def run(args) -> dict:
@@ -67,11 +84,14 @@ def run(args) -> dict:
                         size=args.size, device=device, encoder=args.encoder, init=args.init,
                         threshold=args.threshold, batch_size=args.batch_size or 8, lr=args.lr,
                         precision=args.precision, sources=sources, polish_epochs=args.polish_epochs,
+                        pseudo_tta=not args.no_pseudo_tta, ignore_band=parse_band(args.ignore_band),
+                        labelled_share=args.labelled_share or None, steps_per_round=args.steps_per_round,
                         progress=not args.no_progress)
     summary = {"out": args.out, "rounds": m["rounds"], "n_train_final": m["n_train_final"],
                "labelled_only": {k: round(m["labelled_only"][k], 4) for k in KEYS},
                "after_rounds": {k: round(m["after_rounds"][k], 4) for k in KEYS},
                **({"final_after_polish": {k: round(m["final"][k], 4) for k in KEYS}} if m["polish_epochs"] else {}),
+               "final_tta": {k: round(m["final_tta"][k], 4) for k in KEYS},
                "round0_train_seconds": m["history"][0]["train_seconds"],
                "wall_seconds": round(time.time() - t0, 1)}
     if synthetic:
