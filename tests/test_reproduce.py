@@ -23,7 +23,13 @@ def test_reproduce_writes_tables_and_reuses_finished_runs(phantom_root, tmp_path
     assert list(pd.read_csv(tmp_path / "repro" / "table3.csv").strategy) == ["G-H-I-F"]
     # the second seed reused the first seed's segmenter instead of training another
     assert "infnet: reusing" in (tmp_path / "repro" / "runs" / "efficientnet_lite0-imagenet-G-H-I-F-s1" / "log.txt").read_text()
+    config_before = (tmp_path / "repro" / "runs" / "efficientnet_lite0-imagenet-G-H-I-F-s0" / "config.json").read_text()
     again = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
     assert again.returncode == 0
+    assert again.stdout.count("finished earlier: read as it is") == 2  # no Pipeline, not even to reuse stages
+    assert (tmp_path / "repro" / "runs" / "efficientnet_lite0-imagenet-G-H-I-F-s0" / "config.json").read_text() == config_before
+    runs = pd.read_csv(tmp_path / "repro" / "all_runs.csv")
+    assert runs.run.str.endswith("-s0").sum() == runs.run.str.endswith("-s1").sum() > 0
+    assert (runs.epochs == 1).all()
     log = (tmp_path / "repro" / "runs" / "efficientnet_lite0-imagenet-G-H-I-F-s0" / "log.txt").read_text()
     assert log.count("global: training") == 1  # finished stages are reused, not retrained

@@ -5,10 +5,12 @@
     python -m train reproduce --backbones efficientnet_lite0 --seeds 1 --epochs 2 --out runs/repro-demo  # phantoms
 
 Every configuration is one run folder under --out/runs/ (named backbone-init-strategy-sSEED), trained
-by the same Pipeline as `train pipeline`; a folder whose stages are done is reused, a killed one
-resumes. The segmenter is trained once (seed 0) and shared by every configuration, and the joint
-strategies reuse it too, so nothing shared is trained twice. `selftrans` needs --selftrans-ckpt
-(from `python -m train selfsup`).
+by the same Pipeline as `train pipeline`; a finished folder is read as it is (so a run trained
+earlier with `train pipeline` can be linked in under the configuration's name), a killed one
+resumes. The segmenter is trained once (seed 0, or taken from --segmenter) and shared by every
+configuration, and the joint strategies reuse it too, so nothing shared is trained twice.
+`selftrans` needs --selftrans-ckpt (from `python -m train selfsup`). all_runs.csv names the run
+folder and the epoch settings behind every row.
 Tables: table1_2.{md,csv} (global, global+infected, global+heatmap, fusion per backbone and init:
 accuracy/F1/AUC mean ± std over seeds on the test split, the paper's numbers beside them) and
 table3.{md,csv} (strategies GHIF, GHI-F, G-H-I-F: fusion on the test split).
@@ -45,6 +47,7 @@ def add_args(p):
     p.add_argument("--branch-epochs", type=int, default=None)
     p.add_argument("--seg-epochs", type=int, default=40)
     p.add_argument("--seg-max-rounds", type=int, default=None)
+    p.add_argument("--segmenter", default=None, help="a trained segmenter checkpoint shared by every configuration")
     p.add_argument("--image-size", type=int, default=224)
     p.add_argument("--device", default="auto")
     p.add_argument("--out", required=True)
@@ -54,6 +57,13 @@ def add_args(p):
 def _mean_std(values) -> str:
     v = np.array(values, dtype=float)
     return f"{v.mean():.3f} ± {v.std(ddof=1):.3f}" if len(v) > 1 else f"{v.mean():.3f}"
+
+
+def finished(run_: RunFolder, backbone: str, strategy: str) -> bool:
+    """A run whose pipeline completed (timings total written last) for this backbone and strategy."""
+    cfg = run_.config
+    pipe = cfg.get("pipeline", {})
+    return "total" in cfg.get("timings", {}) and pipe.get("backbone") == backbone and pipe.get("strategy") == strategy
 
 
 def run(args):
@@ -67,23 +77,29 @@ def run(args):
     seg = {**PipelineConfig().seg, "epochs": args.seg_epochs, "max_rounds": args.seg_max_rounds}
     jobs = [(b, i, "G-H-I-F", s) for b in backbones for i in inits for s in range(args.seeds)]
     jobs += [(backbones[0], inits[0], st, s) for st in strategies if st != "G-H-I-F" for s in range(args.seeds)]
-    shared_seg = None
+    shared_seg = args.segmenter
     records = []
     for k, (backbone, init, strategy, seed) in enumerate(jobs, 1):
         name = f"{backbone}-{init}-{strategy}-s{seed}"
         print(f"[{k}/{len(jobs)}] {name}", flush=True)
         run_ = RunFolder(out / "runs" / name, create=True)
-        cfg = PipelineConfig(backbone=backbone, init=args.selftrans_ckpt if init == "selftrans" else init,
-                             seed=seed, epochs=args.epochs, branch_epochs=args.branch_epochs, strategy=strategy,
-                             image_size=args.image_size, hires_size=2 * args.image_size, seg=seg,
-                             segmenter=shared_seg)
-        run_.update_config(synthetic=synthetic)
-        Pipeline(run_, data_root, cfg, device=device, progress=not args.no_progress, resume=True).run_all()
+        if finished(run_, backbone, strategy):
+            print(f"  finished earlier: read as it is ({run_.path.resolve()})", flush=True)
+        else:
+            cfg = PipelineConfig(backbone=backbone, init=args.selftrans_ckpt if init == "selftrans" else init,
+                                 seed=seed, epochs=args.epochs, branch_epochs=args.branch_epochs, strategy=strategy,
+                                 image_size=args.image_size, hires_size=2 * args.image_size, seg=seg,
+                                 segmenter=shared_seg)
+            run_.update_config(synthetic=synthetic)
+            Pipeline(run_, data_root, cfg, device=device, progress=not args.no_progress, resume=True).run_all()
         shared_seg = shared_seg or str(run_.stage("infnet") / "best.pt")
+        pipe = run_.config.get("pipeline", {})
+        provenance = {"run": str(run_.path.resolve()), "epochs": pipe.get("epochs"),
+                      "branch_epochs": pipe.get("branch_epochs"), "pipeline_minutes": round(run_.config["timings"]["total"] / 60, 1)}
         metrics = evaluate_run(run_, "test", n_boot=200)
         for branch, m in metrics.items():
             records.append({"backbone": backbone, "init": init, "strategy": strategy, "seed": seed, "branch": branch,
-                            **{x: m[x]["value"] for x in ("accuracy", "f1", "auc")}})
+                            **{x: m[x]["value"] for x in ("accuracy", "f1", "auc")}, **provenance})
     df = pd.DataFrame(records)
     out.mkdir(parents=True, exist_ok=True)
     df.to_csv(out / "all_runs.csv", index=False)
