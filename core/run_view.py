@@ -214,6 +214,11 @@ class RunView:
     def timings(self) -> dict:
         return self.config.get("timings", {})
 
+    def run_table(self, filename: str) -> pd.DataFrame | None:
+        """A table a command wrote into the run folder (fidelity.csv, branch_probe.csv), if there."""
+        f = self.run.path / filename
+        return pd.read_csv(f) if f.exists() else None
+
     def stage_summary(self, stage: str) -> dict | None:
         f = self.run.stage(stage) / "summary.json"
         return json.loads(f.read_text()) if f.exists() else None

@@ -85,6 +85,36 @@ def test_overview_tables(dash_env, rv):
     assert any(list(f.columns[:2]) == ["backbone", "branch"] for f in frames)  # the paper's table
 
 
+def test_overview_shows_probe_and_fidelity_tables_when_measured(dash_env, tmp_path, monkeypatch):
+    """A copy of the run: without the tables the page names the commands; with them it shows them."""
+    import argparse
+    import shutil
+
+    import pandas as pd
+
+    from train import probe
+
+    runs = tmp_path / "runs"
+    shutil.copytree(dash_env, runs / dash_env.name)
+    monkeypatch.setenv("COVID_LAB_RUNS", str(runs))
+    captions = lambda at: " ".join(c.value for c in at.caption)
+    at = app()
+    no_exception(at)
+    assert "python -m train probe --run" in captions(at) and "python -m train fidelity --run" in captions(at)
+    probe.run(argparse.Namespace(run=str(runs / dash_env.name), folds=4))
+    fidelity = pd.DataFrame([{"branch": "global", "method": "eq1", "kind": "cam", "n": 3, "pointing_hit_rate": 0.25},
+                             {"branch": "global", "method": "uniform", "kind": "baseline", "n": 3, "pointing_hit_rate": 0.5}])
+    fidelity.to_csv(runs / dash_env.name / "fidelity.csv", index=False)
+    at = app()
+    no_exception(at)
+    frames = [d.value for d in at.dataframe]
+    shown_probe = [f for f in frames if "trained_test_auc" in f.columns]
+    assert len(shown_probe) == 1 and list(shown_probe[0].branch) == ["global", "global+heatmap", "global+infected", "fusion"]
+    shown_fid = [f for f in frames if "pointing_hit_rate" in f.columns]
+    assert len(shown_fid) == 1 and list(shown_fid[0].method) == ["eq1", "uniform"]
+    assert "python -m train probe --run" not in captions(at)
+
+
 def test_runs_folder_argument(tmp_path, monkeypatch):
     from dashboard.data import available_runs, runs_dir
 

@@ -19,6 +19,7 @@ COMMANDS = {
     "predict": ("train.predict", "run a trained pipeline on new slice files"),
     "selfsup": ("train.selfsup", "Self-Trans initialisation: contrastive pre-training on CT slices"),
     "reproduce": ("train.reproduce", "the paper's Tables 1-3 with one command"),
+    "probe": ("train.probe", "does each branch add information beyond global? (held-out stacking)"),
     "fidelity": ("train.fidelity", "explanation fidelity: CAMs vs lesion masks (pointing, energy, deletion)"),
 }
 

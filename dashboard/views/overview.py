@@ -1,8 +1,10 @@
-"""Overview: metrics with 95% intervals beside the paper's, ROC, confusion matrix, calibration, timings."""
+"""Overview: metrics with 95% intervals beside the paper's, ROC, confusion matrix, calibration, branch probe,
+explanation fidelity, timings."""
 import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
+from core.branch_probe import PROBE_FILE
 from dashboard import data, ui
 
 ctx = ui.current()
@@ -80,6 +82,28 @@ if strategies is not None:
     st.subheader("Training strategies (the paper's Table 3)")
     st.caption(f"Fusion branch on the test split; from {source}. This run: {pipe.get('strategy', '?')}.")
     st.dataframe(table, hide_index=True, width="stretch")
+
+st.divider()
+st.subheader("Beyond the paper")
+b1, b2 = st.columns(2)
+with b1:
+    st.markdown("**What each branch adds** · one logistic layer refitted on the validation split only")
+    probe = rv.run_table(PROBE_FILE)
+    if probe is None:
+        st.caption(f"Not measured for this run: `python -m train probe --run {rv.run.path}`")
+    else:
+        st.dataframe(probe, hide_index=True, width="stretch")
+        st.caption("If a row that adds a branch does not beat `global` on test AUC, that branch carries nothing "
+                   "the global branch lacks. `trained_test_auc`: the branch as trained in the pipeline.")
+with b2:
+    st.markdown("**Explanation fidelity** · CAMs against the lesion masks of the COVID-SemiSeg test slices")
+    fidelity = rv.run_table("fidelity.csv")
+    if fidelity is None:
+        st.caption(f"Not measured for this run: `python -m train fidelity --run {rv.run.path}`")
+    else:
+        st.dataframe(fidelity, hide_index=True, width="stretch")
+        st.caption("Pointing: the map's peak inside a lesion. Energy: the map's share inside lesions. "
+                   "Rows of kind `baseline` are what a map with no knowledge of the slice scores.")
 
 st.divider()
 t1, t2 = st.columns([1.2, 1])
