@@ -31,5 +31,12 @@ def test_reproduce_writes_tables_and_reuses_finished_runs(phantom_root, tmp_path
     runs = pd.read_csv(tmp_path / "repro" / "all_runs.csv")
     assert runs.run.str.endswith("-s0").sum() == runs.run.str.endswith("-s1").sum() > 0
     assert (runs.epochs == 1).all()
+    # --collect: tables from what has finished, nothing trained; a third seed is simply left out
+    collect = subprocess.run([*args[:args.index("--seeds") + 1], "3", *args[args.index("--seeds") + 2:], "--collect"],
+                             cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    assert collect.returncode == 0, collect.stderr[-2000:]
+    assert "not finished: left out of the tables (--collect)" in collect.stdout
+    assert not (tmp_path / "repro" / "runs" / "efficientnet_lite0-imagenet-G-H-I-F-s2").exists()
+    assert (pd.read_csv(tmp_path / "repro" / "table1_2.csv").seeds == 2).all()
     log = (tmp_path / "repro" / "runs" / "efficientnet_lite0-imagenet-G-H-I-F-s0" / "log.txt").read_text()
     assert log.count("global: training") == 1  # finished stages are reused, not retrained

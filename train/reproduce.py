@@ -10,7 +10,8 @@ earlier with `train pipeline` can be linked in under the configuration's name), 
 resumes. The segmenter is trained once (seed 0, or taken from --segmenter) and shared by every
 configuration, and the joint strategies reuse it too, so nothing shared is trained twice.
 `selftrans` needs --selftrans-ckpt (from `python -m train selfsup`). all_runs.csv names the run
-folder and the epoch settings behind every row.
+folder and the epoch settings behind every row. --collect trains nothing and tabulates what has
+finished so far (e.g. while configurations train in other processes or on other machines).
 Tables: table1_2.{md,csv} (global, global+infected, global+heatmap, fusion per backbone and init:
 accuracy/F1/AUC mean ± std over seeds on the test split, the paper's numbers beside them) and
 table3.{md,csv} (strategies GHIF, GHI-F, G-H-I-F: fusion on the test split).
@@ -51,6 +52,8 @@ def add_args(p):
     p.add_argument("--image-size", type=int, default=224)
     p.add_argument("--device", default="auto")
     p.add_argument("--out", required=True)
+    p.add_argument("--collect", action="store_true",
+                   help="train nothing: build the tables from the configurations already finished under --out")
     p.add_argument("--no-progress", action="store_true")
 
 
@@ -64,6 +67,10 @@ def finished(run_: RunFolder, backbone: str, strategy: str) -> bool:
     cfg = run_.config
     pipe = cfg.get("pipeline", {})
     return "total" in cfg.get("timings", {}) and pipe.get("backbone") == backbone and pipe.get("strategy") == strategy
+
+
+def finished_at(path: Path, backbone: str, strategy: str) -> bool:
+    return (path / "config.json").exists() and finished(RunFolder(path), backbone, strategy)
 
 
 def run(args):
@@ -82,7 +89,11 @@ def run(args):
     for k, (backbone, init, strategy, seed) in enumerate(jobs, 1):
         name = f"{backbone}-{init}-{strategy}-s{seed}"
         print(f"[{k}/{len(jobs)}] {name}", flush=True)
-        run_ = RunFolder(out / "runs" / name, create=True)
+        path = out / "runs" / name
+        if args.collect and not finished_at(path, backbone, strategy):
+            print("  not finished: left out of the tables (--collect)", flush=True)
+            continue
+        run_ = RunFolder(path, create=True)
         if finished(run_, backbone, strategy):
             print(f"  finished earlier: read as it is ({run_.path.resolve()})", flush=True)
         else:
@@ -100,6 +111,8 @@ def run(args):
         for branch, m in metrics.items():
             records.append({"backbone": backbone, "init": init, "strategy": strategy, "seed": seed, "branch": branch,
                             **{x: m[x]["value"] for x in ("accuracy", "f1", "auc")}, **provenance})
+    if not records:
+        raise SystemExit(f"{out}: no finished configuration to tabulate")
     df = pd.DataFrame(records)
     out.mkdir(parents=True, exist_ok=True)
     df.to_csv(out / "all_runs.csv", index=False)
