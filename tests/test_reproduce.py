@@ -19,6 +19,9 @@ def test_reproduce_writes_tables_and_reuses_finished_runs(phantom_root, tmp_path
     t12 = pd.read_csv(tmp_path / "repro" / "table1_2.csv")
     assert list(t12.branch) == ["global", "global+infected", "global+heatmap", "fusion"]
     assert (t12.seeds == 2).all() and t12.auc.str.contains("±").all()
+    paper = dict(zip(t12.branch, t12["paper acc/F1/AUC"]))  # from assets/paper_results.csv
+    assert paper["global"] == "0.83/0.81/0.87 (densenet169)" and paper["fusion"] == "0.87/0.84/0.92 (densenet169)"
+    assert paper["global+heatmap"] == "—"
     assert (tmp_path / "repro" / "table1_2.md").read_text().startswith("synthetic phantoms")
     assert list(pd.read_csv(tmp_path / "repro" / "table3.csv").strategy) == ["G-H-I-F"]
     # the second seed reused the first seed's segmenter instead of training another

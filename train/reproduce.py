@@ -139,11 +139,13 @@ def _table12(df: pd.DataFrame) -> pd.DataFrame:
     for (backbone, init, branch), g in df.groupby(["backbone", "init", "branch"], sort=False):
         if branch not in TABLE12_BRANCHES:
             continue
-        hit = paper[(paper.backbone == backbone) & (paper.init == init) & (paper.branch == branch)]
-        paper_row = tuple(hit[["accuracy", "f1", "auc"]].iloc[0]) if len(hit) else None
+        same = paper[(paper.init == init) & (paper.branch == branch)]
+        # the paper's own backbone when it reports this one, else its DenseNet169 for comparison
+        hit = same[same.backbone == backbone] if (same.backbone == backbone).any() else same[same.backbone == "densenet169"]
+        paper_cell = "—" if hit.empty else \
+            "/".join(f"{v:.2f}" for v in hit[["accuracy", "f1", "auc"]].iloc[0]) + f" ({hit.backbone.iloc[0]})"
         rows.append({"backbone": backbone, "init": init, "branch": branch, "seeds": len(g),
-                     **{m: _mean_std(g[m]) for m in ("accuracy", "f1", "auc")},
-                     "paper acc/F1/AUC": "/".join(f"{v:.2f}" for v in paper_row) if paper_row else "—"})
+                     **{m: _mean_std(g[m]) for m in ("accuracy", "f1", "auc")}, "paper acc/F1/AUC": paper_cell})
     order = {b: i for i, b in enumerate(TABLE12_BRANCHES)}
     return pd.DataFrame(rows).sort_values(["backbone", "init", "branch"], key=lambda s: s.map(order) if s.name == "branch" else s)
 
