@@ -3,13 +3,17 @@
     python -m train infnet --data-root ../shared/data --out runs/infnet-real --epochs 40 --max-rounds 3
     python -m train infnet --data-root ../shared/data --out runs/infnet-real --epochs 40 --max-rounds 3 \
         --epochs-per-round 2 --polish-epochs 10 --threads 1       # + labelled-only fine-tune after the rounds
-    python -m train infnet --data-root ../shared/data --out runs/infnet-full      # every round: pool empties
+    python -m train infnet --data-root ../shared/data --out runs/infnet-full --steps-per-round 40 \
+        --polish-epochs 10 --threads 1      # every round until the pool is empty (24 rounds, 44 min here)
+    python -m train infnet ... --sources semiseg --ignore-band 0.1,0.9    # pool and pseudo-label guards
     python -m train infnet --out runs/infnet-demo --size 128 --epochs 10          # synthetic phantoms, no data needed
 
 Round 0 trains on the 50 labelled COVID-SemiSeg slices; each later round pseudo-labels --per-round
 random slices of the unlabelled pool (COVID-SemiSeg unlabelled + COVID-CT, class labels unused) and
-fine-tunes for --epochs-per-round passes. The 48 labelled test slices are scored after round 0 and
-after the last round. A killed run resumes after its last finished round (same --out).
+fine-tunes for --epochs-per-round passes (or --steps-per-round steps). Pseudo labels come from the
+mirrored-slice average; pixels inside --ignore-band carry no loss; --labelled-share of every batch
+comes from the labelled slices. The 48 labelled test slices are scored after round 0 and after the
+last round, with and without the mirrored test-time pass. A killed run resumes after its last finished round (same --out).
 Prints one JSON summary; writes OUT/best.pt, OUT/metrics.json.
 """
 from __future__ import annotations
