@@ -8,7 +8,7 @@ DATA ?=
 RUN ?= $(if $(DATA),runs/real-demo,runs/demo)
 # Synthetic default: a short schedule (minutes). Real data: the default recipe with a CPU-sized
 # segmenter schedule (3 pseudo-label rounds) and 8 epochs for the heatmap/infected branches.
-TRAIN_ARGS ?= $(if $(DATA),--data-root $(DATA) --seg-max-rounds 3 --branch-epochs 8,--epochs 8 --seg-epochs 8 --seg-max-rounds 1 --seg-polish-epochs 2)
+TRAIN_ARGS ?= $(if $(DATA),--data-root $(DATA) --branch-epochs 8,--epochs 8 --seg-epochs 8 --seg-max-rounds 1 --seg-steps-per-round 10 --seg-polish-epochs 2)
 PORT ?= 8501
 
 .venv/.installed: requirements.txt requirements-dev.txt

@@ -40,6 +40,11 @@ VECTOR_RECIPE = Recipe("vectors", "adamw", lr=1e-3, weight_decay=1e-2, batch_siz
                        schedule="cosine", patience=15, augment="none")
 
 
+# PipelineConfig.seg keys handed to core.segmentation.semi_supervised ("tta" is for inference only)
+SEG_ARGS = ("size", "epochs", "epochs_per_round", "steps_per_round", "per_round", "max_rounds", "polish_epochs",
+            "sources", "ignore_band", "labelled_share", "pseudo_tta")
+
+
 @dataclass
 class PipelineConfig:
     backbone: str = "efficientnet_lite0"
@@ -58,12 +63,14 @@ class PipelineConfig:
     # "global": heatmap and infected backbones start from the trained global backbone (converges in
     # fewer epochs on CPU); "init": from --init like the global branch (the paper's choice).
     branch_init: str = "global"
-    # Algorithm 1 settings; polish_epochs: labelled-only epochs after the pseudo-label rounds (as
-    # Semi-Inf-Net does): on COVID-SemiSeg the rounds alone cost Dice (0.710 -> 0.668), the polish
-    # brings it back (0.725); tta: average with the mirrored slice's mask (+1 Dice point); see README.
+    # Algorithm 1 settings (README, "Segmenter"): 5 rounds of 100 pseudo-labelled slices, 40 steps each,
+    # pixels with 0.1 < p < 0.9 carry no loss, half of every batch labelled, then 10 labelled-only
+    # epochs (as Semi-Inf-Net does); tta: average with the mirrored slice's mask (+1 Dice point).
+    # Running the rounds until the pool is empty (max_rounds None, 24 rounds) cost Dice here.
     seg: dict = field(default_factory=lambda: {"size": 256, "epochs": 40, "epochs_per_round": 2,
-                                               "per_round": 100, "max_rounds": None, "polish_epochs": 10,
-                                               "tta": True})
+                                               "steps_per_round": 40, "per_round": 100, "max_rounds": 5,
+                                               "polish_epochs": 10, "ignore_band": (0.1, 0.9),
+                                               "labelled_share": 0.5, "tta": True})
     segmenter: str | None = None  # a trained segmenter checkpoint to reuse instead of running Algorithm 1
 
     def recipe_obj(self, branch: bool = False) -> Recipe:
@@ -213,11 +220,9 @@ class Pipeline:
             self.log("infnet: Algorithm 1 (semi-supervised)")
             s = self.cfg.seg
             # The segmenter trains in one process; under DDP the other ranks wait for its checkpoint.
-            rank0_first(lambda: semi_supervised(
-                self.data_root, folder, per_round=s["per_round"], max_rounds=s["max_rounds"], epochs=s["epochs"],
-                epochs_per_round=s["epochs_per_round"], size=s["size"], seed=self.cfg.seed, device=self.device,
-                polish_epochs=s.get("polish_epochs", 0), steps_per_round=s.get("steps_per_round"),
-                progress=self.progress, log=self.log))
+            rank0_first(lambda: semi_supervised(self.data_root, folder, seed=self.cfg.seed, device=self.device,
+                                                progress=self.progress, log=self.log,
+                                                **{k: s[k] for k in SEG_ARGS if k in s}))
             self.timings["infnet"] = time.time() - t0
         return load_segmenter(folder / "best.pt")
 

@@ -327,7 +327,7 @@ def semi_supervised(data_root, out_dir, per_round: int = 100, max_rounds: int | 
                     batch_size: int = 8, lr: float = 4e-4, finetune_lr: float | None = None,
                     precision: str = "fp32", sources=("semiseg", "covidct"), polish_epochs: int = 0,
                     polish_lr: float | None = None, pseudo_tta: bool = True,
-                    ignore_band: tuple[float, float] | None = (0.3, 0.7), labelled_share: float | None = 0.5,
+                    ignore_band: tuple[float, float] | None = (0.1, 0.9), labelled_share: float | None = 0.5,
                     steps_per_round: int | None = None, resume: bool = True, progress: bool = True,
                     log=print) -> dict:
     """Algorithm 1 (see the module docstring). Returns the dict written to out_dir/metrics.json.

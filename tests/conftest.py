@@ -56,7 +56,8 @@ def synthetic_run(phantom_root, tmp_path_factory) -> Path:
     runs = tmp_path_factory.mktemp("runs")
     run = RunFolder(runs / "tiny", create=True)
     cfg = PipelineConfig(epochs=2, batch_size=8, image_size=64, hires_size=128, lesion_size=48,
-                         seg={"size": 64, "epochs": 3, "epochs_per_round": 1, "per_round": 25, "max_rounds": 2})
+                         seg={"size": 64, "epochs": 3, "steps_per_round": 3, "per_round": 25, "max_rounds": 2,
+                              "ignore_band": (0.2, 0.8), "labelled_share": 0.75})
     run.update_config(data_root=str(phantom_root), synthetic=True, pipeline=asdict(cfg))
     Pipeline(run, phantom_root, cfg, progress=False).run_all()
     return run.path

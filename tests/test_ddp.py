@@ -28,7 +28,7 @@ def _free_port():
 
 def _pipeline(phantom_root, out, nproc):
     args = ["-m", "train", "pipeline", "--data-root", str(phantom_root), "--out", str(out), "--image-size", "64",
-            "--epochs", "2", "--batch-size", "8", "--seed", "1", "--seg-epochs", "2", "--seg-epochs-per-round", "1",
+            "--epochs", "2", "--batch-size", "8", "--seed", "1", "--seg-epochs", "2", "--seg-steps-per-round", "2",
             "--seg-max-rounds", "1", "--seg-size", "64", "--no-progress", "--device", "cpu"]
     if nproc > 1:
         args = ["-m", "torch.distributed.run", f"--nproc_per_node={nproc}", f"--master_port={_free_port()}"] + args

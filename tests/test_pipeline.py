@@ -25,6 +25,9 @@ def test_every_stage_and_branch_is_trained_and_cached(synthetic_run):
         assert list((synthetic_run / "features").glob(f"{name}-*.pt")), name
     report = evaluate_run(RunFolder(synthetic_run), "test", n_boot=20)
     assert set(report) == set(BRANCHES)
+    seg = json.loads((synthetic_run / "infnet" / "metrics.json").read_text())  # the run's seg settings reached Algorithm 1
+    assert seg["config"]["ignore_band"] == [0.2, 0.8] and seg["config"]["labelled_share"] == 0.75
+    assert seg["rounds"] == 2 and json.loads((synthetic_run / "infnet" / "train" / "round-002" / "summary.json").read_text())["steps"] == 3
     fusion = fc.latest(synthetic_run / "features", "fusion")
     n = len(fusion["keys"])
     k = fusion["vectors"]["g"].shape[1]

@@ -51,7 +51,7 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--polish-epochs", type=int, default=0,
                    help="after the last round, fine-tune on the labelled slices only (Semi-Inf-Net style; 0: off)")
     p.add_argument("--no-pseudo-tta", action="store_true", help="pseudo-label from the slice alone, not its mirror average")
-    p.add_argument("--ignore-band", default="0.3,0.7",
+    p.add_argument("--ignore-band", default="0.1,0.9",
                    help="LO,HI: pseudo-label pixels with LO < p < HI carry no loss; 'none' keeps every pixel")
     p.add_argument("--labelled-share", type=float, default=0.5,
                    help="share of every batch drawn from the labelled slices; 0 draws uniformly")
@@ -66,7 +66,7 @@ def parse_band(text: str) -> tuple[float, float] | None:
     try:
         lo, hi = (float(v) for v in text.split(","))
     except ValueError:
-        raise SystemExit(f"--ignore-band: expected LO,HI (e.g. 0.3,0.7) or none, got {text!r}") from None
+        raise SystemExit(f"--ignore-band: expected LO,HI (e.g. 0.1,0.9) or none, got {text!r}") from None
     return lo, hi
 
 

@@ -32,6 +32,7 @@ from core.runfolder import RunFolder
 from core.slices import resolve_data_root
 
 from .common import pick_device
+from .pipeline import rounds_arg
 
 TABLE12_BRANCHES = ("global", "global+infected", "global+heatmap", "fusion")
 STRATEGY_ORDER = ("GHIF", "GHI-F", "G-H-I-F")
@@ -47,7 +48,8 @@ def add_args(p):
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--branch-epochs", type=int, default=None)
     p.add_argument("--seg-epochs", type=int, default=40)
-    p.add_argument("--seg-max-rounds", type=int, default=None)
+    p.add_argument("--seg-max-rounds", type=rounds_arg, default=PipelineConfig().seg["max_rounds"],
+                   help="pseudo-label rounds of Algorithm 1, or 'all'")
     p.add_argument("--segmenter", default=None, help="a trained segmenter checkpoint shared by every configuration")
     p.add_argument("--image-size", type=int, default=224)
     p.add_argument("--device", default="auto")
