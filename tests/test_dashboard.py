@@ -96,6 +96,8 @@ def test_overview_shows_probe_and_fidelity_tables_when_measured(dash_env, tmp_pa
 
     runs = tmp_path / "runs"
     shutil.copytree(dash_env, runs / dash_env.name)
+    for measured in ("branch_probe.csv", "fidelity.csv"):  # other tests may have measured the shared run
+        (runs / dash_env.name / measured).unlink(missing_ok=True)
     monkeypatch.setenv("COVID_LAB_RUNS", str(runs))
     captions = lambda at: " ".join(c.value for c in at.caption)
     at = app()
