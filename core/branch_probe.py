@@ -16,20 +16,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .metrics import auc
+from .metrics import auc, youden_threshold
 
 # each trained branch and the cached vectors its layer reads
 SETS = {"global": ("g",), "global+heatmap": ("g", "h"), "global+infected": ("g", "r", "l", "present"),
         "fusion": ("g", "h", "r", "l", "present")}
 PROBE_FILE = "branch_probe.csv"  # in the run folder
 C_GRID = np.logspace(-4, 0, 9)
-
-
-def _youden(y: np.ndarray, p: np.ndarray) -> float:
-    from sklearn.metrics import roc_curve
-
-    fpr, tpr, thr = roc_curve(y, p)
-    return float(thr[int(np.argmax(tpr - fpr))])
 
 
 def probe(vectors: dict, labels, splits, folds: int = 5, seed: int = 0) -> pd.DataFrame:
@@ -60,7 +53,7 @@ def probe(vectors: dict, labels, splits, folds: int = 5, seed: int = 0) -> pd.Da
         c = min(C_GRID, key=lambda c: log_loss(y[va], oofs[c]))
         oof = oofs[c]
         p_test = layer(c).fit(x[va], y[va]).predict_proba(x[te])[:, 1]
-        pred, yt = p_test >= _youden(y[va], oof), y[te]
+        pred, yt = p_test >= youden_threshold(y[va], oof), y[te]
         rows.append({"branch": name, "dims": x.shape[1], "C": float(c), "val_oof_auc": auc(y[va], oof),
                      "test_auc": auc(yt, p_test), "test_accuracy": float((pred == yt).mean()),
                      "test_sensitivity": float(pred[yt == 1].mean()), "test_specificity": float((~pred[yt == 0]).mean())})

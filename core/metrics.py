@@ -38,6 +38,14 @@ def auc(y, p) -> float:
     return float(roc_auc_score(y, p)) if 0 < y.sum() < len(y) else float("nan")
 
 
+def youden_threshold(y, p) -> float:
+    """The probability cut that maximises Youden's J (sensitivity + specificity - 1), within [0, 1]."""
+    from sklearn.metrics import roc_curve
+
+    fpr, tpr, thr = roc_curve(np.asarray(y).astype(int), np.asarray(p, dtype=float))
+    return float(min(max(thr[int(np.argmax(tpr - fpr))], 0.0), 1.0))
+
+
 def binary_metrics(y, p, threshold: float = 0.5, n_boot: int = 1000, seed: int = 0) -> dict:
     """{"auc": {"value": v, "ci": [lo, hi]}, "accuracy": ..., "f1": ..., "sensitivity": ..., "specificity": ..., "n": N}"""
     y = np.asarray(y).astype(int)

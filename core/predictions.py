@@ -4,11 +4,10 @@ from __future__ import annotations
 import io
 import json
 
-import numpy as np
 import pandas as pd
 
 from .checkpoint import atomic_write_bytes, atomic_write_text
-from .metrics import binary_metrics
+from .metrics import binary_metrics, youden_threshold
 from .runfolder import RunError, RunFolder
 
 # Branch columns of predictions.csv, in the paper's table order. global+infected is the infected
@@ -55,11 +54,7 @@ def val_threshold(df: pd.DataFrame, branch: str) -> float:
     col = f"p_{branch}"
     if val.empty or col not in val or (val[col] == "").any() or val["label"].nunique() < 2:
         return 0.5
-    from sklearn.metrics import roc_curve
-
-    fpr, tpr, thr = roc_curve(val["label"].astype(int), val[col].astype(float))
-    best = int(np.argmax(tpr - fpr))
-    return float(min(max(thr[best], 0.0), 1.0))
+    return youden_threshold(val["label"], val[col])
 
 
 def evaluate_run(run: RunFolder, split: str, n_boot: int = 1000, threshold: str = "val") -> dict:

@@ -21,6 +21,15 @@ def add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bars (logs only)")
 
 
+def rounds_arg(text: str) -> int | None:
+    """--max-rounds / --seg-max-rounds: a number of Algorithm 1 rounds, or 'all' (None: until the pool is empty)."""
+    if text == "all":
+        return None
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"expected a number of rounds or 'all', got {text!r}")
+    return int(text)
+
+
 def pick_device(name: str) -> torch.device:
     if name == "auto":
         if torch.cuda.is_available():

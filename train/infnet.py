@@ -29,8 +29,7 @@ from core.pipeline import PipelineConfig
 from core.segmentation import semi_supervised
 from core.slices import resolve_data_root
 
-from .common import add_data_args, add_run_args, pick_device
-from .pipeline import rounds_arg
+from .common import add_data_args, add_run_args, pick_device, rounds_arg
 
 SEG = PipelineConfig().seg  # the pipeline's Algorithm 1 settings are this command's defaults
 

@@ -6,12 +6,12 @@
 """
 from __future__ import annotations
 
-import argparse
 import json
 
 from core.cams import CAM_METHODS, DEFAULT_CAM
 from core.pipeline import STRATEGIES, PipelineConfig
 
+from .common import rounds_arg
 from .global_branch import add_model_args, open_pipeline
 
 
@@ -35,14 +35,6 @@ def add_args(p):
                    help="epochs of the heatmap and infected stages (default: the recipe's, or --epochs)")
     p.add_argument("--branch-init", default="global", choices=("global", "init"),
                    help="heatmap/infected backbones start from the trained global backbone, or from --init")
-
-
-def rounds_arg(text: str) -> int | None:
-    if text == "all":
-        return None
-    if not text.isdigit():
-        raise argparse.ArgumentTypeError(f"expected a number of rounds or 'all', got {text!r}")
-    return int(text)
 
 
 def run(args):

@@ -12,7 +12,8 @@ import json
 
 from core import feature_cache as fc
 from core.branch_probe import PROBE_FILE, probe
-from core.predictions import evaluate_run, read_predictions
+from core.metrics import auc
+from core.predictions import read_predictions
 from core.runfolder import RunError, RunFolder
 
 
@@ -28,8 +29,8 @@ def run(args) -> dict:
         raise RunError(f"{folder.path}: no fusion feature cache; run `python -m train pipeline` to the end first")
     preds = read_predictions(folder).set_index("key").loc[list(cached["keys"])]
     table = probe(cached["vectors"], preds["label"].to_numpy(), preds["split"].to_numpy(), folds=args.folds)
-    trained = evaluate_run(folder, "test", n_boot=0)
-    table["trained_test_auc"] = [trained[b]["auc"]["value"] if b in trained else None for b in table.branch]
+    test = preds[preds["split"] == "test"]
+    table["trained_test_auc"] = [auc(test["label"], test[f"p_{b}"]) if f"p_{b}" in test else None for b in table.branch]
     table.to_csv(folder.path / PROBE_FILE, index=False)
     out = {"run": str(folder.path), "rows": table.round(4).to_dict("records")}
     if folder.config.get("synthetic"):

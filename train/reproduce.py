@@ -31,8 +31,7 @@ from core.run_view import paper_results
 from core.runfolder import RunFolder
 from core.slices import resolve_data_root
 
-from .common import pick_device
-from .pipeline import rounds_arg
+from .common import pick_device, rounds_arg
 
 TABLE12_BRANCHES = ("global", "global+infected", "global+heatmap", "fusion")
 STRATEGY_ORDER = ("GHIF", "GHI-F", "G-H-I-F")
@@ -64,15 +63,13 @@ def _mean_std(values) -> str:
     return f"{v.mean():.3f} ± {v.std(ddof=1):.3f}" if len(v) > 1 else f"{v.mean():.3f}"
 
 
-def finished(run_: RunFolder, backbone: str, strategy: str) -> bool:
-    """A run whose pipeline completed (timings total written last) for this backbone and strategy."""
-    cfg = run_.config
+def finished(path: Path, backbone: str, strategy: str) -> bool:
+    """A run folder whose pipeline completed (timings total written last) for this backbone and strategy."""
+    if not (path / "config.json").exists():
+        return False
+    cfg = RunFolder(path).config
     pipe = cfg.get("pipeline", {})
     return "total" in cfg.get("timings", {}) and pipe.get("backbone") == backbone and pipe.get("strategy") == strategy
-
-
-def finished_at(path: Path, backbone: str, strategy: str) -> bool:
-    return (path / "config.json").exists() and finished(RunFolder(path), backbone, strategy)
 
 
 def run(args):
@@ -92,11 +89,12 @@ def run(args):
         name = f"{backbone}-{init}-{strategy}-s{seed}"
         print(f"[{k}/{len(jobs)}] {name}", flush=True)
         path = out / "runs" / name
-        if args.collect and not finished_at(path, backbone, strategy):
+        done = finished(path, backbone, strategy)
+        if args.collect and not done:
             print("  not finished: left out of the tables (--collect)", flush=True)
             continue
         run_ = RunFolder(path, create=True)
-        if finished(run_, backbone, strategy):
+        if done:
             print(f"  finished earlier: read as it is ({run_.path.resolve()})", flush=True)
         else:
             cfg = PipelineConfig(backbone=backbone, init=args.selftrans_ckpt if init == "selftrans" else init,

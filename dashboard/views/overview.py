@@ -85,24 +85,28 @@ if strategies is not None:
 
 st.divider()
 st.subheader("Beyond the paper")
+
+def measured_table(title: str, filename: str, command: str, caption: str) -> None:
+    """A table a `python -m train` command wrote into the run folder, or the command that writes it."""
+    st.markdown(title)
+    table = rv.run_table(filename)
+    if table is None:
+        st.caption(f"Not measured for this run: `python -m train {command} --run {rv.run.path}`")
+    else:
+        st.dataframe(table, hide_index=True, width="stretch")
+        st.caption(caption)
+
+
 b1, b2 = st.columns(2)
 with b1:
-    st.markdown("**What each branch adds** · one logistic layer refitted on the validation split only")
-    probe = rv.run_table(PROBE_FILE)
-    if probe is None:
-        st.caption(f"Not measured for this run: `python -m train probe --run {rv.run.path}`")
-    else:
-        st.dataframe(probe, hide_index=True, width="stretch")
-        st.caption("If a row that adds a branch does not beat `global` on test AUC, that branch carries nothing "
+    measured_table("**What each branch adds** · one logistic layer refitted on the validation split only",
+                   PROBE_FILE, "probe",
+                   "If a row that adds a branch does not beat `global` on test AUC, that branch carries nothing "
                    "the global branch lacks. `trained_test_auc`: the branch as trained in the pipeline.")
 with b2:
-    st.markdown("**Explanation fidelity** · CAMs against the lesion masks of the COVID-SemiSeg test slices")
-    fidelity = rv.run_table("fidelity.csv")
-    if fidelity is None:
-        st.caption(f"Not measured for this run: `python -m train fidelity --run {rv.run.path}`")
-    else:
-        st.dataframe(fidelity, hide_index=True, width="stretch")
-        st.caption("Pointing: the map's peak inside a lesion. Energy: the map's share inside lesions. "
+    measured_table("**Explanation fidelity** · CAMs against the lesion masks of the COVID-SemiSeg test slices",
+                   "fidelity.csv", "fidelity",
+                   "Pointing: the map's peak inside a lesion. Energy: the map's share inside lesions. "
                    "Rows of kind `baseline` are what a map with no knowledge of the slice scores.")
 
 st.divider()
