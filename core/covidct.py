@@ -30,6 +30,9 @@ def covidct_root(data_root: str | Path) -> Path:
     root = Path(data_root)
     if not root.exists():
         raise DataError(f"data location {root} does not exist (pass --data-root, e.g. ../shared/data)")
+    from .pack import check
+
+    check(root)  # a data pack (core/pack.py): its checksums first
     if (root / "covid-ct").is_dir():
         root = root / "covid-ct"
     if not (root / "splits").is_dir():

@@ -53,10 +53,10 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage
 
-from .attention import Box
+from .attention import FULL, Box
 from .cams import make_cam
 from .covidct import DataError
-from .image_cache import resize01
+from .harmonise import from_frame, harmonise
 from .imaging import check_mask_shape, read_mask, read_slice
 from .lesion_crops import SIDES
 from .metrics import wilson
@@ -111,6 +111,15 @@ def baseline_map(name: str, h: int, w: int, coarse: np.ndarray | None = None) ->
             raise ValueError("random-blobs needs its coarse random grid")
         return random_blobs(coarse, h, w)
     raise ValueError(f"unknown baseline {name!r}")
+
+
+def on_slice(smap, frame: Box, h: int, w: int) -> np.ndarray:
+    """A map over a run's input frame (core.harmonise: the whole slice, or its lung field's box)
+    onto the (h, w) original slice; zero where the frame does not reach."""
+    if frame == FULL:
+        return resize_map(smap, h, w)
+    arr = smap.cpu().numpy() if torch.is_tensor(smap) else np.asarray(smap)
+    return from_frame(arr.astype(np.float32), frame, h, w)
 
 
 def paste_map(part, box: Box, h: int, w: int) -> np.ndarray:
@@ -311,19 +320,20 @@ class FidelityRunner:
     def _fusion_predict(self, a):
         """Slices at their original size -> fusion probability, routing (boxes, flags) as on the intact slice."""
         tr, cfg, m = self.tr, self.tr.cfg, self.tr.m
-        from .attention import crop
+        from .inference import crop8, quantise8
 
         present = a.inputs["present"].float().to(tr.device)
 
         def forward(x):  # (B, 1, H, W) on the device
             xs = x[:, 0].cpu().numpy()
-            image = torch.from_numpy(np.stack([resize01(s, cfg.image_size) for s in xs]))[:, None].to(tr.device)
-            hires = [resize01(s, cfg.hires_size) for s in xs]
-            crops = torch.stack([crop(h, a.box, cfg.image_size) for h in hires])[:, None].to(tr.device)
+            prep = lambda s, size: quantise8(harmonise(s, cfg.input, size, a.field_on_slice).image)
+            image = torch.from_numpy(np.stack([prep(s, cfg.image_size) for s in xs]))[:, None].to(tr.device)
+            hires = [prep(s, cfg.hires_size) for s in xs]
+            crops = torch.cat([crop8(h, a.box, cfg.image_size) for h in hires]).to(tr.device)
             sides = {}
             for j, s in enumerate(SIDES):
                 b = a.side_boxes[s]
-                sides[j] = (torch.stack([crop(h, b, cfg.lesion_size) for h in hires])[:, None] if b is not None
+                sides[j] = (torch.cat([crop8(h, b, cfg.lesion_size) for h in hires]) if b is not None
                             else torch.zeros(len(xs), 1, cfg.lesion_size, cfg.lesion_size)).to(tr.device)
             n = len(xs)
             g = m["global"].embed({"image": image}).float()
@@ -356,16 +366,22 @@ class FidelityRunner:
             seed = self.seed * 1_000_003 + len(self.keys)  # deletion tie-breaks
             fm = tr.fusion_cam(a, size=s)
             # maps at the mask's resolution (localisation) and at each branch's input (deletion)
-            loc = {("global", n): resize_map(gmaps[n][i], h, w) for n in self.methods}
-            loc.update({("heatmap", n): paste_map(hmaps[n][i], a.box, h, w) for n in self.methods})
-            loc[("fusion", "fusion-cam")] = resize_map(fm, h, w)
+            loc = {("global", n): on_slice(gmaps[n][i], a.frame, h, w) for n in self.methods}
+            loc.update({("heatmap", n): on_slice(paste_map(hmaps[n][i], a.box, s, s), a.frame, h, w)
+                        if a.frame != FULL else paste_map(hmaps[n][i], a.box, h, w) for n in self.methods})
+            loc[("fusion", "fusion-cam")] = on_slice(fm, a.frame, h, w)
             rng = np.random.default_rng([self.seed, len(self.keys)])
             grid = max(2, s // BLOB_STRIDE)
             coarse_slice, coarse_crop = rng.random((grid, grid)), rng.random((grid, grid))
             y0, x0, y1, x1 = a.box.pixels(h, w)
             for b in BASELINES:
                 loc[("global", b)] = loc[("fusion", b)] = baseline_map(b, h, w, coarse_slice)
-                loc[("heatmap", f"box-{b}")] = paste_map(baseline_map(b, y1 - y0, x1 - x0, coarse_crop), a.box, h, w)
+                if a.frame == FULL:
+                    loc[("heatmap", f"box-{b}")] = paste_map(baseline_map(b, y1 - y0, x1 - x0, coarse_crop), a.box, h, w)
+                else:
+                    by0, bx0, by1, bx1 = a.box.pixels(s, s)
+                    part = paste_map(baseline_map(b, by1 - by0, bx1 - bx0, coarse_crop), a.box, s, s)
+                    loc[("heatmap", f"box-{b}")] = on_slice(part, a.frame, h, w)
             for k, smap in loc.items():
                 r = self.records[k]
                 r.hits.append(pointing_hit(smap, region))

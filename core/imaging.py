@@ -1,7 +1,7 @@
 """Read any slice a user can hand us into one float32 grey image in [0, 1].
 
 One entry point, `read_slice`, for every later use (training data, prediction, dashboard upload):
-PNG/JPEG/BMP/TIFF by content (COVID-CT has JPEG data in files named .png), DICOM through pydicom
+PNG/JPEG/WebP/BMP/TIFF by content (COVID-CT has JPEG data in files named .png), DICOM through pydicom
 (modality LUT to Hounsfield units, then the lung window W1500/L-600), NIfTI through nibabel
 (canonical orientation, one axial slice). Every failure is an `ImageReadError` naming the file.
 """
@@ -27,7 +27,7 @@ _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 _JPEG_MAGIC = b"\xff\xd8\xff"
 _GZIP_MAGIC = b"\x1f\x8b"
 # Only the formats we document: Pillow's other plugins (EPS runs Ghostscript, say) are no business of ours.
-_PIL_FORMATS = ("PNG", "JPEG", "BMP", "TIFF")
+_PIL_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "TIFF")  # WebP: data packs (core/pack.py)
 
 
 class ImageReadError(ValueError):
@@ -98,7 +98,7 @@ def _open_pil(name: str, data: bytes) -> Image.Image:
         size = str(exc).split(",")[0]  # "Image size (N pixels) exceeds limit of M pixels"
         raise ImageReadError(name, f"image too large ({size}); refused as a possible decompression bomb") from None
     except UnidentifiedImageError:
-        raise ImageReadError(name, "not a PNG, JPEG, BMP, TIFF, DICOM or NIfTI file") from None
+        raise ImageReadError(name, "not a PNG, JPEG, WebP, BMP, TIFF, DICOM or NIfTI file") from None
     except Exception as exc:  # Pillow raises many types (OSError, SyntaxError, struct.error...) for broken files
         raise ImageReadError(name, f"not a readable image ({_problem(exc)})") from None
     return img

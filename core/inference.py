@@ -19,7 +19,8 @@ from .backbones import build_backbone
 from .branches import InfectedClassifier, VectorHead
 from .cams import make_cam, weighted_cam
 from .checkpoint import load_checkpoint
-from .image_cache import resize01
+from .harmonise import harmonise
+from .lungs import LungField, lung_field
 from .lesion_crops import SIDES, lesion_crops
 from .models import SliceClassifier
 from .pipeline import PipelineConfig
@@ -28,8 +29,12 @@ from .runfolder import RunFolder
 
 @dataclass
 class SliceAnalysis:
-    image: np.ndarray  # (S, S) float [0, 1], the slice at the working size
-    hires: np.ndarray  # (Sh, Sh) float [0, 1], crops are cut from it
+    image: np.ndarray  # (S, S) float [0, 1], the slice as the run sees it (core.harmonise) at the working size
+    hires: np.ndarray  # (Sh, Sh) float [0, 1], the same at the crops' size
+    lung: np.ndarray  # (S, S) bool, the lung field in that frame
+    frame: Box  # where the frame lies on the original slice
+    lung_found: bool  # False: no lung field found, the whole slice was used
+    field_on_slice: LungField  # the lung field on the original slice (edits of the slice keep it)
     attention: np.ndarray  # (S, S) attention map (Eq. 1 or the run's CAM method) in [0, 1]
     tau: float
     box: Box  # heatmap crop box
@@ -48,7 +53,26 @@ class SliceAnalysis:
                 "lesion_boxes": [[round(v, 4) for v in b.as_list()] for b in self.lesion_boxes],
                 "lung_crops": {s: (None if b is None else [round(v, 4) for v in b.as_list()])
                                for s, b in self.side_boxes.items()},
-                "box_format": "[y0, x0, y1, x1] as fractions of the slice height/width"}
+                "input": {"frame_box": [round(v, 4) for v in self.frame.as_list()], "lung_field_found": self.lung_found},
+                "box_format": "[y0, x0, y1, x1] as fractions of the frame's height/width (frame_box: of the slice's)"}
+
+
+def quantise8(img: np.ndarray) -> np.ndarray:
+    return np.round(np.clip(img, 0, 1) * 255).astype(np.float32) / 255
+
+
+def crop8(image: np.ndarray, box: Box, size: int) -> torch.Tensor:
+    """(1, 1, size, size): a crop quantised to 8 bits, as the pipeline caches its crops."""
+    return ((crop(image, box, size) * 255).round() / 255)[None, None]
+
+
+def lesion_share_of(lesion_prob: np.ndarray, lung: np.ndarray) -> float:
+    """core.pipeline.lesion_share for one slice, with the pipeline's 112-px, 8-bit lesion map."""
+    from .pipeline import lesion_share
+
+    p = torch.from_numpy(np.ascontiguousarray(lesion_prob, dtype=np.float32))[None, None]
+    p = (torch.nn.functional.interpolate(p, size=(112, 112), mode="bilinear")[:, 0] * 255).round().to(torch.uint8)
+    return float(lesion_share(p, torch.from_numpy(lung.astype(np.uint8) * 255)[None, None])[0])
 
 
 class TrainedRun:
@@ -61,7 +85,7 @@ class TrainedRun:
         cfg_dict = run.config.get("pipeline")
         if not cfg_dict:
             raise FileNotFoundError(f"{run.path}: no pipeline configuration; train it with `python -m train pipeline`")
-        cfg = PipelineConfig(**cfg_dict)
+        cfg = PipelineConfig.from_saved(cfg_dict)
         missing = [s for s in ("global", "heatmap", "infnet", "infected", "global+heatmap", "fusion")
                    if not (run.stage(s) / "best.pt").exists()]
         if missing:
@@ -90,45 +114,52 @@ class TrainedRun:
         return torch.from_numpy(np.ascontiguousarray(img, dtype=np.float32))[None, None].to(self.device)
 
     @torch.no_grad()
-    def analyse(self, slice01: np.ndarray, tau: float | None = None) -> SliceAnalysis:
-        """Run the whole trained pipeline on one (H, W) slice in [0, 1]."""
+    def analyse(self, slice01: np.ndarray, tau: float | None = None, field: LungField | None = None) -> SliceAnalysis:
+        """Run the whole trained pipeline on one (H, W) slice in [0, 1], prepared as the run was trained
+        (its `input` mode; the lung field `field` when given, else found here). Images are quantised
+        to 8 bits as the training pipeline's frames are, so a slice scores as it did there."""
         from .segmentation import segment
 
         cfg = self.cfg
-        image = resize01(slice01, cfg.image_size)
-        hires = resize01(slice01, cfg.hires_size)
+        field = lung_field(slice01) if field is None else field
+        small = harmonise(slice01, cfg.input, cfg.image_size, field)
+        image = quantise8(small.image)
+        hires = quantise8(harmonise(slice01, cfg.input, cfg.hires_size, field).image)
+        seg_in = torch.nn.functional.interpolate(self._t(hires), size=(cfg.seg["size"],) * 2, mode="bilinear",
+                                                 antialias=True, align_corners=False)
         g = self.m["global"]
         x = self._t(image)
         with make_cam(cfg.cam, g) as cam:
             amap = cam(x).float()
         attention = upsample_maps(amap.cpu(), cfg.image_size)[0].numpy()
         gvec = g.embed({"image": x}).float()
-        lesion = segment(self.m["infnet"], self._t(resize01(slice01, cfg.seg["size"])), device=self.device,
-                         tta=cfg.seg.get("tta", False))[0, 0].numpy()
+        lesion = segment(self.m["infnet"], seg_in, device=self.device, tta=cfg.seg.get("tta", False))[0, 0].numpy()
         lc = lesion_crops(lesion)
         side = {}
         for s in SIDES:
             b = lc.sides[s]
-            side[s] = crop(hires, b, cfg.lesion_size)[None, None] if b is not None else torch.zeros(1, 1, cfg.lesion_size, cfg.lesion_size)
+            side[s] = crop8(hires, b, cfg.lesion_size) if b is not None else torch.zeros(1, 1, cfg.lesion_size, cfg.lesion_size)
         present = torch.tensor([lc.present], dtype=torch.float32)
         inf_in = {"right": side[SIDES[0]].to(self.device), "left": side[SIDES[1]].to(self.device),
                   "present": present.to(self.device), "g": gvec}
         lr = self.m["infected"].crop_vectors(inf_in)
-        a = SliceAnalysis(image=image, hires=hires, attention=attention, tau=cfg.tau, box=Box(0, 0, 1, 1),
+        a = SliceAnalysis(image=image, hires=hires, lung=small.lung, frame=small.box, lung_found=small.found,
+                          field_on_slice=field, attention=attention, tau=cfg.tau, box=Box(0, 0, 1, 1),
                           box_empty=True, lesion_prob=lesion, lesion_boxes=lc.lesions, side_boxes=lc.sides,
                           vectors={"g": gvec, "r": lr[:, 0], "l": lr[:, 1], "present": present.to(self.device)},
                           inputs={"image": x, "right": inf_in["right"], "left": inf_in["left"], "present": present,
                                   "side_boxes": torch.tensor([[(b or Box(0, 0, 0, 0)).as_list() for b in
                                                                (lc.sides[s] for s in SIDES)]])})
         a.probs = {"global": float(torch.sigmoid(g.fc(gvec))[0, 0]),
-                   "global+infected": float(torch.sigmoid(self.m["infected"](inf_in))[0])}
+                   "global+infected": float(torch.sigmoid(self.m["infected"](inf_in))[0]),
+                   "lesion-share": lesion_share_of(lesion, small.lung)}
         return self.rescore_tau(a, cfg.tau if tau is None else tau)
 
     @torch.no_grad()
     def rescore_tau(self, a: SliceAnalysis, tau: float) -> SliceAnalysis:
         """A new tau: threshold, largest region, crop, heatmap branch and the heads that use it."""
         hc = threshold_box(a.attention, tau)
-        c = crop(a.hires, hc.box, self.cfg.image_size)[None, None].to(self.device)
+        c = crop8(a.hires, hc.box, self.cfg.image_size).to(self.device)
         h = self.m["heatmap"]
         hvec = h.embed({"crop": c}).float()
         vectors = {**a.vectors, "h": hvec}

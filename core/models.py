@@ -12,6 +12,9 @@ class SliceClassifier(nn.Module):
 
     def __init__(self, backbone: Backbone, key: str = "image", dropout: float = 0.2):
         super().__init__()
+        # keep_cam: forward() also keeps the class activation map (B, h, w) in last_cam, for the
+        # knowledge-guided attention loss (core.guidance); off outside guided training.
+        self.keep_cam, self.last_cam = False, None
         self.backbone = backbone
         self.key = key
         self.dropout = nn.Dropout(dropout)
@@ -24,4 +27,7 @@ class SliceClassifier(nn.Module):
         return self.backbone.pool(self.fmap(batch))
 
     def forward(self, batch) -> torch.Tensor:
-        return self.fc(self.dropout(self.embed(batch))).squeeze(1)
+        fmap = self.fmap(batch)
+        if self.keep_cam:
+            self.last_cam = torch.einsum("bkhw,k->bhw", fmap.float(), self.fc.weight[0].float())
+        return self.fc(self.dropout(self.backbone.pool(fmap))).squeeze(1)

@@ -21,18 +21,20 @@ import torch
 
 from . import feature_cache as fc
 from .checkpoint import load_checkpoint, save_checkpoint
-from .attention import crop, crops_for_maps, eq1_map, upsample_maps
+from .attention import Box, crop, crops_for_maps, eq1_map, upsample_maps
 from .backbones import build_backbone
 from .branches import InfectedClassifier, VectorHead
 from .cams import DEFAULT_CAM, make_cam
+from .frames import Frames, load_frames
 from .fusion_cam import fusion_cam
-from .image_cache import load_stack
+from .harmonise import DEFAULT_INPUT, LEGACY_INPUT, check_mode, version
 from .lesion_crops import SIDES, lesion_crops
 from .models import SliceClassifier
 from .predictions import write_branch_probs
 from .recipes import DEFAULT_RECIPE, Recipe, get_recipe
 from .runfolder import RunFolder
-from .slices import SliceSet, load_slice_set
+from .covidct import read_covidct
+from .slices import SliceSet
 from .trainer import StageData, is_main, predict, prepare, rank0_first, train_stage
 
 STRATEGIES = ("G-H-I-F", "GHI-F", "GHIF")
@@ -50,6 +52,8 @@ class PipelineConfig:
     backbone: str = "efficientnet_lite0"
     init: str = "imagenet"
     recipe: str = DEFAULT_RECIPE
+    # what the networks see (core.harmonise): "lungs" (the harmonised lung field) or "slice" (as it is)
+    input: str = DEFAULT_INPUT
     seed: int = 0
     epochs: int | None = None  # override every image stage's epoch count (short schedules, tests)
     batch_size: int | None = None  # override the recipe's batch size
@@ -73,6 +77,11 @@ class PipelineConfig:
                                                "labelled_share": 0.5, "tta": True})
     segmenter: str | None = None  # a trained segmenter checkpoint to reuse instead of running Algorithm 1
 
+    @classmethod
+    def from_saved(cls, saved: dict) -> "PipelineConfig":
+        """The configuration a run folder recorded; settings it predates get the value it ran with."""
+        return cls(**{"input": LEGACY_INPUT, **saved})
+
     def recipe_obj(self, branch: bool = False) -> Recipe:
         epochs = (self.branch_epochs or self.epochs) if branch else self.epochs
         return get_recipe(self.recipe, epochs=epochs, batch_size=self.batch_size)
@@ -81,6 +90,14 @@ class PipelineConfig:
 def _pooled_and_map(fmap: torch.Tensor) -> torch.Tensor:
     """(B, K + h*w): the pooled vector and the flattened Eq. 1 map of one forward pass."""
     return torch.cat([fmap.float().mean(dim=(2, 3)), eq1_map(fmap).flatten(1)], 1)
+
+
+def lesion_share(prob_u8: torch.Tensor, lungs_u8: torch.Tensor) -> torch.Tensor:
+    """(N, h, w) lesion probabilities and (N, 1, S, S) lung fields (uint8) -> (N,) share of the lung
+    field where the lesion probability passes 0.5."""
+    lung = torch.nn.functional.interpolate(lungs_u8.float(), size=prob_u8.shape[-2:], mode="nearest")[:, 0] > 127
+    lesion = (prob_u8 > 127) & lung
+    return lesion.flatten(1).sum(1).float() / lung.flatten(1).sum(1).clamp_min(1).float()
 
 
 def _batches(n, size):
@@ -97,8 +114,12 @@ class Pipeline:
         self.device, self.progress, self.resume = torch.device(device), progress, resume
         self.recipe = cfg.recipe_obj()
         self.branch_recipe = cfg.recipe_obj(branch=True)
-        self.ds: SliceSet = load_slice_set(data_root, cfg.image_size)
+        check_mode(cfg.input)
+        slices = read_covidct(data_root)
+        self.frames: Frames = load_frames([s.path for s in slices], cfg.image_size, cfg.input)
+        self.ds = SliceSet(slices, self.frames.images)
         self._hires = None
+        self.report_lung_fields()
         self.timings: dict[str, float] = {}
 
     # ---- helpers -------------------------------------------------------------------------
@@ -106,10 +127,19 @@ class Pipeline:
         if is_main():
             self.run.log(msg)
 
+    def report_lung_fields(self) -> None:
+        """Slices without a lung field are fed whole: say which, in the log and the run's config."""
+        missing = [s.key for s, ok in zip(self.ds.slices, self.frames.found.tolist()) if not ok]
+        if is_main():
+            self.run.update_config(lung_field_not_found=missing)
+            if missing:
+                self.log(f"no lung field found in {len(missing)} of {len(self.ds.slices)} slices (fed whole): "
+                         + ", ".join(missing[:10]) + (" ..." if len(missing) > 10 else ""))
+
     @property
     def hires(self) -> torch.Tensor:
         if self._hires is None:
-            self._hires = load_stack([s.path for s in self.ds.slices], self.cfg.hires_size)
+            self._hires = load_frames([s.path for s in self.ds.slices], self.cfg.hires_size, self.cfg.input).images
         return self._hires
 
     def split_rows(self, split) -> torch.Tensor:
@@ -158,7 +188,26 @@ class Pipeline:
     # ---- stages --------------------------------------------------------------------------
     def global_model(self) -> SliceClassifier:
         model = self.seeded(lambda: SliceClassifier(build_backbone(self.cfg.backbone, self.cfg.init)))
-        return self._train("global", model, {"image": self.ds.images}, self.recipe, ("image",))
+        inputs = {"image": self.ds.images}
+        if self.recipe.guided:
+            inputs.update(self.guidance_masks(self.recipe))
+        return self._train("global", model, inputs, self.recipe, ("image",))
+
+    def guidance_masks(self, recipe: Recipe, boxes: torch.Tensor | None = None) -> dict:
+        """Training signals of core.guidance at the working size: the lung field of every slice and the
+        segmenter's lesion mask of every COVID slice (zero on the others: no lesion loss there).
+        `boxes` (N, 4): cut each mask to its slice's box (the heatmap branch's crops)."""
+        out = {"lung": self.frames.lungs}
+        if recipe.guide_lesion:
+            prob = self.lesion_inputs()["prob"].float()[:, None] / 255
+            up = torch.nn.functional.interpolate(prob, size=(self.cfg.image_size,) * 2, mode="bilinear")
+            covid = self.ds.labels.bool()[:, None, None, None]
+            out["lesion"] = ((up > 0.5) & covid).to(torch.uint8) * 255
+        if boxes is not None:
+            s = self.cfg.image_size
+            out = {k: torch.stack([(crop(v[i, 0], Box(*boxes[i].tolist()), s) > 0.5).to(torch.uint8) * 255
+                                   for i in range(len(v))])[:, None] for k, v in out.items()}
+        return out
 
     def global_features(self, model) -> dict:
         parts = {"ckpt": fc.file_digest(self.run.stage("global") / "best.pt"), "size": self.cfg.image_size,
@@ -207,7 +256,10 @@ class Pipeline:
 
     def heatmap_model(self, crops) -> SliceClassifier:
         model = self.seeded(lambda: SliceClassifier(self.branch_backbone(), key="crop"))
-        return self._train("heatmap", model, {"crop": crops["crops"]}, self.branch_recipe, ("crop",))
+        inputs = {"crop": crops["crops"]}
+        if self.branch_recipe.guided:  # the masks cut to each slice's crop box
+            inputs.update(self.guidance_masks(self.branch_recipe, crops["boxes"]))
+        return self._train("heatmap", model, inputs, self.branch_recipe, ("crop",))
 
     def segmenter(self):
         from .segmentation import load_segmenter, semi_supervised
@@ -246,6 +298,8 @@ class Pipeline:
         parts = {"ckpt": fc.file_digest(seg_ckpt) if seg_ckpt.exists() else None, "seg": self.cfg.seg,
                  "lesion_size": self.cfg.lesion_size, "hires": self.cfg.hires_size,
                  "keys": fc.key_of([s.key for s in self.ds.slices])}
+        if self.cfg.input != LEGACY_INPUT:  # other frames, other masks (slice runs keep their old keys)
+            parts["input"] = version(self.cfg.input)
         hit = fc.load_cached(self.run.features_dir, "lesions", parts) if parts["ckpt"] else None
         if hit is not None:
             return hit
@@ -278,6 +332,13 @@ class Pipeline:
         if is_main():
             fc.save_cached(self.run.features_dir, "lesions", parts, out)
         return out
+
+    def lesion_share_baseline(self, lesions) -> None:
+        """Knowledge alone, no classifier: the share of the lung field the segmenter calls lesion.
+        Written as branch `lesion-share` so every table puts it beside the branches."""
+        share = lesion_share(lesions["prob"], self.frames.lungs)
+        if is_main():
+            write_branch_probs(self.run, "lesion-share", self.ds.slices, share.numpy())
 
     def infected_model(self, lesions, gvec) -> InfectedClassifier:
         model = self.seeded(lambda: InfectedClassifier(self.branch_backbone(), gvec.shape[1]))
@@ -315,6 +376,7 @@ class Pipeline:
             fc.save_cached(self.run.features_dir, "heatmap", {"ckpt": fc.file_digest(self.run.stage("heatmap") / "best.pt")},
                        {"pooled": hvec})
         lesions = self.lesion_inputs()
+        self.lesion_share_baseline(lesions)
         self.timings["heatmap-features+lesions"] = time.time() - t0
         inf = self.infected_model(lesions, gfeat["pooled"])
         inf_inputs = {"right": lesions["right"], "left": lesions["left"], "present": lesions["present"],
@@ -361,6 +423,7 @@ class Pipeline:
 
         t_all, cfg = time.time(), self.cfg
         lesions = self.lesion_inputs()
+        self.lesion_share_baseline(lesions)
 
         def build():
             bb = lambda: build_backbone(cfg.backbone, cfg.init)

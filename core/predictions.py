@@ -12,7 +12,10 @@ from .runfolder import RunError, RunFolder
 
 # Branch columns of predictions.csv, in the paper's table order. global+infected is the infected
 # branch (lung crops + the global vector); global+heatmap is one FC layer over [global, heatmap].
-BRANCHES = ("global", "heatmap", "global+heatmap", "global+infected", "fusion")
+# lesion-share is no branch but a baseline of knowledge alone: the share of the lung field the
+# segmenter calls lesion (core.pipeline.lesion_share), scored like a branch so tables show it beside them.
+BRANCHES = ("global", "heatmap", "global+heatmap", "global+infected", "fusion", "lesion-share")
+BASELINES = ("lesion-share",)
 
 
 def write_branch_probs(run: RunFolder, branch: str, slices, probs) -> pd.DataFrame:

@@ -19,9 +19,10 @@ from . import feature_cache as fc
 from .attention import Box, upsample_maps
 from .covidct import read_covidct
 from .embedding import embed_3d, nearest
-from .image_cache import load_resized
+from .frames import frame_image
+from .harmonise import LEGACY_INPUT
 from .metrics import binary_metrics
-from .predictions import BRANCHES, val_threshold
+from .predictions import BASELINES, BRANCHES, val_threshold
 from .runfolder import RunFolder, safe_child
 
 
@@ -73,8 +74,8 @@ class RunView:
         df["margin"] = (df["p"] - t).abs()
         df["outcome"] = np.select([df.correct & (df.label == 1), df.correct & (df.label == 0), df.label == 1],
                                   ["true positive", "true negative", "false negative"], "false positive")
-        probs = df[[f"p_{b}" for b in self.branches_in(df)]]
-        votes = probs >= pd.Series({f"p_{b}": v for b, v in self._thresholds.items()})
+        deciders = [b for b in self.branches_in(df) if b not in BASELINES]
+        votes = df[[f"p_{b}" for b in deciders]] >= pd.Series({f"p_{b}": self._thresholds[b] for b in deciders})
         df["disagreement"] = votes.nunique(axis=1) > 1
         df = df.reset_index(drop=True)
         return df
@@ -91,7 +92,7 @@ class RunView:
 
     def decision_branch(self, df=None) -> str:
         """The branch whose probability the dashboard calls 'the prediction': fusion when trained."""
-        return self.branches_in(self.predictions if df is None else df)[-1]
+        return [b for b in self.branches_in(self.predictions if df is None else df) if b not in BASELINES][-1]
 
     def metrics(self, split: str, n_boot: int = 500) -> dict:
         part = self.predictions[self.predictions.split == split]
@@ -126,9 +127,14 @@ class RunView:
             raise KeyError(f"no slice {key!r} in run {self.name}")
         return int(hits[0])
 
+    @property
+    def input_mode(self) -> str:
+        """What the run's networks see (core.harmonise); runs saved before the setting saw the slice."""
+        return self.config.get("pipeline", {}).get("input", LEGACY_INPUT)
+
     def image(self, key: str, size: int = 224) -> np.ndarray:
-        """(size, size) uint8 slice."""
-        return load_resized(self.slice_paths[key], size)
+        """(size, size) uint8 slice, as the run's networks see it (maps and boxes lie on it)."""
+        return frame_image(self.slice_paths[key], size, self.input_mode)
 
     def _latest(self, name: str) -> dict:
         hit = fc.latest(self.run.features_dir, name)

@@ -31,7 +31,7 @@ def random_crops(x: torch.Tensor, gen: torch.Generator, min_scale: float = 0.5) 
     cx = (torch.rand(b, generator=gen) * 2 - 1) * (1 - s)
     zero = torch.zeros(b)
     theta = torch.stack([torch.stack([s, zero, cx], 1), torch.stack([zero, s, cy], 1)], 1)
-    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False).to(x.device, x.dtype)
     return F.grid_sample(x, grid, mode="bilinear", align_corners=False)
 
 
@@ -41,7 +41,7 @@ def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.2) -> tor
     sim = z @ z.t() / temperature
     n = len(z1)
     sim.fill_diagonal_(float("-inf"))
-    target = torch.cat([torch.arange(n, 2 * n), torch.arange(0, n)])
+    target = torch.cat([torch.arange(n, 2 * n), torch.arange(0, n)]).to(sim.device)
     return F.cross_entropy(sim, target)
 
 
@@ -58,12 +58,16 @@ class SimCLR(nn.Module):
 
 def pretrain(images: torch.Tensor, out: Path, backbone: str = "efficientnet_lite0", init: str = "imagenet",
              epochs: int = 20, batch_size: int = 32, lr: float = 3e-4, seed: int = 0, device="cpu",
-             precision: str = "bf16", resume: bool = True, progress: bool = True, log=print) -> dict:
-    """images: (N, 1, S, S) uint8. Writes `out` (backbone weights) and `out`.last.pt (resume state)."""
+             precision: str = "bf16", channels_last: bool = False, resume: bool = True, progress: bool = True,
+             log=print) -> dict:
+    """images: (N, 1, S, S) uint8, on any device (on the GPU, crops and augmentation run there too).
+    Writes `out` (backbone weights) and `out`.last.pt (resume state)."""
     out = Path(out)
     device = torch.device(device)
     torch.manual_seed(seed)
     model = SimCLR(build_backbone(backbone, init)).to(device)
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    model.to(memory_format=layout)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr, weight_decay=1e-4)
     last = out.with_name(out.name + ".last.pt")
     state = {"epoch": 0, "history": []}
@@ -88,8 +92,8 @@ def pretrain(images: torch.Tensor, out: Path, backbone: str = "efficientnet_lite
             bar = tqdm(total=steps, desc=f"selfsup {epoch + 1}/{epochs}", leave=False)
         for s in range(steps):
             x = images[perm[s * batch_size:(s + 1) * batch_size]].float().div(255)
-            v1 = augment_batch(random_crops(x, gen), gen, "strong").to(device)
-            v2 = augment_batch(random_crops(x, gen), gen, "strong").to(device)
+            v1 = augment_batch(random_crops(x, gen), gen, "strong").to(device).contiguous(memory_format=layout)
+            v2 = augment_batch(random_crops(x, gen), gen, "strong").to(device).contiguous(memory_format=layout)
             with autocast(precision, device):
                 z1, z2 = model(v1).float(), model(v2).float()
             loss = nt_xent(z1, z2)

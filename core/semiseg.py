@@ -24,6 +24,9 @@ class SegSlice:
 
 def semiseg_root(data_root: str | Path) -> Path:
     root = Path(data_root)
+    from .pack import check
+
+    check(root)  # a data pack (core/pack.py): its checksums first
     if (root / "semiseg").is_dir():
         root = root / "semiseg"
     if not (root / "TrainingSet").is_dir():

@@ -23,8 +23,9 @@ import torch.distributed as dist
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .augment import augment_batch
+from .augment import augment_with_masks
 from .checkpoint import atomic_write_text, load_checkpoint, save_checkpoint
+from .guidance import MASK_KEYS, attention_loss
 from .metrics import auc
 from .recipes import Recipe
 
@@ -61,15 +62,27 @@ def rank0_first(fn):
 
 
 def prepare(batch: dict, image_keys, device, channels_last=False, augment_gen=None, strength="light") -> dict:
-    out = {}
-    for k, v in batch.items():
-        v = v.to(device, non_blocking=True)
-        if k in image_keys:
-            v = v.float() / 255.0 if v.dtype == torch.uint8 else v.float()
-            if augment_gen is not None:
-                v = augment_batch(v, augment_gen, strength)
-            if channels_last:
-                v = v.contiguous(memory_format=torch.channels_last)
+    """Move a batch to `device`; image keys become float in [0, 1] (augmented when `augment_gen` is
+    given). Mask keys (core.guidance.MASK_KEYS) become float too and follow the geometric changes
+    of the first image key."""
+    out = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+    masks = [k for k in MASK_KEYS if k in out]
+    for k in masks:
+        out[k] = out[k].float() / 255.0 if out[k].dtype == torch.uint8 else out[k].float()
+    first = True
+    for k in out:
+        if k not in image_keys:
+            continue
+        v = out[k]
+        v = v.float() / 255.0 if v.dtype == torch.uint8 else v.float()
+        if augment_gen is not None:
+            moved = [out[m] for m in masks] if first else []
+            v, moved = augment_with_masks(v, augment_gen, strength, tuple(moved))
+            for m, mv in zip(masks if first else [], moved):
+                out[m] = mv
+        first = False
+        if channels_last:
+            v = v.contiguous(memory_format=torch.channels_last)
         out[k] = v
     return out
 
@@ -125,6 +138,12 @@ def train_stage(model: nn.Module, train: StageData, val: StageData, recipe: Reci
     device = torch.device(device)
     rank, world_size = world()
     model.to(device)
+    guided = recipe.guided and hasattr(model, "keep_cam")
+    if recipe.guided and not guided:  # said, never silently dropped
+        log(f"{stage_dir.name}: {type(model).__name__} has no single class activation map; "
+            "trained without the attention loss of recipe " + recipe.name)
+    if guided:
+        model.keep_cam = True  # forward() keeps its CAM for the attention loss (core.guidance)
     if recipe.channels_last:
         model.to(memory_format=torch.channels_last)
     params = [p for p in (trainable if trainable is not None else model.parameters()) if p.requires_grad]
@@ -163,6 +182,7 @@ def train_stage(model: nn.Module, train: StageData, val: StageData, recipe: Reci
             aug = gen if recipe.augment != "none" else None
             b = prepare(train.batch(idx), image_keys, device, recipe.channels_last, aug, recipe.augment)
             y = labels[idx].to(device)
+            hard = y
             if recipe.label_smoothing:
                 y = y * (1 - recipe.label_smoothing) + 0.5 * recipe.label_smoothing
             for g in opt.param_groups:
@@ -172,6 +192,8 @@ def train_stage(model: nn.Module, train: StageData, val: StageData, recipe: Reci
             if logits.dim() == 2:  # several heads (joint strategies): one BCE each, averaged
                 y = y[:, None].expand_as(logits)
             loss = F.binary_cross_entropy_with_logits(logits, y)
+            if guided:
+                loss = loss + attention_loss(model.last_cam, b, hard, recipe.guide_outside, recipe.guide_lesion)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -213,6 +235,8 @@ def train_stage(model: nn.Module, train: StageData, val: StageData, recipe: Reci
         dist.barrier()
     best = load_checkpoint(stage_dir / "best.pt")
     model.load_state_dict(best["model"])
+    if guided:
+        model.keep_cam, model.last_cam = False, None
     return summary
 
 

@@ -61,3 +61,21 @@ def synthetic_run(phantom_root, tmp_path_factory) -> Path:
     run.update_config(data_root=str(phantom_root), synthetic=True, pipeline=asdict(cfg))
     Pipeline(run, phantom_root, cfg, progress=False).run_all()
     return run.path
+
+
+@pytest.fixture(scope="session")
+def guided_run(phantom_root, tmp_path_factory) -> Path:
+    """The knowledge-guided path end to end on the phantoms: harmonised lung-field input, recipe
+    `guided` (CAM penalties outside the lungs and off the lesions), one epoch a stage."""
+    from dataclasses import asdict
+
+    from core.pipeline import Pipeline, PipelineConfig
+    from core.runfolder import RunFolder
+
+    run = RunFolder(tmp_path_factory.mktemp("runs") / "guided", create=True)
+    cfg = PipelineConfig(recipe="guided", input="lungs", epochs=1, batch_size=8, image_size=64, hires_size=128,
+                         lesion_size=48, seg={"size": 64, "epochs": 2, "steps_per_round": 2, "per_round": 25,
+                                              "max_rounds": 1, "ignore_band": (0.2, 0.8), "labelled_share": 0.75})
+    run.update_config(data_root=str(phantom_root), synthetic=True, pipeline=asdict(cfg))
+    Pipeline(run, phantom_root, cfg, progress=False).run_all()
+    return run.path

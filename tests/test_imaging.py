@@ -288,9 +288,9 @@ def test_gzip_bomb_is_refused(monkeypatch):
 
 
 def test_valid_but_unsupported_formats_are_refused():
-    # Only PNG/JPEG/BMP/TIFF (plus DICOM, NIfTI) are read; Pillow's other plugins are not reached.
+    # Only PNG/JPEG/WebP/BMP/TIFF (plus DICOM, NIfTI) are read; Pillow's other plugins are not reached.
     gif = pil_bytes(Image.fromarray(grad()), "GIF")
-    with pytest.raises(ImageReadError, match="not a PNG, JPEG, BMP, TIFF, DICOM or NIfTI file"):
+    with pytest.raises(ImageReadError, match="not a PNG, JPEG, WebP, BMP, TIFF, DICOM or NIfTI file"):
         read_slice_bytes(gif, "scan.gif")
 
 

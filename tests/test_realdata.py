@@ -42,7 +42,9 @@ def test_audit_finds_the_known_cross_class_near_duplicate(data_root):
 def test_one_short_real_training_run_predicts_every_slice(data_root, tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "2"}
     p = subprocess.run([sys.executable, "-m", "train", "global", "--data-root", str(data_root), "--out",
-                        str(tmp_path / "r"), "--image-size", "64", "--epochs", "1", "--no-progress"],
+                        str(tmp_path / "r"), "--image-size", "64", "--epochs", "1", "--no-progress",
+                        # the harmonised lung fields of every real slice; no lesion loss, so no segmenter to train
+                        "--recipe", "harmonised", "--input", "lungs"],
                        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stderr[-2000:]
     preds = pd.read_csv(tmp_path / "r" / "predictions.csv")

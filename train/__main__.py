@@ -21,6 +21,10 @@ COMMANDS = {
     "reproduce": ("train.reproduce", "the paper's Tables 1-3 with one command"),
     "probe": ("train.probe", "does each branch add information beyond global? (held-out stacking)"),
     "fidelity": ("train.fidelity", "explanation fidelity: CAMs vs lesion masks (pointing, energy, deletion)"),
+    "pack": ("train.pack", "a data pack (slices, masks, wheels, checksums) for an offline GPU machine"),
+    "gpu-run": ("train.gpu_run", "the paper's tables at paper scale on one GPU, planned to a time budget"),
+    "shortcut": ("train.shortcut", "shortcut audit: lungs blanked / lungs only, external slices, localisation"),
+    "lungs": ("train.lungs", "classical lung fields over every slice: coverage, lesion recall, slices not found"),
 }
 
 

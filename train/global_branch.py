@@ -12,6 +12,7 @@ import json
 from dataclasses import asdict
 
 from core.backbones import BACKBONES
+from core.harmonise import DEFAULT_INPUT, INPUT_MODES
 from core.pipeline import Pipeline, PipelineConfig
 from core.recipes import DEFAULT_RECIPE, RECIPES
 from core.runfolder import RunFolder
@@ -26,7 +27,11 @@ def add_model_args(p) -> None:
     add_run_args(p)
     p.add_argument("--backbone", default="efficientnet_lite0", choices=BACKBONES)
     p.add_argument("--init", default="imagenet", help="imagenet, scratch, or a checkpoint path")
-    p.add_argument("--recipe", default=DEFAULT_RECIPE, choices=sorted(RECIPES))
+    p.add_argument("--recipe", default=DEFAULT_RECIPE, choices=sorted(RECIPES),
+                   help="training recipe (core/recipes.py); 'fast' with --input slice is the recipe before "
+                        "knowledge guidance")
+    p.add_argument("--input", default=DEFAULT_INPUT, choices=INPUT_MODES,
+                   help="what the networks see: the harmonised lung field, or the whole slice (core/harmonise.py)")
     p.add_argument("--out", required=True, help="run folder, e.g. runs/lite0")
     p.add_argument("--resume", action="store_true", help="continue a killed run from its last checkpoint")
     p.add_argument("--image-size", type=int, default=224, help="side of the slice fed to the backbones")
@@ -34,6 +39,9 @@ def add_model_args(p) -> None:
 
 def add_args(p) -> None:
     add_model_args(p)
+    p.add_argument("--segmenter", default=None,
+                   help="a segmenter checkpoint (`python -m train infnet`) for a recipe with a lesion-attention "
+                        "loss; without it the run trains its own by Algorithm 1")
 
 
 def open_pipeline(args, **cfg_extra) -> Pipeline:
@@ -41,7 +49,7 @@ def open_pipeline(args, **cfg_extra) -> Pipeline:
     init_distributed(device)
     data_root, synthetic = resolve_data_root(args.data_root)
     run = RunFolder(args.out, create=True)
-    cfg = PipelineConfig(backbone=args.backbone, init=args.init, recipe=args.recipe, seed=args.seed,
+    cfg = PipelineConfig(backbone=args.backbone, init=args.init, recipe=args.recipe, input=args.input, seed=args.seed,
                          epochs=args.epochs, batch_size=args.batch_size, image_size=args.image_size,
                          hires_size=2 * args.image_size, **cfg_extra)
     if is_main():
@@ -54,7 +62,7 @@ def open_pipeline(args, **cfg_extra) -> Pipeline:
 
 
 def run(args) -> dict:
-    pipe = open_pipeline(args)
+    pipe = open_pipeline(args, segmenter=args.segmenter)
     if pipe.run.has_stage("global") and (pipe.run.stage("global") / "summary.json").exists() and not args.resume:
         raise SystemExit(f"{pipe.run.path}/global already holds a trained model; choose another --out")
     model = pipe.global_model()

@@ -104,39 +104,57 @@ def run(args):
             run_.update_config(synthetic=synthetic)
             Pipeline(run_, data_root, cfg, device=device, progress=not args.no_progress, resume=True).run_all()
         shared_seg = shared_seg or str(run_.stage("infnet") / "best.pt")
-        pipe = run_.config.get("pipeline", {})
-        provenance = {"run": str(run_.path.resolve()), "epochs": pipe.get("epochs"),
-                      "branch_epochs": pipe.get("branch_epochs"), "pipeline_minutes": round(run_.config["timings"]["total"] / 60, 1)}
-        metrics = evaluate_run(run_, "test", n_boot=200)
-        for branch, m in metrics.items():
-            records.append({"backbone": backbone, "init": init, "strategy": strategy, "seed": seed, "branch": branch,
-                            **{x: m[x]["value"] for x in ("accuracy", "f1", "auc")}, **provenance})
+        records += run_rows(run_, backbone=backbone, init=init, strategy=strategy, seed=seed)
     if not records:
         raise SystemExit(f"{out}: no finished configuration to tabulate")
-    df = pd.DataFrame(records)
-    out.mkdir(parents=True, exist_ok=True)
-    df.to_csv(out / "all_runs.csv", index=False)
-    t12 = _table12(df[df.strategy == "G-H-I-F"])
-    t3 = _table3(df[(df.branch == "fusion") & (df.backbone == backbones[0]) & (df.init == inits[0])])
-    note = "synthetic phantoms (not a real-data result)\n\n" if synthetic else ""
-    for name, table in (("table1_2", t12), ("table3", t3)):
-        table.to_csv(out / f"{name}.csv", index=False)
-        atomic_write_text(out / f"{name}.md", note + markdown(table) + "\n")
+    t12, t3 = write_tables(records, out, synthetic, first=(backbones[0], inits[0]))
     print(json.dumps({"out": str(out), "table1_2": t12.to_dict("records"), "table3": t3.to_dict("records")}))
     return 0
 
 
+def run_rows(run_: RunFolder, **cell) -> list[dict]:
+    """One row per branch of a finished run: the cell it fills (backbone, init, strategy, seed...), its
+    test-split accuracy, F1 and AUC, and where it came from."""
+    pipe = run_.config.get("pipeline", {})
+    provenance = {"run": str(run_.path.resolve()), "epochs": pipe.get("epochs"),
+                  "branch_epochs": pipe.get("branch_epochs"), "pipeline_minutes": round(run_.config["timings"]["total"] / 60, 1)}
+    metrics = evaluate_run(run_, "test", n_boot=200)
+    return [{**cell, "branch": branch, **{x: m[x]["value"] for x in ("accuracy", "f1", "auc")}, **provenance}
+            for branch, m in metrics.items()]
+
+
+def write_tables(records: list[dict], out: Path, synthetic: bool, first: tuple[str, str],
+                 keys: tuple[str, ...] = ("backbone", "init")) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """all_runs.csv, table1_2.{md,csv} (G-H-I-F rows by `keys` and branch) and table3.{md,csv} (fusion of
+    the `first` (backbone, init) by strategy, and by the other `keys`) from run_rows records."""
+    df = pd.DataFrame(records)
+    out.mkdir(parents=True, exist_ok=True)
+    df.to_csv(out / "all_runs.csv", index=False)
+    t12 = _table12(df[df.strategy == "G-H-I-F"], keys)
+    rest = tuple(k for k in keys if k not in ("backbone", "init"))
+    t3 = _table3(df[(df.branch == "fusion") & (df.backbone == first[0]) & (df.init == first[1])], rest)
+    note = "synthetic phantoms (not a real-data result)\n\n" if synthetic else ""
+    for name, table in (("table1_2", t12), ("table3", t3)):
+        table.to_csv(out / f"{name}.csv", index=False)
+        atomic_write_text(out / f"{name}.md", note + markdown(table) + "\n")
+    return t12, t3
+
+
 def markdown(df: pd.DataFrame) -> str:
     cols = list(df.columns)
+    if not cols:
+        return "(no finished runs)"
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     lines += ["| " + " | ".join(str(r[c]) for c in cols) + " |" for _, r in df.iterrows()]
     return "\n".join(lines)
 
 
-def _table12(df: pd.DataFrame) -> pd.DataFrame:
+def _table12(df: pd.DataFrame, keys=("backbone", "init")) -> pd.DataFrame:
     paper = paper_results()
     rows = []
-    for (backbone, init, branch), g in df.groupby(["backbone", "init", "branch"], sort=False):
+    for values, g in df.groupby([*keys, "branch"], sort=False):
+        cell = dict(zip([*keys, "branch"], values))
+        backbone, init, branch = cell["backbone"], cell["init"], cell["branch"]
         if branch not in TABLE12_BRANCHES:
             continue
         same = paper[(paper.init == init) & (paper.branch == branch)]
@@ -144,16 +162,21 @@ def _table12(df: pd.DataFrame) -> pd.DataFrame:
         hit = same[same.backbone == backbone] if (same.backbone == backbone).any() else same[same.backbone == "densenet169"]
         paper_cell = "—" if hit.empty else \
             "/".join(f"{v:.2f}" for v in hit[["accuracy", "f1", "auc"]].iloc[0]) + f" ({hit.backbone.iloc[0]})"
-        rows.append({"backbone": backbone, "init": init, "branch": branch, "seeds": len(g),
-                     **{m: _mean_std(g[m]) for m in ("accuracy", "f1", "auc")}, "paper acc/F1/AUC": paper_cell})
+        rows.append({**cell, "seeds": len(g), **{m: _mean_std(g[m]) for m in ("accuracy", "f1", "auc")},
+                     "paper acc/F1/AUC": paper_cell})
+    if not rows:
+        return pd.DataFrame()
     order = {b: i for i, b in enumerate(TABLE12_BRANCHES)}
-    return pd.DataFrame(rows).sort_values(["backbone", "init", "branch"], key=lambda s: s.map(order) if s.name == "branch" else s)
+    return pd.DataFrame(rows).sort_values([*keys, "branch"], key=lambda s: s.map(order) if s.name == "branch" else s)
 
 
-def _table3(df: pd.DataFrame) -> pd.DataFrame:
+def _table3(df: pd.DataFrame, keys=()) -> pd.DataFrame:
     rows = []
-    for strategy in STRATEGY_ORDER:
-        g = df[df.strategy == strategy]
-        if len(g):
-            rows.append({"strategy": strategy, "seeds": len(g), **{m: _mean_std(g[m]) for m in ("accuracy", "f1", "auc")}})
+    for values, part in (df.groupby(list(keys), sort=False) if keys else [((), df)]):
+        cell = dict(zip(keys, values if isinstance(values, tuple) else (values,)))
+        for strategy in STRATEGY_ORDER:
+            g = part[part.strategy == strategy]
+            if len(g):
+                rows.append({**cell, "strategy": strategy, "seeds": len(g),
+                             **{m: _mean_std(g[m]) for m in ("accuracy", "f1", "auc")}})
     return pd.DataFrame(rows)

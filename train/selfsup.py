@@ -36,10 +36,15 @@ def add_args(p):
     p.add_argument("--no-progress", action="store_true")
 
 
+def selfsup_paths(root, limit: int | None = None) -> list:
+    """The slices Self-Trans learns from: COVID-SemiSeg's unlabelled ones and COVID-CT's training split."""
+    paths = [s.image for s in read_unlabelled(root)] + [s.path for s in read_covidct(root) if s.split == "train"]
+    return paths[:limit] if limit else paths
+
+
 def run(args):
     root, _ = resolve_data_root(args.data_root)
-    paths = [s.image for s in read_unlabelled(root)] + [s.path for s in read_covidct(root) if s.split == "train"]
-    paths = paths[: args.limit] if args.limit else paths
+    paths = selfsup_paths(root, args.limit)
     images = load_stack(paths, args.image_size)
     state = pretrain(images, args.out, backbone=args.backbone, init=args.init, epochs=args.epochs,
                      batch_size=args.batch_size, seed=args.seed, device=pick_device(args.device),

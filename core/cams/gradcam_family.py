@@ -11,12 +11,15 @@ from .base import CamMethod, _LogitModel, last_conv_layer
 
 
 class _GradCamLibrary(CamMethod):
-    library_class = None
+    library_name = None  # class in pytorch_grad_cam, imported on first use (it pulls in OpenCV and matplotlib)
 
     def __init__(self, classifier):
+        import pytorch_grad_cam
+
         super().__init__(classifier)
         self._model = _LogitModel(self.classifier)
-        self._cam = self.library_class(model=self._model, target_layers=[last_conv_layer(self.classifier)])
+        library_class = getattr(pytorch_grad_cam, self.library_name)
+        self._cam = library_class(model=self._model, target_layers=[last_conv_layer(self.classifier)])
 
     def release(self):
         if self._cam is not None:
@@ -34,9 +37,7 @@ class _GradCamLibrary(CamMethod):
 
 
 def _make(name_, cls_name):
-    import pytorch_grad_cam
-
-    return type(cls_name, (_GradCamLibrary,), {"name": name_, "library_class": getattr(pytorch_grad_cam, cls_name)})
+    return type(cls_name, (_GradCamLibrary,), {"name": name_, "library_name": cls_name})
 
 
 GradCam = _make("gradcam", "GradCAM")

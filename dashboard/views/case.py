@@ -50,7 +50,8 @@ except Exception as exc:
 
 top_l, top_r = st.columns([1, 1.4])
 with top_l:
-    st.image(imgs["slice"], caption="slice", width=300)
+    st.image(imgs["slice"], width=300, caption="slice, as the run sees it"
+             + (" (its lung field, harmonised)" if ctx.rv.input_mode == "lungs" else ""))
 with top_r:
     st.markdown("**Every branch's probability** (stored, from the run's predictions)")
     st.plotly_chart(ui.prob_chart(data.probs_frame(stored, order)), width="stretch", config=ui.SMALL_CHART_CONFIG,

@@ -52,10 +52,14 @@ if p is not None:
                 f"(operating point {t:.3f}, chosen on the validation split; margin {abs(p - t):.3f})")
 
 ui.out_of_range_note(ctx.rv, result.fusion_vector)
+if not a.lung_found:
+    st.warning("No lung field was found on this slice, so the run saw the whole slice: its input is not "
+               "what it was trained on, and its probabilities deserve less trust.")
 
 top_l, top_r = st.columns([1, 1.4])
 with top_l:
-    st.image(images["slice"], caption="uploaded slice (working size)", width=300)
+    st.image(images["slice"], width=300, caption="uploaded slice, as the run sees it"
+             + (" (its lung field, harmonised)" if ctx.rv.input_mode == "lungs" else " (working size)"))
 with top_r:
     probs = data.probs_frame(a.probs, order)
     st.plotly_chart(ui.prob_chart(probs), width="stretch", config=ui.SMALL_CHART_CONFIG, key="upload_probs")

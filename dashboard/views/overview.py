@@ -109,6 +109,15 @@ with b2:
                    "Pointing: the map's peak inside a lesion. Energy: the map's share inside lesions. "
                    "Rows of kind `baseline` are what a map with no knowledge of the slice scores.")
 
+measured_table("**Shortcut audit** · does the run read the disease, or where a slice came from?",
+               "shortcut.csv", "shortcut --data-root DATA",
+               "`lungs_blanked_auc`: COVID-CT test AUC from what lies outside the lungs only (a network that reads "
+               "the disease stays near 0.5). `external_sensitivity`: share of the all-COVID COVID-SemiSeg test "
+               "slices called COVID at the validation operating point, beside COVID-CT test specificity at that "
+               "point. `pointing`: the branch map's peak inside an expert lesion mask (a flat map scores the "
+               "lesion region's area share). `lesion-share`: the segmenter's lesion share of the lung field, "
+               "no classifier.")
+
 st.divider()
 t1, t2 = st.columns([1.2, 1])
 with t1:

@@ -1,0 +1,74 @@
+"""Many slices as a run's networks see them (core.harmonise), decoded once and cached.
+
+`load_frames(paths, size, mode)` gives the uint8 images, the lung fields in the frame, the frame
+boxes on the original slices and whether a lung field was found (mode `slice` too: its lung
+fields serve the lesion-share baseline). Entries are cached beside the decode cache
+(core.image_cache), keyed by the file's content hash, the size and the method's version
+(core.harmonise.version), so changing the method never serves stale frames.
+"""
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .attention import Box
+from .checkpoint import atomic_write_bytes
+from .harmonise import harmonise, version
+from .image_cache import cache_dir, file_hash
+from .imaging import read_slice
+
+
+@dataclass
+class Frames:
+    images: torch.Tensor  # (N, 1, S, S) uint8
+    lungs: torch.Tensor  # (N, 1, S, S) uint8 0/255
+    boxes: torch.Tensor  # (N, 4) float: y0, x0, y1, x1 of each frame on its slice
+    found: torch.Tensor  # (N,) bool
+
+    def box(self, i: int) -> Box:
+        return Box(*(float(v) for v in self.boxes[i]))
+
+
+_memory: dict[tuple, dict] = {}
+
+
+def _entry(path, size: int, mode: str) -> dict:
+    key = (file_hash(path), size, version(mode))
+    hit = _memory.get(key)
+    if hit is not None:
+        return hit
+    disk = cache_dir() / f"{key[0]}-{size}-{key[2]}.npz"
+    entry = None
+    if disk.exists():
+        try:
+            with np.load(disk, allow_pickle=False) as z:
+                entry = {k: z[k] for k in ("image", "lung", "box", "found")}
+            if entry["image"].shape != (size, size):
+                entry = None
+        except (ValueError, OSError, EOFError, KeyError):
+            entry = None  # damaged entry: compute again and overwrite
+    if entry is None:
+        h = harmonise(read_slice(path), mode, size)
+        entry = {"image": (h.image * 255).round().astype(np.uint8), "lung": h.lung.astype(np.uint8) * 255,
+                 "box": np.array(h.box.as_list(), np.float32), "found": np.array(h.found)}
+        buf = io.BytesIO()
+        np.savez_compressed(buf, **entry)
+        atomic_write_bytes(disk, buf.getvalue())
+    _memory[key] = entry
+    return entry
+
+
+def load_frames(paths, size: int, mode: str) -> Frames:
+    entries = [_entry(p, size, mode) for p in paths]
+    return Frames(torch.from_numpy(np.stack([e["image"] for e in entries]))[:, None],
+                  torch.from_numpy(np.stack([e["lung"] for e in entries]))[:, None],
+                  torch.from_numpy(np.stack([e["box"] for e in entries])),
+                  torch.from_numpy(np.stack([e["found"] for e in entries])).bool())
+
+
+def frame_image(path, size: int, mode: str) -> np.ndarray:
+    """(size, size) uint8 of one slice as the run sees it (the dashboard's thumbnails)."""
+    return _entry(path, size, mode)["image"]

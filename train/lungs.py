@@ -1,0 +1,161 @@
+"""Lung fields (core/lungs.py) over every COVID-CT slice and every labelled COVID-SemiSeg slice.
+
+    python -m train lungs --data-root ../shared/data [--out report.csv] [--sheet sheet.png]
+
+Prints one JSON summary: counts, mean coverage, the share of the labelled lesion pixels that fall
+inside the lung mask (pooled, and the worst slices), milliseconds per slice, and the key and reason
+of every slice where no lung field was found (those are reported, never passed silently).
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from core.covidct import read_covidct
+from core.imaging import check_mask_shape, read_mask, read_slice
+from core.lungs import LUNG_VERSION, LungField, lung_field
+from core.semiseg import read_labelled
+from core.slices import resolve_data_root
+
+FIELDS = ["key", "dataset", "split", "label", "found", "reason", "coverage", "y0", "x0", "y1", "x1",
+          "lesion_pixels", "lesion_inside", "lesion_recall", "ms"]
+
+
+def add_args(p):
+    p.add_argument("--data-root", default=None, help="folder holding covid-ct/ and semiseg/ (default: synthetic phantoms)")
+    p.add_argument("--out", default=None, help="also write one CSV row per slice here")
+    p.add_argument("--sheet", default=None, help="also draw a contact sheet of 48 COVID-CT slices with their masks here (PNG)")
+    p.add_argument("--worst", type=int, default=5, help="how many worst SemiSeg slices (lesion recall) to list")
+
+
+def measure(img: np.ndarray) -> tuple[LungField, float]:
+    """lung_field and the milliseconds it took (process time: other jobs on the machine don't count)."""
+    t0 = time.process_time()
+    field = lung_field(img)
+    return field, (time.process_time() - t0) * 1000
+
+
+def _row(key, dataset, split, label, field: LungField, ms: float, lesion: np.ndarray | None = None) -> dict:
+    row = {"key": key, "dataset": dataset, "split": split, "label": label, "found": field.found,
+           "reason": field.reason, "coverage": round(field.coverage, 4),
+           **dict(zip(("y0", "x0", "y1", "x1"), (round(v, 4) for v in field.box()))),
+           "lesion_pixels": "", "lesion_inside": "", "lesion_recall": "", "ms": round(ms, 1)}
+    if lesion is not None:
+        n, inside = int(lesion.sum()), int((lesion & field.mask).sum())
+        row.update(lesion_pixels=n, lesion_inside=inside, lesion_recall=round(inside / n, 4) if n else "")
+    return row
+
+
+def covidct_rows(data_root) -> list[dict]:
+    rows = []
+    for s in read_covidct(data_root):
+        field, ms = measure(read_slice(s.path))
+        rows.append(_row(s.key, "covid-ct", s.split, s.label, field, ms))
+    return rows
+
+
+def semiseg_rows(data_root) -> list[dict]:
+    rows = []
+    for split in ("train", "test"):
+        for s in read_labelled(data_root, split):
+            img = read_slice(s.image)
+            lesion = check_mask_shape(read_mask(s.mask), img.shape, str(s.mask)) > 0
+            field, ms = measure(img)
+            rows.append(_row(s.key, "semiseg", split, 1, field, ms, lesion))
+    return rows
+
+
+def summarise(ct: list[dict], seg: list[dict], worst: int = 5) -> dict:
+    def block(rows):
+        cov = [r["coverage"] for r in rows if r["found"]]
+        return {"slices": len(rows), "found": len(cov), "not_found": len(rows) - len(cov),
+                "mean_coverage_found": round(float(np.mean(cov)), 4) if cov else None,
+                "mean_coverage_all": round(float(np.mean([r["coverage"] for r in rows])), 4) if rows else None}
+
+    out = {"lung_version": LUNG_VERSION, "covid_ct": block(ct), "semiseg_labelled": block(seg)}
+    labelled = [r for r in seg if r["lesion_pixels"]]
+    if labelled:
+        n = sum(r["lesion_pixels"] for r in labelled)
+        inside = sum(r["lesion_inside"] for r in labelled)
+        by_recall = sorted(labelled, key=lambda r: r["lesion_recall"])
+        out["semiseg_labelled"].update(
+            lesion_recall_pooled=round(inside / n, 4),
+            lesion_recall_mean=round(float(np.mean([r["lesion_recall"] for r in labelled])), 4),
+            lesion_recall_min=by_recall[0]["lesion_recall"],
+            worst=[{"key": r["key"], "lesion_recall": r["lesion_recall"], "coverage": r["coverage"]}
+                   for r in by_recall[:worst]])
+    rows = ct + seg
+    out["ms_per_slice"] = round(float(np.mean([r["ms"] for r in rows])), 1) if rows else None
+    out["not_found"] = [{"key": r["key"], "reason": r["reason"]} for r in rows if not r["found"]]
+    return out
+
+
+def contact_sheet(items: list[tuple[np.ndarray, LungField, str]], path, cols: int = 8, cell: int = 224) -> Path:
+    """Draw slices with their lung masks (green tint, red outline; 'NOT FOUND' and a red frame where
+    no lung field was found) and a short caption, as one PNG."""
+    from PIL import Image, ImageDraw
+    from scipy import ndimage
+
+    rows = -(-len(items) // cols)
+    cap = 14
+    sheet = Image.new("RGB", (cols * cell, rows * (cell + cap)), (0, 0, 0))
+    draw = ImageDraw.Draw(sheet)
+    for i, (img, field, caption) in enumerate(items):
+        rgb = np.repeat((np.clip(img, 0, 1) * 255)[..., None], 3, axis=2)
+        if field.found:
+            width = max(1, round(max(img.shape) / 200))
+            edge = field.mask & ~ndimage.binary_erosion(field.mask, iterations=width, border_value=0)
+            rgb[field.mask] = rgb[field.mask] * 0.75 + np.array([0, 64, 0])
+            rgb[edge] = (255, 0, 0)
+        tile = Image.fromarray(rgb.astype(np.uint8))
+        tile.thumbnail((cell, cell))
+        r, c = divmod(i, cols)
+        x, y = c * cell + (cell - tile.width) // 2, r * (cell + cap) + (cell - tile.height) // 2
+        sheet.paste(tile, (x, y))
+        if not field.found:
+            draw.rectangle([x, y, x + tile.width - 1, y + tile.height - 1], outline=(255, 0, 0), width=3)
+            draw.text((x + 4, y + 4), "NOT FOUND", fill=(255, 0, 0))
+        draw.text((c * cell + 2, r * (cell + cap) + cell), caption[:36], fill=(255, 255, 0))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sheet.save(path)
+    return path
+
+
+def sheet_slices(data_root, n: int = 48, seed: int = 0) -> list:
+    """A fixed random pick of COVID-CT slices, half of each class."""
+    slices = read_covidct(data_root)
+    rng = np.random.default_rng(seed)
+    pick = []
+    for label in (1, 0):
+        pool = [s for s in slices if s.label == label]
+        pick += [pool[i] for i in rng.choice(len(pool), min(len(pool), n // 2), replace=False)]
+    return [pick[i] for i in rng.permutation(len(pick))]
+
+
+def run(args) -> dict:
+    root, _ = resolve_data_root(args.data_root)
+    ct = covidct_rows(root)
+    seg = semiseg_rows(root)
+    summary = summarise(ct, seg, args.worst)
+    if args.out:
+        from core.checkpoint import atomic_write_text
+
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, FIELDS)
+        writer.writeheader()
+        writer.writerows(ct + seg)
+        atomic_write_text(args.out, buf.getvalue())
+    if args.sheet:
+        items = []
+        for s in sheet_slices(root):
+            img = read_slice(s.path)
+            items.append((img, lung_field(img), f"{'C' if s.label else 'N'} {Path(s.key).name}"))
+        contact_sheet(items, args.sheet)
+    print(json.dumps(summary, indent=1))
+    return summary
