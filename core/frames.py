@@ -17,7 +17,7 @@ import torch
 from .attention import Box
 from .checkpoint import atomic_write_bytes
 from .harmonise import harmonise, version
-from .image_cache import cache_dir, file_hash
+from .image_cache import cache_dir, file_hash, load_resized, load_stack
 from .imaging import read_slice
 
 
@@ -69,6 +69,12 @@ def load_frames(paths, size: int, mode: str) -> Frames:
                   torch.from_numpy(np.stack([e["found"] for e in entries])).bool())
 
 
+def load_images(paths, size: int, mode: str) -> torch.Tensor:
+    """(N, 1, S, S) uint8 images alone (the crops' high-resolution copy): a slice run's are the plain
+    decoded slices, so no lung field is found for them."""
+    return load_stack(paths, size) if mode == "slice" else load_frames(paths, size, mode).images
+
+
 def frame_image(path, size: int, mode: str) -> np.ndarray:
     """(size, size) uint8 of one slice as the run sees it (the dashboard's thumbnails)."""
-    return _entry(path, size, mode)["image"]
+    return load_resized(path, size) if mode == "slice" else _entry(path, size, mode)["image"]

@@ -58,6 +58,7 @@ class SliceAnalysis:
 
 
 def quantise8(img: np.ndarray) -> np.ndarray:
+    """A float image rounded to 8 bits, as the pipeline's cached frames are."""
     return np.round(np.clip(img, 0, 1) * 255).astype(np.float32) / 255
 
 
@@ -67,11 +68,10 @@ def crop8(image: np.ndarray, box: Box, size: int) -> torch.Tensor:
 
 
 def lesion_share_of(lesion_prob: np.ndarray, lung: np.ndarray) -> float:
-    """core.pipeline.lesion_share for one slice, with the pipeline's 112-px, 8-bit lesion map."""
-    from .pipeline import lesion_share
+    """core.pipeline.lesion_share for one slice, with the lesion map a run stores (lesion_map_u8)."""
+    from .pipeline import lesion_map_u8, lesion_share
 
-    p = torch.from_numpy(np.ascontiguousarray(lesion_prob, dtype=np.float32))[None, None]
-    p = (torch.nn.functional.interpolate(p, size=(112, 112), mode="bilinear")[:, 0] * 255).round().to(torch.uint8)
+    p = lesion_map_u8(torch.from_numpy(np.ascontiguousarray(lesion_prob, dtype=np.float32))[None])
     return float(lesion_share(p, torch.from_numpy(lung.astype(np.uint8) * 255)[None, None])[0])
 
 

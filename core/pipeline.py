@@ -25,7 +25,7 @@ from .attention import Box, crop, crops_for_maps, eq1_map, upsample_maps
 from .backbones import build_backbone
 from .branches import InfectedClassifier, VectorHead
 from .cams import DEFAULT_CAM, make_cam
-from .frames import Frames, load_frames
+from .frames import Frames, load_frames, load_images
 from .fusion_cam import fusion_cam
 from .harmonise import DEFAULT_INPUT, LEGACY_INPUT, check_mode, version
 from .lesion_crops import SIDES, lesion_crops
@@ -92,6 +92,15 @@ def _pooled_and_map(fmap: torch.Tensor) -> torch.Tensor:
     return torch.cat([fmap.float().mean(dim=(2, 3)), eq1_map(fmap).flatten(1)], 1)
 
 
+LESION_MAP_SIZE = 112  # side of the lesion-probability map a run stores
+
+
+def lesion_map_u8(prob: torch.Tensor) -> torch.Tensor:
+    """(N, h, w) lesion probabilities in [0, 1] -> the (N, 112, 112) uint8 map a run stores."""
+    small = torch.nn.functional.interpolate(prob[:, None].float(), size=(LESION_MAP_SIZE,) * 2, mode="bilinear")
+    return (small[:, 0] * 255).round().to(torch.uint8)
+
+
 def lesion_share(prob_u8: torch.Tensor, lungs_u8: torch.Tensor) -> torch.Tensor:
     """(N, h, w) lesion probabilities and (N, 1, S, S) lung fields (uint8) -> (N,) share of the lung
     field where the lesion probability passes 0.5."""
@@ -139,7 +148,7 @@ class Pipeline:
     @property
     def hires(self) -> torch.Tensor:
         if self._hires is None:
-            self._hires = load_frames([s.path for s in self.ds.slices], self.cfg.hires_size, self.cfg.input).images
+            self._hires = load_images([s.path for s in self.ds.slices], self.cfg.hires_size, self.cfg.input)
         return self._hires
 
     def split_rows(self, split) -> torch.Tensor:
@@ -313,8 +322,7 @@ class Pipeline:
             probs.append(segment(model, x, device=self.device, tta=self.cfg.seg.get("tta", False)))
         prob = torch.cat(probs)[:, 0]
         n, s = len(prob), self.cfg.lesion_size
-        out = {"prob": (torch.nn.functional.interpolate(prob[:, None], size=(112, 112), mode="bilinear")[:, 0]
-                        * 255).round().to(torch.uint8),
+        out = {"prob": lesion_map_u8(prob),
                "present": torch.zeros(n, 2, dtype=torch.bool), "side_boxes": torch.zeros(n, 2, 4),
                "right": torch.zeros(n, 1, s, s, dtype=torch.uint8), "left": torch.zeros(n, 1, s, s, dtype=torch.uint8),
                "lesion_boxes": []}

@@ -100,9 +100,10 @@ class GlobalScorer:
     @torch.no_grad()
     def __call__(self, img: np.ndarray, field: LungField, want_maps: bool = False) -> Scored:
         from .harmonise import harmonise
+        from .inference import quantise8
 
         h = harmonise(img, self.cfg.input, self.cfg.image_size, field)
-        x = torch.from_numpy(np.round(h.image * 255) / 255).float()[None, None].to(self.device)
+        x = torch.from_numpy(quantise8(h.image))[None, None].to(self.device)
         fmap = self.model.backbone.features(x)
         p = float(torch.sigmoid(self.model.fc(self.model.backbone.pool(fmap)))[0])
         maps = {"global": on_slice(weighted_cam(fmap, self.model.fc.weight[0])[0].cpu(), h.box, *img.shape)} \
