@@ -54,7 +54,8 @@ def bench_train_loop(steps=4, batch=32, size=224):
     from core.backbones import build_backbone
     from core.models import SliceClassifier
     from core.recipes import get_recipe
-    from core.trainer import StageData, train_stage
+    from core.slices import StageData
+    from core.trainer import train_stage
 
     n = steps * batch
     gen = torch.Generator().manual_seed(0)
@@ -102,7 +103,8 @@ def bench_train_loop(steps=4, batch=32, size=224):
 def tiny_run() -> Path:
     """A full trained run on phantoms at the real working sizes (built once, cached)."""
     from core.phantom import write_dataset
-    from core.pipeline import Pipeline, PipelineConfig
+    from core.config import PipelineConfig
+    from core.pipeline import Pipeline
     from core.runfolder import RunFolder
 
     root = write_dataset(ROOT / ".cache" / "bench-phantoms", {"train": 12, "val": 6, "test": 6}, size=256)
@@ -111,7 +113,8 @@ def tiny_run() -> Path:
         return path
     run = RunFolder(path, create=True)
     cfg = PipelineConfig(epochs=1, batch_size=8, seg={"size": 256, "epochs": 1, "epochs_per_round": 1,
-                                                      "per_round": 100, "max_rounds": 0})
+                                                      "per_round": 100, "max_rounds": 0, "polish_epochs": 0,
+                                                      "tta": False})
     run.update_config(data_root=str(root), synthetic=True, pipeline=asdict(cfg))
     Pipeline(run, root, cfg, progress=False).run_all()
     return path

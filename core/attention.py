@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage
 
+from .cams.base import normalise, resize_maps
+
 DEFAULT_TAU = 0.75
 _EIGHT = np.ones((3, 3), bool)
 
@@ -53,14 +55,12 @@ def eq1_map(fmap: torch.Tensor) -> torch.Tensor:
     which on real activations (a sum over ~1000 positive channels) often stays below tau = 0.75,
     so no pixel would pass Eq. 2. We take the max after the min shift, as CAM code does
     (cam -= cam.min(); cam /= cam.max()), so the map spans [0, 1] and tau means what it says."""
-    s = fmap.float().sum(dim=1)
-    s = s - s.amin(dim=(1, 2), keepdim=True)
-    return s / s.amax(dim=(1, 2), keepdim=True).clamp_min(1e-12)
+    return normalise(fmap.float().sum(dim=1))  # the one scaling every CAM method shares (core.cams.base)
 
 
 def upsample_maps(maps: torch.Tensor, size: int) -> torch.Tensor:
     """(B, h, w) -> (B, size, size), bilinear: the map seen at the slice's resolution."""
-    return F.interpolate(maps[:, None].float(), size=(size, size), mode="bilinear", align_corners=False)[:, 0]
+    return resize_maps(maps, (size, size))
 
 
 def largest_region(binary: np.ndarray) -> np.ndarray:

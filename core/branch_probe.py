@@ -17,10 +17,9 @@ import numpy as np
 import pandas as pd
 
 from .metrics import auc, youden_threshold
+from .vectors import HEADS
 
-# each trained branch and the cached vectors its layer reads
-SETS = {"global": ("g",), "global+heatmap": ("g", "h"), "global+infected": ("g", "r", "l", "present"),
-        "fusion": ("g", "h", "r", "l", "present")}
+SETS = HEADS  # each trained branch and the cached vectors its layer reads (core.vectors)
 PROBE_FILE = "branch_probe.csv"  # in the run folder
 C_GRID = np.logspace(-4, 0, 9)
 

@@ -20,6 +20,7 @@ class InfectedClassifier(nn.Module):
     def __init__(self, backbone: Backbone, global_dim: int, dropout: float = 0.2):
         super().__init__()
         self.backbone = backbone
+        self.dims = {"g": global_dim}  # the vector it reads besides its crops (recorded in its checkpoint)
         self.dropout = nn.Dropout(dropout)
         self.fc = nn.Linear(2 * backbone.num_features + global_dim, 1)
 

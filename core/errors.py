@@ -2,7 +2,16 @@
 from .backbones import BackboneInitError
 from .checkpoint import CheckpointError
 from .covidct import DataError
+from .feature_cache import CacheError
 from .imaging import ImageReadError
 from .runfolder import RunError
+from .verdicts import VerdictError, VerdictStoreError
 
-USER_ERRORS = (BackboneInitError, CheckpointError, DataError, ImageReadError, RunError, FileNotFoundError)
+
+
+class UsageError(ValueError):
+    """A command-line value or combination a command cannot run with (a bad --tau, an --out in use)."""
+
+
+USER_ERRORS = (UsageError, BackboneInitError, CacheError, CheckpointError, DataError, ImageReadError, RunError, VerdictError,
+               VerdictStoreError, FileNotFoundError)

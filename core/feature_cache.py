@@ -4,6 +4,10 @@ Each entry is two files in runs/<name>/features/: `<name>-<key>.pt` (tensors) an
 (the key's parts and the payload's sha256). The key hashes what produced the tensors (checkpoint
 hash, preprocessing, tau, CAM method...), so changing any of them makes a new entry; a payload
 whose checksum does not match (a torn or edited file) is rebuilt, never trusted.
+
+One folder can hold several entries of one name (another tau, another CAM method, a retrained
+stage). `features/index.json` names the entry the run's own configuration uses: the pipeline
+records it (`remember`), readers find it by that key (`current`), never by which file is newest.
 """
 from __future__ import annotations
 
@@ -60,7 +64,7 @@ def cached(folder: str | Path, name: str, parts: dict, compute) -> dict:
     hit = load_cached(folder, name, parts)
     if hit is not None:
         return hit
-    from .trainer import rank0_first
+    from .runtime import rank0_first
 
     out = rank0_first(lambda: _save_and_return(folder, name, parts, compute()))
     return load_cached(folder, name, parts) if out is None else out
@@ -71,12 +75,34 @@ def _save_and_return(folder, name, parts, tensors):
     return tensors
 
 
-def latest(folder: str | Path, name: str) -> dict | None:
-    """The most recently written valid entry called `name` (the dashboard's view of a run)."""
-    metas = sorted(Path(folder).glob(f"{name}-*.json"), key=lambda p: p.stat().st_mtime, reverse=True)
-    for m in metas:
-        parts = json.loads(m.read_text()).get("parts", {})
-        hit = load_cached(folder, name, parts)
-        if hit is not None:
-            return hit
-    return None
+INDEX = "index.json"
+
+
+class CacheError(RuntimeError):
+    """A run folder whose feature cache cannot say which entry is the run's own."""
+
+
+def remember(folder: str | Path, name: str, parts: dict) -> None:
+    """Record the entry for `parts` as the run's own `name` (the one readers load)."""
+    index = Path(folder) / INDEX
+    known = json.loads(index.read_text()) if index.exists() else {}
+    atomic_write_text(index, json.dumps({**known, name: key_of(parts)}, indent=1, sort_keys=True))
+
+
+def current(folder: str | Path, name: str) -> dict | None:
+    """The run's own entry called `name` (found by the key `remember` recorded), or None when the run
+    never made one. Runs from before the index: their single entry of that name, or CacheError when
+    several compete (which one the run uses cannot be told from the files)."""
+    folder = Path(folder)
+    index = folder / INDEX
+    if index.exists():
+        key = json.loads(index.read_text()).get(name)
+        meta = folder / f"{name}-{key}.json"
+        if key is None or not meta.exists():
+            return None
+        return load_cached(folder, name, json.loads(meta.read_text()).get("parts", {}))
+    metas = list(folder.glob(f"{name}-*.json"))
+    if len(metas) > 1:
+        raise CacheError(f"{folder}: {len(metas)} cached '{name}' entries and no {INDEX} to say which is the run's; "
+                         "run `python -m train pipeline --resume --out RUN` once to record it")
+    return load_cached(folder, name, json.loads(metas[0].read_text()).get("parts", {})) if metas else None

@@ -60,6 +60,7 @@ from .harmonise import from_frame, harmonise
 from .imaging import check_mask_shape, read_mask, read_slice
 from .lesion_crops import SIDES
 from .metrics import wilson
+from .vectors import branch_vectors
 
 TOLERANCE_PX = 15
 STEPS = 10
@@ -340,7 +341,7 @@ class FidelityRunner:
             h = m["heatmap"].embed({"crop": crops}).float()
             pres = present.expand(n, -1)
             lr = m["infected"].crop_vectors({"right": sides[0], "left": sides[1], "present": pres, "g": g})
-            return m["fusion"]({"g": g, "h": h, "r": lr[:, 0], "l": lr[:, 1], "present": pres})
+            return m["fusion"](branch_vectors(g, h, lr, pres))
 
         return forward
 

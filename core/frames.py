@@ -78,3 +78,8 @@ def load_images(paths, size: int, mode: str) -> torch.Tensor:
 def frame_image(path, size: int, mode: str) -> np.ndarray:
     """(size, size) uint8 of one slice as the run sees it (the dashboard's thumbnails)."""
     return load_resized(path, size) if mode == "slice" else _entry(path, size, mode)["image"]
+
+
+def frame_lung(path, size: int, mode: str) -> np.ndarray | None:
+    """(size, size) bool lung field on the frame a run sees, or None: a slice run uses no lung field."""
+    return None if mode == "slice" else _entry(path, size, mode)["lung"] > 127

@@ -14,17 +14,19 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .attention import Box, crop, threshold_box, upsample_maps
+from .attention import Box, crop, threshold_box
 from .backbones import build_backbone
 from .branches import InfectedClassifier, VectorHead
-from .cams import make_cam, weighted_cam
+from .cams import make_cam
 from .checkpoint import load_checkpoint
 from .harmonise import harmonise
-from .lungs import LungField, lung_field
 from .lesion_crops import SIDES, lesion_crops
+from .lungs import LungField, lung_field
 from .models import SliceClassifier
-from .pipeline import PipelineConfig
-from .runfolder import RunFolder
+from .config import PipelineConfig
+from .runfolder import STAGES, RunFolder
+from .vectors import HEADS, branch_vectors
+from .vectors import sizes as vector_sizes
 
 
 @dataclass
@@ -68,8 +70,8 @@ def crop8(image: np.ndarray, box: Box, size: int) -> torch.Tensor:
 
 
 def lesion_share_of(lesion_prob: np.ndarray, lung: np.ndarray) -> float:
-    """core.pipeline.lesion_share for one slice, with the lesion map a run stores (lesion_map_u8)."""
-    from .pipeline import lesion_map_u8, lesion_share
+    """core.lesion_maps.lesion_share for one slice, with the lesion map a run stores (lesion_map_u8)."""
+    from .lesion_maps import lesion_map_u8, lesion_share
 
     p = lesion_map_u8(torch.from_numpy(np.ascontiguousarray(lesion_prob, dtype=np.float32))[None])
     return float(lesion_share(p, torch.from_numpy(lung.astype(np.uint8) * 255)[None, None])[0])
@@ -86,24 +88,29 @@ class TrainedRun:
         if not cfg_dict:
             raise FileNotFoundError(f"{run.path}: no pipeline configuration; train it with `python -m train pipeline`")
         cfg = PipelineConfig.from_saved(cfg_dict)
-        missing = [s for s in ("global", "heatmap", "infnet", "infected", "global+heatmap", "fusion")
+        missing = [s for s in STAGES
                    if not (run.stage(s) / "best.pt").exists()]
         if missing:
             raise FileNotFoundError(f"{run.path}: stages not trained yet: {', '.join(missing)}")
 
-        def weights(stage):
-            return load_checkpoint(run.stage(stage) / "best.pt")["model"]
+        ckpt = {name: load_checkpoint(run.stage(stage) / "best.pt") for name, stage in
+                (("global", "global"), ("heatmap", "heatmap"), ("global+infected", "infected"),
+                 ("global+heatmap", "global+heatmap"), ("fusion", "fusion"))}
 
         def backbone():
             return build_backbone(cfg.backbone, "scratch")
 
         m = {"global": SliceClassifier(backbone()), "heatmap": SliceClassifier(backbone(), key="crop")}
         k = m["global"].backbone.num_features
-        m["infected"] = InfectedClassifier(backbone(), k)
-        m["global+heatmap"] = VectorHead({"g": k, "h": k})
-        m["fusion"] = VectorHead({"g": k, "h": k, "r": k, "l": k, "present": 2})
+
+        def sizes_of(head):  # what the checkpoint recorded; runs saved before it did: the contract's sizes
+            return ckpt[head].get("sizes") or vector_sizes(k, HEADS[head])
+
+        m["infected"] = InfectedClassifier(backbone(), sizes_of("global+infected")["g"])
+        m["global+heatmap"] = VectorHead(sizes_of("global+heatmap"))
+        m["fusion"] = VectorHead(sizes_of("fusion"))
         for name, model in m.items():
-            model.load_state_dict(weights(name))
+            model.load_state_dict(ckpt["global+infected" if name == "infected" else name]["model"])
             model.eval().to(device)
         from .segmentation import load_segmenter
 
@@ -125,15 +132,14 @@ class TrainedRun:
         small = harmonise(slice01, cfg.input, cfg.image_size, field)
         image = quantise8(small.image)
         hires = quantise8(harmonise(slice01, cfg.input, cfg.hires_size, field).image)
-        seg_in = torch.nn.functional.interpolate(self._t(hires), size=(cfg.seg["size"],) * 2, mode="bilinear",
+        seg_in = torch.nn.functional.interpolate(self._t(hires), size=(cfg.seg.size,) * 2, mode="bilinear",
                                                  antialias=True, align_corners=False)
         g = self.m["global"]
         x = self._t(image)
         with make_cam(cfg.cam, g) as cam:
-            amap = cam(x).float()
-        attention = upsample_maps(amap.cpu(), cfg.image_size)[0].numpy()
+            attention = cam(x).float().cpu()[0].numpy()  # at the working size, as the pipeline upsamples its cache
         gvec = g.embed({"image": x}).float()
-        lesion = segment(self.m["infnet"], seg_in, device=self.device, tta=cfg.seg.get("tta", False))[0, 0].numpy()
+        lesion = segment(self.m["infnet"], seg_in, device=self.device, tta=cfg.seg.tta)[0, 0].numpy()
         lc = lesion_crops(lesion)
         side = {}
         for s in SIDES:
@@ -146,7 +152,8 @@ class TrainedRun:
         a = SliceAnalysis(image=image, hires=hires, lung=small.lung, frame=small.box, lung_found=small.found,
                           field_on_slice=field, attention=attention, tau=cfg.tau, box=Box(0, 0, 1, 1),
                           box_empty=True, lesion_prob=lesion, lesion_boxes=lc.lesions, side_boxes=lc.sides,
-                          vectors={"g": gvec, "r": lr[:, 0], "l": lr[:, 1], "present": present.to(self.device)},
+                          # h: NaN until rescore_tau crops at a tau (never read before)
+                          vectors=branch_vectors(gvec, torch.full_like(gvec, float("nan")), lr, present.to(self.device)),
                           inputs={"image": x, "right": inf_in["right"], "left": inf_in["left"], "present": present,
                                   "side_boxes": torch.tensor([[(b or Box(0, 0, 0, 0)).as_list() for b in
                                                                (lc.sides[s] for s in SIDES)]])})
@@ -179,10 +186,3 @@ class TrainedRun:
     def fusion_vector(self, a: SliceAnalysis) -> np.ndarray:
         """The standardised fusion-layer input of a slice (what the 3D map embeds)."""
         return self.m["fusion"].standardised(a.vectors).detach().cpu().numpy()[0]
-
-    @torch.no_grad()
-    def global_cam(self, a: SliceAnalysis) -> np.ndarray:
-        """Zhou et al. CAM of the global branch at the working size (for a quick overlay)."""
-        g = self.m["global"]
-        fmap = g.backbone.features(self._t(a.image))
-        return upsample_maps(weighted_cam(fmap, g.fc.weight[0]).cpu(), self.cfg.image_size)[0].numpy()

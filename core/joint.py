@@ -16,29 +16,24 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .attention import crop, threshold_box, upsample_maps
+from .attention import crop, eq1_map, threshold_box, upsample_maps
 from .branches import InfectedClassifier, VectorHead
 from .models import SliceClassifier
-
-JOINT_STRATEGIES = ("GHI-F", "GHIF")
+from .vectors import branch_vectors
 
 
 class JointNet(nn.Module):
     """Returns (B, m) logits: [global, heatmap, global+infected] (+ [fusion] for GHIF)."""
 
     def __init__(self, g: SliceClassifier, h: SliceClassifier, inf: InfectedClassifier,
-                 fusion: VectorHead | None, tau: float, image_size: int, attention=None):
+                 fusion: VectorHead | None, tau: float, image_size: int):
         super().__init__()
         self.g, self.h, self.inf, self.fusion = g, h, inf, fusion
         self.tau, self.image_size = tau, image_size
-        # attention(fmap) -> (B, h, w) map; the paper's Eq. 1 by default
-        from .attention import eq1_map
-
-        self.attention = attention or eq1_map
 
     def crops(self, hires: torch.Tensor, fmap: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         with torch.no_grad():
-            maps = upsample_maps(self.attention(fmap.detach().float()).cpu(), self.image_size)
+            maps = upsample_maps(eq1_map(fmap.detach().float()).cpu(), self.image_size)  # the paper's Eq. 1
         boxes, out = [], []
         for i in range(len(hires)):
             hc = threshold_box(maps[i].numpy(), self.tau)
@@ -56,7 +51,7 @@ class JointNet(nn.Module):
         hvec = self.h.embed({"crop": crops})
         inf_batch = {**batch, "g": gvec}
         lr = self.inf.crop_vectors(inf_batch)
-        vec = {"g": gvec.float(), "h": hvec.float(), "r": lr[:, 0], "l": lr[:, 1], "present": batch["present"].float()}
+        vec = branch_vectors(gvec, hvec, lr, batch["present"])
         logits = {"global": self.g.fc(self.g.dropout(gvec)).squeeze(1),
                   "heatmap": self.h.fc(self.h.dropout(hvec)).squeeze(1),
                   "global+infected": self.inf.fc(self.inf.dropout(torch.cat([lr.flatten(1), gvec.float()], 1))).squeeze(1)}

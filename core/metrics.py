@@ -13,6 +13,9 @@ from sklearn.metrics import roc_auc_score
 Z95 = 1.959963984540054
 
 
+METRICS = ("accuracy", "f1", "auc", "sensitivity", "specificity")  # what every metric table shows
+
+
 def wilson(successes: int, n: int, z: float = Z95) -> list[float]:
     if n == 0:
         return [float("nan"), float("nan")]

@@ -14,99 +14,41 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
 
 from . import feature_cache as fc
-from .checkpoint import load_checkpoint, save_checkpoint
 from .attention import Box, crop, crops_for_maps, eq1_map, upsample_maps
 from .backbones import build_backbone
 from .branches import InfectedClassifier, VectorHead
-from .cams import DEFAULT_CAM, make_cam
+from .cams import make_cam
+from .checkpoint import load_checkpoint, save_checkpoint
+from .config import STRATEGIES, PipelineConfig
+from .covidct import read_covidct
 from .frames import Frames, load_frames, load_images
 from .fusion_cam import fusion_cam
-from .harmonise import DEFAULT_INPUT, LEGACY_INPUT, check_mode, version
+from .harmonise import LEGACY_INPUT, check_mode, version
 from .lesion_crops import SIDES, lesion_crops
 from .models import SliceClassifier
 from .predictions import write_branch_probs
-from .recipes import DEFAULT_RECIPE, Recipe, get_recipe
+from .lesion_maps import lesion_map_u8, lesion_share
+from .recipes import Recipe
 from .runfolder import RunFolder
-from .covidct import read_covidct
-from .slices import SliceSet
-from .trainer import StageData, is_main, predict, prepare, rank0_first, train_stage
+from .second_source import SOURCES
+from .runtime import is_main, rank0_first
+from .slices import SliceSet, StageData
+from .trainer import predict, prepare, sizes_record, train_stage
+from .vectors import branch_vectors, pick, sizes
 
-STRATEGIES = ("G-H-I-F", "GHI-F", "GHIF")
 VECTOR_RECIPE = Recipe("vectors", "adamw", lr=1e-3, weight_decay=1e-2, batch_size=32, epochs=60,
                        schedule="cosine", patience=15, augment="none")
-
-
-# PipelineConfig.seg keys handed to core.segmentation.semi_supervised ("tta" is for inference only)
-SEG_ARGS = ("size", "epochs", "epochs_per_round", "steps_per_round", "per_round", "max_rounds", "polish_epochs",
-            "sources", "ignore_band", "labelled_share", "pseudo_tta")
-
-
-@dataclass
-class PipelineConfig:
-    backbone: str = "efficientnet_lite0"
-    init: str = "imagenet"
-    recipe: str = DEFAULT_RECIPE
-    # what the networks see (core.harmonise): "lungs" (the harmonised lung field) or "slice" (as it is)
-    input: str = DEFAULT_INPUT
-    seed: int = 0
-    epochs: int | None = None  # override every image stage's epoch count (short schedules, tests)
-    batch_size: int | None = None  # override the recipe's batch size
-    branch_epochs: int | None = None  # heatmap and infected stages (they start from the global backbone)
-    tau: float = 0.75
-    cam: str = DEFAULT_CAM
-    strategy: str = "G-H-I-F"
-    image_size: int = 224
-    hires_size: int = 448  # crops are cut from this copy of the slice
-    lesion_size: int = 160  # each lung crop's side for the infected branch
-    # "global": heatmap and infected backbones start from the trained global backbone (converges in
-    # fewer epochs on CPU); "init": from --init like the global branch (the paper's choice).
-    branch_init: str = "global"
-    # Algorithm 1 settings (README, "Segmenter"): 5 rounds of 100 pseudo-labelled slices, 40 steps each,
-    # pixels with 0.1 < p < 0.9 carry no loss, half of every batch labelled, then 10 labelled-only
-    # epochs (as Semi-Inf-Net does); tta: average with the mirrored slice's mask (+1 Dice point).
-    # Running the rounds until the pool is empty (max_rounds None, 24 rounds) cost Dice here.
-    seg: dict = field(default_factory=lambda: {"size": 256, "epochs": 40, "epochs_per_round": 2,
-                                               "steps_per_round": 40, "per_round": 100, "max_rounds": 5,
-                                               "polish_epochs": 10, "ignore_band": (0.1, 0.9),
-                                               "labelled_share": 0.5, "tta": True})
-    segmenter: str | None = None  # a trained segmenter checkpoint to reuse instead of running Algorithm 1
-
-    @classmethod
-    def from_saved(cls, saved: dict) -> "PipelineConfig":
-        """The configuration a run folder recorded; settings it predates get the value it ran with."""
-        return cls(**{"input": LEGACY_INPUT, **saved})
-
-    def recipe_obj(self, branch: bool = False) -> Recipe:
-        epochs = (self.branch_epochs or self.epochs) if branch else self.epochs
-        return get_recipe(self.recipe, epochs=epochs, batch_size=self.batch_size)
 
 
 def _pooled_and_map(fmap: torch.Tensor) -> torch.Tensor:
     """(B, K + h*w): the pooled vector and the flattened Eq. 1 map of one forward pass."""
     return torch.cat([fmap.float().mean(dim=(2, 3)), eq1_map(fmap).flatten(1)], 1)
-
-
-LESION_MAP_SIZE = 112  # side of the lesion-probability map a run stores
-
-
-def lesion_map_u8(prob: torch.Tensor) -> torch.Tensor:
-    """(N, h, w) lesion probabilities in [0, 1] -> the (N, 112, 112) uint8 map a run stores."""
-    small = torch.nn.functional.interpolate(prob[:, None].float(), size=(LESION_MAP_SIZE,) * 2, mode="bilinear")
-    return (small[:, 0] * 255).round().to(torch.uint8)
-
-
-def lesion_share(prob_u8: torch.Tensor, lungs_u8: torch.Tensor) -> torch.Tensor:
-    """(N, h, w) lesion probabilities and (N, 1, S, S) lung fields (uint8) -> (N,) share of the lung
-    field where the lesion probability passes 0.5."""
-    lung = torch.nn.functional.interpolate(lungs_u8.float(), size=prob_u8.shape[-2:], mode="nearest")[:, 0] > 127
-    lesion = (prob_u8 > 127) & lung
-    return lesion.flatten(1).sum(1).float() / lung.flatten(1).sum(1).clamp_min(1).float()
 
 
 def _batches(n, size):
@@ -124,6 +66,8 @@ class Pipeline:
         self.recipe = cfg.recipe_obj()
         self.branch_recipe = cfg.recipe_obj(branch=True)
         check_mode(cfg.input)
+        if cfg.second_source not in SOURCES:
+            raise ValueError(f"unknown second source {cfg.second_source!r}; choose one of {', '.join(SOURCES)}")
         slices = read_covidct(data_root)
         self.frames: Frames = load_frames([s.path for s in slices], cfg.image_size, cfg.input)
         self.ds = SliceSet(slices, self.frames.images)
@@ -154,16 +98,22 @@ class Pipeline:
     def split_rows(self, split) -> torch.Tensor:
         return self.ds.split_index(split)
 
-    def stage_data(self, split, inputs: dict) -> StageData:
+    def stage_data(self, split, inputs: dict, extra: StageData | None = None) -> StageData:
+        """Rows of `split`; `extra`: training rows from another source, appended."""
         idx = self.split_rows(split)
-        return StageData({k: v[idx] for k, v in inputs.items()}, self.ds.labels[idx])
+        data = StageData({k: v[idx] for k, v in inputs.items()}, self.ds.labels[idx])
+        if extra is None:
+            return data
+        return StageData({k: torch.cat([v, extra.inputs[k]]) for k, v in data.inputs.items()},
+                         torch.cat([data.labels, extra.labels]))
 
     def seeded(self, build):
         """Build a model with the run's seed: the new heads' initialisation is part of the run."""
         torch.manual_seed(self.cfg.seed)
         return build()
 
-    def _train(self, name, model, inputs, recipe, image_keys):
+    def _train(self, name, model, inputs, recipe, image_keys, extra=None):
+        """`extra`: a callable giving training rows from another source (called only if the stage trains)."""
         t0 = time.time()
         stage = self.run.stage(name)
         if self.run.has_stage(name) and (stage / "summary.json").exists():  # finished earlier
@@ -171,7 +121,8 @@ class Pipeline:
             self.log(f"{name}: reusing trained stage")
             return model.eval()
         self.log(f"{name}: training")
-        train_stage(model, self.stage_data("train", inputs), self.stage_data("val", inputs), recipe, stage,
+        train = self.stage_data("train", inputs, extra() if extra else None)
+        train_stage(model, train, self.stage_data("val", inputs), recipe, stage,
                     seed=self.cfg.seed, device=self.device, image_keys=image_keys, resume=self.resume,
                     progress=self.progress, log=self.log)
         self.timings[name] = time.time() - t0
@@ -183,6 +134,25 @@ class Pipeline:
         if is_main():
             write_branch_probs(self.run, branch, self.ds.slices, probs)
         return probs
+
+    def _is_the_runs(self) -> bool:
+        """Only a pipeline with the configuration the run folder records names the run's own cache
+        entries (a script probing another tau on a trained run must not redirect the dashboard)."""
+        return is_main() and self.run.config.get("pipeline") == json.loads(json.dumps(asdict(self.cfg)))
+
+    def _cached(self, name: str, parts: dict, compute, own: bool = True) -> dict:
+        """core.feature_cache.cached; `own`: the entry the run's configuration uses (the index readers follow)."""
+        out = fc.cached(self.run.features_dir, name, parts, compute)
+        if own and self._is_the_runs():
+            fc.remember(self.run.features_dir, name, parts)
+        return out
+
+    def _store(self, name: str, parts: dict, tensors: dict) -> None:
+        """Save an entry and, for the run's own configuration, record it in the index."""
+        if is_main():
+            fc.save_cached(self.run.features_dir, name, parts, tensors)
+            if self._is_the_runs():
+                fc.remember(self.run.features_dir, name, parts)
 
     @torch.no_grad()
     def _pooled(self, model, inputs, image_keys, fn, batch=64):
@@ -200,7 +170,41 @@ class Pipeline:
         inputs = {"image": self.ds.images}
         if self.recipe.guided:
             inputs.update(self.guidance_masks(self.recipe))
-        return self._train("global", model, inputs, self.recipe, ("image",))
+        return self._train("global", model, inputs, self.recipe, ("image",),
+                           extra=lambda: self.second_source_rows(tuple(inputs)))
+
+    def second_source_rows(self, keys) -> StageData | None:
+        """core.second_source's training rows (inputs `keys`) for the global branch, or None."""
+        if self.cfg.second_source == "none":
+            return None
+        from . import second_source
+        from .segmentation import segment
+
+        def lesion_prob_u8(slices):
+            seg_ckpt = self.run.stage("infnet") / "best.pt"
+            model = self.segmenter()  # trains it first if the run has none yet
+            parts = {"ckpt": fc.file_digest(seg_ckpt), "size": self.cfg.seg.size, "tta": self.cfg.seg.tta,
+                     "hires": self.cfg.hires_size, "input": version(self.cfg.input),
+                     "keys": fc.key_of([s.key for s in slices])}
+
+            def compute():
+                hires = load_images([s.image for s in slices], self.cfg.hires_size, self.cfg.input)
+                probs = []
+                for sl in _batches(len(slices), 32):
+                    x = torch.nn.functional.interpolate(hires[sl].float() / 255, size=(self.cfg.seg.size,) * 2,
+                                                        mode="bilinear", antialias=True, align_corners=False)
+                    probs.append(segment(model, x, device=self.device, tta=self.cfg.seg.tta))
+                return {"prob": lesion_map_u8(torch.cat(probs)[:, 0])}
+
+            return self._cached("second-source-lesions", parts, compute)["prob"]
+
+        rows, summary = second_source.build(self.data_root, self.cfg.image_size, self.cfg.input, lesion_prob_u8,
+                                            self.cfg.seed)
+        self.log(f"second source ({self.cfg.second_source}): {summary['covid']} COVID + {summary['non_covid']} "
+                 f"non-COVID training slices of {summary['candidates']}, labelled by the segmenter")
+        if is_main():
+            self.run.update_config(second_source_rows=summary)
+        return StageData(rows.rows(keys), rows.labels)
 
     def guidance_masks(self, recipe: Recipe, boxes: torch.Tensor | None = None) -> dict:
         """Training signals of core.guidance at the working size: the lung field of every slice and the
@@ -233,10 +237,10 @@ class Pipeline:
             with make_cam(self.cfg.cam, model) as cam:
                 for sl in _batches(len(self.ds.images), 32):
                     x = self.ds.images[sl].float().to(self.device) / 255
-                    maps.append(cam(x).float().cpu())
+                    maps.append(cam.native(x).float().cpu())  # at the method's resolution: small to cache
             return {"pooled": pooled, "maps": torch.cat(maps)}
 
-        return fc.cached(self.run.features_dir, "global", parts, compute)
+        return self._cached("global", parts, compute)
 
     @torch.no_grad()
     def _map_shape(self, model) -> tuple[int, int]:
@@ -254,7 +258,7 @@ class Pipeline:
             return {"crops": crops, "boxes": torch.tensor([b.box.as_list() for b in boxes]),
                     "empty": torch.tensor([b.empty for b in boxes])}
 
-        return fc.cached(self.run.features_dir, "heatmap-crops", parts, compute)
+        return self._cached("heatmap-crops", parts, compute, own=tau == self.cfg.tau)
 
     def branch_backbone(self):
         bb = build_backbone(self.cfg.backbone, self.cfg.init)
@@ -279,11 +283,9 @@ class Pipeline:
         if not (folder / "best.pt").exists():
             t0 = time.time()
             self.log("infnet: Algorithm 1 (semi-supervised)")
-            s = self.cfg.seg
             # The segmenter trains in one process; under DDP the other ranks wait for its checkpoint.
-            rank0_first(lambda: semi_supervised(self.data_root, folder, seed=self.cfg.seed, device=self.device,
-                                                progress=self.progress, log=self.log,
-                                                **{k: s[k] for k in SEG_ARGS if k in s}))
+            rank0_first(lambda: semi_supervised(self.data_root, folder, self.cfg.seg, seed=self.cfg.seed,
+                                                device=self.device, progress=self.progress, log=self.log))
             self.timings["infnet"] = time.time() - t0
         return load_segmenter(folder / "best.pt")
 
@@ -304,22 +306,28 @@ class Pipeline:
         from .segmentation import segment
 
         seg_ckpt = self.run.stage("infnet") / "best.pt"
-        parts = {"ckpt": fc.file_digest(seg_ckpt) if seg_ckpt.exists() else None, "seg": self.cfg.seg,
+        parts = {"ckpt": fc.file_digest(seg_ckpt) if seg_ckpt.exists() else None, "seg": asdict(self.cfg.seg),
                  "lesion_size": self.cfg.lesion_size, "hires": self.cfg.hires_size,
                  "keys": fc.key_of([s.key for s in self.ds.slices])}
         if self.cfg.input != LEGACY_INPUT:  # other frames, other masks (slice runs keep their old keys)
             parts["input"] = version(self.cfg.input)
         hit = fc.load_cached(self.run.features_dir, "lesions", parts) if parts["ckpt"] else None
+        if hit is None and parts["ckpt"]:
+            legacy = self._lesions_before_segconfig(parts)
+            if legacy is not None:
+                parts, hit = legacy, fc.load_cached(self.run.features_dir, "lesions", legacy)
         if hit is not None:
+            if self._is_the_runs():
+                fc.remember(self.run.features_dir, "lesions", parts)
             return hit
         model = self.segmenter()
         parts["ckpt"] = fc.file_digest(seg_ckpt)
-        size = self.cfg.seg["size"]
+        size = self.cfg.seg.size
         probs = []
         for sl in _batches(len(self.ds.slices), 32):
             x = torch.nn.functional.interpolate(self.hires[sl].float() / 255, size=(size, size), mode="bilinear",
                                                 antialias=True, align_corners=False)
-            probs.append(segment(model, x, device=self.device, tta=self.cfg.seg.get("tta", False)))
+            probs.append(segment(model, x, device=self.device, tta=self.cfg.seg.tta))
         prob = torch.cat(probs)[:, 0]
         n, s = len(prob), self.cfg.lesion_size
         out = {"prob": lesion_map_u8(prob),
@@ -337,9 +345,26 @@ class Pipeline:
                 out["side_boxes"][i, j] = torch.tensor(box.as_list())
                 key = "right" if j == 0 else "left"
                 out[key][i, 0] = (crop(self.hires[i, 0], box, s) * 255).round().to(torch.uint8)
-        if is_main():
-            fc.save_cached(self.run.features_dir, "lesions", parts, out)
+        self._store("lesions", parts, out)
         return out
+
+    def _lesions_before_segconfig(self, parts: dict) -> dict | None:
+        """The parts of a lesion entry cached before SegConfig (its "seg" a partial dict) that holds what
+        `parts` asks for: the same segmenter checkpoint and inputs, the same size and mirrored pass
+        (absent "tta": none). The other seg keys are training settings, already in the checkpoint
+        digest. Lets `train pipeline --resume` on an older run keep its lesion maps."""
+        want = json.loads(json.dumps(parts))
+        for meta in sorted(self.run.features_dir.glob("lesions-*.json")):
+            try:
+                old = json.loads(meta.read_text()).get("parts", {})
+            except (OSError, ValueError):
+                continue
+            seg = old.get("seg")
+            if (isinstance(seg, dict) and set(old) == set(want) and len(seg) < len(want["seg"])
+                    and all(old[k] == want[k] for k in want if k != "seg")
+                    and seg.get("size") == want["seg"]["size"] and seg.get("tta", False) == want["seg"]["tta"]):
+                return old
+        return None
 
     def lesion_share_baseline(self, lesions) -> None:
         """Knowledge alone, no classifier: the share of the lung field the segmenter calls lesion.
@@ -380,9 +405,7 @@ class Pipeline:
         self._probs("heatmap", h, {"crop": crops["crops"]}, ("crop",))
         t0 = time.time()
         hvec = self._pooled(h, {"crop": crops["crops"]}, ("crop",), lambda m, b: m.embed(b))
-        if is_main():
-            fc.save_cached(self.run.features_dir, "heatmap", {"ckpt": fc.file_digest(self.run.stage("heatmap") / "best.pt")},
-                       {"pooled": hvec})
+        self._store("heatmap", {"ckpt": fc.file_digest(self.run.stage("heatmap") / "best.pt")}, {"pooled": hvec})
         lesions = self.lesion_inputs()
         self.lesion_share_baseline(lesions)
         self.timings["heatmap-features+lesions"] = time.time() - t0
@@ -391,8 +414,7 @@ class Pipeline:
                       "g": gfeat["pooled"]}
         self._probs("global+infected", inf, inf_inputs, ("right", "left"))
         lr = self._pooled(inf, inf_inputs, ("right", "left"), lambda m, b: m.crop_vectors(b))
-        vectors = {"g": gfeat["pooled"], "h": hvec, "r": lr[:, 0], "l": lr[:, 1],
-                   "present": lesions["present"].float()}
+        vectors = branch_vectors(gfeat["pooled"], hvec, lr, lesions["present"])
         self.stage_three(g, h, inf, crops, lesions, vectors)
         return self.finish(t_all)
 
@@ -400,19 +422,18 @@ class Pipeline:
         """One FC layer over cached vectors (fusion; global+heatmap is the same head on [g, h]),
         the fusion cache the dashboard reads, and the fusion CAM. `fusion`: already trained (GHIF)."""
         t0 = time.time()
-        gh = self.vector_head("global+heatmap", {"g": vectors["g"], "h": vectors["h"]})
-        self._probs("global+heatmap", gh, {"g": vectors["g"], "h": vectors["h"]}, ())
+        gh = self.vector_head("global+heatmap", pick(vectors, "global+heatmap"))
+        self._probs("global+heatmap", gh, pick(vectors, "global+heatmap"), ())
         if fusion is None:
             fusion = self.vector_head("fusion", vectors)
             p_fusion = self._probs("fusion", fusion, vectors, ())
         else:
             p_fusion = predict(fusion, StageData(vectors, self.ds.labels), (), device=self.device)
         self.timings["stage-III-heads"] = time.time() - t0
-        if is_main():
-            fused = fusion.standardised(vectors).detach()
-            fc.save_cached(self.run.features_dir, "fusion", {"ckpt": fc.file_digest(self.run.stage("fusion") / "best.pt")},
-                           {"vectors": vectors, "standardised": fused, "p_fusion": torch.from_numpy(p_fusion),
-                            "keys": [s.key for s in self.ds.slices]})
+        fused = fusion.standardised(vectors).detach()
+        self._store("fusion", {"ckpt": fc.file_digest(self.run.stage("fusion") / "best.pt")},
+                    {"vectors": vectors, "standardised": fused, "p_fusion": torch.from_numpy(p_fusion),
+                     "keys": [s.key for s in self.ds.slices]})
         t0 = time.time()
         self.explain(g, h, inf, fusion, crops, lesions)
         self.timings["fusion-cam"] = time.time() - t0
@@ -437,7 +458,7 @@ class Pipeline:
             bb = lambda: build_backbone(cfg.backbone, cfg.init)
             g = SliceClassifier(bb())
             k = g.backbone.num_features
-            fusion = VectorHead({"g": k, "h": k, "r": k, "l": k, "present": 2}) if cfg.strategy == "GHIF" else None
+            fusion = VectorHead(sizes(k)) if cfg.strategy == "GHIF" else None
             return JointNet(g, SliceClassifier(bb(), key="crop"), InfectedClassifier(bb(), k), fusion, cfg.tau,
                             cfg.image_size)
 
@@ -451,8 +472,8 @@ class Pipeline:
         if is_main():
             for name, model in parts.items():
                 stage = "infected" if name == "global+infected" else name
-                save_checkpoint({"model": model.state_dict(), "trained_in": f"joint ({cfg.strategy})"},
-                                self.run.stage(stage) / "best.pt")
+                save_checkpoint({"model": model.state_dict(), "trained_in": f"joint ({cfg.strategy})",
+                                 **sizes_record(model)}, self.run.stage(stage) / "best.pt")
         rank0_first(lambda: None)
         probs = predict(joint, StageData(inputs, self.ds.labels), ("hires", "right", "left"), device=self.device,
                         reduce=False)
@@ -466,7 +487,7 @@ class Pipeline:
         inf_inputs = {"right": lesions["right"], "left": lesions["left"], "present": lesions["present"],
                       "g": gfeat["pooled"]}
         lr = self._pooled(inf, inf_inputs, ("right", "left"), lambda m, b: m.crop_vectors(b))
-        vectors = {"g": gfeat["pooled"], "h": hvec, "r": lr[:, 0], "l": lr[:, 1], "present": lesions["present"].float()}
+        vectors = branch_vectors(gfeat["pooled"], hvec, lr, lesions["present"])
         self.stage_three(g, h, inf, crops, lesions, vectors, fusion=joint.fusion)
         return self.finish(t_all)
 
@@ -482,8 +503,6 @@ class Pipeline:
                      "side_boxes": lesions["side_boxes"][sl], "present": lesions["present"][sl]}
             parts.append(fusion_cam(models, batch, size))
         cam = torch.cat(parts)
-        if is_main():
-            fc.save_cached(self.run.features_dir, "fusion-cam",
-                       {"ckpt": fc.file_digest(self.run.stage("fusion") / "best.pt")},
-                       {"cam": cam.half(), "keys": [s.key for s in self.ds.slices]})
+        self._store("fusion-cam", {"ckpt": fc.file_digest(self.run.stage("fusion") / "best.pt")},
+                    {"cam": cam.half(), "keys": [s.key for s in self.ds.slices]})
         return cam

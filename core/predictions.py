@@ -13,7 +13,7 @@ from .runfolder import RunError, RunFolder
 # Branch columns of predictions.csv, in the paper's table order. global+infected is the infected
 # branch (lung crops + the global vector); global+heatmap is one FC layer over [global, heatmap].
 # lesion-share is no branch but a baseline of knowledge alone: the share of the lung field the
-# segmenter calls lesion (core.pipeline.lesion_share), scored like a branch so tables show it beside them.
+# segmenter calls lesion (core.lesion_maps.lesion_share), scored like a branch so tables show it beside them.
 BRANCHES = ("global", "heatmap", "global+heatmap", "global+infected", "fusion", "lesion-share")
 BASELINES = ("lesion-share",)
 
@@ -61,7 +61,15 @@ def val_threshold(df: pd.DataFrame, branch: str) -> float:
 
 
 def evaluate_run(run: RunFolder, split: str, n_boot: int = 1000, threshold: str = "val") -> dict:
-    """{branch: metrics} for every branch with predictions on `split`; saved as metrics_<split>.json.
+    """run_metrics, saved as metrics_<split>.json."""
+    out = run_metrics(run, split, n_boot, threshold)
+    suffix = "" if threshold == "val" else f"_t{threshold}"
+    atomic_write_text(run.path / f"metrics_{split}{suffix}.json", json.dumps(out, indent=1))
+    return out
+
+
+def run_metrics(run: RunFolder, split: str, n_boot: int = 1000, threshold: str = "val") -> dict:
+    """{branch: metrics} for every branch with predictions on `split`.
 
     threshold "val": each branch's operating point chosen on the validation split (val_threshold);
     "0.5": the plain sigmoid midpoint. AUC does not depend on it."""
@@ -77,6 +85,4 @@ def evaluate_run(run: RunFolder, split: str, n_boot: int = 1000, threshold: str 
             out[b] = binary_metrics(part["label"].to_numpy(), part[col].astype(float).to_numpy(), threshold=t,
                                     n_boot=n_boot)
             out[b]["threshold"] = t
-    suffix = "" if threshold == "val" else f"_t{threshold}"
-    atomic_write_text(run.path / f"metrics_{split}{suffix}.json", json.dumps(out, indent=1))
     return out

@@ -18,13 +18,13 @@ import torch
 from . import feature_cache as fc
 from .attention import Box, upsample_maps
 from .covidct import read_covidct
-from .embedding import embed_3d, nearest
-from .frames import frame_image
+from .embedding import embed_3d, nearest, place
+from .frames import frame_image, frame_lung
 from .harmonise import LEGACY_INPUT
-from .metrics import binary_metrics
+from .metrics import METRICS, binary_metrics
 from .predictions import BASELINES, BRANCHES, val_threshold
-from .runfolder import RunFolder, safe_child
-
+from .runfolder import STAGES, RunFolder, safe_child
+from .vectors import FEATURE_SETS as VECTOR_SETS
 
 PAPER_RESULTS = Path(__file__).resolve().parent.parent / "assets" / "paper_results.csv"
 
@@ -100,15 +100,20 @@ class RunView:
                                   n_boot=n_boot)
                 for b in self.branches_in(self.predictions)}
 
-    def metric_table(self, split: str) -> pd.DataFrame:
-        rows = []
-        for b, m in self.metrics(split).items():
-            row = {"branch": b, "n": m["n"]}
-            for k in ("accuracy", "f1", "auc", "sensitivity", "specificity"):
-                v, (lo, hi) = m[k]["value"], m[k]["ci"]
-                row[k] = f"{v:.3f} [{lo:.3f}, {hi:.3f}]"
-            rows.append(row)
-        return pd.DataFrame(rows)
+    def stored_metrics(self, split: str) -> dict | None:
+        """metrics() of `split` as `python -m train evaluate` wrote them (metrics_<split>.json), when that
+        file is newer than the predictions and holds every metric of every branch; else None."""
+        f = self.run.path / f"metrics_{split}.json"
+        try:
+            if f.stat().st_mtime_ns < self.run.predictions_csv.stat().st_mtime_ns:
+                return None
+            m = json.loads(f.read_text())
+        except (OSError, ValueError):
+            return None
+        want = self.branches_in(self.predictions)
+        ok = isinstance(m, dict) and set(want) <= set(m) and all(
+            isinstance(m[b], dict) and all(k in m[b] for k in METRICS) for b in want)
+        return {b: m[b] for b in want} if ok else None
 
     def paper_table(self) -> pd.DataFrame:
         return paper_results()[["backbone", "branch", "accuracy", "f1", "auc"]]
@@ -121,12 +126,6 @@ class RunView:
             raise FileNotFoundError(f"{self.name}: its data location {root!r} is not available here")
         return {s.key: s.path for s in read_covidct(root)}
 
-    def index_of(self, key: str) -> int:
-        hits = np.nonzero((self.predictions.key == key).to_numpy())[0]
-        if not len(hits):
-            raise KeyError(f"no slice {key!r} in run {self.name}")
-        return int(hits[0])
-
     @property
     def input_mode(self) -> str:
         """What the run's networks see (core.harmonise); runs saved before the setting saw the slice."""
@@ -136,31 +135,40 @@ class RunView:
         """(size, size) uint8 slice, as the run's networks see it (maps and boxes lie on it)."""
         return frame_image(self.slice_paths[key], size, self.input_mode)
 
-    def _latest(self, name: str) -> dict:
-        hit = fc.latest(self.run.features_dir, name)
+    def lung_field(self, key: str, size: int = 224) -> np.ndarray | None:
+        """(size, size) bool lung field on `image(key)`, or None when the run's input uses none."""
+        return frame_lung(self.slice_paths[key], size, self.input_mode)
+
+    def _own(self, name: str) -> dict:
+        hit = fc.current(self.run.features_dir, name)
         if hit is None:
             raise FileNotFoundError(f"{self.name}: no cached {name!r} features; run `python -m train pipeline`")
         return hit
 
     @cached_property
     def _global(self) -> dict:
-        return self._latest("global")
+        return self._own("global")
 
     @cached_property
     def _crops(self) -> dict:
-        return self._latest("heatmap-crops")
+        return self._own("heatmap-crops")
 
     @cached_property
     def _lesions(self) -> dict:
-        return self._latest("lesions")
+        return self._own("lesions")
 
     @cached_property
     def _fusion(self) -> dict:
-        return self._latest("fusion")
+        return self._own("fusion")
 
     @cached_property
     def _fusion_cam(self) -> dict:
-        return self._latest("fusion-cam")
+        return self._own("fusion-cam")
+
+    @property
+    def feature_keys(self) -> list[str]:
+        """Slice keys in the feature caches' order: the rows of features() and embedding()."""
+        return list(self._fusion["keys"])
 
     def _row(self, key: str) -> int:
         # Feature caches are in the data set's slice order, as is predictions.csv when written by the pipeline.
@@ -192,16 +200,15 @@ class RunView:
         return self._fusion_cam["cam"][self._row(key)].float().numpy()
 
     # ---- feature space -------------------------------------------------------------------
-    FEATURE_SETS = ("fusion", "global", "heatmap", "infected")
+    FEATURE_SETS = ("fusion", *VECTOR_SETS)
 
     def features(self, which: str = "fusion") -> np.ndarray:
         v = self._fusion["vectors"]
         if which == "fusion":
             return self._fusion["standardised"].numpy()
-        parts = {"global": ["g"], "heatmap": ["h"], "infected": ["r", "l", "present"]}
-        if which not in parts:
+        if which not in VECTOR_SETS:
             raise ValueError(f"unknown feature set {which!r}; choose one of {', '.join(self.FEATURE_SETS)}")
-        x = torch.cat([v[k].float().flatten(1) for k in parts[which]], 1).numpy()
+        x = torch.cat([v[k].float().flatten(1) for k in VECTOR_SETS[which]], 1).numpy()
         return (x - x.mean(0)) / np.maximum(x.std(0), 1e-6)
 
     def embedding(self, method: str = "tsne", which: str = "fusion", seed: int = 0) -> np.ndarray:
@@ -217,14 +224,61 @@ class RunView:
         keys = self._fusion["keys"]
         return [(keys[i], float(di)) for i, di in zip(idx, d) if keys[i] != key][:k]
 
+    def fusion_input(self, key: str) -> np.ndarray:
+        """The stored standardised fusion-layer input of a slice of the run."""
+        return self.features("fusion")[self._row(key)]
+
+    def nearest_keys(self, vector: np.ndarray, k: int = 6) -> list[tuple[str, float]]:
+        """(key, distance) of the run's k slices nearest a new slice's fusion-layer input."""
+        idx, d = nearest(self.features("fusion"), vector, k)
+        keys = self._fusion["keys"]
+        return [(keys[i], float(di)) for i, di in zip(idx, d)]
+
+    def place(self, vector: np.ndarray, method: str = "tsne") -> np.ndarray:
+        """3D position of a new slice (its fusion-layer input) in the run's fusion-feature map."""
+        return place(self.features("fusion"), self.embedding(method, "fusion"), vector)
+
+    def out_of_range(self, vector: np.ndarray) -> tuple[float, float]:
+        """(largest |standardised fusion input| of `vector`, the largest on the training split; on every
+        slice when the run has no training split). Much larger than the training split's: the fusion
+        probability extrapolates."""
+        x = self.features("fusion")
+        split = self.predictions.set_index("key").split
+        train = np.array([split.get(k) == "train" for k in self._fusion["keys"]], dtype=bool)
+        ref = float(np.abs(x[train]).max()) if train.any() else float(np.abs(x).max())
+        return float(np.abs(vector).max()), ref
+
     def timings(self) -> dict:
         return self.config.get("timings", {})
+
+    def timings_table(self) -> pd.DataFrame:
+        """stage, seconds: the run's recorded stage timings, without the total."""
+        return pd.DataFrame([{"stage": k, "seconds": float(v)} for k, v in self.timings().items() if k != "total"],
+                            columns=["stage", "seconds"])
 
     def run_table(self, filename: str) -> pd.DataFrame | None:
         """A table a command wrote into the run folder (fidelity.csv, branch_probe.csv), if there."""
         f = self.run.path / filename
         return pd.read_csv(f) if f.exists() else None
 
+    def run_json(self, filename: str) -> dict | None:
+        """A result a command wrote into the run folder (shortcut.json), if there."""
+        f = self.run.path / filename
+        return json.loads(f.read_text()) if f.exists() else None
+
     def stage_summary(self, stage: str) -> dict | None:
         f = self.run.stage(stage) / "summary.json"
         return json.loads(f.read_text()) if f.exists() else None
+
+    def stage_table(self) -> pd.DataFrame:
+        """One row per trained stage (pipeline order): best epoch, epochs run, best val AUC, recipe name."""
+        rows = []
+        for stage in STAGES:
+            s = self.stage_summary(stage)
+            if not s:
+                continue
+            recipe = s.get("recipe")
+            rows.append({"stage": stage, "best epoch": s.get("best_epoch"), "epochs run": s.get("epochs_run"),
+                         "best val AUC": s.get("best_val_auc"),
+                         "recipe": (recipe or {}).get("name") if isinstance(recipe, dict) else recipe})
+        return pd.DataFrame(rows)

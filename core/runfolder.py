@@ -15,6 +15,8 @@ from pathlib import Path
 
 from .checkpoint import atomic_write_text
 
+# One folder per trained model, in training order (the segmenter is "infnet", the infected branch "infected").
+STAGES = ("global", "heatmap", "infnet", "infected", "global+heatmap", "fusion")
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 

@@ -25,19 +25,140 @@ from __future__ import annotations
 import json
 import math
 import time
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .backbones import BACKBONES
 from .checkpoint import atomic_write_text, load_checkpoint, save_checkpoint
 from .image_cache import load_stack
 from .imaging import check_mask_shape, read_mask
 from .infnet import InfNet
-from .trainer import autocast
+from .runtime import autocast
 
 MODEL_KEYS = ("encoder", "channels", "ra_channels", "edge_channels")
+
+
+# ----------------------------------------------------------------------------- configuration
+
+SOURCES = ("semiseg", "covidct")  # the unlabelled pools Algorithm 1 may draw from
+PRECISIONS = ("fp32", "bf16")
+
+
+class ConfigValueError(ValueError):
+    """A configuration value out of range; `field` names the setting (the CLI names its flag)."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(message)
+        self.field = field
+
+
+def _setting(default, help: str, **meta):
+    """A config field: its one default, a one-line help and any other metadata (choices, none, metavar)."""
+    return field(default=default, metadata={"help": help, **meta})
+
+
+@dataclass(frozen=True)
+class SegConfig:
+    """Every setting of Algorithm 1 and of segmenting with its model, each default declared here once.
+
+    `python -m train infnet` (flags --size ...), `python -m train pipeline` / `reproduce` / `gpu-run`
+    (flags --seg-size ...) derive their flags from these fields (train.common.add_config_args); the
+    resolved configuration is saved with the run (metrics.json "config"; a pipeline run's config.json
+    "pipeline"."seg") and rebuilt from there (`from_dict`, PipelineConfig.from_saved).
+    Defaults: the pipeline's validated settings (Dice 0.734 on the real data's 48 test slices): 40
+    epochs on the labelled slices, 5 rounds of 100 pseudo-labelled slices x 40 steps, 0.1 < p < 0.9
+    carries no loss, half of every batch labelled, then 10 labelled-only epochs (as Semi-Inf-Net
+    does). Running the rounds until the pool is empty (max_rounds None, 24 rounds) cost Dice here.
+    Metadata: "help" (one line), "choices", "none" (the command-line words for None), "metavar".
+    """
+    size: int = _setting(256, "training/inference side in pixels (multiple of 32; Inf-Net: 352)")
+    encoder: str = _setting("efficientnet_lite0", "segmenter encoder", choices=BACKBONES)
+    init: str = _setting("imagenet", "encoder init: imagenet, scratch, or a checkpoint path")
+    epochs: int = _setting(40, "round 0: epochs on the labelled slices")
+    batch_size: int = _setting(8, "segmenter batch size")
+    lr: float = _setting(4e-4, "round 0 learning rate")
+    finetune_lr: float | None = _setting(None, "learning rate of each round's fine-tuning (none: lr / 2)")
+    precision: str = _setting("fp32", "autocast precision (bf16: faster on GPUs and AVX512-BF16 CPUs)",
+                              choices=PRECISIONS)
+    sources: tuple[str, ...] = _setting(SOURCES, "unlabelled pool: semiseg, covidct or both", metavar="SOURCE,...")
+    per_round: int = _setting(100, "unlabelled slices pseudo-labelled per round")
+    max_rounds: int | None = _setting(5, "pseudo-label rounds, or 'all' (until the pool is empty)", none=("all",))
+    epochs_per_round: int = _setting(2, "fine-tuning passes over the grown set per round (without steps_per_round)")
+    steps_per_round: int | None = _setting(40, "optimiser steps per round (none or 0: epochs_per_round passes)",
+                                           none=("none", "0"))
+    threshold: float = _setting(0.5, "probability threshold of pseudo labels and metrics")
+    pseudo_tta: bool = _setting(True, "pseudo-label from the average with the mirrored slice")
+    ignore_band: tuple[float, float] | None = _setting((0.1, 0.9), "pseudo-label pixels with LO < p < HI carry no "
+                                                                   "loss (none: every pixel does)", metavar="LO,HI")
+    labelled_share: float | None = _setting(0.5, "share of every batch drawn from the labelled slices (none or 0: "
+                                                 "uniform draws)", none=("none", "0"))
+    polish_epochs: int = _setting(10, "after the last round, epochs on the labelled slices only (Semi-Inf-Net; 0: off)")
+    polish_lr: float | None = _setting(None, "learning rate of the polish epochs (none: finetune_lr / 2)")
+    tta: bool = _setting(True, "inference: average the mask with the mirrored slice's (lesion maps, live analysis)")
+
+    def __post_init__(self):
+        for name in ("sources", "ignore_band"):  # JSON brings tuples back as lists
+            value = getattr(self, name)
+            if isinstance(value, list):
+                object.__setattr__(self, name, tuple(value))
+        if not isinstance(self.size, int) or self.size <= 0 or self.size % 32:
+            raise ConfigValueError("size", f"size {self.size} must be a positive multiple of 32")
+        if self.encoder not in BACKBONES:
+            raise ConfigValueError("encoder", f"unknown encoder {self.encoder!r}; choose one of {', '.join(BACKBONES)}")
+        for name in ("epochs", "epochs_per_round", "per_round", "polish_epochs"):
+            if getattr(self, name) < 0:
+                raise ConfigValueError(name, f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.batch_size < 1:
+            raise ConfigValueError("batch_size", f"batch_size must be >= 1, got {self.batch_size}")
+        for name in ("lr", "finetune_lr", "polish_lr"):
+            if getattr(self, name) is not None and not getattr(self, name) > 0:
+                raise ConfigValueError(name, f"{name} must be > 0, got {getattr(self, name)}")
+        if self.precision not in PRECISIONS:
+            raise ConfigValueError("precision", f"precision {self.precision!r}: choose one of {', '.join(PRECISIONS)}")
+        if not self.sources or not set(self.sources) <= set(SOURCES):
+            raise ConfigValueError("sources", f"sources {self.sources!r}: choose from {', '.join(SOURCES)}")
+        if self.max_rounds is not None and self.max_rounds < 0:
+            raise ConfigValueError("max_rounds", f"max_rounds must be >= 0 or None (all), got {self.max_rounds}")
+        if self.steps_per_round is not None and self.steps_per_round < 1:
+            raise ConfigValueError("steps_per_round", f"steps_per_round must be >= 1 or None (epochs_per_round "
+                                                      f"passes), got {self.steps_per_round}")
+        if not 0 <= self.threshold <= 1:
+            raise ConfigValueError("threshold", f"threshold {self.threshold} must lie in [0, 1]")
+        band = self.ignore_band
+        if band is not None and (len(band) != 2 or not 0 <= band[0] <= self.threshold <= band[1] <= 1):
+            raise ConfigValueError("ignore_band", f"ignore_band {band} must satisfy 0 <= lo <= threshold "
+                                                  f"({self.threshold}) <= hi <= 1")
+        if self.labelled_share is not None and not 0 < self.labelled_share < 1:
+            raise ConfigValueError("labelled_share", f"labelled_share {self.labelled_share} must lie strictly "
+                                                     "between 0 and 1 (None: uniform draws)")
+
+    @property
+    def finetune_lr_used(self) -> float:
+        return self.lr * 0.5 if self.finetune_lr is None else self.finetune_lr
+
+    @property
+    def polish_lr_used(self) -> float:
+        return self.finetune_lr_used * 0.5 if self.polish_lr is None else self.polish_lr
+
+    @classmethod
+    def from_dict(cls, saved: dict) -> "SegConfig":
+        """The configuration a run saved (JSON lists back to tuples); keys it lacks take the defaults
+        above. A key that is no setting is a TypeError naming it."""
+        unknown = sorted(set(saved) - {f.name for f in fields(cls)})
+        if unknown:
+            raise TypeError(f"not a SegConfig setting: {', '.join(unknown)}")
+        return cls(**saved)
+
+    def override(self, **changes) -> "SegConfig":
+        """A copy with `changes` (SegConfig field names; another name is a TypeError naming it)."""
+        unknown = sorted(set(changes) - {f.name for f in fields(self)})
+        if unknown:
+            raise TypeError(f"not a SegConfig setting: {', '.join(unknown)}")
+        return replace(self, **changes)
 
 
 # ----------------------------------------------------------------------------------- data
@@ -321,25 +442,16 @@ def _unpack(packed: torch.Tensor, size: int) -> torch.Tensor:
     return torch.from_numpy(np.unpackbits(packed.numpy(), axis=-1)[..., :size].astype(np.uint8))
 
 
-def semi_supervised(data_root, out_dir, per_round: int = 100, max_rounds: int | None = None, epochs: int = 40,
-                    epochs_per_round: int = 5, seed: int = 0, *, size: int = 256, device="cpu",
-                    encoder: str = "efficientnet_lite0", init: str = "imagenet", threshold: float = 0.5,
-                    batch_size: int = 8, lr: float = 4e-4, finetune_lr: float | None = None,
-                    precision: str = "fp32", sources=("semiseg", "covidct"), polish_epochs: int = 0,
-                    polish_lr: float | None = None, pseudo_tta: bool = True,
-                    ignore_band: tuple[float, float] | None = (0.1, 0.9), labelled_share: float | None = 0.5,
-                    steps_per_round: int | None = None, resume: bool = True, progress: bool = True,
-                    log=print) -> dict:
-    """Algorithm 1 (see the module docstring). Returns the dict written to out_dir/metrics.json.
+def semi_supervised(data_root, out_dir, cfg: SegConfig | None = None, *, seed: int = 0, device="cpu",
+                    resume: bool = True, progress: bool = True, log=print, **overrides) -> dict:
+    """Algorithm 1 (see the module docstring) with the settings `cfg` (default SegConfig()), any of
+    them overridden by name (`epochs=1, size=64`; a name that is no SegConfig field is a TypeError).
+    Returns the dict written to out_dir/metrics.json, whose "config" is the resolved SegConfig plus
+    the run's facts (data root, seed, pool and split sizes, the learning rates used).
 
-    `ignore_band` (lo, hi): pseudo-label pixels with lo < probability < hi carry no loss (None: all
-    do). `labelled_share`: the share of each batch drawn from the labelled slices (None: uniform over
-    the training set). `steps_per_round`: optimiser steps per round (None: `epochs_per_round` passes).
-    The metrics also hold "final_tta", the final model scored with the mirrored-slice average.
-
-    `polish_epochs` > 0: after the last round, fine-tune on the labelled slices only (as Inf-Net's
-    Semi-Inf-Net does after its pseudo-label training); metrics "after_rounds" stay the pure
-    Algorithm 1 result, "final" scores the model written to best.pt.
+    The metrics hold "labelled_only", "after_rounds" (the pure Algorithm 1 result) and "final" (the
+    model written to best.pt: after the `polish_epochs` labelled-only epochs, when there are any),
+    each also scored with the mirrored-slice average ("..._tta").
     Files: out_dir/best.pt (the final model, never chosen on the test slices),
     out_dir/metrics.json, out_dir/rounds/round-000.pt (labelled only), out_dir/rounds/latest.pt and
     out_dir/pseudo/round-KKK.pt (that round's keys and bit-packed pseudo masks) for resuming:
@@ -347,47 +459,42 @@ def semi_supervised(data_root, out_dir, per_round: int = 100, max_rounds: int | 
     """
     from .semiseg import read_labelled
 
+    if cfg is not None and not isinstance(cfg, SegConfig):
+        raise TypeError(f"cfg: expected a SegConfig, got {type(cfg).__name__} (pass settings by name)")
+    cfg = (cfg or SegConfig()).override(**overrides)
+    size, threshold, precision, per_round = cfg.size, cfg.threshold, cfg.precision, cfg.per_round
     out_dir = Path(out_dir)
     (out_dir / "rounds").mkdir(parents=True, exist_ok=True)
     (out_dir / "pseudo").mkdir(parents=True, exist_ok=True)
     device = torch.device(device)
-    finetune_lr = lr * 0.5 if finetune_lr is None else finetune_lr
-    if ignore_band is not None and not 0 <= ignore_band[0] <= threshold <= ignore_band[1] <= 1:
-        raise ValueError(f"ignore_band {ignore_band} must satisfy 0 <= lo <= threshold ({threshold}) <= hi <= 1")
-    if labelled_share is not None and not 0 < labelled_share < 1:
-        raise ValueError(f"labelled_share {labelled_share} must lie strictly between 0 and 1")
     t_all = time.time()
     train_sl, test_sl = read_labelled(data_root, "train"), read_labelled(data_root, "test")
     x_lab = load_stack([s.image for s in train_sl], size)
     y_lab = load_masks([s.mask for s in train_sl], size, image_paths=[s.image for s in train_sl])
     x_test = load_stack([s.image for s in test_sl], size)
     test_masks = [s.mask for s in test_sl]
-    pool = unlabelled_pool(data_root, sources)
+    pool = unlabelled_pool(data_root, cfg.sources)
     order = np.random.default_rng(seed).permutation(len(pool)).tolist()
     n_rounds_possible = math.ceil(len(pool) / per_round) if per_round > 0 else 0
-    n_rounds = n_rounds_possible if max_rounds is None else min(max_rounds, n_rounds_possible)
-    config = {"data_root": str(data_root), "size": size, "encoder": encoder, "init": init, "epochs": epochs,
-              "epochs_per_round": epochs_per_round, "per_round": per_round, "max_rounds": max_rounds,
-              "threshold": threshold, "batch_size": batch_size, "lr": lr, "finetune_lr": finetune_lr,
-              "precision": precision, "seed": seed, "sources": list(sources), "pool_size": len(pool),
-              "polish_epochs": polish_epochs, "pseudo_tta": pseudo_tta,
-              "ignore_band": list(ignore_band) if ignore_band is not None else None,
-              "labelled_share": labelled_share, "steps_per_round": steps_per_round,
-              "n_labelled_train": len(train_sl), "n_test": len(test_sl)}
+    n_rounds = n_rounds_possible if cfg.max_rounds is None else min(cfg.max_rounds, n_rounds_possible)
+    # the resolved configuration as metrics.json holds it (JSON lists), then the run's facts
+    config = {**json.loads(json.dumps(asdict(cfg))), "data_root": str(data_root), "seed": seed, "pool_size": len(pool),
+              "n_labelled_train": len(train_sl), "n_test": len(test_sl),
+              "finetune_lr_used": cfg.finetune_lr_used, "polish_lr_used": cfg.polish_lr_used}
     state_path = out_dir / "state.json"
     state = None
     if resume and state_path.exists():
         state = json.loads(state_path.read_text())
         if state.get("config", {}).get("seed") != seed or state["config"].get("per_round") != per_round \
-                or state["config"].get("size") != size or state["config"].get("encoder") != encoder:
+                or state["config"].get("size") != size or state["config"].get("encoder") != cfg.encoder:
             raise ValueError(f"{out_dir}: holds a run with another seed/per_round/size/encoder; use another out dir")
     evaluate = lambda m, tta=False: evaluate_native(m, x_test, test_masks, threshold, precision, tta=tta)
     if state is None:
-        log(f"round 0: training on {len(train_sl)} labelled slices for {epochs} epochs")
+        log(f"round 0: training on {len(train_sl)} labelled slices for {cfg.epochs} epochs")
         t0 = time.time()
-        model = train_segmenter(x_lab, y_lab, out_dir / "train" / "round-000", epochs, seed, device,
-                                progress=progress, encoder=encoder, init=init, batch_size=batch_size, lr=lr,
-                                precision=precision, log=log)
+        model = train_segmenter(x_lab, y_lab, out_dir / "train" / "round-000", cfg.epochs, seed, device,
+                                progress=progress, encoder=cfg.encoder, init=cfg.init, batch_size=cfg.batch_size,
+                                lr=cfg.lr, precision=precision, log=log)
         train_s = time.time() - t0
         labelled_only = evaluate(model)
         state = {"config": config, "rounds_done": 0, "labelled_only": labelled_only,
@@ -414,10 +521,10 @@ def semi_supervised(data_root, out_dir, per_round: int = 100, max_rounds: int | 
         t0 = time.time()
         chosen = [pool[i] for i in order[(k - 1) * per_round:k * per_round]]
         x_new = load_stack([p for _, p in chosen], size)
-        prob = segment(model, x_new, device=device, precision=precision, tta=pseudo_tta)
+        prob = segment(model, x_new, device=device, precision=precision, tta=cfg.pseudo_tta)
         y_new = (prob >= threshold).to(torch.uint8)
-        sure = torch.ones_like(y_new) if ignore_band is None else \
-            ((prob <= ignore_band[0]) | (prob >= ignore_band[1])).to(torch.uint8)
+        sure = torch.ones_like(y_new) if cfg.ignore_band is None else \
+            ((prob <= cfg.ignore_band[0]) | (prob >= cfg.ignore_band[1])).to(torch.uint8)
         save_checkpoint({"keys": [key for key, _ in chosen], "masks": _pack(y_new), "sure": _pack(sure)},
                         out_dir / "pseudo" / f"round-{k:03d}.pt")
         x_parts.append(x_new)
@@ -426,16 +533,16 @@ def semi_supervised(data_root, out_dir, per_round: int = 100, max_rounds: int | 
         x_all, y_all, v_all = torch.cat(x_parts), torch.cat(y_parts), torch.cat(v_parts)
         n_pseudo = len(x_all) - len(x_lab)
         weights = None
-        if labelled_share is not None:
-            weights = torch.cat([torch.full((len(x_lab),), labelled_share / len(x_lab)),
-                                 torch.full((n_pseudo,), (1 - labelled_share) / n_pseudo)])
+        if cfg.labelled_share is not None:
+            weights = torch.cat([torch.full((len(x_lab),), cfg.labelled_share / len(x_lab)),
+                                 torch.full((n_pseudo,), (1 - cfg.labelled_share) / n_pseudo)])
         log(f"round {k}/{n_rounds}: +{len(chosen)} pseudo-labelled slices "
             f"({float(y_new.float().mean()) * 100:.2f}% lesion pixels, {float(1 - sure.float().mean()) * 100:.2f}% "
             f"unsure), training set {len(x_all)}")
-        model = train_segmenter(x_all, y_all, out_dir / "train" / f"round-{k:03d}", epochs_per_round,
-                                seed + k, device, model=model, batch_size=batch_size, lr=finetune_lr,
+        model = train_segmenter(x_all, y_all, out_dir / "train" / f"round-{k:03d}", cfg.epochs_per_round,
+                                seed + k, device, model=model, batch_size=cfg.batch_size, lr=cfg.finetune_lr_used,
                                 warmup_frac=0.1, precision=precision, progress=progress, valid=v_all,
-                                sample_weights=weights, steps=steps_per_round, log=log)
+                                sample_weights=weights, steps=cfg.steps_per_round, log=log)
         row = {"round": k, "n_train": len(x_all), "n_pseudo": n_pseudo,
                "pseudo_lesion_fraction": float(y_new.float().mean()),
                "pseudo_unsure_fraction": float(1 - sure.float().mean()),
@@ -451,18 +558,18 @@ def semi_supervised(data_root, out_dir, per_round: int = 100, max_rounds: int | 
     if state["rounds_done"] > 0:
         state["history"][-1]["test"] = after
     final = after
-    if polish_epochs > 0:
-        log(f"polish: fine-tuning on the {len(x_lab)} labelled slices for {polish_epochs} epochs")
-        model = train_segmenter(x_lab, y_lab, out_dir / "train" / "polish", polish_epochs, seed + 100_003, device,
-                                model=model, batch_size=batch_size, warmup_frac=0.1, precision=precision,
-                                lr=finetune_lr * 0.5 if polish_lr is None else polish_lr, progress=progress, log=log)
+    if cfg.polish_epochs > 0:
+        log(f"polish: fine-tuning on the {len(x_lab)} labelled slices for {cfg.polish_epochs} epochs")
+        model = train_segmenter(x_lab, y_lab, out_dir / "train" / "polish", cfg.polish_epochs, seed + 100_003, device,
+                                model=model, batch_size=cfg.batch_size, warmup_frac=0.1, precision=precision,
+                                lr=cfg.polish_lr_used, progress=progress, log=log)
         final = evaluate(model)
-    final_tta = evaluate(model, tta=True) if polish_epochs > 0 or after_tta is None else after_tta
+    final_tta = evaluate(model, tta=True) if cfg.polish_epochs > 0 or after_tta is None else after_tta
     save_checkpoint({"model": model.state_dict(), "config": {**model.config, "size": size, "threshold": threshold}},
                     out_dir / "best.pt")
     metrics = {"labelled_only": state["labelled_only"], "after_rounds": after, "final": final,
                "labelled_only_tta": state.get("labelled_only_tta"), "after_rounds_tta": after_tta, "final_tta": final_tta,
-               "rounds": state["rounds_done"], "polish_epochs": polish_epochs,
+               "rounds": state["rounds_done"], "polish_epochs": cfg.polish_epochs,
                "pool_size": len(pool), "pool_used": min(len(pool), state["rounds_done"] * per_round),
                "n_train_final": sum(len(x) for x in x_parts), "history": state["history"], "config": config,
                "seconds_this_call": round(time.time() - t_all, 1)}

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from .augment import augment_batch
 from .backbones import build_backbone
 from .checkpoint import load_checkpoint, save_checkpoint
-from .trainer import autocast
+from .runtime import autocast
 
 
 def random_crops(x: torch.Tensor, gen: torch.Generator, min_scale: float = 0.5) -> torch.Tensor:

@@ -37,6 +37,9 @@ from .predictions import read_predictions, val_threshold
 from .semiseg import read_labelled
 
 CONDITIONS = ("intact", "lungs-blanked", "lungs-only")
+AUDIT_FILE = "shortcut.json"  # what `python -m train shortcut` writes into the run folder (test split)
+AUDIT_TABLE = "shortcut.csv"  # the same, one row per branch
+BASELINE_MAPS = ("uniform", "uniform-in-lungs")  # maps with no knowledge of the slice
 
 
 def blank_lungs(img: np.ndarray, field: LungField) -> np.ndarray:
@@ -89,7 +92,7 @@ class GlobalScorer:
         from .backbones import build_backbone
         from .checkpoint import load_checkpoint
         from .models import SliceClassifier
-        from .pipeline import PipelineConfig
+        from .config import PipelineConfig
 
         self.cfg = PipelineConfig.from_saved(run.config["pipeline"])
         self.device = torch.device(device)
@@ -215,3 +218,33 @@ def summary_rows(result: dict) -> list[dict]:
     return rows
 
 
+
+
+def _num(v) -> float:
+    return float("nan") if v is None else float(v)  # strict JSON stores an undefined value as null
+
+
+def _interval(ci, names=("low", "high")) -> dict:
+    return dict(zip(names, (_num(v) for v in (ci or [None, None])[:2])))
+
+
+def figure_frames(result: dict) -> dict:
+    """The audit as three tidy tables for plots, each row with its 95% interval:
+    `auc` (branch, condition, auc, low, high), `external` (branch, sensitivity, low, high, specificity,
+    spec_low, spec_high, mean_p, n), `pointing` (map, kind branch/baseline, pointing, low, high, energy_share, n)."""
+    import pandas as pd
+
+    auc, ext, point = [], [], []
+    for b, r in result["branches"].items():
+        for cond in CONDITIONS:
+            auc.append({"branch": b, "condition": cond, "auc": _num(r[cond]["auc"]), **_interval(r[cond].get("auc_ci"))})
+        e = r.get("external")
+        if e:
+            spec = e.get("covidct_test_specificity") or {}
+            ext.append({"branch": b, "sensitivity": _num(e["sensitivity"]), **_interval(e.get("sensitivity_ci")),
+                        "specificity": _num(spec.get("value")), **_interval(spec.get("ci"), ("spec_low", "spec_high")),
+                        "mean_p": _num(e["mean_p"]), "n": e["n"]})
+    for m, r in result.get("localisation", {}).items():
+        point.append({"map": m, "kind": "baseline" if m in BASELINE_MAPS else "branch", "pointing": _num(r["pointing"]),
+                      **_interval(r.get("pointing_ci")), "energy_share": _num(r["energy_share"]), "n": r["n"]})
+    return {"auc": pd.DataFrame(auc), "external": pd.DataFrame(ext), "pointing": pd.DataFrame(point)}

@@ -9,7 +9,19 @@ import torch
 from .covidct import SPLITS, Slice, read_covidct
 from .image_cache import load_stack
 from .phantom import is_synthetic, write_dataset
-from .trainer import StageData
+
+@dataclass
+class StageData:
+    inputs: dict[str, torch.Tensor]
+    labels: torch.Tensor  # (N,) float 0/1
+
+    def __len__(self):
+        return len(self.labels)
+
+    def batch(self, idx) -> dict[str, torch.Tensor]:
+        return {k: v[idx] for k, v in self.inputs.items()}
+
+
 
 SYNTHETIC_DIR = Path(__file__).resolve().parent.parent / ".cache" / "synthetic"
 

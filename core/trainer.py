@@ -10,11 +10,9 @@ run resumed from the checkpoint of epoch e continues exactly as the uninterrupte
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -28,37 +26,8 @@ from .checkpoint import atomic_write_text, load_checkpoint, save_checkpoint
 from .guidance import MASK_KEYS, attention_loss
 from .metrics import auc
 from .recipes import Recipe
-
-
-@dataclass
-class StageData:
-    inputs: dict[str, torch.Tensor]
-    labels: torch.Tensor  # (N,) float 0/1
-
-    def __len__(self):
-        return len(self.labels)
-
-    def batch(self, idx) -> dict[str, torch.Tensor]:
-        return {k: v[idx] for k, v in self.inputs.items()}
-
-
-def world() -> tuple[int, int]:
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-
-def is_main() -> bool:
-    return world()[0] == 0
-
-
-def rank0_first(fn):
-    """Run `fn` on rank 0 only (other ranks get None) and let every rank continue once it is done."""
-    rank, size = world()
-    out = fn() if rank == 0 else None
-    if size > 1:
-        dist.barrier()
-    return out
+from .runtime import autocast, is_main, world
+from .slices import StageData
 
 
 def prepare(batch: dict, image_keys, device, channels_last=False, augment_gen=None, strength="light") -> dict:
@@ -87,12 +56,6 @@ def prepare(batch: dict, image_keys, device, channels_last=False, augment_gen=No
     return out
 
 
-def autocast(precision: str, device: torch.device):
-    if precision == "bf16":
-        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
 @torch.no_grad()
 def predict(model: nn.Module, data: StageData, image_keys=("image",), batch_size=64, device="cpu",
             precision="fp32", channels_last=False, reduce=True) -> np.ndarray:
@@ -107,6 +70,13 @@ def predict(model: nn.Module, data: StageData, image_keys=("image",), batch_size
             p = torch.sigmoid(model(b).float()).cpu()
             out.append(p.mean(1) if (reduce and p.dim() == 2) else p)
     return torch.cat(out).numpy() if out else np.zeros(0, np.float32)
+
+
+def sizes_record(model: nn.Module) -> dict:
+    """{"sizes": vector sizes} for a model built from them (core.vectors; the heads, the infected
+    branch), so a checkpoint rebuilds its model without knowing the backbone's width."""
+    dims = getattr(model, "dims", None)
+    return {"sizes": dict(dims)} if dims else {}
 
 
 def _optimizer(params, r: Recipe):
@@ -224,7 +194,8 @@ def train_stage(model: nn.Module, train: StageData, val: StageData, recipe: Reci
         log(json.dumps(row))
         if is_main():
             if improved:
-                save_checkpoint({"model": model.state_dict(), "epoch": epoch + 1}, stage_dir / "best.pt")
+                save_checkpoint({"model": model.state_dict(), "epoch": epoch + 1, **sizes_record(model)},
+                                stage_dir / "best.pt")
             save_checkpoint({"model": model.state_dict(), "optimizer": opt.state_dict(),
                              "state": json.dumps(state)}, last)
     summary = {"best_epoch": state["best_epoch"] + 1, "best_val_auc": state["best_auc"],

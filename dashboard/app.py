@@ -2,7 +2,7 @@
 
     streamlit run dashboard/app.py -- --runs runs        # --runs defaults to ./runs ($COVID_LAB_RUNS also works)
 
-Pages (dashboard/views/): Overview, Map, Case, Margin review, New slice. Server settings (bind
+Pages (dashboard/views/): Overview, Map, Does it look at the disease?, Case, Margin review, New slice. Server settings (bind
 127.0.0.1, XSRF protection on, 50 MB uploads, no usage stats) live in .streamlit/config.toml.
 """
 from __future__ import annotations
@@ -23,6 +23,7 @@ st.set_page_config(page_title="COVID-CT attention lab", page_icon="🫁", layout
 PAGES = [
     st.Page("views/overview.py", title="Overview", icon=":material/insights:", default=True),
     st.Page("views/map.py", title="Map", icon=":material/scatter_plot:"),
+    st.Page("views/disease.py", title="Does it look at the disease?", icon=":material/visibility:"),
     st.Page("views/case.py", title="Case", icon=":material/image_search:"),
     st.Page("views/margin.py", title="Margin review", icon=":material/rule:"),
     st.Page("views/new_slice.py", title="New slice", icon=":material/upload_file:"),
@@ -39,6 +40,12 @@ with st.sidebar:
         if st.session_state.get("run_name") not in names:
             st.session_state["run_name"] = names[0]  # the newest
         st.selectbox("Run", names, key="run_name", help=f"Run folders under {ui.runs_dir_label(runs)}, newest first")
+        others = [n for n in names if n != st.session_state["run_name"]]
+        if st.session_state.get("compare_name") not in others:
+            st.session_state["compare_name"] = ui.NO_SECOND_RUN
+        st.selectbox("Compare with", [ui.NO_SECOND_RUN, *others], key="compare_name",
+                     help="A second run shown beside the first: metric tables, the same slice in both, "
+                          "decisions that changed, the shortcut audit")
 
 ui.research_notice()
 if not names:

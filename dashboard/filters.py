@@ -12,11 +12,14 @@ FILTERS = {
 
 
 def filter_cases(df: pd.DataFrame, show: str = "all slices", splits=None, disagree: bool = False,
-                 descending: bool = False) -> pd.DataFrame:
-    """RunView.predictions rows kept by the filters, sorted by margin (ascending: nearest the boundary first)."""
+                 descending: bool = False, changed: bool = False) -> pd.DataFrame:
+    """RunView.predictions rows kept by the filters, sorted by margin (ascending: nearest the boundary first).
+    changed: only slices whose decision differs in the comparison run (needs column `changed`)."""
     out = FILTERS[show](df)
     if splits is not None:
         out = out[out.split.isin(list(splits))]
     if disagree:
         out = out[out.disagreement]
+    if changed:
+        out = out[out.changed == True]  # noqa: E712 (None: not in the other run)
     return out.sort_values(["margin", "key"], ascending=[not descending, True], kind="stable")

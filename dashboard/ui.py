@@ -8,14 +8,16 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
+from core.attention import Box
 from core.run_view import RunView
 
-from dashboard import data
+from dashboard import data, slice_images
 
 RESEARCH_NOTICE = "Research use only — not for clinical diagnosis."
 CASE_PAGE = "views/case.py"
 PLOTLY_CONFIG = {"displaylogo": False}
 SMALL_CHART_CONFIG = {"displayModeBar": False}
+NO_SECOND_RUN = "(no second run)"  # the "Compare with" choice; no run folder can carry this name
 
 
 @dataclass
@@ -48,6 +50,30 @@ def current() -> Ctx:
     return Ctx(runs, name, stamp, data.view(runs, name, stamp))
 
 
+def comparison() -> Ctx | None:
+    """The second run picked in the sidebar ("Compare with"), or None."""
+    other = st.session_state.get("compare_name")
+    if other in (None, NO_SECOND_RUN) or other == st.session_state.get("run_name"):
+        return None
+    runs = st.session_state["_runs_dir"]
+    stamp = data.stamp(runs, other)
+    return Ctx(runs, other, stamp, data.view(runs, other, stamp))
+
+
+def decisions(ctx: Ctx, other: Ctx) -> pd.DataFrame:
+    return data.decisions(ctx.runs, ctx.name, ctx.stamp, other.name, other.stamp)
+
+
+def coverage_note(ctx: Ctx, other: Ctx) -> str:
+    """Says how many slices only one of the two runs holds (other data): they are not compared."""
+    d = decisions(ctx, other)
+    only_a, only_b = int((d.in_a & ~d.in_b).sum()), int((d.in_b & ~d.in_a).sum())
+    if not only_a and not only_b:
+        return f"Both runs scored the same {len(d)} slices."
+    return (f"{int((d.in_a & d.in_b).sum())} slices are in both runs; {only_a} only in {ctx.name} and {only_b} only "
+            f"in {other.name} (other data): those are not compared slice by slice.")
+
+
 def research_notice() -> None:
     st.warning(f"**{RESEARCH_NOTICE}** The probabilities and maps come from an experimental model.", icon="⚠️")
 
@@ -63,13 +89,23 @@ def open_case(key: str) -> None:
     st.switch_page(CASE_PAGE)
 
 
+def probs_frame(probs: dict, order: list[str]) -> pd.DataFrame:
+    """branch, p(COVID): the branches in `order` first, then any others."""
+    names = [b for b in order if b in probs] + [b for b in probs if b not in order]
+    return pd.DataFrame({"branch": names, "p(COVID)": [float(probs[b]) for b in names]})
+
+
+def box_text(box: Box) -> str:
+    return "[" + ", ".join(f"{v:.3f}" for v in box.as_list()) + "]"
+
+
 def prob_chart(df: pd.DataFrame, height: int = 220, title: str = "") -> go.Figure:
     """Horizontal bars of p(COVID) per branch; columns: branch and one or more probability columns."""
     fig = go.Figure()
     cols = [c for c in df.columns if c != "branch"]
     colours = ["#4C78A8", "#F58518", "#54A24B"]
     for i, c in enumerate(cols):
-        fig.add_bar(y=df["branch"], x=df[c], orientation="h", name=c, marker_color=colours[i % len(colours)],
+        fig.add_bar(y=df["branch"].tolist(), x=df[c].tolist(), orientation="h", name=c, marker_color=colours[i % len(colours)],
                     text=[f"{v:.3f}" if pd.notna(v) else "" for v in df[c]], textposition="outside")
     fig.add_vline(x=0.5, line_dash="dash", line_color="#888")
     fig.update_layout(height=height, margin=dict(l=0, r=10, t=30 if title else 8, b=0), barmode="group",
@@ -81,10 +117,7 @@ def prob_chart(df: pd.DataFrame, height: int = 220, title: str = "") -> go.Figur
 
 def out_of_range_note(rv: RunView, vector) -> None:
     """Warn when a slice's fusion-layer input lies far outside what the training split showed."""
-    try:
-        worst, ref = data.out_of_range(rv, vector)
-    except Exception:
-        return
+    worst, ref = rv.out_of_range(vector)
     if worst > 4 * ref:
         st.warning(f"This slice's fusion-layer input lies far outside the training split's range "
                    f"(largest standardised feature {worst:,.0f} vs {ref:,.1f} in training): the fusion "
@@ -113,15 +146,15 @@ def tau_controls(tr, a, stored: dict | None, default_tau: float, slider_key: str
                     help="Pixels of the attention map above tau form the binary map; its largest 8-connected "
                          "region gives the crop the heatmap branch sees.")
     r, ms = data.rescore(tr, a, tau)
-    imgs = data.tau_images(r, tau)
+    imgs = slice_images.tau_images(r, tau)
     c1, c2, c3, c4 = st.columns([1, 1, 1, 1.35])
     c1.image(imgs["attention"], caption="attention map + its tau box", width="stretch")
     c2.image(imgs["region"], caption=f"largest region of H > {tau:.2f}", width="stretch")
     c3.image(imgs["crop"], caption="heatmap-branch crop", width="stretch")
     with c4:
-        st.markdown(f"crop box `{data.box_text(r.box)}`" + (" (nothing passed tau: whole slice)" if r.box_empty else ""))
+        st.markdown(f"crop box `{box_text(r.box)}`" + (" (nothing passed tau: whole slice)" if r.box_empty else ""))
         st.caption(f"[y0, x0, y1, x1] as fractions of the slice · box area {r.box.area:.3f} · re-scored in {ms:.0f} ms")
-        live = data.probs_frame(r.probs, order).rename(columns={"p(COVID)": f"live, tau={tau:.2f}"})
+        live = probs_frame(r.probs, order).rename(columns={"p(COVID)": f"live, tau={tau:.2f}"})
         if stored is not None:
             live.insert(1, "stored", [stored.get(b) for b in live.branch])
         st.dataframe(live, hide_index=True, width="stretch",
@@ -130,3 +163,55 @@ def tau_controls(tr, a, stored: dict | None, default_tau: float, slider_key: str
 
 def runs_dir_label(runs: str | Path) -> str:
     return str(Path(runs).resolve())
+
+
+RUN_COLOURS = ("#4C78A8", "#F58518")  # the run, the comparison run
+
+
+def ci_bars(df: pd.DataFrame, x: str, value: str, group: str | None = None, *, title: str, axis: str,
+            refs: tuple = (), height: int = 360) -> go.Figure:
+    """Bars of `value` per `x` with 95% intervals (columns low/high), one colour per `group` (the run),
+    and dotted reference lines `refs`: (value, label) pairs such as chance."""
+    fig = go.Figure()
+    groups = list(dict.fromkeys(df[group])) if group else [None]
+    for i, g in enumerate(groups):
+        part = df if g is None else df[df[group] == g]
+        fig.add_bar(x=part[x].tolist(), y=part[value].tolist(), name=str(g) if g is not None else value,
+                    marker_color=RUN_COLOURS[i % len(RUN_COLOURS)],
+                    error_y=dict(type="data", symmetric=False, array=(part["high"] - part[value]).tolist(),
+                                 arrayminus=(part[value] - part["low"]).tolist(), thickness=1.5, width=6),
+                    text=[f"{v:.2f}" for v in part[value]], textposition="inside",
+                    hovertemplate="%{x}<br>%{y:.3f}<extra>" + (str(g) if g is not None else "") + "</extra>")
+    for v, label in refs:
+        fig.add_hline(y=v, line_dash="dot", line_color="#666", annotation_text=label,
+                      annotation_position="top left")
+    fig.update_layout(title=title, height=height, barmode="group", margin=dict(l=0, r=0, t=40, b=0),
+                      yaxis=dict(range=[0, 1.05], title=axis), xaxis=dict(title=None, automargin=True),
+                      legend=dict(orientation="h", y=-0.18), showlegend=group is not None and len(groups) > 1)
+    return fig
+
+
+def comparison_case(ctx: Ctx, other: Ctx, key: str, stored: dict, order: list[str]) -> None:
+    """The same slice in the comparison run: its decision, every branch's probability beside this run's,
+    and both runs' stored maps (attention with the tau box, lesions, fusion CAM)."""
+    st.subheader(f"Beside {other.name}")
+    rows = other.df.set_index("key")
+    if key not in rows.index:
+        st.info(f"`{key}` is not in {other.name}'s data: nothing to compare for this slice.")
+        return
+    o = rows.loc[key]
+    theirs = {b: float(o[f"p_{b}"]) for b in data.branches(other.df)}
+    mine_pred = int(ctx.df.set_index("key").at[key, "pred"])
+    name = {0: "non-COVID", 1: "COVID"}
+    st.markdown(f"**{other.name}** decides {name[int(o.pred)]} (p = {o.p:.3f}, {other.rv.decision_branch()}): "
+                + ("**the decision changed**" if int(o.pred) != mine_pred else "the same decision"))
+    branches = list(dict.fromkeys([*order, *theirs]))
+    both = pd.DataFrame({"branch": branches, ctx.name: [stored.get(b) for b in branches],
+                         other.name: [theirs.get(b) for b in branches]})
+    st.plotly_chart(prob_chart(both, height=60 + 34 * len(branches)), width="stretch", config=SMALL_CHART_CONFIG,
+                    key="compare_probs")
+    for c in (ctx, other):
+        imgs = data.case_images(c.runs, c.name, c.stamp, key)
+        image_row([(imgs.get("lung_field", imgs["slice"]), f"{c.name} · slice as it sees it"),
+                   (imgs["attention"], f"{c.name} · attention map + tau box"),
+                   (imgs["lesion"], f"{c.name} · infected regions"), (imgs["fusion_cam"], f"{c.name} · fusion CAM")])

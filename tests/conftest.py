@@ -50,14 +50,17 @@ def synthetic_run(phantom_root, tmp_path_factory) -> Path:
     pipeline, prediction and dashboard tests. Returns the run folder."""
     from dataclasses import asdict
 
-    from core.pipeline import Pipeline, PipelineConfig
+    from core.config import PipelineConfig
+
+    from core.pipeline import Pipeline
     from core.runfolder import RunFolder
+    from core.segmentation import SegConfig
 
     runs = tmp_path_factory.mktemp("runs")
     run = RunFolder(runs / "tiny", create=True)
     cfg = PipelineConfig(epochs=2, batch_size=8, image_size=64, hires_size=128, lesion_size=48,
-                         seg={"size": 64, "epochs": 3, "steps_per_round": 3, "per_round": 25, "max_rounds": 2,
-                              "ignore_band": (0.2, 0.8), "labelled_share": 0.75})
+                         seg=SegConfig(size=64, epochs=3, steps_per_round=3, per_round=25, max_rounds=2,
+                                       ignore_band=(0.2, 0.8), labelled_share=0.75, polish_epochs=0, tta=False))
     run.update_config(data_root=str(phantom_root), synthetic=True, pipeline=asdict(cfg))
     Pipeline(run, phantom_root, cfg, progress=False).run_all()
     return run.path
@@ -69,13 +72,34 @@ def guided_run(phantom_root, tmp_path_factory) -> Path:
     `guided` (CAM penalties outside the lungs and off the lesions), one epoch a stage."""
     from dataclasses import asdict
 
-    from core.pipeline import Pipeline, PipelineConfig
+    from core.config import PipelineConfig
+
+    from core.pipeline import Pipeline
     from core.runfolder import RunFolder
+    from core.segmentation import SegConfig
 
     run = RunFolder(tmp_path_factory.mktemp("runs") / "guided", create=True)
     cfg = PipelineConfig(recipe="guided", input="lungs", epochs=1, batch_size=8, image_size=64, hires_size=128,
-                         lesion_size=48, seg={"size": 64, "epochs": 2, "steps_per_round": 2, "per_round": 25,
-                                              "max_rounds": 1, "ignore_band": (0.2, 0.8), "labelled_share": 0.75})
+                         lesion_size=48, seg=SegConfig(size=64, epochs=2, steps_per_round=2, per_round=25, max_rounds=1,
+                                                       ignore_band=(0.2, 0.8), labelled_share=0.75, polish_epochs=0,
+                                                       tta=False))
     run.update_config(data_root=str(phantom_root), synthetic=True, pipeline=asdict(cfg))
     Pipeline(run, phantom_root, cfg, progress=False).run_all()
     return run.path
+
+
+@pytest.fixture(scope="module")
+def dash_env(synthetic_run):
+    """$COVID_LAB_RUNS -> the synthetic run's folder; fewer bootstrap resamples (speed only)."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("COVID_LAB_RUNS", str(synthetic_run.parent))
+    mp.setenv("COVID_LAB_BOOT", "40")
+    yield synthetic_run
+    mp.undo()
+
+
+@pytest.fixture(scope="module")
+def rv(dash_env):
+    from core.run_view import RunView
+
+    return RunView(dash_env.parent, dash_env.name)

@@ -94,3 +94,21 @@ def test_a_mask_of_the_wrong_shape_is_named(phantom_root, tmp_path):
     Image.open(gt).resize((40, 50)).save(gt)
     with pytest.raises(ImageReadError, match="0.png"):
         semi_supervised(data, tmp_path / "seg", epochs=1, max_rounds=0, size=64, progress=False, log=lambda m: None)
+
+
+@pytest.mark.parametrize("argv, names", [
+    (["pipeline", "--tau", "2", "--out", "{tmp}/r"], "--tau"),
+    (["predict", "--run", "{tmp}", "--tau", "-1", "x.png"], "--tau"),
+    (["infnet", "--size", "33", "--out", "{tmp}/seg"], "--size"),
+    (["infnet", "--sources", "semiseg,elsewhere", "--out", "{tmp}/seg"], "--sources"),
+    (["reproduce", "--inits", "selftrans", "--out", "{tmp}/repro"], "--selftrans-ckpt"),
+    (["pack"], "--data-root"),
+    (["evaluate", "--run", "{tmp}/missing"], "missing"),
+])
+def test_every_user_error_is_one_line_and_exit_code_2(argv, names, tmp_path, capsys):
+    """The same exit code and one `error:` line for every command's user errors, typed or not."""
+    from train.__main__ import main
+
+    code = main([a.replace("{tmp}", str(tmp_path)) for a in argv])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and err[0].startswith("error: ") and names in err[0], err

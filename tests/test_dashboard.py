@@ -19,23 +19,6 @@ APP = str(PROJECT_ROOT / "dashboard" / "app.py")
 NOTICE = "Research use only — not for clinical diagnosis"
 
 
-@pytest.fixture(scope="module")
-def dash_env(synthetic_run):
-    """$COVID_LAB_RUNS -> the synthetic run's folder; fewer bootstrap resamples (speed only)."""
-    mp = pytest.MonkeyPatch()
-    mp.setenv("COVID_LAB_RUNS", str(synthetic_run.parent))
-    mp.setenv("COVID_LAB_BOOT", "40")
-    yield synthetic_run
-    mp.undo()
-
-
-@pytest.fixture(scope="module")
-def rv(dash_env):
-    from core.run_view import RunView
-
-    return RunView(dash_env.parent, dash_env.name)
-
-
 def app(page: str | None = None, state: dict | None = None):
     from streamlit.testing.v1 import AppTest
 
@@ -283,7 +266,7 @@ def test_new_slice_nifti_has_a_slice_picker(dash_env):
 
 
 def test_upload_handler_never_raises(dash_env):
-    from dashboard.data import analyse_upload, display_name
+    from dashboard.uploads import analyse_upload, display_name
 
     class Boom:  # a model that fails after the file was read
         def analyse(self, *a, **k):
@@ -302,7 +285,7 @@ def test_upload_handler_never_raises(dash_env):
 
 
 def test_map_page_colourings(dash_env, rv):
-    from dashboard.data import COLOUR_BY, feature_keys, map_points
+    from dashboard.map_args import COLOUR_BY, map_points
 
     at = app("views/map.py")
     no_exception(at)
@@ -311,7 +294,7 @@ def test_map_page_colourings(dash_env, rv):
         no_exception(at)
     at.selectbox(key="map_features").select("global").run()
     no_exception(at)
-    keys = feature_keys(rv)
+    keys = rv.feature_keys
     xyz = rv.embedding("tsne", "fusion")
     for colour in COLOUR_BY:
         args = map_points(rv.predictions, keys, xyz, colour, {})
@@ -365,3 +348,76 @@ def test_strategy_comparison_from_runs_beside(dash_env, tmp_path):
     table, source = data.strategy_comparison(str(tmp_path), "main", data.stamp(tmp_path, "main"))
     assert list(table.strategy) == ["GHIF", "GHI-F", "G-H-I-F"]
     assert "same backbone" in source
+
+
+@pytest.fixture
+def verdict_runs(dash_env, tmp_path, monkeypatch):
+    """A copy of the run in a fresh runs folder: verdicts written here stay out of the shared run."""
+    import shutil
+
+    runs = tmp_path / "runs"
+    shutil.copytree(dash_env, runs / dash_env.name)
+    monkeypatch.setenv("COVID_LAB_RUNS", str(runs))
+    return runs
+
+
+def test_case_verdict_form_saves_and_shows(verdict_runs, rv):
+    from core.verdicts import VERDICTS, VerdictStore
+
+    key = rv.predictions[rv.predictions.split == "test"].key.iloc[1]
+    at = app("views/case.py", {"selected_key": key})
+    no_exception(at)
+    assert any("No verdict yet" in c.value for c in at.caption)
+    at.text_input(key="case_reviewer").input("Dr Ann")  # a form: values reach the page with the submit
+    at.button(key="case_save").click().run()  # no verdict chosen: refused, nothing stored
+    no_exception(at)
+    assert any("no verdict chosen" in e.value for e in at.error)
+    at.radio(key=f"case_verdict_{key}").set_value(VERDICTS[1])
+    at.text_area(key=f"case_note_{key}").input("hot spot on the heart border")
+    at.button(key="case_save").click().run()
+    no_exception(at)
+    saved = VerdictStore.in_runs(verdict_runs).latest(rv.name)
+    assert list(saved) == [key] and VerdictStore.in_runs(verdict_runs).count() == 1
+    assert (saved[key]["verdict"], saved[key]["note"], saved[key]["reviewer"]) == \
+        (VERDICTS[1], "hot spot on the heart border", "Dr Ann")
+    assert any(t.startswith("Verdict in force: ") and VERDICTS[1] in t and "Dr Ann" in t for t in texts(at))
+    assert at.session_state["_reviewer"] == "Dr Ann"  # remembered for the next slice
+
+
+def test_margin_filters_by_verdict(verdict_runs, rv):
+    import json
+
+    from core.verdicts import LABEL_WRONG, VERDICTS, VerdictStore
+    from dashboard.verdicts_ui import NO_VERDICT
+
+    keys = list(rv.predictions.sort_values(["margin", "key"]).key)
+    store = VerdictStore.in_runs(verdict_runs)
+    for k in keys[:3]:
+        store.save(rv.name, k, VERDICTS[0], "", "Ann")
+    store.save(rv.name, keys[3], VERDICTS[4], "", "Bob")
+    pair = {"a": keys[4], "b": keys[5], "distance": 2, "cross_class": True}  # `train audit --out runs/audit.json`
+    (verdict_runs / "audit.json").write_text(json.dumps({"near_duplicates": [pair]}))
+    at = app("views/margin.py")
+    no_exception(at)
+    assert any(c.value == f"verdict: {VERDICTS[0]}" for c in at.caption)
+    expected = {(VERDICTS[0],): 3, (LABEL_WRONG,): 2, (VERDICTS[0], VERDICTS[4]): 4, (NO_VERDICT,): len(keys) - 6,
+                (VERDICTS[2],): 0}
+    for chosen, n in expected.items():
+        at.multiselect(key="margin_verdicts").set_value(list(chosen)).run()
+        no_exception(at)
+        counts = [t for t in texts(at) if re.match(r"\*\*\d+ cases\*\*", t)]
+        assert int(re.match(r"\*\*(\d+) cases", counts[0]).group(1)) == n, chosen
+    assert store.count(rv.name) == 6  # the audit's pair flagged once, however often the page ran
+
+
+@pytest.mark.parametrize("page", ["views/case.py", "views/margin.py"])
+def test_damaged_verdict_database_does_not_take_the_page_down(verdict_runs, page):
+    from core.verdicts import DB_NAME
+
+    garbage = b"not a database at all " * 50
+    (verdict_runs / DB_NAME).write_bytes(garbage)
+    at = app(page)
+    no_exception(at)
+    errors = [e.value for e in at.error if "verdicts are unavailable" in e.value]
+    assert errors and DB_NAME in errors[0] and "Traceback" not in errors[0]
+    assert (verdict_runs / DB_NAME).read_bytes() == garbage

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+from dataclasses import fields
 
 import numpy as np
 import pytest
@@ -12,7 +13,7 @@ import torch
 from core.checkpoint import load_checkpoint
 from core.infnet import InfNet
 from core.phantom import write_dataset
-from core.segmentation import (augment_pair, load_segmenter, mask_edges, seg_metrics, segment,
+from core.segmentation import (SegConfig, augment_pair, load_segmenter, mask_edges, seg_metrics, segment,
                                segmentation_loss, semi_supervised, train_segmenter, unlabelled_pool)
 
 SIZE = 64
@@ -119,7 +120,8 @@ def test_sample_weights_and_fixed_steps(tmp_path):
 def test_pseudo_labels_store_the_unsure_band(seg_root, tmp_path):
     out = tmp_path / "band"
     m = semi_supervised(seg_root, out, per_round=10, max_rounds=1, epochs=1, steps_per_round=3, seed=0, size=SIZE,
-                        init="scratch", batch_size=4, progress=False, ignore_band=(0.2, 0.8), labelled_share=0.5)
+                        init="scratch", batch_size=4, progress=False, ignore_band=(0.2, 0.8), labelled_share=0.5,
+                        polish_epochs=0)
     saved = load_checkpoint(out / "pseudo" / "round-001.pt")
     assert saved["sure"].shape == saved["masks"].shape
     row = m["history"][1]
@@ -163,12 +165,12 @@ def test_algorithm1_adds_per_round_and_stops_when_pool_empty(seg_root, tmp_path)
     pool = unlabelled_pool(seg_root)
     assert len(pool) == 24
     out = tmp_path / "alg1"
-    kw = dict(per_round=10, epochs=1, epochs_per_round=1, seed=0, size=SIZE, init="scratch", batch_size=4,
-              progress=False)
+    kw = dict(per_round=10, epochs=1, epochs_per_round=1, steps_per_round=None, polish_epochs=0, seed=0, size=SIZE,
+              init="scratch", batch_size=4, progress=False)
     m1 = semi_supervised(seg_root, out, max_rounds=1, **kw)
     assert m1["rounds"] == 1 and [h["n_pseudo"] for h in m1["history"]] == [0, 10]
     # resume: continue to the end of the pool (24 = 10 + 10 + 4 slices), then stop
-    m = semi_supervised(seg_root, out, **kw)
+    m = semi_supervised(seg_root, out, max_rounds=None, **kw)
     assert m["rounds"] == 3
     assert [h["n_pseudo"] for h in m["history"]] == [0, 10, 20, 24]
     assert [h["n_train"] for h in m["history"]] == [8, 18, 28, 32]
@@ -193,7 +195,7 @@ def test_cli_on_phantoms(seg_root, tmp_path, capsys):
     args = p.parse_args(["--data-root", str(seg_root), "--out", str(tmp_path / "cli"), "--size", str(SIZE),
                          "--epochs", "1", "--epochs-per-round", "1", "--per-round", "12", "--max-rounds", "1",
                          "--init", "scratch", "--batch-size", "4", "--no-progress", "--precision", "fp32",
-                         "--sources", "semiseg", "--polish-epochs", "1"])
+                         "--sources", "semiseg", "--polish-epochs", "1", "--labelled-share", "0.6", "--no-tta"])
     summary = infnet.run(args)
     printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert printed["rounds"] == 1 and printed["n_train_final"] == 8 + 12
@@ -201,3 +203,9 @@ def test_cli_on_phantoms(seg_root, tmp_path, capsys):
     assert set(printed["final_after_polish"]) == set(printed["after_rounds"])
     assert json.loads((tmp_path / "cli" / "train" / "polish" / "summary.json").read_text())["n_train"] == 8
     assert summary["rounds"] == 1
+    # every flag reached the configuration metrics.json records (SegConfig's fields + the run's facts)
+    saved = json.loads((tmp_path / "cli" / "metrics.json").read_text())["config"]
+    want = SegConfig(size=SIZE, epochs=1, epochs_per_round=1, per_round=12, max_rounds=1, init="scratch", batch_size=4,
+                     precision="fp32", sources=("semiseg",), polish_epochs=1, labelled_share=0.6, tta=False)
+    assert SegConfig.from_dict({f.name: saved[f.name] for f in fields(SegConfig)}) == want
+    assert saved["seed"] == 0 and saved["n_labelled_train"] == 8 and saved["finetune_lr_used"] == want.lr / 2

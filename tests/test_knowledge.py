@@ -15,7 +15,8 @@ from core.guidance import attention_loss, cell_masks
 from core.harmonise import LEGACY_INPUT, from_frame, grown, harmonise, square_box, to_frame
 from core.lungs import lung_field
 from core.phantom import make_phantom
-from core.pipeline import PipelineConfig, lesion_share
+from core.config import PipelineConfig
+from core.lesion_maps import lesion_share
 from core.shortcut import blank_lungs, lungs_only
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -135,7 +136,8 @@ def test_guided_training_step_uses_the_masks(phantom_root, tmp_path):
     from core.backbones import build_backbone
     from core.models import SliceClassifier
     from core.recipes import get_recipe
-    from core.trainer import StageData, train_stage
+    from core.slices import StageData
+    from core.trainer import train_stage
 
     torch.manual_seed(0)
     model = SliceClassifier(build_backbone("resnet18", "scratch"))

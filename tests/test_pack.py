@@ -53,7 +53,8 @@ def test_a_lossless_pack_gives_every_stage_bit_identical_inputs(phantom_root, pa
     # a stage on a few slices: the same network scores both alike
     from core.backbones import build_backbone
     from core.models import SliceClassifier
-    from core.trainer import StageData, predict
+    from core.slices import StageData
+    from core.trainer import predict
 
     torch.manual_seed(0)
     model = SliceClassifier(build_backbone("efficientnet_lite0", "scratch"))

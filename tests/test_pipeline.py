@@ -11,8 +11,10 @@ import pytest
 from core import feature_cache as fc
 from core.imaging import read_slice
 from core.inference import TrainedRun
-from core.pipeline import Pipeline, PipelineConfig
+from core.config import PipelineConfig
+from core.pipeline import Pipeline
 from core.predictions import BRANCHES, evaluate_run
+from core.run_view import RunView
 from core.runfolder import RunFolder
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -28,11 +30,11 @@ def test_every_stage_and_branch_is_trained_and_cached(synthetic_run):
     seg = json.loads((synthetic_run / "infnet" / "metrics.json").read_text())  # the run's seg settings reached Algorithm 1
     assert seg["config"]["ignore_band"] == [0.2, 0.8] and seg["config"]["labelled_share"] == 0.75
     assert seg["rounds"] == 2 and json.loads((synthetic_run / "infnet" / "train" / "round-002" / "summary.json").read_text())["steps"] == 3
-    fusion = fc.latest(synthetic_run / "features", "fusion")
+    fusion = fc.current(synthetic_run / "features", "fusion")
     n = len(fusion["keys"])
     k = fusion["vectors"]["g"].shape[1]
     assert fusion["standardised"].shape == (n, 4 * k + 2)  # [global, heatmap, right, left, present]
-    cam = fc.latest(synthetic_run / "features", "fusion-cam")["cam"]
+    cam = fc.current(synthetic_run / "features", "fusion-cam")["cam"]
     assert cam.shape[0] == n and float(cam.max()) <= 1.0 + 1e-3
 
 
@@ -61,6 +63,12 @@ def test_a_new_tau_makes_a_new_crop_cache_entry(synthetic_run, phantom_root):
     default = pipe.heatmap_crops(gfeat, tau=0.75)["boxes"]
     default_areas = (default[:, 2] - default[:, 0]) * (default[:, 3] - default[:, 1])
     assert bool((areas >= default_areas - 1e-6).all())  # smaller tau, larger (or equal) crop
+    # The dashboard still shows the crops of the run's own tau (0.75), though tau 0.3 was cached last.
+    assert not bool((areas == default_areas).all())  # else this check could not tell the two apart
+    rv = RunView(synthetic_run.parent, synthetic_run.name)
+    row = {s.key: i for i, s in enumerate(pipe.ds.slices)}
+    for k in rv.predictions.key:
+        assert rv.heatmap_box(k).as_list() == pytest.approx(default[row[k]].tolist())
 
 
 def test_trained_run_answers_a_new_slice_and_a_tau_change(synthetic_run, phantom_root):

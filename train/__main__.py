@@ -14,6 +14,7 @@ COMMANDS = {
     "global": ("train.global_branch", "train the global branch (Stage I)"),
     "evaluate": ("train.evaluate", "evaluate every trained branch of a run"),
     "audit": ("train.audit", "audit a data set for near-duplicates and patient leakage"),
+    "check-data": ("train.check_data", "check a --data-root's layout and file counts before training"),
     "infnet": ("train.infnet", "infection segmenter (Inf-Net) + Algorithm 1 pseudo-label rounds"),
     "pipeline": ("train.pipeline", "Algorithm 2: every branch end to end (G-H-I-F)"),
     "predict": ("train.predict", "run a trained pipeline on new slice files"),
@@ -25,6 +26,8 @@ COMMANDS = {
     "gpu-run": ("train.gpu_run", "the paper's tables at paper scale on one GPU, planned to a time budget"),
     "shortcut": ("train.shortcut", "shortcut audit: lungs blanked / lungs only, external slices, localisation"),
     "lungs": ("train.lungs", "classical lung fields over every slice: coverage, lesion recall, slices not found"),
+    "verdicts": ("train.verdicts", "reviewers' verdicts per slice (dashboard) as CSV"),
+    "report": ("train.report", "a Markdown report of run folders (metrics, audits, timings), generated"),
 }
 
 

@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
+import types
+import typing
 
 import torch
 
@@ -13,21 +16,121 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
                         "omitted: the embedded synthetic phantom data set")
 
 
-def add_run_args(p: argparse.ArgumentParser) -> None:
+def add_run_args(p: argparse.ArgumentParser, schedule: bool = True) -> None:
+    """--seed --device --no-progress, and with `schedule` --epochs --batch-size (recipe overrides;
+    a command whose schedule is a config dataclass derives those from its fields instead)."""
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1 ...")
-    p.add_argument("--epochs", type=int, default=None, help="override the recipe's epoch count")
-    p.add_argument("--batch-size", type=int, default=None)
+    if schedule:
+        p.add_argument("--epochs", type=int, default=None, help="override the recipe's epoch count")
+        p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--no-progress", action="store_true", help="no progress bars (logs only)")
 
 
-def rounds_arg(text: str) -> int | None:
-    """--max-rounds / --seg-max-rounds: a number of Algorithm 1 rounds, or 'all' (None: until the pool is empty)."""
-    if text == "all":
-        return None
-    if not text.isdigit():
-        raise argparse.ArgumentTypeError(f"expected a number of rounds or 'all', got {text!r}")
-    return int(text)
+# ------------------------------------------------------------------ flags derived from a dataclass
+
+def _none_words(f: dataclasses.Field) -> tuple[str, ...]:
+    words = f.metadata.get("none", ("none",))
+    return (words,) if isinstance(words, str) else tuple(words)
+
+
+def _value_parser(kind: type, none_words: tuple[str, ...], flag: str):
+    """str -> kind; one of `none_words` -> None (an optional setting)."""
+    def parse(text: str):
+        if text.strip().lower() in none_words:
+            return None
+        try:
+            return kind(text)
+        except ValueError:
+            alt = f" or {'/'.join(repr(w) for w in none_words)}" if none_words else ""
+            raise argparse.ArgumentTypeError(f"{flag}: expected {kind.__name__}{alt}, got {text!r}") from None
+    parse.__name__ = kind.__name__
+    return parse
+
+
+def _tuple_parser(item: type, length: int | None, none_words: tuple[str, ...], flag: str):
+    """'a,b,...' -> a tuple of `item` (`length` of them when fixed); one of `none_words` -> None."""
+    one = _value_parser(item, (), flag)
+
+    def parse(text: str):
+        if text.strip().lower() in none_words:
+            return None
+        values = tuple(one(v.strip()) for v in text.split(",") if v.strip())
+        if length is not None and len(values) != length:
+            raise argparse.ArgumentTypeError(f"{flag}: expected {length} comma-separated values, got {text!r}")
+        return values
+    parse.__name__ = "list"
+    return parse
+
+
+def _show(value, none_words) -> str:
+    if value is None:
+        return none_words[0] if none_words else "none"
+    if isinstance(value, tuple):
+        return ",".join(str(v) for v in value)
+    return str(value)
+
+
+def add_config_args(p: argparse.ArgumentParser, cls, prefix: str = "", skip=(), defaults: dict | None = None,
+                    title: str | None = None) -> None:
+    """One flag --{prefix}{field-name-with-dashes} per field of the dataclass `cls`, typed by its
+    annotation (int, float, str; bool: --x/--no-x; tuple: a comma list; Optional: also its "none"
+    words, metadata "none", default 'none'), help = metadata "help", choices = metadata "choices",
+    metavar = metadata "metavar",
+    default = the field's default (`defaults`: a command's own overrides by field name, shown in
+    --help). `config_from_args` turns the parsed flags back into `cls`."""
+    hints = typing.get_type_hints(cls)
+    group = p.add_argument_group(title) if title else p
+    own = dict(defaults or {})
+    unknown = sorted(set(own) - {f.name for f in dataclasses.fields(cls)})
+    if unknown:
+        raise TypeError(f"defaults: not a {cls.__name__} field: {', '.join(unknown)}")
+    for f in dataclasses.fields(cls):
+        if f.name in skip:
+            continue
+        flag = "--" + prefix + f.name.replace("_", "-")
+        dest = (prefix + f.name).replace("-", "_")
+        default = own[f.name] if f.name in own else \
+            f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        kind, optional = hints[f.name], False
+        if typing.get_origin(kind) in (typing.Union, types.UnionType):
+            args = [a for a in typing.get_args(kind) if a is not type(None)]
+            optional, kind = len(args) < len(typing.get_args(kind)), args[0]
+        none_words = _none_words(f) if optional else ()
+        help_ = f.metadata.get("help", "")
+        if kind is bool:
+            group.add_argument(flag, dest=dest, action=argparse.BooleanOptionalAction, default=default,
+                               help=f"{help_} (default: {'on' if default else 'off'})")
+            continue
+        if typing.get_origin(kind) is tuple:
+            items = typing.get_args(kind)
+            fixed = None if len(items) == 2 and items[1] is Ellipsis else len(items)
+            parse, metavar = _tuple_parser(items[0], fixed, none_words, flag), "A,B" if fixed == 2 else "A,B,..."
+        else:
+            parse, metavar = _value_parser(kind, none_words, flag), None
+        metavar = f.metadata.get("metavar", metavar)
+        extra = {"choices": f.metadata["choices"]} if "choices" in f.metadata and not optional else {}
+        group.add_argument(flag, dest=dest, type=parse, default=default, metavar=metavar,
+                           help=f"{help_} (default: {_show(default, none_words)})".replace("%", "%%"), **extra)
+
+
+def config_from_args(args: argparse.Namespace, cls, prefix: str = "", base=None, **changes):
+    """The `cls` the flags of `add_config_args(p, cls, prefix)` describe: `base` (default cls()) with
+    every such flag's value, then `changes`. A value the dataclass refuses (ValueError) is a
+    UsageError naming the flag when the error names its field (`.field`)."""
+    from core.errors import UsageError
+
+    values = {}
+    for f in dataclasses.fields(cls):
+        dest = (prefix + f.name).replace("-", "_")
+        if hasattr(args, dest):
+            values[f.name] = getattr(args, dest)
+    try:
+        return dataclasses.replace(cls() if base is None else base, **values, **changes)
+    except ValueError as e:
+        name = getattr(e, "field", None)
+        flag = f"--{prefix}{name.replace('_', '-')}: " if name and name not in changes else ""
+        raise UsageError(f"{flag}{e}") from None
 
 
 def pick_device(name: str) -> torch.device:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 
+from core.errors import UsageError
 from core.predictions import evaluate_run
 from core.runfolder import RunFolder
 
@@ -26,7 +27,7 @@ def run(args) -> dict:
             if not 0 <= float(args.threshold) <= 1:
                 raise ValueError
         except ValueError:
-            raise SystemExit(f"--threshold must be 'val' or a number in [0, 1], got {args.threshold!r}")
+            raise UsageError(f"--threshold must be 'val' or a number in [0, 1], got {args.threshold!r}")
     out = evaluate_run(folder, args.split, n_boot=args.bootstrap, threshold=args.threshold)
     if folder.config.get("synthetic"):
         out = {"data": "synthetic phantoms (not a real-data result)", **out}

@@ -12,12 +12,15 @@ import json
 from dataclasses import asdict
 
 from core.backbones import BACKBONES
+from core.errors import UsageError
 from core.harmonise import DEFAULT_INPUT, INPUT_MODES
-from core.pipeline import Pipeline, PipelineConfig
+from core.config import PipelineConfig
+from core.pipeline import Pipeline
 from core.recipes import DEFAULT_RECIPE, RECIPES
 from core.runfolder import RunFolder
+from core.second_source import SOURCES
 from core.slices import resolve_data_root
-from core.trainer import is_main
+from core.runtime import is_main
 
 from .common import add_data_args, add_run_args, init_distributed, pick_device
 
@@ -32,6 +35,9 @@ def add_model_args(p) -> None:
                         "knowledge guidance")
     p.add_argument("--input", default=DEFAULT_INPUT, choices=INPUT_MODES,
                    help="what the networks see: the harmonised lung field, or the whole slice (core/harmonise.py)")
+    p.add_argument("--second-source", default=PipelineConfig.second_source, choices=SOURCES,
+                   help="semiseg-volumes: the global branch also trains on COVID-SemiSeg's CT volumes, both classes "
+                        "from one source, labelled by the segmenter (core/second_source.py)")
     p.add_argument("--out", required=True, help="run folder, e.g. runs/lite0")
     p.add_argument("--resume", action="store_true", help="continue a killed run from its last checkpoint")
     p.add_argument("--image-size", type=int, default=224, help="side of the slice fed to the backbones")
@@ -49,13 +55,14 @@ def open_pipeline(args, **cfg_extra) -> Pipeline:
     init_distributed(device)
     data_root, synthetic = resolve_data_root(args.data_root)
     run = RunFolder(args.out, create=True)
-    cfg = PipelineConfig(backbone=args.backbone, init=args.init, recipe=args.recipe, input=args.input, seed=args.seed,
-                         epochs=args.epochs, batch_size=args.batch_size, image_size=args.image_size,
-                         hires_size=2 * args.image_size, **cfg_extra)
+    cfg = PipelineConfig(backbone=args.backbone, init=args.init, recipe=args.recipe, input=args.input,
+                         second_source=args.second_source, seed=args.seed, epochs=args.epochs,
+                         batch_size=args.batch_size, image_size=args.image_size, hires_size=2 * args.image_size,
+                         **cfg_extra)
     if is_main():
         previous = run.config.get("pipeline")
         if previous and not args.resume and previous != asdict(cfg):
-            raise SystemExit(f"{run.path} was trained with another configuration; pass --resume to continue it "
+            raise UsageError(f"{run.path} was trained with another configuration; pass --resume to continue it "
                              "as it was, or choose another --out")
         run.update_config(data_root=str(data_root), synthetic=synthetic, pipeline=asdict(cfg), device=str(device))
     return Pipeline(run, data_root, cfg, device=device, progress=not args.no_progress, resume=args.resume)
@@ -64,7 +71,7 @@ def open_pipeline(args, **cfg_extra) -> Pipeline:
 def run(args) -> dict:
     pipe = open_pipeline(args, segmenter=args.segmenter)
     if pipe.run.has_stage("global") and (pipe.run.stage("global") / "summary.json").exists() and not args.resume:
-        raise SystemExit(f"{pipe.run.path}/global already holds a trained model; choose another --out")
+        raise UsageError(f"{pipe.run.path}/global already holds a trained model; choose another --out")
     model = pipe.global_model()
     pipe._probs("global", model, {"image": pipe.ds.images}, ("image",), precision=pipe.recipe.precision)
     summary = json.loads((pipe.run.stage("global") / "summary.json").read_text())

@@ -50,13 +50,13 @@ MARGIN = 1.15  # estimates are multiplied by this before they are compared with 
 
 
 def add_args(p):
-    from core.pipeline import PipelineConfig
     from core.harmonise import DEFAULT_INPUT, INPUT_MODES
+    from core.config import PipelineConfig
     from core.recipes import DEFAULT_RECIPE
+    from core.segmentation import SegConfig
 
-    from .common import rounds_arg
+    from .common import add_config_args
 
-    seg = PipelineConfig().seg
     p.add_argument("--pack", required=True, help="a data pack (python -m train pack), or any data root")
     p.add_argument("--budget-min", type=float, default=8.0, help="minutes for everything, writing included")
     p.add_argument("--out", required=True, help="folder for the tables, timings and run summaries")
@@ -77,11 +77,6 @@ def add_args(p):
     p.add_argument("--selfsup-min-epochs", type=int, default=30, help="fewer than this: Self-Trans runs are dropped")
     p.add_argument("--selfsup-share", type=float, default=0.3, help="most of the budget one backbone's Self-Trans may take")
     p.add_argument("--selfsup-batch", type=int, default=256)
-    p.add_argument("--seg-size", type=int, default=seg["size"])
-    p.add_argument("--seg-epochs", type=int, default=seg["epochs"])
-    p.add_argument("--seg-max-rounds", type=rounds_arg, default=seg["max_rounds"], help="a number, or 'all'")
-    p.add_argument("--seg-steps-per-round", type=int, default=seg["steps_per_round"])
-    p.add_argument("--seg-polish-epochs", type=int, default=seg["polish_epochs"])
     p.add_argument("--calibration-steps", type=int, default=10)
     p.add_argument("--shortcut-limit", type=int, default=None, help="slices per set for the shortcut audit")
     p.add_argument("--shortcut-seconds", type=float, default=60.0,
@@ -89,6 +84,10 @@ def add_args(p):
     p.add_argument("--workers", type=int, default=None, help="processes that decode the slices up front")
     p.add_argument("--grace-s", type=float, default=30.0, help="past the budget by this much: write and exit")
     p.add_argument("--device", default="auto")
+    # The shared segmenter: one --seg-* flag per SegConfig field. One default of this command's own:
+    # the segmenter trains in bf16 here (the GPU's fast path; --seg-precision fp32 to change it).
+    add_config_args(p, SegConfig, prefix="seg-", defaults={"precision": "bf16"},
+                    title="segmenter, Algorithm 1 (core.segmentation.SegConfig)")
 
 
 # ----------------------------------------------------------------------------------------- the plan
@@ -280,7 +279,7 @@ def warm_caches(root: Path, cfg, selfsup: bool, workers: int) -> dict:
         ct_tasks = [("stack", ct, size, None) for size in (cfg.image_size, cfg.hires_size)]
     seg = [str(s.image) for split in ("train", "test") for s in read_labelled(root, split)]
     seg += [str(p) for _, p in unlabelled_pool(root)]
-    tasks = ct_tasks + [("stack", seg, cfg.seg["size"], None)]
+    tasks = ct_tasks + [("stack", seg, cfg.seg.size, None)]
     if selfsup:
         tasks.append(("stack", [str(p) for p in selfsup_paths(root)], cfg.image_size, None))
     chunks = [(w, paths[i:i + 64], size, mode) for w, paths, size, mode in tasks for i in range(0, len(paths), 64)]
@@ -302,7 +301,8 @@ def calibrate(backbones, image_size, batch_size, recipe_name, device, steps: int
     from core.backbones import build_backbone
     from core.models import SliceClassifier
     from core.recipes import get_recipe
-    from core.trainer import autocast, prepare
+    from core.runtime import autocast
+    from core.trainer import prepare
 
     r = get_recipe(recipe_name, batch_size=batch_size)
     out = {}
@@ -395,15 +395,16 @@ class Runner:
         self.s.stages.append({"stage": name, "start_s": round(t0 - self.s.t0, 1), "seconds": round(t1 - t0, 1),
                               "gpu_util_mean": util, "detail": detail or {}})
 
-    def seg_config(self) -> dict:
-        from core.pipeline import PipelineConfig
+    def seg_config(self):
+        """The segmenter's SegConfig from the --seg-* flags (recorded in every run's config)."""
+        from core.segmentation import SegConfig
 
-        a = self.s.args
-        return {**PipelineConfig().seg, "size": a.seg_size, "epochs": a.seg_epochs, "max_rounds": a.seg_max_rounds,
-                "steps_per_round": a.seg_steps_per_round, "polish_epochs": a.seg_polish_epochs}
+        from .common import config_from_args
+
+        return config_from_args(self.s.args, SegConfig, prefix="seg-")
 
     def config(self, job: Job):
-        from core.pipeline import PipelineConfig
+        from core.config import PipelineConfig
 
         a = self.s.args
         init = str(self.work / "selftrans" / f"{job.backbone}.pt") if job.init == "selftrans" else job.init
@@ -415,14 +416,12 @@ class Runner:
 
     # ---- jobs
     def segmenter(self, job: Job) -> None:
-        from core.pipeline import SEG_ARGS
         from core.segmentation import semi_supervised
 
         folder = self.work / "infnet"
         if not (folder / "best.pt").exists():
-            s = self.seg_config()
-            metrics = semi_supervised(self.root, folder, seed=0, device=self.device, progress=False, log=self.quiet,
-                                      precision="bf16", **{k: s[k] for k in SEG_ARGS if k in s})
+            metrics = semi_supervised(self.root, folder, self.seg_config(), seed=0, device=self.device, progress=False,
+                                      log=self.quiet)
             job.note = f"Dice {metrics['final']['dice']:.3f} (test, labelled slices), {metrics['rounds']} rounds"
         self.seg_ckpt = folder / "best.pt"
         _copy_small(folder, self.s.out / "runs" / "infnet")
@@ -465,7 +464,9 @@ class Runner:
         from core.pipeline import Pipeline
         from core.runfolder import RunFolder
 
-        from .reproduce import finished, run_rows
+        from core.tables import run_rows
+
+        from .reproduce import finished
 
         path = self.work / "runs" / job.name
         if finished(path, job.backbone, job.strategy):
@@ -738,7 +739,7 @@ def run(args):
     print(f"gpu-run: pack {s.pack['summary']}", flush=True)
     _check_imports(args.backbones.split(","))
 
-    from core.pipeline import PipelineConfig
+    from core.config import PipelineConfig
     from train.common import pick_device
 
     device = pick_device(args.device)
@@ -830,5 +831,7 @@ def _check_imports(backbones) -> None:
         except ImportError:
             missing.append(mod)
     if missing:
-        raise SystemExit(f"missing {', '.join(missing)}: install the pack's wheels first "
-                         "(pip install --no-index --find-links PACK/wheels ..., as bench/gpu_run.sh does)")
+        # Not core.errors.UsageError: importing core may need the very packages that are missing.
+        print(f"error: missing {', '.join(missing)}: install the pack's wheels first "
+              "(pip install --no-index --find-links PACK/wheels ..., as bench/gpu_run.sh does)", file=sys.stderr)
+        raise SystemExit(2)

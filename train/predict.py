@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 
+from core.errors import UsageError
 from core.imaging import ImageReadError, read_slice
 from core.inference import TrainedRun
 
@@ -26,7 +27,7 @@ def add_args(p):
 
 def run(args) -> int:
     if args.tau is not None and not 0 <= args.tau <= 1:
-        raise SystemExit(f"--tau must lie in [0, 1], got {args.tau}")
+        raise UsageError(f"--tau must lie in [0, 1], got {args.tau}")
     tr = TrainedRun.load(args.run, device=pick_device(args.device))
     failed = 0
     for f in args.files:

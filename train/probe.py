@@ -24,7 +24,7 @@ def add_args(p):
 
 def run(args) -> dict:
     folder = RunFolder(args.run)
-    cached = fc.latest(folder.features_dir, "fusion")
+    cached = fc.current(folder.features_dir, "fusion")
     if cached is None:
         raise RunError(f"{folder.path}: no fusion feature cache; run `python -m train pipeline` to the end first")
     preds = read_predictions(folder).set_index("key").loc[list(cached["keys"])]

@@ -21,20 +21,21 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from core.checkpoint import atomic_write_text
-from core.pipeline import Pipeline, PipelineConfig
-from core.predictions import evaluate_run
+from core.errors import UsageError
+from core.config import PipelineConfig
+from core.pipeline import Pipeline
 from core.run_view import paper_results
 from core.runfolder import RunFolder
+from core.segmentation import SegConfig
 from core.slices import resolve_data_root
+from core.tables import TABLE_METRICS, mean_std, run_rows, table3
 
-from .common import pick_device, rounds_arg
+from .common import add_config_args, config_from_args, pick_device
 
 TABLE12_BRANCHES = ("global", "global+infected", "global+heatmap", "fusion")
-STRATEGY_ORDER = ("GHIF", "GHI-F", "G-H-I-F")
 
 
 def add_args(p):
@@ -46,9 +47,6 @@ def add_args(p):
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--branch-epochs", type=int, default=None)
-    p.add_argument("--seg-epochs", type=int, default=40)
-    p.add_argument("--seg-max-rounds", type=rounds_arg, default=PipelineConfig().seg["max_rounds"],
-                   help="pseudo-label rounds of Algorithm 1, or 'all'")
     p.add_argument("--segmenter", default=None, help="a trained segmenter checkpoint shared by every configuration")
     p.add_argument("--image-size", type=int, default=224)
     p.add_argument("--device", default="auto")
@@ -56,11 +54,8 @@ def add_args(p):
     p.add_argument("--collect", action="store_true",
                    help="train nothing: build the tables from the configurations already finished under --out")
     p.add_argument("--no-progress", action="store_true")
-
-
-def _mean_std(values) -> str:
-    v = np.array(values, dtype=float)
-    return f"{v.mean():.3f} ± {v.std(ddof=1):.3f}" if len(v) > 1 else f"{v.mean():.3f}"
+    # the shared segmenter's settings: one --seg-* flag per SegConfig field (--seg-epochs, --seg-max-rounds ...)
+    add_config_args(p, SegConfig, prefix="seg-", title="segmenter, Algorithm 1 (core.segmentation.SegConfig)")
 
 
 def finished(path: Path, backbone: str, strategy: str) -> bool:
@@ -79,8 +74,8 @@ def run(args):
     backbones, inits = args.backbones.split(","), args.inits.split(",")
     strategies = args.strategies.split(",")
     if "selftrans" in inits and not args.selftrans_ckpt:
-        raise SystemExit("--inits selftrans needs --selftrans-ckpt (train one with `python -m train selfsup`)")
-    seg = {**PipelineConfig().seg, "epochs": args.seg_epochs, "max_rounds": args.seg_max_rounds}
+        raise UsageError("--inits selftrans needs --selftrans-ckpt (train one with `python -m train selfsup`)")
+    seg = config_from_args(args, SegConfig, prefix="seg-")
     jobs = [(b, i, "G-H-I-F", s) for b in backbones for i in inits for s in range(args.seeds)]
     jobs += [(backbones[0], inits[0], st, s) for st in strategies if st != "G-H-I-F" for s in range(args.seeds)]
     shared_seg = args.segmenter
@@ -106,21 +101,10 @@ def run(args):
         shared_seg = shared_seg or str(run_.stage("infnet") / "best.pt")
         records += run_rows(run_, backbone=backbone, init=init, strategy=strategy, seed=seed)
     if not records:
-        raise SystemExit(f"{out}: no finished configuration to tabulate")
+        raise UsageError(f"{out}: no finished configuration to tabulate")
     t12, t3 = write_tables(records, out, synthetic, first=(backbones[0], inits[0]))
     print(json.dumps({"out": str(out), "table1_2": t12.to_dict("records"), "table3": t3.to_dict("records")}))
     return 0
-
-
-def run_rows(run_: RunFolder, **cell) -> list[dict]:
-    """One row per branch of a finished run: the cell it fills (backbone, init, strategy, seed...), its
-    test-split accuracy, F1 and AUC, and where it came from."""
-    pipe = run_.config.get("pipeline", {})
-    provenance = {"run": str(run_.path.resolve()), "epochs": pipe.get("epochs"),
-                  "branch_epochs": pipe.get("branch_epochs"), "pipeline_minutes": round(run_.config["timings"]["total"] / 60, 1)}
-    metrics = evaluate_run(run_, "test", n_boot=200)
-    return [{**cell, "branch": branch, **{x: m[x]["value"] for x in ("accuracy", "f1", "auc")}, **provenance}
-            for branch, m in metrics.items()]
 
 
 def write_tables(records: list[dict], out: Path, synthetic: bool, first: tuple[str, str],
@@ -132,7 +116,7 @@ def write_tables(records: list[dict], out: Path, synthetic: bool, first: tuple[s
     df.to_csv(out / "all_runs.csv", index=False)
     t12 = _table12(df[df.strategy == "G-H-I-F"], keys)
     rest = tuple(k for k in keys if k not in ("backbone", "init"))
-    t3 = _table3(df[(df.branch == "fusion") & (df.backbone == first[0]) & (df.init == first[1])], rest)
+    t3 = table3(df[(df.branch == "fusion") & (df.backbone == first[0]) & (df.init == first[1])], rest)
     note = "synthetic phantoms (not a real-data result)\n\n" if synthetic else ""
     for name, table in (("table1_2", t12), ("table3", t3)):
         table.to_csv(out / f"{name}.csv", index=False)
@@ -161,22 +145,10 @@ def _table12(df: pd.DataFrame, keys=("backbone", "init")) -> pd.DataFrame:
         # the paper's own backbone when it reports this one, else its DenseNet169 for comparison
         hit = same[same.backbone == backbone] if (same.backbone == backbone).any() else same[same.backbone == "densenet169"]
         paper_cell = "—" if hit.empty else \
-            "/".join(f"{v:.2f}" for v in hit[["accuracy", "f1", "auc"]].iloc[0]) + f" ({hit.backbone.iloc[0]})"
-        rows.append({**cell, "seeds": len(g), **{m: _mean_std(g[m]) for m in ("accuracy", "f1", "auc")},
+            "/".join(f"{v:.2f}" for v in hit[list(TABLE_METRICS)].iloc[0]) + f" ({hit.backbone.iloc[0]})"
+        rows.append({**cell, "seeds": len(g), **{m: mean_std(g[m]) for m in TABLE_METRICS},
                      "paper acc/F1/AUC": paper_cell})
     if not rows:
         return pd.DataFrame()
     order = {b: i for i, b in enumerate(TABLE12_BRANCHES)}
     return pd.DataFrame(rows).sort_values([*keys, "branch"], key=lambda s: s.map(order) if s.name == "branch" else s)
-
-
-def _table3(df: pd.DataFrame, keys=()) -> pd.DataFrame:
-    rows = []
-    for values, part in (df.groupby(list(keys), sort=False) if keys else [((), df)]):
-        cell = dict(zip(keys, values if isinstance(values, tuple) else (values,)))
-        for strategy in STRATEGY_ORDER:
-            g = part[part.strategy == strategy]
-            if len(g):
-                rows.append({**cell, "strategy": strategy, "seeds": len(g),
-                             **{m: _mean_std(g[m]) for m in ("accuracy", "f1", "auc")}})
-    return pd.DataFrame(rows)

@@ -19,7 +19,7 @@ from core.checkpoint import atomic_write_bytes, atomic_write_text
 from core.fidelity import TOLERANCE_PX, clean
 from core.inference import TrainedRun
 from core.runfolder import RunError, RunFolder
-from core.shortcut import GlobalScorer, RunScorer, audit, summary_rows
+from core.shortcut import AUDIT_FILE, AUDIT_TABLE, GlobalScorer, RunScorer, audit, summary_rows
 
 from .common import pick_device
 
@@ -46,10 +46,11 @@ def run(args):
         raise RunError(f"{run_folder.path}: no trained global branch to audit")
     result = clean(audit(run_folder, args.data_root, scorer, limit=args.limit, tolerance_px=args.tolerance_px,
                          progress=not args.no_progress, external_split=args.external_split))
-    name = "shortcut" if args.external_split == "test" else f"shortcut-{args.external_split}"
+    stem = AUDIT_FILE.removesuffix(".json")
+    name = stem if args.external_split == "test" else f"{stem}-{args.external_split}"
     atomic_write_text(run_folder.path / f"{name}.json", json.dumps(result, indent=1))
     buf = io.StringIO()
     pd.DataFrame(summary_rows(result)).to_csv(buf, index=False)
-    atomic_write_bytes(run_folder.path / f"{name}.csv", buf.getvalue().encode())
+    atomic_write_bytes(run_folder.path / (AUDIT_TABLE if name == stem else f"{name}.csv"), buf.getvalue().encode())
     print(json.dumps(result))
     return 0

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import torch
 
-from ..attention import eq1_map
 from .base import CamMethod
 
 
@@ -11,5 +10,6 @@ class Eq1Cam(CamMethod):
     name = "eq1"
 
     @torch.no_grad()
-    def __call__(self, images01):
-        return eq1_map(self.classifier.backbone.features(images01))
+    def raw(self, images01):
+        """S(x, y) = sum_k f_k(x, y); the base class's min-max scaling makes it Eq. 1 (core.attention.eq1_map)."""
+        return self.classifier.backbone.features(images01).float().sum(dim=1)

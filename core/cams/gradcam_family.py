@@ -26,7 +26,8 @@ class _GradCamLibrary(CamMethod):
             self._cam.activations_and_grads.release()
             self._cam = None
 
-    def __call__(self, images01):
+    def raw(self, images01):
+        """The library's map, already at the input's size."""
         from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
         if self._cam is None:

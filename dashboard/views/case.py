@@ -1,7 +1,10 @@
-"""Case: one slice, every branch's probability, its attention map with a live tau, lesions, fusion CAM, neighbours."""
+"""Case: one slice, every branch's probability, its attention map with a live tau, lesions, fusion CAM, neighbours,
+the reviewer's verdict."""
 import streamlit as st
 
-from dashboard import data, ui
+from core.feature_cache import CacheError
+
+from dashboard import data, report_ui, ui, verdicts_ui
 
 ctx = ui.current()
 df = ctx.df
@@ -39,9 +42,9 @@ st.markdown(f"**truth** {truth} · **prediction** ({ctx.rv.decision_branch()}) {
 
 stored = {b: float(r[f"p_{b}"]) for b in order}
 try:
-    ui.out_of_range_note(ctx.rv, data.fusion_input(ctx.rv, key))
-except Exception:  # no fusion features (a partial run): nothing to compare
-    pass
+    ui.out_of_range_note(ctx.rv, ctx.rv.fusion_input(key))
+except (FileNotFoundError, ValueError, CacheError) as exc:  # a partial run: no fusion features for this slice
+    st.caption(f"No range check of the fusion-layer input: {exc}")
 try:
     imgs = data.case_images(ctx.runs, ctx.name, ctx.stamp, key)
 except Exception as exc:
@@ -50,28 +53,38 @@ except Exception as exc:
 
 top_l, top_r = st.columns([1, 1.4])
 with top_l:
-    st.image(imgs["slice"], width=300, caption="slice, as the run sees it"
-             + (" (its lung field, harmonised)" if ctx.rv.input_mode == "lungs" else ""))
+    if "lung_field" in imgs:
+        st.image(imgs["lung_field"], width=300, caption="slice as the run sees it (its lung field, harmonised); "
+                 "the lung field outlined in cyan")
+    else:
+        st.image(imgs["slice"], width=300, caption="slice, as the run sees it")
 with top_r:
     st.markdown("**Every branch's probability** (stored, from the run's predictions)")
-    st.plotly_chart(ui.prob_chart(data.probs_frame(stored, order)), width="stretch", config=ui.SMALL_CHART_CONFIG,
+    st.plotly_chart(ui.prob_chart(ui.probs_frame(stored, order)), width="stretch", config=ui.SMALL_CHART_CONFIG,
                     key="case_probs")
     with st.expander("as a table"):
-        st.dataframe(data.probs_frame(stored, order), hide_index=True, width="stretch",
+        st.dataframe(ui.probs_frame(stored, order), hide_index=True, width="stretch",
                      column_config={"p(COVID)": st.column_config.NumberColumn(format="%.4f")})
+
+other = ui.comparison()
+if other is not None:
+    ui.comparison_case(ctx, other, key, stored, order)
 
 st.subheader(f"Attention map ({ctx.cam_method}) and the tau crop")
 
 
 @st.fragment
 def tau_panel():
+    tr = a = None
     try:
         tr = ctx.trained()
         a = data.analysis(ctx.runs, ctx.name, ctx.stamp, key)
     except Exception as exc:
         st.error(f"Live re-scoring is unavailable for this run: {exc}")
-        return
-    ui.tau_controls(tr, a, stored, ctx.tau, "tau", order)
+    else:
+        ui.tau_controls(tr, a, stored, ctx.tau, "tau", order)
+    # In the fragment, so the report follows the slider (a slider move reruns only this panel).
+    report_ui.report_buttons(ctx, key, stored, st.session_state.get("tau", ctx.tau), tr, a)
 
 
 tau_panel()
@@ -92,3 +105,6 @@ for col, (nk, dist) in zip(cols, neighbours):
         st.image(data.thumbnail(ctx.runs, ctx.name, ctx.stamp, nk), width="stretch")
         st.caption(f"{nk.split('/')[-1]} · {'COVID' if nr.label == 1 else 'non-COVID'} · p={nr.p:.2f} · d={dist:.1f}")
         st.button("Open", key=f"nb_{nk}", on_click=_open, args=(nk,), width="stretch")
+
+st.subheader("Reviewer's verdict")
+verdicts_ui.verdict_form(ctx, key, "case")

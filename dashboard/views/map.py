@@ -5,9 +5,11 @@ from core.run_view import RunView
 
 from dashboard import data, ui
 from dashboard.components.scatter3d import scatter3d
+from dashboard.map_args import CHANGED, COLOUR_BY, map_points
 
 ctx = ui.current()
-df = ctx.df
+other = ui.comparison()
+df = ctx.df if other is None else data.with_changed(ctx, other)
 
 st.title("Feature map")
 c1, c2, c3 = st.columns(3)
@@ -16,17 +18,18 @@ method = c1.radio("Embedding", ["tsne", "umap"], horizontal=True, key="map_metho
 which = c2.selectbox("Features", list(RunView.FEATURE_SETS), key="map_features",
                      format_func=lambda w: {"fusion": "fusion layer (all branches)", "global": "global branch",
                                             "heatmap": "heatmap branch", "infected": "infected branch (lung crops)"}[w])
-colour_by = c3.selectbox("Colour by", list(data.COLOUR_BY), key="map_colour")
+colour_by = c3.selectbox("Colour by", [*COLOUR_BY, *([CHANGED] if other else [])], key="map_colour",
+                         help="A second run picked in the sidebar adds: its decision differs from this run's")
 
 try:
     xyz = data.embedding(ctx.runs, ctx.name, ctx.stamp, method, which)
-    keys = data.feature_keys(ctx.rv)
+    keys = ctx.rv.feature_keys
     thumbs = data.hover_images(ctx.runs, ctx.name, ctx.stamp)
 except Exception as exc:
     st.error(f"The 3D map of this run cannot be drawn: {exc}")
     st.stop()
 
-args = data.map_points(df, keys, xyz, colour_by, thumbs)
+args = map_points(df, keys, xyz, colour_by, thumbs)
 st.caption(f"{len(keys)} slices · {method.upper() if method == 'umap' else 't-SNE'} of the standardised "
            f"{which} features (computed once, cached in the run folder). Hover a point to see the slice, its "
            "fusion CAM and its infected-region overlay; click it to open the Case view.")

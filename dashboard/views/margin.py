@@ -1,13 +1,15 @@
-"""Margin review: slices nearest the decision boundary first, filtered; each opens in the Case view."""
+"""Margin review: slices nearest the decision boundary first, filtered (reviewers' verdicts too); each opens in
+the Case view, where a verdict is recorded. The verdicts download as CSV."""
 import math
 
 import streamlit as st
 
-from dashboard import data, ui
+from dashboard import data, ui, verdicts_ui
 from dashboard.filters import FILTERS, filter_cases
 
 ctx = ui.current()
-df = ctx.df
+other = ui.comparison()
+df = ctx.df if other is None else data.with_changed(ctx, other)
 decision = ctx.rv.decision_branch()
 
 st.title("Margin review")
@@ -19,10 +21,24 @@ splits = f2.multiselect("Split", data.splits(df), default=data.splits(df), key="
 disagree = f3.checkbox("branches disagree", key="margin_disagree",
                        help="Only slices where the branches do not all predict the same class")
 descending = f4.checkbox("largest margin first", key="margin_desc")
+changed = other is not None and st.checkbox(
+    f"decision changed in {other.name}", key="margin_changed",
+    help="Only slices both runs scored whose decision differs between them")
+if other is not None:
+    st.caption(ui.coverage_note(ctx, other))
+verdicts = verdicts_ui.latest(ctx)  # None: the database cannot be read (the page says so and goes on)
+v1, v2 = st.columns([3.9, 1])
+chosen = v1.multiselect("Reviewer's verdict", [verdicts_ui.NO_VERDICT, *verdicts_ui.VERDICTS], key="margin_verdicts",
+                        placeholder="any", disabled=verdicts is None)
+if verdicts is None:
+    verdicts, chosen = {}, []
+v2.download_button("Download verdicts CSV", verdicts_ui.csv_of(verdicts), file_name=f"verdicts-{ctx.name}.csv",
+                   mime="text/csv", key="margin_csv", width="stretch", on_click="ignore", disabled=not verdicts,
+                   help="the verdict in force per slice of this run")
 
-cases = filter_cases(df, show, splits, disagree, descending)
+cases = verdicts_ui.by_verdict(filter_cases(df, show, splits, disagree, descending, changed), verdicts, chosen)
 n = len(cases)
-st.markdown(f"**{n} cases**" + (f" (of {len(df)})" if n != len(df) else ""))
+st.markdown(f"**{n} {'case' if n == 1 else 'cases'}**" + (f" (of {len(df)})" if n != len(df) else ""))
 
 PER_PAGE = 24
 pages = max(1, math.ceil(n / PER_PAGE))
@@ -40,6 +56,8 @@ for start in range(0, len(shown), COLS):
             colour = "green" if r.correct else "red"
             st.markdown(f"**p = {r.p:.3f}** · :{colour}[{r.outcome}]")
             st.caption(f"{r.key.split('/')[-1]} · {r.split} · margin {r.margin:.3f}")
+            if r.key in verdicts:
+                st.caption(f"verdict: {verdicts[r.key]['verdict']}")
             if st.button("Open case", key=f"open_{r.key}", width="stretch"):
                 ui.open_case(r.key)
 if n == 0:

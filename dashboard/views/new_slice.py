@@ -1,8 +1,12 @@
 """New slice: upload a PNG/JPEG/DICOM/NIfTI slice, run every branch on it, place it in the 3D map."""
 import streamlit as st
 
-from dashboard import data, ui
+from core.feature_cache import CacheError
+from core.imaging import ImageReadError
+
+from dashboard import data, ui, uploads
 from dashboard.components.scatter3d import scatter3d
+from dashboard.map_args import map_points
 
 ctx = ui.current()
 df = ctx.df
@@ -13,7 +17,7 @@ st.caption("The file is read in memory (its name is only shown, never used as a 
            "selected run: every branch's probability, the attention map and tau crop, the infected regions, "
            "the fusion CAM, and its place in the run's 3D feature map.")
 up = st.file_uploader("CT slice: PNG, JPEG, DICOM (.dcm) or NIfTI (.nii, .nii.gz), up to 50 MB",
-                      type=data.UPLOAD_TYPES, key="upload")
+                      type=uploads.UPLOAD_TYPES, key="upload")
 if up is None:
     st.info("Upload a slice to analyse it.")
     st.stop()
@@ -21,15 +25,15 @@ if up is None:
 raw = up.getvalue()
 slice_index = None
 try:
-    if data.is_nifti(raw, up.name):
-        n = data.upload_slice_count(raw, up.name)
+    if uploads.is_nifti(raw, up.name):
+        n = uploads.upload_slice_count(raw, up.name)
         slice_index = st.slider("Axial slice of the volume", 0, n - 1, n // 2, key="nifti_slice") if n > 1 else 0
         st.caption(f"{n} axial slices in the volume")
-except data.ImageReadError as exc:
+except ImageReadError as exc:
     st.error(str(exc))
     st.stop()
 except Exception as exc:
-    st.error(f"{data.display_name(up.name)}: this file could not be read as a CT volume ({type(exc).__name__}).")
+    st.error(f"{uploads.display_name(up.name)}: this file could not be read as a CT volume ({type(exc).__name__}).")
     st.stop()
 
 try:
@@ -38,7 +42,7 @@ except Exception as exc:
     st.error(f"Run `{ctx.name}` cannot analyse new slices: {exc}")
     st.stop()
 
-result, images = data.cached_upload(st.session_state, tr, ctx.name, ctx.stamp, raw, up.name, slice_index)
+result, images = uploads.cached_upload(st.session_state, tr, ctx.name, ctx.stamp, raw, up.name, slice_index)
 if result.error:
     st.error(result.error)
     st.stop()
@@ -51,7 +55,10 @@ if p is not None:
     st.markdown(f"**{order[-1]}**: p(COVID) = {p:.3f} → **{'COVID' if p >= t else 'non-COVID'}** "
                 f"(operating point {t:.3f}, chosen on the validation split; margin {abs(p - t):.3f})")
 
-ui.out_of_range_note(ctx.rv, result.fusion_vector)
+try:
+    ui.out_of_range_note(ctx.rv, result.fusion_vector)
+except (FileNotFoundError, ValueError, CacheError) as exc:  # a partial run: no stored fusion features
+    st.caption(f"No range check of the fusion-layer input: {exc}")
 if not a.lung_found:
     st.warning("No lung field was found on this slice, so the run saw the whole slice: its input is not "
                "what it was trained on, and its probabilities deserve less trust.")
@@ -61,7 +68,7 @@ with top_l:
     st.image(images["slice"], width=300, caption="uploaded slice, as the run sees it"
              + (" (its lung field, harmonised)" if ctx.rv.input_mode == "lungs" else " (working size)"))
 with top_r:
-    probs = data.probs_frame(a.probs, order)
+    probs = ui.probs_frame(a.probs, order)
     st.plotly_chart(ui.prob_chart(probs), width="stretch", config=ui.SMALL_CHART_CONFIG, key="upload_probs")
     st.dataframe(probs, hide_index=True, width="stretch",
                  column_config={"p(COVID)": st.column_config.NumberColumn(format="%.4f")})
@@ -84,13 +91,13 @@ method = st.radio("Embedding", ["tsne", "umap"], horizontal=True, key="upload_me
                   format_func=lambda m: {"tsne": "t-SNE", "umap": "UMAP"}[m])
 try:
     xyz = data.embedding(ctx.runs, ctx.name, ctx.stamp, method, "fusion")
-    keys = data.feature_keys(ctx.rv)
+    keys = ctx.rv.feature_keys
     thumbs = data.hover_images(ctx.runs, ctx.name, ctx.stamp)
-    pos = data.place_in_map(ctx.rv, result.fusion_vector, method)
+    pos = ctx.rv.place(result.fusion_vector, method)
 except Exception as exc:
     st.error(f"The 3D map of this run cannot be drawn: {exc}")
     st.stop()
-args = data.map_points(df, keys, xyz, "label", thumbs)
+args = map_points(df, keys, xyz, "label", thumbs)
 highlight = {"x": float(pos[0]), "y": float(pos[1]), "z": float(pos[2]), "label": "new slice",
              "text": f"{result.name} · p={p:.3f}" if p is not None else result.name, "imgs": images["thumbs"]}
 clicked = scatter3d(args["points"], groups=args["groups"], highlight=highlight, height=560,
@@ -104,7 +111,7 @@ if isinstance(clicked, dict) and clicked.get("key") in set(keys) and clicked.get
 st.markdown("**Nearest slices of the run**")
 rows = df.set_index("key")
 cols = st.columns(6)
-for col, (nk, dist) in zip(cols, data.nearest_keys(ctx.rv, result.fusion_vector, 6)):
+for col, (nk, dist) in zip(cols, ctx.rv.nearest_keys(result.fusion_vector, 6)):
     nr = rows.loc[nk]
     with col:
         st.image(data.thumbnail(ctx.runs, ctx.name, ctx.stamp, nk), width="stretch")

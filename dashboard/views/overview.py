@@ -5,6 +5,8 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from core.branch_probe import PROBE_FILE
+from core.metrics import METRICS
+from core.shortcut import AUDIT_TABLE
 from dashboard import data, ui
 
 ctx = ui.current()
@@ -19,11 +21,29 @@ st.caption(f"Backbone {pipe.get('backbone', '?')} ({pipe.get('init', '?')} init)
            f"attention {pipe.get('cam', '?')}, tau {pipe.get('tau', '?')}. Decision branch: **{decision}**. "
            "Intervals: Wilson (accuracy, sensitivity, specificity), stratified bootstrap (F1, AUC).")
 
+other = ui.comparison()
+if other is not None:
+    st.caption(f"Compared with **{other.name}**: its tables beside this run's, then the difference "
+               f"({other.name} minus {ctx.name}). " + ui.coverage_note(ctx, other))
 for split in splits:
     n = int((df.split == split).sum())
     st.subheader(f"{split} · {n} slices")
-    st.dataframe(data.metric_table(ctx.runs, ctx.name, ctx.stamp, split).drop(columns="n"), hide_index=True,
-                 width="stretch")
+    table = data.metric_table(ctx.runs, ctx.name, ctx.stamp, split).drop(columns="n")
+    if other is None:
+        st.dataframe(table, hide_index=True, width="stretch")
+        continue
+    left, right = st.columns(2)
+    left.markdown(f"**{ctx.name}**")
+    left.dataframe(table, hide_index=True, width="stretch")
+    right.markdown(f"**{other.name}**")
+    if split in set(other.df.split):
+        right.dataframe(data.metric_table(other.runs, other.name, other.stamp, split).drop(columns="n"),
+                        hide_index=True, width="stretch")
+        st.markdown(f"**Difference** · {other.name} minus {ctx.name}")
+        st.dataframe(data.metric_difference(ctx, other, split), hide_index=True, width="stretch",
+                     column_config={m: st.column_config.NumberColumn(format="%+.3f") for m in METRICS})
+    else:
+        right.info(f"{other.name} has no {split} split.")
 
 st.subheader("Beside the paper")
 paper, ours = st.columns(2)
@@ -110,7 +130,7 @@ with b2:
                    "Rows of kind `baseline` are what a map with no knowledge of the slice scores.")
 
 measured_table("**Shortcut audit** · does the run read the disease, or where a slice came from?",
-               "shortcut.csv", "shortcut --data-root DATA",
+               AUDIT_TABLE, "shortcut --data-root DATA",
                "`lungs_blanked_auc`: COVID-CT test AUC from what lies outside the lungs only (a network that reads "
                "the disease stays near 0.5). `external_sensitivity`: share of the all-COVID COVID-SemiSeg test "
                "slices called COVID at the validation operating point, beside COVID-CT test specificity at that "
@@ -121,7 +141,7 @@ measured_table("**Shortcut audit** · does the run read the disease, or where a 
 st.divider()
 t1, t2 = st.columns([1.2, 1])
 with t1:
-    times = data.timings_table(rv)
+    times = rv.timings_table()
     total = rv.timings().get("total")
     st.subheader("Stage timings" + (f" · {total:.1f} s in all" if total else ""))
     if times.empty:
@@ -132,7 +152,7 @@ with t1:
                           yaxis_title=None)
         st.plotly_chart(fig, width="stretch", config=ui.PLOTLY_CONFIG, key="timings")
 with t2:
-    stages = data.stage_table(rv)
+    stages = rv.stage_table()
     if not stages.empty:
         st.subheader("Trained stages")
         st.dataframe(stages, hide_index=True, width="stretch",

@@ -1,0 +1,22 @@
+"""The lesion map a run stores for every slice (the segmenter's probabilities, 112 px, 8-bit) and the
+share of the lung field it calls lesion: one definition for the pipeline, the live analysis, the
+lesion-share baseline and the second source's labels."""
+from __future__ import annotations
+
+import torch
+
+LESION_MAP_SIZE = 112  # side of the lesion-probability map a run stores
+
+
+def lesion_map_u8(prob: torch.Tensor) -> torch.Tensor:
+    """(N, h, w) lesion probabilities in [0, 1] -> the (N, 112, 112) uint8 map a run stores."""
+    small = torch.nn.functional.interpolate(prob[:, None].float(), size=(LESION_MAP_SIZE,) * 2, mode="bilinear")
+    return (small[:, 0] * 255).round().to(torch.uint8)
+
+
+def lesion_share(prob_u8: torch.Tensor, lungs_u8: torch.Tensor) -> torch.Tensor:
+    """(N, h, w) lesion probabilities and (N, 1, S, S) lung fields (uint8) -> (N,) share of the lung
+    field where the lesion probability passes 0.5."""
+    lung = torch.nn.functional.interpolate(lungs_u8.float(), size=prob_u8.shape[-2:], mode="nearest")[:, 0] > 127
+    lesion = (prob_u8 > 127) & lung
+    return lesion.flatten(1).sum(1).float() / lung.flatten(1).sum(1).clamp_min(1).float()

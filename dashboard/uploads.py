@@ -1,0 +1,98 @@
+"""Uploaded slices (the New slice page): a harmless display name, NIfTI volumes' slice count, reading and
+analysing the file without ever raising, and keeping the last upload's result in the session so a tau
+move or any other rerun does not analyse the file again.
+
+The file is read in memory; its name is only shown and used to tell .nii/.nii.gz/.dcm apart, never as a path.
+"""
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from core.imaging import ImageReadError, nifti_slice_count, read_slice_bytes, sniff_format
+
+from dashboard.data import MODEL_LOCK
+from dashboard.slice_images import analysis_images
+
+UPLOAD_TYPES = ["png", "jpg", "jpeg", "dcm", "nii", "gz"]
+_SAFE = re.compile(r"[^A-Za-z0-9._-]+")
+SESSION_KEY = "_upload_cache"
+
+
+def display_name(filename: str | None) -> str:
+    """A harmless label for an uploaded file: its base name, odd characters replaced, short."""
+    base = re.split(r"[\\/]", filename or "")[-1]
+    base = _SAFE.sub("_", base).strip("._") or "upload"
+    return base[-80:]
+
+
+def is_nifti(data: bytes, filename: str) -> bool:
+    return sniff_format(data[:400], display_name(filename)) == "nifti"
+
+
+def upload_slice_count(data: bytes, filename: str) -> int:
+    """Axial slices of an uploaded NIfTI volume (ImageReadError when it is not one)."""
+    return nifti_slice_count(data, display_name(filename))
+
+
+@dataclass
+class UploadResult:
+    error: str | None = None
+    slice01: np.ndarray | None = None
+    analysis: object = None
+    fusion_vector: np.ndarray | None = None
+    name: str = "upload"
+    digest: str = ""
+
+
+def analyse_upload(tr, data: bytes, filename: str, slice_index: int | None = None, tau: float | None = None
+                   ) -> UploadResult:
+    """Read and analyse an uploaded slice. Never raises: a bad file gives UploadResult.error."""
+    name = display_name(filename)
+    digest = hashlib.sha256(data or b"").hexdigest()[:16]
+    try:
+        img = read_slice_bytes(data, name, slice_index)
+    except ImageReadError as exc:
+        return UploadResult(error=str(exc), name=name, digest=digest)
+    except Exception as exc:  # a reader library failing in a way we did not foresee
+        return UploadResult(error=f"{name}: this file could not be read as a CT slice ({type(exc).__name__}).",
+                            name=name, digest=digest)
+    try:
+        with MODEL_LOCK:
+            a = tr.analyse(img, tau)
+            vec = tr.fusion_vector(a)
+    except Exception as exc:
+        return UploadResult(error=f"{name}: the slice was read but could not be analysed ({type(exc).__name__}).",
+                            name=name, digest=digest)
+    return UploadResult(slice01=img, analysis=a, fusion_vector=vec, name=name, digest=digest)
+
+
+def upload_images(tr, a) -> dict:
+    """slice_images.analysis_images of a live analysis, its fusion CAM computed under the model lock."""
+    with MODEL_LOCK:
+        cam = tr.fusion_cam(a)
+    return analysis_images(a, cam)
+
+
+def cached_upload(state, tr, run_name: str, run_stamp: str, raw: bytes, filename: str,
+                  slice_index: int | None) -> tuple[UploadResult, dict]:
+    """analyse_upload + its images, kept in the session (`state`) for the last upload. Returns (result,
+    images); images is {} on error."""
+    digest = hashlib.sha256(raw or b"").hexdigest()
+    k = (run_name, run_stamp, digest, slice_index)
+    hit = state.get(SESSION_KEY)
+    if hit is not None and hit[0] == k:
+        return hit[1], hit[2]
+    result = analyse_upload(tr, raw, filename, slice_index)
+    images = {}
+    if result.error is None:
+        try:
+            images = upload_images(tr, result.analysis)
+        except Exception as exc:
+            result = replace(result, error=f"{result.name}: the slice was analysed but its maps could not be drawn "
+                                           f"({type(exc).__name__}).", analysis=None)
+    state[SESSION_KEY] = (k, result, images)
+    return result, images

@@ -1,0 +1,114 @@
+"""`python -m train report`: a Markdown report generated only from run folders."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from core.predictions import BASELINES, run_metrics
+from core.runfolder import RunFolder
+from core.tables import mean_std
+from train.__main__ import main
+
+BOOT = 40
+COLUMNS = ("accuracy", "f1", "auc", "sensitivity", "specificity")
+
+
+def report(capsys, *argv) -> tuple[int, str, str]:
+    rc = main(["report", *map(str, argv), "--bootstrap", str(BOOT)])
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def rows(text: str, first: str) -> list[list[str]]:
+    """Cells of every Markdown table row whose first cell is `first`."""
+    out = []
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if line.startswith("|") and cells[0] == first:
+            out.append(cells)
+    return out
+
+
+def snapshot(root: Path) -> dict:
+    return {str(p): (p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture
+def second_run(synthetic_run, tmp_path) -> Path:
+    """The synthetic run's config and predictions under another name and seed, its probabilities changed
+    (so the two runs differ), plus a shortcut table: enough for a report."""
+    run = tmp_path / "tiny-s1"
+    run.mkdir()
+    shutil.copy(synthetic_run / "config.json", run / "config.json")
+    folder = RunFolder(run)
+    folder.update_config(pipeline={**folder.config["pipeline"], "seed": 1})
+    df = pd.read_csv(synthetic_run / "predictions.csv", keep_default_na=False)
+    df["p_global"] = (df["p_global"].astype(float) ** 2).round(6)
+    df.to_csv(run / "predictions.csv", index=False)
+    pd.DataFrame([{"branch": "global", "test_auc": 0.75, "lungs_blanked_auc": 0.5125, "lungs_only_auc": 0.625,
+                   "external_sensitivity": 0.25, "pointing": 0.4375}]).to_csv(run / "shortcut.csv", index=False)
+    return run
+
+
+def test_report_holds_the_numbers_core_computes(synthetic_run, capsys):
+    before = snapshot(synthetic_run)
+    rc, out, err = report(capsys, synthetic_run)
+    assert rc == 0, err
+    assert out.startswith("# Results")
+    assert f"`python -m train report {synthetic_run} --bootstrap {BOOT}`" in out
+    assert "synthetic phantoms (not a real-data result)" in out
+    assert "recipe `" in out and "seed `" in out and "data `synthetic phantoms" in out
+    metrics = run_metrics(RunFolder(synthetic_run), "test", n_boot=BOOT)
+    assert metrics
+    test_table = out.split("### Test split")[1].split("###")[0]
+    for branch, m in metrics.items():
+        name = f"{branch} (baseline)" if branch in BASELINES else branch
+        (cells,) = rows(test_table, name)
+        assert cells[1] == f"{m['accuracy']['value']:.3f}"
+        assert cells[2] == f"{m['f1']['value']:.3f}"
+        lo, hi = m["auc"]["ci"]
+        assert cells[3] == f"{m['auc']['value']:.3f} [{lo:.3f}, {hi:.3f}]"
+        assert cells[4] == f"{m['sensitivity']['value']:.3f}"
+        assert cells[5] == f"{m['specificity']['value']:.3f}"
+        assert cells[6] == f"{m['threshold']:.3f}"
+    assert "## Summary across runs" not in out  # one run: no summary
+    timings = RunFolder(synthetic_run).config["timings"]
+    (total,) = rows(out, "total")
+    assert total[1] == f"{timings['total'] / 60:.1f}"
+    assert snapshot(synthetic_run) == before  # reads only
+
+
+def test_two_runs_give_a_summary(synthetic_run, second_run, capsys):
+    rc, out, err = report(capsys, synthetic_run, second_run)
+    assert rc == 0, err
+    assert "## Summary across runs" in out and "## tiny-s1" in out
+    a = run_metrics(RunFolder(synthetic_run), "test", n_boot=BOOT)
+    b = run_metrics(RunFolder(second_run), "test", n_boot=BOOT)
+    summary = out.split("## Summary across runs")[1].split("Shortcut audit across runs")[0]
+    (cells,) = [r for r in rows(summary, RunFolder(synthetic_run).config["pipeline"]["recipe"]) if "global" in r]
+    at = cells.index("global")  # after the group keys (recipe, input, second source)
+    assert cells[at + 1:at + 3] == ["2", "0, 1"]
+    assert cells[at + 3:at + 8] == [mean_std([a["global"][x]["value"], b["global"][x]["value"]]) for x in COLUMNS]
+    assert " ± " in cells[at + 5]
+    # the shortcut table of the run that has one, in its section and across runs
+    assert "Shortcut audit (`shortcut.csv`" in out and "0.512" in out and "0.438" in out
+
+
+def test_out_file(synthetic_run, tmp_path, capsys):
+    target = tmp_path / "docs" / "results.md"
+    assert main(["report", str(synthetic_run), "--bootstrap", "0", "--out", str(target)]) == 0
+    out, _ = capsys.readouterr()
+    assert out == ""
+    text = target.read_text()
+    assert f"--out {target}`" in text and "## tiny" in text
+
+
+def test_a_folder_that_is_not_a_run(synthetic_run, tmp_path, capsys):
+    stray = tmp_path / "not-a-run"
+    stray.mkdir()
+    rc, out, err = report(capsys, synthetic_run, stray)
+    assert rc == 2 and out == ""
+    assert err.startswith("error: ") and str(stray) in err

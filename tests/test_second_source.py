@@ -1,0 +1,71 @@
+"""The second source (core.second_source): COVID-SemiSeg's CT volumes as both classes, labelled by the
+run's segmenter, added to the global branch's training split only."""
+from __future__ import annotations
+
+from dataclasses import asdict
+
+import pytest
+import torch
+
+from core import second_source as ss
+
+
+def test_selection_is_balanced_sure_and_seeded():
+    share = torch.tensor([0.0, 0.001, 0.2, 0.3, 0.01, 0.0, 0.5, 0.0])
+    cover = torch.tensor([0.5, 0.5, 0.5, 0.5, 0.5, 0.1, 0.5, 0.5])  # slice 5: an apex slice
+    found = torch.tensor([True, True, True, True, True, True, True, False])  # slice 7: no lung field
+    idx, labels = ss.select(share, cover, found, seed=0)
+    chosen = dict(zip(idx.tolist(), labels.tolist()))
+    assert labels.sum() == len(labels) / 2  # as many non-COVID as COVID
+    assert {i for i, y in chosen.items() if y == 1} <= {2, 3, 6} and {i for i, y in chosen.items() if y == 0} <= {0, 1}
+    assert 4 not in chosen and 5 not in chosen and 7 not in chosen  # unsure share, apex, no lung field
+    assert len(idx) == 4
+    assert torch.equal(ss.select(share, cover, found, seed=0)[0], idx)  # the run's seed draws the same rows
+    assert len(ss.select(share, cover, found, seed=0, per_class=1)[0]) == 2
+
+
+def test_global_branch_trains_on_both_sources(phantom_root, tmp_path, monkeypatch):
+    """On the phantoms: the global stage's training split gains the chosen volume slices (images, lung
+    fields, lesion masks of the COVID ones), validation stays COVID-CT's, and the run records the counts."""
+    from core import pipeline as pl
+    from core.config import PipelineConfig
+    from core.runfolder import RunFolder
+
+    monkeypatch.setattr(ss, "LESION_MIN", 0.0)  # phantom volumes: make both classes certain to exist
+    monkeypatch.setattr(ss, "CLEAR_MAX", 0.0)
+    monkeypatch.setattr(ss, "LUNG_MIN", 0.0)
+    seen = {}
+    real = pl.train_stage
+
+    def spy(model, train, val, *a, **k):
+        seen["train"], seen["val"] = train, val
+        return real(model, train, val, *a, **k)
+
+    monkeypatch.setattr(pl, "train_stage", spy)
+    run = RunFolder(tmp_path / "run", create=True)
+    cfg = PipelineConfig(recipe="guided", input="lungs", second_source="semiseg-volumes", epochs=1, batch_size=8,
+                            image_size=64, hires_size=128, lesion_size=48,
+                            seg={"size": 64, "epochs": 1, "steps_per_round": 1, "per_round": 5, "max_rounds": 1,
+                                 "polish_epochs": 0, "ignore_band": (0.2, 0.8), "labelled_share": 0.75})
+    run.update_config(data_root=str(phantom_root), synthetic=True, pipeline=asdict(cfg))
+    pipe = pl.Pipeline(run, phantom_root, cfg, progress=False)
+    pipe.global_model()
+    added = run.config["second_source_rows"]
+    n_covidct = len(pipe.split_rows("train"))
+    assert added["covid"] == added["non_covid"] > 0
+    assert len(seen["train"]) == n_covidct + 2 * added["covid"] and len(seen["val"]) == len(pipe.split_rows("val"))
+    assert set(seen["train"].inputs) == {"image", "lung", "lesion"}
+    extra = slice(n_covidct, None)
+    labels = seen["train"].labels[extra]
+    lesion = seen["train"].inputs["lesion"][extra]
+    assert lesion[labels == 0].sum() == 0  # no lesion target on a non-COVID slice
+    assert "second source (semiseg-volumes)" in (run.path / "log.txt").read_text()
+
+
+def test_unknown_second_source_is_refused(phantom_root, tmp_path):
+    from core.config import PipelineConfig
+    from core.pipeline import Pipeline
+    from core.runfolder import RunFolder
+
+    with pytest.raises(ValueError, match="unknown second source 'elsewhere'"):
+        Pipeline(RunFolder(tmp_path / "r", create=True), phantom_root, PipelineConfig(second_source="elsewhere"))
