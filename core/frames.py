@@ -15,9 +15,8 @@ import numpy as np
 import torch
 
 from .attention import Box
-from .checkpoint import atomic_write_bytes
 from .harmonise import harmonise, version
-from .image_cache import cache_dir, file_hash, load_resized, load_stack
+from .image_cache import file_hash, load_resized, load_stack, memoised
 from .imaging import read_slice
 
 
@@ -32,33 +31,29 @@ class Frames:
         return Box(*(float(v) for v in self.boxes[i]))
 
 
-_memory: dict[tuple, dict] = {}
+_FIELDS = ("image", "lung", "box", "found")
+
+
+def _npz_bytes(entry: dict) -> bytes:
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **entry)
+    return buf.getvalue()
 
 
 def _entry(path, size: int, mode: str) -> dict:
     key = (file_hash(path), size, version(mode))
-    hit = _memory.get(key)
-    if hit is not None:
-        return hit
-    disk = cache_dir() / f"{key[0]}-{size}-{key[2]}.npz"
-    entry = None
-    if disk.exists():
-        try:
-            with np.load(disk, allow_pickle=False) as z:
-                entry = {k: z[k] for k in ("image", "lung", "box", "found")}
-            if entry["image"].shape != (size, size):
-                entry = None
-        except (ValueError, OSError, EOFError, KeyError):
-            entry = None  # damaged entry: compute again and overwrite
-    if entry is None:
+
+    def read(disk):
+        with np.load(disk, allow_pickle=False) as z:
+            entry = {k: z[k] for k in _FIELDS}
+        return entry if entry["image"].shape == (size, size) else None
+
+    def compute():
         h = harmonise(read_slice(path), mode, size)
-        entry = {"image": (h.image * 255).round().astype(np.uint8), "lung": h.lung.astype(np.uint8) * 255,
-                 "box": np.array(h.box.as_list(), np.float32), "found": np.array(h.found)}
-        buf = io.BytesIO()
-        np.savez_compressed(buf, **entry)
-        atomic_write_bytes(disk, buf.getvalue())
-    _memory[key] = entry
-    return entry
+        return {"image": (h.image * 255).round().astype(np.uint8), "lung": h.lung.astype(np.uint8) * 255,
+                "box": np.array(h.box.as_list(), np.float32), "found": np.array(h.found)}
+
+    return memoised(key, f"{key[0]}-{size}-{key[2]}.npz", read, compute, _npz_bytes)
 
 
 def load_frames(paths, size: int, mode: str) -> Frames:

@@ -42,31 +42,45 @@ def resize01(img: np.ndarray, size: int) -> np.ndarray:
     return F.interpolate(t, size=(size, size), mode="bilinear", antialias=True, align_corners=False)[0, 0].clamp(0, 1).numpy()
 
 
-_memory: dict[tuple[str, int], np.ndarray] = {}
+_memory: dict[tuple, object] = {}  # every entry this process has read or made, by its key
+
+
+def memoised(key: tuple, filename: str, read, compute, encode):
+    """One cached value: from memory, else from `cache_dir()/filename` (`read(path)`; None or a read
+    error means a damaged or stale entry), else `compute()`, written back as `encode(value)` bytes."""
+    hit = _memory.get(key)
+    if hit is not None:
+        return hit
+    disk = cache_dir() / filename
+    value = None
+    if disk.exists():
+        try:
+            value = read(disk)
+        except (ValueError, OSError, EOFError, KeyError):
+            value = None  # damaged entry: compute again and overwrite
+    if value is None:
+        value = compute()
+        atomic_write_bytes(disk, encode(value))
+    _memory[key] = value
+    return value
+
+
+def _npy_bytes(arr: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, arr, allow_pickle=False)
+    return buf.getvalue()
 
 
 def load_resized(path: str | Path, size: int) -> np.ndarray:
     """(size, size) uint8 copy of a slice file, decoded at most once per content and size."""
     key = (file_hash(path), size)
-    hit = _memory.get(key)
-    if hit is not None:
-        return hit
-    disk = cache_dir() / f"{key[0]}-{size}.npy"
-    arr = None
-    if disk.exists():
-        try:
-            arr = np.load(disk, allow_pickle=False)
-            if arr.shape != (size, size) or arr.dtype != np.uint8:
-                arr = None
-        except (ValueError, OSError, EOFError):
-            arr = None  # corrupt entry: decode again and overwrite
-    if arr is None:
-        arr = (resize01(read_slice(path), size) * 255).round().astype(np.uint8)
-        buf = io.BytesIO()
-        np.save(buf, arr, allow_pickle=False)
-        atomic_write_bytes(disk, buf.getvalue())
-    _memory[key] = arr
-    return arr
+
+    def read(disk):
+        arr = np.load(disk, allow_pickle=False)
+        return arr if arr.shape == (size, size) and arr.dtype == np.uint8 else None
+
+    return memoised(key, f"{key[0]}-{size}.npy", read,
+                    lambda: (resize01(read_slice(path), size) * 255).round().astype(np.uint8), _npy_bytes)
 
 
 def load_stack(paths, size: int) -> torch.Tensor:

@@ -20,3 +20,10 @@ def lesion_share(prob_u8: torch.Tensor, lungs_u8: torch.Tensor) -> torch.Tensor:
     lung = torch.nn.functional.interpolate(lungs_u8.float(), size=prob_u8.shape[-2:], mode="nearest")[:, 0] > 127
     lesion = (prob_u8 > 127) & lung
     return lesion.flatten(1).sum(1).float() / lung.flatten(1).sum(1).clamp_min(1).float()
+
+
+def lesion_target(prob_u8: torch.Tensor, labels: torch.Tensor, size: int) -> torch.Tensor:
+    """(N, h, w) stored lesion maps and (N,) labels -> (N, 1, size, size) uint8 0/255 lesion masks for the
+    lesion-attention loss: the segmenter's lesions (p > 0.5) on COVID slices, nothing on the others."""
+    up = torch.nn.functional.interpolate(prob_u8.float()[:, None] / 255, size=(size, size), mode="bilinear")
+    return ((up > 0.5) & labels.bool()[:, None, None, None]).to(torch.uint8) * 255

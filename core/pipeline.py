@@ -33,7 +33,7 @@ from .harmonise import LEGACY_INPUT, check_mode, version
 from .lesion_crops import SIDES, lesion_crops
 from .models import SliceClassifier
 from .predictions import write_branch_probs
-from .lesion_maps import lesion_map_u8, lesion_share
+from .lesion_maps import lesion_map_u8, lesion_share, lesion_target
 from .recipes import Recipe
 from .runfolder import RunFolder
 from .second_source import SOURCES
@@ -212,10 +212,7 @@ class Pipeline:
         `boxes` (N, 4): cut each mask to its slice's box (the heatmap branch's crops)."""
         out = {"lung": self.frames.lungs}
         if recipe.guide_lesion:
-            prob = self.lesion_inputs()["prob"].float()[:, None] / 255
-            up = torch.nn.functional.interpolate(prob, size=(self.cfg.image_size,) * 2, mode="bilinear")
-            covid = self.ds.labels.bool()[:, None, None, None]
-            out["lesion"] = ((up > 0.5) & covid).to(torch.uint8) * 255
+            out["lesion"] = lesion_target(self.lesion_inputs()["prob"], self.ds.labels, self.cfg.image_size)
         if boxes is not None:
             s = self.cfg.image_size
             out = {k: torch.stack([(crop(v[i, 0], Box(*boxes[i].tolist()), s) > 0.5).to(torch.uint8) * 255

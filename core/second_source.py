@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import torch
 
 from .frames import load_frames
-from .lesion_maps import lesion_share
+from .lesion_maps import lesion_share, lesion_target
 from .semiseg import read_unlabelled
 
 SOURCES = ("none", "semiseg-volumes")
@@ -76,8 +76,7 @@ def build(data_root, size: int, mode: str, lesion_prob_u8, seed: int) -> tuple[S
     share = lesion_share(prob, frames.lungs)
     cover = (frames.lungs > 127).flatten(1).float().mean(1)
     idx, labels = select(share, cover, frames.found, seed)
-    up = torch.nn.functional.interpolate(prob[idx].float()[:, None] / 255, size=(size, size), mode="bilinear")
-    lesion = ((up > 0.5) & labels.bool()[:, None, None, None]).to(torch.uint8) * 255
+    lesion = lesion_target(prob[idx], labels, size)
     rows = SecondSource([sl[i].key for i in idx.tolist()], frames.images[idx], frames.lungs[idx], lesion, labels)
     summary = {"candidates": len(sl), "covid": int(labels.sum()), "non_covid": int((1 - labels).sum()),
                "lesion_min": LESION_MIN, "clear_max": CLEAR_MAX, "lung_min": LUNG_MIN}

@@ -289,19 +289,26 @@ def plot_legend(page, chart) -> list[str]:
     return [t.strip() for t in chart.locator(".legendtext").all_text_contents()]
 
 
+@contextmanager
+def run_session(runs: Path, log_name: str, path: str = "", run: str = "tiny-a"):
+    """A served dashboard over `runs` and a browser page on `path` with `run` picked in the sidebar.
+    Yields (page, errors): the page's JavaScript errors, for the test to assert on."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    chromium_path()
+    with streamlit_app(runs, ARTIFACTS / log_name, BOOT) as url, browser_page() as page:
+        errors = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        open_page(page, url, path)
+        choose(page, "Run", run)
+        yield page, errors
+
+
 def test_compare_runs_overview_case_and_disease(compare_runs):
     """Sidebar "Compare with" tiny-b: Overview's two tables and their difference, the slice beside
     tiny-b on the Case view, and the shortcut audit of both runs on "Does it look at the disease?"."""
     from playwright.sync_api import expect
 
-    ARTIFACTS.mkdir(exist_ok=True)
-    chromium_path()
-    with streamlit_app(compare_runs, ARTIFACTS / "browser-compare-streamlit.log", BOOT) as url, \
-            browser_page() as page:
-        errors = []
-        page.on("pageerror", lambda e: errors.append(str(e)))
-        open_page(page, url, "")
-        choose(page, "Run", "tiny-a")
+    with run_session(compare_runs, "browser-compare-streamlit.log") as (page, errors):
         choose(page, "Compare with", "tiny-b")
 
         # Overview: per split, tiny-a's table, tiny-b's table and the difference
@@ -377,14 +384,7 @@ def test_verdict_saved_and_filtered_in_margin_review(compare_runs):
     verdict = "attention outside the lungs"
     assert verdict in VERDICTS
     reviewer, note = "Dr Browser Test", "map peak on the table edge, below the lungs"
-    ARTIFACTS.mkdir(exist_ok=True)
-    chromium_path()
-    with streamlit_app(compare_runs, ARTIFACTS / "browser-verdict-streamlit.log", BOOT) as url, \
-            browser_page() as page:
-        errors = []
-        page.on("pageerror", lambda e: errors.append(str(e)))
-        open_page(page, url, "case")
-        choose(page, "Run", "tiny-a")
+    with run_session(compare_runs, "browser-verdict-streamlit.log", "case") as (page, errors):
         main = page.locator("[data-testid=stMain]")
         page.get_by_role("heading", name="Case view").wait_for(timeout=60_000)
         key = main.locator("h3 code").first.inner_text().strip()
