@@ -6,10 +6,10 @@
 PY := .venv/bin/python
 DATA ?=
 RUN ?= $(if $(DATA),runs/real-demo,runs/demo)
-# Synthetic default: a short schedule (minutes). Real data: the knowledge-guided recipe on the lung field
-# with the second source (the best measured, docs/results.md; `--recipe fast --input slice` is the one before),
-# the segmenter's default schedule and 8 epochs for the heatmap/infected branches.
-TRAIN_ARGS ?= $(if $(DATA),--data-root $(DATA) --branch-epochs 8 --recipe guided --input lungs --second-source semiseg-volumes,--epochs 8 --seg-epochs 8 --seg-max-rounds 1 --seg-steps-per-round 10 --seg-polish-epochs 2)
+# Synthetic default: a short schedule (minutes). Real data: the default recipe (`guided`, core/recipes.py:
+# lung-field input, attention penalties, the second source; `TRAIN_ARGS=... --recipe fast` is the one before)
+# and the segmenter's default schedule.
+TRAIN_ARGS ?= $(if $(DATA),--data-root $(DATA),--epochs 8 --seg-epochs 8 --seg-max-rounds 1 --seg-steps-per-round 10 --seg-polish-epochs 2)
 PORT ?= 8501
 
 .venv/.installed: requirements.txt requirements-dev.txt

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .cams import DEFAULT_CAM
-from .harmonise import DEFAULT_INPUT, LEGACY_INPUT
+from .harmonise import LEGACY_INPUT
 from .recipes import DEFAULT_RECIPE, Recipe, get_recipe
 from .segmentation import SegConfig
 
@@ -18,8 +18,9 @@ class PipelineConfig:
     backbone: str = "efficientnet_lite0"
     init: str = "imagenet"
     recipe: str = DEFAULT_RECIPE
-    # what the networks see (core.harmonise): "lungs" (the harmonised lung field) or "slice" (as it is)
-    input: str = DEFAULT_INPUT
+    # what the networks see (core.harmonise): "lungs" (the harmonised lung field) or "slice" (as it is);
+    # None: the recipe's (core.recipes), like second_source and branch_epochs
+    input: str | None = None
     seed: int = 0
     epochs: int | None = None  # override every image stage's epoch count (short schedules, tests)
     batch_size: int | None = None  # override the recipe's batch size
@@ -39,11 +40,17 @@ class PipelineConfig:
     segmenter: str | None = None  # a trained segmenter checkpoint to reuse instead of running Algorithm 1
     # "semiseg-volumes": the global branch also trains on slices of COVID-SemiSeg's CT volumes, both
     # classes from one source, labelled by the segmenter (core.second_source); "none": COVID-CT only
-    second_source: str = "none"
+    second_source: str | None = None
 
     def __post_init__(self):
         if isinstance(self.seg, dict):
             self.seg = SegConfig.from_dict(self.seg)
+        # unset run settings take the recipe's, so the saved config records what the run did
+        recipe = get_recipe(self.recipe)
+        self.input = self.input or recipe.input
+        self.second_source = self.second_source or recipe.second_source
+        if self.branch_epochs is None and self.epochs is None:  # --epochs overrides every stage
+            self.branch_epochs = recipe.branch_epochs
 
     @classmethod
     def from_saved(cls, saved: dict) -> "PipelineConfig":

@@ -32,7 +32,6 @@ from .image_cache import resize01
 from .lungs import LUNG_VERSION, LungField, lung_field
 
 INPUT_MODES = ("slice", "lungs")
-DEFAULT_INPUT = "slice"  # "lungs" did not win the shortcut audit on COVID-CT yet (README)
 LEGACY_INPUT = "slice"  # runs saved before the setting existed were fed the whole slice
 MARGIN = 0.08  # of the lung box's side, on every side
 GROW = 0.01  # lung mask dilation, as a fraction of the slice side (pleural lesions, partial-volume rim)

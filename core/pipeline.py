@@ -284,7 +284,7 @@ class Pipeline:
             rank0_first(lambda: semi_supervised(self.data_root, folder, self.cfg.seg, seed=self.cfg.seed,
                                                 device=self.device, progress=self.progress, log=self.log))
             self.timings["infnet"] = time.time() - t0
-        return load_segmenter(folder / "best.pt")
+        return load_segmenter(folder / "best.pt", device=self.device)
 
     def _adopt_segmenter(self, src: Path, folder: Path) -> None:
         import shutil

@@ -352,7 +352,7 @@ def segment(model: InfNet, images01: torch.Tensor, batch_size: int = 16, device=
     """(N,1,S,S) images (float in [0,1] or uint8) -> (N,1,S,S) float infection probabilities (CPU).
     `tta`: average with the left-right mirrored prediction."""
     device = torch.device(device) if device is not None else next(model.parameters()).device
-    model.eval()
+    model.to(device).eval()
     out = []
     for i in range(0, len(images01), batch_size):
         x = _float01(images01[i:i + batch_size]).to(device).contiguous(memory_format=torch.channels_last)

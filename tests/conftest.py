@@ -53,12 +53,15 @@ def synthetic_run(phantom_root, tmp_path_factory) -> Path:
     from core.config import PipelineConfig
 
     from core.pipeline import Pipeline
+    from core.recipes import BEFORE_GUIDANCE
     from core.runfolder import RunFolder
     from core.segmentation import SegConfig
 
     runs = tmp_path_factory.mktemp("runs")
     run = RunFolder(runs / "tiny", create=True)
-    cfg = PipelineConfig(epochs=2, batch_size=8, image_size=64, hires_size=128, lesion_size=48,
+    # the recipe before guidance (whole slice): what most engine and dashboard tests read; the default
+    # recipe's path is `guided_run`
+    cfg = PipelineConfig(recipe=BEFORE_GUIDANCE, epochs=2, batch_size=8, image_size=64, hires_size=128, lesion_size=48,
                          seg=SegConfig(size=64, epochs=3, steps_per_round=3, per_round=25, max_rounds=2,
                                        ignore_band=(0.2, 0.8), labelled_share=0.75, polish_epochs=0, tta=False))
     run.update_config(data_root=str(phantom_root), synthetic=True, pipeline=asdict(cfg))
@@ -68,18 +71,19 @@ def synthetic_run(phantom_root, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def guided_run(phantom_root, tmp_path_factory) -> Path:
-    """The knowledge-guided path end to end on the phantoms: harmonised lung-field input, recipe
-    `guided` (CAM penalties outside the lungs and off the lesions), one epoch a stage."""
+    """The default recipe's path end to end on the phantoms: `guided` (harmonised lung-field input, CAM
+    penalties outside the lungs and off the lesions, the second source), one epoch a stage."""
     from dataclasses import asdict
 
     from core.config import PipelineConfig
 
     from core.pipeline import Pipeline
+    from core.recipes import DEFAULT_RECIPE
     from core.runfolder import RunFolder
     from core.segmentation import SegConfig
 
     run = RunFolder(tmp_path_factory.mktemp("runs") / "guided", create=True)
-    cfg = PipelineConfig(recipe="guided", input="lungs", epochs=1, batch_size=8, image_size=64, hires_size=128,
+    cfg = PipelineConfig(recipe=DEFAULT_RECIPE, epochs=1, batch_size=8, image_size=64, hires_size=128,
                          lesion_size=48, seg=SegConfig(size=64, epochs=2, steps_per_round=2, per_round=25, max_rounds=1,
                                                        ignore_band=(0.2, 0.8), labelled_share=0.75, polish_epochs=0,
                                                        tta=False))

@@ -94,7 +94,7 @@ class Block:
 sys.meta_path.insert(0, Block())
 import argparse
 import core.pipeline, core.segmentation, core.selfsup, core.pack, core.inference
-import train.gpu_run, train.pack, train.reproduce, train.selfsup
+import train.gpu_run, train.pack, train.reproduce, train.selfsup, train.infnet, train.shortcut, train.probe, train.report
 train.gpu_run.add_args(argparse.ArgumentParser())
 print('ok')
 """

@@ -13,10 +13,10 @@ from dataclasses import asdict
 
 from core.backbones import BACKBONES
 from core.errors import UsageError
-from core.harmonise import DEFAULT_INPUT, INPUT_MODES
+from core.harmonise import INPUT_MODES
 from core.config import PipelineConfig
 from core.pipeline import Pipeline
-from core.recipes import DEFAULT_RECIPE, RECIPES
+from core.recipes import BEFORE_GUIDANCE, DEFAULT_RECIPE, RECIPES
 from core.runfolder import RunFolder
 from core.second_source import SOURCES
 from core.slices import resolve_data_root
@@ -31,13 +31,14 @@ def add_model_args(p) -> None:
     p.add_argument("--backbone", default="efficientnet_lite0", choices=BACKBONES)
     p.add_argument("--init", default="imagenet", help="imagenet, scratch, or a checkpoint path")
     p.add_argument("--recipe", default=DEFAULT_RECIPE, choices=sorted(RECIPES),
-                   help="training recipe (core/recipes.py); 'fast' with --input slice is the recipe before "
-                        "knowledge guidance")
-    p.add_argument("--input", default=DEFAULT_INPUT, choices=INPUT_MODES,
-                   help="what the networks see: the harmonised lung field, or the whole slice (core/harmonise.py)")
-    p.add_argument("--second-source", default=PipelineConfig.second_source, choices=SOURCES,
+                   help=f"training recipe and the run settings it is meant with (core/recipes.py); "
+                        f"'{DEFAULT_RECIPE}' is knowledge-guided, '{BEFORE_GUIDANCE}' the recipe before guidance")
+    p.add_argument("--input", default=None, choices=INPUT_MODES,
+                   help="what the networks see: the harmonised lung field, or the whole slice (core/harmonise.py); "
+                        "default: the recipe's")
+    p.add_argument("--second-source", default=None, choices=SOURCES,
                    help="semiseg-volumes: the global branch also trains on COVID-SemiSeg's CT volumes, both classes "
-                        "from one source, labelled by the segmenter (core/second_source.py)")
+                        "from one source, labelled by the segmenter (core/second_source.py); default: the recipe's")
     p.add_argument("--out", required=True, help="run folder, e.g. runs/lite0")
     p.add_argument("--resume", action="store_true", help="continue a killed run from its last checkpoint")
     p.add_argument("--image-size", type=int, default=224, help="side of the slice fed to the backbones")

@@ -47,12 +47,13 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 STAGE_FACTOR = {"G-H-I-F": 1.5, "joint": 4.0}
 FIXED_S = {"G-H-I-F": 20.0, "joint": 20.0}
 MARGIN = 1.15  # estimates are multiplied by this before they are compared with the time left
+THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
 
 def add_args(p):
-    from core.harmonise import DEFAULT_INPUT, INPUT_MODES
+    from core.harmonise import INPUT_MODES
     from core.config import PipelineConfig
-    from core.recipes import DEFAULT_RECIPE
+    from core.recipes import BEFORE_GUIDANCE, DEFAULT_RECIPE
     from core.segmentation import SegConfig
 
     from .common import add_config_args
@@ -63,11 +64,10 @@ def add_args(p):
     p.add_argument("--work", default=None, help="checkpoints and caches (default: a folder in the temp dir)")
     p.add_argument("--backbones", default="efficientnet_lite0,efficientnet_lite2")
     p.add_argument("--inits", default="imagenet,selftrans")
-    p.add_argument("--recipes", default=f"{DEFAULT_RECIPE},paper", help="the first is the headline's")
+    p.add_argument("--recipes", default=f"{DEFAULT_RECIPE},{BEFORE_GUIDANCE},paper", help="the first is the headline's")
     p.add_argument("--strategies", default="G-H-I-F,GHI-F,GHIF")
-    p.add_argument("--input", default=DEFAULT_INPUT, choices=INPUT_MODES,
-                   help="what every run's networks see (core/harmonise.py); --input lungs --recipes guided for "
-                        "the knowledge-guided runs")
+    p.add_argument("--input", default=None, choices=INPUT_MODES,
+                   help="what every run's networks see (core/harmonise.py); default: each recipe's")
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--epochs", type=int, default=None, help="override every image stage's epochs (dry runs)")
     p.add_argument("--batch-size", type=int, default=None)
@@ -160,7 +160,8 @@ class Speed:
 
         r = get_recipe(job.recipe, epochs=epochs, batch_size=batch_size)
         steps = max(1, self.n_train // r.batch_size)
-        return steps * r.epochs * (3 if job.strategy == "G-H-I-F" else 1)
+        branch = epochs or r.branch_epochs or r.epochs  # --epochs overrides every stage
+        return steps * (r.epochs + 2 * branch if job.strategy == "G-H-I-F" else r.epochs)
 
     def estimate(self, job: Job, epochs=None, batch_size=None) -> float:
         fam = self.family(job.strategy)
@@ -280,14 +281,27 @@ def warm_caches(root: Path, cfg, selfsup: bool, workers: int) -> dict:
     seg = [str(s.image) for split in ("train", "test") for s in read_labelled(root, split)]
     seg += [str(p) for _, p in unlabelled_pool(root)]
     tasks = ct_tasks + [("stack", seg, cfg.seg.size, None)]
+    if cfg.second_source != "none":  # the second source's candidates, framed as COVID-CT's slices
+        from core.second_source import candidates
+
+        volumes = [str(s.image) for s in candidates(root)]
+        tasks += [(w, volumes, size, mode) for w, _, size, mode in ct_tasks]
     if selfsup:
         tasks.append(("stack", [str(p) for p in selfsup_paths(root)], cfg.image_size, None))
     chunks = [(w, paths[i:i + 64], size, mode) for w, paths, size, mode in tasks for i in range(0, len(paths), 64)]
     if workers > 1:
         import multiprocessing
 
-        with multiprocessing.get_context("spawn").Pool(workers, initializer=_one_thread) as pool:
-            n = sum(pool.map(_warm, chunks, chunksize=1))
+        # one thread per worker, set before the workers load their maths libraries: otherwise each starts
+        # a thread per core (on the 16-core GPU machine, beside the segmenter, a warm-up took 504 s)
+        saved = {k: os.environ.get(k) for k in THREAD_VARS}
+        os.environ.update({k: "1" for k in THREAD_VARS})
+        try:
+            with multiprocessing.get_context("spawn").Pool(workers, initializer=_one_thread) as pool:
+                n = sum(pool.map(_warm, chunks, chunksize=1))
+        finally:
+            for k, v in saved.items():
+                os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
     else:
         n = sum(map(_warm, chunks))
     return {"slices": n, "tasks": [f"{w} {len(p)} x {s}" for w, p, s, _ in tasks]}
@@ -751,8 +765,14 @@ def run(args):
     # 1. decode everything once, in parallel (before any GPU work)
     t0 = time.time()
     workers = args.workers or min(16, os.cpu_count() or 1)
-    cfg = PipelineConfig(image_size=args.image_size, hires_size=2 * args.image_size, seg=runner.seg_config())
-    warmed = warm_caches(root, cfg, "selftrans" in inits, workers)
+    warmed, seen = {"slices": 0, "tasks": []}, set()
+    for recipe in recipes:  # each recipe's input mode and second source
+        cfg = PipelineConfig(recipe=recipe, input=args.input, image_size=args.image_size,
+                             hires_size=2 * args.image_size, seg=runner.seg_config())
+        if (cfg.input, cfg.second_source) not in seen:
+            w = warm_caches(root, cfg, "selftrans" in inits and not seen, workers)
+            warmed = {"slices": warmed["slices"] + w["slices"], "tasks": warmed["tasks"] + w["tasks"]}
+            seen.add((cfg.input, cfg.second_source))
     runner.stage("warm-up (decode, frame)", t0, warmed)
     runner.say(f"warm-up: {warmed['slices']} slice reads cached in {time.time() - t0:.0f} s ({workers} processes)")
 

@@ -25,7 +25,7 @@ def add_args(p):
     p.add_argument("--segmenter", default=None, help="reuse a segmenter checkpoint (from `python -m train infnet`) "
                                                       "instead of running Algorithm 1 in this run")
     p.add_argument("--branch-epochs", type=int, default=None,
-                   help="epochs of the heatmap and infected stages (default: the recipe's, or --epochs)")
+                   help="epochs of the heatmap and infected stages (default: --epochs, else the recipe's)")
     p.add_argument("--branch-init", default="global", choices=("global", "init"),
                    help="heatmap/infected backbones start from the trained global backbone, or from --init")
     # --seg-size, --seg-epochs, --seg-max-rounds, --no-seg-tta ...: one flag per SegConfig field
