@@ -145,7 +145,7 @@ def train_stage(model: nn.Module, train: StageData, val: StageData, recipe: Reci
         perm = torch.randperm(n, generator=gen)
         net.train()
         t0, seen, loss_sum = time.time(), 0, 0.0
-        bar = _bar(steps, f"epoch {epoch + 1}/{epochs}", progress and is_main())
+        bar = _bar(steps, f"{Path(stage_dir).name} epoch {epoch + 1}/{epochs}", progress and is_main())
         for s in range(steps):
             idx = perm[s * recipe.batch_size:(s + 1) * recipe.batch_size]
             idx = idx[rank * per_rank:(rank + 1) * per_rank]
