@@ -10,7 +10,7 @@
 # files (config, log, stage summaries, predictions, metrics, shortcut.json/csv, branch_probe.csv) under
 # runs/; checkpoints and caches stay in $WORK. BUDGET_S bounds the whole command: each run's chain is
 # stopped when the budget (less REPORT_S for the report) is spent, and what it wrote still comes back.
-# EXTRA_ARGS: more `train pipeline` options (the CPU dry run in tests/test_gpu_compare.py shrinks
+# EXTRA_ARGS: more `train pipeline` options (the CPU dry run in tests/test_gpu_scripts.py shrinks
 # everything with them); SEG_ARGS: more `train infnet` options; LIMIT: slices per audited set;
 # CHOOSE_ON_TRAIN=1: each run also audited on COVID-SemiSeg's labelled train slices (shortcut-train.json),
 # the slices that choose among variants (the test slices report).

@@ -1,4 +1,4 @@
-# Sourced by the device scripts (bench/gpu_run.sh, bench/gpu_compare.sh): checks the data pack and makes
+# Sourced by the device scripts (bench/gpu_run.sh, gpu_compare.sh, gpu_smoke.sh): checks the data pack and makes
 # its wheels importable. Needs PACK and PY; prints what it did; returns 2 when the pack is unusable.
 echo "host: $(hostname) python: $($PY -V 2>&1) torch: $($PY -c 'import torch; print(torch.__version__, torch.version.cuda)' 2>&1)"
 { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || echo "no nvidia-smi"; } 2>/dev/null | head -1

@@ -1,11 +1,11 @@
 """Named training recipes: a schedule, and the run settings it is meant with (what the networks see,
 the second training source, the branch stages' epochs). `paper` is the paper's schedule.
 
-`guided` is the default: it won the shortcut audit (README, "Reading the disease, not the source"):
+`guided` is the default: it beat `fast` on the shortcut audit (README, "What this project adds"; docs/results.md):
 the harmonised lung field as input, source-destroying augmentation, CAM penalties outside the lungs
 and off the lesions, and COVID-SemiSeg's CT volumes as a second source of both classes. `fast` is
 the recipe before knowledge guidance (whole slice, COVID-CT only), kept by name for comparison:
-chosen on validation AUC (README, "Choosing the default recipe"), it reads the source, not the
+chosen earlier on validation AUC over `paper` and `adamw-light`, it reads the source, not the
 disease. A run's --input, --second-source and --branch-epochs override the recipe's.
 """
 from __future__ import annotations
@@ -74,7 +74,7 @@ RECIPES = {
                         patience=6, precision="fp32", augment="strong", label_smoothing=0.1),
 }
 # A candidate against "guided", compared on validation only: the global branch's best validation epoch
-# was 13 of 15 and still rising on CPU (README, "Reading the disease, not the source").
+# was 13 of 15 in run gss-s0, 11 of 15 in gss-s2 (docs/results.md, "Training").
 RECIPES["guided-long"] = replace(RECIPES["guided"], name="guided-long", epochs=30, patience=10)
 DEFAULT_RECIPE = "guided"
 BEFORE_GUIDANCE = "fast"  # the recipe the shortcut audit compares the default with

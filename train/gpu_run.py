@@ -301,7 +301,10 @@ def warm_caches(root: Path, cfg, selfsup: bool, workers: int) -> dict:
                 n = sum(pool.map(_warm, chunks, chunksize=1))
         finally:
             for k, v in saved.items():
-                os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
+                if v is None:
+                    os.environ.pop(k)
+                else:
+                    os.environ[k] = v
     else:
         n = sum(map(_warm, chunks))
     return {"slices": n, "tasks": [f"{w} {len(p)} x {s}" for w, p, s, _ in tasks]}
