@@ -32,10 +32,9 @@ export PYTHONUNBUFFERED=1 COVID_LAB_CACHE=${COVID_LAB_CACHE:-$WORK/cache}
 
 left() { local s=$(( DEADLINE - $(date +%s) )); echo $(( s > 1 ? s : 1 )); }  # never 0: `timeout 0` means no limit
 
-# the files worth bringing back: no checkpoints, no feature caches
+# the files worth bringing back (train/gpu_run.py's rule): no checkpoints, no feature caches
 copy_small() {
-  (cd "$1" && find . -type f \( -name '*.json' -o -name '*.csv' -o -name '*.txt' -o -name '*.md' \) -size -2M \
-     -not -path './features/*' -print0 | xargs -0 -r cp --parents -t "$2")
+  $PY -c "import sys; from pathlib import Path; from train.gpu_run import _copy_small; _copy_small(Path(sys.argv[1]), Path(sys.argv[2]))" "$1" "$2"
 }
 
 one_run() {  # recipe seed: pipeline, audit, probe (stopped at the deadline), then its small files

@@ -7,6 +7,7 @@ images and numbers, so the dashboard and scripts can build one without a run loa
 from __future__ import annotations
 
 import io
+from functools import lru_cache
 from typing import Sequence
 
 import numpy as np
@@ -23,6 +24,7 @@ FOOTER = (140, 30, 30)
 _PLAIN = str.maketrans({"—": "-", "–": "-", "≥": ">=", "≤": "<=", "±": "+/-"})
 
 
+@lru_cache(maxsize=32)  # Pillow decodes the embedded font on every call
 def _font(px: int) -> ImageFont.FreeTypeFont:
     return ImageFont.load_default(size=px)  # Pillow >= 10.1: a scalable font, no font file to ship
 

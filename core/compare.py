@@ -21,7 +21,12 @@ def decisions(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
 
 def changed_column(a: pd.DataFrame, b: pd.DataFrame) -> pd.Series:
     """For the slices of run a, in its order: True / False (decision changed in b), or None when b lacks it."""
-    d = decisions(a, b).set_index("key")
+    return changed_from(a, decisions(a, b))
+
+
+def changed_from(a: pd.DataFrame, both: pd.DataFrame) -> pd.Series:
+    """changed_column from `decisions(a, b)` already computed (the dashboard caches it)."""
+    d = both.set_index("key")
     return pd.Series([bool(d.at[k, "changed"]) if d.at[k, "in_b"] else None for k in a.key], index=a.index,
                      dtype=object)
 

@@ -11,6 +11,8 @@ from .recipes import DEFAULT_RECIPE, Recipe, get_recipe
 from .segmentation import SegConfig
 
 STRATEGIES = ("G-H-I-F", "GHI-F", "GHIF")
+# what runs saved before a setting existed ran with (readers fill these in)
+SAVED_BEFORE = {"input": LEGACY_INPUT, "second_source": "none"}
 
 
 @dataclass
@@ -55,7 +57,7 @@ class PipelineConfig:
     @classmethod
     def from_saved(cls, saved: dict) -> "PipelineConfig":
         """The configuration a run folder recorded; settings it predates get the value it ran with."""
-        saved = {"input": LEGACY_INPUT, "second_source": "none", **saved}
+        saved = {**SAVED_BEFORE, **saved}
         if isinstance(saved.get("seg", {}), dict):
             # Seg keys a run predates: "tta" False (runs saved before the key segmented without the
             # mirrored pass; live analysis must match the lesion maps they stored). The training-only

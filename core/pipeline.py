@@ -178,23 +178,18 @@ class Pipeline:
         if self.cfg.second_source == "none":
             return None
         from . import second_source
-        from .segmentation import segment
 
         def lesion_prob_u8(slices):
             seg_ckpt = self.run.stage("infnet") / "best.pt"
-            model = self.segmenter()  # trains it first if the run has none yet
+            if not seg_ckpt.exists():
+                self.segmenter()  # trains it first if the run has none yet
             parts = {"ckpt": fc.file_digest(seg_ckpt), "size": self.cfg.seg.size, "tta": self.cfg.seg.tta,
                      "hires": self.cfg.hires_size, "input": version(self.cfg.input),
                      "keys": fc.key_of([s.key for s in slices])}
 
-            def compute():
+            def compute():  # the segmenter is loaded only when the cache misses
                 hires = load_images([s.image for s in slices], self.cfg.hires_size, self.cfg.input)
-                probs = []
-                for sl in _batches(len(slices), 32):
-                    x = torch.nn.functional.interpolate(hires[sl].float() / 255, size=(self.cfg.seg.size,) * 2,
-                                                        mode="bilinear", antialias=True, align_corners=False)
-                    probs.append(segment(model, x, device=self.device, tta=self.cfg.seg.tta))
-                return {"prob": lesion_map_u8(torch.cat(probs)[:, 0])}
+                return {"prob": lesion_map_u8(self._lesion_prob(self.segmenter(), hires))}
 
             return self._cached("second-source-lesions", parts, compute)["prob"]
 
@@ -299,9 +294,18 @@ class Pipeline:
         (folder / ".best.pt.tmp").replace(folder / "best.pt")
         self.log(f"infnet: reusing {src}")
 
-    def lesion_inputs(self) -> dict:
+    def _lesion_prob(self, model, hires: torch.Tensor) -> torch.Tensor:
+        """(N, S, S) lesion probabilities of the segmenter on (N, 1, H, H) uint8 slices, resized to its input."""
         from .segmentation import segment
 
+        size, probs = self.cfg.seg.size, []
+        for sl in _batches(len(hires), 32):
+            x = torch.nn.functional.interpolate(hires[sl].float() / 255, size=(size, size), mode="bilinear",
+                                                antialias=True, align_corners=False)
+            probs.append(segment(model, x, device=self.device, tta=self.cfg.seg.tta))
+        return torch.cat(probs)[:, 0]
+
+    def lesion_inputs(self) -> dict:
         seg_ckpt = self.run.stage("infnet") / "best.pt"
         parts = {"ckpt": fc.file_digest(seg_ckpt) if seg_ckpt.exists() else None, "seg": asdict(self.cfg.seg),
                  "lesion_size": self.cfg.lesion_size, "hires": self.cfg.hires_size,
@@ -319,13 +323,7 @@ class Pipeline:
             return hit
         model = self.segmenter()
         parts["ckpt"] = fc.file_digest(seg_ckpt)
-        size = self.cfg.seg.size
-        probs = []
-        for sl in _batches(len(self.ds.slices), 32):
-            x = torch.nn.functional.interpolate(self.hires[sl].float() / 255, size=(size, size), mode="bilinear",
-                                                antialias=True, align_corners=False)
-            probs.append(segment(model, x, device=self.device, tta=self.cfg.seg.tta))
-        prob = torch.cat(probs)[:, 0]
+        prob = self._lesion_prob(model, self.hires)
         n, s = len(prob), self.cfg.lesion_size
         out = {"prob": lesion_map_u8(prob),
                "present": torch.zeros(n, 2, dtype=torch.bool), "side_boxes": torch.zeros(n, 2, 4),

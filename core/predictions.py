@@ -60,11 +60,15 @@ def val_threshold(df: pd.DataFrame, branch: str) -> float:
     return youden_threshold(val["label"], val[col])
 
 
+def metrics_path(run: RunFolder, split: str, threshold: str = "val"):
+    """Where evaluate_run saves a split's metrics: metrics_<split>.json (metrics_<split>_t<threshold>.json)."""
+    return run.path / f"metrics_{split}{'' if threshold == 'val' else f'_t{threshold}'}.json"
+
+
 def evaluate_run(run: RunFolder, split: str, n_boot: int = 1000, threshold: str = "val") -> dict:
-    """run_metrics, saved as metrics_<split>.json."""
+    """run_metrics, saved at metrics_path."""
     out = run_metrics(run, split, n_boot, threshold)
-    suffix = "" if threshold == "val" else f"_t{threshold}"
-    atomic_write_text(run.path / f"metrics_{split}{suffix}.json", json.dumps(out, indent=1))
+    atomic_write_text(metrics_path(run, split, threshold), json.dumps(out, indent=1))
     return out
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import pandas as pd
 
+from core.shortcut import BASELINE_MAPS
+
 CHANCE = 0.5
 FRAME_READ = 0.60  # lungs-blanked AUC above this (whole interval): the frame alone separates the classes
 
@@ -50,12 +52,13 @@ def pointing(point: pd.DataFrame, branch: str) -> str:
     r = rows.loc[branch]
     text = (f"The peak of **{branch}**'s map lands on an expert-drawn lesion in {r.pointing:.0%} of the external "
             f"slices (95% CI {_ci(r)}).")
-    flat = rows.loc["uniform"] if "uniform" in rows.index else None
+    uniform, in_lungs = BASELINE_MAPS
+    flat = rows.loc[uniform] if uniform in rows.index else None
     if flat is None:
         return text
     text += f" A flat map that knows nothing of the slice scores {flat.pointing:.0%}"
-    if "uniform-in-lungs" in rows.index:
-        text += f", a flat map over the lung field {rows.loc['uniform-in-lungs'].pointing:.0%}"
+    if in_lungs in rows.index:
+        text += f", a flat map over the lung field {rows.loc[in_lungs].pointing:.0%}"
     if r.low > flat.pointing:
         return text + ": the map points at the lesions more often than chance."
     return text + ": the map points at the lesions no better than chance."

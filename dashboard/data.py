@@ -172,10 +172,9 @@ def decisions(runs: str, name: str, stamp: str, other: str, other_stamp: str) ->
 
 def with_changed(a, b) -> pd.DataFrame:
     """Run a's predictions (ui.Ctx each) with column `changed`: its decision differs in run b (None: b lacks the slice)."""
-    from core.compare import changed_column
+    from core.compare import changed_from
 
-    df = a.df
-    return df.assign(changed=changed_column(df, b.df))
+    return a.df.assign(changed=changed_from(a.df, decisions(a.runs, a.name, a.stamp, b.name, b.stamp)))
 
 
 @st.cache_data(max_entries=16, show_spinner=False)

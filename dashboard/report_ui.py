@@ -13,12 +13,13 @@ import streamlit as st
 
 from core.case_report import case_report, to_pdf, to_png
 from dashboard import data, slice_images, ui
+from dashboard.map_args import CLASS_NAMES
 
 TAU_BRANCHES = ("heatmap", "global+heatmap", "fusion")  # the probabilities TrainedRun.rescore_tau changes
 
 
 def _label(v) -> str:
-    return "COVID" if int(v) == 1 else "non-COVID"
+    return CLASS_NAMES[int(v)]
 
 
 def latest_verdict(runs: str, run: str, key: str) -> str | None:

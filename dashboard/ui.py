@@ -12,6 +12,7 @@ from core.attention import Box
 from core.run_view import RunView
 
 from dashboard import data, slice_images
+from dashboard.map_args import CLASS_NAMES
 
 RESEARCH_NOTICE = "Research use only — not for clinical diagnosis."
 CASE_PAGE = "views/case.py"
@@ -202,8 +203,7 @@ def comparison_case(ctx: Ctx, other: Ctx, key: str, stored: dict, order: list[st
     o = rows.loc[key]
     theirs = {b: float(o[f"p_{b}"]) for b in data.branches(other.df)}
     mine_pred = int(ctx.df.set_index("key").at[key, "pred"])
-    name = {0: "non-COVID", 1: "COVID"}
-    st.markdown(f"**{other.name}** decides {name[int(o.pred)]} (p = {o.p:.3f}, {other.rv.decision_branch()}): "
+    st.markdown(f"**{other.name}** decides {CLASS_NAMES[int(o.pred)]} (p = {o.p:.3f}, {other.rv.decision_branch()}): "
                 + ("**the decision changed**" if int(o.pred) != mine_pred else "the same decision"))
     branches = list(dict.fromkeys([*order, *theirs]))
     both = pd.DataFrame({"branch": branches, ctx.name: [stored.get(b) for b in branches],

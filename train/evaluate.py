@@ -10,7 +10,7 @@ import json
 import sys
 
 from core.errors import UsageError
-from core.predictions import evaluate_run
+from core.predictions import evaluate_run, metrics_path
 from core.runfolder import RunFolder
 
 
@@ -50,5 +50,5 @@ def terminal_table(out: dict, folder: RunFolder, args) -> str:
     point = "each branch's validation operating point" if args.threshold == "val" else f"threshold {args.threshold}"
     n = next((m["n"] for m in out.values() if isinstance(m, dict)), 0)
     title = f"{folder.path.name}: {args.split} split, {n} slices, {point}" + (f" ({out['data']})" if "data" in out else "")
-    saved = folder.path / f"metrics_{args.split}{'' if args.threshold == 'val' else f'_t{args.threshold}'}.json"
+    saved = metrics_path(folder, args.split, args.threshold)
     return "\n".join([title, "", *lines, "", f"saved: {saved} (--json prints it)"])

@@ -156,11 +156,11 @@ class Speed:
 
     def epoch_steps(self, job: Job, epochs, batch_size) -> float:
         """Epoch-steps of the trained image stages if none stops early."""
-        from core.recipes import get_recipe
+        from core.config import PipelineConfig
 
-        r = get_recipe(job.recipe, epochs=epochs, batch_size=batch_size)
+        cfg = PipelineConfig(recipe=job.recipe, epochs=epochs, batch_size=batch_size)
+        r, branch = cfg.recipe_obj(), cfg.recipe_obj(branch=True).epochs
         steps = max(1, self.n_train // r.batch_size)
-        branch = epochs or r.branch_epochs or r.epochs  # --epochs overrides every stage
         return steps * (r.epochs + 2 * branch if job.strategy == "G-H-I-F" else r.epochs)
 
     def estimate(self, job: Job, epochs=None, batch_size=None) -> float:

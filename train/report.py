@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from core.harmonise import LEGACY_INPUT
+from core.config import SAVED_BEFORE
 from core.predictions import BASELINES, BRANCHES, run_metrics
 from core.runfolder import RunError, RunFolder, STAGES
 
@@ -90,11 +90,7 @@ def run_config(folder: RunFolder) -> dict:
     cfg = folder.config
     pipe = cfg.get("pipeline", {})
     synthetic = bool(cfg.get("synthetic"))
-    out = {k: pipe.get(k) for k in CONFIG_KEYS}
-    if out["input"] is None and pipe:
-        out["input"] = LEGACY_INPUT  # saved before the setting existed: fed the whole slice (as core.run_view reads it)
-    if out["second_source"] is None and pipe:
-        out["second_source"] = "none"  # saved before the setting existed: COVID-CT only
+    out = {k: ({**SAVED_BEFORE, **pipe} if pipe else {}).get(k) for k in CONFIG_KEYS}
     out["data"] = "synthetic" if synthetic else str(cfg.get("data_root", "?"))
     out.update(epochs=pipe.get("epochs"), branch_epochs=pipe.get("branch_epochs"), image_size=pipe.get("image_size"),
                segmenter=pipe.get("segmenter"), synthetic=synthetic, device=cfg.get("device"))
