@@ -17,6 +17,7 @@ import csv
 import io
 import json
 import sqlite3
+import time
 from contextlib import closing
 from datetime import datetime, timezone
 from pathlib import Path
@@ -58,10 +59,29 @@ class VerdictStore:
                 raise VerdictStoreError(f"{self.path}: schema version {version} is newer than this code's "
                                         f"({SCHEMA_VERSION}); update the lab")
             if version < SCHEMA_VERSION:
-                conn.execute("PRAGMA journal_mode=WAL")  # persistent: set once, with the schema
+                self._to_wal(conn)  # persistent: set once, with the schema
                 conn.execute("BEGIN IMMEDIATE")  # two first openers at once: the second waits, then finds it done
                 for statement in _SCHEMA:
                     conn.execute(statement)
+
+    def _to_wal(self, conn: sqlite3.Connection) -> None:
+        """Switch the file to WAL. The switch needs the file to itself and SQLite runs no busy handler
+        for it: sessions opening a fresh file at once got 'database is locked' at once. Retried here
+        within the same busy budget; another session that switched first ends the wait."""
+        deadline = time.monotonic() + self.busy_ms / 1000
+        while True:
+            try:
+                mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0].lower()
+                if mode == "wal":
+                    return
+                problem = sqlite3.OperationalError(f"cannot switch to WAL (journal mode stays {mode})")
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) and "busy" not in str(exc):
+                    raise
+                problem = exc
+            if time.monotonic() > deadline:
+                raise problem
+            time.sleep(0.01)
 
     @classmethod
     def in_runs(cls, runs: str | Path) -> "VerdictStore":
