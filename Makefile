@@ -6,7 +6,7 @@
 PY := .venv/bin/python
 DATA ?=
 RUN ?= $(if $(DATA),runs/real-demo,runs/demo)
-# Synthetic default: a short schedule (minutes). Real data: the default recipe (`guided`, core/recipes.py:
+# Synthetic default: a short schedule (minutes). Real data: the default recipe (`guided`, core/training/recipes.py:
 # lung-field input, attention penalties, the second source; `TRAIN_ARGS=... --recipe fast` is the one before)
 # and the segmenter's default schedule.
 TRAIN_ARGS ?= $(if $(DATA),--data-root $(DATA),--epochs 8 --seg-epochs 8 --seg-max-rounds 1 --seg-steps-per-round 10 --seg-polish-epochs 2)

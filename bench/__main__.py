@@ -51,11 +51,11 @@ def median_time(fn, repeats=3):
 
 
 def bench_train_loop(steps=4, batch=32, size=224):
-    from core.backbones import build_backbone
-    from core.models import SliceClassifier
-    from core.recipes import get_recipe
-    from core.slices import StageData
-    from core.trainer import train_stage
+    from core.models.backbones import build_backbone
+    from core.models.classifier import SliceClassifier
+    from core.training.recipes import get_recipe
+    from core.data.slices import StageData
+    from core.training.trainer import train_stage
 
     n = steps * batch
     gen = torch.Generator().manual_seed(0)
@@ -102,10 +102,10 @@ def bench_train_loop(steps=4, batch=32, size=224):
 
 def tiny_run() -> Path:
     """A full trained run on phantoms at the real working sizes (built once, cached)."""
-    from core.phantom import write_dataset
+    from core.data.phantom import write_dataset
     from core.config import PipelineConfig
     from core.pipeline import Pipeline
-    from core.runfolder import RunFolder
+    from core.runs.runfolder import RunFolder
 
     root = write_dataset(ROOT / ".cache" / "bench-phantoms", {"train": 12, "val": 6, "test": 6}, size=256)
     path = ROOT / ".cache" / "bench-runs" / "bench"
@@ -126,8 +126,9 @@ def percentiles(samples):
 
 
 def bench_tau_and_predict():
-    from core.attention import crop, threshold_box, upsample_maps
-    from core.imaging import read_slice
+    from core.explain.attention import threshold_box, upsample_maps
+    from core.inputs.boxes import crop
+    from core.data.imaging import read_slice
     from core.inference import TrainedRun
 
     run = tiny_run()
@@ -156,7 +157,7 @@ def bench_tau_and_predict():
 
 
 def bench_embedding():
-    from core.embedding import embed_3d
+    from core.explain.embedding import embed_3d
 
     rng = np.random.default_rng(0)
     for n in (746, 10_000):

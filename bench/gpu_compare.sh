@@ -63,7 +63,7 @@ one_run() {  # recipe seed: pipeline, audit, probe (stopped at the deadline), th
   timeout "$(left)" $PY - "$PACK" "$IMAGE_SIZE" $RECIPES >"$OUT/warm.out" 2>&1 <<'PY' &
 import os, sys
 from core.config import PipelineConfig
-from core.slices import resolve_data_root
+from core.data.slices import resolve_data_root
 from train.gpu_run import warm_caches
 root, _ = resolve_data_root(sys.argv[1])
 size, workers = int(sys.argv[2]), max(1, (os.cpu_count() or 2) - 2)

@@ -1,14 +1,14 @@
 """One run's configuration: every setting of a pipeline run declared once, with its default, saved in the
 run folder's config.json ("pipeline") and read back by every consumer (PipelineConfig.from_saved).
-The segmenter's own settings are core.segmentation.SegConfig; the training schedules, core.recipes."""
+The segmenter's own settings are core.training.segmentation.SegConfig; the training schedules, core.training.recipes."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .cams import DEFAULT_CAM
-from .harmonise import LEGACY_INPUT
-from .recipes import DEFAULT_RECIPE, Recipe, get_recipe
-from .segmentation import SegConfig
+from core.explain.cams import DEFAULT_CAM
+from core.inputs.harmonise import LEGACY_INPUT
+from core.training.recipes import DEFAULT_RECIPE, Recipe, get_recipe
+from core.training.segmentation import SegConfig
 
 STRATEGIES = ("G-H-I-F", "GHI-F", "GHIF")
 # what runs saved before a setting existed ran with (readers fill these in)
@@ -20,8 +20,8 @@ class PipelineConfig:
     backbone: str = "efficientnet_lite0"
     init: str = "imagenet"
     recipe: str = DEFAULT_RECIPE
-    # what the networks see (core.harmonise): "lungs" (the harmonised lung field) or "slice" (as it is);
-    # None: the recipe's (core.recipes), like second_source and branch_epochs
+    # what the networks see (core.inputs.harmonise): "lungs" (the harmonised lung field) or "slice" (as it is);
+    # None: the recipe's (core.training.recipes), like second_source and branch_epochs
     input: str | None = None
     seed: int = 0
     epochs: int | None = None  # override every image stage's epoch count (short schedules, tests)
@@ -36,12 +36,12 @@ class PipelineConfig:
     # "global": heatmap and infected backbones start from the trained global backbone (converges in
     # fewer epochs on CPU); "init": from --init like the global branch (the paper's choice).
     branch_init: str = "global"
-    # Algorithm 1 and the segmenter's inference (core.segmentation.SegConfig: every default, README
+    # Algorithm 1 and the segmenter's inference (core.training.segmentation.SegConfig: every default, README
     # "Segmenter"); a dict is read as SegConfig settings (keys it lacks: SegConfig's defaults).
     seg: SegConfig = field(default_factory=SegConfig)
     segmenter: str | None = None  # a trained segmenter checkpoint to reuse instead of running Algorithm 1
     # "semiseg-volumes": the global branch also trains on slices of COVID-SemiSeg's CT volumes, both
-    # classes from one source, labelled by the segmenter (core.second_source); "none": COVID-CT only
+    # classes from one source, labelled by the segmenter (core.data.second_source); "none": COVID-CT only
     second_source: str | None = None
 
     def __post_init__(self):

@@ -1,12 +1,11 @@
 """The errors a user can cause (bad paths, bad files, bad names): reported as one line, exit code 2."""
-from .backbones import BackboneInitError
-from .checkpoint import CheckpointError
-from .covidct import DataError
-from .feature_cache import CacheError
-from .imaging import ImageReadError
-from .runfolder import RunError
-from .verdicts import VerdictError, VerdictStoreError
-
+from core.data.covidct import DataError
+from core.data.imaging import ImageReadError
+from core.models.backbones import BackboneInitError
+from core.runs.checkpoint import CheckpointError
+from core.runs.feature_cache import CacheError
+from core.runs.runfolder import RunError
+from core.runs.verdicts import VerdictError, VerdictStoreError
 
 
 class UsageError(ValueError):

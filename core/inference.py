@@ -14,24 +14,25 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .attention import Box, crop, threshold_box
-from .backbones import build_backbone
-from .branches import InfectedClassifier, VectorHead
-from .cams import make_cam
-from .checkpoint import load_checkpoint
-from .harmonise import harmonise
-from .lesion_crops import SIDES, lesion_crops
-from .lungs import LungField, lung_field
-from .models import SliceClassifier
-from .config import PipelineConfig
-from .runfolder import STAGES, RunFolder
-from .vectors import HEADS, branch_vectors
-from .vectors import sizes as vector_sizes
+from core.config import PipelineConfig
+from core.explain.attention import threshold_box
+from core.explain.cams import make_cam
+from core.inputs.boxes import Box, crop
+from core.inputs.harmonise import harmonise
+from core.inputs.lesion_crops import SIDES, lesion_crops
+from core.inputs.lungs import LungField, lung_field
+from core.models.backbones import build_backbone
+from core.models.branches import InfectedClassifier, VectorHead
+from core.models.classifier import SliceClassifier
+from core.models.vectors import HEADS, branch_vectors
+from core.models.vectors import sizes as vector_sizes
+from core.runs.checkpoint import load_checkpoint
+from core.runs.runfolder import STAGES, RunFolder
 
 
 @dataclass
 class SliceAnalysis:
-    image: np.ndarray  # (S, S) float [0, 1], the slice as the run sees it (core.harmonise) at the working size
+    image: np.ndarray  # (S, S) float [0, 1], the slice as the run sees it (core.inputs.harmonise) at the working size
     hires: np.ndarray  # (Sh, Sh) float [0, 1], the same at the crops' size
     lung: np.ndarray  # (S, S) bool, the lung field in that frame
     frame: Box  # where the frame lies on the original slice
@@ -70,8 +71,8 @@ def crop8(image: np.ndarray, box: Box, size: int) -> torch.Tensor:
 
 
 def lesion_share_of(lesion_prob: np.ndarray, lung: np.ndarray) -> float:
-    """core.lesion_maps.lesion_share for one slice, with the lesion map a run stores (lesion_map_u8)."""
-    from .lesion_maps import lesion_map_u8, lesion_share
+    """core.inputs.lesion_maps.lesion_share for one slice, with the lesion map a run stores (lesion_map_u8)."""
+    from core.inputs.lesion_maps import lesion_map_u8, lesion_share
 
     p = lesion_map_u8(torch.from_numpy(np.ascontiguousarray(lesion_prob, dtype=np.float32))[None])
     return float(lesion_share(p, torch.from_numpy(lung.astype(np.uint8) * 255)[None, None])[0])
@@ -112,7 +113,7 @@ class TrainedRun:
         for name, model in m.items():
             model.load_state_dict(ckpt["global+infected" if name == "infected" else name]["model"])
             model.eval().to(device)
-        from .segmentation import load_segmenter
+        from core.training.segmentation import load_segmenter
 
         m["infnet"] = load_segmenter(run.stage("infnet") / "best.pt").eval().to(device)
         return cls(run, cfg, m, device)
@@ -125,7 +126,7 @@ class TrainedRun:
         """Run the whole trained pipeline on one (H, W) slice in [0, 1], prepared as the run was trained
         (its `input` mode; the lung field `field` when given, else found here). Images are quantised
         to 8 bits as the training pipeline's frames are, so a slice scores as it did there."""
-        from .segmentation import segment
+        from core.training.segmentation import segment
 
         cfg = self.cfg
         field = lung_field(slice01) if field is None else field
@@ -178,8 +179,8 @@ class TrainedRun:
         return replace(a, tau=tau, box=hc.box, box_empty=hc.empty, vectors=vectors, probs=probs, inputs=inputs)
 
     def fusion_cam(self, a: SliceAnalysis, size: int = 112) -> np.ndarray:
-        """The fusion decision's CAM on the slice (core.fusion_cam)."""
-        from .fusion_cam import fusion_cam
+        """The fusion decision's CAM on the slice (core.explain.fusion_cam)."""
+        from core.explain.fusion_cam import fusion_cam
 
         return fusion_cam(self.m, a.inputs, size)[0].numpy()
 

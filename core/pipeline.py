@@ -1,8 +1,8 @@
 """Algorithm 2, strategy G-H-I-F: global, then heatmap and infected (global frozen), then fusion.
-The joint strategies of the paper's Table 3 (GHI-F, GHIF) are in core.joint, run by `run_joint`.
+The joint strategies of the paper's Table 3 (GHI-F, GHIF) are in core.models.joint, run by `run_joint`.
 
 Every frozen model's outputs (pooled vectors, Eq. 1 maps, crops, lesion masks) are computed once
-and cached in runs/<name>/features/, keyed by what produced them (core.feature_cache). Stage III
+and cached in runs/<name>/features/, keyed by what produced them (core.runs.feature_cache). Stage III
 trains on cached vectors only. The run folder gets one stage folder per trained model:
 
     global/  heatmap/  infnet/  infected/  global+heatmap/  fusion/
@@ -19,28 +19,29 @@ from pathlib import Path
 
 import torch
 
-from . import feature_cache as fc
-from .attention import Box, crop, crops_for_maps, eq1_map, upsample_maps
-from .backbones import build_backbone
-from .branches import InfectedClassifier, VectorHead
-from .cams import make_cam
-from .checkpoint import load_checkpoint, save_checkpoint
-from .config import STRATEGIES, PipelineConfig
-from .covidct import read_covidct
-from .frames import Frames, load_frames, load_images
-from .fusion_cam import fusion_cam
-from .harmonise import LEGACY_INPUT, check_mode, version
-from .lesion_crops import SIDES, lesion_crops
-from .models import SliceClassifier
-from .predictions import write_branch_probs
-from .lesion_maps import lesion_map_u8, lesion_share, lesion_target
-from .recipes import Recipe
-from .runfolder import RunFolder
-from .second_source import SOURCES
-from .runtime import is_main, rank0_first
-from .slices import SliceSet, StageData
-from .trainer import predict, prepare, sizes_record, train_stage
-from .vectors import branch_vectors, pick, sizes
+from core.config import STRATEGIES, PipelineConfig
+from core.data.covidct import read_covidct
+from core.data.second_source import SOURCES
+from core.data.slices import SliceSet, StageData
+from core.explain.attention import crops_for_maps, eq1_map, upsample_maps
+from core.explain.cams import make_cam
+from core.explain.fusion_cam import fusion_cam
+from core.inputs.boxes import Box, crop
+from core.inputs.frames import Frames, load_frames, load_images
+from core.inputs.harmonise import LEGACY_INPUT, check_mode, version
+from core.inputs.lesion_crops import SIDES, lesion_crops
+from core.inputs.lesion_maps import lesion_map_u8, lesion_share, lesion_target
+from core.models.backbones import build_backbone
+from core.models.branches import InfectedClassifier, VectorHead
+from core.models.classifier import SliceClassifier
+from core.models.vectors import branch_vectors, pick, sizes
+from core.results.predictions import write_branch_probs
+from core.runs import feature_cache as fc
+from core.runs.checkpoint import load_checkpoint, save_checkpoint
+from core.runs.runfolder import RunFolder
+from core.training.recipes import Recipe
+from core.training.runtime import is_main, rank0_first
+from core.training.trainer import predict, prepare, sizes_record, train_stage
 
 VECTOR_RECIPE = Recipe("vectors", "adamw", lr=1e-3, weight_decay=1e-2, batch_size=32, epochs=60,
                        schedule="cosine", patience=15, augment="none")
@@ -141,7 +142,7 @@ class Pipeline:
         return is_main() and self.run.config.get("pipeline") == json.loads(json.dumps(asdict(self.cfg)))
 
     def _cached(self, name: str, parts: dict, compute, own: bool = True) -> dict:
-        """core.feature_cache.cached; `own`: the entry the run's configuration uses (the index readers follow)."""
+        """core.runs.feature_cache.cached; `own`: the entry the run's configuration uses (the index readers follow)."""
         out = fc.cached(self.run.features_dir, name, parts, compute)
         if own and self._is_the_runs():
             fc.remember(self.run.features_dir, name, parts)
@@ -174,10 +175,10 @@ class Pipeline:
                            extra=lambda: self.second_source_rows(tuple(inputs)))
 
     def second_source_rows(self, keys) -> StageData | None:
-        """core.second_source's training rows (inputs `keys`) for the global branch, or None."""
+        """core.data.second_source's training rows (inputs `keys`) for the global branch, or None."""
         if self.cfg.second_source == "none":
             return None
-        from . import second_source
+        from core.data import second_source
 
         def lesion_prob_u8(slices):
             seg_ckpt = self.run.stage("infnet") / "best.pt"
@@ -202,7 +203,7 @@ class Pipeline:
         return StageData(rows.rows(keys), rows.labels)
 
     def guidance_masks(self, recipe: Recipe, boxes: torch.Tensor | None = None) -> dict:
-        """Training signals of core.guidance at the working size: the lung field of every slice and the
+        """Training signals of core.training.guidance at the working size: the lung field of every slice and the
         segmenter's lesion mask of every COVID slice (zero on the others: no lesion loss there).
         `boxes` (N, 4): cut each mask to its slice's box (the heatmap branch's crops)."""
         out = {"lung": self.frames.lungs}
@@ -267,7 +268,7 @@ class Pipeline:
         return self._train("heatmap", model, inputs, self.branch_recipe, ("crop",))
 
     def segmenter(self):
-        from .segmentation import load_segmenter, semi_supervised
+        from core.training.segmentation import load_segmenter, semi_supervised
 
         folder = self.run.stage("infnet")
         if not (folder / "best.pt").exists() and self.cfg.segmenter:
@@ -284,7 +285,7 @@ class Pipeline:
     def _adopt_segmenter(self, src: Path, folder: Path) -> None:
         import shutil
 
-        from .segmentation import load_segmenter
+        from core.training.segmentation import load_segmenter
 
         load_segmenter(src)  # refuse a broken checkpoint before copying it in
         folder.mkdir(parents=True, exist_ok=True)
@@ -296,7 +297,7 @@ class Pipeline:
 
     def _lesion_prob(self, model, hires: torch.Tensor) -> torch.Tensor:
         """(N, S, S) lesion probabilities of the segmenter on (N, 1, H, H) uint8 slices, resized to its input."""
-        from .segmentation import segment
+        from core.training.segmentation import segment
 
         size, probs = self.cfg.seg.size, []
         for sl in _batches(len(hires), 32):
@@ -442,8 +443,8 @@ class Pipeline:
 
     # ---- Table 3: joint strategies ---------------------------------------------------------
     def run_joint(self) -> dict:
-        """GHI-F or GHIF (core.joint): the branches train together; the segmenter stays frozen."""
-        from .joint import JointNet
+        """GHI-F or GHIF (core.models.joint): the branches train together; the segmenter stays frozen."""
+        from core.models.joint import JointNet
 
         t_all, cfg = time.time(), self.cfg
         lesions = self.lesion_inputs()
@@ -488,7 +489,7 @@ class Pipeline:
 
     @torch.no_grad()
     def explain(self, g, h, inf, fusion, crops, lesions, size: int = 112):
-        """Fusion CAM of every slice (core.fusion_cam), cached for the dashboard."""
+        """Fusion CAM of every slice (core.explain.fusion_cam), cached for the dashboard."""
         models = {"global": g, "heatmap": h, "infected": inf, "fusion": fusion}
         parts = []
         for sl in _batches(len(self.ds.slices), 32):

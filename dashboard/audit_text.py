@@ -1,11 +1,11 @@
-"""One plain sentence per shortcut-audit figure (core.shortcut.figure_frames), for clinicians.
+"""One plain sentence per shortcut-audit figure (core.audits.shortcut.figure_frames), for clinicians.
 
 The thresholds below only choose the wording; the figures beside the sentences show the numbers."""
 from __future__ import annotations
 
 import pandas as pd
 
-from core.shortcut import BASELINE_MAPS
+from core.audits.shortcut import BASELINE_MAPS
 
 CHANCE = 0.5
 FRAME_READ = 0.60  # lungs-blanked AUC above this (whole interval): the frame alone separates the classes

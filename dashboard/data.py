@@ -4,8 +4,8 @@ and dashboard.slice_images draws. The pages only lay it out.
 Objects (RunView, TrainedRun, SliceAnalysis) live in st.cache_resource; tables, curves and
 encoded images in st.cache_data. Every cached function takes `stamp`, the modification times of
 the run's files, so a run retrained in place is read afresh. Run names always go through
-core.run_view.RunView (core.runfolder.safe_child): a name cannot leave the runs folder.
-The numbers come from core (core.evaluation, core.compare, core.tables, RunView), the pictures from
+core.runs.run_view.RunView (core.runs.runfolder.safe_child): a name cannot leave the runs folder.
+The numbers come from core (core.results.evaluation, core.results.compare, core.results.tables, RunView), the pictures from
 dashboard.slice_images; uploads are dashboard.uploads.
 """
 from __future__ import annotations
@@ -26,11 +26,11 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 if str(PROJECT_ROOT) not in sys.path:
     sys.path.insert(0, str(PROJECT_ROOT))
 
-from core import evaluation  # noqa: E402
-from core.imaging import read_slice  # noqa: E402
-from core.metrics import METRICS  # noqa: E402
-from core.run_view import RunView, list_runs  # noqa: E402
-from core.runfolder import safe_child  # noqa: E402
+from core.results import evaluation  # noqa: E402
+from core.data.imaging import read_slice  # noqa: E402
+from core.results.metrics import METRICS  # noqa: E402
+from core.runs.run_view import RunView, list_runs  # noqa: E402
+from core.runs.runfolder import safe_child  # noqa: E402
 
 from dashboard import images as im  # noqa: E402
 from dashboard import slice_images  # noqa: E402
@@ -101,7 +101,7 @@ def predictions(runs: str, name: str, stamp: str) -> pd.DataFrame:
 def audit_frames(runs: str, name: str, stamp: str) -> dict | None:
     """The run's shortcut audit (`python -m train shortcut`) as plot tables, or None when not measured.
     Keyed by the file's time too: an audit run while the dashboard is open shows at the next rerun."""
-    from core.shortcut import AUDIT_FILE
+    from core.audits.shortcut import AUDIT_FILE
 
     try:
         mtime = (view(runs, name, stamp).run.path / AUDIT_FILE).stat().st_mtime_ns
@@ -112,7 +112,7 @@ def audit_frames(runs: str, name: str, stamp: str) -> dict | None:
 
 @st.cache_data(max_entries=8, show_spinner=False)
 def _audit_frames(runs: str, name: str, stamp: str, mtime: int) -> dict:
-    from core.shortcut import AUDIT_FILE, figure_frames
+    from core.audits.shortcut import AUDIT_FILE, figure_frames
 
     return figure_frames(view(runs, name, stamp).run_json(AUDIT_FILE))
 
@@ -157,22 +157,22 @@ def metric_table(runs: str, name: str, stamp: str, split: str) -> pd.DataFrame:
 
 def metric_difference(a, b, split: str) -> pd.DataFrame:
     """Run b minus run a (ui.Ctx each), metric by metric, for the branches both have."""
-    from core.compare import difference_table
+    from core.results.compare import difference_table
 
     return difference_table(metric_values(a.runs, a.name, a.stamp, split), metric_values(b.runs, b.name, b.stamp, split))
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
 def decisions(runs: str, name: str, stamp: str, other: str, other_stamp: str) -> pd.DataFrame:
-    """core.compare.decisions of two runs (this one first)."""
-    from core.compare import decisions as both
+    """core.results.compare.decisions of two runs (this one first)."""
+    from core.results.compare import decisions as both
 
     return both(predictions(runs, name, stamp), predictions(runs, other, other_stamp))
 
 
 def with_changed(a, b) -> pd.DataFrame:
     """Run a's predictions (ui.Ctx each) with column `changed`: its decision differs in run b (None: b lacks the slice)."""
-    from core.compare import changed_from
+    from core.results.compare import changed_from
 
     return a.df.assign(changed=changed_from(a.df, decisions(a.runs, a.name, a.stamp, b.name, b.stamp)))
 
@@ -189,28 +189,28 @@ def paper_comparison(runs: str, name: str, stamp: str, split: str) -> pd.DataFra
 
 @st.cache_data(max_entries=16, show_spinner=False)
 def roc_curves(runs: str, name: str, stamp: str, split: str) -> dict[str, dict]:
-    """core.evaluation.roc_curves of every branch."""
+    """core.results.evaluation.roc_curves of every branch."""
     df = predictions(runs, name, stamp)
     return evaluation.roc_curves(df, split, branches(df))
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
 def confusion(runs: str, name: str, stamp: str, split: str) -> np.ndarray:
-    """core.evaluation.confusion of the decision branch: [[TN, FP], [FN, TP]]."""
+    """core.results.evaluation.confusion of the decision branch: [[TN, FP], [FN, TP]]."""
     return evaluation.confusion(predictions(runs, name, stamp), split)
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
 def calibration(runs: str, name: str, stamp: str, split: str, n_bins: int = 10) -> pd.DataFrame:
-    """core.evaluation.calibration of every branch: branch, bin, mean_p, observed, n."""
+    """core.results.evaluation.calibration of every branch: branch, bin, mean_p, observed, n."""
     df = predictions(runs, name, stamp)
     return evaluation.calibration(df, split, branches(df), n_bins)
 
 
 def strategy_comparison(runs: str, name: str, stamp: str) -> tuple[pd.DataFrame, str] | None:
-    """core.tables.strategy_comparison of the run among the runs beside it: (table, where it came from) or
+    """core.results.tables.strategy_comparison of the run among the runs beside it: (table, where it came from) or
     None. Cached until this run, a run beside it or the reproduced table3.csv changes."""
-    from core.tables import REPRODUCED_TABLE3
+    from core.results.tables import REPRODUCED_TABLE3
 
     siblings = tuple((n, run_stamp(runs, n)) for n in available_runs(runs)[:200])
     try:
@@ -222,7 +222,7 @@ def strategy_comparison(runs: str, name: str, stamp: str) -> tuple[pd.DataFrame,
 
 @st.cache_data(max_entries=8, show_spinner=False)
 def _strategy_comparison(runs: str, name: str, stamp: str, siblings: tuple, table3_mtime: int | None):
-    from core.tables import strategy_comparison as compare
+    from core.results.tables import strategy_comparison as compare
 
     return compare(runs, name, [n for n, _ in siblings])
 

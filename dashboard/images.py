@@ -1,7 +1,7 @@
 """Overlay helpers for the dashboard: grey slice + colour-mapped map + box outlines -> PNG/JPEG.
 
 numpy + PIL only. Every function takes a grey slice as (H, W) uint8 or float in [0, 1] and maps
-in [0, 1] of any size (they are resized to the slice); boxes are core.attention.Box objects in
+in [0, 1] of any size (they are resized to the slice); boxes are core.explain.attention.Box objects in
 [0, 1] slice coordinates, so they land in the right place at any output size.
 """
 from __future__ import annotations
@@ -97,7 +97,7 @@ def cam_overlay(img: np.ndarray, cam: np.ndarray, size: int | None = None, boxes
 
 def lesion_overlay(img: np.ndarray, prob: np.ndarray, size: int | None = None, boxes: Iterable[tuple] = (),
                    threshold: float = 0.5) -> Image.Image:
-    """The infected-region mask (lesion probability above `threshold`, as core.lesion_crops cuts it),
+    """The infected-region mask (lesion probability above `threshold`, as core.inputs.lesion_crops cuts it),
     coloured by probability."""
     return overlay(img, prob, "lesion", alpha=0.8, weight_by_value=True, min_alpha=0.45, threshold=threshold,
                    size=size, boxes=boxes)

@@ -1,7 +1,7 @@
 """The Case view's report downloads: one 16:9 slide (PNG, PDF) of the slice at the tau on the slider.
 
 The page's cached images are gathered while the page runs; re-scoring at tau, the composition
-(core.case_report) and the encoding run only when a button is clicked (Streamlit's deferred
+(core.explain.case_report) and the encoding run only when a button is clicked (Streamlit's deferred
 download data), so moving the slider stays as fast as before.
 """
 from __future__ import annotations
@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 
 import streamlit as st
 
-from core.case_report import case_report, to_pdf, to_png
+from core.explain.case_report import case_report, to_pdf, to_png
 from dashboard import data, slice_images, ui
 from dashboard.map_args import CLASS_NAMES
 
@@ -25,7 +25,7 @@ def _label(v) -> str:
 def latest_verdict(runs: str, run: str, key: str) -> str | None:
     """The reviewer's verdict in force for the slice, as one line; None when there is none or the
     verdict file cannot be read (the report then says no verdict was recorded)."""
-    from core.verdicts import VerdictStore, VerdictStoreError
+    from core.runs.verdicts import VerdictStore, VerdictStoreError
 
     try:
         v = VerdictStore.in_runs(runs).latest(run).get(key)
@@ -84,7 +84,7 @@ def compose(ctx, key, row, imgs, sides, stored, tau, tr=None, a=None, verdict=No
 
 def report_buttons(ctx, key: str, stored: dict, tau: float, tr=None, a=None, verdict=None) -> None:
     """Two download buttons (PNG, PDF) for the report at `tau`. verdict: None reads the slice's
-    verdict in force from core.verdicts when clicked."""
+    verdict in force from core.runs.verdicts when clicked."""
     row, imgs, sides = _gather(ctx, key)
     runs, name = ctx.runs, ctx.name
     verdict = verdict if verdict is not None else (lambda: latest_verdict(runs, name, key))

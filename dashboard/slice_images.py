@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from core.attention import threshold_box
-from core.run_view import RunView
+from core.explain.attention import threshold_box
+from core.runs.run_view import RunView
 
 from dashboard import images as im
 

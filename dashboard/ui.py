@@ -8,8 +8,8 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from core.attention import Box
-from core.run_view import RunView
+from core.explain.attention import Box
+from core.runs.run_view import RunView
 
 from dashboard import data, slice_images
 from dashboard.map_args import CLASS_NAMES

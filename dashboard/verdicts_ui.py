@@ -1,4 +1,4 @@
-"""Reviewers' verdicts on the Case and Margin pages (the store is core/verdicts.py).
+"""Reviewers' verdicts on the Case and Margin pages (the store is core/runs/verdicts.py).
 
 Nothing here is cached: a verdict saved in one browser session shows in every other on its next
 rerun. A damaged or locked database shows as st.error; the rest of the page goes on.
@@ -8,7 +8,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from core.verdicts import MAX_NOTE, VERDICTS, VerdictError, VerdictStore, VerdictStoreError, to_csv
+from core.runs.verdicts import MAX_NOTE, VERDICTS, VerdictError, VerdictStore, VerdictStoreError, to_csv
 
 NO_VERDICT = "no verdict yet"
 REVIEWER = "_reviewer"  # not a widget key: Streamlit drops widget state on pages not shown

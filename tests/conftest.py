@@ -31,7 +31,7 @@ def data_root() -> Path:
 @pytest.fixture(scope="session")
 def phantom_root(tmp_path_factory) -> Path:
     """A small phantom data set laid out like ../shared/data (generated, never committed)."""
-    from core.phantom import write_dataset
+    from core.data.phantom import write_dataset
 
     return write_dataset(tmp_path_factory.mktemp("phantoms"), {"train": 16, "val": 8, "test": 8},
                          n_seg_train=8, n_seg_test=6, n_unlabelled=10, size=96, seed=1)
@@ -53,9 +53,9 @@ def synthetic_run(phantom_root, tmp_path_factory) -> Path:
     from core.config import PipelineConfig
 
     from core.pipeline import Pipeline
-    from core.recipes import BEFORE_GUIDANCE
-    from core.runfolder import RunFolder
-    from core.segmentation import SegConfig
+    from core.training.recipes import BEFORE_GUIDANCE
+    from core.runs.runfolder import RunFolder
+    from core.training.segmentation import SegConfig
 
     runs = tmp_path_factory.mktemp("runs")
     run = RunFolder(runs / "tiny", create=True)
@@ -78,9 +78,9 @@ def guided_run(phantom_root, tmp_path_factory) -> Path:
     from core.config import PipelineConfig
 
     from core.pipeline import Pipeline
-    from core.recipes import DEFAULT_RECIPE
-    from core.runfolder import RunFolder
-    from core.segmentation import SegConfig
+    from core.training.recipes import DEFAULT_RECIPE
+    from core.runs.runfolder import RunFolder
+    from core.training.segmentation import SegConfig
 
     run = RunFolder(tmp_path_factory.mktemp("runs") / "guided", create=True)
     cfg = PipelineConfig(recipe=DEFAULT_RECIPE, epochs=1, batch_size=8, image_size=64, hires_size=128,
@@ -104,6 +104,6 @@ def dash_env(synthetic_run):
 
 @pytest.fixture(scope="module")
 def rv(dash_env):
-    from core.run_view import RunView
+    from core.runs.run_view import RunView
 
     return RunView(dash_env.parent, dash_env.name)

@@ -2,8 +2,9 @@ import numpy as np
 import pytest
 import torch
 
-from core.attention import FULL, Box, crop, eq1_map, threshold_box, upsample_maps
-from core.lesion_crops import lesion_crops
+from core.explain.attention import eq1_map, threshold_box, upsample_maps
+from core.inputs.boxes import FULL, Box, crop
+from core.inputs.lesion_crops import lesion_crops
 
 
 def test_eq1_is_the_min_shifted_channel_sum_scaled_to_one():

@@ -85,8 +85,8 @@ def test_evaluate_refuses_a_garbled_predictions_file(synthetic_run, tmp_path):
 def test_a_mask_of_the_wrong_shape_is_named(phantom_root, tmp_path):
     from PIL import Image
 
-    from core.imaging import ImageReadError
-    from core.segmentation import semi_supervised
+    from core.data.imaging import ImageReadError
+    from core.training.segmentation import semi_supervised
 
     data = tmp_path / "data"
     shutil.copytree(phantom_root, data)

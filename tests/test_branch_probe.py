@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core.branch_probe import PROBE_FILE, SETS, probe
+from core.audits.branch_probe import PROBE_FILE, SETS, probe
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -379,7 +379,7 @@ def test_compare_runs_overview_case_and_disease(compare_runs):
 def test_verdict_saved_and_filtered_in_margin_review(compare_runs):
     """Case view: a reviewer saves "attention outside the lungs" with a note; it shows as the verdict in
     force and is the newest row in the SQLite store; Margin review filtered on it shows that slice only."""
-    from core.verdicts import VERDICTS, VerdictStore
+    from core.runs.verdicts import VERDICTS, VerdictStore
 
     verdict = "attention outside the lungs"
     assert verdict in VERDICTS

@@ -1,4 +1,4 @@
-"""One CAM contract (core.cams.base): every method gives a map at the input's size, min-max scaled the
+"""One CAM contract (core.explain.cams.base): every method gives a map at the input's size, min-max scaled the
 same way, so tau means the same thing whichever method drew it; the pipeline's non-Eq. 1 path caches
 each method's native map and crops from it exactly as the live analysis does."""
 from __future__ import annotations
@@ -8,11 +8,11 @@ from dataclasses import asdict
 import pytest
 import torch
 
-from core.attention import eq1_map, upsample_maps
-from core.backbones import build_backbone
-from core.cams import CAM_METHODS, make_cam
-from core.cams.base import normalise
-from core.models import SliceClassifier
+from core.explain.attention import eq1_map, upsample_maps
+from core.models.backbones import build_backbone
+from core.explain.cams import CAM_METHODS, make_cam
+from core.explain.cams.base import normalise
+from core.models.classifier import SliceClassifier
 
 METHODS = sorted(CAM_METHODS)
 
@@ -64,7 +64,7 @@ def test_pipeline_non_eq1_path_caches_native_maps_that_crop_as_live_analysis_doe
     from core.inference import TrainedRun
     from core.config import PipelineConfig
     from core.pipeline import Pipeline
-    from core.runfolder import RunFolder
+    from core.runs.runfolder import RunFolder
 
     run = RunFolder(synthetic_run)
     cfg = PipelineConfig(**{**run.config["pipeline"], "cam": name})

@@ -1,4 +1,4 @@
-"""The one-slide case report (core.case_report) and the Case view's download buttons.
+"""The one-slide case report (core.explain.case_report) and the Case view's download buttons.
 
 Pixel checks use the module's own colours (BAR_COLOURS, FOOTER) and only the regions its
 docstring names (header band on top, footer band at the bottom), not exact coordinates.
@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core.case_report import BAR_COLOURS, SIZE, case_report, to_pdf, to_png
+from core.explain.case_report import BAR_COLOURS, SIZE, case_report, to_pdf, to_png
 from test_dashboard import app, no_exception
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -87,7 +87,7 @@ def test_verdict_line():
 
 
 def test_latest_verdict_reads_the_store(tmp_path):
-    from core.verdicts import VERDICTS, VerdictStore
+    from core.runs.verdicts import VERDICTS, VerdictStore
     from dashboard.report_ui import latest_verdict
 
     assert latest_verdict(tmp_path, "run", "k") is None

@@ -4,8 +4,8 @@ import pickle
 import pytest
 import torch
 
-from core import feature_cache as fc
-from core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from core.runs import feature_cache as fc
+from core.runs.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 
 
 class _Evil:

@@ -47,13 +47,13 @@ def app(page=None, state=None):
 
 
 def views(root):
-    from core.run_view import RunView
+    from core.runs.run_view import RunView
 
     return RunView(root, "a"), RunView(root, "b")
 
 
 def test_decisions_and_differences_by_hand():
-    from core.compare import changed_column, decisions, difference_table
+    from core.results.compare import changed_column, decisions, difference_table
 
     a = pd.DataFrame({"key": ["s1", "s2", "s3"], "p": [0.9, 0.2, 0.6], "pred": [1, 0, 1]})
     b = pd.DataFrame({"key": ["s2", "s3", "s4"], "p": [0.3, 0.1, 0.7], "pred": [0, 0, 1]})
@@ -68,7 +68,7 @@ def test_decisions_and_differences_by_hand():
 
 
 def test_overview_shows_both_tables_and_their_difference(pair):
-    from core.metrics import METRICS
+    from core.results.metrics import METRICS
 
     root, dropped = pair
     at = app()
@@ -106,7 +106,7 @@ def test_case_view_shows_the_slice_in_both_runs(pair):
 
 
 def test_map_and_margin_use_decision_changed(pair):
-    from core.compare import changed_column
+    from core.results.compare import changed_column
     from dashboard.map_args import CHANGED, map_points
 
     root, dropped = pair

@@ -140,7 +140,7 @@ def test_case_page_shows_the_selected_slice(dash_env, rv):
 
 
 def test_tau_slider_recomputes_the_crop_box(dash_env, rv):
-    from core.attention import threshold_box
+    from core.explain.attention import threshold_box
 
     key = rv.predictions[rv.predictions.split == "test"].key.iloc[0]
     size = rv.config["pipeline"]["image_size"]
@@ -317,7 +317,7 @@ def test_component_is_served_offline():
 
 
 def test_overlays_are_pngs():
-    from core.attention import Box
+    from core.explain.attention import Box
     from dashboard import images
 
     img = (np.linspace(0, 1, 64 * 64).reshape(64, 64) * 255).astype(np.uint8)
@@ -362,7 +362,7 @@ def verdict_runs(dash_env, tmp_path, monkeypatch):
 
 
 def test_case_verdict_form_saves_and_shows(verdict_runs, rv):
-    from core.verdicts import VERDICTS, VerdictStore
+    from core.runs.verdicts import VERDICTS, VerdictStore
 
     key = rv.predictions[rv.predictions.split == "test"].key.iloc[1]
     at = app("views/case.py", {"selected_key": key})
@@ -387,7 +387,7 @@ def test_case_verdict_form_saves_and_shows(verdict_runs, rv):
 def test_margin_filters_by_verdict(verdict_runs, rv):
     import json
 
-    from core.verdicts import LABEL_WRONG, VERDICTS, VerdictStore
+    from core.runs.verdicts import LABEL_WRONG, VERDICTS, VerdictStore
     from dashboard.verdicts_ui import NO_VERDICT
 
     keys = list(rv.predictions.sort_values(["margin", "key"]).key)
@@ -412,7 +412,7 @@ def test_margin_filters_by_verdict(verdict_runs, rv):
 
 @pytest.mark.parametrize("page", ["views/case.py", "views/margin.py"])
 def test_damaged_verdict_database_does_not_take_the_page_down(verdict_runs, page):
-    from core.verdicts import DB_NAME
+    from core.runs.verdicts import DB_NAME
 
     garbage = b"not a database at all " * 50
     (verdict_runs / DB_NAME).write_bytes(garbage)

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from core.predictions import BRANCHES, evaluate_run
-from core.runfolder import RunFolder
+from core.results.predictions import BRANCHES, evaluate_run
+from core.runs.runfolder import RunFolder
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -1,4 +1,4 @@
-"""core.evaluation (the Overview's ROC, confusion and calibration numbers) without Streamlit. Expected values
+"""core.results.evaluation (the Overview's ROC, confusion and calibration numbers) without Streamlit. Expected values
 are worked by hand or come from sklearn's own roc_curve / confusion_matrix / calibration_curve."""
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 from sklearn.calibration import calibration_curve
 from sklearn.metrics import confusion_matrix, roc_auc_score, roc_curve
 
-from core.evaluation import CALIBRATION_COLUMNS, calibration, confusion, confusion_counts, reliability, roc_curves
+from core.results.evaluation import CALIBRATION_COLUMNS, calibration, confusion, confusion_counts, reliability, roc_curves
 
 
 def frame(seed: int = 0, n: int = 200) -> pd.DataFrame:

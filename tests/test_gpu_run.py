@@ -93,7 +93,7 @@ class Block:
             raise ImportError('blocked: ' + name)
 sys.meta_path.insert(0, Block())
 import argparse
-import core.pipeline, core.segmentation, core.selfsup, core.pack, core.inference
+import core.pipeline, core.training.segmentation, core.training.selfsup, core.data.pack, core.inference
 import train.gpu_run, train.pack, train.reproduce, train.selfsup, train.infnet, train.shortcut, train.probe, train.report
 train.gpu_run.add_args(argparse.ArgumentParser())
 print('ok')
@@ -106,7 +106,7 @@ print('ok')
 def test_dry_run_of_the_device_command_on_a_phantom_pack(phantom_root, tmp_path):
     """bench/gpu_run.sh as the device tool runs it, at tiny scale on the CPU: pack checked, tables,
     timings and utilisation written, nothing heavy in the output folder."""
-    from core.pack import build
+    from core.data.pack import build
 
     build(phantom_root, tmp_path / "pack", log=lambda m: None)
     tiny = ("--backbones efficientnet_lite0 --inits imagenet,selftrans --recipes fast --strategies G-H-I-F "

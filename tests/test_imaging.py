@@ -19,8 +19,8 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import encapsulate
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, JPEGBaseline8Bit, generate_uid
 
-from core import imaging
-from core.imaging import (ImageReadError, check_mask_shape, nifti_slice_count, read_mask, read_slice,
+from core.data import imaging
+from core.data.imaging import (ImageReadError, check_mask_shape, nifti_slice_count, read_mask, read_slice,
                           read_slice_bytes, sniff_format, window)
 
 # ---------------------------------------------------------------- builders

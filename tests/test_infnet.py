@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from core.checkpoint import load_checkpoint
-from core.infnet import InfNet
-from core.phantom import write_dataset
-from core.segmentation import (SegConfig, augment_pair, load_segmenter, mask_edges, seg_metrics, segment,
+from core.runs.checkpoint import load_checkpoint
+from core.models.infnet import InfNet
+from core.data.phantom import write_dataset
+from core.training.segmentation import (SegConfig, augment_pair, load_segmenter, mask_edges, seg_metrics, segment,
                                segmentation_loss, semi_supervised, train_segmenter, unlabelled_pool)
 
 SIZE = 64
@@ -37,7 +37,7 @@ def seg_root(tmp_path_factory):
 
 
 def _phantom_batch(n=8, size=SIZE):
-    from core.phantom import make_phantom
+    from core.data.phantom import make_phantom
 
     ps = [make_phantom(100 + i, True, size) for i in range(n)]
     x = torch.from_numpy(np.stack([p.image for p in ps]))[:, None].float()

@@ -9,15 +9,15 @@ import numpy as np
 import pytest
 import torch
 
-from core.attention import FULL, Box
-from core.augment import augment_batch, augment_with_masks
-from core.guidance import attention_loss, cell_masks
-from core.harmonise import LEGACY_INPUT, from_frame, grown, harmonise, square_box, to_frame
-from core.lungs import lung_field
-from core.phantom import make_phantom
+from core.inputs.boxes import FULL, Box
+from core.inputs.augment import augment_batch, augment_with_masks
+from core.training.guidance import attention_loss, cell_masks
+from core.inputs.harmonise import LEGACY_INPUT, from_frame, grown, harmonise, square_box, to_frame
+from core.inputs.lungs import lung_field
+from core.data.phantom import make_phantom
 from core.config import PipelineConfig
-from core.lesion_maps import lesion_share
-from core.shortcut import blank_lungs, lungs_only
+from core.inputs.lesion_maps import lesion_share
+from core.audits.shortcut import blank_lungs, lungs_only
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -71,7 +71,7 @@ def test_frame_box_is_square_and_maps_round_trip(zoomed_out):
 
 
 def test_slice_mode_is_the_plain_resize():
-    from core.image_cache import resize01
+    from core.data.image_cache import resize01
 
     img = make_phantom(1, covid=False, size=96).image
     h = harmonise(img, "slice", 64)
@@ -133,11 +133,11 @@ def test_attention_loss_rewards_evidence_in_lesions_and_punishes_it_outside_the_
 
 def test_guided_training_step_uses_the_masks(phantom_root, tmp_path):
     """A guided recipe trains a SliceClassifier with the CAM penalty (and only then keeps CAMs)."""
-    from core.backbones import build_backbone
-    from core.models import SliceClassifier
-    from core.recipes import get_recipe
-    from core.slices import StageData
-    from core.trainer import train_stage
+    from core.models.backbones import build_backbone
+    from core.models.classifier import SliceClassifier
+    from core.training.recipes import get_recipe
+    from core.data.slices import StageData
+    from core.training.trainer import train_stage
 
     torch.manual_seed(0)
     model = SliceClassifier(build_backbone("resnet18", "scratch"))
@@ -170,7 +170,7 @@ def test_shortcut_edits_touch_only_their_part(zoomed_out):
 
 
 def test_guided_run_trains_on_lung_frames_with_the_attention_loss(guided_run):
-    from core.runfolder import RunFolder
+    from core.runs.runfolder import RunFolder
 
     run = RunFolder(guided_run)
     log = (guided_run / "log.txt").read_text()
@@ -207,8 +207,8 @@ def test_shortcut_command(which, request, phantom_root):
 
 def test_shortcut_audit_of_the_global_branch_alone_on_the_selection_slices(synthetic_run, phantom_root):
     """Variants are chosen on COVID-SemiSeg's training slices, scored by the global branch alone."""
-    from core.runfolder import RunFolder
-    from core.shortcut import GlobalScorer, audit
+    from core.runs.runfolder import RunFolder
+    from core.audits.shortcut import GlobalScorer, audit
 
     run = RunFolder(synthetic_run)
     res = audit(run, phantom_root, GlobalScorer(run), limit=4, progress=False, external_split="train")
@@ -219,8 +219,8 @@ def test_shortcut_audit_of_the_global_branch_alone_on_the_selection_slices(synth
 
 
 def test_dashboard_shows_each_run_the_frame_it_saw(guided_run, synthetic_run):
-    from core.imaging import read_slice
-    from core.run_view import RunView
+    from core.data.imaging import read_slice
+    from core.runs.run_view import RunView
 
     for run_dir, mode in ((guided_run, "lungs"), (synthetic_run, "slice")):
         rv = RunView(run_dir.parent, run_dir.name)

@@ -1,4 +1,4 @@
-"""Classical lung fields (core/lungs.py): fast tests on phantoms, real-data checks on ../shared/data."""
+"""Classical lung fields (core/inputs/lungs.py): fast tests on phantoms, real-data checks on ../shared/data."""
 from __future__ import annotations
 
 import csv
@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-import core.phantom as phantom
-from core.lungs import LUNG_VERSION, LungField, lung_field
+import core.data.phantom as phantom
+from core.inputs.lungs import LUNG_VERSION, LungField, lung_field
 from tests.conftest import PROJECT_ROOT
 
 
@@ -211,7 +211,7 @@ def test_semiseg_lesions_fall_inside_the_lung_field(data_root):
 
 @pytest.mark.realdata
 def test_contact_sheet(data_root):
-    from core.imaging import read_slice
+    from core.data.imaging import read_slice
     from train.lungs import contact_sheet, sheet_slices
 
     picked = sheet_slices(data_root)

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from core.metrics import binary_metrics, wilson
+from core.results.metrics import binary_metrics, wilson
 
 
 def test_wilson_matches_textbook_value():

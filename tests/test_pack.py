@@ -1,4 +1,4 @@
-"""Data packs (core/pack.py): every stage reads a pack as it reads the raw folders, within the error the
+"""Data packs (core/data/pack.py): every stage reads a pack as it reads the raw folders, within the error the
 manifest records; a damaged pack is refused naming the file; the weight wheels lose only their unused head."""
 import hashlib
 import io
@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 import torch
 
-from core.covidct import DataError, read_covidct
-from core.image_cache import load_stack
-from core.pack import MANIFEST, build, decode_check, slim_wheel, verify
-from core.segmentation import load_masks
-from core.semiseg import read_labelled, read_unlabelled
+from core.data.covidct import DataError, read_covidct
+from core.data.image_cache import load_stack
+from core.data.pack import MANIFEST, build, decode_check, slim_wheel, verify
+from core.training.segmentation import load_masks
+from core.data.semiseg import read_labelled, read_unlabelled
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -51,10 +51,10 @@ def test_a_lossless_pack_gives_every_stage_bit_identical_inputs(phantom_root, pa
                            load_masks([s.mask for s in packed_l], 64, [s.image for s in packed_l]))
     assert all(v["max"] == 0 for v in manifest["reads"]["covid-ct"].values())
     # a stage on a few slices: the same network scores both alike
-    from core.backbones import build_backbone
-    from core.models import SliceClassifier
-    from core.slices import StageData
-    from core.trainer import predict
+    from core.models.backbones import build_backbone
+    from core.models.classifier import SliceClassifier
+    from core.data.slices import StageData
+    from core.training.trainer import predict
 
     torch.manual_seed(0)
     model = SliceClassifier(build_backbone("efficientnet_lite0", "scratch"))

@@ -8,14 +8,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core import feature_cache as fc
-from core.imaging import read_slice
+from core.runs import feature_cache as fc
+from core.data.imaging import read_slice
 from core.inference import TrainedRun
 from core.config import PipelineConfig
 from core.pipeline import Pipeline
-from core.predictions import BRANCHES, evaluate_run
-from core.run_view import RunView
-from core.runfolder import RunFolder
+from core.results.predictions import BRANCHES, evaluate_run
+from core.runs.run_view import RunView
+from core.runs.runfolder import RunFolder
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -114,7 +114,7 @@ def test_joint_strategies_train_every_branch_and_load_for_prediction(strategy, p
 def test_vector_head_standardisation_is_bounded_for_constant_training_features():
     import torch
 
-    from core.branches import CLIP, VectorHead
+    from core.models.branches import CLIP, VectorHead
 
     train = {"g": torch.cat([torch.zeros(20, 3), torch.randn(20, 5)], 1)}  # 3 dead features
     head = VectorHead({"g": 8}).fit_standardisation(train)

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from core.audit import audit
-from core.covidct import read_covidct
-from core.semiseg import read_labelled, read_unlabelled
+from core.audits.leakage import audit
+from core.data.covidct import read_covidct
+from core.data.semiseg import read_labelled, read_unlabelled
 
 ROOT = Path(__file__).resolve().parent.parent
 

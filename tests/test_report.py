@@ -7,9 +7,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from core.predictions import BASELINES, run_metrics
-from core.runfolder import RunFolder
-from core.tables import mean_std
+from core.results.predictions import BASELINES, run_metrics
+from core.runs.runfolder import RunFolder
+from core.results.tables import mean_std
 from train.__main__ import main
 
 BOOT = 40

@@ -1,5 +1,5 @@
 """RunView's public reads the dashboard uses (feature order, range check, nearest slices, stored metrics,
-timings and stage tables) and core.tables' strategy comparison, on small run folders written here:
+timings and stage tables) and core.results.tables' strategy comparison, on small run folders written here:
 no training, no Streamlit. Expected values are worked by hand."""
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ import pandas as pd
 import pytest
 import torch
 
-from core import feature_cache as fc
-from core.metrics import METRICS
-from core.run_view import RunView
-from core.tables import configured_strategies, sibling_strategies, strategy_comparison
+from core.runs import feature_cache as fc
+from core.results.metrics import METRICS
+from core.runs.run_view import RunView
+from core.results.tables import configured_strategies, sibling_strategies, strategy_comparison
 
 # Feature caches keep the data set's order; predictions.csv may list the slices in another.
 CACHE_KEYS = ["a", "b", "c", "d", "e"]

@@ -1,4 +1,4 @@
-"""The second source (core.second_source): COVID-SemiSeg's CT volumes as both classes, labelled by the
+"""The second source (core.data.second_source): COVID-SemiSeg's CT volumes as both classes, labelled by the
 run's segmenter, added to the global branch's training split only."""
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from dataclasses import asdict
 import pytest
 import torch
 
-from core import second_source as ss
+from core.data import second_source as ss
 
 
 def test_selection_is_balanced_sure_and_seeded():
@@ -29,7 +29,7 @@ def test_global_branch_trains_on_both_sources(phantom_root, tmp_path, monkeypatc
     fields, lesion masks of the COVID ones), validation stays COVID-CT's, and the run records the counts."""
     from core import pipeline as pl
     from core.config import PipelineConfig
-    from core.runfolder import RunFolder
+    from core.runs.runfolder import RunFolder
 
     monkeypatch.setattr(ss, "LESION_MIN", 0.0)  # phantom volumes: make both classes certain to exist
     monkeypatch.setattr(ss, "CLEAR_MAX", 0.0)
@@ -65,7 +65,7 @@ def test_global_branch_trains_on_both_sources(phantom_root, tmp_path, monkeypatc
 def test_unknown_second_source_is_refused(phantom_root, tmp_path):
     from core.config import PipelineConfig
     from core.pipeline import Pipeline
-    from core.runfolder import RunFolder
+    from core.runs.runfolder import RunFolder
 
     with pytest.raises(ValueError, match="unknown second source 'elsewhere'"):
         Pipeline(RunFolder(tmp_path / "r", create=True), phantom_root, PipelineConfig(second_source="elsewhere"))

@@ -1,4 +1,4 @@
-"""One segmenter configuration (core.segmentation.SegConfig): every default declared once, the
+"""One segmenter configuration (core.training.segmentation.SegConfig): every default declared once, the
 command-line flags of `train infnet` / `train pipeline` derived from its fields, the resolved
 configuration saved in the run and rebuilt from it (runs saved before SegConfig included)."""
 from __future__ import annotations
@@ -10,7 +10,7 @@ from dataclasses import asdict, fields
 
 import pytest
 
-from core.segmentation import SegConfig, semi_supervised
+from core.training.segmentation import SegConfig, semi_supervised
 
 FIELDS = [f.name for f in fields(SegConfig)]
 COMMANDS = {"infnet": "", "pipeline": "seg-"}  # command -> the prefix of its SegConfig flags
@@ -89,7 +89,7 @@ def test_pipeline_flags_reach_the_runs_saved_config(phantom_root, tmp_path, monk
     """`train pipeline --seg-...` -> config.json "pipeline"."seg" -> PipelineConfig.from_saved."""
     from core.config import PipelineConfig
     from core.pipeline import Pipeline
-    from core.runfolder import RunFolder
+    from core.runs.runfolder import RunFolder
     from train import pipeline
 
     monkeypatch.setattr(Pipeline, "run_all", lambda self: {})  # the configuration only: train nothing
@@ -109,10 +109,10 @@ def test_pipeline_flags_reach_the_runs_saved_config(phantom_root, tmp_path, monk
 def test_resuming_a_run_saved_before_seg_config_keeps_its_lesion_maps(synthetic_run, phantom_root, tmp_path):
     """A run whose config and lesion cache entry hold the old partial seg dict: the pipeline of today
     (same segmenter, size and mirrored pass) finds that entry instead of segmenting again."""
-    import core.feature_cache as fc
+    import core.runs.feature_cache as fc
     from core.config import PipelineConfig
     from core.pipeline import Pipeline
-    from core.runfolder import RunFolder
+    from core.runs.runfolder import RunFolder
 
     old_run = tmp_path / "old"
     shutil.copytree(synthetic_run, old_run)

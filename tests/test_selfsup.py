@@ -1,8 +1,8 @@
 """Self-Trans initialisation: the loss, resumable pre-training, and use as --init."""
 import torch
 
-from core.backbones import build_backbone
-from core.selfsup import nt_xent, pretrain
+from core.models.backbones import build_backbone
+from core.training.selfsup import nt_xent, pretrain
 
 
 def test_nt_xent_rewards_matching_views():

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from core.backbones import build_backbone
-from core.models import SliceClassifier
-from core.recipes import get_recipe
-from core.slices import load_slice_set
-from core.trainer import train_stage
+from core.models.backbones import build_backbone
+from core.models.classifier import SliceClassifier
+from core.training.recipes import get_recipe
+from core.data.slices import load_slice_set
+from core.training.trainer import train_stage
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = dict(epochs=3, batch_size=8)

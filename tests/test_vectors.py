@@ -1,11 +1,11 @@
-"""The branch-vector contract (core.vectors): one assembly of the fusion input, sizes recorded in the
+"""The branch-vector contract (core.models.vectors): one assembly of the fusion input, sizes recorded in the
 checkpoints that need them, read back by TrainedRun.load."""
 from __future__ import annotations
 
 import torch
 
-from core.branches import VectorHead
-from core.vectors import FEATURE_SETS, HEADS, KEYS, branch_vectors, pick, sizes
+from core.models.branches import VectorHead
+from core.models.vectors import FEATURE_SETS, HEADS, KEYS, branch_vectors, pick, sizes
 
 
 def test_assembly_sizes_and_heads_agree():
@@ -22,7 +22,7 @@ def test_assembly_sizes_and_heads_agree():
 
 
 def test_checkpoints_record_the_sizes_they_need(synthetic_run):
-    from core.checkpoint import load_checkpoint
+    from core.runs.checkpoint import load_checkpoint
     from core.inference import TrainedRun
 
     tr = TrainedRun.load(synthetic_run)

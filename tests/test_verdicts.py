@@ -1,4 +1,4 @@
-"""The reviewers' verdict store (core/verdicts.py) and `python -m train verdicts`.
+"""The reviewers' verdict store (core/runs/verdicts.py) and `python -m train verdicts`.
 
 The dashboard's verdict form and filter are driven in tests/test_dashboard.py."""
 from __future__ import annotations
@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from core.verdicts import (COLUMNS, DB_NAME, LABEL_WRONG, SCHEMA_VERSION, VERDICTS, VerdictError, VerdictStore,
+from core.runs.verdicts import (COLUMNS, DB_NAME, LABEL_WRONG, SCHEMA_VERSION, VERDICTS, VerdictError, VerdictStore,
                            VerdictStoreError)
 
 PER_PROCESS = 200
@@ -67,7 +67,7 @@ def test_schema_version_wal_and_reopening(db):
 WRITER = """
 import sys, time
 from pathlib import Path
-from core.verdicts import VERDICTS, VerdictStore
+from core.runs.verdicts import VERDICTS, VerdictStore
 path, who, go, n = sys.argv[1], sys.argv[2], Path(sys.argv[3]), int(sys.argv[4])
 while not go.exists():
     time.sleep(0.005)
@@ -207,7 +207,7 @@ def test_cli_user_errors_exit_2_with_one_line(tmp_path, capsys, case):
 
 OPENER = """
 import sys, time
-from core.verdicts import VerdictStore
+from core.runs.verdicts import VerdictStore
 path, start = sys.argv[1], float(sys.argv[2])
 time.sleep(max(0.0, start - time.time()))
 VerdictStore(path)

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import json
 
-from core.audit import audit
-from core.covidct import read_covidct
-from core.slices import resolve_data_root
+from core.audits.leakage import audit
+from core.data.covidct import read_covidct
+from core.data.slices import resolve_data_root
 
 
 def add_args(p):
@@ -22,7 +22,7 @@ def run(args) -> dict:
     report = audit(read_covidct(root), args.max_distance)
     text = json.dumps(report, indent=1)
     if args.out:
-        from core.checkpoint import atomic_write_text
+        from core.runs.checkpoint import atomic_write_text
 
         atomic_write_text(args.out, text)
     print(text)

@@ -8,7 +8,7 @@ Reads only; writes nothing. All well: the counts as one JSON object, exit 0. Oth
 problem on standard error, naming the missing or misplaced path and what belongs there (and where a
 misplaced file or folder was found instead), then one `error:` line, exit 2. `warning:` lines name
 optional parts that are absent (patient metadata) and files the readers ignore; they do not fail the
-check. The counts are compared with the published sets; for a phantom data set (core/phantom.py) with
+check. The counts are compared with the published sets; for a phantom data set (core/data/phantom.py) with
 the counts its marker file records. --subset turns count differences into warnings (a deliberate subset).
 """
 from __future__ import annotations
@@ -18,11 +18,11 @@ import os
 import sys
 from pathlib import Path
 
-from core.covidct import CLASSES, SPLITS, DataError, read_covidct
-from core.semiseg import IMAGE_SUFFIXES, LABELLED, UNLABELLED, read_labelled, read_unlabelled
+from core.data.covidct import CLASSES, SPLITS, DataError, read_covidct
+from core.data.semiseg import IMAGE_SUFFIXES, LABELLED, UNLABELLED, read_labelled, read_unlabelled
 
-PHANTOM_MARKER = "SYNTHETIC_PHANTOMS.json"  # core.phantom.SYNTHETIC_MARKER: the counts a phantom set was written with
-PACK_MANIFEST = "PACK_MANIFEST.json"  # core.pack.MANIFEST
+PHANTOM_MARKER = "SYNTHETIC_PHANTOMS.json"  # core.data.phantom.SYNTHETIC_MARKER: the counts a phantom set was written with
+PACK_MANIFEST = "PACK_MANIFEST.json"  # core.data.pack.MANIFEST
 
 # What the published sets hold (COVID-CT: the official lists of UCSD-AI4H/COVID-CT; COVID-SemiSeg: the
 # Dataset/ folder of DengPingFan/Inf-Net). Names in the lists: split + class folder.

@@ -10,8 +10,8 @@ import json
 import sys
 
 from core.errors import UsageError
-from core.predictions import evaluate_run, metrics_path
-from core.runfolder import RunFolder
+from core.results.predictions import evaluate_run, metrics_path
+from core.runs.runfolder import RunFolder
 
 
 def add_args(p):

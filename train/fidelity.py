@@ -9,7 +9,7 @@ One row per branch x map: pointing game (the map's maximum inside the lesion mas
 centre-Gaussian, a uniform (= pixel-random deletion order) and a smooth random ("random-blobs")
 map as chance levels. Branches: global (every CAM method), heatmap (every CAM method on its crop,
 pasted into the crop box) and fusion (the fusion CAM); deletion curves for global and fusion by
-default (--deletion; they are most of the run time). Definitions in core/fidelity.py. Writes
+default (--deletion; they are most of the run time). Definitions in core/explain/fidelity.py. Writes
 runs/NAME/fidelity.json and fidelity.csv and prints the JSON. ScoreCAM is slow on CPU: it runs
 only when named in --methods.
 """
@@ -22,13 +22,13 @@ import json
 import time
 from pathlib import Path
 
-from core.cams import CAM_METHODS
-from core.checkpoint import atomic_write_text
-from core.covidct import DataError
-from core.fidelity import (BRANCHES, DEFAULT_DELETION, DEFAULT_METHODS, FILLS, STEPS, TOLERANCE_PX, FidelityRunner,
+from core.explain.cams import CAM_METHODS
+from core.runs.checkpoint import atomic_write_text
+from core.data.covidct import DataError
+from core.explain.fidelity import (BRANCHES, DEFAULT_DELETION, DEFAULT_METHODS, FILLS, STEPS, TOLERANCE_PX, FidelityRunner,
                            clean, csv_rows)
-from core.runfolder import RunFolder
-from core.semiseg import read_labelled
+from core.runs.runfolder import RunFolder
+from core.data.semiseg import read_labelled
 
 from .common import pick_device
 

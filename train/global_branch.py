@@ -11,16 +11,16 @@ from __future__ import annotations
 import json
 from dataclasses import asdict
 
-from core.backbones import BACKBONES
+from core.models.backbones import BACKBONES
 from core.errors import UsageError
-from core.harmonise import INPUT_MODES
+from core.inputs.harmonise import INPUT_MODES
 from core.config import PipelineConfig
 from core.pipeline import Pipeline
-from core.recipes import BEFORE_GUIDANCE, DEFAULT_RECIPE, RECIPES
-from core.runfolder import RunFolder
-from core.second_source import SOURCES
-from core.slices import resolve_data_root
-from core.runtime import is_main
+from core.training.recipes import BEFORE_GUIDANCE, DEFAULT_RECIPE, RECIPES
+from core.runs.runfolder import RunFolder
+from core.data.second_source import SOURCES
+from core.data.slices import resolve_data_root
+from core.training.runtime import is_main
 
 from .common import add_data_args, add_run_args, init_distributed, pick_device
 
@@ -31,14 +31,14 @@ def add_model_args(p) -> None:
     p.add_argument("--backbone", default="efficientnet_lite0", choices=BACKBONES)
     p.add_argument("--init", default="imagenet", help="imagenet, scratch, or a checkpoint path")
     p.add_argument("--recipe", default=DEFAULT_RECIPE, choices=sorted(RECIPES),
-                   help=f"training recipe and the run settings it is meant with (core/recipes.py); "
+                   help=f"training recipe and the run settings it is meant with (core/training/recipes.py); "
                         f"'{DEFAULT_RECIPE}' is knowledge-guided, '{BEFORE_GUIDANCE}' the recipe before guidance")
     p.add_argument("--input", default=None, choices=INPUT_MODES,
-                   help="what the networks see: the harmonised lung field, or the whole slice (core/harmonise.py); "
+                   help="what the networks see: the harmonised lung field, or the whole slice (core/inputs/harmonise.py); "
                         "default: the recipe's")
     p.add_argument("--second-source", default=None, choices=SOURCES,
                    help="semiseg-volumes: the global branch also trains on COVID-SemiSeg's CT volumes, both classes "
-                        "from one source, labelled by the segmenter (core/second_source.py); default: the recipe's")
+                        "from one source, labelled by the segmenter (core/data/second_source.py); default: the recipe's")
     p.add_argument("--out", required=True, help="run folder, e.g. runs/lite0")
     p.add_argument("--resume", action="store_true", help="continue a killed run from its last checkpoint")
     p.add_argument("--image-size", type=int, default=224, help="side of the slice fed to the backbones")

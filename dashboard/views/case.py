@@ -2,7 +2,7 @@
 the reviewer's verdict."""
 import streamlit as st
 
-from core.feature_cache import CacheError
+from core.runs.feature_cache import CacheError
 
 from dashboard import data, report_ui, ui, verdicts_ui
 

@@ -3,7 +3,7 @@ comparison run) as plots with 95% intervals beside what chance scores, one plain
 import pandas as pd
 import streamlit as st
 
-from core.shortcut import AUDIT_TABLE
+from core.audits.shortcut import AUDIT_TABLE
 from dashboard import audit_text, data, ui
 
 ctx = ui.current()

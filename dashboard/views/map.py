@@ -1,7 +1,7 @@
 """Map: the 3D t-SNE / UMAP of the fusion-layer (or a branch's) features; hover for images, click to open."""
 import streamlit as st
 
-from core.run_view import RunView
+from core.runs.run_view import RunView
 
 from dashboard import data, ui
 from dashboard.components.scatter3d import scatter3d

@@ -4,9 +4,9 @@ import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
-from core.branch_probe import PROBE_FILE
-from core.metrics import METRICS
-from core.shortcut import AUDIT_TABLE
+from core.audits.branch_probe import PROBE_FILE
+from core.results.metrics import METRICS
+from core.audits.shortcut import AUDIT_TABLE
 from dashboard import data, ui
 
 ctx = ui.current()

@@ -1,0 +1,337 @@
+"""Read any slice a user can hand us into one float32 grey image in [0, 1].
+
+One entry point, `read_slice`, for every later use (training data, prediction, dashboard upload):
+PNG/JPEG/WebP/BMP/TIFF by content (COVID-CT has JPEG data in files named .png), DICOM through pydicom
+(modality LUT to Hounsfield units, then the lung window W1500/L-600), NIfTI through nibabel
+(canonical orientation, one axial slice). Every failure is an `ImageReadError` naming the file.
+"""
+from __future__ import annotations
+
+import io
+import zlib
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+# A CT slice is at most a few thousand pixels a side; anything bigger is a decompression bomb.
+MAX_PIXELS = 8192 * 8192
+# A CT volume is at most a few hundred MiB; a .nii.gz that inflates past this is a gzip bomb.
+MAX_NIFTI_BYTES = 1 << 30
+# Multi-frame DICOM is decoded one frame at a time, but the frame count still bounds the work.
+MAX_FRAMES = 4096
+MIN_SIDE = 16
+LUNG_WINDOW = (-600.0, 1500.0)  # level, width in Hounsfield units
+
+_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+_JPEG_MAGIC = b"\xff\xd8\xff"
+_GZIP_MAGIC = b"\x1f\x8b"
+# Only the formats we document: Pillow's other plugins (EPS runs Ghostscript, say) are no business of ours.
+_PIL_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "TIFF")  # WebP: data packs (core/data/pack.py)
+
+
+class ImageReadError(ValueError):
+    """A slice could not be read; the message names the file and the problem."""
+
+    def __init__(self, name: str, problem: str):
+        super().__init__(f"{name}: {problem}")
+        self.name = name
+        self.problem = problem
+
+
+def sniff_format(data: bytes, name: str = "") -> str:
+    """Say what a file is from its bytes (and, for NIfTI, its name): png, jpeg, dicom, nifti or image."""
+    if data.startswith(_PNG_MAGIC):
+        return "png"
+    if data.startswith(_JPEG_MAGIC):
+        return "jpeg"
+    if len(data) >= 132 and data[128:132] == b"DICM":
+        return "dicom"
+    lower = name.lower()
+    if (lower.endswith((".nii", ".nii.gz")) or data[:2] == _GZIP_MAGIC
+            or data[344:348] in (b"n+1\x00", b"ni1\x00") or data[4:8] == b"n+2\x00"):
+        return "nifti"
+    if lower.endswith(".dcm"):
+        return "dicom"
+    return "image"
+
+
+def window(hu: np.ndarray, level: float = LUNG_WINDOW[0], width: float = LUNG_WINDOW[1]) -> np.ndarray:
+    """Map Hounsfield units to [0, 1] through a display window."""
+    low = level - width / 2
+    return np.clip((hu.astype(np.float32) - low) / width, 0.0, 1.0)
+
+
+def _problem(exc: BaseException) -> str:
+    """One line for an exception from a library: its type and the first line of its message."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+def _check_shape(name: str, arr: np.ndarray) -> np.ndarray:
+    if arr.ndim != 2:
+        raise ImageReadError(name, f"expected a 2-D slice, got shape {arr.shape}")
+    h, w = arr.shape
+    if min(h, w) < MIN_SIDE:
+        raise ImageReadError(name, f"image is {w}x{h} pixels; a CT slice needs at least {MIN_SIDE} a side")
+    if not np.isfinite(arr).all():
+        raise ImageReadError(name, "image holds NaN or infinite values")
+    return arr
+
+
+def _check_pixels(name: str, w: int, h: int) -> None:
+    if w * h > MAX_PIXELS:
+        raise ImageReadError(name, f"image is {w}x{h} pixels, over the {MAX_PIXELS}-pixel limit "
+                                   "(refused as a possible decompression bomb)")
+
+
+def _open_pil(name: str, data: bytes) -> Image.Image:
+    """Open and decode with Pillow; the size is checked from the header, before any pixel is decoded."""
+    try:
+        img = Image.open(io.BytesIO(data), formats=_PIL_FORMATS)
+        _check_pixels(name, *img.size)
+        img.load()
+    except ImageReadError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        # Pillow's own guard (at 2x its limit) fires inside open(), before our check can.
+        size = str(exc).split(",")[0]  # "Image size (N pixels) exceeds limit of M pixels"
+        raise ImageReadError(name, f"image too large ({size}); refused as a possible decompression bomb") from None
+    except UnidentifiedImageError:
+        raise ImageReadError(name, "not a PNG, JPEG, WebP, BMP, TIFF, DICOM or NIfTI file") from None
+    except Exception as exc:  # Pillow raises many types (OSError, SyntaxError, struct.error...) for broken files
+        raise ImageReadError(name, f"not a readable image ({_problem(exc)})") from None
+    return img
+
+
+def _pil_grey(img: Image.Image) -> np.ndarray:
+    mode = img.mode
+    if mode.startswith("I;16"):
+        return np.asarray(img, dtype=np.float32) / 65535.0
+    if mode in ("I", "F"):
+        arr = np.asarray(img, dtype=np.float32)
+        if not np.isfinite(arr).all():
+            return arr  # _check_shape names the problem
+        lo, hi = float(arr.min()), float(arr.max())
+        if mode == "I" and lo >= 0 and hi <= 65535:
+            return arr / 65535.0  # 16-bit data widened to 32 bits (Pillow does so for some PNG/TIFF)
+        # Signed or float data has no fixed scale: stretch what is there.
+        return (arr - lo) / (hi - lo) if hi > lo else np.zeros_like(arr)
+    if mode in ("RGBA", "LA", "PA", "RGBa", "La") or (mode == "P" and "transparency" in img.info):
+        # Composite on black: transparent pixels are outside the body.
+        img = img.convert("RGBA")
+        bg = Image.new("RGBA", img.size, (0, 0, 0, 255))
+        img = Image.alpha_composite(bg, img)
+    return np.asarray(img.convert("L"), dtype=np.float32) / 255.0
+
+
+def _from_pil(name: str, data: bytes) -> np.ndarray:
+    img = _open_pil(name, data)
+    try:
+        arr = _pil_grey(img)
+    except Exception as exc:  # an odd mode Pillow cannot convert to grey
+        raise ImageReadError(name, f"image mode {img.mode} cannot be made grey ({_problem(exc)})") from None
+    return _check_shape(name, arr)
+
+
+def _from_dicom(name: str, data: bytes, slice_index: int | None) -> np.ndarray:
+    import pydicom
+    from pydicom.pixels import apply_modality_lut, pixel_array
+
+    try:
+        ds = pydicom.dcmread(io.BytesIO(data), force=True)
+    except Exception as exc:
+        raise ImageReadError(name, f"broken DICOM file ({_problem(exc)})") from None
+    if not any(tag in ds for tag in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
+        raise ImageReadError(name, "DICOM file has no pixel data")
+    try:
+        rows, cols = int(ds.Rows), int(ds.Columns)
+        frames = int(ds.get("NumberOfFrames") or 1)
+        samples = int(ds.get("SamplesPerPixel") or 1)
+    except Exception as exc:
+        raise ImageReadError(name, f"DICOM header has no valid image size ({_problem(exc)})") from None
+    # Checked from the header before decoding: a compressed frame can declare any size.
+    _check_pixels(name, cols, rows)
+    if not 1 <= frames <= MAX_FRAMES:
+        raise ImageReadError(name, f"DICOM file declares {frames} frames; expected 1 to {MAX_FRAMES}")
+    if samples != 1:
+        raise ImageReadError(name, f"DICOM holds a colour image ({samples} samples per pixel); "
+                                   "expected one grey CT slice")
+    k = frames // 2 if slice_index is None else slice_index  # multi-frame: the middle frame by default
+    if not 0 <= k < frames:
+        raise ImageReadError(name, f"frame {k} requested but the DICOM file has {frames} frames")
+    try:
+        pixels = pixel_array(ds, index=k if frames > 1 else None)
+        hu = apply_modality_lut(pixels, ds).astype(np.float32)
+    except Exception as exc:  # unknown transfer syntax, truncated or corrupt data, missing decoder...
+        raise ImageReadError(name, f"DICOM pixel data cannot be decoded ({_problem(exc)})") from None
+    # Check before windowing: the window's clip would hide an infinite value.
+    return window(_check_shape(name, hu))
+
+
+def _gunzip(name: str, data: bytes) -> bytes:
+    """Inflate gzip data, refusing to go past MAX_NIFTI_BYTES (a gzip bomb is tiny on disk)."""
+    out: list[bytes] = []
+    total = 0
+    while data[:2] == _GZIP_MAGIC:  # a file may hold several gzip members
+        inflater = zlib.decompressobj(wbits=31)
+        try:
+            chunk = inflater.decompress(data, MAX_NIFTI_BYTES + 1 - total)
+        except zlib.error as exc:
+            raise ImageReadError(name, f"broken gzip data ({exc})") from None
+        total += len(chunk)
+        if total > MAX_NIFTI_BYTES:
+            raise ImageReadError(name, f"gzip data inflates to over {MAX_NIFTI_BYTES >> 20} MiB; refused")
+        if not inflater.eof:
+            raise ImageReadError(name, "gzip data is truncated")
+        out.append(chunk)
+        data = inflater.unused_data
+    return b"".join(out)
+
+
+def _nifti_image(name: str, data: bytes):
+    """The NIfTI image with only its header parsed; the voxels stay on the (in-memory) file."""
+    import nibabel as nib
+
+    if data[:2] == _GZIP_MAGIC:
+        data = _gunzip(name, data)
+    try:
+        # sizeof_hdr is 348 for NIfTI-1 and 540 for NIfTI-2, in either byte order.
+        nifti2 = len(data) >= 4 and 540 in (int.from_bytes(data[:4], "little"), int.from_bytes(data[:4], "big"))
+        img = (nib.Nifti2Image if nifti2 else nib.Nifti1Image).from_bytes(data)
+        shape = tuple(int(n) for n in img.shape)
+    except Exception as exc:
+        raise ImageReadError(name, f"not a readable NIfTI volume ({_problem(exc)})") from None
+    if len(shape) == 4 and shape[3] != 1:
+        raise ImageReadError(name, f"NIfTI file holds {shape[3]} volumes (shape {shape}); "
+                                   "expected one 3-D volume")
+    if len(shape) not in (2, 3, 4) or min(shape) < 1:
+        raise ImageReadError(name, f"NIfTI volume has shape {shape}; expected 3-D (x, y, slices)")
+    return img
+
+
+def _slice_axis(img) -> tuple[int, int, np.ndarray]:
+    """The stored axis that runs foot to head, whether it is flipped, and the orientation of the rest."""
+    from nibabel.orientations import io_orientation
+
+    ornt = io_orientation(img.affine)  # row i: (canonical RAS axis, +1/-1) of stored axis i
+    if np.isnan(ornt).any():  # degenerate affine: trust the stored axis order
+        ornt = np.array([[0, 1], [1, 1], [2, 1]], dtype=float)
+    axis = int(np.flatnonzero(ornt[:, 0] == 2)[0])
+    return axis, int(ornt[axis, 1]), np.delete(ornt, axis, axis=0)
+
+
+def nifti_slice_count(data: bytes, name: str = "volume.nii") -> int:
+    """Number of axial slices in a NIfTI volume (for the dashboard's slice picker); reads the header only."""
+    img = _nifti_image(name, data)
+    axis, _, _ = _slice_axis(img)
+    return (tuple(img.shape) + (1,))[axis]
+
+
+def _from_nifti(name: str, data: bytes, slice_index: int | None) -> np.ndarray:
+    from nibabel.orientations import apply_orientation
+
+    img = _nifti_image(name, data)
+    shape = (tuple(int(n) for n in img.shape) + (1,))[:3]
+    axis, flip, rest = _slice_axis(img)
+    n = shape[axis]
+    k = n // 2 if slice_index is None else slice_index
+    if not 0 <= k < n:
+        raise ImageReadError(name, f"slice {k} requested but the volume has {n} slices")
+    w, h = (shape[i] for i in range(3) if i != axis)
+    _check_pixels(name, w, h)
+    # Read just the one slice off the file (a volume can be far larger than a slice), as canonical RAS does.
+    index: list = [slice(None)] * len(img.shape)
+    if len(img.shape) == 4:
+        index[3] = 0
+    try:
+        if len(img.shape) == 2:
+            vol = np.asarray(img.dataobj, dtype=np.float32)[:, :, None]
+            index.append(slice(None))
+        else:
+            vol = img.dataobj
+        index[axis] = k if flip > 0 else n - 1 - k
+        sl = np.asarray(vol[tuple(index)], dtype=np.float32)
+        sl = apply_orientation(sl, rest)  # now (x: left->right, y: posterior->anterior)
+    except Exception as exc:  # short voxel data, an unsupported data type...
+        raise ImageReadError(name, f"NIfTI voxel data cannot be read ({_problem(exc)})") from None
+    if not np.isfinite(sl).all():
+        raise ImageReadError(name, f"NIfTI slice {k} holds NaN or infinite values")
+    # Radiological view, as DICOM and the COVID-CT images show it: anterior up, patient's right on the left.
+    sl = np.ascontiguousarray(sl[::-1, ::-1].T)
+    # NIfTI has no modality: CT stores Hounsfield units (air ~ -1000), so a slice that goes that low is
+    # windowed; otherwise [0, 1] is kept, non-negative data is divided by its maximum, and the rest stretched.
+    lo, hi = float(sl.min()), float(sl.max())
+    if lo < -100:
+        sl = window(sl)
+    elif lo < 0:
+        sl = (sl - lo) / (hi - lo)
+    elif hi > 1:
+        sl = sl / hi
+    return _check_shape(name, sl)
+
+
+def read_slice_bytes(data: bytes, name: str = "<upload>", slice_index: int | None = None) -> np.ndarray:
+    """Decode bytes of any supported format to a (H, W) float32 image in [0, 1].
+
+    slice_index picks the axial slice of a NIfTI volume or the frame of a multi-frame DICOM (default: middle).
+    """
+    if not data:
+        raise ImageReadError(name, "file is empty (0 bytes)")
+    data = bytes(data)
+    fmt = sniff_format(data, name)
+    if fmt == "dicom":
+        return _from_dicom(name, data, slice_index)
+    if fmt == "nifti":
+        return _from_nifti(name, data, slice_index)
+    return _from_pil(name, data)
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ImageReadError(str(path), f"cannot open ({exc.strerror or exc})") from None
+    if not data:
+        raise ImageReadError(str(path), "file is empty (0 bytes)")
+    return data
+
+
+def read_slice(path: str | Path, slice_index: int | None = None) -> np.ndarray:
+    """Read a slice file of any supported format to a (H, W) float32 image in [0, 1]."""
+    path = Path(path)
+    return read_slice_bytes(_read_bytes(path), str(path), slice_index)
+
+
+def read_mask(path: str | Path) -> np.ndarray:
+    """Read a label mask as uint8 labels (0 background).
+
+    Palette masks keep their indices as labels (COVID-SemiSeg multi-class: 0, 1, 2); grey masks that
+    already hold small labels (all values < 128, e.g. 0/1) keep them; others (0/255, or JPEG noise
+    around those) are thresholded to 0/1.
+    """
+    path = Path(path)
+    name = str(path)
+    img = _open_pil(name, _read_bytes(path))
+    try:
+        if img.mode == "P":
+            arr = np.asarray(img)
+        else:
+            arr = np.asarray(img.convert("L"))
+            if arr.max() >= 128:
+                arr = arr > 127
+        arr = arr.astype(np.uint8)
+    except Exception as exc:
+        raise ImageReadError(name, f"mask mode {img.mode} cannot be read as labels ({_problem(exc)})") from None
+    if arr.ndim != 2:
+        raise ImageReadError(name, f"expected a 2-D mask, got shape {arr.shape}")
+    return arr
+
+
+def check_mask_shape(mask: np.ndarray, image_shape: tuple[int, ...], name: str) -> np.ndarray:
+    """Refuse a mask whose size differs from its image's (a mis-paired or resized file); return the mask."""
+    if tuple(mask.shape) != tuple(image_shape[:2]):
+        mh, mw = (tuple(mask.shape) + (0, 0))[:2]
+        ih, iw = (tuple(image_shape) + (0, 0))[:2]
+        raise ImageReadError(name, f"mask is {mw}x{mh} pixels but its image is {iw}x{ih}")
+    return mask

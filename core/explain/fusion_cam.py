@@ -1,0 +1,42 @@
+"""Class activation map of the fusion decision (Zhou et al. 2016, extended to several sources).
+
+The fusion FC weight splits into one part per input (global, heatmap, right/left lung crops).
+Each part, applied to its branch's last conv map, gives a map over that branch's input; it is
+placed where the input came from (whole slice, heatmap box, lung boxes) and the parts are summed,
+so the map shows which pixels pushed the fused decision towards COVID.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from core.explain.attention import Box, upsample_maps
+
+
+def paste(canvas: torch.Tensor, parts: torch.Tensor, boxes: torch.Tensor) -> None:
+    """Add each (h, w) map, resized to its box ([y0, x0, y1, x1] in [0, 1]), into its canvas (B, S, S)."""
+    s = canvas.shape[-1]
+    for i in range(len(parts)):
+        b = Box(*boxes[i].tolist())
+        if b.area <= 0:
+            continue
+        y0, x0, y1, x1 = b.pixels(s, s)
+        canvas[i, y0:y1, x0:x1] += F.interpolate(parts[i][None, None], size=(y1 - y0, x1 - x0),
+                                                 mode="bilinear", align_corners=False)[0, 0]
+
+
+@torch.no_grad()
+def fusion_cam(models: dict, batch: dict, size: int = 112) -> torch.Tensor:
+    """(B, size, size) map in [0, 1].
+
+    models: "global", "heatmap", "infected", "fusion"; batch (float inputs in [0, 1]): "image",
+    "crop", "crop_box" (B, 4), "right", "left", "side_boxes" (B, 2, 4), "present" (B, 2)."""
+    w = models["fusion"].part_weights()
+    proj = lambda net, x, wk: torch.einsum("bkhw,k->bhw", net.backbone.features(x).float(), wk).cpu()
+    cam = upsample_maps(proj(models["global"], batch["image"], w["g"]), size)
+    paste(cam, proj(models["heatmap"], batch["crop"], w["h"]), batch["crop_box"].cpu())
+    for j, (key, wk) in enumerate((("right", "r"), ("left", "l"))):
+        part = proj(models["infected"], batch[key], w[wk]) * batch["present"][:, j].float().cpu()[:, None, None]
+        paste(cam, part, batch["side_boxes"][:, j].cpu())
+    cam = torch.relu(cam)
+    return cam / cam.amax(dim=(1, 2), keepdim=True).clamp_min(1e-12)

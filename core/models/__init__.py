@@ -1,0 +1,1 @@
+"""The networks: backbones, classifier heads, the branches, the segmenter, joint training."""

@@ -1,0 +1,92 @@
+"""Per-slice probabilities of every branch (runs/<name>/predictions.csv) and their evaluation."""
+from __future__ import annotations
+
+import io
+import json
+
+import pandas as pd
+
+from core.results.metrics import binary_metrics, youden_threshold
+from core.runs.checkpoint import atomic_write_bytes, atomic_write_text
+from core.runs.runfolder import RunError, RunFolder
+
+# Branch columns of predictions.csv, in the paper's table order. global+infected is the infected
+# branch (lung crops + the global vector); global+heatmap is one FC layer over [global, heatmap].
+# lesion-share is no branch but a baseline of knowledge alone: the share of the lung field the
+# segmenter calls lesion (core.inputs.lesion_maps.lesion_share), scored like a branch so tables show it beside them.
+BRANCHES = ("global", "heatmap", "global+heatmap", "global+infected", "fusion", "lesion-share")
+BASELINES = ("lesion-share",)
+
+
+def write_branch_probs(run: RunFolder, branch: str, slices, probs) -> pd.DataFrame:
+    """Set p_<branch> for these slices; other slices and other branches' columns are kept."""
+    col = f"p_{branch}"
+    rows = pd.DataFrame({"key": [s.key for s in slices], "split": [s.split for s in slices],
+                         "label": [s.label for s in slices], "patient": [s.patient for s in slices]}).set_index("key")
+    f = run.predictions_csv
+    df = pd.read_csv(f, keep_default_na=False).set_index("key") if f.exists() else rows.iloc[:0]
+    df = pd.concat([df, rows[~rows.index.isin(df.index)]])
+    if col not in df:
+        df[col] = ""
+    df[col] = df[col].astype(object)
+    df.loc[rows.index, col] = [float(p) for p in probs]
+    buf = io.StringIO()
+    df.reset_index().to_csv(buf, index=False)
+    atomic_write_bytes(f, buf.getvalue().encode())
+    return df.reset_index()
+
+
+def read_predictions(run: RunFolder) -> pd.DataFrame:
+    f = run.predictions_csv
+    if not f.exists():
+        raise FileNotFoundError(f"{f}: no predictions yet; train a branch first")
+    try:
+        df = pd.read_csv(f, keep_default_na=False)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise RunError(f"{f}: unreadable predictions file ({exc})") from None
+    missing = {"key", "split", "label"} - set(df.columns)
+    if missing:
+        raise RunError(f"{f}: predictions file lacks columns {sorted(missing)}")
+    return df
+
+
+def val_threshold(df: pd.DataFrame, branch: str) -> float:
+    """The operating point of a branch, chosen on the validation split only: the probability cut
+    that maximises Youden's J (sensitivity + specificity - 1); 0.5 when there is no validation split."""
+    val = df[df["split"] == "val"]
+    col = f"p_{branch}"
+    if val.empty or col not in val or (val[col] == "").any() or val["label"].nunique() < 2:
+        return 0.5
+    return youden_threshold(val["label"], val[col])
+
+
+def metrics_path(run: RunFolder, split: str, threshold: str = "val"):
+    """Where evaluate_run saves a split's metrics: metrics_<split>.json (metrics_<split>_t<threshold>.json)."""
+    return run.path / f"metrics_{split}{'' if threshold == 'val' else f'_t{threshold}'}.json"
+
+
+def evaluate_run(run: RunFolder, split: str, n_boot: int = 1000, threshold: str = "val") -> dict:
+    """run_metrics, saved at metrics_path."""
+    out = run_metrics(run, split, n_boot, threshold)
+    atomic_write_text(metrics_path(run, split, threshold), json.dumps(out, indent=1))
+    return out
+
+
+def run_metrics(run: RunFolder, split: str, n_boot: int = 1000, threshold: str = "val") -> dict:
+    """{branch: metrics} for every branch with predictions on `split`.
+
+    threshold "val": each branch's operating point chosen on the validation split (val_threshold);
+    "0.5": the plain sigmoid midpoint. AUC does not depend on it."""
+    df = read_predictions(run)
+    part = df[df["split"] == split]
+    if part.empty:
+        raise ValueError(f"no slices of split {split!r} in {run.predictions_csv}")
+    out = {}
+    for b in BRANCHES:
+        col = f"p_{b}"
+        if col in part and (part[col] != "").all():
+            t = val_threshold(df, b) if threshold == "val" else float(threshold)
+            out[b] = binary_metrics(part["label"].to_numpy(), part[col].astype(float).to_numpy(), threshold=t,
+                                    n_boot=n_boot)
+            out[b]["threshold"] = t
+    return out

@@ -1,0 +1,71 @@
+"""A run folder (`runs/<name>/`) holds everything one run produced; every stage reads and writes it.
+
+    config.json        resolved configuration of each stage that ran (data, backbone, recipe, seed)
+    log.txt            one line per event, appended
+    global/ ...        one folder per trained stage: best.pt, last.pt, summary.json
+    predictions.csv    per-slice probabilities of every branch, every split
+    features/          cached pooled vectors, maps and masks (keyed by what produced them)
+"""
+from __future__ import annotations
+
+import json
+import re
+import time
+from pathlib import Path
+
+from core.runs.checkpoint import atomic_write_text
+
+# One folder per trained model, in training order (the segmenter is "infnet", the infected branch "infected").
+STAGES = ("global", "heatmap", "infnet", "infected", "global+heatmap", "fusion")
+SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+
+
+class RunError(ValueError):
+    pass
+
+
+def safe_child(parent: str | Path, name: str) -> Path:
+    """parent/name, refusing names that could leave `parent` (slashes, '..', hidden files)."""
+    if not SAFE_NAME.match(name) or ".." in name:
+        raise RunError(f"invalid name {name!r}: use letters, digits, '.', '_' and '-' (no path separators)")
+    return Path(parent) / name
+
+
+class RunFolder:
+    def __init__(self, path: str | Path, create: bool = False):
+        self.path = Path(path)
+        if self.path.name and not SAFE_NAME.match(self.path.name):
+            raise RunError(f"invalid run name {self.path.name!r}: use letters, digits, '.', '_' and '-'")
+        if create:
+            self.path.mkdir(parents=True, exist_ok=True)
+        elif not (self.path / "config.json").exists():
+            raise RunError(f"{self.path}: not a run folder (no config.json); train one with `python -m train global`")
+
+    @property
+    def config(self) -> dict:
+        f = self.path / "config.json"
+        return json.loads(f.read_text()) if f.exists() else {}
+
+    def update_config(self, **sections) -> dict:
+        cfg = self.config
+        cfg.update(sections)
+        atomic_write_text(self.path / "config.json", json.dumps(cfg, indent=1, default=str))
+        return cfg
+
+    def stage(self, name: str) -> Path:
+        return self.path / name
+
+    def has_stage(self, name: str) -> bool:
+        return (self.path / name / "best.pt").exists()
+
+    def log(self, msg: str) -> None:
+        with open(self.path / "log.txt", "a") as f:
+            f.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {msg}\n")
+
+    @property
+    def predictions_csv(self) -> Path:
+        return self.path / "predictions.csv"
+
+    @property
+    def features_dir(self) -> Path:
+        return self.path / "features"

@@ -1,0 +1,1 @@
+"""How the networks are trained: the loop, the recipes, attention guidance, Algorithm 1, self-supervision."""
