@@ -51,10 +51,10 @@ def median_time(fn, repeats=3):
 
 
 def bench_train_loop(steps=4, batch=32, size=224):
+    from core.data.slices import StageData
     from core.models.backbones import build_backbone
     from core.models.classifier import SliceClassifier
     from core.training.recipes import get_recipe
-    from core.data.slices import StageData
     from core.training.trainer import train_stage
 
     n = steps * batch
@@ -102,8 +102,8 @@ def bench_train_loop(steps=4, batch=32, size=224):
 
 def tiny_run() -> Path:
     """A full trained run on phantoms at the real working sizes (built once, cached)."""
-    from core.data.phantom import write_dataset
     from core.config import PipelineConfig
+    from core.data.phantom import write_dataset
     from core.pipeline import Pipeline
     from core.runs.runfolder import RunFolder
 
@@ -126,10 +126,10 @@ def percentiles(samples):
 
 
 def bench_tau_and_predict():
-    from core.explain.attention import threshold_box, upsample_maps
-    from core.inputs.boxes import crop
     from core.data.imaging import read_slice
+    from core.explain.attention import threshold_box, upsample_maps
     from core.inference import TrainedRun
+    from core.inputs.boxes import crop
 
     run = tiny_run()
     tr = TrainedRun.load(run)

@@ -26,12 +26,11 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 if str(PROJECT_ROOT) not in sys.path:
     sys.path.insert(0, str(PROJECT_ROOT))
 
-from core.results import evaluation  # noqa: E402
 from core.data.imaging import read_slice  # noqa: E402
+from core.results import evaluation  # noqa: E402
 from core.results.metrics import METRICS  # noqa: E402
 from core.runs.run_view import RunView, list_runs  # noqa: E402
 from core.runs.runfolder import safe_child  # noqa: E402
-
 from dashboard import images as im  # noqa: E402
 from dashboard import slice_images  # noqa: E402
 

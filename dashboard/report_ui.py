@@ -82,12 +82,12 @@ def compose(ctx, key, row, imgs, sides, stored, tau, tr=None, a=None, verdict=No
                        reference=reference, run_tau=ctx.tau, subtitle=subtitle)
 
 
-def report_buttons(ctx, key: str, stored: dict, tau: float, tr=None, a=None, verdict=None) -> None:
-    """Two download buttons (PNG, PDF) for the report at `tau`. verdict: None reads the slice's
-    verdict in force from core.runs.verdicts when clicked."""
+def report_buttons(ctx, key: str, stored: dict, tau: float, tr=None, a=None) -> None:
+    """Two download buttons (PNG, PDF) for the report at `tau`; the slice's verdict in force
+    (core.runs.verdicts) is read when one is clicked."""
     row, imgs, sides = _gather(ctx, key)
     runs, name = ctx.runs, ctx.name
-    verdict = verdict if verdict is not None else (lambda: latest_verdict(runs, name, key))
+    verdict = lambda: latest_verdict(runs, name, key)  # noqa: E731 (read at click time)
     memo = {}
 
     def image():  # one composition for both buttons

@@ -10,7 +10,6 @@ import numpy as np
 
 from core.explain.attention import threshold_box
 from core.runs.run_view import RunView
-
 from dashboard import images as im
 
 THUMB = 80  # hover-card thumbnails (px)

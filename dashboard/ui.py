@@ -10,7 +10,6 @@ import streamlit as st
 
 from core.explain.attention import Box
 from core.runs.run_view import RunView
-
 from dashboard import data, slice_images
 from dashboard.map_args import CLASS_NAMES
 

@@ -51,10 +51,9 @@ def synthetic_run(phantom_root, tmp_path_factory) -> Path:
     from dataclasses import asdict
 
     from core.config import PipelineConfig
-
     from core.pipeline import Pipeline
-    from core.training.recipes import BEFORE_GUIDANCE
     from core.runs.runfolder import RunFolder
+    from core.training.recipes import BEFORE_GUIDANCE
     from core.training.segmentation import SegConfig
 
     runs = tmp_path_factory.mktemp("runs")
@@ -76,10 +75,9 @@ def guided_run(phantom_root, tmp_path_factory) -> Path:
     from dataclasses import asdict
 
     from core.config import PipelineConfig
-
     from core.pipeline import Pipeline
-    from core.training.recipes import DEFAULT_RECIPE
     from core.runs.runfolder import RunFolder
+    from core.training.recipes import DEFAULT_RECIPE
     from core.training.segmentation import SegConfig
 
     run = RunFolder(tmp_path_factory.mktemp("runs") / "guided", create=True)

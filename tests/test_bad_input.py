@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 import torch
 
-
 ROOT = Path(__file__).resolve().parent.parent
 _spec = importlib.util.spec_from_file_location("imaging_corpus", ROOT / "tests" / "test_imaging.py")
 imaging_corpus = importlib.util.module_from_spec(_spec)

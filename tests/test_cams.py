@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from core.explain.attention import eq1_map, upsample_maps
-from core.models.backbones import build_backbone
 from core.explain.cams import CAM_METHODS, make_cam
 from core.explain.cams.base import normalise
+from core.models.backbones import build_backbone
 from core.models.classifier import SliceClassifier
 
 METHODS = sorted(CAM_METHODS)
@@ -61,8 +61,8 @@ def test_released_hooks_are_refused(classifier):
 def test_pipeline_non_eq1_path_caches_native_maps_that_crop_as_live_analysis_does(name, synthetic_run, phantom_root):
     """A pipeline with another CAM on the trained run's global branch: its cached maps are each method's
     native maps, the tau crops come from them, and the live analysis of a slice draws the same map."""
-    from core.inference import TrainedRun
     from core.config import PipelineConfig
+    from core.inference import TrainedRun
     from core.pipeline import Pipeline
     from core.runs.runfolder import RunFolder
 

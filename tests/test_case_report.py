@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from test_dashboard import app, no_exception
 
 from core.explain.case_report import BAR_COLOURS, SIZE, case_report, to_pdf, to_png
-from test_dashboard import app, no_exception
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 NOTICE = "Research use only — not for clinical diagnosis."

@@ -40,10 +40,10 @@ def test_pipes_and_json_flag_get_one_json_object(synthetic_run, monkeypatch, tty
 
 
 def test_progress_bars_name_the_stage(phantom_root, tmp_path, capsys):
+    from core.data.slices import load_slice_set
     from core.models.backbones import build_backbone
     from core.models.classifier import SliceClassifier
     from core.training.recipes import get_recipe
-    from core.data.slices import load_slice_set
     from core.training.trainer import train_stage
 
     ds = load_slice_set(phantom_root, 64)

@@ -8,7 +8,14 @@ import pytest
 from sklearn.calibration import calibration_curve
 from sklearn.metrics import confusion_matrix, roc_auc_score, roc_curve
 
-from core.results.evaluation import CALIBRATION_COLUMNS, calibration, confusion, confusion_counts, reliability, roc_curves
+from core.results.evaluation import (
+    CALIBRATION_COLUMNS,
+    calibration,
+    confusion,
+    confusion_counts,
+    reliability,
+    roc_curves,
+)
 
 
 def frame(seed: int = 0, n: int = 200) -> pd.DataFrame:

@@ -6,8 +6,18 @@ import numpy as np
 import pytest
 
 from core.explain.attention import Box
-from core.explain.fidelity import (baseline_map, centre_gaussian, deletion_auc, deletion_curves, deletion_inputs, energy_share,
-                           paste_map, pointing_hit, tolerance_region, uniform_map)
+from core.explain.fidelity import (
+    baseline_map,
+    centre_gaussian,
+    deletion_auc,
+    deletion_curves,
+    deletion_inputs,
+    energy_share,
+    paste_map,
+    pointing_hit,
+    tolerance_region,
+    uniform_map,
+)
 from train.__main__ import main
 
 
@@ -161,9 +171,9 @@ def test_fidelity_cli_writes_the_table(synthetic_run, capsys):
 
 def test_fusion_deletion_starts_at_the_pipelines_own_probability(synthetic_run):
     """The fixed-routing re-run of the pipeline on the intact slice gives analyse()'s fusion probability."""
+    from core.data.semiseg import read_labelled
     from core.explain.fidelity import FidelityRunner, load_labelled
     from core.inference import TrainedRun
-    from core.data.semiseg import read_labelled
 
     tr = TrainedRun.load(synthetic_run)
     img, _ = load_labelled(read_labelled(tr.run.config["data_root"], "test")[0])

@@ -17,11 +17,24 @@ import pytest
 from PIL import Image
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import encapsulate
-from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, JPEGBaseline8Bit, generate_uid
+from pydicom.uid import (
+    CTImageStorage,
+    ExplicitVRLittleEndian,
+    JPEGBaseline8Bit,
+    generate_uid,
+)
 
 from core.data import imaging
-from core.data.imaging import (ImageReadError, check_mask_shape, nifti_slice_count, read_mask, read_slice,
-                          read_slice_bytes, sniff_format, window)
+from core.data.imaging import (
+    ImageReadError,
+    check_mask_shape,
+    nifti_slice_count,
+    read_mask,
+    read_slice,
+    read_slice_bytes,
+    sniff_format,
+    window,
+)
 
 # ---------------------------------------------------------------- builders
 

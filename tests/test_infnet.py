@@ -10,11 +10,21 @@ import numpy as np
 import pytest
 import torch
 
-from core.runs.checkpoint import load_checkpoint
-from core.models.infnet import InfNet
 from core.data.phantom import write_dataset
-from core.training.segmentation import (SegConfig, augment_pair, load_segmenter, mask_edges, seg_metrics, segment,
-                               segmentation_loss, semi_supervised, train_segmenter, unlabelled_pool)
+from core.models.infnet import InfNet
+from core.runs.checkpoint import load_checkpoint
+from core.training.segmentation import (
+    SegConfig,
+    augment_pair,
+    load_segmenter,
+    mask_edges,
+    seg_metrics,
+    segment,
+    segmentation_loss,
+    semi_supervised,
+    train_segmenter,
+    unlabelled_pool,
+)
 
 SIZE = 64
 

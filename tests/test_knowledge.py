@@ -9,15 +9,22 @@ import numpy as np
 import pytest
 import torch
 
-from core.inputs.boxes import FULL, Box
-from core.inputs.augment import augment_batch, augment_with_masks
-from core.training.guidance import attention_loss, cell_masks
-from core.inputs.harmonise import LEGACY_INPUT, from_frame, grown, harmonise, square_box, to_frame
-from core.inputs.lungs import lung_field
-from core.data.phantom import make_phantom
-from core.config import PipelineConfig
-from core.inputs.lesion_maps import lesion_share
 from core.audits.shortcut import blank_lungs, lungs_only
+from core.config import PipelineConfig
+from core.data.phantom import make_phantom
+from core.inputs.augment import augment_batch, augment_with_masks
+from core.inputs.boxes import FULL, Box
+from core.inputs.harmonise import (
+    LEGACY_INPUT,
+    from_frame,
+    grown,
+    harmonise,
+    square_box,
+    to_frame,
+)
+from core.inputs.lesion_maps import lesion_share
+from core.inputs.lungs import lung_field
+from core.training.guidance import attention_loss, cell_masks
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -133,10 +140,10 @@ def test_attention_loss_rewards_evidence_in_lesions_and_punishes_it_outside_the_
 
 def test_guided_training_step_uses_the_masks(phantom_root, tmp_path):
     """A guided recipe trains a SliceClassifier with the CAM penalty (and only then keeps CAMs)."""
+    from core.data.slices import StageData
     from core.models.backbones import build_backbone
     from core.models.classifier import SliceClassifier
     from core.training.recipes import get_recipe
-    from core.data.slices import StageData
     from core.training.trainer import train_stage
 
     torch.manual_seed(0)
@@ -207,8 +214,8 @@ def test_shortcut_command(which, request, phantom_root):
 
 def test_shortcut_audit_of_the_global_branch_alone_on_the_selection_slices(synthetic_run, phantom_root):
     """Variants are chosen on COVID-SemiSeg's training slices, scored by the global branch alone."""
-    from core.runs.runfolder import RunFolder
     from core.audits.shortcut import GlobalScorer, audit
+    from core.runs.runfolder import RunFolder
 
     run = RunFolder(synthetic_run)
     res = audit(run, phantom_root, GlobalScorer(run), limit=4, progress=False, external_split="train")

@@ -17,8 +17,8 @@ import torch
 from core.data.covidct import DataError, read_covidct
 from core.data.image_cache import load_stack
 from core.data.pack import MANIFEST, build, decode_check, slim_wheel, verify
-from core.training.segmentation import load_masks
 from core.data.semiseg import read_labelled, read_unlabelled
+from core.training.segmentation import load_masks
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -51,9 +51,9 @@ def test_a_lossless_pack_gives_every_stage_bit_identical_inputs(phantom_root, pa
                            load_masks([s.mask for s in packed_l], 64, [s.image for s in packed_l]))
     assert all(v["max"] == 0 for v in manifest["reads"]["covid-ct"].values())
     # a stage on a few slices: the same network scores both alike
+    from core.data.slices import StageData
     from core.models.backbones import build_backbone
     from core.models.classifier import SliceClassifier
-    from core.data.slices import StageData
     from core.training.trainer import predict
 
     torch.manual_seed(0)

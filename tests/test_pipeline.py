@@ -8,12 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.runs import feature_cache as fc
+from core.config import PipelineConfig
 from core.data.imaging import read_slice
 from core.inference import TrainedRun
-from core.config import PipelineConfig
 from core.pipeline import Pipeline
 from core.results.predictions import BRANCHES, evaluate_run
+from core.runs import feature_cache as fc
 from core.runs.run_view import RunView
 from core.runs.runfolder import RunFolder
 

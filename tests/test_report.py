@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 
 from core.results.predictions import BASELINES, run_metrics
-from core.runs.runfolder import RunFolder
 from core.results.tables import mean_std
+from core.runs.runfolder import RunFolder
 from train.__main__ import main
 
 BOOT = 40

@@ -11,10 +11,14 @@ import pandas as pd
 import pytest
 import torch
 
-from core.runs import feature_cache as fc
 from core.results.metrics import METRICS
+from core.results.tables import (
+    configured_strategies,
+    sibling_strategies,
+    strategy_comparison,
+)
+from core.runs import feature_cache as fc
 from core.runs.run_view import RunView
-from core.results.tables import configured_strategies, sibling_strategies, strategy_comparison
 
 # Feature caches keep the data set's order; predictions.csv may list the slices in another.
 CACHE_KEYS = ["a", "b", "c", "d", "e"]

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from core.data.slices import load_slice_set
 from core.models.backbones import build_backbone
 from core.models.classifier import SliceClassifier
 from core.training.recipes import get_recipe
-from core.data.slices import load_slice_set
 from core.training.trainer import train_stage
 
 ROOT = Path(__file__).resolve().parent.parent

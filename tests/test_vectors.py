@@ -22,8 +22,8 @@ def test_assembly_sizes_and_heads_agree():
 
 
 def test_checkpoints_record_the_sizes_they_need(synthetic_run):
-    from core.runs.checkpoint import load_checkpoint
     from core.inference import TrainedRun
+    from core.runs.checkpoint import load_checkpoint
 
     tr = TrainedRun.load(synthetic_run)
     k = tr.m["global"].backbone.num_features

@@ -11,8 +11,16 @@ import time
 
 import pytest
 
-from core.runs.verdicts import (COLUMNS, DB_NAME, LABEL_WRONG, SCHEMA_VERSION, VERDICTS, VerdictError, VerdictStore,
-                           VerdictStoreError)
+from core.runs.verdicts import (
+    COLUMNS,
+    DB_NAME,
+    LABEL_WRONG,
+    SCHEMA_VERSION,
+    VERDICTS,
+    VerdictError,
+    VerdictStore,
+    VerdictStoreError,
+)
 
 PER_PROCESS = 200
 

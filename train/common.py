@@ -71,7 +71,7 @@ def _show(value, none_words) -> str:
     return str(value)
 
 
-def add_config_args(p: argparse.ArgumentParser, cls, prefix: str = "", skip=(), defaults: dict | None = None,
+def add_config_args(p: argparse.ArgumentParser, cls, prefix: str = "", defaults: dict | None = None,
                     title: str | None = None) -> None:
     """One flag --{prefix}{field-name-with-dashes} per field of the dataclass `cls`, typed by its
     annotation (int, float, str; bool: --x/--no-x; tuple: a comma list; Optional: also its "none"
@@ -86,8 +86,6 @@ def add_config_args(p: argparse.ArgumentParser, cls, prefix: str = "", skip=(), 
     if unknown:
         raise TypeError(f"defaults: not a {cls.__name__} field: {', '.join(unknown)}")
     for f in dataclasses.fields(cls):
-        if f.name in skip:
-            continue
         flag = "--" + prefix + f.name.replace("_", "-")
         dest = (prefix + f.name).replace("-", "_")
         default = own[f.name] if f.name in own else \
@@ -114,9 +112,9 @@ def add_config_args(p: argparse.ArgumentParser, cls, prefix: str = "", skip=(), 
                            help=f"{help_} (default: {_show(default, none_words)})".replace("%", "%%"), **extra)
 
 
-def config_from_args(args: argparse.Namespace, cls, prefix: str = "", base=None, **changes):
-    """The `cls` the flags of `add_config_args(p, cls, prefix)` describe: `base` (default cls()) with
-    every such flag's value, then `changes`. A value the dataclass refuses (ValueError) is a
+def config_from_args(args: argparse.Namespace, cls, prefix: str = "", **changes):
+    """The `cls` the flags of `add_config_args(p, cls, prefix)` describe: cls() with every such
+    flag's value, then `changes`. A value the dataclass refuses (ValueError) is a
     UsageError naming the flag when the error names its field (`.field`)."""
     from core.errors import UsageError
 
@@ -126,7 +124,7 @@ def config_from_args(args: argparse.Namespace, cls, prefix: str = "", base=None,
         if hasattr(args, dest):
             values[f.name] = getattr(args, dest)
     try:
-        return dataclasses.replace(cls() if base is None else base, **values, **changes)
+        return dataclasses.replace(cls(), **values, **changes)
     except ValueError as e:
         name = getattr(e, "field", None)
         flag = f"--{prefix}{name.replace('_', '-')}: " if name and name not in changes else ""

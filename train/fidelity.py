@@ -22,13 +22,22 @@ import json
 import time
 from pathlib import Path
 
-from core.explain.cams import CAM_METHODS
-from core.runs.checkpoint import atomic_write_text
 from core.data.covidct import DataError
-from core.explain.fidelity import (BRANCHES, DEFAULT_DELETION, DEFAULT_METHODS, FILLS, STEPS, TOLERANCE_PX, FidelityRunner,
-                           clean, csv_rows)
-from core.runs.runfolder import RunFolder
 from core.data.semiseg import read_labelled
+from core.explain.cams import CAM_METHODS
+from core.explain.fidelity import (
+    BRANCHES,
+    DEFAULT_DELETION,
+    DEFAULT_METHODS,
+    FILLS,
+    STEPS,
+    TOLERANCE_PX,
+    FidelityRunner,
+    clean,
+    csv_rows,
+)
+from core.runs.checkpoint import atomic_write_text
+from core.runs.runfolder import RunFolder
 
 from .common import pick_device
 

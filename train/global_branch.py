@@ -11,15 +11,15 @@ from __future__ import annotations
 import json
 from dataclasses import asdict
 
-from core.models.backbones import BACKBONES
-from core.errors import UsageError
-from core.inputs.harmonise import INPUT_MODES
 from core.config import PipelineConfig
-from core.pipeline import Pipeline
-from core.training.recipes import BEFORE_GUIDANCE, DEFAULT_RECIPE, RECIPES
-from core.runs.runfolder import RunFolder
 from core.data.second_source import SOURCES
 from core.data.slices import resolve_data_root
+from core.errors import UsageError
+from core.inputs.harmonise import INPUT_MODES
+from core.models.backbones import BACKBONES
+from core.pipeline import Pipeline
+from core.runs.runfolder import RunFolder
+from core.training.recipes import BEFORE_GUIDANCE, DEFAULT_RECIPE, RECIPES
 from core.training.runtime import is_main
 
 from .common import add_data_args, add_run_args, init_distributed, pick_device

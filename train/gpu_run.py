@@ -51,8 +51,8 @@ THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
 
 def add_args(p):
-    from core.inputs.harmonise import INPUT_MODES
     from core.config import PipelineConfig
+    from core.inputs.harmonise import INPUT_MODES
     from core.training.recipes import BEFORE_GUIDANCE, DEFAULT_RECIPE
     from core.training.segmentation import SegConfig
 
@@ -265,8 +265,8 @@ def warm_caches(root: Path, cfg, selfsup: bool, workers: int) -> dict:
     """Every slice decoded, resized (and, for COVID-CT, framed as the runs' input mode wants) once, in
     parallel, before anything touches the GPU: the runs then read the caches."""
     from core.data.covidct import read_covidct
-    from core.training.segmentation import unlabelled_pool
     from core.data.semiseg import read_labelled
+    from core.training.segmentation import unlabelled_pool
 
     from .selfsup import selfsup_paths
 
@@ -479,9 +479,8 @@ class Runner:
         import torch
 
         from core.pipeline import Pipeline
-        from core.runs.runfolder import RunFolder
-
         from core.results.tables import run_rows
+        from core.runs.runfolder import RunFolder
 
         from .reproduce import finished
 

@@ -18,9 +18,9 @@ import numpy as np
 
 from core.data.covidct import read_covidct
 from core.data.imaging import check_mask_shape, read_mask, read_slice
-from core.inputs.lungs import LUNG_VERSION, LungField, lung_field
 from core.data.semiseg import read_labelled
 from core.data.slices import resolve_data_root
+from core.inputs.lungs import LUNG_VERSION, LungField, lung_field
 
 FIELDS = ["key", "dataset", "split", "label", "found", "reason", "coverage", "y0", "x0", "y1", "x1",
           "lesion_pixels", "lesion_inside", "lesion_recall", "ms"]

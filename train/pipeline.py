@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import json
 
-from core.explain.cams import CAM_METHODS, DEFAULT_CAM
-from core.errors import UsageError
 from core.config import STRATEGIES
+from core.errors import UsageError
+from core.explain.cams import CAM_METHODS, DEFAULT_CAM
 from core.training.segmentation import SegConfig
 
 from .common import add_config_args, config_from_args

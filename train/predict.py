@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import json
 
-from core.errors import UsageError
 from core.data.imaging import ImageReadError, read_slice
+from core.errors import UsageError
 from core.inference import TrainedRun
 
 from .common import pick_device

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import json
 
-from core.runs import feature_cache as fc
 from core.audits.branch_probe import PROBE_FILE, probe
 from core.results.metrics import auc
 from core.results.predictions import read_predictions
+from core.runs import feature_cache as fc
 from core.runs.runfolder import RunError, RunFolder
 
 

@@ -25,7 +25,8 @@ import pandas as pd
 
 from core.config import SAVED_BEFORE
 from core.results.predictions import BASELINES, BRANCHES, run_metrics
-from core.runs.runfolder import RunError, RunFolder, STAGES
+from core.results.tables import markdown_table
+from core.runs.runfolder import STAGES, RunError, RunFolder
 
 SYNTHETIC = "synthetic phantoms (not a real-data result)"
 METRICS = ("accuracy", "f1", "auc", "sensitivity", "specificity")
@@ -71,17 +72,11 @@ def ci(pair) -> str:
     return f" [{fmt(lo)}, {fmt(hi)}]" if fmt(lo) and fmt(hi) else ""
 
 
-def table(header: list[str], rows: list[list]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
-    return "\n".join(lines)
-
-
 def csv_table(df: pd.DataFrame) -> str:
     """A run's CSV as it is: every column, numbers to 3 decimals (integers as integers)."""
     rows = [[fmt(v) if isinstance(v, float) else ("" if pd.isna(v) else str(v)) for v in r]
             for r in df.itertuples(index=False)]
-    return table([c.replace("_", " ") for c in df.columns], rows)
+    return markdown_table([c.replace("_", " ") for c in df.columns], rows)
 
 
 # ----------------------------------------------------------------------------------------- one run
@@ -167,18 +162,18 @@ def run_section(folder: RunFolder, n_boot: int) -> tuple[str, dict]:
     facts["metrics"] = metrics
     n = next(iter(metrics.values()))["n"] if metrics else 0
     parts += ["", f"### Test split ({n} slices; `predictions.csv` sha256 {_sha(pred)}…)", "",
-              table(["branch", "accuracy", "F1", "AUC [95% CI]", "sensitivity", "specificity", "threshold (val)"],
+              markdown_table(["branch", "accuracy", "F1", "AUC [95% CI]", "sensitivity", "specificity", "threshold (val)"],
                     metric_rows(metrics))]
     stages = _stage_rows(folder)
     if stages:
         parts += ["", "### Training (each stage's `summary.json`; the model kept is the best validation AUC)", "",
-                  table(["stage", "recipe", "epochs run", "best epoch", "best val AUC"], stages)]
+                  markdown_table(["stage", "recipe", "epochs run", "best epoch", "best val AUC"], stages)]
     seg_file, seg = _segmenter(folder, c)
     rows = [[k.replace("_", " "), *(fmt(v.get(m)) for m in ("dice", "iou", "sensitivity", "specificity")), fmt(v.get("n"))]
             for k, v in seg.items() if isinstance(v, dict) and "dice" in v]
     if rows:
         parts += ["", f"### Segmenter (`{seg_file}`; labelled COVID-SemiSeg test slices, mean over slices)", "",
-                  table(["model", "Dice", "IoU", "sensitivity", "specificity", "slices"], rows)]
+                  markdown_table(["model", "Dice", "IoU", "sensitivity", "specificity", "slices"], rows)]
     for csv_name, json_name, what in SHORTCUT_FILES:
         f = folder.path / csv_name
         if not f.is_file():
@@ -193,7 +188,7 @@ def run_section(folder: RunFolder, n_boot: int) -> tuple[str, dict]:
                 for name, v in loc.items() if name not in BRANCHES]
         if flat:
             parts += ["", "Maps with no knowledge of the slice, for comparison (`" + json_name + "`):", "",
-                      table(["map", "pointing [95% CI]", "energy share", "slices"], flat)]
+                      markdown_table(["map", "pointing [95% CI]", "energy share", "slices"], flat)]
     for name, title_ in (("branch_probe.csv", "Branch probe (`branch_probe.csv`, `python -m train probe`: one "
                           "logistic layer per set of branch vectors, fitted on the validation split, scored on test)"),
                          ("fidelity.csv", "Explanation fidelity (`fidelity.csv`, `python -m train fidelity`: "
@@ -205,7 +200,7 @@ def run_section(folder: RunFolder, n_boot: int) -> tuple[str, dict]:
     if timings:
         rows = [[k, fmt(v / 60, 1)] for k, v in timings.items() if isinstance(v, (int, float))]
         parts += ["", "### Stage timings (`config.json`, the last `train pipeline` call; minutes of wall time)", "",
-                  table(["stage", "minutes"], rows)]
+                  markdown_table(["stage", "minutes"], rows)]
     missing = folder.config.get("lung_field_not_found")
     if missing:
         parts += ["", f"Slices without a lung field (fed whole): {len(missing)} (`config.json`)."]
@@ -235,7 +230,7 @@ def summary_section(facts: list[dict]) -> str:
                 rows.append([*values, b, len(have), seeds, *(mean_std([m[x]["value"] for m in have]) for x in METRICS)])
     parts = ["## Summary across runs", "",
              "Test split, each branch at its validation operating point; mean ± std (sample std) over the runs of a "
-             "group, one value where a group has one run. Groups: " + ", ".join(keys) + ".", "", table(header, rows)]
+             "group, one value where a group has one run. Groups: " + ", ".join(keys) + ".", "", markdown_table(header, rows)]
     audited = [f for f in done if f["shortcut"] is not None]
     if audited:
         srows = []
@@ -254,7 +249,7 @@ def summary_section(facts: list[dict]) -> str:
                     cells.append(mean_std(vals) if vals else "")
                 srows.append([*values, b, len(parts_), *cells])
         parts += ["", "Shortcut audit across runs (`shortcut.csv`; mean ± std over the runs that hold one):", "",
-                  table([*keys, "branch", "runs", *(c.replace("_", " ") for c in SHORTCUT_SUMMARY)], srows)]
+                  markdown_table([*keys, "branch", "runs", *(c.replace("_", " ") for c in SHORTCUT_SUMMARY)], srows)]
     return "\n".join(parts)
 
 

@@ -23,15 +23,21 @@ from pathlib import Path
 
 import pandas as pd
 
-from core.runs.checkpoint import atomic_write_text
-from core.errors import UsageError
 from core.config import PipelineConfig
+from core.data.slices import resolve_data_root
+from core.errors import UsageError
 from core.pipeline import Pipeline
+from core.results.tables import (
+    TABLE_METRICS,
+    markdown_table,
+    mean_std,
+    run_rows,
+    table3,
+)
+from core.runs.checkpoint import atomic_write_text
 from core.runs.run_view import paper_results
 from core.runs.runfolder import RunFolder
 from core.training.segmentation import SegConfig
-from core.data.slices import resolve_data_root
-from core.results.tables import TABLE_METRICS, mean_std, run_rows, table3
 
 from .common import add_config_args, config_from_args, pick_device
 
@@ -128,9 +134,7 @@ def markdown(df: pd.DataFrame) -> str:
     cols = list(df.columns)
     if not cols:
         return "(no finished runs)"
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    lines += ["| " + " | ".join(str(r[c]) for c in cols) + " |" for _, r in df.iterrows()]
-    return "\n".join(lines)
+    return markdown_table(cols, [[r[c] for c in cols] for _, r in df.iterrows()])
 
 
 def _table12(df: pd.DataFrame, keys=("backbone", "init")) -> pd.DataFrame:

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import json
 
-from core.models.backbones import BACKBONES
 from core.data.covidct import read_covidct
 from core.data.image_cache import load_stack
-from core.training.selfsup import pretrain
 from core.data.semiseg import read_unlabelled
 from core.data.slices import resolve_data_root
+from core.models.backbones import BACKBONES
+from core.training.selfsup import pretrain
 
 from .common import pick_device
 

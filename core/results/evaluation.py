@@ -9,6 +9,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from core.results.metrics import auc
+
 CALIBRATION_COLUMNS = ["branch", "bin", "mean_p", "observed", "n"]
 
 
@@ -37,7 +39,7 @@ def _part(df: pd.DataFrame, split: str) -> pd.DataFrame:
 
 def roc_curves(df: pd.DataFrame, split: str, branches) -> dict[str, dict]:
     """{branch: {"fpr": [...], "tpr": [...], "auc": float}} on `split`; {} when it holds a single class."""
-    from sklearn.metrics import roc_auc_score, roc_curve
+    from sklearn.metrics import roc_curve
 
     part = _part(df, split)
     if part.label.nunique() < 2:
@@ -45,7 +47,7 @@ def roc_curves(df: pd.DataFrame, split: str, branches) -> dict[str, dict]:
     out = {}
     for b in branches:
         fpr, tpr, _ = roc_curve(part.label, part[f"p_{b}"])
-        out[b] = {"fpr": fpr.tolist(), "tpr": tpr.tolist(), "auc": float(roc_auc_score(part.label, part[f"p_{b}"]))}
+        out[b] = {"fpr": fpr.tolist(), "tpr": tpr.tolist(), "auc": auc(part.label.to_numpy(), part[f"p_{b}"].to_numpy())}
     return out
 
 

@@ -101,3 +101,10 @@ def strategy_comparison(runs_dir: str | Path, name: str, others) -> tuple[pd.Dat
         except (ValueError, OSError):
             return None
     return None
+
+
+def markdown_table(header: list[str], rows: list[list]) -> str:
+    """A GitHub-markdown table: every report and table file of the project is rendered by this."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+    return "\n".join(lines)

@@ -3,7 +3,6 @@ the reviewer's verdict."""
 import streamlit as st
 
 from core.runs.feature_cache import CacheError
-
 from dashboard import data, report_ui, ui, verdicts_ui
 
 ctx = ui.current()

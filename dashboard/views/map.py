@@ -2,7 +2,6 @@
 import streamlit as st
 
 from core.runs.run_view import RunView
-
 from dashboard import data, ui
 from dashboard.components.scatter3d import scatter3d
 from dashboard.map_args import CHANGED, COLOUR_BY, map_points

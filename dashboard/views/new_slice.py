@@ -1,9 +1,8 @@
 """New slice: upload a PNG/JPEG/DICOM/NIfTI slice, run every branch on it, place it in the 3D map."""
 import streamlit as st
 
-from core.runs.feature_cache import CacheError
 from core.data.imaging import ImageReadError
-
+from core.runs.feature_cache import CacheError
 from dashboard import data, ui, uploads
 from dashboard.components.scatter3d import scatter3d
 from dashboard.map_args import map_points

@@ -5,8 +5,8 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from core.audits.branch_probe import PROBE_FILE
-from core.results.metrics import METRICS
 from core.audits.shortcut import AUDIT_TABLE
+from core.results.metrics import METRICS
 from dashboard import data, ui
 
 ctx = ui.current()
