@@ -12,12 +12,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from core.data.imaging import (
-    ImageReadError,
-    nifti_slice_count,
-    read_slice_bytes,
-    sniff_format,
-)
+from core.data.imaging import ImageReadError, nifti_slice_count, read_slice_bytes, sniff_format
 from dashboard.data import MODEL_LOCK
 from dashboard.slice_images import analysis_images
 

@@ -8,14 +8,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from core.runs.verdicts import (
-    MAX_NOTE,
-    VERDICTS,
-    VerdictError,
-    VerdictStore,
-    VerdictStoreError,
-    to_csv,
-)
+from core.runs.verdicts import MAX_NOTE, VERDICTS, VerdictError, VerdictStore, VerdictStoreError, to_csv
 
 NO_VERDICT = "no verdict yet"
 REVIEWER = "_reviewer"  # not a widget key: Streamlit drops widget state on pages not shown

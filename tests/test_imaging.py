@@ -17,12 +17,7 @@ import pytest
 from PIL import Image
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import encapsulate
-from pydicom.uid import (
-    CTImageStorage,
-    ExplicitVRLittleEndian,
-    JPEGBaseline8Bit,
-    generate_uid,
-)
+from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, JPEGBaseline8Bit, generate_uid
 
 from core.data import imaging
 from core.data.imaging import (

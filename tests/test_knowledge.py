@@ -14,14 +14,7 @@ from core.config import PipelineConfig
 from core.data.phantom import make_phantom
 from core.inputs.augment import augment_batch, augment_with_masks
 from core.inputs.boxes import FULL, Box
-from core.inputs.harmonise import (
-    LEGACY_INPUT,
-    from_frame,
-    grown,
-    harmonise,
-    square_box,
-    to_frame,
-)
+from core.inputs.harmonise import LEGACY_INPUT, from_frame, grown, harmonise, square_box, to_frame
 from core.inputs.lesion_maps import lesion_share
 from core.inputs.lungs import lung_field
 from core.training.guidance import attention_loss, cell_masks

@@ -12,11 +12,7 @@ import pytest
 import torch
 
 from core.results.metrics import METRICS
-from core.results.tables import (
-    configured_strategies,
-    sibling_strategies,
-    strategy_comparison,
-)
+from core.results.tables import configured_strategies, sibling_strategies, strategy_comparison
 from core.runs import feature_cache as fc
 from core.runs.run_view import RunView
 

@@ -19,13 +19,7 @@ import sys
 from pathlib import Path
 
 from core.data.covidct import CLASSES, SPLITS, DataError, read_covidct
-from core.data.semiseg import (
-    IMAGE_SUFFIXES,
-    LABELLED,
-    UNLABELLED,
-    read_labelled,
-    read_unlabelled,
-)
+from core.data.semiseg import IMAGE_SUFFIXES, LABELLED, UNLABELLED, read_labelled, read_unlabelled
 
 PHANTOM_MARKER = "SYNTHETIC_PHANTOMS.json"  # core.data.phantom.SYNTHETIC_MARKER: the counts a phantom set was written with
 PACK_MANIFEST = "PACK_MANIFEST.json"  # core.data.pack.MANIFEST

@@ -32,13 +32,7 @@ from core.data.slices import resolve_data_root
 from core.errors import UsageError
 from core.training.segmentation import SegConfig, semi_supervised
 
-from .common import (
-    add_config_args,
-    add_data_args,
-    add_run_args,
-    config_from_args,
-    pick_device,
-)
+from .common import add_config_args, add_data_args, add_run_args, config_from_args, pick_device
 
 KEYS = ("dice", "iou", "sensitivity", "specificity")
 

@@ -27,13 +27,7 @@ from core.config import PipelineConfig
 from core.data.slices import resolve_data_root
 from core.errors import UsageError
 from core.pipeline import Pipeline
-from core.results.tables import (
-    TABLE_METRICS,
-    markdown_table,
-    mean_std,
-    run_rows,
-    table3,
-)
+from core.results.tables import TABLE_METRICS, markdown_table, mean_std, run_rows, table3
 from core.runs.checkpoint import atomic_write_text
 from core.runs.run_view import paper_results
 from core.runs.runfolder import RunFolder

@@ -15,14 +15,7 @@ import json
 
 import pandas as pd
 
-from core.audits.shortcut import (
-    AUDIT_FILE,
-    AUDIT_TABLE,
-    GlobalScorer,
-    RunScorer,
-    audit,
-    summary_rows,
-)
+from core.audits.shortcut import AUDIT_FILE, AUDIT_TABLE, GlobalScorer, RunScorer, audit, summary_rows
 from core.explain.fidelity import TOLERANCE_PX, clean
 from core.inference import TrainedRun
 from core.runs.checkpoint import atomic_write_bytes, atomic_write_text

@@ -30,14 +30,7 @@ import torch
 from core.data.covidct import read_covidct
 from core.data.semiseg import read_labelled
 from core.explain.cams import weighted_cam
-from core.explain.fidelity import (
-    TOLERANCE_PX,
-    energy_share,
-    load_labelled,
-    on_slice,
-    pointing_hit,
-    tolerance_region,
-)
+from core.explain.fidelity import TOLERANCE_PX, energy_share, load_labelled, on_slice, pointing_hit, tolerance_region
 from core.inputs.harmonise import grown
 from core.inputs.lungs import LungField, lung_field
 from core.results.metrics import binary_metrics, wilson
