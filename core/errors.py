@@ -12,5 +12,5 @@ class UsageError(ValueError):
     """A command-line value or combination a command cannot run with (a bad --tau, an --out in use)."""
 
 
-USER_ERRORS = (UsageError, BackboneInitError, CacheError, CheckpointError, DataError, ImageReadError, RunError, VerdictError,
-               VerdictStoreError, FileNotFoundError)
+USER_ERRORS = (UsageError, BackboneInitError, CacheError, CheckpointError, DataError, ImageReadError, RunError,
+               VerdictError, VerdictStoreError, FileNotFoundError)

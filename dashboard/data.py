@@ -5,7 +5,7 @@ Objects (RunView, TrainedRun, SliceAnalysis) live in st.cache_resource; tables, 
 encoded images in st.cache_data. Every cached function takes `stamp`, the modification times of
 the run's files, so a run retrained in place is read afresh. Run names always go through
 core.runs.run_view.RunView (core.runs.runfolder.safe_child): a name cannot leave the runs folder.
-The numbers come from core (core.results.evaluation, core.results.compare, core.results.tables, RunView), the pictures from
+The numbers come from core (core.results: evaluation, compare, tables; RunView), the pictures from
 dashboard.slice_images; uploads are dashboard.uploads.
 """
 from __future__ import annotations

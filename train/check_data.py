@@ -21,7 +21,8 @@ from pathlib import Path
 from core.data.covidct import CLASSES, SPLITS, DataError, read_covidct
 from core.data.semiseg import IMAGE_SUFFIXES, LABELLED, UNLABELLED, read_labelled, read_unlabelled
 
-PHANTOM_MARKER = "SYNTHETIC_PHANTOMS.json"  # core.data.phantom.SYNTHETIC_MARKER: the counts a phantom set was written with
+# core.data.phantom.SYNTHETIC_MARKER: the counts a phantom set was written with
+PHANTOM_MARKER = "SYNTHETIC_PHANTOMS.json"
 PACK_MANIFEST = "PACK_MANIFEST.json"  # core.data.pack.MANIFEST
 
 # What the published sets hold (COVID-CT: the official lists of UCSD-AI4H/COVID-CT; COVID-SemiSeg: the

@@ -34,11 +34,12 @@ def add_model_args(p) -> None:
                    help=f"training recipe and the run settings it is meant with (core/training/recipes.py); "
                         f"'{DEFAULT_RECIPE}' is knowledge-guided, '{BEFORE_GUIDANCE}' the recipe before guidance")
     p.add_argument("--input", default=None, choices=INPUT_MODES,
-                   help="what the networks see: the harmonised lung field, or the whole slice (core/inputs/harmonise.py); "
-                        "default: the recipe's")
+                   help="what the networks see: the harmonised lung field, or the whole slice "
+                        "(core/inputs/harmonise.py); default: the recipe's")
     p.add_argument("--second-source", default=None, choices=SOURCES,
                    help="semiseg-volumes: the global branch also trains on COVID-SemiSeg's CT volumes, both classes "
-                        "from one source, labelled by the segmenter (core/data/second_source.py); default: the recipe's")
+                        "from one source, labelled by the segmenter (core/data/second_source.py); "
+                        "default: the recipe's")
     p.add_argument("--out", required=True, help="run folder, e.g. runs/lite0")
     p.add_argument("--resume", action="store_true", help="continue a killed run from its last checkpoint")
     p.add_argument("--image-size", type=int, default=224, help="side of the slice fed to the backbones")

@@ -162,8 +162,8 @@ def run_section(folder: RunFolder, n_boot: int) -> tuple[str, dict]:
     facts["metrics"] = metrics
     n = next(iter(metrics.values()))["n"] if metrics else 0
     parts += ["", f"### Test split ({n} slices; `predictions.csv` sha256 {_sha(pred)}…)", "",
-              markdown_table(["branch", "accuracy", "F1", "AUC [95% CI]", "sensitivity", "specificity", "threshold (val)"],
-                    metric_rows(metrics))]
+              markdown_table(["branch", "accuracy", "F1", "AUC [95% CI]", "sensitivity", "specificity",
+                              "threshold (val)"], metric_rows(metrics))]
     stages = _stage_rows(folder)
     if stages:
         parts += ["", "### Training (each stage's `summary.json`; the model kept is the best validation AUC)", "",
@@ -230,7 +230,8 @@ def summary_section(facts: list[dict]) -> str:
                 rows.append([*values, b, len(have), seeds, *(mean_std([m[x]["value"] for m in have]) for x in METRICS)])
     parts = ["## Summary across runs", "",
              "Test split, each branch at its validation operating point; mean ± std (sample std) over the runs of a "
-             "group, one value where a group has one run. Groups: " + ", ".join(keys) + ".", "", markdown_table(header, rows)]
+             "group, one value where a group has one run. Groups: " + ", ".join(keys) + ".", "",
+             markdown_table(header, rows)]
     audited = [f for f in done if f["shortcut"] is not None]
     if audited:
         srows = []

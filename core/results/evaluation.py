@@ -46,8 +46,9 @@ def roc_curves(df: pd.DataFrame, split: str, branches) -> dict[str, dict]:
         return {}
     out = {}
     for b in branches:
-        fpr, tpr, _ = roc_curve(part.label, part[f"p_{b}"])
-        out[b] = {"fpr": fpr.tolist(), "tpr": tpr.tolist(), "auc": auc(part.label.to_numpy(), part[f"p_{b}"].to_numpy())}
+        y, p = part.label.to_numpy(), part[f"p_{b}"].to_numpy()
+        fpr, tpr, _ = roc_curve(y, p)
+        out[b] = {"fpr": fpr.tolist(), "tpr": tpr.tolist(), "auc": auc(y, p)}
     return out
 
 

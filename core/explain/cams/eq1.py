@@ -11,5 +11,6 @@ class Eq1Cam(CamMethod):
 
     @torch.no_grad()
     def raw(self, images01):
-        """S(x, y) = sum_k f_k(x, y); the base class's min-max scaling makes it Eq. 1 (core.explain.attention.eq1_map)."""
+        """S(x, y) = sum_k f_k(x, y); the base class's min-max scaling makes it Eq. 1
+        (core.explain.attention.eq1_map)."""
         return self.classifier.backbone.features(images01).float().sum(dim=1)
