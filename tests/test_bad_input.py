@@ -111,3 +111,19 @@ def test_every_user_error_is_one_line_and_exit_code_2(argv, names, tmp_path, cap
     code = main([a.replace("{tmp}", str(tmp_path)) for a in argv])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and err[0].startswith("error: ") and names in err[0], err
+
+
+@pytest.mark.parametrize("reader, folder, marker", [("covidct", "covid-ct", "splits"),
+                                                    ("semiseg", "semiseg", "TrainingSet")])
+def test_readers_take_the_data_root_or_the_sets_folder_and_name_what_is_missing(phantom_root, tmp_path, reader,
+                                                                                 folder, marker):
+    from core.data.covidct import covidct_root
+    from core.data.roots import DataError
+    from core.data.semiseg import semiseg_root
+
+    root_of = {"covidct": covidct_root, "semiseg": semiseg_root}[reader]
+    assert root_of(phantom_root) == root_of(phantom_root / folder) == phantom_root / folder
+    with pytest.raises(DataError, match=f"{tmp_path / 'nowhere'} does not exist"):
+        root_of(tmp_path / "nowhere")
+    with pytest.raises(DataError, match=f"{tmp_path}: no {marker}/ folder"):
+        root_of(tmp_path)

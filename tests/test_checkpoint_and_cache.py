@@ -91,3 +91,23 @@ def test_readers_find_the_runs_own_entry_by_key_not_by_recency(tmp_path):
     fc.save_cached(tmp_path, "crops", {"tau": 0.5}, {"x": torch.full((1,), 2.0)})  # written last
     assert fc.current(tmp_path, "crops")["x"].sum() == 0
     assert fc.current(tmp_path, "maps") is None  # never recorded
+
+
+def test_a_resume_point_restores_weights_optimiser_and_loop_state(tmp_path):
+    from core.runs.checkpoint import resume, save_resume_point
+
+    def model_and_opt():
+        torch.manual_seed(0)
+        m = torch.nn.Linear(3, 1)
+        return m, torch.optim.AdamW(m.parameters(), lr=0.1)
+
+    m, opt = model_and_opt()
+    m(torch.ones(2, 3)).sum().backward()
+    opt.step()
+    save_resume_point(tmp_path / "last.pt", m, opt, {"epoch": 3, "history": [{"loss": 0.5}]})
+    m2, opt2 = model_and_opt()
+    assert resume(tmp_path / "none.pt", m2, opt2) is None  # a fresh start leaves the model as built
+    assert not torch.equal(m2.weight, m.weight)
+    assert resume(tmp_path / "last.pt", m2, opt2) == {"epoch": 3, "history": [{"loss": 0.5}]}
+    assert torch.equal(m2.weight, m.weight)
+    assert torch.equal(opt2.state_dict()["state"][0]["exp_avg"], opt.state_dict()["state"][0]["exp_avg"])

@@ -14,9 +14,10 @@ import numpy as np
 import pytest
 import torch
 
-from core.data.covidct import DataError, read_covidct
+from core.data.covidct import read_covidct
 from core.data.image_cache import load_stack
 from core.data.pack import MANIFEST, build, decode_check, slim_wheel, verify
+from core.data.roots import DataError
 from core.data.semiseg import read_labelled, read_unlabelled
 from core.training.segmentation import load_masks
 

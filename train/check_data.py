@@ -18,7 +18,8 @@ import os
 import sys
 from pathlib import Path
 
-from core.data.covidct import CLASSES, SPLITS, DataError, read_covidct
+from core.data.covidct import CLASSES, SPLITS, read_covidct
+from core.data.roots import DataError
 from core.data.semiseg import IMAGE_SUFFIXES, LABELLED, UNLABELLED, read_labelled, read_unlabelled
 
 # core.data.phantom.SYNTHETIC_MARKER: the counts a phantom set was written with

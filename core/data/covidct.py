@@ -8,12 +8,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from core.data.roots import DataError, dataset_root
+
 SPLITS = ("train", "val", "test")
 CLASSES = (("CT_NonCOVID", 0), ("CT_COVID", 1))
-
-
-class DataError(ValueError):
-    pass
 
 
 @dataclass(frozen=True)
@@ -27,17 +25,7 @@ class Slice:
 
 def covidct_root(data_root: str | Path) -> Path:
     """Accept either the folder holding covid-ct/ or covid-ct/ itself."""
-    root = Path(data_root)
-    if not root.exists():
-        raise DataError(f"data location {root} does not exist (pass --data-root, e.g. ../shared/data)")
-    from core.data.pack import check
-
-    check(root)  # a data pack (core/data/pack.py): its checksums first
-    if (root / "covid-ct").is_dir():
-        root = root / "covid-ct"
-    if not (root / "splits").is_dir():
-        raise DataError(f"{root}: no splits/ folder; expected the COVID-CT layout (CT_COVID/, CT_NonCOVID/, splits/)")
-    return root
+    return dataset_root(data_root, "covid-ct", "splits", "COVID-CT layout (CT_COVID/, CT_NonCOVID/, splits/)")
 
 
 def _patient_ids(root: Path) -> dict[str, str]:

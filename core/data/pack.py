@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from core.data.covidct import DataError
+from core.data.roots import DataError
 
 MANIFEST = "PACK_MANIFEST.json"
 FORMAT = "covid-lab-pack/1"

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from core.data.covidct import DataError
+from core.data.roots import DataError, dataset_root
 
 LABELLED = {
     "train": ("TrainingSet/LungInfection-Train/Doctor-label", "TrainingSet/MultiClassInfection-Train"),
@@ -23,15 +23,8 @@ class SegSlice:
 
 
 def semiseg_root(data_root: str | Path) -> Path:
-    root = Path(data_root)
-    from core.data.pack import check
-
-    check(root)  # a data pack (core/data/pack.py): its checksums first
-    if (root / "semiseg").is_dir():
-        root = root / "semiseg"
-    if not (root / "TrainingSet").is_dir():
-        raise DataError(f"{root}: not a COVID-SemiSeg folder (no TrainingSet/)")
-    return root
+    """Accept either the folder holding semiseg/ or semiseg/ itself."""
+    return dataset_root(data_root, "semiseg", "TrainingSet", "COVID-SemiSeg layout (TrainingSet/, TestingSet/)")
 
 
 def _images(folder: Path) -> list[Path]:

@@ -8,6 +8,7 @@ refused, never executed.
 from __future__ import annotations
 
 import io
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -58,3 +59,19 @@ def load_checkpoint(path: str | Path) -> dict:
     if not isinstance(obj, dict):
         raise CheckpointError(f"{path}: checkpoint holds a {type(obj).__name__}, expected a dict")
     return obj
+
+
+def save_resume_point(path: str | Path, model: torch.nn.Module, opt: torch.optim.Optimizer, state: dict) -> None:
+    """The end of an epoch: weights, optimiser and the loop's JSON state, what `resume` reads back."""
+    save_checkpoint({"model": model.state_dict(), "optimizer": opt.state_dict(), "state": json.dumps(state)}, path)
+
+
+def resume(path: str | Path, model: torch.nn.Module, opt: torch.optim.Optimizer) -> dict | None:
+    """Loads a resume point (save_resume_point) into `model` and `opt` and returns its loop state;
+    None when `path` does not exist (a fresh start)."""
+    if not Path(path).exists():
+        return None
+    ckpt = load_checkpoint(path)
+    model.load_state_dict(ckpt["model"])
+    opt.load_state_dict(ckpt["optimizer"])
+    return json.loads(ckpt["state"])

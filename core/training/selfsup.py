@@ -19,7 +19,8 @@ import torch.nn.functional as F
 
 from core.inputs.augment import augment_batch
 from core.models.backbones import build_backbone
-from core.runs.checkpoint import load_checkpoint, save_checkpoint
+from core.runs.checkpoint import resume as resume_from
+from core.runs.checkpoint import save_checkpoint, save_resume_point
 from core.training.runtime import autocast
 
 
@@ -70,13 +71,11 @@ def pretrain(images: torch.Tensor, out: Path, backbone: str = "efficientnet_lite
     model.to(memory_format=layout)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr, weight_decay=1e-4)
     last = out.with_name(out.name + ".last.pt")
-    state = {"epoch": 0, "history": []}
-    if resume and last.exists():
-        ck = load_checkpoint(last)
-        model.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["optimizer"])
-        state = json.loads(ck["state"])
+    state = resume_from(last, model, opt) if resume else None
+    if state is not None:
         log(f"selfsup: resumed after epoch {state['epoch']}")
+    else:
+        state = {"epoch": 0, "history": []}
     n = len(images)
     steps = max(1, n // batch_size)
     for epoch in range(state["epoch"], epochs):
@@ -109,7 +108,7 @@ def pretrain(images: torch.Tensor, out: Path, backbone: str = "efficientnet_lite
         state["epoch"] = epoch + 1
         state["history"].append({"epoch": epoch + 1, "loss": total / steps, "seconds": time.time() - t0})
         log(json.dumps(state["history"][-1]))
-        save_checkpoint({"model": model.state_dict(), "optimizer": opt.state_dict(), "state": json.dumps(state)}, last)
+        save_resume_point(last, model, opt, state)
         save_checkpoint({"model": {f"backbone.{k}": v for k, v in model.backbone.state_dict().items()},
                          "selfsup": json.dumps({"backbone": backbone, "init": init, **state})}, out)
     return state

@@ -24,7 +24,8 @@ import torch.nn.functional as F
 from core.data.slices import StageData
 from core.inputs.augment import augment_with_masks
 from core.results.metrics import auc
-from core.runs.checkpoint import atomic_write_text, load_checkpoint, save_checkpoint
+from core.runs.checkpoint import atomic_write_text, load_checkpoint, save_checkpoint, save_resume_point
+from core.runs.checkpoint import resume as resume_from
 from core.training.guidance import MASK_KEYS, attention_loss
 from core.training.recipes import Recipe
 from core.training.runtime import autocast, is_main, world
@@ -122,15 +123,13 @@ def train_stage(model: nn.Module, train: StageData, val: StageData, recipe: Reci
     if world_size > 1:
         net = nn.parallel.DistributedDataParallel(model, find_unused_parameters=False)
     epochs = recipe.epochs if max_epochs is None else min(recipe.epochs, max_epochs)
-    state = {"epoch": 0, "best_auc": -1.0, "best_epoch": -1, "history": []}
     last = stage_dir / "last.pt"
-    if resume and last.exists():
-        ckpt = load_checkpoint(last)
-        model.load_state_dict(ckpt["model"])
-        opt.load_state_dict(ckpt["optimizer"])
-        state = json.loads(ckpt["state"])
+    state = resume_from(last, model, opt) if resume else None
+    if state is not None:
         log(f"resumed {stage_dir.name} after epoch {state['epoch']}")
-    elif is_main():
+    else:
+        state = {"epoch": 0, "best_auc": -1.0, "best_epoch": -1, "history": []}
+    if is_main():
         stage_dir.mkdir(parents=True, exist_ok=True)
     n = len(train)
     per_rank = max(1, recipe.batch_size // world_size)
@@ -196,8 +195,7 @@ def train_stage(model: nn.Module, train: StageData, val: StageData, recipe: Reci
             if improved:
                 save_checkpoint({"model": model.state_dict(), "epoch": epoch + 1, **sizes_record(model)},
                                 stage_dir / "best.pt")
-            save_checkpoint({"model": model.state_dict(), "optimizer": opt.state_dict(),
-                             "state": json.dumps(state)}, last)
+            save_resume_point(last, model, opt, state)
     summary = {"best_epoch": state["best_epoch"] + 1, "best_val_auc": state["best_auc"],
                "epochs_run": state["epoch"], "history": state["history"], "recipe": recipe.to_dict(), "seed": seed}
     if is_main():
