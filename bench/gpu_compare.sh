@@ -18,7 +18,6 @@ set -uo pipefail
 PACK=${PACK:-pack}
 OUT=${OUT:-gpu-out}
 WORK=${WORK:-${TMPDIR:-/tmp}/covid-lab-compare}
-RECIPES=${RECIPES:-guided fast}
 SEEDS=${SEEDS:-0 1 2}
 BUDGET_S=${BUDGET_S:-540}
 REPORT_S=${REPORT_S:-40}
@@ -26,6 +25,8 @@ LOW_PRIORITY=${LOW_PRIORITY:-}  # recipes whose runs get the CPU only when the o
 THREADS=${THREADS:-2}  # CPU threads per run: the runs share the machine's cores
 IMAGE_SIZE=${IMAGE_SIZE:-224}
 PY=${PYTHON:-python3}
+# the default and the recipe before guidance (core/training/recipes.py)
+RECIPES=${RECIPES:-$($PY -c "from core.training.recipes import BEFORE_GUIDANCE as b, DEFAULT_RECIPE as d; print(d, b)")}
 DEADLINE=$(( $(date +%s) + BUDGET_S - REPORT_S ))
 mkdir -p "$OUT/runs" "$WORK/runs"
 export PYTHONUNBUFFERED=1 COVID_LAB_CACHE=${COVID_LAB_CACHE:-$WORK/cache}

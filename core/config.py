@@ -12,7 +12,7 @@ from core.training.segmentation import SegConfig
 
 STRATEGIES = ("G-H-I-F", "GHI-F", "GHIF")
 # what runs saved before a setting existed ran with (readers fill these in)
-SAVED_BEFORE = {"input": LEGACY_INPUT, "second_source": "none"}
+SAVED_BEFORE = {"input": LEGACY_INPUT, "second_source": "none", "heads_second_source": False}
 
 
 @dataclass
@@ -43,6 +43,9 @@ class PipelineConfig:
     # "semiseg-volumes": the global branch also trains on slices of COVID-SemiSeg's CT volumes, both
     # classes from one source, labelled by the segmenter (core.data.second_source); "none": COVID-CT only
     second_source: str | None = None
+    # True: the vector heads (fusion, global+heatmap) train on the second source's rows too (their branch
+    # vectors, computed by the trained branches); None: the recipe's
+    heads_second_source: bool | None = None
 
     def __post_init__(self):
         if isinstance(self.seg, dict):
@@ -51,6 +54,8 @@ class PipelineConfig:
         recipe = get_recipe(self.recipe)
         self.input = self.input or recipe.input
         self.second_source = self.second_source or recipe.second_source
+        if self.heads_second_source is None:
+            self.heads_second_source = recipe.heads_second_source
         if self.branch_epochs is None and self.epochs is None:  # --epochs overrides every stage
             self.branch_epochs = recipe.branch_epochs
 

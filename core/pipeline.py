@@ -69,10 +69,13 @@ class Pipeline:
         check_mode(cfg.input)
         if cfg.second_source not in SOURCES:
             raise ValueError(f"unknown second source {cfg.second_source!r}; choose one of {', '.join(SOURCES)}")
+        if cfg.heads_second_source and cfg.second_source == "none":
+            raise ValueError("heads_second_source needs a second source (recipe or --second-source), not 'none'")
         slices = read_covidct(data_root)
         self.frames: Frames = load_frames([s.path for s in slices], cfg.image_size, cfg.input)
         self.ds = SliceSet(slices, self.frames.images)
         self._hires = None
+        self._second = None  # core.data.second_source.build's rows and summary, built once
         self.report_lung_fields()
         self.timings: dict[str, float] = {}
 
@@ -178,6 +181,13 @@ class Pipeline:
         """core.data.second_source's training rows (inputs `keys`) for the global branch, or None."""
         if self.cfg.second_source == "none":
             return None
+        rows, _ = self.second_source()
+        return StageData(rows.rows(keys), rows.labels)
+
+    def second_source(self):
+        """The second source's chosen slices (core.data.second_source.build), labelled by the run's segmenter."""
+        if self._second is not None:
+            return self._second
         from core.data import second_source
 
         def lesion_prob_u8(slices):
@@ -200,7 +210,37 @@ class Pipeline:
                  f"non-COVID training slices of {summary['candidates']}, labelled by the segmenter")
         if is_main():
             self.run.update_config(second_source_rows=summary)
-        return StageData(rows.rows(keys), rows.labels)
+        self._second = rows, summary
+        return self._second
+
+    def second_source_vectors(self, g, h, inf) -> StageData:
+        """The branch vectors (core.models.vectors) of the second source's training rows, computed by the
+        trained global, heatmap and infected branches exactly as COVID-CT's are: the vector heads' extra
+        training rows (recipe setting heads_second_source)."""
+        from core.data.second_source import candidates
+
+        rows, _ = self.second_source()
+        digest = lambda stage: fc.file_digest(self.run.stage(stage) / "best.pt")
+        parts = {stage: digest(stage) for stage in ("global", "heatmap", "infected", "infnet")}
+        parts.update(cam=self.cfg.cam, tau=self.cfg.tau, size=self.cfg.image_size, hires=self.cfg.hires_size,
+                     lesion_size=self.cfg.lesion_size, seg_size=self.cfg.seg.size, tta=self.cfg.seg.tta,
+                     input=version(self.cfg.input), keys=fc.key_of(rows.keys))
+
+        def compute():
+            path = {s.key: s.image for s in candidates(self.data_root)}
+            hires = load_images([path[k] for k in rows.keys], self.cfg.hires_size, self.cfg.input)
+            gfeat = self._global_pooled_and_maps(g, rows.images)
+            _, crops = crops_for_maps(upsample_maps(gfeat["maps"], self.cfg.image_size), hires, self.cfg.tau,
+                                      self.cfg.image_size)
+            hvec = self._pooled(h, {"crop": crops}, ("crop",), lambda m, b: m.embed(b))
+            lesions = self._lesion_crops(self._lesion_prob(self.segmenter(), hires), hires)
+            inf_inputs = {"right": lesions["right"], "left": lesions["left"], "present": lesions["present"],
+                          "g": gfeat["pooled"]}
+            lr = self._pooled(inf, inf_inputs, ("right", "left"), lambda m, b: m.crop_vectors(b))
+            return {"vectors": branch_vectors(gfeat["pooled"], hvec, lr, lesions["present"]), "labels": rows.labels}
+
+        out = self._cached("second-source-vectors", parts, compute)
+        return StageData(out["vectors"], out["labels"])
 
     def guidance_masks(self, recipe: Recipe, boxes: torch.Tensor | None = None) -> dict:
         """Training signals of core.training.guidance at the working size: the lung field of every slice and the
@@ -219,21 +259,21 @@ class Pipeline:
         parts = {"ckpt": fc.file_digest(self.run.stage("global") / "best.pt"), "size": self.cfg.image_size,
                  "cam": self.cfg.cam, "keys": fc.key_of([s.key for s in self.ds.slices])}
 
-        def compute():
-            if self.cfg.cam == "eq1":  # one forward pass gives both the pooled vector and Eq. 1
-                both = self._pooled(model, {"image": self.ds.images}, ("image",),
-                                    lambda m, b: _pooled_and_map(m.fmap(b)))
-                k = model.backbone.num_features
-                return {"pooled": both[:, :k], "maps": both[:, k:].reshape(len(both), *self._map_shape(model))}
-            pooled = self._pooled(model, {"image": self.ds.images}, ("image",), lambda m, b: m.embed(b))
-            maps = []
-            with make_cam(self.cfg.cam, model) as cam:
-                for sl in _batches(len(self.ds.images), 32):
-                    x = self.ds.images[sl].float().to(self.device) / 255
-                    maps.append(cam.native(x).float().cpu())  # at the method's resolution: small to cache
-            return {"pooled": pooled, "maps": torch.cat(maps)}
+        return self._cached("global", parts, lambda: self._global_pooled_and_maps(model, self.ds.images))
 
-        return self._cached("global", parts, compute)
+    def _global_pooled_and_maps(self, model, images: torch.Tensor) -> dict:
+        """The global branch's pooled vectors and attention maps (the run's CAM method) of (N, 1, S, S) uint8 images."""
+        if self.cfg.cam == "eq1":  # one forward pass gives both the pooled vector and Eq. 1
+            both = self._pooled(model, {"image": images}, ("image",), lambda m, b: _pooled_and_map(m.fmap(b)))
+            k = model.backbone.num_features
+            return {"pooled": both[:, :k], "maps": both[:, k:].reshape(len(both), *self._map_shape(model))}
+        pooled = self._pooled(model, {"image": images}, ("image",), lambda m, b: m.embed(b))
+        maps = []
+        with make_cam(self.cfg.cam, model) as cam:
+            for sl in _batches(len(images), 32):
+                x = images[sl].float().to(self.device) / 255
+                maps.append(cam.native(x).float().cpu())  # at the method's resolution: small to cache
+        return {"pooled": pooled, "maps": torch.cat(maps)}
 
     @torch.no_grad()
     def _map_shape(self, model) -> tuple[int, int]:
@@ -324,7 +364,13 @@ class Pipeline:
             return hit
         model = self.segmenter()
         parts["ckpt"] = fc.file_digest(seg_ckpt)
-        prob = self._lesion_prob(model, self.hires)
+        out = self._lesion_crops(self._lesion_prob(model, self.hires), self.hires)
+        self._store("lesions", parts, out)
+        return out
+
+    def _lesion_crops(self, prob: torch.Tensor, hires: torch.Tensor) -> dict:
+        """The infected branch's inputs from (N, S, S) lesion probabilities and the (N, 1, H, H) uint8 slices
+        they were computed on: each lung's lesion crop, its box, the lesion flags, the lesion map."""
         n, s = len(prob), self.cfg.lesion_size
         out = {"prob": lesion_map_u8(prob),
                "present": torch.zeros(n, 2, dtype=torch.bool), "side_boxes": torch.zeros(n, 2, 4),
@@ -340,8 +386,7 @@ class Pipeline:
                 out["present"][i, j] = True
                 out["side_boxes"][i, j] = torch.tensor(box.as_list())
                 key = "right" if j == 0 else "left"
-                out[key][i, 0] = (crop(self.hires[i, 0], box, s) * 255).round().to(torch.uint8)
-        self._store("lesions", parts, out)
+                out[key][i, 0] = (crop(hires[i, 0], box, s) * 255).round().to(torch.uint8)
         return out
 
     def _lesions_before_segconfig(self, parts: dict) -> dict | None:
@@ -374,10 +419,11 @@ class Pipeline:
         inputs = {"right": lesions["right"], "left": lesions["left"], "present": lesions["present"], "g": gvec}
         return self._train("infected", model, inputs, self.branch_recipe, ("right", "left"))
 
-    def vector_head(self, name, vectors: dict) -> VectorHead:
+    def vector_head(self, name, vectors: dict, extra: StageData | None = None) -> VectorHead:
+        """One FC layer over `vectors`, trained on COVID-CT's training rows (and `extra`'s, from another source)."""
         head = self.seeded(lambda: VectorHead({k: v.shape[1] for k, v in vectors.items()}))
-        head.fit_standardisation({k: v[self.split_rows("train")] for k, v in vectors.items()})
-        return self._train(name, head, vectors, VECTOR_RECIPE, ())
+        head.fit_standardisation(self.stage_data("train", vectors, extra).inputs)
+        return self._train(name, head, vectors, VECTOR_RECIPE, (), extra=(lambda: extra) if extra else None)
 
     # ---- Algorithm 2 ---------------------------------------------------------------------
     def run_all(self) -> dict:
@@ -418,10 +464,12 @@ class Pipeline:
         """One FC layer over cached vectors (fusion; global+heatmap is the same head on [g, h]),
         the fusion cache the dashboard reads, and the fusion CAM. `fusion`: already trained (GHIF)."""
         t0 = time.time()
-        gh = self.vector_head("global+heatmap", pick(vectors, "global+heatmap"))
+        second = self.second_source_vectors(g, h, inf) if self.cfg.heads_second_source else None
+        rows_for = lambda head: StageData(pick(second.inputs, head), second.labels) if second else None
+        gh = self.vector_head("global+heatmap", pick(vectors, "global+heatmap"), rows_for("global+heatmap"))
         self._probs("global+heatmap", gh, pick(vectors, "global+heatmap"), ())
         if fusion is None:
-            fusion = self.vector_head("fusion", vectors)
+            fusion = self.vector_head("fusion", vectors, rows_for("fusion"))
             p_fusion = self._probs("fusion", fusion, vectors, ())
         else:
             p_fusion = predict(fusion, StageData(vectors, self.ds.labels), (), device=self.device)

@@ -69,3 +69,61 @@ def test_unknown_second_source_is_refused(phantom_root, tmp_path):
 
     with pytest.raises(ValueError, match="unknown second source 'elsewhere'"):
         Pipeline(RunFolder(tmp_path / "r", create=True), phantom_root, PipelineConfig(second_source="elsewhere"))
+
+
+@pytest.mark.parametrize("recipe", ["guided-heads", "guided-long"])
+def test_vector_heads_learn_from_both_sources_only_when_the_recipe_says(phantom_root, tmp_path, monkeypatch, recipe):
+    """guided-heads: fusion and global+heatmap train on COVID-CT's training rows plus the second source's,
+    whose vectors are those the trained branches give (the global one checked against the global branch
+    itself); the heatmap and infected stages and guided-long's heads see COVID-CT only."""
+    from core import pipeline as pl
+    from core.config import PipelineConfig
+    from core.models.vectors import HEADS
+    from core.runs.runfolder import RunFolder
+
+    monkeypatch.setattr(ss, "LESION_MIN", 0.0)
+    monkeypatch.setattr(ss, "CLEAR_MAX", 0.0)
+    monkeypatch.setattr(ss, "LUNG_MIN", 0.0)
+    seen = {}
+    real = pl.train_stage
+
+    def spy(model, train, val, recipe_, stage_dir, **k):
+        seen[stage_dir.name] = train
+        return real(model, train, val, recipe_, stage_dir, **k)
+
+    monkeypatch.setattr(pl, "train_stage", spy)
+    run = RunFolder(tmp_path / "run", create=True)
+    cfg = PipelineConfig(recipe=recipe, epochs=1, batch_size=8, image_size=64, hires_size=128, lesion_size=48,
+                         seg={"size": 64, "epochs": 1, "steps_per_round": 1, "per_round": 5, "max_rounds": 1,
+                              "polish_epochs": 0, "ignore_band": (0.2, 0.8), "labelled_share": 0.75})
+    assert cfg.heads_second_source == (recipe == "guided-heads")
+    pipe = pl.Pipeline(run, phantom_root, cfg, progress=False)
+    pipe.run_all()
+    n = len(pipe.split_rows("train"))
+    k = 2 * run.config["second_source_rows"]["covid"]
+    assert k > 0 and len(seen["global"]) == n + k
+    assert len(seen["heatmap"]) == len(seen["infected"]) == n
+    for head in ("fusion", "global+heatmap"):
+        assert set(seen[head].inputs) == set(HEADS[head])
+        assert len(seen[head]) == n + (k if cfg.heads_second_source else 0)
+    if cfg.heads_second_source:
+        rows, _ = pipe.second_source()
+        extra = {key: v[n:] for key, v in seen["fusion"].inputs.items()}
+        assert torch.equal(seen["fusion"].labels[n:], rows.labels)
+        g = pipe.global_model()
+        with torch.no_grad():
+            want = g.embed({"image": rows.images[:4].float() / 255})
+        assert torch.allclose(extra["g"][:4], want, atol=1e-4)
+        assert torch.isfinite(extra["h"]).all() and extra["h"].abs().sum() > 0
+        assert torch.equal(extra["present"].bool().any(1), (extra["r"].abs().sum(1) > 0) | (extra["l"].abs().sum(1) > 0))
+        assert run.config["pipeline"]["heads_second_source"] is True
+
+
+def test_heads_on_a_second_source_need_one(phantom_root, tmp_path):
+    from core.config import PipelineConfig
+    from core.pipeline import Pipeline
+    from core.runs.runfolder import RunFolder
+
+    with pytest.raises(ValueError, match="heads_second_source needs a second source"):
+        Pipeline(RunFolder(tmp_path / "r", create=True), phantom_root,
+                 PipelineConfig(recipe="guided-heads", second_source="none"))

@@ -13,7 +13,9 @@ shows (lesions or none) separates them there; adding COVID slices of a new sourc
 
 The labels are the segmenter's, not an expert's: a lesion-free slice of a COVID patient's volume
 stands for "no COVID findings on this slice", which is what a slice classifier can see. Only
-training rows are added: validation (model selection, operating points) stays COVID-CT's.
+training rows are added: validation (model selection, operating points) stays COVID-CT's. The global
+branch trains on them; with the run setting heads_second_source (recipe `guided-heads`) the vector
+heads do too, on the branch vectors the trained branches give these slices (core/pipeline.py).
 The labelled COVID-SemiSeg slices (D1, MedSeg) that the shortcut audit reports on are another
 source and are never added.
 """
