@@ -213,13 +213,16 @@ class Pipeline:
         self._second = rows, summary
         return self._second
 
-    def second_source_vectors(self, g, h, inf) -> StageData:
+    def second_source_vectors(self, g, h, inf) -> StageData | None:
         """The branch vectors (core.models.vectors) of the second source's training rows, computed by the
         trained global, heatmap and infected branches exactly as COVID-CT's are: the vector heads' extra
-        training rows (recipe setting heads_second_source)."""
+        training rows (recipe setting heads_second_source). None, said in the log, when it has no rows."""
         from core.data.second_source import candidates
 
         rows, _ = self.second_source()
+        if not rows.keys:
+            self.log("second source: no slice chosen, so the vector heads train on COVID-CT alone")
+            return None
         digest = lambda stage: fc.file_digest(self.run.stage(stage) / "best.pt")
         parts = {stage: digest(stage) for stage in ("global", "heatmap", "infected", "infnet")}
         parts.update(cam=self.cfg.cam, tau=self.cfg.tau, size=self.cfg.image_size, hires=self.cfg.hires_size,

@@ -127,3 +127,18 @@ def test_heads_on_a_second_source_need_one(phantom_root, tmp_path):
     with pytest.raises(ValueError, match="heads_second_source needs a second source"):
         Pipeline(RunFolder(tmp_path / "r", create=True), phantom_root,
                  PipelineConfig(recipe="guided-heads", second_source="none"))
+
+
+def test_heads_train_on_covidct_alone_when_the_second_source_chose_nothing(phantom_root, tmp_path, monkeypatch):
+    from core.config import PipelineConfig
+    from core.pipeline import Pipeline
+    from core.runs.runfolder import RunFolder
+    monkeypatch.setattr(ss, "LESION_MIN", 2.0)  # no slice is ever this sure
+    run = RunFolder(tmp_path / "run", create=True)
+    cfg = PipelineConfig(recipe="guided-heads", epochs=1, batch_size=8, image_size=64, hires_size=128, lesion_size=48,
+                         seg={"size": 64, "epochs": 1, "steps_per_round": 1, "per_round": 5, "max_rounds": 1,
+                              "polish_epochs": 0, "ignore_band": (0.2, 0.8), "labelled_share": 0.75})
+    Pipeline(run, phantom_root, cfg, progress=False).run_all()
+    assert run.config["second_source_rows"]["covid"] == 0
+    assert "no slice chosen, so the vector heads train on COVID-CT alone" in (run.path / "log.txt").read_text()
+    assert (run.stage("fusion") / "best.pt").exists()
