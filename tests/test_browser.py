@@ -404,8 +404,8 @@ def test_verdict_saved_and_filtered_in_margin_review(compare_runs):
         in_force = main.get_by_text(re.compile(r"^Verdict in force: "))
         in_force.wait_for(timeout=30_000)
         assert f"{verdict} · by {reviewer} ·" in in_force.inner_text()
-        main.locator("[data-testid=stCaptionContainer]").get_by_text(note, exact=True).wait_for(timeout=10_000)
-        main.get_by_text("history (1)").wait_for(timeout=10_000)
+        main.locator("[data-testid=stCaptionContainer]").get_by_text(note, exact=True).wait_for(timeout=30_000)
+        main.get_by_text("history (1)").wait_for(timeout=30_000)
         row = VerdictStore.in_runs(compare_runs).latest("tiny-a")[key]
         assert (row["verdict"], row["note"], row["reviewer"], row["source"]) == (verdict, note, reviewer, "reviewer")
         main.get_by_text("Verdict saved.", exact=True).scroll_into_view_if_needed()
