@@ -70,8 +70,9 @@ def synthetic_run(phantom_root, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def guided_run(phantom_root, tmp_path_factory) -> Path:
-    """The default recipe's path end to end on the phantoms: `guided` (harmonised lung-field input, CAM
-    penalties outside the lungs and off the lesions, the second source), one epoch a stage."""
+    """The default recipe's path end to end on the phantoms (harmonised lung-field input, CAM penalties
+    outside the lungs and off the lesions, the second source for the global branch and the heads), one
+    epoch a stage."""
     from dataclasses import asdict
 
     from core.config import PipelineConfig
