@@ -1,11 +1,11 @@
 """Named training recipes: a schedule, and the run settings it is meant with (what the networks see,
 the second training source, the branch stages' epochs). `paper` is the paper's schedule.
 
-`guided` beat `fast` on the shortcut audit (README, "What this project adds"; docs/results.md): the
+`guided` beat `fast` on the shortcut audit (README, "What this project adds"; docs/results-recipes.md): the
 harmonised lung field as input, source-destroying augmentation, CAM penalties outside the lungs and
 off the lesions, and COVID-SemiSeg's CT volumes as a second source of both classes. `guided-long` is
 `guided` trained twice as long: it beat `guided` on the data that choose (validation AUC, the
-COVID-SemiSeg train split's audit; docs/results.md). `guided-heads`, the default, is `guided-long` whose
+COVID-SemiSeg train split's audit; docs/results-recipes.md). `guided-heads`, the default, is `guided-long` whose
 fusion and global+heatmap heads learn from the second source too. `fast` is
 the recipe before knowledge guidance (whole slice, COVID-CT only), kept by name for comparison:
 chosen earlier on validation AUC over `paper` and `adamw-light`, it reads the source, not the
@@ -80,15 +80,16 @@ RECIPES = {
 # "guided" with 30 global epochs (its best validation epoch was 13 of 15 in gss-s0). In run
 # glong-s0 against gss-s0..s2, chosen on validation AUC (global 0.841 against 0.699-0.769, fusion 0.843
 # against 0.773-0.820) and on COVID-SemiSeg's labelled train slices (fusion sensitivity 0.82 against
-# 0.52-0.82, mean p 0.76 against 0.55-0.75); one seed so far (docs/results.md).
+# 0.52-0.82, mean p 0.76 against 0.55-0.75); docs/results-recipes.md.
 RECIPES["guided-long"] = replace(RECIPES["guided"], name="guided-long", epochs=30, patience=10)
 # The default: "guided-long" whose vector heads (fusion, global+heatmap) also learn from the second
 # source's rows, as the global branch does. Heads fit on COVID-CT alone weigh the branch vectors by what
 # separates COVID-CT's two sources: in glong-s0 the fusion head's sensitivity on COVID-SemiSeg's labelled
 # train slices was 0.82 where the global branch's was 0.94. Chosen over "guided-long" on those slices
 # (fusion sensitivity 0.94 and 0.88 against 0.82 and 0.76, seeds 0 and 1) at a fusion validation AUC
-# within 0.01 (0.834 and 0.849 against 0.843 and 0.852); docs/results.md. Runs heads-sN reuse
-# glong-sN's branch stages: only the heads differ.
+# within 0.01 (0.834 and 0.849 against 0.843 and 0.852). Those selection runs reused glong-sN's branch
+# stages, so only the heads differed; their folders were lost with the machine that held them. The
+# default trained from scratch, 2 seeds: docs/results.md.
 RECIPES["guided-heads"] = replace(RECIPES["guided-long"], name="guided-heads", heads_second_source=True)
 DEFAULT_RECIPE = "guided-heads"
 BEFORE_GUIDANCE = "fast"  # the recipe the shortcut audit compares the default with
