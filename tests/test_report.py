@@ -1,6 +1,7 @@
 """`python -m train report`: a Markdown report generated only from run folders."""
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -10,6 +11,8 @@ import pytest
 from core.results.predictions import BASELINES, run_metrics
 from core.results.tables import mean_std
 from core.runs.runfolder import RunFolder
+from core.training.recipes import BEFORE_GUIDANCE, DEFAULT_RECIPE
+from tests.conftest import PROJECT_ROOT
 from train.__main__ import main
 
 BOOT = 40
@@ -117,11 +120,7 @@ def test_a_folder_that_is_not_a_run(synthetic_run, tmp_path, capsys):
 def test_the_committed_reports_are_generated_and_name_their_recipes():
     """README: docs/results.md reports the default recipe and docs/results-recipes.md the recipes it was
     chosen among. Changing the default without regenerating the report fails here."""
-    import re
-
-    from core.training.recipes import BEFORE_GUIDANCE, DEFAULT_RECIPE
-
-    docs = Path(__file__).resolve().parents[1] / "docs"
+    docs = PROJECT_ROOT / "docs"
     recipes_of = {}
     for name in ("results.md", "results-recipes.md"):
         text = (docs / name).read_text()
