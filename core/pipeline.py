@@ -191,16 +191,14 @@ class Pipeline:
         from core.data import second_source
 
         def lesion_prob_u8(slices):
-            seg_ckpt = self.run.stage("infnet") / "best.pt"
-            if not seg_ckpt.exists():
-                self.segmenter()  # trains it first if the run has none yet
+            seg_ckpt = self.ensure_segmenter()  # trains it first if the run has none yet
             parts = {"ckpt": fc.file_digest(seg_ckpt), "size": self.cfg.seg.size, "tta": self.cfg.seg.tta,
                      "hires": self.cfg.hires_size, "input": version(self.cfg.input),
                      "keys": fc.key_of([s.key for s in slices])}
 
             def compute():  # the segmenter is loaded only when the cache misses
                 hires = load_images([s.image for s in slices], self.cfg.hires_size, self.cfg.input)
-                return {"prob": lesion_map_u8(self._lesion_prob(self.segmenter(), hires))}
+                return {"prob": lesion_map_u8(self._lesion_prob(self.load_segmenter(), hires))}
 
             return self._cached("second-source-lesions", parts, compute)["prob"]
 
@@ -223,6 +221,7 @@ class Pipeline:
         if not rows.keys:
             self.log("second source: no slice chosen, so the vector heads train on COVID-CT alone")
             return None
+        self.ensure_segmenter()
         digest = lambda stage: fc.file_digest(self.run.stage(stage) / "best.pt")
         parts = {stage: digest(stage) for stage in ("global", "heatmap", "infected", "infnet")}
         parts.update(cam=self.cfg.cam, tau=self.cfg.tau, size=self.cfg.image_size, hires=self.cfg.hires_size,
@@ -236,7 +235,7 @@ class Pipeline:
             _, crops = crops_for_maps(upsample_maps(gfeat["maps"], self.cfg.image_size), hires, self.cfg.tau,
                                       self.cfg.image_size)
             hvec = self._pooled(h, {"crop": crops}, ("crop",), lambda m, b: m.embed(b))
-            lesions = self._lesion_crops(self._lesion_prob(self.segmenter(), hires), hires)
+            lesions = self._lesion_crops(self._lesion_prob(self.load_segmenter(), hires), hires)
             inf_inputs = {"right": lesions["right"], "left": lesions["left"], "present": lesions["present"],
                           "g": gfeat["pooled"]}
             lr = self._pooled(inf, inf_inputs, ("right", "left"), lambda m, b: m.crop_vectors(b))
@@ -310,20 +309,35 @@ class Pipeline:
             inputs.update(self.guidance_masks(self.branch_recipe, crops["boxes"]))
         return self._train("heatmap", model, inputs, self.branch_recipe, ("crop",))
 
-    def segmenter(self):
-        from core.training.segmentation import load_segmenter, semi_supervised
+    def ensure_segmenter(self) -> Path:
+        """The run's segmenter checkpoint: adopted (--segmenter) or trained (Algorithm 1) if the run has none.
 
+        Every rank calls this at the same points. Under DDP rank 0 alone looks, adopts or trains (in one
+        process) while the others wait: a rank that looked for itself could find the checkpoint rank 0
+        has just written and skip the barrier the others wait at."""
         folder = self.run.stage("infnet")
-        if not (folder / "best.pt").exists() and self.cfg.segmenter:
-            rank0_first(lambda: self._adopt_segmenter(Path(self.cfg.segmenter), folder))
-        if not (folder / "best.pt").exists():
-            t0 = time.time()
-            self.log("infnet: Algorithm 1 (semi-supervised)")
-            # The segmenter trains in one process; under DDP the other ranks wait for its checkpoint.
-            rank0_first(lambda: semi_supervised(self.data_root, folder, self.cfg.seg, seed=self.cfg.seed,
-                                                device=self.device, progress=self.progress, log=self.log))
-            self.timings["infnet"] = time.time() - t0
-        return load_segmenter(folder / "best.pt", device=self.device)
+        rank0_first(lambda: self._make_segmenter(folder))
+        return folder / "best.pt"
+
+    def _make_segmenter(self, folder: Path) -> None:
+        from core.training.segmentation import semi_supervised
+
+        if (folder / "best.pt").exists():
+            return
+        if self.cfg.segmenter:
+            self._adopt_segmenter(Path(self.cfg.segmenter), folder)
+            return
+        t0 = time.time()
+        self.log("infnet: Algorithm 1 (semi-supervised)")
+        semi_supervised(self.data_root, folder, self.cfg.seg, seed=self.cfg.seed, device=self.device,
+                        progress=self.progress, log=self.log)
+        self.timings["infnet"] = time.time() - t0
+
+    def load_segmenter(self):
+        """The segmenter model (ensure_segmenter first: this only loads)."""
+        from core.training.segmentation import load_segmenter
+
+        return load_segmenter(self.run.stage("infnet") / "best.pt", device=self.device)
 
     def _adopt_segmenter(self, src: Path, folder: Path) -> None:
         import shutil
@@ -350,26 +364,17 @@ class Pipeline:
         return torch.cat(probs)[:, 0]
 
     def lesion_inputs(self) -> dict:
-        seg_ckpt = self.run.stage("infnet") / "best.pt"
-        parts = {"ckpt": fc.file_digest(seg_ckpt) if seg_ckpt.exists() else None, "seg": asdict(self.cfg.seg),
+        """The segmenter's lesion maps and crops of every slice (computed once, then cached)."""
+        seg_ckpt = self.ensure_segmenter()
+        parts = {"ckpt": fc.file_digest(seg_ckpt), "seg": asdict(self.cfg.seg),
                  "lesion_size": self.cfg.lesion_size, "hires": self.cfg.hires_size,
                  "keys": fc.key_of([s.key for s in self.ds.slices])}
         if self.cfg.input != LEGACY_INPUT:  # other frames, other masks (slice runs keep their old keys)
             parts["input"] = version(self.cfg.input)
-        hit = fc.load_cached(self.run.features_dir, "lesions", parts) if parts["ckpt"] else None
-        if hit is None and parts["ckpt"]:
-            legacy = self._lesions_before_segconfig(parts)
-            if legacy is not None:
-                parts, hit = legacy, fc.load_cached(self.run.features_dir, "lesions", legacy)
-        if hit is not None:
-            if self._is_the_runs():
-                fc.remember(self.run.features_dir, "lesions", parts)
-            return hit
-        model = self.segmenter()
-        parts["ckpt"] = fc.file_digest(seg_ckpt)
-        out = self._lesion_crops(self._lesion_prob(model, self.hires), self.hires)
-        self._store("lesions", parts, out)
-        return out
+        if fc.load_cached(self.run.features_dir, "lesions", parts) is None:
+            parts = self._lesions_before_segconfig(parts) or parts
+        return self._cached("lesions", parts,
+                            lambda: self._lesion_crops(self._lesion_prob(self.load_segmenter(), self.hires), self.hires))
 
     def _lesion_crops(self, prob: torch.Tensor, hires: torch.Tensor) -> dict:
         """The infected branch's inputs from (N, S, S) lesion probabilities and the (N, 1, H, H) uint8 slices

@@ -35,7 +35,14 @@ def _pipeline(phantom_root, out, nproc):
         args = ["-m", "torch.distributed.run", f"--nproc_per_node={nproc}", f"--master_port={_free_port()}"] + args
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     p = subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
-    assert p.returncode == 0, p.stderr[-3000:]
+    assert p.returncode == 0, _each_rank(p.stderr)
+
+
+def _each_rank(stderr: str) -> str:
+    """The end of every rank's own traceback (torchrun prefixes its lines with [rankN]:), then the launcher's."""
+    ranks = sorted({line.split("]:", 1)[0] + "]" for line in stderr.splitlines() if line.startswith("[rank")})
+    parts = ["\n".join([ln for ln in stderr.splitlines() if ln.startswith(r)][-25:]) for r in ranks]
+    return "\n\n".join(parts + [stderr[-1500:]])
 
 
 def test_two_gloo_processes_match_one(phantom_root, tmp_path):

@@ -60,17 +60,25 @@ def save_cached(folder: str | Path, name: str, parts: dict, tensors: dict) -> No
 def cached(folder: str | Path, name: str, parts: dict, compute) -> dict:
     """Load the entry for `parts`, or compute, save and return it.
 
-    Under DDP only rank 0 computes and writes; the other ranks wait for it, then read the entry."""
+    Under DDP only rank 0 looks, computes and writes; the other ranks wait for it, then read the entry.
+    Every rank passes the same barrier whether the entry was there or not: a rank that decided on its
+    own (the entry written meanwhile) would skip a barrier the others wait at."""
+    from core.training.runtime import rank0_first, world
+
+    out = rank0_first(lambda: _load_or_make(folder, name, parts, compute))
+    if out is None:
+        out = load_cached(folder, name, parts)
+        if out is None:
+            raise CacheError(f"rank {world()[0]}: cached '{name}' ({key_of(parts)}) unreadable in {folder} "
+                             "after rank 0 wrote it")
+    return out
+
+
+def _load_or_make(folder, name, parts, compute):
     hit = load_cached(folder, name, parts)
     if hit is not None:
         return hit
-    from core.training.runtime import rank0_first
-
-    out = rank0_first(lambda: _save_and_return(folder, name, parts, compute()))
-    return load_cached(folder, name, parts) if out is None else out
-
-
-def _save_and_return(folder, name, parts, tensors):
+    tensors = compute()
     save_cached(folder, name, parts, tensors)
     return tensors
 

@@ -172,7 +172,12 @@ def train_stage(model: nn.Module, train: StageData, val: StageData, recipe: Reci
                 bar.set_postfix(loss=f"{loss_sum / seen:.4f}")
                 bar.update(1)
         # Every rank scores the full validation set with identical weights, so all ranks take the
-        # same early-stopping decision without communicating.
+        # same early-stopping decision without communicating. The weights are equal after every step;
+        # BatchNorm's running statistics are not (each rank updated them from its own half-batch), so
+        # every rank takes rank 0's, the ones saved.
+        if world_size > 1:
+            for buf in model.buffers():
+                dist.broadcast(buf, 0)
         p_val = predict(model, val, image_keys, device=device, precision=recipe.precision,
                         channels_last=recipe.channels_last)
         yv = val.labels.numpy()
