@@ -29,6 +29,19 @@ def test_the_headline_comes_first_and_each_self_trans_just_before_its_first_run(
     assert [j.tier for j in pipelines][-1] == "more seeds" and jobs[-1].seed == 2
 
 
+def test_with_audit_every_each_ghif_run_is_audited_right_after_it():
+    jobs = ordered_jobs([L0], ["imagenet"], ["guided-heads", "fast"], ["G-H-I-F", "GHIF"], 2, audit="every")
+    run = lambda r, st, s: f"{L0}-imagenet-{r}-{st}-s{s}"
+    audit = lambda name: [name, f"shortcut-{name}"]
+    assert [j.name for j in jobs] == (["infnet"] + audit(run("guided-heads", "G-H-I-F", 0))
+                                      + audit(run("guided-heads", "G-H-I-F", 1))
+                                      + [run("guided-heads", "GHIF", 0)] + audit(run("fast", "G-H-I-F", 0))
+                                      + [run("fast", "GHIF", 0), run("guided-heads", "GHIF", 1)]
+                                      + audit(run("fast", "G-H-I-F", 1)) + [run("fast", "GHIF", 1)])
+    assert all(j.target == jobs[k - 1].name for k, j in enumerate(jobs) if j.kind == "shortcut")
+    assert "shortcut" in [j.name for j in ordered_jobs([L0], ["imagenet"], ["fast"], ["G-H-I-F"], 1)]  # the default
+
+
 def _runner(tmp_path, budget_s, estimates, outcome=None):
     """A Runner whose jobs only advance a fake clock by their estimate (`outcome`: status per job name)."""
     args = Namespace(budget_min=budget_s / 60, backbones=L0, inits="imagenet,selftrans", epochs=None, batch_size=None,
@@ -112,7 +125,7 @@ def test_dry_run_of_the_device_command_on_a_phantom_pack(phantom_root, tmp_path)
     tiny = ("--backbones efficientnet_lite0 --inits imagenet,selftrans --recipes fast --strategies G-H-I-F "
             "--seeds 1 --epochs 1 --batch-size 8 --image-size 64 --lesion-size 48 --seg-size 64 --seg-epochs 1 "
             "--seg-max-rounds 0 --seg-polish-epochs 0 --selfsup-epochs 1 --selfsup-min-epochs 1 --selfsup-batch 8 "
-            f"--calibration-steps 1 --shortcut-limit 2 --workers 1 --work {tmp_path / 'work'}")
+            f"--calibration-steps 1 --shortcut-limit 2 --audit every --workers 1 --work {tmp_path / 'work'}")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHON": sys.executable, "PACK": str(tmp_path / "pack"),
            "OUT": str(tmp_path / "out"), "BUDGET_MIN": "4", "GPU_RUN_ARGS": tiny}
     res = subprocess.run(["bash", "bench/gpu_run.sh"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
@@ -122,7 +135,15 @@ def test_dry_run_of_the_device_command_on_a_phantom_pack(phantom_root, tmp_path)
     assert '"ok": true' in res.stdout and "gpu-run: pack " in res.stdout and " MiB, every sha256 checked" in res.stdout
     assert (out / "console.txt").read_text() == res.stdout
     plan = {j["name"]: j for j in json.loads((out / "plan.json").read_text())}
-    assert all(j["status"] == "done" for n, j in plan.items() if n != "shortcut"), plan
+    assert all(j["status"] == "done" for n, j in plan.items() if not n.startswith("shortcut")), plan
+    runs = [f"efficientnet_lite0-{i}-fast-G-H-I-F-s0" for i in ("imagenet", "selftrans")]
+    assert [n for n in plan if n.startswith("shortcut")] == [f"shortcut-{r}" for r in runs]  # --audit every
+    for run in runs:
+        audit = plan[f"shortcut-{run}"]
+        assert audit["target"] == run and audit["status"] in ("done", "dropped"), audit  # dropped: out of time
+        if audit["status"] == "done":
+            assert audit["note"].startswith(f"audit of {run}: fusion AUC ") and "lungs blanked" in audit["note"]
+            assert (out / "runs" / run / "shortcut.json").exists()
     assert plan["selfsup-efficientnet_lite0"]["note"].startswith("1 epochs")
     t12 = pd.read_csv(out / "table1_2.csv")
     assert set(t12.init) == {"imagenet", "selftrans"} and set(t12.recipe) == {"fast"}

@@ -10,7 +10,8 @@ the unlabelled COVID-SemiSeg slices; as many epochs as --selfsup-share of the bu
 --selfsup-epochs) just before the first run that needs it:
 
 1. the headline: Lite0, the default recipe, ImageNet vs Self-Trans init, seed 0;
-2. the shortcut audit of its first run (only when train/shortcut.py exists);
+2. the shortcut audit of its first run (only when train/shortcut.py exists); with --audit every, the
+   audit of every G-H-I-F run instead, right after that run;
 3. the headline's other seeds;
 4. one seed of every other cell: Table 3's joint strategies, Lite2, the paper's 50-epoch schedule;
 5. the other seeds of those.
@@ -79,6 +80,8 @@ def add_args(p):
     p.add_argument("--selfsup-batch", type=int, default=256)
     p.add_argument("--calibration-steps", type=int, default=10)
     p.add_argument("--shortcut-limit", type=int, default=None, help="slices per set for the shortcut audit")
+    p.add_argument("--audit", default="first", choices=("first", "every"),
+                   help="shortcut audit of the first finished run, or of every G-H-I-F run right after it")
     p.add_argument("--shortcut-seconds", type=float, default=60.0,
                    help="the most the shortcut audit may take (planned at half of it)")
     p.add_argument("--workers", type=int, default=None, help="processes that decode the slices up front")
@@ -107,6 +110,7 @@ class Job:
     projected: str = ""  # after calibration: "run" or "drop", if every estimate held
     seconds: float | None = None
     note: str = ""
+    target: str = ""  # a shortcut job's run (empty: the first that finished)
 
 
 def pipeline_job(backbone, init, recipe, strategy, seed, tier) -> Job:
@@ -114,8 +118,9 @@ def pipeline_job(backbone, init, recipe, strategy, seed, tier) -> Job:
                tier)
 
 
-def ordered_jobs(backbones, inits, recipes, strategies, seeds) -> list[Job]:
-    """Every job, most important first (see the module docstring); prerequisites come first."""
+def ordered_jobs(backbones, inits, recipes, strategies, seeds, audit="first") -> list[Job]:
+    """Every job, most important first (see the module docstring); prerequisites come first.
+    `audit`: "first" (one shortcut audit, of the first run that finished) or "every" (each G-H-I-F run's)."""
     b0, r0 = backbones[0], recipes[0]
     joint = [s for s in strategies if s != "G-H-I-F"]
     ghif = "G-H-I-F" in strategies
@@ -131,6 +136,10 @@ def ordered_jobs(backbones, inits, recipes, strategies, seeds) -> list[Job]:
     runs += [pipeline_job(*c, s, "headline") for s in range(1, seeds) for c in headline]
     runs += [pipeline_job(*c, 0, "one seed of every cell") for c in others]
     runs += [pipeline_job(*c, s, "more seeds") for s in range(1, seeds) for c in others]
+    if audit == "every":
+        runs = [x for j in runs if j.kind == "pipeline"
+                for x in ([j, Job(f"shortcut-{j.name}", "shortcut", tier="audit", target=j.name)]
+                          if j.strategy == "G-H-I-F" else [j])]
     jobs = [Job("infnet", "segmenter", tier="shared")]
     for j in runs:  # each backbone's Self-Trans just before the first run that needs it
         name = f"selfsup-{j.backbone}"
@@ -524,7 +533,12 @@ class Runner:
         a = self.s.args
         if not (PROJECT_ROOT / "train" / "shortcut.py").exists():
             raise Dropped("train/shortcut.py does not exist (yet)")
-        target = next((j for j in self.s.jobs if j.kind == "pipeline" and j.status in ("done", "reused")), None)
+        if job.target:
+            target = next(j for j in self.s.jobs if j.name == job.target)
+            if target.status not in ("done", "reused"):
+                raise Dropped(f"{target.name} is {target.status}")
+        else:
+            target = next((j for j in self.s.jobs if j.kind == "pipeline" and j.status in ("done", "reused")), None)
         if target is None:
             raise Dropped("no finished run to audit")
         cmd = [sys.executable, "-m", "train", "shortcut", "--run", str(self.work / "runs" / target.name),
@@ -539,9 +553,11 @@ class Runner:
         if res.returncode != 0:
             tail = (res.stderr.strip().splitlines() or ["no message"])[-1]
             raise RuntimeError(f"train shortcut exited {res.returncode}: {tail}")
-        (self.s.out / "shortcut.json").write_text(res.stdout.strip().splitlines()[-1] + "\n")
-        _copy_small(self.work / "runs" / target.name, self.s.out / "runs" / target.name)
-        job.note = f"audit of {target.name}: shortcut.json"
+        line = res.stdout.strip().splitlines()[-1]
+        if not job.target:
+            (self.s.out / "shortcut.json").write_text(line + "\n")
+        _copy_small(self.work / "runs" / target.name, self.s.out / "runs" / target.name)  # its shortcut.json too
+        job.note = f"audit of {target.name}: " + _audit_line(json.loads(line))
 
     # ---- the loop
     def dependent_of(self, job: Job) -> Job | None:
@@ -640,6 +656,16 @@ class Runner:
                 job.status, job.note = "dropped", f"needs {todo[-1].name} ({todo[-1].status})"
                 continue
             self.do(job)
+
+
+def _audit_line(audit: dict) -> str:
+    """The fusion branch's shortcut figures in one line (the run's shortcut.json holds them all)."""
+    f = audit["branches"]["fusion"]
+    ext, point = f["external"], audit.get("localisation", {}).get("fusion", {})
+    num = lambda v: f"{v:.3f}" if isinstance(v, (int, float)) else "n/a"  # None: undefined on these slices
+    return (f"fusion AUC {num(f['intact']['auc'])}, lungs blanked {num(f['lungs-blanked']['auc'])}, external "
+            f"sensitivity {num(ext['sensitivity'])} @ spec {num(ext['covidct_test_specificity']['value'])}, "
+            f"mean p {num(ext['mean_p'])}, pointing {num(point.get('pointing'))}")
 
 
 class Dropped(Exception):
@@ -761,7 +787,7 @@ def run(args):
     device = pick_device(args.device)
     backbones, inits = args.backbones.split(","), args.inits.split(",")
     recipes, strategies = args.recipes.split(","), args.strategies.split(",")
-    s.jobs = ordered_jobs(backbones, inits, recipes, strategies, args.seeds)
+    s.jobs = ordered_jobs(backbones, inits, recipes, strategies, args.seeds, args.audit)
     runner = Runner(s, root, work, device)
 
     # 1. decode everything once, in parallel (before any GPU work)
