@@ -5,6 +5,8 @@
 Prints one JSON summary: counts, mean coverage, the share of the labelled lesion pixels that fall
 inside the lung mask (pooled, and the worst slices), milliseconds per slice, and the key and reason
 of every slice where no lung field was found (those are reported, never passed silently).
+For scale, each labelled slice also gets the coverage of a reference lung field drawn with its ground
+truth (`lungs_with_lesions`): how much of the slice the lungs fill when every lesion is inside.
 """
 from __future__ import annotations
 
@@ -20,10 +22,11 @@ from core.data.covidct import read_covidct
 from core.data.imaging import check_mask_shape, read_mask, read_slice
 from core.data.semiseg import read_labelled
 from core.data.slices import resolve_data_root
-from core.inputs.lungs import LUNG_VERSION, LungField, lung_field
+from core.inputs.lungs import LUNG_VERSION, LungField, lung_field, otsu
 
 FIELDS = ["key", "dataset", "split", "label", "found", "reason", "coverage", "y0", "x0", "y1", "x1",
-          "lesion_pixels", "lesion_inside", "lesion_recall", "ms"]
+          "lesion_pixels", "lesion_inside", "lesion_recall", "reference_coverage", "ms"]
+REFERENCE_MIN_PIECE = 0.01  # dark pieces smaller than this share of the slice are not lung (airways, speckle)
 
 
 def add_args(p):
@@ -40,14 +43,36 @@ def measure(img: np.ndarray) -> tuple[LungField, float]:
     return field, (time.process_time() - t0) * 1000
 
 
-def _row(key, dataset, split, label, field: LungField, ms: float, lesion: np.ndarray | None = None) -> dict:
+def lungs_with_lesions(img: np.ndarray, lesion: np.ndarray) -> np.ndarray:
+    """A reference lung field that needs the ground truth: the aerated lung (the darker Otsu class of the
+    lightly smoothed slice, in pieces of at least REFERENCE_MIN_PIECE of it) plus the labelled lesions,
+    closed and hole-filled. It holds every lesion pixel by construction, so its coverage says how much of
+    a slice any lung field holding the lesions must cover. Meant for chest-cropped slices (COVID-SemiSeg):
+    air outside the body is not told apart from lung here."""
+    from scipy import ndimage
+
+    smooth = ndimage.gaussian_filter(img.astype(np.float64), 1.0)
+    dark = smooth < otsu(smooth.ravel())
+    pieces, n = ndimage.label(dark)
+    sizes = ndimage.sum(dark, pieces, range(1, n + 1))
+    aerated = np.isin(pieces, 1 + np.flatnonzero(sizes >= REFERENCE_MIN_PIECE * img.size))
+    pad = 2  # closing erodes at the image border unless the mask is padded first
+    closed = ndimage.binary_closing(np.pad(aerated | lesion, pad, mode="edge"), iterations=pad)[pad:-pad, pad:-pad]
+    return ndimage.binary_fill_holes(closed)
+
+
+def _row(key, dataset, split, label, field: LungField, ms: float, lesion: np.ndarray | None = None,
+         reference: np.ndarray | None = None) -> dict:
     row = {"key": key, "dataset": dataset, "split": split, "label": label, "found": field.found,
            "reason": field.reason, "coverage": round(field.coverage, 4),
            **dict(zip(("y0", "x0", "y1", "x1"), (round(v, 4) for v in field.box()))),
-           "lesion_pixels": "", "lesion_inside": "", "lesion_recall": "", "ms": round(ms, 1)}
+           "lesion_pixels": "", "lesion_inside": "", "lesion_recall": "", "reference_coverage": "",
+           "ms": round(ms, 1)}
     if lesion is not None:
         n, inside = int(lesion.sum()), int((lesion & field.mask).sum())
         row.update(lesion_pixels=n, lesion_inside=inside, lesion_recall=round(inside / n, 4) if n else "")
+    if reference is not None:
+        row["reference_coverage"] = round(float(reference.mean()), 4)
     return row
 
 
@@ -66,7 +91,7 @@ def semiseg_rows(data_root) -> list[dict]:
             img = read_slice(s.image)
             lesion = check_mask_shape(read_mask(s.mask), img.shape, str(s.mask)) > 0
             field, ms = measure(img)
-            rows.append(_row(s.key, "semiseg", split, 1, field, ms, lesion))
+            rows.append(_row(s.key, "semiseg", split, 1, field, ms, lesion, lungs_with_lesions(img, lesion)))
     return rows
 
 
@@ -87,6 +112,8 @@ def summarise(ct: list[dict], seg: list[dict], worst: int = 5) -> dict:
             lesion_recall_pooled=round(inside / n, 4),
             lesion_recall_mean=round(float(np.mean([r["lesion_recall"] for r in labelled])), 4),
             lesion_recall_min=by_recall[0]["lesion_recall"],
+            # coverage of the ground-truth reference (lungs_with_lesions): the scale for mean coverage
+            reference_coverage_mean=round(float(np.mean([r["reference_coverage"] for r in labelled])), 4),
             worst=[{"key": r["key"], "lesion_recall": r["lesion_recall"], "coverage": r["coverage"]}
                    for r in by_recall[:worst]])
     rows = ct + seg
