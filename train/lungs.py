@@ -47,7 +47,7 @@ def lungs_with_lesions(img: np.ndarray, lesion: np.ndarray) -> np.ndarray:
     """A reference lung field that needs the ground truth: the aerated lung (the darker Otsu class of the
     lightly smoothed slice, in pieces of at least REFERENCE_MIN_PIECE of it) plus the labelled lesions,
     closed and hole-filled. It holds every lesion pixel by construction, so its coverage says how much of
-    a slice any lung field holding the lesions must cover. Meant for chest-cropped slices (COVID-SemiSeg):
+    a slice the lungs fill with every lesion inside. Meant for chest-cropped slices (COVID-SemiSeg):
     air outside the body is not told apart from lung here."""
     from scipy import ndimage
 
