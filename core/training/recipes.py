@@ -89,7 +89,7 @@ RECIPES["guided-long"] = replace(RECIPES["guided"], name="guided-long", epochs=3
 # (fusion sensitivity 0.94 and 0.88 against 0.82 and 0.76, seeds 0 and 1) at a fusion validation AUC
 # within 0.01 (0.834 and 0.849 against 0.843 and 0.852). Those selection runs reused glong-sN's branch
 # stages, so only the heads differed; their folders were lost with the machine that held them. The
-# default trained from scratch, 2 seeds: docs/results.md.
+# default trained from scratch, 3 seeds: docs/results.md.
 RECIPES["guided-heads"] = replace(RECIPES["guided-long"], name="guided-heads", heads_second_source=True)
 DEFAULT_RECIPE = "guided-heads"
 BEFORE_GUIDANCE = "fast"  # the recipe the shortcut audit compares the default with
