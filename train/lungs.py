@@ -22,7 +22,7 @@ from core.data.covidct import read_covidct
 from core.data.imaging import check_mask_shape, read_mask, read_slice
 from core.data.semiseg import read_labelled
 from core.data.slices import resolve_data_root
-from core.inputs.lungs import LUNG_VERSION, LungField, lung_field, otsu
+from core.inputs.lungs import LUNG_VERSION, LungField, drop_small, lung_field, otsu
 
 FIELDS = ["key", "dataset", "split", "label", "found", "reason", "coverage", "y0", "x0", "y1", "x1",
           "lesion_pixels", "lesion_inside", "lesion_recall", "reference_coverage", "ms"]
@@ -53,9 +53,7 @@ def lungs_with_lesions(img: np.ndarray, lesion: np.ndarray) -> np.ndarray:
 
     smooth = ndimage.gaussian_filter(img.astype(np.float64), 1.0)
     dark = smooth < otsu(smooth.ravel())
-    pieces, n = ndimage.label(dark)
-    sizes = ndimage.sum(dark, pieces, range(1, n + 1))
-    aerated = np.isin(pieces, 1 + np.flatnonzero(sizes >= REFERENCE_MIN_PIECE * img.size))
+    aerated = drop_small(dark, REFERENCE_MIN_PIECE * img.size)
     pad = 2  # closing erodes at the image border unless the mask is padded first
     closed = ndimage.binary_closing(np.pad(aerated | lesion, pad, mode="edge"), iterations=pad)[pad:-pad, pad:-pad]
     return ndimage.binary_fill_holes(closed)

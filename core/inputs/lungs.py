@@ -266,7 +266,7 @@ def _not_found(shape, reason: str) -> LungField:
     return LungField(np.ones(shape, bool), False, reason)
 
 
-def _drop_small(mask: np.ndarray, min_size: float) -> np.ndarray:
+def drop_small(mask: np.ndarray, min_size: float) -> np.ndarray:
     lab, n = ndimage.label(mask)
     if n == 0:
         return mask
@@ -310,7 +310,7 @@ def _segment(g: np.ndarray) -> tuple[np.ndarray | None, str, dict]:
     ta, _, _ = _otsu3(g)
     air = g <= ta
     # Thin lines (figure frames, rulers, table rails) and small marks (letters, arrows) are no wall.
-    solid = _drop_thin(_drop_small(ndimage.binary_opening(~air, iterations=SOLID_OPEN), 0.005 * area), 2)
+    solid = _drop_thin(drop_small(ndimage.binary_opening(~air, iterations=SOLID_OPEN), 0.005 * area), 2)
     _clear_frame(solid)
     m = FRAME_MARGIN
     solid[:m] = solid[-m:] = False  # a figure's frame runs along the image border
@@ -359,7 +359,7 @@ def _segment(g: np.ndarray) -> tuple[np.ndarray | None, str, dict]:
     touch = ndimage.sum_labels(edge & near_out, lab, idx) / np.maximum(1, ndimage.sum_labels(edge, lab, idx))
     # Lungs are walled in by bright tissue (chest wall, mediastinum, spine) on at least 3 of 4 sides;
     # air between the body and a scanner's field-of-view edge or the CT table is not.
-    tissue = _drop_thin(_drop_small(g >= t2, 0.005 * area), 2)
+    tissue = _drop_thin(drop_small(g >= t2, 0.005 * area), 2)
     walled = ndimage.mean(_hits(tissue) >= 3, lab, idx)
     ok = (sizes >= MIN_SIZE * area) & (thick >= MIN_RADIUS * WORK_SIDE) & (touch <= 0.15) & (walled >= 0.5)
     # Where the slice shows the body whole (outside air around it) and some lung lies clear of the
