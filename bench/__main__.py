@@ -3,6 +3,7 @@
 Each figure is the median of several runs; comparisons are ratios against a plain reference run
 in the same process (never absolute timings judged against a constant):
   train-loop      our train_stage vs a bare PyTorch loop over the same batches (fp32, and the bf16 fast path)
+  segmenter       one segmenter epoch in fp32 vs bf16 autocast
   tau-slider      new tau -> threshold, largest region, crop (p50/p95); + heatmap/fusion re-score
   predict         one slice through the whole trained pipeline
   embedding       3D t-SNE and UMAP for 746 and 10,000 points
@@ -98,6 +99,24 @@ def bench_train_loop(steps=4, batch=32, size=224):
     row("train-loop fp32: train_stage", round(n / t_ours32, 2), "img/s", f"ratio {t_bare32 / t_ours32:.2f} vs bare")
     row("train-loop bf16 fast path: train_stage", round(n / t_oursbf, 2), "img/s",
         f"speed-up {t_bare32 / t_oursbf:.2f}x vs bare fp32")
+
+
+def bench_segmenter():
+    """One segmenter epoch (Algorithm 1's training step) in fp32 against bf16 autocast (SegConfig's default)."""
+    from core.training.segmentation import build_segmenter, train_segmenter
+
+    gen = torch.Generator().manual_seed(0)
+    images = torch.rand(16, 1, 256, 256, generator=gen)
+    masks = (torch.rand(16, 1, 256, 256, generator=gen) > 0.9).float()
+
+    def seg(precision):
+        return lambda: train_segmenter(images, masks, OUT / "tmp-seg", epochs=1, seed=0,
+                                       model=build_segmenter(seed=0), batch_size=8, precision=precision,
+                                       progress=False, log=lambda m: None)
+
+    t32, tbf = median_time(seg("fp32")), median_time(seg("bf16"))
+    row("segmenter epoch fp32", round(16 / t32, 2), "img/s")
+    row("segmenter epoch bf16", round(16 / tbf, 2), "img/s", f"speed-up {t32 / tbf:.2f}x")
 
 
 def tiny_run() -> Path:
@@ -197,11 +216,11 @@ def bench_dashboard():
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--only", default="train,tau,embedding,dashboard")
+    p.add_argument("--only", default="train,segmenter,tau,embedding,dashboard")
     args = p.parse_args(argv)
     OUT.mkdir(exist_ok=True)
-    parts = {"train": bench_train_loop, "tau": bench_tau_and_predict, "embedding": bench_embedding,
-             "dashboard": bench_dashboard}
+    parts = {"train": bench_train_loop, "segmenter": bench_segmenter, "tau": bench_tau_and_predict,
+             "embedding": bench_embedding, "dashboard": bench_dashboard}
     for name in args.only.split(","):
         print(f"[{name}]", flush=True)
         parts[name]()

@@ -193,6 +193,7 @@ class Pipeline:
         def lesion_prob_u8(slices):
             seg_ckpt = self.ensure_segmenter()  # trains it first if the run has none yet
             parts = {"ckpt": fc.file_digest(seg_ckpt), "size": self.cfg.seg.size, "tta": self.cfg.seg.tta,
+                     "precision": self.cfg.seg.precision,
                      "hires": self.cfg.hires_size, "input": version(self.cfg.input),
                      "keys": fc.key_of([s.key for s in slices])}
 
@@ -226,6 +227,7 @@ class Pipeline:
         parts = {stage: digest(stage) for stage in ("global", "heatmap", "infected", "infnet")}
         parts.update(cam=self.cfg.cam, tau=self.cfg.tau, size=self.cfg.image_size, hires=self.cfg.hires_size,
                      lesion_size=self.cfg.lesion_size, seg_size=self.cfg.seg.size, tta=self.cfg.seg.tta,
+                     seg_precision=self.cfg.seg.precision,
                      input=version(self.cfg.input), keys=fc.key_of(rows.keys))
 
         def compute():
@@ -360,7 +362,8 @@ class Pipeline:
         for sl in _batches(len(hires), 32):
             x = torch.nn.functional.interpolate(hires[sl].float() / 255, size=(size, size), mode="bilinear",
                                                 antialias=True, align_corners=False)
-            probs.append(segment(model, x, device=self.device, tta=self.cfg.seg.tta))
+            probs.append(segment(model, x, device=self.device, precision=self.cfg.seg.precision,
+                                 tta=self.cfg.seg.tta))
         return torch.cat(probs)[:, 0]
 
     def lesion_inputs(self) -> dict:
