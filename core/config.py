@@ -67,7 +67,8 @@ class PipelineConfig:
             # Seg keys a run predates: "tta" False (runs saved before the key segmented without the
             # mirrored pass; live analysis must match the lesion maps they stored), "precision" fp32 (the
             # default before bf16). The training-only keys take today's SegConfig defaults: the run's
-            # segmenter is trained by then, and its infnet/metrics.json "config" records what Algorithm 1 ran with.
+            # segmenter is trained by then, and its infnet/metrics.json "config" records what Algorithm 1
+            # ran with.
             saved["seg"] = SegConfig.from_dict({"tta": False, "precision": "fp32", **saved.get("seg", {})})
         return cls(**saved)
 
