@@ -8,7 +8,7 @@ DATA ?=
 RUN ?= $(if $(DATA),runs/real-demo,runs/demo)
 # Synthetic default: a short schedule (minutes). Real data: the default recipe (`guided-heads`,
 # core/training/recipes.py: lung-field input, attention penalties, the second source for the global
-# branch and the heads, 30 global epochs, 4 heatmap and infected epochs;
+# branch and the heads, 30 global epochs;
 # `TRAIN_ARGS=... --recipe fast` is the one before guidance)
 # and the segmenter's default schedule.
 TRAIN_ARGS ?= $(if $(DATA),--data-root $(DATA),--epochs 8 --seg-epochs 8 --seg-max-rounds 1 --seg-steps-per-round 10 --seg-polish-epochs 2)

@@ -102,7 +102,7 @@ def bench_train_loop(steps=4, batch=32, size=224):
 
 
 def bench_segmenter():
-    """One segmenter epoch (Algorithm 1's training step) in fp32 against bf16 autocast (SegConfig's default)."""
+    """One segmenter epoch (Algorithm 1's training step) in fp32 (SegConfig's default) against bf16 autocast."""
     from core.training.segmentation import build_segmenter, train_segmenter
 
     gen = torch.Generator().manual_seed(0)

@@ -65,11 +65,10 @@ class PipelineConfig:
         saved = {**SAVED_BEFORE, **saved}
         if isinstance(saved.get("seg", {}), dict):
             # Seg keys a run predates: "tta" False (runs saved before the key segmented without the
-            # mirrored pass; live analysis must match the lesion maps they stored), "precision" fp32 (the
-            # default before bf16). The training-only keys take today's SegConfig defaults: the run's
-            # segmenter is trained by then, and its infnet/metrics.json "config" records what Algorithm 1
-            # ran with.
-            saved["seg"] = SegConfig.from_dict({"tta": False, "precision": "fp32", **saved.get("seg", {})})
+            # mirrored pass; live analysis must match the lesion maps they stored). The training-only
+            # keys take today's SegConfig defaults: the run's segmenter is trained by then, and its
+            # infnet/metrics.json "config" records what Algorithm 1 ran with.
+            saved["seg"] = SegConfig.from_dict({"tta": False, **saved.get("seg", {})})
         return cls(**saved)
 
     def recipe_obj(self, branch: bool = False) -> Recipe:

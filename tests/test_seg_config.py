@@ -82,9 +82,6 @@ def test_pipeline_config_reads_runs_saved_before_seg_config():
     assert cfg.seg.ignore_band == (0.1, 0.9) and cfg.seg.pseudo_tta is True
     assert PipelineConfig.from_saved({"seg": {**old, "tta": True}}).seg.tta is True
     assert PipelineConfig.from_saved({}).seg.tta is False
-    # saved before bf16 became the default: segmented in fp32, and read back so
-    assert cfg.seg.precision == "fp32" and PipelineConfig().seg.precision == "bf16"
-    assert PipelineConfig.from_saved({"seg": {**old, "precision": "bf16"}}).seg.precision == "bf16"
     assert PipelineConfig(seg={"size": 64}).seg == SegConfig(size=64)  # a plain dict: today's defaults
 
 

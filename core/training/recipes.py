@@ -90,11 +90,7 @@ RECIPES["guided-long"] = replace(RECIPES["guided"], name="guided-long", epochs=3
 # within 0.01 (0.834 and 0.849 against 0.843 and 0.852). Those selection runs reused glong-sN's branch
 # stages, so only the heads differed; their folders were lost with the machine that held them. The
 # default trained from scratch, 3 seeds: docs/results.md.
-# Sized for the CPU since: 4 heatmap and infected epochs instead of 8 (in the 3 runs of docs/results.md,
-# trained with 8, each of these stages reached its best validation AUC, or within 0.007 of it, by epoch 4),
-# and channels-last memory (a faster bf16 forward pass on CPUs; the same network).
-RECIPES["guided-heads"] = replace(RECIPES["guided-long"], name="guided-heads", heads_second_source=True,
-                                  branch_epochs=4, channels_last=True)
+RECIPES["guided-heads"] = replace(RECIPES["guided-long"], name="guided-heads", heads_second_source=True)
 DEFAULT_RECIPE = "guided-heads"
 BEFORE_GUIDANCE = "fast"  # the recipe the shortcut audit compares the default with
 
