@@ -140,8 +140,7 @@ class TrainedRun:
         with make_cam(cfg.cam, g) as cam:
             attention = cam(x).float().cpu()[0].numpy()  # at the working size, as the pipeline upsamples its cache
         gvec = g.embed({"image": x}).float()
-        lesion = segment(self.m["infnet"], seg_in, device=self.device, precision=cfg.seg.precision,
-                         tta=cfg.seg.tta)[0, 0].numpy()
+        lesion = segment(self.m["infnet"], seg_in, device=self.device, **cfg.seg.inference)[0, 0].numpy()
         lc = lesion_crops(lesion)
         side = {}
         for s in SIDES:

@@ -192,8 +192,7 @@ class Pipeline:
 
         def lesion_prob_u8(slices):
             seg_ckpt = self.ensure_segmenter()  # trains it first if the run has none yet
-            parts = {"ckpt": fc.file_digest(seg_ckpt), "size": self.cfg.seg.size, "tta": self.cfg.seg.tta,
-                     "precision": self.cfg.seg.precision,
+            parts = {"ckpt": fc.file_digest(seg_ckpt), "size": self.cfg.seg.size, **self.cfg.seg.inference,
                      "hires": self.cfg.hires_size, "input": version(self.cfg.input),
                      "keys": fc.key_of([s.key for s in slices])}
 
@@ -226,8 +225,7 @@ class Pipeline:
         digest = lambda stage: fc.file_digest(self.run.stage(stage) / "best.pt")
         parts = {stage: digest(stage) for stage in ("global", "heatmap", "infected", "infnet")}
         parts.update(cam=self.cfg.cam, tau=self.cfg.tau, size=self.cfg.image_size, hires=self.cfg.hires_size,
-                     lesion_size=self.cfg.lesion_size, seg_size=self.cfg.seg.size, tta=self.cfg.seg.tta,
-                     seg_precision=self.cfg.seg.precision,
+                     lesion_size=self.cfg.lesion_size, seg={"size": self.cfg.seg.size, **self.cfg.seg.inference},
                      input=version(self.cfg.input), keys=fc.key_of(rows.keys))
 
         def compute():
@@ -362,8 +360,7 @@ class Pipeline:
         for sl in _batches(len(hires), 32):
             x = torch.nn.functional.interpolate(hires[sl].float() / 255, size=(size, size), mode="bilinear",
                                                 antialias=True, align_corners=False)
-            probs.append(segment(model, x, device=self.device, precision=self.cfg.seg.precision,
-                                 tta=self.cfg.seg.tta))
+            probs.append(segment(model, x, device=self.device, **self.cfg.seg.inference))
         return torch.cat(probs)[:, 0]
 
     def lesion_inputs(self) -> dict:

@@ -144,6 +144,11 @@ class SegConfig:
     def polish_lr_used(self) -> float:
         return self.finetune_lr_used * 0.5 if self.polish_lr is None else self.polish_lr
 
+    @property
+    def inference(self) -> dict:
+        """segment()'s settings: every stored lesion map depends on them (cache keys) and live analysis uses them."""
+        return {"precision": self.precision, "tta": self.tta}
+
     @classmethod
     def from_dict(cls, saved: dict) -> "SegConfig":
         """The configuration a run saved (JSON lists back to tuples); keys it lacks take the defaults
