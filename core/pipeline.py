@@ -38,7 +38,7 @@ from core.models.vectors import branch_vectors, pick, sizes
 from core.results.predictions import write_branch_probs
 from core.runs import feature_cache as fc
 from core.runs.checkpoint import load_checkpoint, save_checkpoint
-from core.runs.runfolder import RunFolder
+from core.runs.runfolder import RunError, RunFolder
 from core.training.recipes import Recipe
 from core.training.runtime import is_main, rank0_first
 from core.training.trainer import predict, prepare, sizes_record, train_stage
@@ -204,12 +204,28 @@ class Pipeline:
 
         rows, summary = second_source.build(self.data_root, self.cfg.image_size, self.cfg.input, lesion_prob_u8,
                                             self.cfg.seed)
+        summary["keys"] = fc.key_of(rows.keys)
+        self._check_second_source_unchanged(summary)
         self.log(f"second source ({self.cfg.second_source}): {summary['covid']} COVID + {summary['non_covid']} "
                  f"non-COVID training slices of {summary['candidates']}, labelled by the segmenter")
         if is_main():
             self.run.update_config(second_source_rows=summary)
         self._second = rows, summary
         return self._second
+
+    def _check_second_source_unchanged(self, summary: dict) -> None:
+        """A resumed run whose global branch has begun training keeps the rows it trained on: if the rows
+        chosen now differ (other data, lung fields or segmenter settings than it was saved with), refuse
+        instead of training its heads on other slices. Runs saved before the rows' key was recorded are compared by their counts."""
+        recorded = self.run.config.get("second_source_rows")
+        if not recorded or not self.run.stage("global").exists():
+            return
+        same = (recorded["keys"] == summary["keys"] if "keys" in recorded else
+                (recorded["covid"], recorded["non_covid"]) == (summary["covid"], summary["non_covid"]))
+        if not same:
+            raise RunError(f"{self.run.path}: its global branch trained on {recorded['covid']} + {recorded['non_covid']} "
+                           f"second-source slices, but this version chooses {summary['covid']} + "
+                           f"{summary['non_covid']} other ones; train it as a new run (another --out)")
 
     def second_source_vectors(self, g, h, inf) -> StageData | None:
         """The branch vectors (core.models.vectors) of the second source's training rows, computed by the

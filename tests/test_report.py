@@ -100,6 +100,19 @@ def test_two_runs_give_a_summary(synthetic_run, second_run, capsys):
     assert "Shortcut audit (`shortcut.csv`" in out and "0.512" in out and "0.438" in out
 
 
+def test_a_run_with_a_second_source_reports_its_rows(synthetic_run, second_run, capsys):
+    """How many second-source rows a run trained on is in its section: runs of one recipe differ in it (the
+    segmenter labels them)."""
+    rows_ = {"candidates": 1600, "covid": 127, "non_covid": 127}
+    RunFolder(second_run).update_config(second_source_rows=rows_)
+    rc, out, err = report(capsys, synthetic_run, second_run)
+    assert rc == 0, err
+    before, after = out.split("## tiny-s1")
+    assert "Second source" not in before  # the synthetic run has none
+    assert ("Second source (`config.json`): 127 COVID + 127 non-COVID training slices of 1600, labelled by the "
+            "run's segmenter.") in after
+
+
 def test_out_file(synthetic_run, tmp_path, capsys):
     target = tmp_path / "docs" / "results.md"
     assert main(["report", str(synthetic_run), "--bootstrap", "0", "--out", str(target)]) == 0

@@ -142,3 +142,40 @@ def test_heads_train_on_covidct_alone_when_the_second_source_chose_nothing(phant
     assert run.config["second_source_rows"]["covid"] == 0
     assert "no slice chosen, so the vector heads train on COVID-CT alone" in (run.path / "log.txt").read_text()
     assert (run.stage("fusion") / "best.pt").exists()
+
+
+def test_a_resumed_run_refuses_second_source_rows_other_than_those_its_global_branch_trained_on(
+        phantom_root, tmp_path, monkeypatch):
+    """Other data, lung fields or segmenter settings would give a resumed run's heads other slices than its global
+    branch saw: refused with a line that says so, whether the run recorded the rows' key or (older runs) only
+    their counts."""
+    from core.config import PipelineConfig
+    from core.errors import USER_ERRORS
+    from core.pipeline import Pipeline
+    from core.runs.runfolder import RunFolder
+
+    def fake_build(keys):
+        def build(*a, **k):
+            n = len(keys)
+            rows = ss.SecondSource(list(keys), torch.zeros(n, 1, 8, 8, dtype=torch.uint8),
+                                   torch.zeros(n, 1, 8, 8, dtype=torch.uint8), torch.zeros(n, 1, 8, 8, dtype=torch.uint8),
+                                   torch.tensor([1.0, 0.0] * (n // 2)))
+            return rows, {"candidates": 10, "covid": n // 2, "non_covid": n // 2}
+        return build
+
+    run = RunFolder(tmp_path / "run", create=True)
+    cfg = PipelineConfig(recipe="guided-heads")
+    monkeypatch.setattr(ss, "build", fake_build(["a", "b"]))
+    Pipeline(run, phantom_root, cfg, progress=False).second_source()
+    run.stage("global").mkdir()  # its global branch has begun training on rows a, b
+    Pipeline(run, phantom_root, cfg, progress=False).second_source()  # the same rows: fine
+    monkeypatch.setattr(ss, "build", fake_build(["a", "c"]))
+    with pytest.raises(USER_ERRORS, match=r"its global branch trained on 1 \+ 1 second-source slices.*another --out"):
+        Pipeline(run, phantom_root, cfg, progress=False).second_source()
+    recorded = dict(run.config["second_source_rows"])
+    recorded.pop("keys")  # a run saved before the key was recorded: compared by counts
+    run.update_config(second_source_rows=recorded)
+    Pipeline(run, phantom_root, cfg, progress=False).second_source()  # same counts: taken as the same rows
+    monkeypatch.setattr(ss, "build", fake_build(["a", "b", "c", "d"]))
+    with pytest.raises(USER_ERRORS, match=r"chooses 2 \+ 2 other ones"):
+        Pipeline(run, phantom_root, cfg, progress=False).second_source()

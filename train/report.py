@@ -201,6 +201,10 @@ def run_section(folder: RunFolder, n_boot: int) -> tuple[str, dict]:
         rows = [[k, fmt(v / 60, 1)] for k, v in timings.items() if isinstance(v, (int, float))]
         parts += ["", "### Stage timings (`config.json`, the last `train pipeline` call; minutes of wall time)", "",
                   markdown_table(["stage", "minutes"], rows)]
+    second = folder.config.get("second_source_rows")
+    if second:
+        parts += ["", f"Second source (`config.json`): {second['covid']} COVID + {second['non_covid']} non-COVID training "
+                      f"slices of {second['candidates']}, labelled by the run's segmenter."]
     missing = folder.config.get("lung_field_not_found")
     if missing:
         parts += ["", f"Slices without a lung field (fed whole): {len(missing)} (`config.json`)."]
