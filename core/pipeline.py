@@ -216,7 +216,8 @@ class Pipeline:
     def _check_second_source_unchanged(self, summary: dict) -> None:
         """A resumed run whose global branch has begun training keeps the rows it trained on: if the rows
         chosen now differ (other data, lung fields or segmenter settings than it was saved with), refuse
-        instead of training its heads on other slices. Runs saved before the rows' key was recorded are compared by their counts."""
+        instead of training its heads on other slices. Runs saved before the rows' key was recorded are
+        compared by their counts."""
         recorded = self.run.config.get("second_source_rows")
         if not recorded or not self.run.stage("global").exists():
             return
@@ -224,7 +225,7 @@ class Pipeline:
                 (recorded["covid"], recorded["non_covid"]) == (summary["covid"], summary["non_covid"]))
         if not same:
             raise RunError(f"{self.run.path}: its global branch trained on {recorded['covid']} + {recorded['non_covid']} "
-                           f"second-source slices, but this version chooses {summary['covid']} + "
+                           f"second-source slices, but it now chooses {summary['covid']} + "
                            f"{summary['non_covid']} other ones; train it as a new run (another --out)")
 
     def second_source_vectors(self, g, h, inf) -> StageData | None:

@@ -9,7 +9,8 @@ labelled), the test-split metrics of every branch at its operating point chosen 
 split (core.results.predictions.run_metrics, as `train evaluate`), the training summary of each stage, the
 segmenter's Dice, and, where the run holds them, the shortcut audit (shortcut.csv / shortcut.json,
 `train shortcut`), the branch probe (branch_probe.csv, `train probe`), explanation fidelity
-(fidelity.csv, `train fidelity`) and the stage timings (config.json). With several runs: a summary
+(fidelity.csv, `train fidelity`), the stage timings and the second source's row counts (config.json;
+they follow the run's segmenter). With several runs: a summary
 across runs grouped by (recipe, input) and whatever else differs among them, mean ± std over seeds
 (core.results.tables.mean_std). Reads only; writes only --out.
 """
