@@ -197,16 +197,17 @@ def run_section(folder: RunFolder, n_boot: int) -> tuple[str, dict]:
         f = folder.path / name
         if f.is_file():
             parts += ["", f"### {title_}", "", csv_table(pd.read_csv(f))]
-    timings = folder.config.get("timings") or {}
+    saved = folder.config  # config.json, read once for the sections below
+    timings = saved.get("timings") or {}
     if timings:
         rows = [[k, fmt(v / 60, 1)] for k, v in timings.items() if isinstance(v, (int, float))]
         parts += ["", "### Stage timings (`config.json`, the last `train pipeline` call; minutes of wall time)", "",
                   markdown_table(["stage", "minutes"], rows)]
-    second = folder.config.get("second_source_rows")
+    second = saved.get("second_source_rows")
     if second:
         parts += ["", f"Second source (`config.json`): {second['covid']} COVID + {second['non_covid']} non-COVID training "
                       f"slices of {second['candidates']}, labelled by the run's segmenter."]
-    missing = folder.config.get("lung_field_not_found")
+    missing = saved.get("lung_field_not_found")
     if missing:
         parts += ["", f"Slices without a lung field (fed whole): {len(missing)} (`config.json`)."]
     return "\n".join(parts), facts
