@@ -5,6 +5,8 @@
 Prints one JSON summary: counts, mean coverage, the share of the labelled lesion pixels that fall
 inside the lung mask (pooled, and the worst slices), milliseconds per slice, and the key and reason
 of every slice where no lung field was found (those are reported, never passed silently).
+The same coverage and recall are given for the field as a run with `--input lungs` feeds it (`fed_*`:
+grown by core.inputs.harmonise.grown, everything outside it blanked), since that is what the networks see.
 For scale, each labelled slice also gets the coverage of a reference lung field drawn with its ground
 truth (`lungs_with_lesions`): how much of the slice the lungs fill when every lesion is inside.
 """
@@ -22,10 +24,12 @@ from core.data.covidct import read_covidct
 from core.data.imaging import check_mask_shape, read_mask, read_slice
 from core.data.semiseg import read_labelled
 from core.data.slices import resolve_data_root
+from core.inputs.harmonise import grown
 from core.inputs.lungs import LUNG_VERSION, LungField, drop_small, lung_field, otsu
 
 FIELDS = ["key", "dataset", "split", "label", "found", "reason", "coverage", "y0", "x0", "y1", "x1",
-          "lesion_pixels", "lesion_inside", "lesion_recall", "reference_coverage", "ms"]
+          "lesion_pixels", "lesion_inside", "lesion_recall", "fed_coverage", "fed_lesion_inside", "fed_lesion_recall",
+          "reference_coverage", "ms"]
 REFERENCE_MIN_PIECE = 0.01  # dark pieces smaller than this share of the slice are not lung (airways, speckle)
 
 
@@ -61,14 +65,16 @@ def lungs_with_lesions(img: np.ndarray, lesion: np.ndarray) -> np.ndarray:
 
 def _row(key, dataset, split, label, field: LungField, ms: float, lesion: np.ndarray | None = None,
          reference: np.ndarray | None = None) -> dict:
+    fed = grown(field)
     row = {"key": key, "dataset": dataset, "split": split, "label": label, "found": field.found,
            "reason": field.reason, "coverage": round(field.coverage, 4),
            **dict(zip(("y0", "x0", "y1", "x1"), (round(v, 4) for v in field.box()))),
-           "lesion_pixels": "", "lesion_inside": "", "lesion_recall": "", "reference_coverage": "",
-           "ms": round(ms, 1)}
+           "lesion_pixels": "", "lesion_inside": "", "lesion_recall": "", "fed_coverage": round(float(fed.mean()), 4),
+           "fed_lesion_inside": "", "fed_lesion_recall": "", "reference_coverage": "", "ms": round(ms, 1)}
     if lesion is not None:
-        n, inside = int(lesion.sum()), int((lesion & field.mask).sum())
-        row.update(lesion_pixels=n, lesion_inside=inside, lesion_recall=round(inside / n, 4) if n else "")
+        n, inside, fed_inside = int(lesion.sum()), int((lesion & field.mask).sum()), int((lesion & fed).sum())
+        row.update(lesion_pixels=n, lesion_inside=inside, lesion_recall=round(inside / n, 4) if n else "",
+                   fed_lesion_inside=fed_inside, fed_lesion_recall=round(fed_inside / n, 4) if n else "")
     if reference is not None:
         row["reference_coverage"] = round(float(reference.mean()), 4)
     return row
@@ -98,7 +104,8 @@ def summarise(ct: list[dict], seg: list[dict], worst: int = 5) -> dict:
         cov = [r["coverage"] for r in rows if r["found"]]
         return {"slices": len(rows), "found": len(cov), "not_found": len(rows) - len(cov),
                 "mean_coverage_found": round(float(np.mean(cov)), 4) if cov else None,
-                "mean_coverage_all": round(float(np.mean([r["coverage"] for r in rows])), 4) if rows else None}
+                "mean_coverage_all": round(float(np.mean([r["coverage"] for r in rows])), 4) if rows else None,
+                "fed_mean_coverage_all": round(float(np.mean([r["fed_coverage"] for r in rows])), 4) if rows else None}
 
     out = {"lung_version": LUNG_VERSION, "covid_ct": block(ct), "semiseg_labelled": block(seg)}
     labelled = [r for r in seg if r["lesion_pixels"]]
@@ -108,6 +115,7 @@ def summarise(ct: list[dict], seg: list[dict], worst: int = 5) -> dict:
         by_recall = sorted(labelled, key=lambda r: r["lesion_recall"])
         out["semiseg_labelled"].update(
             lesion_recall_pooled=round(inside / n, 4),
+            fed_lesion_recall_pooled=round(sum(r["fed_lesion_inside"] for r in labelled) / n, 4),
             lesion_recall_mean=round(float(np.mean([r["lesion_recall"] for r in labelled])), 4),
             lesion_recall_min=by_recall[0]["lesion_recall"],
             # coverage of the ground-truth reference (lungs_with_lesions): the scale for mean coverage
