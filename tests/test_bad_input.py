@@ -103,6 +103,7 @@ def test_a_mask_of_the_wrong_shape_is_named(phantom_root, tmp_path):
     (["reproduce", "--inits", "selftrans", "--out", "{tmp}/repro"], "--selftrans-ckpt"),
     (["pack"], "--data-root"),
     (["evaluate", "--run", "{tmp}/missing"], "missing"),
+    (["lungs", "--run", "{tmp}"], "config.json"),
 ])
 def test_every_user_error_is_one_line_and_exit_code_2(argv, names, tmp_path, capsys):
     """The same exit code and one `error:` line for every command's user errors, typed or not."""

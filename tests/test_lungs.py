@@ -211,6 +211,48 @@ def test_command_reports_every_slice_and_the_slices_not_found(tmp_path, capsys):
         assert int(r["lesion_inside"]) <= int(r["fed_lesion_inside"]) <= int(r["lesion_pixels"]), r
 
 
+def test_lesions_found_outside_the_field_count_as_inside_it():
+    from train.lungs import _row
+
+    field = LungField(np.zeros((10, 10), bool), True, "")
+    field.mask[:, :4] = True  # the lung field: columns 0-3
+    truth = np.zeros((10, 10), bool)
+    truth[0, 2:8] = True  # 6 lesion pixels, 2 inside the field
+    found = np.zeros((10, 10), bool)
+    found[0, 4:6] = True  # the segmenter finds 2 of the 4 outside it
+    row = _row("k", "semiseg", "test", 1, field, 0.0, truth, found_lesions=found)
+    assert (row["lesion_inside"], row["with_lesions_inside"]) == (2, 4)
+    assert row["with_lesions_recall"] == pytest.approx(4 / 6, abs=1e-4)
+    assert row["with_lesions_coverage"] == pytest.approx(0.42)
+    assert _row("k", "semiseg", "test", 1, field, 0.0, truth)["with_lesions_inside"] == ""
+
+
+def test_a_runs_segmenter_adds_its_lesions_to_each_labelled_field(phantom_root, synthetic_run, tmp_path, capsys):
+    from core.data.imaging import read_slice
+    from core.data.semiseg import read_labelled
+    from train.__main__ import main
+    from train.lungs import run_lesions
+
+    out = tmp_path / "report.csv"
+    assert main(["lungs", "--data-root", str(phantom_root), "--run", str(synthetic_run), "--out", str(out)]) == 0
+    summary = json.loads(capsys.readouterr().out)["semiseg_labelled"]
+    rows = [r for r in csv.DictReader(out.open()) if r["dataset"] == "semiseg"]
+    lesions = run_lesions(synthetic_run)
+    for r, s in zip(rows, [s for split in ("train", "test") for s in read_labelled(phantom_root, split)]):
+        assert r["key"] == s.key
+        img = read_slice(s.image)
+        union = lung_field(img).mask | lesions(img)  # the field with the segmenter's lesions, recomputed here
+        assert float(r["with_lesions_coverage"]) == pytest.approx(union.mean(), abs=1e-4)
+        assert int(r["lesion_inside"]) <= int(r["with_lesions_inside"]) <= int(r["lesion_pixels"])
+    by_split = summary["with_lesions"]
+    assert set(by_split) == {"train", "test"} and sum(b["slices"] for b in by_split.values()) == len(rows)
+    for split, b in by_split.items():
+        rs = [r for r in rows if r["split"] == split]
+        n = sum(int(r["lesion_pixels"]) for r in rs)
+        assert b["lesion_recall_pooled"] == pytest.approx(sum(int(r["with_lesions_inside"]) for r in rs) / n, abs=1e-4)
+        assert b["field_lesion_recall_pooled"] <= b["lesion_recall_pooled"]
+
+
 # ---------------------------------------------------------------------------------------------
 # Real data. The brief asked for >= 95% of lesion pixels inside the mask at <= 45% mean coverage.
 # The second half cannot hold for a mask that holds the lungs: the labelled SemiSeg slices are

@@ -1,14 +1,20 @@
 """Lung fields (core/inputs/lungs.py) over every COVID-CT slice and every labelled COVID-SemiSeg slice.
 
-    python -m train lungs --data-root ../shared/data [--out report.csv] [--sheet sheet.png]
+    python -m train lungs --data-root ../shared/data [--out report.csv] [--sheet sheet.png] [--run RUN]
 
 Prints one JSON summary: counts, mean coverage, the share of the labelled lesion pixels that fall
 inside the lung mask (pooled, and the worst slices), milliseconds per slice, and the key and reason
 of every slice where no lung field was found (those are reported, never passed silently).
 The same coverage and recall are given for the field as a run with `--input lungs` feeds it (`fed_*`:
 grown by core.inputs.harmonise.grown, everything outside it blanked), since that is what the networks see.
+
 For scale, each labelled slice also gets the coverage of a reference lung field drawn with its ground
 truth (`lungs_with_lesions`): how much of the slice the lungs fill when every lesion is inside.
+
+With `--run RUN`, the labelled COVID-SemiSeg slices are also segmented whole by the run's segmenter (its
+size and inference settings) and each lung field is measured with the segmenter's lesions added
+(`with_lesions_*`, by split): does lesion knowledge fill what the classical field misses? The
+segmenter learned from the train split's masks, so read the test split.
 """
 from __future__ import annotations
 
@@ -29,7 +35,7 @@ from core.inputs.lungs import LUNG_VERSION, LungField, drop_small, lung_field, o
 
 FIELDS = ["key", "dataset", "split", "label", "found", "reason", "coverage", "y0", "x0", "y1", "x1",
           "lesion_pixels", "lesion_inside", "lesion_recall", "fed_coverage", "fed_lesion_inside", "fed_lesion_recall",
-          "reference_coverage", "ms"]
+          "with_lesions_coverage", "with_lesions_inside", "with_lesions_recall", "reference_coverage", "ms"]
 REFERENCE_MIN_PIECE = 0.01  # dark pieces smaller than this share of the slice are not lung (airways, speckle)
 
 
@@ -38,6 +44,33 @@ def add_args(p):
     p.add_argument("--out", default=None, help="also write one CSV row per slice here")
     p.add_argument("--sheet", default=None, help="also draw a contact sheet of 48 COVID-CT slices with their masks here (PNG)")
     p.add_argument("--worst", type=int, default=5, help="how many worst SemiSeg slices (lesion recall) to list")
+    p.add_argument("--run", default=None, help="also measure each labelled SemiSeg slice's lung field with this "
+                                               "run's segmenter's lesions added (RUN/infnet/best.pt)")
+
+
+def run_lesions(run_path):
+    """A function (H, W) slice in [0, 1] -> (H, W) bool lesion mask: the run's segmenter on the whole slice,
+    at the run's segmenter size and inference settings, thresholded as its metrics are."""
+    import torch
+    import torch.nn.functional as F
+
+    from core.config import PipelineConfig
+    from core.data.image_cache import resize01
+    from core.runs.runfolder import RunError, RunFolder
+    from core.training.segmentation import load_segmenter, segment
+
+    folder = RunFolder(run_path)
+    ckpt = folder.stage("infnet") / "best.pt"
+    if not ckpt.exists() or "pipeline" not in folder.config:
+        raise RunError(f"{folder.path}: no segmenter trained by `python -m train pipeline` (infnet/best.pt)")
+    seg = PipelineConfig.from_saved(folder.config["pipeline"]).seg
+    model = load_segmenter(ckpt)
+
+    def lesions(img: np.ndarray) -> np.ndarray:
+        prob = segment(model, torch.from_numpy(resize01(img, seg.size))[None, None], **seg.inference)
+        return F.interpolate(prob, size=img.shape, mode="bilinear", align_corners=False)[0, 0].numpy() >= seg.threshold
+
+    return lesions
 
 
 def measure(img: np.ndarray) -> tuple[LungField, float]:
@@ -64,17 +97,24 @@ def lungs_with_lesions(img: np.ndarray, lesion: np.ndarray) -> np.ndarray:
 
 
 def _row(key, dataset, split, label, field: LungField, ms: float, lesion: np.ndarray | None = None,
-         reference: np.ndarray | None = None) -> dict:
+         reference: np.ndarray | None = None, found_lesions: np.ndarray | None = None) -> dict:
     fed = grown(field)
     row = {"key": key, "dataset": dataset, "split": split, "label": label, "found": field.found,
            "reason": field.reason, "coverage": round(field.coverage, 4),
            **dict(zip(("y0", "x0", "y1", "x1"), (round(v, 4) for v in field.box()))),
            "lesion_pixels": "", "lesion_inside": "", "lesion_recall": "", "fed_coverage": round(float(fed.mean()), 4),
-           "fed_lesion_inside": "", "fed_lesion_recall": "", "reference_coverage": "", "ms": round(ms, 1)}
+           "fed_lesion_inside": "", "fed_lesion_recall": "", "with_lesions_coverage": "", "with_lesions_inside": "",
+           "with_lesions_recall": "", "reference_coverage": "", "ms": round(ms, 1)}
     if lesion is not None:
         n, inside, fed_inside = int(lesion.sum()), int((lesion & field.mask).sum()), int((lesion & fed).sum())
         row.update(lesion_pixels=n, lesion_inside=inside, lesion_recall=round(inside / n, 4) if n else "",
                    fed_lesion_inside=fed_inside, fed_lesion_recall=round(fed_inside / n, 4) if n else "")
+    if found_lesions is not None:
+        union = field.mask | found_lesions
+        row.update(with_lesions_coverage=round(float(union.mean()), 4))
+        if lesion is not None:
+            inside = int((lesion & union).sum())
+            row.update(with_lesions_inside=inside, with_lesions_recall=round(inside / n, 4) if n else "")
     if reference is not None:
         row["reference_coverage"] = round(float(reference.mean()), 4)
     return row
@@ -88,15 +128,25 @@ def covidct_rows(data_root) -> list[dict]:
     return rows
 
 
-def semiseg_rows(data_root) -> list[dict]:
+def semiseg_rows(data_root, lesions=None) -> list[dict]:
+    """`lesions`: a run's segmenter (run_lesions), to also measure each field with its lesions added."""
     rows = []
     for split in ("train", "test"):
         for s in read_labelled(data_root, split):
             img = read_slice(s.image)
             lesion = check_mask_shape(read_mask(s.mask), img.shape, str(s.mask)) > 0
             field, ms = measure(img)
-            rows.append(_row(s.key, "semiseg", split, 1, field, ms, lesion, lungs_with_lesions(img, lesion)))
+            rows.append(_row(s.key, "semiseg", split, 1, field, ms, lesion, lungs_with_lesions(img, lesion),
+                             None if lesions is None else lesions(img)))
     return rows
+
+
+def _with_lesions(rows: list[dict]) -> dict:
+    """Pooled lesion recall of the lung fields with the segmenter's lesions added, beside the fields alone."""
+    n = sum(r["lesion_pixels"] for r in rows)
+    return {"slices": len(rows), "mean_coverage": round(float(np.mean([r["with_lesions_coverage"] for r in rows])), 4),
+            "lesion_recall_pooled": round(sum(r["with_lesions_inside"] for r in rows) / n, 4),
+            "field_lesion_recall_pooled": round(sum(r["lesion_inside"] for r in rows) / n, 4)}
 
 
 def summarise(ct: list[dict], seg: list[dict], worst: int = 5) -> dict:
@@ -122,6 +172,11 @@ def summarise(ct: list[dict], seg: list[dict], worst: int = 5) -> dict:
             reference_coverage_mean=round(float(np.mean([r["reference_coverage"] for r in labelled])), 4),
             worst=[{"key": r["key"], "lesion_recall": r["lesion_recall"], "coverage": r["coverage"]}
                    for r in by_recall[:worst]])
+        with_lesions = [r for r in labelled if r["with_lesions_inside"] != ""]
+        if with_lesions:  # by split: the segmenter learned from the train split's masks
+            out["semiseg_labelled"]["with_lesions"] = {
+                split: _with_lesions(rs) for split in ("train", "test")
+                for rs in [[r for r in with_lesions if r["split"] == split]] if rs}
     rows = ct + seg
     out["ms_per_slice"] = round(float(np.mean([r["ms"] for r in rows])), 1) if rows else None
     out["not_found"] = [{"key": r["key"], "reason": r["reason"]} for r in rows if not r["found"]]
@@ -172,9 +227,10 @@ def sheet_slices(data_root, n: int = 48, seed: int = 0) -> list:
 
 
 def run(args) -> dict:
+    lesions = run_lesions(args.run) if args.run else None  # a bad --run fails before any slice is read
     root, _ = resolve_data_root(args.data_root)
     ct = covidct_rows(root)
-    seg = semiseg_rows(root)
+    seg = semiseg_rows(root, lesions)
     summary = summarise(ct, seg, args.worst)
     if args.out:
         from core.runs.checkpoint import atomic_write_text
