@@ -228,29 +228,41 @@ def test_lesions_found_outside_the_field_count_as_inside_it():
 
 
 def test_a_runs_segmenter_adds_its_lesions_to_each_labelled_field(phantom_root, synthetic_run, tmp_path, capsys):
+    """End to end through the run's segmenter and its saved settings. The phantom run's segmenter is too short
+    to mark anything, so a copy of the run with its threshold at 0 marks every pixel: each field with the
+    lesions added is then the whole slice, which only holds if the CLI reads the run's segmenter settings."""
+    import shutil
+
     from core.data.imaging import read_slice
     from core.data.semiseg import read_labelled
     from train.__main__ import main
     from train.lungs import run_lesions
 
+    run = tmp_path / "run"
+    (run / "infnet").mkdir(parents=True)
+    shutil.copyfile(synthetic_run / "infnet" / "best.pt", run / "infnet" / "best.pt")
+    config = json.loads((synthetic_run / "config.json").read_text())
+    config["pipeline"]["seg"].update(threshold=0.0, ignore_band=None)  # a band must hold the threshold
+    (run / "config.json").write_text(json.dumps(config))
+
+    img = read_slice(next(iter(read_labelled(phantom_root, "test"))).image)
+    assert not run_lesions(synthetic_run)(img).all() and run_lesions(run)(img).all()
+
     out = tmp_path / "report.csv"
-    assert main(["lungs", "--data-root", str(phantom_root), "--run", str(synthetic_run), "--out", str(out)]) == 0
+    assert main(["lungs", "--data-root", str(phantom_root), "--run", str(run), "--out", str(out)]) == 0
     summary = json.loads(capsys.readouterr().out)["semiseg_labelled"]
     rows = [r for r in csv.DictReader(out.open()) if r["dataset"] == "semiseg"]
-    lesions = run_lesions(synthetic_run)
-    for r, s in zip(rows, [s for split in ("train", "test") for s in read_labelled(phantom_root, split)]):
-        assert r["key"] == s.key
-        img = read_slice(s.image)
-        union = lung_field(img).mask | lesions(img)  # the field with the segmenter's lesions, recomputed here
-        assert float(r["with_lesions_coverage"]) == pytest.approx(union.mean(), abs=1e-4)
-        assert int(r["lesion_inside"]) <= int(r["with_lesions_inside"]) <= int(r["lesion_pixels"])
+    assert len(rows) == 14
+    for r in rows:
+        assert float(r["with_lesions_coverage"]) == 1.0 and float(r["with_lesions_recall"]) == 1.0, r
+        assert float(r["coverage"]) < 1.0 and int(r["lesion_inside"]) <= int(r["lesion_pixels"]), r
     by_split = summary["with_lesions"]
-    assert set(by_split) == {"train", "test"} and sum(b["slices"] for b in by_split.values()) == len(rows)
+    assert {k: b["slices"] for k, b in by_split.items()} == {"train": 8, "test": 6}
     for split, b in by_split.items():
         rs = [r for r in rows if r["split"] == split]
-        n = sum(int(r["lesion_pixels"]) for r in rs)
-        assert b["lesion_recall_pooled"] == pytest.approx(sum(int(r["with_lesions_inside"]) for r in rs) / n, abs=1e-4)
-        assert b["field_lesion_recall_pooled"] <= b["lesion_recall_pooled"]
+        field_recall = sum(int(r["lesion_inside"]) for r in rs) / sum(int(r["lesion_pixels"]) for r in rs)
+        assert b["lesion_recall_pooled"] == b["mean_coverage"] == 1.0
+        assert b["field_lesion_recall_pooled"] == pytest.approx(field_recall, abs=1e-4)
 
 
 # ---------------------------------------------------------------------------------------------
