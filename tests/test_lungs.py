@@ -211,6 +211,26 @@ def test_command_reports_every_slice_and_the_slices_not_found(tmp_path, capsys):
         assert int(r["lesion_inside"]) <= int(r["fed_lesion_inside"]) <= int(r["lesion_pixels"]), r
 
 
+def test_with_lesions_adds_the_pieces_that_touch_the_field_and_no_others():
+    from core.inputs.lungs import with_lesions
+
+    field = LungField(np.zeros((40, 40), bool), True, "")
+    field.mask[5:35, 5:18] = True
+    lesions = np.zeros((40, 40), bool)
+    lesions[10:20, 15:24] = True  # overlaps the field and runs past its edge: a consolidation out to the wall
+    lesions[25:28, 18:21] = True  # starts right at the field's edge
+    lesions[30:34, 30:36] = True  # away from the field: a mark on the wall
+    out = with_lesions(field, lesions)
+    expected = field.mask.copy()
+    expected[10:20, 15:24] = expected[25:28, 18:21] = True
+    assert out.found and np.array_equal(out.mask, expected)
+    assert with_lesions(field, np.zeros((40, 40), bool)) is field
+    missing = LungField(np.ones((40, 40), bool), False, "no lungs")
+    assert with_lesions(missing, lesions) is missing
+    with pytest.raises(ValueError, match="lesion mask"):
+        with_lesions(field, lesions[:20])
+
+
 def test_lesions_found_outside_the_field_count_as_inside_it():
     from train.lungs import _row
 
@@ -250,7 +270,13 @@ def test_a_runs_segmenter_adds_its_lesions_to_each_labelled_field(phantom_root, 
 
     out = tmp_path / "report.csv"
     assert main(["lungs", "--data-root", str(phantom_root), "--run", str(run), "--out", str(out)]) == 0
-    summary = json.loads(capsys.readouterr().out)["semiseg_labelled"]
+    printed = json.loads(capsys.readouterr().out)
+    summary = printed["semiseg_labelled"]
+    ct = [r for r in csv.DictReader(out.open()) if r["dataset"] == "covid-ct"]
+    added = printed["covid_ct"]["with_lesions_added_coverage"]
+    for label, y in (("non_covid", "0"), ("covid", "1")):
+        assert added[label] == pytest.approx(np.mean([1.0 - float(r["coverage"]) for r in ct if r["label"] == y]),
+                                             abs=1e-3)
     rows = [r for r in csv.DictReader(out.open()) if r["dataset"] == "semiseg"]
     assert len(rows) == 14
     for r in rows:

@@ -11,10 +11,12 @@ grown by core.inputs.harmonise.grown, everything outside it blanked), since that
 For scale, each labelled slice also gets the coverage of a reference lung field drawn with its ground
 truth (`lungs_with_lesions`): how much of the slice the lungs fill when every lesion is inside.
 
-With `--run RUN`, the labelled COVID-SemiSeg slices are also segmented whole by the run's segmenter (its
-size and inference settings) and each lung field is measured with the segmenter's lesions added
-(`with_lesions_*`, by split): does lesion knowledge fill what the classical field misses? The
-segmenter learned from the train split's masks, so read the test split.
+With `--run RUN`, the slices are also segmented whole by the run's segmenter (its size and inference
+settings), and each lung field is measured with the segmenter's lesion pieces that touch it added
+(core.inputs.lungs.with_lesions; `with_lesions_*`): does lesion knowledge fill what the classical field
+misses? On the labelled COVID-SemiSeg slices this is reported by split: the segmenter learned from the
+train split's masks, so read the test split. On COVID-CT the summary gives how much the lesions add to the
+field by class: a difference would be a new cue between the two sources.
 """
 from __future__ import annotations
 
@@ -31,7 +33,7 @@ from core.data.imaging import check_mask_shape, read_mask, read_slice
 from core.data.semiseg import read_labelled
 from core.data.slices import resolve_data_root
 from core.inputs.harmonise import grown
-from core.inputs.lungs import LUNG_VERSION, LungField, drop_small, lung_field, otsu
+from core.inputs.lungs import LUNG_VERSION, LungField, drop_small, lung_field, otsu, with_lesions
 
 FIELDS = ["key", "dataset", "split", "label", "found", "reason", "coverage", "y0", "x0", "y1", "x1",
           "lesion_pixels", "lesion_inside", "lesion_recall", "fed_coverage", "fed_lesion_inside", "fed_lesion_recall",
@@ -110,7 +112,7 @@ def _row(key, dataset, split, label, field: LungField, ms: float, lesion: np.nda
         row.update(lesion_pixels=n, lesion_inside=inside, lesion_recall=round(inside / n, 4) if n else "",
                    fed_lesion_inside=fed_inside, fed_lesion_recall=round(fed_inside / n, 4) if n else "")
     if found_lesions is not None:
-        union = field.mask | found_lesions
+        union = with_lesions(field, found_lesions).mask
         row.update(with_lesions_coverage=round(float(union.mean()), 4))
         if lesion is not None:
             inside = int((lesion & union).sum())
@@ -120,11 +122,14 @@ def _row(key, dataset, split, label, field: LungField, ms: float, lesion: np.nda
     return row
 
 
-def covidct_rows(data_root) -> list[dict]:
+def covidct_rows(data_root, lesions=None) -> list[dict]:
+    """`lesions`: a run's segmenter (run_lesions), to also measure how much its lesions add to each field."""
     rows = []
     for s in read_covidct(data_root):
-        field, ms = measure(read_slice(s.path))
-        rows.append(_row(s.key, "covid-ct", s.split, s.label, field, ms))
+        img = read_slice(s.path)
+        field, ms = measure(img)
+        rows.append(_row(s.key, "covid-ct", s.split, s.label, field, ms,
+                         found_lesions=None if lesions is None else lesions(img)))
     return rows
 
 
@@ -158,6 +163,11 @@ def summarise(ct: list[dict], seg: list[dict], worst: int = 5) -> dict:
                 "fed_mean_coverage_all": round(float(np.mean([r["fed_coverage"] for r in rows])), 4) if rows else None}
 
     out = {"lung_version": LUNG_VERSION, "covid_ct": block(ct), "semiseg_labelled": block(seg)}
+    if any(r["with_lesions_coverage"] != "" for r in ct):
+        # what the lesions add to the field, by class: a difference would be a new frame cue between the classes
+        out["covid_ct"]["with_lesions_added_coverage"] = {
+            label: round(float(np.mean([r["with_lesions_coverage"] - r["coverage"] for r in ct if r["label"] == y])), 4)
+            for label, y in (("non_covid", 0), ("covid", 1)) if any(r["label"] == y for r in ct)}
     labelled = [r for r in seg if r["lesion_pixels"]]
     if labelled:
         n = sum(r["lesion_pixels"] for r in labelled)
@@ -229,7 +239,7 @@ def sheet_slices(data_root, n: int = 48, seed: int = 0) -> list:
 def run(args) -> dict:
     lesions = run_lesions(args.run) if args.run else None  # a bad --run fails before any slice is read
     root, _ = resolve_data_root(args.data_root)
-    ct = covidct_rows(root)
+    ct = covidct_rows(root, lesions)
     seg = semiseg_rows(root, lesions)
     summary = summarise(ct, seg, args.worst)
     if args.out:
