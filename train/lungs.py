@@ -46,8 +46,8 @@ def add_args(p):
     p.add_argument("--out", default=None, help="also write one CSV row per slice here")
     p.add_argument("--sheet", default=None, help="also draw a contact sheet of 48 COVID-CT slices with their masks here (PNG)")
     p.add_argument("--worst", type=int, default=5, help="how many worst SemiSeg slices (lesion recall) to list")
-    p.add_argument("--run", default=None, help="also measure each labelled SemiSeg slice's lung field with this "
-                                               "run's segmenter's lesions added (RUN/infnet/best.pt)")
+    p.add_argument("--run", default=None, help="also measure each lung field with the pieces of this run's "
+                                               "segmenter's lesions (RUN/infnet/best.pt) that touch it added")
 
 
 def run_lesions(run_path):
