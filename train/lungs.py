@@ -62,10 +62,10 @@ def run_lesions(run_path):
     from core.training.segmentation import load_segmenter, segment
 
     folder = RunFolder(run_path)
-    ckpt = folder.stage("infnet") / "best.pt"
-    if not ckpt.exists() or "pipeline" not in folder.config:
+    ckpt, saved = folder.stage("infnet") / "best.pt", folder.config.get("pipeline")  # config.json read once
+    if not ckpt.exists() or not saved:
         raise RunError(f"{folder.path}: no segmenter trained by `python -m train pipeline` (infnet/best.pt)")
-    seg = PipelineConfig.from_saved(folder.config["pipeline"]).seg
+    seg = PipelineConfig.from_saved(saved).seg
     model = load_segmenter(ckpt)
 
     def lesions(img: np.ndarray) -> np.ndarray:
@@ -146,7 +146,7 @@ def semiseg_rows(data_root, lesions=None) -> list[dict]:
     return rows
 
 
-def _with_lesions(rows: list[dict]) -> dict:
+def _with_lesions_summary(rows: list[dict]) -> dict:
     """Pooled lesion recall of the lung fields with the segmenter's lesions added, beside the fields alone."""
     n = sum(r["lesion_pixels"] for r in rows)
     return {"slices": len(rows), "mean_coverage": round(float(np.mean([r["with_lesions_coverage"] for r in rows])), 4),
@@ -185,7 +185,7 @@ def summarise(ct: list[dict], seg: list[dict], worst: int = 5) -> dict:
         with_lesions = [r for r in labelled if r["with_lesions_inside"] != ""]
         if with_lesions:  # by split: the segmenter learned from the train split's masks
             out["semiseg_labelled"]["with_lesions"] = {
-                split: _with_lesions(rs) for split in ("train", "test")
+                split: _with_lesions_summary(rs) for split in ("train", "test")
                 for rs in [[r for r in with_lesions if r["split"] == split]] if rs}
     rows = ct + seg
     out["ms_per_slice"] = round(float(np.mean([r["ms"] for r in rows])), 1) if rows else None
