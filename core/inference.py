@@ -20,7 +20,8 @@ from core.explain.cams import make_cam
 from core.inputs.boxes import Box, crop
 from core.inputs.harmonise import harmonise
 from core.inputs.lesion_crops import SIDES, lesion_crops
-from core.inputs.lungs import LungField, lung_field
+from core.inputs.fields import FieldFinder
+from core.inputs.lungs import LungField
 from core.models.backbones import build_backbone
 from core.models.branches import InfectedClassifier, VectorHead
 from core.models.classifier import SliceClassifier
@@ -81,6 +82,7 @@ def lesion_share_of(lesion_prob: np.ndarray, lung: np.ndarray) -> float:
 class TrainedRun:
     def __init__(self, run: RunFolder, cfg: PipelineConfig, models: dict, device="cpu"):
         self.run, self.cfg, self.m, self.device = run, cfg, models, torch.device(device)
+        self.fields = FieldFinder.of_run(run, cfg, device)  # how a slice's lung field is found for this run
 
     @classmethod
     def load(cls, path: str | Path, device="cpu") -> "TrainedRun":
@@ -124,12 +126,12 @@ class TrainedRun:
     @torch.no_grad()
     def analyse(self, slice01: np.ndarray, tau: float | None = None, field: LungField | None = None) -> SliceAnalysis:
         """Run the whole trained pipeline on one (H, W) slice in [0, 1], prepared as the run was trained
-        (its `input` mode; the lung field `field` when given, else found here). Images are quantised
+        (its `input` mode; the lung field `field` when given, else the run's FieldFinder's). Images are quantised
         to 8 bits as the training pipeline's frames are, so a slice scores as it did there."""
         from core.training.segmentation import segment
 
         cfg = self.cfg
-        field = lung_field(slice01) if field is None else field
+        field = self.fields(slice01) if field is None else field
         small = harmonise(slice01, cfg.input, cfg.image_size, field)
         image = quantise8(small.image)
         hires = quantise8(harmonise(slice01, cfg.input, cfg.hires_size, field).image)

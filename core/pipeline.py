@@ -27,6 +27,7 @@ from core.explain.attention import crops_for_maps, eq1_map, upsample_maps
 from core.explain.cams import make_cam
 from core.explain.fusion_cam import fusion_cam
 from core.inputs.boxes import Box, crop
+from core.inputs.fields import FieldFinder, needs_segmenter
 from core.inputs.frames import Frames, load_frames, load_images
 from core.inputs.harmonise import LEGACY_INPUT, check_mode, version
 from core.inputs.lesion_crops import SIDES, lesion_crops
@@ -72,12 +73,15 @@ class Pipeline:
         if cfg.heads_second_source and cfg.second_source == "none":
             raise ValueError("heads_second_source needs a second source (recipe or --second-source), not 'none'")
         slices = read_covidct(data_root)
-        self.frames: Frames = load_frames([s.path for s in slices], cfg.image_size, cfg.input)
+        self.timings: dict[str, float] = {}
+        # Input lungs+lesions: the fields come from the run's segmenter, so Algorithm 1 runs first.
+        self.fields = (FieldFinder.for_mode(cfg.input, self.ensure_segmenter(), cfg.seg, device)
+                       if needs_segmenter(cfg.input) else FieldFinder())
+        self.frames: Frames = load_frames([s.path for s in slices], cfg.image_size, cfg.input, self.fields)
         self.ds = SliceSet(slices, self.frames.images)
         self._hires = None
         self._second = None  # core.data.second_source.build's rows and summary, built once
         self.report_lung_fields()
-        self.timings: dict[str, float] = {}
 
     # ---- helpers -------------------------------------------------------------------------
     def log(self, msg):
@@ -96,7 +100,7 @@ class Pipeline:
     @property
     def hires(self) -> torch.Tensor:
         if self._hires is None:
-            self._hires = load_images([s.path for s in self.ds.slices], self.cfg.hires_size, self.cfg.input)
+            self._hires = load_images([s.path for s in self.ds.slices], self.cfg.hires_size, self.cfg.input, self.fields)
         return self._hires
 
     def split_rows(self, split) -> torch.Tensor:
@@ -193,17 +197,17 @@ class Pipeline:
         def lesion_prob_u8(slices):
             seg_ckpt = self.ensure_segmenter()  # trains it first if the run has none yet
             parts = {"ckpt": fc.file_digest(seg_ckpt), "size": self.cfg.seg.size, **self.cfg.seg.inference,
-                     "hires": self.cfg.hires_size, "input": version(self.cfg.input),
+                     "hires": self.cfg.hires_size, "input": version(self.cfg.input) + self.fields.key,
                      "keys": fc.key_of([s.key for s in slices])}
 
             def compute():  # the segmenter is loaded only when the cache misses
-                hires = load_images([s.image for s in slices], self.cfg.hires_size, self.cfg.input)
+                hires = load_images([s.image for s in slices], self.cfg.hires_size, self.cfg.input, self.fields)
                 return {"prob": lesion_map_u8(self._lesion_prob(self.load_segmenter(), hires))}
 
             return self._cached("second-source-lesions", parts, compute)["prob"]
 
         rows, summary = second_source.build(self.data_root, self.cfg.image_size, self.cfg.input, lesion_prob_u8,
-                                            self.cfg.seed)
+                                            self.cfg.seed, self.fields)
         summary["keys"] = fc.key_of(rows.keys)
         self._check_second_source_unchanged(summary)
         self.log(f"second source ({self.cfg.second_source}): {summary['covid']} COVID + {summary['non_covid']} "
@@ -243,11 +247,11 @@ class Pipeline:
         parts = {stage: digest(stage) for stage in ("global", "heatmap", "infected", "infnet")}
         parts.update(cam=self.cfg.cam, tau=self.cfg.tau, size=self.cfg.image_size, hires=self.cfg.hires_size,
                      lesion_size=self.cfg.lesion_size, seg={"size": self.cfg.seg.size, **self.cfg.seg.inference},
-                     input=version(self.cfg.input), keys=fc.key_of(rows.keys))
+                     input=version(self.cfg.input) + self.fields.key, keys=fc.key_of(rows.keys))
 
         def compute():
             path = {s.key: s.image for s in candidates(self.data_root)}
-            hires = load_images([path[k] for k in rows.keys], self.cfg.hires_size, self.cfg.input)
+            hires = load_images([path[k] for k in rows.keys], self.cfg.hires_size, self.cfg.input, self.fields)
             gfeat = self._global_pooled_and_maps(g, rows.images)
             _, crops = crops_for_maps(upsample_maps(gfeat["maps"], self.cfg.image_size), hires, self.cfg.tau,
                                       self.cfg.image_size)
@@ -387,7 +391,7 @@ class Pipeline:
                  "lesion_size": self.cfg.lesion_size, "hires": self.cfg.hires_size,
                  "keys": fc.key_of([s.key for s in self.ds.slices])}
         if self.cfg.input != LEGACY_INPUT:  # other frames, other masks (slice runs keep their old keys)
-            parts["input"] = version(self.cfg.input)
+            parts["input"] = version(self.cfg.input) + self.fields.key
         if fc.load_cached(self.run.features_dir, "lesions", parts) is None:
             parts = self._lesions_before_segconfig(parts) or parts
         return self._cached("lesions", parts,

@@ -282,9 +282,12 @@ def warm_caches(root: Path, cfg, selfsup: bool, workers: int) -> dict:
     ct = [str(s.path) for s in read_covidct(root)]
     try:
         import core.inputs.frames  # noqa: F401  (input modes: the lung-field frames of core.inputs.harmonise)
+        from core.inputs.fields import needs_segmenter
 
         mode = cfg.input
-        ct_tasks = [("frames", ct, size, mode) for size in (cfg.image_size, cfg.hires_size)]
+        # lungs+lesions frames need each run's segmenter: the runs frame them after Algorithm 1
+        what = "stack" if needs_segmenter(mode) else "frames"
+        ct_tasks = [(what, ct, size, mode) for size in (cfg.image_size, cfg.hires_size)]
     except (ImportError, AttributeError):
         ct_tasks = [("stack", ct, size, None) for size in (cfg.image_size, cfg.hires_size)]
     seg = [str(s.image) for split in ("train", "test") for s in read_labelled(root, split)]

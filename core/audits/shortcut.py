@@ -2,8 +2,8 @@
 
 For one run, scored live through its own preprocessing (core.inputs.harmonise, the run's `input`):
 
-(a) lungs blanked   COVID-CT test slices with the lung field (core.inputs.lungs, grown as the harmonised
-                    input grows it) painted with the slice's mean: only what lies outside the
+(a) lungs blanked   COVID-CT test slices with the run's lung field (core.inputs.fields: with its
+                    segmenter's lesions for input lungs+lesions; grown as the harmonised input grows it) painted with the slice's mean: only what lies outside the
                     lungs is left. A network that reads the disease cannot tell the classes apart
                     from that (AUC near 0.5).
 (b) lungs only      the same slices with everything outside the lung field painted with the mean.
@@ -31,8 +31,9 @@ from core.data.covidct import read_covidct
 from core.data.semiseg import read_labelled
 from core.explain.cams import weighted_cam
 from core.explain.fidelity import TOLERANCE_PX, energy_share, load_labelled, on_slice, pointing_hit, tolerance_region
+from core.inputs.fields import FieldFinder
 from core.inputs.harmonise import grown
-from core.inputs.lungs import LungField, lung_field
+from core.inputs.lungs import LungField
 from core.results.metrics import binary_metrics, wilson
 from core.results.predictions import read_predictions, val_threshold
 
@@ -70,6 +71,7 @@ class RunScorer:
 
     def __init__(self, tr):
         self.tr = tr
+        self.fields = tr.fields  # the run's own lung fields (its input mode's)
 
     def __call__(self, img: np.ndarray, field: LungField, want_maps: bool = False) -> Scored:
         a = self.tr.analyse(img, field=field)
@@ -99,6 +101,7 @@ class GlobalScorer:
         self.model = SliceClassifier(build_backbone(self.cfg.backbone, "scratch"))
         self.model.load_state_dict(load_checkpoint(run.stage("global") / "best.pt")["model"])
         self.model.eval().to(self.device)
+        self.fields = FieldFinder.of_run(run, self.cfg, device)
 
     @torch.no_grad()
     def __call__(self, img: np.ndarray, field: LungField, want_maps: bool = False) -> Scored:
@@ -136,7 +139,7 @@ def audit(run, data_root, scorer, limit: int | None = None, tolerance_px: float 
     by_key = preds.set_index("key")
     for s in tqdm(test, desc="shortcut: COVID-CT test", disable=not progress):
         img = read_slice(s.path)
-        field = lung_field(img)
+        field = scorer.fields(img)
         if not field.found:
             skipped.append(s.key)
             continue
@@ -160,7 +163,7 @@ def audit(run, data_root, scorer, limit: int | None = None, tolerance_px: float 
     lesion_share, region_share, lung_share = [], [], []
     for sl in tqdm(external, desc=f"shortcut: COVID-SemiSeg {external_split}", disable=not progress):
         img, mask = load_labelled(sl)
-        field = lung_field(img)
+        field = scorer.fields(img)
         sc = scorer(img, field, want_maps=True)
         for b in branches:
             ext_probs[b].append(sc.probs[b])

@@ -26,7 +26,8 @@ from dataclasses import dataclass
 import torch
 
 from core.data.semiseg import read_unlabelled
-from core.inputs.frames import load_frames
+from core.inputs.fields import FieldFinder
+from core.inputs.frames import CLASSICAL, load_frames
 from core.inputs.lesion_maps import lesion_share, lesion_target
 
 SOURCES = ("none", "semiseg-volumes")
@@ -67,13 +68,14 @@ def select(share: torch.Tensor, lung_cover: torch.Tensor, found: torch.Tensor, s
     return idx, torch.cat([torch.ones(k), torch.zeros(k)])
 
 
-def build(data_root, size: int, mode: str, lesion_prob_u8, seed: int) -> tuple[SecondSource, dict]:
-    """The chosen D2 slices at the run's input size and mode. `lesion_prob_u8(slices) -> (N, h, w)` uint8
+def build(data_root, size: int, mode: str, lesion_prob_u8, seed: int,
+          fields: FieldFinder = CLASSICAL) -> tuple[SecondSource, dict]:
+    """The chosen D2 slices at the run's input size and mode, their lung fields found by `fields` (the run's). `lesion_prob_u8(slices) -> (N, h, w)` uint8
     lesion probabilities of the run's segmenter on those SegSlices (core.inputs.lesion_maps.lesion_map_u8).
     Returns the rows and a summary for the run's log and config."""
 
     sl = candidates(data_root)
-    frames = load_frames([s.image for s in sl], size, mode)
+    frames = load_frames([s.image for s in sl], size, mode, fields)
     prob = lesion_prob_u8(sl)
     share = lesion_share(prob, frames.lungs)
     cover = (frames.lungs > 127).flatten(1).float().mean(1)

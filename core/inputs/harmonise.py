@@ -11,7 +11,11 @@ apart without any disease. `lungs` takes that frame away:
    paper's windowing or contrast does not carry over;
 4. everything outside the lung field set to 0.
 
-`slice` is the slice as it is, resized (today's input, kept for comparison and for old runs).
+`lungs+lesions` is `lungs` on the field with the run's segmenter's lesions that touch it added
+(core.inputs.fields): consolidations out to the chest wall are not blanked. Its field needs the run's
+segmenter, so callers pass it in (a core.inputs.fields.FieldFinder finds it).
+
+`slice` is the slice as it is, resized (kept for comparison and for old runs).
 
 Every consumer (training, features, predict, fidelity, the shortcut audit, the dashboard) calls
 `harmonise` with the run's recorded mode, so a run is always scored the way it was trained. The
@@ -29,9 +33,10 @@ from scipy import ndimage
 
 from core.data.image_cache import resize01
 from core.inputs.boxes import FULL, Box
+from core.inputs.fields import WITH_LESIONS, needs_segmenter
 from core.inputs.lungs import LUNG_VERSION, LungField, lung_field
 
-INPUT_MODES = ("slice", "lungs")
+INPUT_MODES = ("slice", "lungs", WITH_LESIONS)
 LEGACY_INPUT = "slice"  # runs saved before the setting existed were fed the whole slice
 MARGIN = 0.08  # of the lung box's side, on every side
 GROW = 0.01  # lung mask dilation, as a fraction of the slice side (pleural lesions, partial-volume rim)
@@ -113,8 +118,12 @@ def grown(field: LungField, grow: float = GROW) -> np.ndarray:
 def harmonise(img01: np.ndarray, mode: str, size: int, field: LungField | None = None) -> Harmonised:
     """One (H, W) slice in [0, 1] -> what a run with input `mode` feeds its networks at `size`.
     `field`: a lung field found beforehand (the shortcut audit edits a slice but keeps the intact
-    slice's lung field); by default it is found here."""
+    slice's lung field); by default the classical field is found here. Input `lungs+lesions` needs it
+    passed: its field comes from the run's segmenter (core.inputs.fields.FieldFinder)."""
     check_mode(mode)
+    if field is None and needs_segmenter(mode):
+        raise ValueError(f"input {mode!r} needs the lung field passed in: it comes from the run's segmenter "
+                         "(core.inputs.fields.FieldFinder)")
     field = lung_field(img01) if field is None else field
     if field.mask.shape != img01.shape:
         raise ValueError(f"lung field is {field.mask.shape}, the slice {img01.shape}")

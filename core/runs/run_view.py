@@ -18,6 +18,8 @@ import torch
 from core.data.covidct import read_covidct
 from core.explain.attention import Box, upsample_maps
 from core.explain.embedding import embed_3d, nearest, place
+from core.config import PipelineConfig
+from core.inputs.fields import FieldFinder
 from core.inputs.frames import frame_image, frame_lung
 from core.inputs.harmonise import LEGACY_INPUT
 from core.models.vectors import FEATURE_SETS as VECTOR_SETS
@@ -131,13 +133,18 @@ class RunView:
         """What the run's networks see (core.inputs.harmonise); runs saved before the setting saw the slice."""
         return self.config.get("pipeline", {}).get("input", LEGACY_INPUT)
 
+    @cached_property
+    def fields(self) -> FieldFinder:
+        """How the run finds a slice's lung field (core.inputs.fields; its segmenter loads only on a cache miss)."""
+        return FieldFinder.of_run(self.run, PipelineConfig.from_saved(self.config.get("pipeline", {})))
+
     def image(self, key: str, size: int = 224) -> np.ndarray:
         """(size, size) uint8 slice, as the run's networks see it (maps and boxes lie on it)."""
-        return frame_image(self.slice_paths[key], size, self.input_mode)
+        return frame_image(self.slice_paths[key], size, self.input_mode, self.fields)
 
     def lung_field(self, key: str, size: int = 224) -> np.ndarray | None:
         """(size, size) bool lung field on `image(key)`, or None when the run's input uses none."""
-        return frame_lung(self.slice_paths[key], size, self.input_mode)
+        return frame_lung(self.slice_paths[key], size, self.input_mode, self.fields)
 
     def _own(self, name: str) -> dict:
         hit = fc.current(self.run.features_dir, name)
