@@ -18,9 +18,9 @@ from core.config import PipelineConfig
 from core.explain.attention import threshold_box
 from core.explain.cams import make_cam
 from core.inputs.boxes import Box, crop
+from core.inputs.fields import FieldFinder
 from core.inputs.harmonise import harmonise
 from core.inputs.lesion_crops import SIDES, lesion_crops
-from core.inputs.fields import FieldFinder
 from core.inputs.lungs import LungField
 from core.models.backbones import build_backbone
 from core.models.branches import InfectedClassifier, VectorHead
@@ -85,7 +85,7 @@ class TrainedRun:
         self.fields = FieldFinder.of_run(run, cfg, device)  # how a slice's lung field is found for this run
 
     @classmethod
-    def load(cls, path: str | Path, device="cpu") -> "TrainedRun":
+    def load(cls, path: str | Path, device="cpu") -> TrainedRun:
         run = RunFolder(path)
         cfg_dict = run.config.get("pipeline")
         if not cfg_dict:

@@ -48,7 +48,7 @@ class FieldFinder:
         self._memo: dict[str, tuple[np.ndarray, tuple[int, int], bool, str]] = {}
 
     @classmethod
-    def for_mode(cls, mode: str, segmenter: Path | None = None, seg=None, device="cpu") -> "FieldFinder":
+    def for_mode(cls, mode: str, segmenter: Path | None = None, seg=None, device="cpu") -> FieldFinder:
         """The finder input `mode` uses; `segmenter`/`seg` are read only when the mode needs them."""
         if not needs_segmenter(mode):
             return cls()
@@ -58,7 +58,7 @@ class FieldFinder:
         return cls(segmenter, seg, device)
 
     @classmethod
-    def of_run(cls, run, cfg, device="cpu") -> "FieldFinder":
+    def of_run(cls, run, cfg, device="cpu") -> FieldFinder:
         """The finder of a trained run (a RunFolder and its PipelineConfig): its segmenter where its input needs it."""
         return cls.for_mode(cfg.input, run.stage("infnet") / "best.pt" if needs_segmenter(cfg.input) else None,
                             cfg.seg, device)

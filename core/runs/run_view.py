@@ -15,10 +15,10 @@ import numpy as np
 import pandas as pd
 import torch
 
+from core.config import PipelineConfig
 from core.data.covidct import read_covidct
 from core.explain.attention import Box, upsample_maps
 from core.explain.embedding import embed_3d, nearest, place
-from core.config import PipelineConfig
 from core.inputs.fields import FieldFinder
 from core.inputs.frames import frame_image, frame_lung
 from core.inputs.harmonise import LEGACY_INPUT
