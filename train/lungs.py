@@ -52,27 +52,17 @@ def add_args(p):
 
 def run_lesions(run_path):
     """A function (H, W) slice in [0, 1] -> (H, W) bool lesion mask: the run's segmenter on the whole slice,
-    at the run's segmenter size and inference settings, thresholded as its metrics are."""
-    import torch
-    import torch.nn.functional as F
-
+    at the run's segmenter size and inference settings, thresholded as its metrics are
+    (core.inputs.fields.FieldFinder.lesions: what input lungs+lesions adds to the field)."""
     from core.config import PipelineConfig
-    from core.data.image_cache import resize01
+    from core.inputs.fields import FieldFinder
     from core.runs.runfolder import RunError, RunFolder
-    from core.training.segmentation import load_segmenter, segment
 
     folder = RunFolder(run_path)
     ckpt, saved = folder.stage("infnet") / "best.pt", folder.config.get("pipeline")  # config.json read once
     if not ckpt.exists() or not saved:
         raise RunError(f"{folder.path}: no segmenter trained by `python -m train pipeline` (infnet/best.pt)")
-    seg = PipelineConfig.from_saved(saved).seg
-    model = load_segmenter(ckpt)
-
-    def lesions(img: np.ndarray) -> np.ndarray:
-        prob = segment(model, torch.from_numpy(resize01(img, seg.size))[None, None], **seg.inference)
-        return F.interpolate(prob, size=img.shape, mode="bilinear", align_corners=False)[0, 0].numpy() >= seg.threshold
-
-    return lesions
+    return FieldFinder(ckpt, PipelineConfig.from_saved(saved).seg).lesions
 
 
 def measure(img: np.ndarray) -> tuple[LungField, float]:
