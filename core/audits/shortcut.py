@@ -3,9 +3,10 @@
 For one run, scored live through its own preprocessing (core.inputs.harmonise, the run's `input`):
 
 (a) lungs blanked   COVID-CT test slices with the run's lung field (core.inputs.fields: with its
-                    segmenter's lesions for input lungs+lesions; grown as the harmonised input grows it) painted with the slice's mean: only what lies outside the
-                    lungs is left. A network that reads the disease cannot tell the classes apart
-                    from that (AUC near 0.5).
+                    segmenter's lesions for input lungs+lesions; grown as the harmonised input
+                    grows it) painted with the slice's mean: only what lies outside the lungs is left.
+                    A network that reads the disease cannot tell the classes apart from that (AUC
+                    near 0.5).
 (b) lungs only      the same slices with everything outside the lung field painted with the mean.
 (c) external        the labelled COVID-SemiSeg test slices (every one COVID, from another source
                     than COVID-CT): sensitivity and mean p(COVID) at each branch's operating point
