@@ -74,9 +74,10 @@ class Pipeline:
             raise ValueError("heads_second_source needs a second source (recipe or --second-source), not 'none'")
         slices = read_covidct(data_root)
         self.timings: dict[str, float] = {}
-        # Input lungs+lesions: the fields come from the run's segmenter, so Algorithm 1 runs first.
-        self.fields = (FieldFinder.for_mode(cfg.input, self.ensure_segmenter(), cfg.seg, device)
-                       if needs_segmenter(cfg.input) else FieldFinder())
+        if needs_segmenter(cfg.input):  # input lungs+lesions: its fields come from the run's segmenter
+            self.ensure_segmenter()
+        self.fields = FieldFinder.of_run(run, cfg, device)
+        self.input_key = version(cfg.input) + self.fields.key  # cache keys of anything framed
         self.frames: Frames = load_frames([s.path for s in slices], cfg.image_size, cfg.input, self.fields)
         self.ds = SliceSet(slices, self.frames.images)
         self._hires = None
@@ -197,7 +198,7 @@ class Pipeline:
         def lesion_prob_u8(slices):
             seg_ckpt = self.ensure_segmenter()  # trains it first if the run has none yet
             parts = {"ckpt": fc.file_digest(seg_ckpt), "size": self.cfg.seg.size, **self.cfg.seg.inference,
-                     "hires": self.cfg.hires_size, "input": version(self.cfg.input) + self.fields.key,
+                     "hires": self.cfg.hires_size, "input": self.input_key,
                      "keys": fc.key_of([s.key for s in slices])}
 
             def compute():  # the segmenter is loaded only when the cache misses
@@ -247,7 +248,7 @@ class Pipeline:
         parts = {stage: digest(stage) for stage in ("global", "heatmap", "infected", "infnet")}
         parts.update(cam=self.cfg.cam, tau=self.cfg.tau, size=self.cfg.image_size, hires=self.cfg.hires_size,
                      lesion_size=self.cfg.lesion_size, seg={"size": self.cfg.seg.size, **self.cfg.seg.inference},
-                     input=version(self.cfg.input) + self.fields.key, keys=fc.key_of(rows.keys))
+                     input=self.input_key, keys=fc.key_of(rows.keys))
 
         def compute():
             path = {s.key: s.image for s in candidates(self.data_root)}
@@ -391,7 +392,7 @@ class Pipeline:
                  "lesion_size": self.cfg.lesion_size, "hires": self.cfg.hires_size,
                  "keys": fc.key_of([s.key for s in self.ds.slices])}
         if self.cfg.input != LEGACY_INPUT:  # other frames, other masks (slice runs keep their old keys)
-            parts["input"] = version(self.cfg.input) + self.fields.key
+            parts["input"] = self.input_key
         if fc.load_cached(self.run.features_dir, "lesions", parts) is None:
             parts = self._lesions_before_segconfig(parts) or parts
         return self._cached("lesions", parts,
