@@ -71,8 +71,9 @@ def select(share: torch.Tensor, lung_cover: torch.Tensor, found: torch.Tensor, s
 def build(data_root, size: int, mode: str, lesion_prob_u8, seed: int,
           fields: FieldFinder = CLASSICAL) -> tuple[SecondSource, dict]:
     """The chosen D2 slices at the run's input size and mode, their lung fields found by `fields` (the
-    run's FieldFinder). `lesion_prob_u8(slices) -> (N, h, w)` uint8 lesion probabilities of the run's segmenter on those SegSlices (core.inputs.lesion_maps.lesion_map_u8).
-    Returns the rows and a summary for the run's log and config."""
+    run's FieldFinder). `lesion_prob_u8(slices) -> (N, h, w)` uint8 lesion probabilities of the run's
+    segmenter on those SegSlices (core.inputs.lesion_maps.lesion_map_u8). Returns the rows and a summary
+    for the run's log and config."""
 
     sl = candidates(data_root)
     frames = load_frames([s.image for s in sl], size, mode, fields)

@@ -60,8 +60,7 @@ class FieldFinder:
     @classmethod
     def of_run(cls, run, cfg, device="cpu") -> FieldFinder:
         """The finder of a trained run (a RunFolder and its PipelineConfig): its segmenter where its input needs it."""
-        return cls.for_mode(cfg.input, run.stage("infnet") / "best.pt" if needs_segmenter(cfg.input) else None,
-                            cfg.seg, device)
+        return cls.for_mode(cfg.input, run.stage("infnet") / "best.pt", cfg.seg, device)
 
     @cached_property
     def key(self) -> str:
