@@ -33,9 +33,9 @@ export PYTHONUNBUFFERED=1 COVID_LAB_CACHE=${COVID_LAB_CACHE:-$WORK/cache}
 
 left() { local s=$(( DEADLINE - $(date +%s) )); echo $(( s > 1 ? s : 1 )); }  # never 0: `timeout 0` means no limit
 
-# the files worth bringing back (train/gpu_run.py's rule): no checkpoints, no feature caches
+# the files worth bringing back (train/gpu/outputs.py's rule): no checkpoints, no feature caches
 copy_small() {
-  $PY -c "import sys; from pathlib import Path; from train.gpu_run import _copy_small; _copy_small(Path(sys.argv[1]), Path(sys.argv[2]))" "$1" "$2"
+  $PY -c "import sys; from pathlib import Path; from train.gpu.outputs import copy_small; copy_small(Path(sys.argv[1]), Path(sys.argv[2]))" "$1" "$2"
 }
 
 one_run() {  # recipe seed: pipeline, audit, probe (stopped at the deadline), then its small files
@@ -65,7 +65,7 @@ one_run() {  # recipe seed: pipeline, audit, probe (stopped at the deadline), th
 import os, sys
 from core.config import PipelineConfig
 from core.data.slices import resolve_data_root
-from train.gpu_run import warm_caches
+from train.gpu.warm import warm_caches
 root, _ = resolve_data_root(sys.argv[1])
 size, workers = int(sys.argv[2]), max(1, (os.cpu_count() or 2) - 2)
 for recipe in sys.argv[3:]:

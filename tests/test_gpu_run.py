@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from train.gpu_run import Runner, Speed, State, ordered_jobs
+from train.gpu.plan import Speed, ordered_jobs
+from train.gpu.runner import Runner
+from train.gpu.state import State
 
 ROOT = Path(__file__).resolve().parent.parent
 L0, L2 = "efficientnet_lite0", "efficientnet_lite2"
