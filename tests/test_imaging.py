@@ -519,7 +519,7 @@ def test_a_missing_plugin_is_named_before_decoding(monkeypatch):
 
     class Unavailable:  # what pydicom's decoder reports without pylibjpeg-openjpeg
         is_available = False
-        missing_dependencies = ["pylibjpeg - requires pylibjpeg>=2.0 and pylibjpeg-openjpeg>=2.0"]
+        missing_dependencies = ("pylibjpeg - requires pylibjpeg>=2.0 and pylibjpeg-openjpeg>=2.0",)
 
     monkeypatch.setattr(pydicom.pixels, "get_decoder", lambda uid: Unavailable())
     ds = ct_dataset(ct_phantom())

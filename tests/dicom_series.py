@@ -1,0 +1,93 @@
+"""Small CT series written with pydicom for the tests (no binary fixture is committed).
+
+Slice k of a series holds air (-1000 HU) with a square of -1000 + 60 (k + 1) HU and a bright mark in its
+top-left corner, so every slice windows to a different image and a flip would show.
+"""
+from __future__ import annotations
+
+import io
+import random
+from pathlib import Path
+
+import numpy as np
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+
+AXIAL = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
+
+
+def slice_hu(k: int, size: int = 24) -> np.ndarray:
+    hu = np.full((size, size), -1000.0)
+    hu[size // 4:3 * size // 4, size // 4:3 * size // 4] = -1000.0 + 60.0 * (k + 1)
+    hu[:2, :3] = 100.0
+    return hu
+
+
+def ct_slice(hu: np.ndarray, *, series_uid: str | None, instance: int | None, position: tuple | None,
+             orientation: tuple | None = AXIAL, location: float | None = None,
+             pixel_spacing: tuple = (0.7, 0.7)) -> Dataset:
+    """One CT slice as a scanner writes it: unsigned 12-bit stored values, slope 1, intercept -1024."""
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = CTImageStorage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID = CTImageStorage
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.Modality = "CT"
+    ds.SeriesDescription = "Thorax 2.0 lung"
+    if series_uid is not None:
+        ds.SeriesInstanceUID = series_uid
+    if instance is not None:
+        ds.InstanceNumber = instance
+    if position is not None:
+        ds.ImagePositionPatient = [float(v) for v in position]
+    if orientation is not None:
+        ds.ImageOrientationPatient = [float(v) for v in orientation]
+    if location is not None:
+        ds.SliceLocation = location
+    ds.PixelSpacing = list(pixel_spacing)
+    ds.Rows, ds.Columns = hu.shape
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+    ds.RescaleSlope, ds.RescaleIntercept = 1, -1024
+    ds.PixelData = np.round(hu + 1024).astype("<u2").tobytes()
+    return ds
+
+
+def dicom_bytes(ds: Dataset) -> bytes:
+    buf = io.BytesIO()
+    ds.save_as(buf, implicit_vr=False, little_endian=True, enforce_file_format=True)
+    return buf.getvalue()
+
+
+def series(n: int = 6, *, spacing: float = 2.5, z0: float = -100.0, series_uid: str | None = None,
+           orientation: tuple = AXIAL, size: int = 24, syntax: str | None = None) -> list[Dataset]:
+    """n slices in body order: positions z0 + k * spacing along the normal, Slice Location likewise,
+    Instance Numbers counting down (as COVID-CT-MD's do), so no field's order is the file order."""
+    uid = series_uid or generate_uid()
+    normal = np.cross(orientation[:3], orientation[3:])
+    out = []
+    for k in range(n):
+        pos = np.array([-120.0, -130.0, 0.0]) + (z0 + k * spacing) * normal
+        ds = ct_slice(slice_hu(k, size), series_uid=uid, instance=200 - k, position=tuple(pos),
+                      orientation=orientation, location=z0 + k * spacing)
+        if syntax is not None:
+            ds.compress(syntax)  # pydicom writes RLE itself; JPEG 2000 through pylibjpeg-openjpeg
+        out.append(ds)
+    return out
+
+
+def write_series(folder: Path, datasets: list[Dataset], prefix: str = "IM", seed: int = 0) -> list[Path]:
+    """Write under shuffled file names; returns the paths in body order."""
+    folder.mkdir(parents=True, exist_ok=True)
+    numbers = list(range(len(datasets)))
+    random.Random(seed).shuffle(numbers)
+    paths = []
+    for ds, number in zip(datasets, numbers):
+        path = folder / f"{prefix}{number:04d}.dcm"
+        path.write_bytes(dicom_bytes(ds))
+        paths.append(path)
+    return paths
