@@ -91,3 +91,22 @@ def write_series(folder: Path, datasets: list[Dataset], prefix: str = "IM", seed
         path.write_bytes(dicom_bytes(ds))
         paths.append(path)
     return paths
+
+
+CTMD_PATIENTS = {"P001": "COVID-19", "P002": "COVID-19", "normal001": "Normal", "normal002": "Normal",
+                 "cap001": "CAP", "cap002": "CAP"}
+
+
+def write_ctmd(data_root: Path, n: int = 3) -> Path:
+    """A COVID-CT-MD-shaped folder (covid-ct-md/<diagnosis>/<patient>/*.dcm and slices.csv), n slices a patient."""
+    root = data_root / "covid-ct-md"
+    rows = ["file,diagnosis,patient,instance,slice_location,infection_visible"]
+    for i, (patient, diagnosis) in enumerate(CTMD_PATIENTS.items()):
+        datasets = series(n, spacing=4.0, z0=-300.0 + i)
+        paths = write_series(root / diagnosis / patient, datasets, prefix=f"{patient}_", seed=i)
+        for ds, path in zip(datasets, paths):
+            visible = "" if diagnosis == "Normal" else str(int(ds.InstanceNumber) % 2)
+            rows.append(f"{path.relative_to(root).as_posix()},{diagnosis},{patient},{ds.InstanceNumber},"
+                        f"{ds.SliceLocation},{visible}")
+    (root / "slices.csv").write_text("\n".join(rows) + "\n")
+    return root
