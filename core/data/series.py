@@ -385,6 +385,10 @@ def _volume(headers: list[_Header], uid: str | None) -> Volume | None:
                   gaps=gaps, problems=problems + [f"gap: {g}" for g in gaps] + duplicates, left_out=left_out)
 
 
+def _slices(n: int) -> str:
+    return f"{n} slice{'s' if n != 1 else ''}"
+
+
 def _assemble(sources: list[_Source], rejected: list[ImageReadError]) -> SeriesSet:
     groups: dict[str | None, list[_Header]] = {}
     for src in sources:
@@ -405,8 +409,8 @@ def _assemble(sources: list[_Source], rejected: list[ImageReadError]) -> SeriesS
         main = volumes[0]
         for v in volumes[1:]:
             names = v.slices[0].name + (f" and {len(v) - 1} more" if len(v) > 1 else "")
-            v.notes.append(f"{names}: series {v.series_uid} ({len(v)} slices) is not the largest series given "
-                           f"({main.series_uid}, {len(main)} slices); read as a volume of its own")
+            v.notes.append(f"{names}: series {v.series_uid} ({_slices(len(v))}) is not the largest series given "
+                           f"({main.series_uid}, {_slices(len(main))}); read as a volume of its own")
     return SeriesSet(volumes, rejected)
 
 
