@@ -478,23 +478,23 @@ def read_nifti(source: str | Path | bytes, name: str | None = None) -> Volume:
 
 # ------------------------------------------------------------------------------------------ command inputs
 
-def group_inputs(paths: Iterable[str | Path]) -> list[tuple[str, list[Path]]]:
-    """How a command takes its file arguments, in their order: ("series", [folder or .zip]) for a folder or
-    archive; ("series", files) for loose DICOM files that share a SeriesInstanceUID with another loose file
-    (at the place of the first of them); ("slice", [file]) for any other file, read alone as before."""
-    paths = [Path(p) for p in paths]
-    uids = {p: _peek_series_uid(p) for p in paths if not p.is_dir() and not is_zip(p)}
-    shared = {u for u, k in Counter(u for u in uids.values() if u).items() if k > 1}
-    out: list[tuple[str, list[Path]]] = []
+def group_inputs(paths: Iterable[str | Path]) -> list[tuple[str, list]]:
+    """How a command takes its file arguments, in their order and as given: ("series", [folder or .zip]) for a
+    folder or archive; ("series", files) for loose DICOM files that share a SeriesInstanceUID with another loose
+    file (at the place of the first of them); ("slice", [file]) for any other file, read alone as before."""
+    given = list(paths)
+    loose = {i: _peek_series_uid(Path(p)) for i, p in enumerate(given) if not Path(p).is_dir() and not is_zip(Path(p))}
+    shared = {u for u, k in Counter(u for u in loose.values() if u).items() if k > 1}
+    out: list[tuple[str, list]] = []
     placed: set[str] = set()
-    for p in paths:
-        uid = uids.get(p)
-        if p not in uids:
+    for i, p in enumerate(given):
+        uid = loose.get(i)
+        if i not in loose:
             out.append(("series", [p]))
         elif uid in shared:
             if uid not in placed:
                 placed.add(uid)
-                out.append(("series", [q for q in paths if uids.get(q) == uid]))
+                out.append(("series", [q for j, q in enumerate(given) if loose.get(j) == uid]))
         else:
             out.append(("slice", [p]))
     return out
