@@ -5,13 +5,14 @@ top-left corner, so every slice windows to a different image and a flip would sh
 """
 from __future__ import annotations
 
-import io
 import random
 from pathlib import Path
 
 import numpy as np
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+from pydicom.dataset import Dataset
+from pydicom.uid import generate_uid
+
+from tests.test_imaging import ct_dataset, dicom_bytes
 
 AXIAL = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
 
@@ -27,16 +28,11 @@ def ct_slice(hu: np.ndarray, *, series_uid: str | None, instance: int | None, po
              orientation: tuple | None = AXIAL, location: float | None = None,
              pixel_spacing: tuple = (0.7, 0.7)) -> Dataset:
     """One CT slice as a scanner writes it: unsigned 12-bit stored values, slope 1, intercept -1024."""
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = CTImageStorage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID = CTImageStorage
-    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-    ds.Modality = "CT"
+    ds = ct_dataset(hu, slope=1.0, intercept=-1024.0)
+    ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 12, 11, 0
+    ds.PixelData = np.round(hu + 1024).astype("<u2").tobytes()
     ds.SeriesDescription = "Thorax 2.0 lung"
+    ds.PixelSpacing = list(pixel_spacing)
     if series_uid is not None:
         ds.SeriesInstanceUID = series_uid
     if instance is not None:
@@ -47,20 +43,7 @@ def ct_slice(hu: np.ndarray, *, series_uid: str | None, instance: int | None, po
         ds.ImageOrientationPatient = [float(v) for v in orientation]
     if location is not None:
         ds.SliceLocation = location
-    ds.PixelSpacing = list(pixel_spacing)
-    ds.Rows, ds.Columns = hu.shape
-    ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = "MONOCHROME2"
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
-    ds.RescaleSlope, ds.RescaleIntercept = 1, -1024
-    ds.PixelData = np.round(hu + 1024).astype("<u2").tobytes()
     return ds
-
-
-def dicom_bytes(ds: Dataset) -> bytes:
-    buf = io.BytesIO()
-    ds.save_as(buf, implicit_vr=False, little_endian=True, enforce_file_format=True)
-    return buf.getvalue()
 
 
 def series(n: int = 6, *, spacing: float = 2.5, z0: float = -100.0, series_uid: str | None = None,

@@ -109,6 +109,16 @@ class Findings:
         if len(lines) > MAX_LINES:
             out.append(f"... and {len(lines) - MAX_LINES} more {what}")
 
+    def report(self, what: str, prefix: str = "", after: str = "") -> None:
+        """Warnings and problems on standard error, one a line; any problem: a DataError counting them."""
+        for line in self.warnings:
+            print(f"warning: {line}", file=sys.stderr)
+        if self.problems:
+            for line in self.problems:
+                print(f"problem: {line}", file=sys.stderr)
+            n = len(self.problems)
+            raise DataError(f"{prefix}{n} problem{'s' if n > 1 else ''} {what} (listed above){after}")
+
 
 class Index:
     """Every folder and file under the data root by name (bounded walk): where a misplaced part went."""
@@ -392,13 +402,7 @@ def check_series(paths: list[str]) -> int:
             found.many(vol.problems, f"problems of series {vol.series_uid}")
             found.many(vol.notes, f"notes on series {vol.series_uid}", kind="warnings")
     print(json.dumps({"series": report}, indent=1))
-    for line in found.warnings:
-        print(f"warning: {line}", file=sys.stderr)
-    if found.problems:
-        for line in found.problems:
-            print(f"problem: {line}", file=sys.stderr)
-        n = len(found.problems)
-        raise DataError(f"{n} problem{'s' if n > 1 else ''} with the DICOM series given (listed above)")
+    found.report("with the DICOM series given")
     return 0
 
 
@@ -462,13 +466,7 @@ def run(args):
 
         raise UsageError("--data-root is required (the folder holding covid-ct/ and semiseg/; see --layout)")
     counts, found = check(args.data_root, args.subset)
-    for line in found.warnings:
-        print(f"warning: {line}", file=sys.stderr)
-    if found.problems:
-        for line in found.problems:
-            print(f"problem: {line}", file=sys.stderr)
-        n = len(found.problems)
-        raise DataError(f"{args.data_root}: {n} problem{'s' if n > 1 else ''} with the data layout (listed above); "
-                        "`python -m train check-data --layout` shows the tree it expects")
+    found.report("with the data layout", prefix=f"{args.data_root}: ",
+                 after="; `python -m train check-data --layout` shows the tree it expects")
     print(json.dumps(counts, indent=1))
     return 0
