@@ -31,6 +31,7 @@ from core.data.covidct import CLASSES, SPLITS, read_covidct
 from core.data.imaging import ImageReadError, read_slice
 from core.data.roots import DataError
 from core.data.semiseg import IMAGE_SUFFIXES, LABELLED, UNLABELLED, read_labelled, read_unlabelled
+from core.data.series import group_inputs, read_series
 
 # core.data.phantom.SYNTHETIC_MARKER: the counts a phantom set was written with
 PHANTOM_MARKER = "SYNTHETIC_PHANTOMS.json"
@@ -383,8 +384,6 @@ def check_ctmd(root: Path, found: Findings) -> dict | None:
 
 def check_series(paths: list[str]) -> int:
     """Read and decode DICOM series as `train predict` will; report each, name every problem."""
-    from core.data.series import group_inputs, read_series
-
     found = Findings()
     report = []
     for _, group in group_inputs(paths):

@@ -52,7 +52,8 @@ def _series(tr: TrainedRun, tau: float | None, vol: Volume) -> int:
         failed += 1
     for i, s in enumerate(vol.slices):
         where = {"file": s.name, "series_uid": vol.series_uid, "index": i, "slices": len(vol),
-                 "position_mm": s.position, "instance": s.instance, "ordering": vol.ordering}
+                 "position_mm": None if s.position is None else round(s.position, 4), "instance": s.instance,
+                 "ordering": vol.ordering}
         failed += _answer(tr, tau, s.image, where)
     return failed
 

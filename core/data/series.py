@@ -98,7 +98,7 @@ class Gap:
 
 @dataclass
 class Volume:
-    slices: list[VolumeSlice]  # in body order (ascending position)
+    slices: list[VolumeSlice]  # in body order (ascending by the ordering's key)
     ordering: str  # one of ORDERINGS
     shape: tuple[int, int]  # rows, columns of every slice
     series_uid: str | None = None
@@ -360,10 +360,8 @@ def _load_dicom(src: _Source) -> np.ndarray:
     return read_slice_bytes(src.read(), src.name)
 
 
-def _volume(headers: list[_Header], uid: str | None) -> Volume | None:
-    kept, left_out = _keep_consistent(headers, uid)
-    if not kept:
-        return None
+def _volume(headers: list[_Header], uid: str | None) -> Volume:
+    kept, left_out = _keep_consistent(headers, uid)  # never empty: the most common size and orientation stay
     ordering, keys, problems = _order(kept)
     if ordering == "file name":
         order = sorted(range(len(kept)), key=lambda i: kept[i].source.name)
@@ -398,12 +396,7 @@ def _assemble(sources: list[_Source], rejected: list[ImageReadError]) -> SeriesS
             rejected.append(exc)
             continue
         groups.setdefault(h.uid, []).append(h)
-    volumes = []
-    for uid, headers in groups.items():
-        vol = _volume(headers, uid)
-        if vol is None:
-            continue
-        volumes.append(vol)
+    volumes = [_volume(headers, uid) for uid, headers in groups.items()]
     volumes.sort(key=lambda v: -(len(v) + len(v.left_out)))
     if len(volumes) > 1:
         main = volumes[0]
@@ -437,12 +430,16 @@ def read_series_uploads(files: Iterable[tuple[str, bytes]]) -> SeriesSet:
         data = bytes(data)
         if data[:4] in _ZIP_MAGICS:
             try:
-                sources += _zip_sources(name, partial(zipfile.ZipFile, io.BytesIO(data)))
+                sources += _zip_sources(name, partial(_open_zip_bytes, data))
             except ImageReadError as exc:
                 rejected.append(exc)
         else:
             sources.append(_Source(name, partial(_given, name, data)))
     return _assemble(sources, rejected)
+
+
+def _open_zip_bytes(data: bytes) -> zipfile.ZipFile:
+    return zipfile.ZipFile(io.BytesIO(data))  # a file object of its own for each read: safe across threads
 
 
 def _given(name: str, data: bytes) -> bytes:
@@ -468,7 +465,8 @@ def read_nifti(source: str | Path | bytes, name: str | None = None) -> Volume:
     positions = ([float(np.dot(origin + column * i, flip * column / step)) for i in stored]
                  if step > 0 and math.isfinite(step) else [None] * n)
     # the stored axis of the slice's columns (canonical x, left-right) and rows (canonical y, posterior-anterior)
-    stored_of = {int(rest[j, 0]): i for j, i in enumerate(i for i in range(3) if i != axis)}
+    others = [i for i in range(3) if i != axis]  # in the order of rest's rows
+    stored_of = {int(rest[j, 0]): others[j] for j in range(2)}
     col_axis, row_axis = stored_of[0], stored_of[1]
     slices = [VolumeSlice(name, positions[k], None, partial(nifti_slice, img, name, k)) for k in range(n)]
     return Volume(slices=slices, ordering="NIfTI affine", shape=(shape[row_axis], shape[col_axis]),
