@@ -45,6 +45,48 @@ def test_predict_answers_every_malformed_file_and_leaves_the_run_untouched(synth
     assert _digest_tree(synthetic_run) == before
 
 
+def test_predict_answers_every_slice_of_a_series_and_names_its_bad_files(synthetic_run, phantom_root, tmp_path):
+    import zipfile
+
+    from pydicom.uid import RLELossless
+
+    from tests.dicom_series import dicom_bytes, series, write_series
+
+    png = str(next((phantom_root / "covid-ct" / "CT_COVID").glob("*.png")))
+    scan = write_series(tmp_path / "scan", series(4, spacing=2.0, syntax=RLELossless))
+    scan.pop(1).unlink()  # a missing slice
+    (tmp_path / "scan" / "notes.txt").write_text("exported by the PACS")
+    loose = write_series(tmp_path / "loose", series(2))  # loose files of one series
+    study = series(2)
+    with zipfile.ZipFile(tmp_path / "study.zip", "w") as zf:
+        for k, ds in enumerate(study):
+            zf.writestr(f"DICOM/IM{k}", dicom_bytes(ds))
+    before = _digest_tree(synthetic_run)
+    p = _cli("predict", "--run", str(synthetic_run), png, str(tmp_path / "scan"), str(loose[1]),
+             str(tmp_path / "study.zip"), str(loose[0]))
+    assert p.returncode == 1, p.stderr[-2000:]
+    assert "Traceback" not in p.stderr
+    answers = [json.loads(line) for line in p.stdout.splitlines()]
+    assert [a["file"] for a in answers] == [
+        png, str(tmp_path / "scan" / "notes.txt"), *map(str, scan), *map(str, loose),
+        f"{tmp_path / 'study.zip'}/DICOM/IM0", f"{tmp_path / 'study.zip'}/DICOM/IM1"]
+    assert "series_uid" not in answers[0] and "probabilities" in answers[0]  # a plain slice, as before
+    assert answers[1]["error"].endswith("notes.txt: not a DICOM file (a series is read from DICOM files only)")
+    volume = answers[2:5]
+    assert [a["index"] for a in volume] == [0, 1, 2] and {a["slices"] for a in volume} == {3}
+    assert [a["position_mm"] for a in volume] == [-100.0, -96.0, -94.0]
+    assert {a["series_uid"] for a in volume} == {series_uid_of(scan[0])}
+    assert all("probabilities" in a and a["ordering"] == "image position" for a in answers[2:])
+    assert f"warning: gap: {scan[0]} and {scan[1]}: 4 mm apart" in p.stderr
+    assert _digest_tree(synthetic_run) == before
+
+
+def series_uid_of(path: Path) -> str:
+    import pydicom
+
+    return str(pydicom.dcmread(path, stop_before_pixels=True).SeriesInstanceUID)
+
+
 def test_training_refuses_split_lists_naming_missing_files(phantom_root, tmp_path):
     data = tmp_path / "data"
     shutil.copytree(phantom_root, data)

@@ -6,7 +6,9 @@ import shutil
 from pathlib import Path
 
 import pytest
+from pydicom.uid import RLELossless
 
+from tests.dicom_series import series, write_ctmd, write_series
 from train.__main__ import main
 from train.check_data import PUBLISHED_LISTS, PUBLISHED_SEMISEG, layout_tree
 
@@ -41,6 +43,7 @@ def test_phantoms_pass_and_nothing_is_written(phantom_root, capsys):
     assert counts["covid-ct"]["CT_NonCOVID"] == sum(spec["counts"].values())
     assert [counts["semiseg"][k] for k in ("train_labelled", "test_labelled", "unlabelled")] == spec["seg"]
     assert "problem:" not in err
+    assert "covid-ct-md" not in counts  # optional: its absence is no problem
     assert snapshot(phantom_root) == before
 
 
@@ -134,6 +137,64 @@ def test_readme_shows_the_layout_the_check_expects(capsys):
     assert tree in (ROOT / "README.md").read_text(), "README's data tree differs from `train check-data --layout`"
 
 
+def test_covid_ct_md_is_counted_per_patient_and_decoded(data, capsys):
+    root = write_ctmd(data, n=3)
+    before = snapshot(data)
+    rc, out, err = check(capsys, data)
+    assert rc == 0, err
+    assert json.loads(out)["covid-ct-md"] == {p: 3 for p in ("P001", "P002", "normal001", "normal002", "cap001",
+                                                              "cap002")}
+    assert snapshot(data) == before
+    gone = min((root / "COVID-19" / "P002").iterdir())
+    gone.unlink()
+    stray = root / "Normal" / "normal001" / "stray.dcm"
+    stray.write_bytes(b"not a slice")
+    broken = min((root / "CAP" / "cap001").iterdir())  # the file the check decodes
+    broken.write_bytes(broken.read_bytes()[:400])
+    rc, out, err = check(capsys, data)
+    assert rc == 2 and out == ""
+    assert f"problem: {gone}: missing; listed in slices.csv for patient P002" in err
+    assert f"problem: {stray}: not listed in slices.csv" in err
+    assert f"problem: {broken}: " in err
+    shutil.rmtree(root / "CAP" / "cap002")
+    rc, _, err = check(capsys, data)
+    assert f"problem: {root / 'CAP' / 'cap002'}: missing; expected patient cap002's 3 slices there" in err
+
+
+def test_series_are_reported_before_predicting(tmp_path, capsys):
+    paths = write_series(tmp_path / "scan", series(5, spacing=2.0, syntax=RLELossless))
+    rc = main(["check-data", "--series", str(tmp_path / "scan")])
+    out, err = capsys.readouterr()
+    assert rc == 0 and err == ""
+    (report,) = json.loads(out)["series"]
+    assert report["slices"] == 5 and report["ordering"] == "image position" and report["slice_spacing_mm"] == 2.0
+    assert report["pixel_spacing_mm"] == [0.7, 0.7] and report["gaps"] == 0 and report["undecodable"] == 0
+    assert (report["first"], report["last"]) == (str(paths[0]), str(paths[-1]))
+
+
+def test_series_check_names_every_bad_file_gap_and_other_series(tmp_path, capsys):
+    paths = write_series(tmp_path / "scan", series(6, spacing=2.0))
+    paths[2].unlink()
+    (tmp_path / "scan" / "readme.txt").write_text("exported by the PACS")
+    other = write_series(tmp_path / "scan", series(1, series_uid="1.2.3.4"), prefix="X")
+    rc = main(["check-data", "--series", str(tmp_path / "scan")])
+    out, err = capsys.readouterr()
+    assert rc == 2
+    assert [r["slices"] for r in json.loads(out)["series"]] == [5, 1]
+    lines = err.strip().splitlines()
+    assert f"problem: {tmp_path / 'scan' / 'readme.txt'}: not a DICOM file (a series is read from DICOM files only)" \
+        in lines
+    assert f"problem: gap: {paths[1]} and {paths[3]}: 4 mm apart, 2.0x the series' usual 2; about 1 slice missing " \
+        "between them" in lines
+    assert any(line.startswith(f"warning: {other[0]}: series 1.2.3.4 (1 slice) is not the largest") for line in lines)
+    assert lines[-1] == "error: 2 problems with the DICOM series given (listed above)"
+
+
+def test_series_and_data_root_are_checked_apart(tmp_path, capsys):
+    assert main(["check-data", "--data-root", str(tmp_path), "--series", str(tmp_path)]) == 2
+    assert "--series checks DICOM series on their own" in capsys.readouterr().err
+
+
 @pytest.mark.realdata
 def test_real_data_matches_the_published_sets(data_root, capsys):
     rc, out, err = check(capsys, data_root)
@@ -142,3 +203,6 @@ def test_real_data_matches_the_published_sets(data_root, capsys):
     assert counts["covid-ct"]["splits"] == {f"{s}{c}": n for (s, c), n in PUBLISHED_LISTS.items()}
     assert [counts["semiseg"][k] for k in ("train_labelled", "test_labelled", "unlabelled")] == \
         [PUBLISHED_SEMISEG[k] for k in ("train", "test", "unlabelled")]
+    # COVID-CT-MD's sample, as its PROVENANCE.md counts it
+    assert counts["covid-ct-md"] == {"P001": 74, "P002": 67, "normal001": 77, "normal002": 84, "cap001": 84,
+                                     "cap002": 66}

@@ -17,7 +17,17 @@ import pytest
 from PIL import Image
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import encapsulate
-from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, JPEGBaseline8Bit, generate_uid
+from pydicom.uid import (
+    MPEG2MPML,
+    CTImageStorage,
+    ExplicitVRLittleEndian,
+    JPEG2000Lossless,
+    JPEGBaseline8Bit,
+    JPEGLosslessSV1,
+    JPEGLSLossless,
+    RLELossless,
+    generate_uid,
+)
 
 from core.data import imaging
 from core.data.imaging import (
@@ -124,6 +134,13 @@ def _dicom_unknown_syntax() -> bytes:
     return dicom_bytes(ds)
 
 
+def _dicom_mpeg2_syntax() -> bytes:
+    ds = ct_dataset(ct_phantom())
+    ds.file_meta.TransferSyntaxUID = MPEG2MPML  # a video syntax: pydicom has no decoder for it
+    ds.PixelData = encapsulate([bytes(64)])
+    return dicom_bytes(ds)
+
+
 def _dicom_jpeg_syntax_with_garbage() -> bytes:
     ds = ct_dataset(ct_phantom())
     ds.file_meta.TransferSyntaxUID = JPEGBaseline8Bit
@@ -197,6 +214,7 @@ CORPUS: dict[str, object] = {
     "preamble_only.dcm": lambda: bytes(128) + b"DICM",
     "no_pixels.dcm": _dicom_no_pixels,
     "unknown_syntax.dcm": _dicom_unknown_syntax,
+    "mpeg2_syntax.dcm": _dicom_mpeg2_syntax,
     "jpeg_syntax_garbage.dcm": _dicom_jpeg_syntax_with_garbage,
     "short_pixels.dcm": _dicom_short_pixels,
     "cut_in_half.dcm": lambda: dicom_bytes(ct_dataset(ct_phantom()))[:1000],
@@ -461,6 +479,54 @@ def test_multiframe_dicom_picks_a_frame(tmp_path):
     assert read_slice_bytes(data, "mf.dcm", slice_index=2)[0, 0] == pytest.approx(1.0)
     with pytest.raises(ImageReadError, match="frame 3 requested"):
         read_slice_bytes(data, "mf.dcm", slice_index=3)
+
+
+@pytest.mark.parametrize("syntax", [RLELossless, JPEG2000Lossless])
+def test_compressed_dicom_reads_as_the_uncompressed_slice(syntax):
+    hu = ct_phantom()
+    hu[3:6, 4:9] = 150.0
+    hu[20, 2] = -1350.0
+    plain = read_slice_bytes(dicom_bytes(ct_dataset(hu, slope=1.0)), "plain.dcm")
+    ds = ct_dataset(hu, slope=1.0)
+    ds.compress(syntax)  # RLE by pydicom itself, JPEG 2000 by pylibjpeg-openjpeg
+    assert ds.file_meta.TransferSyntaxUID == syntax
+    np.testing.assert_array_equal(read_slice_bytes(dicom_bytes(ds), "packed.dcm"), plain)
+    np.testing.assert_allclose(plain, window(hu), atol=1e-6)
+
+
+@pytest.mark.parametrize("syntax", [JPEGLosslessSV1, JPEGLSLossless, JPEGBaseline8Bit, JPEG2000Lossless])
+def test_the_decoder_plugins_hospitals_need_are_installed(syntax):
+    # COVID-CT-MD is JPEG Lossless SV1; pydicom cannot write it, so the real-data test decodes it
+    from pydicom.pixels import get_decoder
+
+    assert get_decoder(syntax).is_available, f"no decoder for {syntax.name}: install requirements.txt"
+
+
+def test_unsupported_transfer_syntax_is_named_by_name_and_uid(tmp_path):
+    path = tmp_path / "video.dcm"
+    path.write_bytes(_dicom_mpeg2_syntax())
+    with pytest.raises(ImageReadError) as info:
+        read_slice(path)
+    assert str(info.value) == (f"{path}: DICOM transfer syntax 'MPEG2 Main Profile / Main Level' "
+                               f"({MPEG2MPML}) is not supported: no installed decoder reads it")
+    with pytest.raises(ImageReadError, match=r"^odd.dcm: DICOM transfer syntax 1\.2\.826\.0\.1\.3680043\.9\.9999\.1 "
+                                             r"\(an unknown UID\) is not supported"):
+        read_slice_bytes(_dicom_unknown_syntax(), "odd.dcm")
+
+
+def test_a_missing_plugin_is_named_before_decoding(monkeypatch):
+    import pydicom.pixels
+
+    class Unavailable:  # what pydicom's decoder reports without pylibjpeg-openjpeg
+        is_available = False
+        missing_dependencies = ("pylibjpeg - requires pylibjpeg>=2.0 and pylibjpeg-openjpeg>=2.0",)
+
+    monkeypatch.setattr(pydicom.pixels, "get_decoder", lambda uid: Unavailable())
+    ds = ct_dataset(ct_phantom())
+    ds.compress(RLELossless)
+    with pytest.raises(ImageReadError, match=r"^j2k.dcm: DICOM transfer syntax 'RLE Lossless' \(1\.2\.840\.10008\.1\.2\.5\) "
+                                             r"is not supported: no installed decoder reads it \(missing: pylibjpeg - "):
+        read_slice_bytes(dicom_bytes(ds), "j2k.dcm")
 
 
 # ---------------------------------------------------------------- NIfTI

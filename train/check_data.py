@@ -3,6 +3,7 @@ published COVID-CT and COVID-SemiSeg sets, read with the same readers the stages
 
     python -m train check-data --data-root ../shared/data
     python -m train check-data --layout          # print the expected folder tree and stop
+    python -m train check-data --series scan/ [more.dcm ... | study.zip]   # DICOM series, before predicting on them
 
 Reads only; writes nothing. All well: the counts as one JSON object, exit 0. Otherwise one line per
 problem on standard error, naming the missing or misplaced path and what belongs there (and where a
@@ -10,6 +11,13 @@ misplaced file or folder was found instead), then one `error:` line, exit 2. `wa
 optional parts that are absent (patient metadata) and files the readers ignore; they do not fail the
 check. The counts are compared with the published sets; for a phantom data set (core/data/phantom.py) with
 the counts its marker file records. --subset turns count differences into warnings (a deliberate subset).
+COVID-CT-MD (covid-ct-md/) is optional: when present, each patient's files are counted against slices.csv
+and one file per patient is decoded.
+
+--series checks DICOM series as `train predict` will read them (core/data/series.py: a folder or .zip is
+one input, loose files of one series another): every slice decoded; per series, its UID, slice count,
+ordering, spacing and gaps as JSON on standard output; one `problem:` line per bad file, gap or
+disorder, one `warning:` line per note (a second series beside the first), then exit 2 if any problem.
 """
 from __future__ import annotations
 
@@ -18,9 +26,12 @@ import os
 import sys
 from pathlib import Path
 
+from core.data import ctmd
 from core.data.covidct import CLASSES, SPLITS, read_covidct
+from core.data.imaging import ImageReadError, read_slice
 from core.data.roots import DataError
 from core.data.semiseg import IMAGE_SUFFIXES, LABELLED, UNLABELLED, read_labelled, read_unlabelled
+from core.data.series import group_inputs, read_series
 
 # core.data.phantom.SYNTHETIC_MARKER: the counts a phantom set was written with
 PHANTOM_MARKER = "SYNTHETIC_PHANTOMS.json"
@@ -55,6 +66,8 @@ def add_args(p):
     p.add_argument("--subset", action="store_true",
                    help="the data are a deliberate subset: counts that differ from the published sets are warnings")
     p.add_argument("--layout", action="store_true", help="print the folder tree --data-root expects and stop")
+    p.add_argument("--series", nargs="+", metavar="PATH", default=None,
+                   help="check DICOM series (folders, .zip archives, the files of a series) before predicting on them")
 
 
 def layout_tree() -> str:
@@ -96,6 +109,16 @@ class Findings:
         out += lines[:MAX_LINES]
         if len(lines) > MAX_LINES:
             out.append(f"... and {len(lines) - MAX_LINES} more {what}")
+
+    def report(self, what: str, prefix: str = "", after: str = "") -> None:
+        """Warnings and problems on standard error, one a line; any problem: a DataError counting them."""
+        for line in self.warnings:
+            print(f"warning: {line}", file=sys.stderr)
+        if self.problems:
+            for line in self.problems:
+                print(f"problem: {line}", file=sys.stderr)
+            n = len(self.problems)
+            raise DataError(f"{prefix}{n} problem{'s' if n > 1 else ''} {what} (listed above){after}")
 
 
 class Index:
@@ -321,6 +344,67 @@ def check_semiseg(root: Path, index: Index, found: Findings, expected: dict, sou
     return counts
 
 
+# ------------------------------------------------------------------------------------------ COVID-CT-MD
+
+def check_ctmd(root: Path, found: Findings) -> dict | None:
+    """COVID-CT-MD, when present (it is optional): each patient's files against slices.csv, one decoded.
+    Returns the files found per patient, or None when there is no covid-ct-md/."""
+    if not (root / ctmd.FOLDER).is_dir():
+        return None
+    try:
+        records = ctmd.read_records(root)
+    except DataError as exc:
+        found.problems.append(f"COVID-CT-MD reader: {exc}")
+        return {}
+    counts = {}
+    for patient, recs in ctmd.by_patient(records).items():
+        listed = {r.path for r in recs}
+        folders = sorted({r.path.parent for r in recs})
+        gone = [f for f in folders if not f.is_dir()]
+        if gone:
+            found.problems.append(f"{gone[0]}: missing; expected patient {patient}'s {len(listed)} slices there "
+                                  f"(listed in {ctmd.CSV})")
+            continue
+        on_disk = {p for f in folders for p in _files(f)}
+        counts[patient] = len(on_disk)
+        found.many([f"{p}: missing; listed in {ctmd.CSV} for patient {patient}" for p in sorted(listed - on_disk)],
+                   f"missing slices of {patient}")
+        found.many([f"{p}: not listed in {ctmd.CSV}; a patient's folder holds its listed slices only"
+                    for p in sorted(on_disk - listed)], f"unlisted files of {patient}")
+        present = sorted(listed & on_disk)
+        if present:
+            try:
+                read_slice(present[0])
+            except ImageReadError as exc:
+                found.problems.append(str(exc))
+    return counts
+
+
+# ------------------------------------------------------------------------------------------ DICOM series
+
+def check_series(paths: list[str]) -> int:
+    """Read and decode DICOM series as `train predict` will; report each, name every problem."""
+    found = Findings()
+    report = []
+    for _, group in group_inputs(paths):
+        series = read_series(group)
+        found.many([str(e) for e in series.rejected], "bad files")
+        for vol in series.volumes:
+            undecodable = []
+            for s in vol.slices:
+                try:
+                    s.image()
+                except ImageReadError as exc:
+                    undecodable.append(str(exc))
+            report.append({**vol.summary(), "undecodable": len(undecodable)})
+            found.many([str(e) for e in vol.left_out] + undecodable, f"bad files of series {vol.series_uid}")
+            found.many(vol.problems, f"problems of series {vol.series_uid}")
+            found.many(vol.notes, f"notes on series {vol.series_uid}", kind="warnings")
+    print(json.dumps({"series": report}, indent=1))
+    found.report("with the DICOM series given")
+    return 0
+
+
 # --------------------------------------------------------------------------------------------- run
 
 def check(data_root, subset: bool = False) -> tuple[dict, Findings]:
@@ -358,6 +442,9 @@ def check(data_root, subset: bool = False) -> tuple[dict, Findings]:
             read_unlabelled(root)
         except DataError as exc:
             found.problems.append(f"COVID-SemiSeg reader: {exc}")
+    md = check_ctmd(root, found)
+    if md is not None:
+        counts["covid-ct-md"] = md
     if found.warnings:
         counts["warnings"] = found.warnings
     return counts, found
@@ -367,18 +454,18 @@ def run(args):
     if args.layout:
         print(layout_tree())
         return 0
+    if args.series:
+        if args.data_root is not None:
+            from core.errors import UsageError
+
+            raise UsageError("--series checks DICOM series on their own; run --data-root apart")
+        return check_series(args.series)
     if args.data_root is None:
         from core.errors import UsageError
 
         raise UsageError("--data-root is required (the folder holding covid-ct/ and semiseg/; see --layout)")
     counts, found = check(args.data_root, args.subset)
-    for line in found.warnings:
-        print(f"warning: {line}", file=sys.stderr)
-    if found.problems:
-        for line in found.problems:
-            print(f"problem: {line}", file=sys.stderr)
-        n = len(found.problems)
-        raise DataError(f"{args.data_root}: {n} problem{'s' if n > 1 else ''} with the data layout (listed above); "
-                        "`python -m train check-data --layout` shows the tree it expects")
+    found.report("with the data layout", prefix=f"{args.data_root}: ",
+                 after="; `python -m train check-data --layout` shows the tree it expects")
     print(json.dumps(counts, indent=1))
     return 0

@@ -1,16 +1,23 @@
-"""Run a trained pipeline on new slices; prints one JSON object per file (JSON Lines).
+"""Run a trained pipeline on new slices and DICOM series; prints one JSON object per slice (JSON Lines).
 
     python -m train predict --run runs/lite0 slice1.png scan.dcm volume.nii.gz
     python -m train predict --run runs/lite0 --tau 0.6 --slice 40 volume.nii.gz
+    python -m train predict --run runs/lite0 series_folder/ study.zip IM0001.dcm IM0002.dcm
 
-A file that cannot be read gets {"file": ..., "error": ...}; the others are still answered, and the
-exit code is 1 when any file failed.
+A folder or a .zip is read as DICOM series, and so are loose DICOM files that share a SeriesInstanceUID
+(core/data/series.py): every slice of each series is answered in body order, with its file, the series'
+UID, its index in the volume and its position (mm). Any other file is one slice, as before (a NIfTI volume:
+its middle slice, or --slice). A file that cannot be read gets {"file": ..., "error": ...}; the others are
+still answered, and the exit code is 1 when any file failed. What is wrong with a series as a whole (a gap,
+a second series beside the first) is a `warning:` line on standard error.
 """
 from __future__ import annotations
 
 import json
+import sys
 
 from core.data.imaging import ImageReadError, read_slice
+from core.data.series import Volume, group_inputs, read_series
 from core.errors import UsageError
 from core.inference import TrainedRun
 
@@ -19,10 +26,36 @@ from .common import pick_device
 
 def add_args(p):
     p.add_argument("--run", required=True, help="a run folder trained by `python -m train pipeline`")
-    p.add_argument("files", nargs="+", help="PNG/JPEG/DICOM/NIfTI slices")
+    p.add_argument("files", nargs="+", help="PNG/JPEG/DICOM/NIfTI slices, DICOM series folders or .zip archives")
     p.add_argument("--tau", type=float, default=None, help="Eq. 2 threshold (default: the run's)")
     p.add_argument("--slice", type=int, default=None, help="axial slice of NIfTI volumes (default: the middle)")
     p.add_argument("--device", default="auto")
+
+
+def _answer(tr: TrainedRun, tau: float | None, read, where: dict) -> bool:
+    """Print one slice's analysis, or its error; True when it failed."""
+    try:
+        a = tr.analyse(read(), tau)
+    except ImageReadError as exc:
+        print(json.dumps({**where, "error": str(exc)}), flush=True)
+        return True
+    print(json.dumps({**where, **a.to_json()}), flush=True)
+    return False
+
+
+def _series(tr: TrainedRun, tau: float | None, vol: Volume) -> int:
+    for line in vol.notes + vol.problems:
+        print(f"warning: {line}", file=sys.stderr, flush=True)
+    failed = 0
+    for e in vol.left_out:
+        print(json.dumps({"file": e.name, "series_uid": vol.series_uid, "error": str(e)}), flush=True)
+        failed += 1
+    for i, s in enumerate(vol.slices):
+        where = {"file": s.name, "series_uid": vol.series_uid, "index": i, "slices": len(vol),
+                 "position_mm": None if s.position is None else round(s.position, 4), "instance": s.instance,
+                 "ordering": vol.ordering}
+        failed += _answer(tr, tau, s.image, where)
+    return failed
 
 
 def run(args) -> int:
@@ -30,11 +63,15 @@ def run(args) -> int:
         raise UsageError(f"--tau must lie in [0, 1], got {args.tau}")
     tr = TrainedRun.load(args.run, device=pick_device(args.device))
     failed = 0
-    for f in args.files:
-        try:
-            a = tr.analyse(read_slice(f, args.slice), args.tau)
-            print(json.dumps({"file": f, **a.to_json()}), flush=True)
-        except ImageReadError as exc:
+    for kind, paths in group_inputs(args.files):
+        if kind == "slice":
+            f = str(paths[0])  # as given
+            failed += _answer(tr, args.tau, lambda f=f: read_slice(f, args.slice), {"file": f})
+            continue
+        found = read_series(paths)
+        for e in found.rejected:
+            print(json.dumps({"file": e.name, "error": str(e)}), flush=True)
             failed += 1
-            print(json.dumps({"file": f, "error": str(exc)}), flush=True)
+        for vol in found.volumes:
+            failed += _series(tr, args.tau, vol)
     return 1 if failed else 0

@@ -1,1 +1,1 @@
-"""Data sets read into tensors: COVID-CT, COVID-SemiSeg, phantoms, packs, any slice a user hands in."""
+"""Data sets read into tensors: COVID-CT, COVID-SemiSeg, COVID-CT-MD, phantoms, packs, any slice or series a user hands in."""

@@ -4,6 +4,11 @@ One entry point, `read_slice`, for every later use (training data, prediction, d
 PNG/JPEG/WebP/BMP/TIFF by content (COVID-CT has JPEG data in files named .png), DICOM through pydicom
 (modality LUT to Hounsfield units, then the lung window W1500/L-600), NIfTI through nibabel
 (canonical orientation, one axial slice). Every failure is an `ImageReadError` naming the file.
+
+Compressed DICOM, as hospitals export it, is decoded by pydicom's plugins (requirements.txt): RLE natively,
+JPEG Lossless/JPEG-LS/JPEG baseline and extended by pylibjpeg-libjpeg, JPEG 2000 by pylibjpeg-openjpeg.
+A transfer syntax none of them reads is refused, by name and UID, before any decoding. A series of
+slices, or a NIfTI file, read as one volume: core/data/series.py.
 """
 from __future__ import annotations
 
@@ -134,9 +139,39 @@ def _from_pil(name: str, data: bytes) -> np.ndarray:
     return _check_shape(name, arr)
 
 
-def _from_dicom(name: str, data: bytes, slice_index: int | None) -> np.ndarray:
+def _transfer_syntax(uid) -> str:
+    """A transfer syntax by name and UID, for messages."""
+    from pydicom.uid import UID
+
+    uid = UID(str(uid))
+    return f"'{uid.name}' ({uid})" if uid.name != str(uid) else f"{uid} (an unknown UID)"
+
+
+def _check_decodable(name: str, ds) -> None:
+    """Refuse, before decoding, pixel data that no installed decoder reads (pydicom has none for the
+    syntax, or its plugins, pylibjpeg-libjpeg/-openjpeg, are missing)."""
+    from pydicom.pixels import get_decoder
+
+    syntax = getattr(ds, "file_meta", None) and ds.file_meta.get("TransferSyntaxUID")
+    if "PixelData" not in ds or not syntax:
+        return  # float pixel data is never compressed; without a syntax, decoding names the problem
+    try:
+        decoder = get_decoder(syntax)
+    except NotImplementedError:
+        needs = ""
+    else:
+        if decoder.is_available:
+            return
+        missing = [line for deps in decoder.missing_dependencies for line in str(deps).splitlines()[:1]]
+        needs = f" (missing: {missing[0]})" if missing else ""
+    raise ImageReadError(name, f"DICOM transfer syntax {_transfer_syntax(syntax)} is not supported: "
+                               f"no installed decoder reads it{needs}")
+
+
+def dicom_dataset(name: str, data: bytes):
+    """Parse a DICOM file and check, before any pixel is decoded, that it holds one decodable grey image
+    (pixel data, a sane size, 1 to MAX_FRAMES frames, one sample per pixel, a supported transfer syntax)."""
     import pydicom
-    from pydicom.pixels import apply_modality_lut, pixel_array
 
     try:
         ds = pydicom.dcmread(io.BytesIO(data), force=True)
@@ -157,13 +192,22 @@ def _from_dicom(name: str, data: bytes, slice_index: int | None) -> np.ndarray:
     if samples != 1:
         raise ImageReadError(name, f"DICOM holds a colour image ({samples} samples per pixel); "
                                    "expected one grey CT slice")
+    _check_decodable(name, ds)
+    return ds
+
+
+def _from_dicom(name: str, data: bytes, slice_index: int | None) -> np.ndarray:
+    from pydicom.pixels import apply_modality_lut, pixel_array
+
+    ds = dicom_dataset(name, data)
+    frames = int(ds.get("NumberOfFrames") or 1)
     k = frames // 2 if slice_index is None else slice_index  # multi-frame: the middle frame by default
     if not 0 <= k < frames:
         raise ImageReadError(name, f"frame {k} requested but the DICOM file has {frames} frames")
     try:
         pixels = pixel_array(ds, index=k if frames > 1 else None)
         hu = apply_modality_lut(pixels, ds).astype(np.float32)
-    except Exception as exc:  # unknown transfer syntax, truncated or corrupt data, missing decoder...
+    except Exception as exc:  # truncated or corrupt data, a decoder's own refusal...
         raise ImageReadError(name, f"DICOM pixel data cannot be decoded ({_problem(exc)})") from None
     # Check before windowing: the window's clip would hide an infinite value.
     return window(_check_shape(name, hu))
@@ -189,7 +233,7 @@ def _gunzip(name: str, data: bytes) -> bytes:
     return b"".join(out)
 
 
-def _nifti_image(name: str, data: bytes):
+def open_nifti(name: str, data: bytes):
     """The NIfTI image with only its header parsed; the voxels stay on the (in-memory) file."""
     import nibabel as nib
 
@@ -210,7 +254,7 @@ def _nifti_image(name: str, data: bytes):
     return img
 
 
-def _slice_axis(img) -> tuple[int, int, np.ndarray]:
+def nifti_axes(img) -> tuple[int, int, np.ndarray]:
     """The stored axis that runs foot to head, whether it is flipped, and the orientation of the rest."""
     from nibabel.orientations import io_orientation
 
@@ -223,17 +267,18 @@ def _slice_axis(img) -> tuple[int, int, np.ndarray]:
 
 def nifti_slice_count(data: bytes, name: str = "volume.nii") -> int:
     """Number of axial slices in a NIfTI volume (for the dashboard's slice picker); reads the header only."""
-    img = _nifti_image(name, data)
-    axis, _, _ = _slice_axis(img)
+    img = open_nifti(name, data)
+    axis, _, _ = nifti_axes(img)
     return (tuple(img.shape) + (1,))[axis]
 
 
-def _from_nifti(name: str, data: bytes, slice_index: int | None) -> np.ndarray:
+def nifti_slice(img, name: str, slice_index: int | None) -> np.ndarray:
+    """Axial slice `slice_index` (counted foot to head; default the middle) of an image from open_nifti, in
+    the radiological view, in [0, 1]."""
     from nibabel.orientations import apply_orientation
 
-    img = _nifti_image(name, data)
     shape = (tuple(int(n) for n in img.shape) + (1,))[:3]
-    axis, flip, rest = _slice_axis(img)
+    axis, flip, rest = nifti_axes(img)
     n = shape[axis]
     k = n // 2 if slice_index is None else slice_index
     if not 0 <= k < n:
@@ -283,11 +328,12 @@ def read_slice_bytes(data: bytes, name: str = "<upload>", slice_index: int | Non
     if fmt == "dicom":
         return _from_dicom(name, data, slice_index)
     if fmt == "nifti":
-        return _from_nifti(name, data, slice_index)
+        return nifti_slice(open_nifti(name, data), name, slice_index)
     return _from_pil(name, data)
 
 
-def _read_bytes(path: Path) -> bytes:
+def read_bytes(path: Path) -> bytes:
+    """A file's bytes; an unreadable or empty file is an ImageReadError naming it."""
     try:
         data = path.read_bytes()
     except OSError as exc:
@@ -300,7 +346,7 @@ def _read_bytes(path: Path) -> bytes:
 def read_slice(path: str | Path, slice_index: int | None = None) -> np.ndarray:
     """Read a slice file of any supported format to a (H, W) float32 image in [0, 1]."""
     path = Path(path)
-    return read_slice_bytes(_read_bytes(path), str(path), slice_index)
+    return read_slice_bytes(read_bytes(path), str(path), slice_index)
 
 
 def read_mask(path: str | Path) -> np.ndarray:
@@ -312,7 +358,7 @@ def read_mask(path: str | Path) -> np.ndarray:
     """
     path = Path(path)
     name = str(path)
-    img = _open_pil(name, _read_bytes(path))
+    img = _open_pil(name, read_bytes(path))
     try:
         if img.mode == "P":
             arr = np.asarray(img)
