@@ -2,7 +2,7 @@
 
     streamlit run dashboard/app.py -- --runs runs        # --runs defaults to ./runs ($COVID_LAB_RUNS also works)
 
-Pages (dashboard/views/): Overview, Map, Does it look at the disease?, Case, Margin review, New slice. Server settings (bind
+Pages (dashboard/views/): Overview, Map, Does it look at the disease?, Case, Margin review, New slice, Scan. Server settings (bind
 127.0.0.1, XSRF protection on, 50 MB uploads, no usage stats) live in .streamlit/config.toml.
 """
 from __future__ import annotations
@@ -27,6 +27,7 @@ PAGES = [
     st.Page("views/case.py", title="Case", icon=":material/image_search:"),
     st.Page("views/margin.py", title="Margin review", icon=":material/rule:"),
     st.Page("views/new_slice.py", title="New slice", icon=":material/upload_file:"),
+    st.Page("views/scan.py", title="Scan", icon=":material/view_in_ar:"),
 ]
 page = st.navigation(PAGES)
 

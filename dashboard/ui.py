@@ -15,6 +15,7 @@ from dashboard.map_args import CLASS_NAMES
 
 RESEARCH_NOTICE = "Research use only — not for clinical diagnosis."
 CASE_PAGE = "views/case.py"
+SCAN_CASE = "_scan_case"  # the session's scan slice (dashboard.scans.ScanCase) the Case view shows instead
 PLOTLY_CONFIG = {"displaylogo": False}
 SMALL_CHART_CONFIG = {"displayModeBar": False}
 NO_SECOND_RUN = "(no second run)"  # the "Compare with" choice; no run folder can carry this name
@@ -86,6 +87,13 @@ def synthetic_banner(rv: RunView) -> None:
 def open_case(key: str) -> None:
     """Select a slice and go to the Case page."""
     st.session_state["selected_key"] = key
+    st.session_state.pop(SCAN_CASE, None)  # a run's slice, not the scan slice shown before
+    st.switch_page(CASE_PAGE)
+
+
+def open_scan_case(case) -> None:
+    """Show a slice of a scan (dashboard.scans.ScanCase) in the Case page."""
+    st.session_state[SCAN_CASE] = case
     st.switch_page(CASE_PAGE)
 
 

@@ -30,8 +30,9 @@ def _x_of(table: pd.DataFrame) -> tuple[np.ndarray, str]:
 
 
 def _line_panel(d: ImageDraw.ImageDraw, box, x: np.ndarray, series: list[tuple[str, np.ndarray, tuple, int]],
-                top: float, title: str, ref: float | None = None, percent: bool = False) -> None:
-    """Lines of `series` (label, values, colour, width) over x in box; y from 0 to `top`; a dashed `ref`."""
+                top: float, title: str, ref: float | None = None, percent: bool = False, x_ends: bool = False) -> None:
+    """Lines of `series` (label, values, colour, width) over x in box; y from 0 to `top`; a dashed `ref`;
+    x_ends: the first and last x written under the axis."""
     x0, y0, x1, y1 = box
     _text(d, (x0, y0), title, 28, bold=True, max_w=x1 - x0)
     py0, py1, px0, px1 = y0 + 44, y1 - 8, x0 + 70, x1 - 10
@@ -44,7 +45,10 @@ def _line_panel(d: ImageDraw.ImageDraw, box, x: np.ndarray, series: list[tuple[s
 
     for frac in (0.0, 0.5, 1.0):
         _, yy = xy(lo, frac * top)
-        _text(d, (px0 - 8, yy), f"{frac * top:.0%}" if percent else f"{frac * top:g}", 24, GREY, anchor="rm")
+        _text(d, (px0 - 8, yy), f"{frac * top * 100:g}%" if percent else f"{frac * top:g}", 24, GREY, anchor="rm")
+    if x_ends:
+        _text(d, (px0, py1 + 6), f"{lo:g}", 24, GREY, anchor="la")
+        _text(d, (px1, py1 + 6), f"{hi:g}", 24, GREY, anchor="ra")
     if ref is not None:
         _, ry = xy(lo, ref)
         for sx in range(int(px0), int(px1), 24):
@@ -75,7 +79,7 @@ def scan_report(table: pd.DataFrame, summary: ScanSummary, scan_name: str, run_n
                 subtitle: str = "") -> Image.Image:
     """The report as a 1920x1080 RGB image. table, summary: core.knowledge.scan; branches: the ones whose
     p(COVID) is drawn along the scan (the decision branch thicker); panels: (image, caption) of the slices
-    that drive the decision (up to 6); notes: the series' problems, one line each (the first ones shown)."""
+    that drive the decision (up to 6; a caption's lines split by newlines); notes: the series' problems, one line each (the first ones shown)."""
     W, H = SIZE
     canvas = Image.new("RGB", SIZE, PAPER)
     d = ImageDraw.Draw(canvas)
@@ -100,17 +104,15 @@ def scan_report(table: pd.DataFrame, summary: ScanSummary, scan_name: str, run_n
     shares = [(f"{side} lung", table[f"{side}_share"].where(table.lung_found).to_numpy(float), SIDE_COLOURS[side], 3)
               for side in SIDES]
     top = max(0.05, float(np.nanmax([np.nanmax(s[1]) if np.isfinite(s[1]).any() else 0.0 for s in shares])))
-    _line_panel(d, (MARGIN, 440, 1180, 650), xs, shares, math.ceil(top * 20) / 20, "lesion share of each lung",
-                percent=True)
-    _text(d, (MARGIN + 70, 652), xlabel, 24, GREY, max_w=1100)
+    _line_panel(d, (MARGIN, 440, 1180, 640), xs, shares, math.ceil(top * 20) / 20, "lesion share of each lung",
+                percent=True, x_ends=True)
+    _text(d, (MARGIN + 610, 638), xlabel, 24, GREY, anchor="ma", max_w=800)
 
     # Right: opacity per lung, lesion by zone, counts
     rx, bw = 1250, 470
     _text(d, (rx, 150), "Opacity per lung (lesion / lung area)", 32, bold=True, max_w=W - MARGIN - rx)
     for j, side in enumerate(SIDES):
-        mm2 = summary.lesion_mm2[side]
-        extra = "" if math.isnan(mm2) else f" · {mm2 / 100:.1f} cm²"
-        _bar(d, rx, 200 + j * 80, bw, summary.opacity[side], SIDE_COLOURS[side], f"{side} lung{extra}")
+        _bar(d, rx, 200 + j * 80, bw, summary.opacity[side], SIDE_COLOURS[side], f"{side} lung")
     _text(d, (rx, 370), "Lesion along the scan (share per third)", 32, bold=True, max_w=W - MARGIN - rx)
     for j, zone in enumerate(ZONES):
         _bar(d, rx, 420 + j * 70, bw, summary.zones[zone], (150, 150, 160), f"{zone} third")
@@ -119,14 +121,14 @@ def scan_report(table: pd.DataFrame, summary: ScanSummary, scan_name: str, run_n
 
     # Bottom: the slices that drive the decision
     _text(d, (MARGIN, 690), "The slices that drive the decision", 30, bold=True)
-    side, gap = 150, 22
+    side, step = 150, (W - 2 * MARGIN) // 6
     for i, (img, caption) in enumerate(list(panels)[:6]):
-        cx = MARGIN + i * (side + 150 + gap)
+        cx = MARGIN + i * step
         pic = _as_image(img)
         if pic is not None:
             canvas.paste(pic.resize((side, side), Image.LANCZOS), (cx, 735))
-        for k, line in enumerate(_wrap(d, caption, 24, 150 - 10, 4)):
-            _text(d, (cx + side + 10, 740 + k * 28), line, 24, GREY, max_w=150 - 10)
+        for k, line in enumerate(caption.split("\n")[:5]):
+            _text(d, (cx + side + 10, 738 + k * 28), line, 24, GREY, max_w=step - side - 20)
 
     rule = _wrap(d, f"Rule: {dec.words}.", 24, W - 2 * MARGIN, 2)
     for k, line in enumerate(rule):
