@@ -204,3 +204,22 @@ def test_an_unreadable_slice_keeps_its_row(trained, phantom_scan, tmp_path):
     assert (table.problem.drop(2) == "").all() and not table.at[2, "lung_found"]
     s = summarise(table, "fusion", 0.5)
     assert s.problems == 1 and s.with_lung == 5 and 2 not in s.decision.top
+
+
+def test_the_rule_is_chosen_on_the_selection_patients_only():
+    from core.data.ctmd import REPORT, SELECTION
+    from core.knowledge.scan import CANDIDATE_SHARES, selection_table
+
+    covid = with_zones(hand_table(np.arange(10.0), [100] * 10, [0] * 10, [0] * 10, [0.9, 0.8] + [0.1] * 8), True)
+    clean = with_zones(hand_table(np.arange(10.0), [100] * 10, [0] * 10, [0] * 10, [0.6] + [0.2] * 9), True)
+    tables = {SELECTION[0]: covid, SELECTION[1]: clean}
+    t = selection_table(tables, {SELECTION[0]: 1, SELECTION[1]: 0}, "fusion", 0.5)
+    assert len(t) == 2 * len(CANDIDATE_SHARES) and RULE.name in set(t.rule)
+    top10 = t[t.top_share == 0.10].set_index("patient")
+    assert top10.statistic.to_dict() == pytest.approx({SELECTION[0]: 0.9, SELECTION[1]: 0.6})
+    assert top10.right.to_dict() == {SELECTION[0]: True, SELECTION[1]: False}
+    assert top10.margin.to_dict() == pytest.approx({SELECTION[0]: 0.4, SELECTION[1]: -0.1})
+    all_slices = t[t.top_share == 1.0].set_index("patient")
+    assert all_slices.right.to_dict() == {SELECTION[0]: False, SELECTION[1]: True}  # the mean of every slice
+    with pytest.raises(ValueError, match=REPORT[0]):
+        selection_table({**tables, REPORT[0]: covid}, {SELECTION[0]: 1, SELECTION[1]: 0, REPORT[0]: 1}, "fusion", 0.5)

@@ -79,8 +79,33 @@ class ScanRule:
 
 
 # The scan-level rule. Its one constant (the top share) is to be chosen on COVID-CT-MD's SELECTION
-# patients with the run's validation operating point, never on its REPORT patients.
+# patients with the run's validation operating point (`selection_table`), never on its REPORT patients.
 RULE = ScanRule("top-decile mean", 0.10)
+CANDIDATE_SHARES = (0.05, 0.10, 0.25, 0.50, 1.0)  # the top shares `selection_table` puts side by side
+
+
+def selection_table(tables: dict[str, pd.DataFrame], labels: dict[str, int], branch: str, threshold: float,
+                    shares: tuple[float, ...] = CANDIDATE_SHARES) -> pd.DataFrame:
+    """The evidence for choosing the rule's top share: each candidate's statistic on each COVID-CT-MD
+    SELECTION patient's scan table (patient -> table, label 1 COVID-19, 0 not), whether it decides the
+    patient right at `threshold`, and by what margin (signed: negative when wrong). REPORT patients, and
+    patients that are neither, are refused: they may not choose anything."""
+    from core.data.ctmd import SELECTION
+
+    others = sorted(set(tables) - set(SELECTION))
+    if others:
+        raise ValueError(f"the rule is chosen on COVID-CT-MD's selection patients ({', '.join(SELECTION)}) only; "
+                         f"got {', '.join(others)}")
+    rows = []
+    for share in shares:
+        rule = RULE if share == RULE.top_share else ScanRule(f"top {share:.0%} mean", share)
+        for patient, table in tables.items():
+            stat = rule.statistic(table, branch)
+            sign = 1 if labels[patient] == 1 else -1
+            rows.append({"rule": rule.name, "top_share": share, "patient": patient, "label": labels[patient],
+                         "statistic": stat, "right": not math.isnan(stat) and sign * (stat - threshold) >= 0,
+                         "margin": sign * (stat - threshold)})
+    return pd.DataFrame(rows)
 
 
 @dataclass(frozen=True)

@@ -56,7 +56,7 @@ st.markdown(f"**{len(vol)} slices** in the series, read from **{scan.given} file
             + (f" ({scan.given - len(vol)} not in it, named below)" if scan.given > len(vol) else "")
             + f" · ordered by {vol.ordering}"
             + ("" if vol.slice_spacing is None else f" · {vol.slice_spacing:g} mm apart")
-            + ("" if vol.pixel_spacing is None else f" · pixels {vol.pixel_spacing[0]:g} x {vol.pixel_spacing[1]:g} mm"))
+            + ("" if vol.pixel_spacing is None else f" · pixels {vol.pixel_spacing[0]:.3g} x {vol.pixel_spacing[1]:.3g} mm"))
 if notes:
     st.warning("\n".join(f"- {line}" for line in notes), icon="📋")
 
