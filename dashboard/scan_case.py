@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core.runs.feature_cache import CacheError
 from dashboard import data, scans, ui
 
 
@@ -31,31 +30,5 @@ def show(ctx: ui.Ctx, case: scans.ScanCase) -> None:
     except Exception as exc:  # noqa: BLE001 (a partial run or a slice it cannot read: said, not a traceback)
         st.error(f"Run `{ctx.name}` cannot analyse this slice: {exc}")
         return
-    decision = ctx.rv.decision_branch()
-    p, t = a.probs[decision], ctx.rv.thresholds[decision]
-    st.markdown(f"**{decision}**: p(COVID) = {p:.3f} → **{'COVID' if p >= t else 'non-COVID'}** (operating point "
-                f"{t:.3f}, chosen on the validation split; margin {abs(p - t):.3f})")
-    try:
-        ui.out_of_range_note(ctx.rv, vector)
-    except (FileNotFoundError, ValueError, CacheError) as exc:  # a partial run: no stored fusion features
-        st.caption(f"No range check of the fusion-layer input: {exc}")
-    if not a.lung_found:
-        st.warning("No lung field was found on this slice, so the run saw the whole slice: its probabilities "
-                   "deserve less trust.")
-    left, right = st.columns([1, 1.4])
-    left.image(images["slice"], width=300, caption="the slice, as the run sees it")
-    with right:
-        probs = ui.probs_frame(a.probs, order)
-        st.plotly_chart(ui.prob_chart(probs), width="stretch", config=ui.SMALL_CHART_CONFIG, key="scan_case_probs")
-        st.dataframe(probs, hide_index=True, width="stretch",
-                     column_config={"p(COVID)": st.column_config.NumberColumn(format="%.4f")})
-
-    st.subheader(f"Attention map ({ctx.cam_method}) and the tau crop")
-
-    @st.fragment
-    def tau_panel():
-        ui.tau_controls(tr, a, None, ctx.tau, "scan_case_tau", order)
-
-    tau_panel()
-    st.subheader("Infected regions and the lung crops")
-    ui.lesion_row(images, f"fusion CAM (at the run's tau {ctx.tau:.2f})")
+    ui.live_analysis(ctx, tr, a, images, vector, order, "scan_case", "the slice, as the run sees it",
+                     f"fusion CAM (at the run's tau {ctx.tau:.2f})")
