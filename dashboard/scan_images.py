@@ -20,7 +20,8 @@ def slice_pictures(slice01: np.ndarray, a, cam: np.ndarray, size: int = SHOWN) -
     h, w = slice01.shape
     lesion = from_frame(a.lesion_prob, a.frame, h, w)
     decision_map = from_frame(cam, a.frame, h, w)
-    out = {"lesion": im.lesion_overlay(slice01, lesion, size=size), "cam": im.cam_overlay(slice01, decision_map, size=size)}
+    out = {"lesion": im.lesion_overlay(slice01, lesion, size=size),
+           "cam": im.cam_overlay(slice01, decision_map, size=size)}
     lung = a.field_on_slice.mask if a.lung_found else np.zeros((h, w), bool)
     out["slice"] = im.outline(im.grey_rgb(slice01, size)[..., 0], lung)
     return {k: im.to_png(v) for k, v in out.items()}

@@ -57,12 +57,13 @@ def read_upload(files: list[tuple[str, bytes]]) -> ScanInput:
     except ImageReadError as exc:
         return ScanInput(name, digest, len(files), error=str(exc))
     except Exception as exc:  # noqa: BLE001 (a reader library failing in a way we did not foresee)
-        return ScanInput(name, digest, len(files), error=f"{name}: could not be read as a CT scan ({type(exc).__name__})")
+        return ScanInput(name, digest, len(files),
+                         error=f"{name}: could not be read as a CT scan ({type(exc).__name__})")
     given = sum(len(v) + len(v.left_out) for v in found.volumes) + len(found.rejected)
     rejected = [str(e) for e in found.rejected]
     if not found.volumes:
-        return ScanInput(name, digest, given, rejected=rejected,
-                         error="no DICOM series in the files given" + (": every file is named below" if rejected else ""))
+        why = "no DICOM series in the files given" + (": every file is named below" if rejected else "")
+        return ScanInput(name, digest, given, rejected=rejected, error=why)
     return ScanInput(name, digest, given, found.volumes, rejected)
 
 

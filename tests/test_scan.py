@@ -96,6 +96,9 @@ def test_slices_without_a_lung_field_count_nowhere():
     none = summarise(with_zones(hand_table([0.0], [100], [10], [0], [0.9], [False]), True), "fusion", 0.5)
     assert none.decision.covid is None and none.decision.label == "no decision"
     assert math.isnan(none.opacity["right"])
+    unread = with_zones(pd.DataFrame({"index": [0], "position_mm": [0.0], "file": ["f0"], "problem": ["f0: broken"]}),
+                        True)  # no slice could be scored: no p column at all
+    assert summarise(unread, "fusion", 0.5).decision.label == "no decision"
 
 
 def test_the_rule_is_the_mean_of_the_top_share_against_the_operating_point():

@@ -125,9 +125,18 @@ def test_a_zip_with_a_stranger_names_it_and_loses_no_slice(dash_env, series_file
             zf.writestr(f"study/{p.name}", p.read_bytes())
         zf.writestr("study/notes.txt", "not a slice")
     at = upload([("study.zip", buf.getvalue(), "application/zip")])
-    assert count_line(at).startswith(f"**{N} slices** in the series, read from **{N + 1} files given** (1 not in it, named below)")
+    assert count_line(at).startswith(f"**{N} slices** in the series, read from **{N + 1} files given** (1 not in it, "
+                                     "named below)")
     warning = next(w.value for w in at.warning if "notes.txt" in w.value)
     assert warning.count("\n- ") == 0 and warning.startswith("- study.zip/study/notes.txt: not a DICOM file")
+
+
+def test_a_missing_slice_is_a_gap_in_one_line(dash_env, series_files):
+    at = upload(uploads(series_files[:2] + series_files[3:]))
+    assert count_line(at).startswith(f"**{N - 1} slices** in the series, read from **{N - 1} files given** · ")
+    warning = next(w.value for w in at.warning if "gap:" in w.value)
+    assert warning == (f"- gap: {series_files[1].name} and {series_files[3].name}: 10 mm apart, 2.0x the series' usual 5; "
+                       "about 1 slice missing between them")
 
 
 def test_a_nifti_volume_is_a_scan(dash_env, phantom_scan, expected):

@@ -79,7 +79,8 @@ def scan_report(table: pd.DataFrame, summary: ScanSummary, scan_name: str, run_n
                 subtitle: str = "") -> Image.Image:
     """The report as a 1920x1080 RGB image. table, summary: core.knowledge.scan; branches: the ones whose
     p(COVID) is drawn along the scan (the decision branch thicker); panels: (image, caption) of the slices
-    that drive the decision (up to 6; a caption's lines split by newlines); notes: the series' problems, one line each (the first ones shown)."""
+    that drive the decision (up to 6; a caption's lines split by newlines); notes: the series' problems, one
+    line each (the first ones shown)."""
     W, H = SIZE
     canvas = Image.new("RGB", SIZE, PAPER)
     d = ImageDraw.Draw(canvas)

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -63,6 +63,8 @@ class ScanRule:
 
     def top(self, table: pd.DataFrame, branch: str) -> pd.DataFrame:
         """The slices that drive the decision: the highest p of `branch` among those with a lung field."""
+        if f"p_{branch}" not in table:  # no slice of the scan could be scored
+            return table.iloc[:0]
         scored = table[table.lung_found & table[f"p_{branch}"].notna()]
         k = max(1, math.ceil(self.top_share * len(scored))) if len(scored) else 0
         return scored.sort_values([f"p_{branch}", "index"], ascending=[False, True]).head(k)
@@ -212,11 +214,6 @@ class ScanSummary:
     lung_mm2: dict[str, float]
     zones: dict[str, float]  # zone -> share of the scan's lesion area (NaN without positions or lesion)
     decision: ScanDecision
-
-    def to_json(self) -> dict:
-        out = asdict(self)
-        out["decision"].update(covid=self.decision.covid, label=self.decision.label)
-        return out
 
 
 def summarise(table: pd.DataFrame, branch: str, threshold: float, rule: ScanRule = RULE) -> ScanSummary:

@@ -52,11 +52,12 @@ if len(scan.volumes) > 1:
 vol = scan.volumes[series]
 notes = vol.problems + vol.notes + [str(e) for e in vol.left_out] + scan.rejected
 st.markdown(f"### {scan.name}")
-st.markdown(f"**{len(vol)} slices** in the series, read from **{scan.given} file{'' if scan.given == 1 else 's'} given**"
+files_given = f"{scan.given} file{'' if scan.given == 1 else 's'} given"
+st.markdown(f"**{len(vol)} slices** in the series, read from **{files_given}**"
             + (f" ({scan.given - len(vol)} not in it, named below)" if scan.given > len(vol) else "")
             + f" · ordered by {vol.ordering}"
             + ("" if vol.slice_spacing is None else f" · {vol.slice_spacing:g} mm apart")
-            + ("" if vol.pixel_spacing is None else f" · pixels {vol.pixel_spacing[0]:.3g} x {vol.pixel_spacing[1]:.3g} mm"))
+            + ("" if vol.pixel_spacing is None else " · pixels {:.3g} x {:.3g} mm".format(*vol.pixel_spacing)))
 if notes:
     st.warning("\n".join(f"- {line}" for line in notes), icon="📋")
 
@@ -88,6 +89,15 @@ if summary.problems:
     counts += f"; {summary.problems} could not be scored (named in the table)"
 st.caption(counts + ".")
 
+
+
+def open_slice(i: int) -> None:
+    """Slice i of the scan in the Case view."""
+    r = table.iloc[i]
+    ui.open_scan_case(scans.ScanCase(scan.name, scan.digest, series, i, float(r.position_mm), str(r.file), vol.image(i),
+                                     scan.truth))
+
+
 # ---- along the scan, and the slice scroller ------------------------------------------------------------------
 slice_key = f"scan_slice_{scan.digest[:12]}_{series}"
 if slice_key not in st.session_state:
@@ -103,7 +113,8 @@ p = row.get(f"p_{decision_branch}", math.nan)
 st.markdown(f"**slice {index}**{where} · `{str(row.file).rsplit('/', 1)[-1]}` · {decision_branch} p(COVID) = "
             + ("n/a" if math.isnan(p) else f"{p:.3f} → **{'COVID' if p >= threshold else 'non-COVID'}**")
             + ("" if row.lung_found else " · no lung field found")
-            + "".join(f" · {NAMES[f'{s}_share']} {row[f'{s}_share']:.1%}" for s in SIDES if row[f"{s}_share"] == row[f"{s}_share"]))
+            + "".join(f" · {NAMES[f'{s}_share']} {row[f'{s}_share']:.1%}" for s in SIDES
+                      if not math.isnan(row[f"{s}_share"])))
 if row.problem:
     st.error(f"This slice could not be scored: {row.problem}")
 else:
@@ -116,8 +127,7 @@ else:
                       (pics["lesion"], "lesions (the run's segmenter, p > 0.5)"),
                       (pics["cam"], f"decision map: fusion CAM at the run's tau {ctx.tau:.2f}")])
     if st.button(f"Open slice {index} in the Case view", key="scan_open_shown", icon=":material/image_search:"):
-        ui.open_scan_case(scans.ScanCase(scan.name, scan.digest, series, index, float(row.position_mm),
-                                         str(row.file), vol.image(index), scan.truth))
+        open_slice(index)
 
 # ---- the slices that drive the decision --------------------------------------------------------------------
 st.subheader("The slices that drive the decision")
@@ -134,8 +144,7 @@ for start in range(0, len(dec.top), COLS):
             st.caption(f"slice {i}" + ("" if math.isnan(r.position_mm) else f" · {r.position_mm:g} mm")
                        + f" · p = {r[f'p_{decision_branch}']:.3f}")
             if st.button("Open", key=f"scan_top_{i}", width="stretch"):
-                ui.open_scan_case(scans.ScanCase(scan.name, scan.digest, series, i, float(r.position_mm), str(r.file),
-                                                 vol.image(i), scan.truth))
+                open_slice(i)
 
 # ---- every slice, and the report ------------------------------------------------------------------------------
 with st.expander(f"Every slice ({len(table)} rows)"):
