@@ -2,9 +2,11 @@
 
 A phantom is an axial chest slice in the lung window: body outline with a fat ring, two lungs,
 vessels, spine, noise. COVID-positive phantoms carry ground-glass (hazy) and consolidation-like
-(solid) lesions near the lung periphery, with exact masks (1 = ground glass, 2 = consolidation).
-Deterministic by seed. `write_dataset` lays phantoms out exactly like the real COVID-CT and
-COVID-SemiSeg folders, so every reader and every stage takes one path. Never a real-data result.
+(solid) lesions near the lung periphery, with exact masks (1 = ground glass, 2 = consolidation);
+pneumonia phantoms (`cap=True`, not COVID) carry one dense, central consolidation in one lung.
+Deterministic by seed. `write_dataset` lays phantoms out exactly like the real COVID-CT,
+COVID-SemiSeg and COVID-CT-MD folders (the last as DICOM series), so every reader and every stage takes
+one path. Never a real-data result.
 """
 from __future__ import annotations
 
@@ -26,6 +28,7 @@ class Phantom:
     image: np.ndarray  # (H, W) float32 in [0, 1], lung window
     lesion: np.ndarray  # (H, W) uint8: 0 none, 1 ground glass, 2 consolidation
     label: int  # 1 COVID (has lesions), 0 not
+    hu: np.ndarray | None = None  # (H, W) float32 Hounsfield units the image was windowed from
 
 
 def _ellipse(h, w, cy, cx, ry, rx, angle=0.0):
@@ -36,7 +39,10 @@ def _ellipse(h, w, cy, cx, ry, rx, angle=0.0):
     return (u / rx) ** 2 + (v / ry) ** 2 <= 1.0
 
 
-def make_phantom(seed: int, covid: bool, size: int = 256) -> Phantom:
+def make_phantom(seed: int, covid: bool, size: int = 256, cap: bool = False) -> Phantom:
+    """`cap`: a non-COVID pneumonia (one dense consolidation near one lung's hilum) instead of clear lungs."""
+    if covid and cap:
+        raise ValueError("a phantom is COVID or community-acquired pneumonia, not both")
     rng = np.random.default_rng(seed)
     h = w = size
     hu = np.full((h, w), -1000.0, np.float32)  # air
@@ -76,9 +82,17 @@ def make_phantom(seed: int, covid: bool, size: int = 256) -> Phantom:
         ggo = lesion == 1
         hu[ggo] = hu[ggo] * 0.45 + rng.uniform(-500, -380) * 0.55  # hazy: vessels still show through
         hu[lesion == 2] = rng.uniform(-60, 30)
+    if cap:  # lobar pneumonia: one solid consolidation in one lung, towards its inner (hilar) side
+        side = lungs & ((np.mgrid[0:h, 0:w][1] < cx) if rng.random() < 0.5 else (np.mgrid[0:h, 0:w][1] >= cx))
+        inner = side & ndimage.binary_erosion(side, iterations=max(2, size // 16))
+        iy, ix = np.nonzero(inner)
+        i = rng.integers(len(iy))
+        blob = _ellipse(h, w, iy[i], ix[i], size * rng.uniform(0.06, 0.1), size * rng.uniform(0.05, 0.08)) & side
+        lesion[blob] = 2
+        hu[blob] = rng.uniform(-40, 40)
     hu = ndimage.gaussian_filter(hu, sigma=0.8 * size / 256)
     hu += rng.normal(0, 25, hu.shape).astype(np.float32)
-    return Phantom(image=window(hu), lesion=lesion, label=int(covid))
+    return Phantom(image=window(hu), lesion=lesion, label=int(covid), hu=hu)
 
 
 def _save_png(path: Path, arr01: np.ndarray) -> None:
@@ -94,12 +108,77 @@ def _save_mask(path: Path, lesion: np.ndarray, multiclass: bool) -> None:
         Image.fromarray(((lesion > 0) * 255).astype(np.uint8)).save(path)
 
 
+# COVID-CT-MD's patients (core.data.ctmd): name -> diagnosis
+CTMD_PATIENTS = {"P001": "COVID-19", "P002": "COVID-19", "normal001": "Normal", "normal002": "Normal",
+                 "cap001": "CAP", "cap002": "CAP"}
+CTMD_SPACING = 4.0  # mm between the slices of a phantom series (COVID-CT-MD keeps every second 2-mm slice)
+
+
+def _dicom_slice(hu: np.ndarray, series_uid: str, instance: int, z: float) -> bytes:
+    """One uncompressed CT slice as a scanner writes it: 12-bit stored values, slope 1, intercept -1024."""
+    import io
+
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = CTImageStorage
+    meta.MediaStorageSOPInstanceUID = generate_uid(entropy_srcs=[series_uid, str(instance)])
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID, ds.SOPInstanceUID = CTImageStorage, meta.MediaStorageSOPInstanceUID
+    ds.Modality, ds.SeriesInstanceUID, ds.InstanceNumber = "CT", series_uid, instance
+    ds.Rows, ds.Columns = hu.shape
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+    ds.RescaleSlope, ds.RescaleIntercept = 1.0, -1024.0
+    ds.PixelSpacing = [0.7, 0.7]
+    ds.ImageOrientationPatient = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0]
+    ds.ImagePositionPatient = [-180.0, -180.0, float(z)]
+    ds.SliceLocation = float(z)
+    ds.PixelData = np.clip(np.round(hu + 1024), 0, 4095).astype("<u2").tobytes()
+    buf = io.BytesIO()
+    ds.save_as(buf, implicit_vr=False, little_endian=True, enforce_file_format=True)
+    return buf.getvalue()
+
+
+def write_ctmd(root: Path, n_slices: int, size: int, seed: int) -> None:
+    """covid-ct-md/ as the real sample lays it out: one DICOM series per patient, slices.csv with the
+    slice-level infection label. COVID-19 and CAP patients' end slices carry no lesion."""
+    import csv
+
+    from pydicom.uid import generate_uid
+
+    md = root / "covid-ct-md"
+    rows = []
+    for p, (patient, diagnosis) in enumerate(CTMD_PATIENTS.items()):
+        folder = md / diagnosis / patient
+        folder.mkdir(parents=True, exist_ok=True)
+        uid = generate_uid(entropy_srcs=["phantom", patient, str(seed)])
+        for k in range(n_slices):
+            sick = 0 < k < n_slices - 1 and diagnosis != "Normal"
+            ph = make_phantom(seed * 100003 + 70_000 + 100 * p + k, sick and diagnosis == "COVID-19", size,
+                              cap=sick and diagnosis == "CAP")
+            name = f"{diagnosis}/{patient}/IM{(k * 7919 + p) % 10_000:04d}.dcm"  # names say nothing of the order
+            z = -300.0 + k * CTMD_SPACING
+            (md / name).write_bytes(_dicom_slice(ph.hu, uid, 2 * (n_slices - k), z))
+            visible = "" if diagnosis == "Normal" else int(bool(ph.lesion.any()))
+            rows.append([name, diagnosis, patient, 2 * (n_slices - k), z, visible])
+    with open(md / "slices.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["file", "diagnosis", "patient", "instance", "slice_location", "infection_visible"])
+        w.writerows(rows)
+
+
 def write_dataset(root: str | Path, n_per_class_split: dict | None = None, n_seg_train: int = 12,
-                  n_seg_test: int = 8, n_unlabelled: int = 24, size: int = 128, seed: int = 0) -> Path:
-    """Write a phantom data set laid out like `../shared/data` (covid-ct/ and semiseg/). Idempotent."""
+                  n_seg_test: int = 8, n_unlabelled: int = 24, size: int = 128, seed: int = 0,
+                  n_ctmd_slices: int = 6) -> Path:
+    """Write a phantom data set laid out like `../shared/data` (covid-ct/, semiseg/, covid-ct-md/). Idempotent."""
     root = Path(root)
     counts = n_per_class_split or {"train": 24, "val": 10, "test": 10}
-    spec = {"counts": counts, "seg": [n_seg_train, n_seg_test, n_unlabelled], "size": size, "seed": seed}
+    spec = {"counts": counts, "seg": [n_seg_train, n_seg_test, n_unlabelled], "size": size, "seed": seed,
+            "ctmd": n_ctmd_slices}
     marker = root / SYNTHETIC_MARKER
     if marker.exists() and json.loads(marker.read_text()) == spec:
         return root
@@ -138,6 +217,7 @@ def write_dataset(root: str | Path, n_per_class_split: dict | None = None, n_seg
         p = make_phantom(seed * 100003 + 90_000 + k, bool(i % 2), size)
         k += 1
         Image.fromarray((p.image * 255).round().astype(np.uint8)).save(unl / f"phantom_org_{i:04d}.jpg", quality=95)
+    write_ctmd(root, n_ctmd_slices, size, seed)
     marker.write_text(json.dumps(spec))
     return root
 

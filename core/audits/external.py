@@ -1,0 +1,160 @@
+"""Does the decision carry over to other hospitals? Every branch on the sources beside COVID-CT.
+
+Each source has slices that choose (recipes, weights, operating points are picked on them) and slices
+that are only reported, named here once (`ROLES`):
+
+    source        chooses                           reports
+    covid-ct      validation split                  test split
+    semiseg       labelled train slices (COVID)     labelled test slices (COVID)
+    covid-ct-md   P001, normal001, cap001           P002, normal002, cap002  (core.data.ctmd)
+
+COVID-SemiSeg is all COVID: it measures sensitivity at each branch's operating point. COVID-CT-MD, a third
+hospital with three diagnoses, is compared as the project's issue asks: the COVID-19 patient's slices on
+which the radiologists marked infection against every slice of the normal patient, and against every
+slice of the community-acquired pneumonia (CAP) patient; and per patient the scan-level score of
+core.knowledge.scan's RULE. Intervals: bootstrap over slices for AUC (slices of one patient are not
+independent, so these intervals are too narrow), Wilson for proportions.
+
+`score` runs the whole trained pipeline on each external slice (core.knowledge.scan.slice_row: the
+run's own preprocessing, every branch, the radiological signs); COVID-CT's rows come from the run's
+predictions.csv. `report` turns the rows into the per-source, per-patient tables (`train external`).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import pandas as pd
+
+from core.data import ctmd
+from core.data.imaging import read_slice
+from core.data.semiseg import read_labelled
+from core.results.metrics import binary_metrics, wilson
+
+EXTERNAL_FILE = "external.json"  # the report `train external` writes into the run folder
+ROWS_FILE = "external.csv"  # the scored rows behind it
+CHOOSES, REPORTS = "chooses", "reports"
+ROLES = {("covid-ct", "val"): CHOOSES, ("covid-ct", "test"): REPORTS,
+         ("semiseg", "train"): CHOOSES, ("semiseg", "test"): REPORTS,
+         **{("covid-ct-md", p): CHOOSES for p in ctmd.SELECTION}, **{("covid-ct-md", p): REPORTS for p in ctmd.REPORT}}
+N_BOOT = 1000
+
+
+@dataclass(frozen=True)
+class ExternalSlice:
+    source: str  # semiseg or covid-ct-md
+    group: str  # split (semiseg) or patient (covid-ct-md)
+    key: str
+    path: str
+    label: int  # 1 COVID-19
+    diagnosis: str = "COVID-19"
+    infection_visible: float = math.nan  # COVID-CT-MD's slice label (1 marked, 0 not; NaN: none given)
+    position_mm: float = math.nan
+
+    @property
+    def role(self) -> str:
+        return ROLES[(self.source, self.group)]
+
+
+def external_slices(data_root) -> list[ExternalSlice]:
+    """COVID-SemiSeg's labelled slices and every COVID-CT-MD slice (DataError when a set is missing)."""
+    out = [ExternalSlice("semiseg", split, s.key, str(s.image), 1)
+           for split in ("train", "test") for s in read_labelled(data_root, split)]
+    for r in ctmd.read_ctmd(data_root):
+        visible = math.nan if r.infection_visible is None else float(r.infection_visible)
+        out.append(ExternalSlice("covid-ct-md", r.patient, f"covid-ct-md/{r.file}", str(r.path),
+                                 ctmd.LABELS[r.diagnosis], r.diagnosis, visible, float(r.slice_location)))
+    return out
+
+
+def score(tr, slices: list[ExternalSlice], progress=None) -> pd.DataFrame:
+    """One row per slice: what it is (ExternalSlice's fields and its role), every branch's p(COVID) and the
+    radiological signs, from the trained run `tr` (core.inference.TrainedRun)."""
+    from core.knowledge.scan import slice_row
+
+    rows = []
+    for i, s in enumerate(slices):
+        rows.append({**asdict(s), "role": s.role, **slice_row(tr, read_slice(s.path), None)})
+        if progress is not None:
+            progress(i + 1, len(slices))
+    return pd.DataFrame(rows)
+
+
+def covidct_rows(predictions: pd.DataFrame) -> pd.DataFrame:
+    """COVID-CT's validation and test rows of a run's predictions.csv, shaped like `score`'s rows."""
+    part = predictions[predictions.split.isin(("val", "test"))]
+    return part.assign(source="covid-ct", group=part.split, role=[ROLES[("covid-ct", s)] for s in part.split],
+                       diagnosis=np.where(part.label == 1, "COVID-19", "non-COVID"))
+
+
+# ------------------------------------------------------------------------------------------- comparisons
+
+def comparisons(rows: pd.DataFrame) -> dict[str, tuple[str, pd.Series, pd.Series | None]]:
+    """name -> (role, positives, negatives or None for an all-COVID set): boolean masks over `rows`."""
+    src, grp = rows["source"], rows["group"]
+    out = {}
+    for split in ("val", "test"):
+        here = (src == "covid-ct") & (grp == split)
+        out[f"covid-ct {split}"] = (ROLES[("covid-ct", split)], here & (rows.label == 1), here & (rows.label == 0))
+    for split in ("train", "test"):
+        out[f"semiseg {split}"] = (ROLES[("semiseg", split)], (src == "semiseg") & (grp == split), None)
+    for role, (covid, normal, cap) in ((CHOOSES, ctmd.SELECTION), (REPORTS, ctmd.REPORT)):
+        infected = (src == "covid-ct-md") & (grp == covid) & (rows.infection_visible == 1)
+        out[f"covid-ct-md {covid} infected vs {normal}"] = (role, infected, (src == "covid-ct-md") & (grp == normal))
+        out[f"covid-ct-md {covid} infected vs {cap}"] = (role, infected, (src == "covid-ct-md") & (grp == cap))
+    return out
+
+
+def _one(pos: np.ndarray, neg: np.ndarray | None, threshold: float) -> dict:
+    if neg is None:  # all COVID: sensitivity at the operating point
+        hits = int((pos >= threshold).sum())
+        return {"n_pos": len(pos), "n_neg": 0, "sensitivity": hits / len(pos) if len(pos) else math.nan,
+                "sensitivity_ci": wilson(hits, len(pos)), "mean_p": float(pos.mean()) if len(pos) else math.nan}
+    y = np.r_[np.ones(len(pos)), np.zeros(len(neg))]
+    m = binary_metrics(y, np.r_[pos, neg], threshold=threshold, n_boot=N_BOOT)
+    tp, tn = int((pos >= threshold).sum()), int((neg < threshold).sum())
+    return {"n_pos": len(pos), "n_neg": len(neg), "auc": m["auc"]["value"], "auc_ci": m["auc"]["ci"],
+            "sensitivity": tp / len(pos) if len(pos) else math.nan, "sensitivity_ci": wilson(tp, len(pos)),
+            "specificity": tn / len(neg) if len(neg) else math.nan, "specificity_ci": wilson(tn, len(neg))}
+
+
+def report(rows: pd.DataFrame, thresholds: dict[str, float], branches: list[str]) -> dict:
+    """Per comparison (`comparisons`) and branch: AUC [95% CI], sensitivity and specificity at the branch's
+    operating point; per COVID-CT-MD patient: the scan-level statistic of core.knowledge.scan.RULE per
+    branch and its decision at the operating point."""
+    from core.knowledge.scan import RULE
+
+    out = {"comparisons": {}, "patients": {}, "thresholds": thresholds, "rule": RULE.name}
+    for name, (role, pos, neg) in comparisons(rows).items():
+        if not pos.any():
+            continue
+        entry = {"role": role, "branches": {}}
+        for b in branches:
+            col = f"p_{b}"
+            p = rows[col].astype(float)
+            entry["branches"][b] = _one(p[pos].to_numpy(), None if neg is None else p[neg].to_numpy(),
+                                        thresholds[b])
+        out["comparisons"][name] = entry
+    md = rows[rows["source"] == "covid-ct-md"]
+    for patient, part in md.groupby("group"):
+        table = part.assign(index=np.arange(len(part)))
+        stats = {b: RULE.statistic(table, b) for b in branches}
+        out["patients"][patient] = {"role": ROLES[("covid-ct-md", patient)], "diagnosis": part.diagnosis.iloc[0],
+                                    "label": int(part.label.iloc[0]), "slices": len(part),
+                                    "scan_statistic": stats,
+                                    "scan_covid": {b: (None if math.isnan(v) else bool(v >= thresholds[b]))
+                                                   for b, v in stats.items()}}
+    return out
+
+
+def table_rows(result: dict) -> list[dict]:
+    """One flat row per comparison and branch: what a table or a page shows."""
+    rows = []
+    for name, entry in result["comparisons"].items():
+        for b, m in entry["branches"].items():
+            rows.append({"comparison": name, "role": entry["role"], "branch": b, "n_pos": m["n_pos"],
+                         "n_neg": m["n_neg"], "auc": m.get("auc"), "auc_low": (m.get("auc_ci") or [None])[0],
+                         "auc_high": (m.get("auc_ci") or [None, None])[1], "sensitivity": m["sensitivity"],
+                         "specificity": m.get("specificity")})
+    return rows

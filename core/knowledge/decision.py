@@ -1,0 +1,150 @@
+"""The knowledge-aware decision: is there disease in the lungs, and does it look like COVID-19?
+
+A radiologist reasons in two steps, and so does this branch (`decision` in predictions.csv):
+
+    p(COVID) = p(disease present) x p(looks like COVID | disease)
+
+    disease present   D = sigmoid(a_d * log(lesion share + EPS) + b_d)                 a_d >= 0
+    looks like COVID  C = sigmoid(a_c * logit(p_pattern) + sum_k w_k * sign_k + b_c)   a_c, w_k >= 0
+
+The direction of every input is fixed by domain knowledge, not learnt: more lesion can only raise the
+chance of disease; a higher classifier score, more peripheral, more bilateral, more pieces and more ground
+glass (RSNA "typical") can only raise the chance that the disease is COVID-19. The sizes of the weights are
+fitted (maximum likelihood, bounded, a little L2) on the data that choose, pooled across sources with
+equal weight per source, so no single source's label quirks decide the direction. Because the product
+cannot call a slice COVID without disease, a classifier that reads another hospital's normal lungs as
+COVID is held back by the first step; because the second step is a product term, the classifier still
+separates COVID-19 from another pneumonia among diseased slices.
+
+The Case view shows both factors (`Factors`), so a user sees how much of the decision came from each step.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+from scipy.optimize import minimize
+
+EPS = 1e-3  # lesion share floor inside the log: a share of 0 is "less than 0.1% of the lungs"
+L2 = 1e-2  # weight decay on every slope: with a few hundred rows, keep the weights from running off
+PATTERN_SIGNS = ("peripheral_share", "bilateral", "ground_glass_share", "log_lesion_count")
+LOGIT_CLIP = 8.0  # classifier probabilities of exactly 0 or 1 stay finite
+
+
+def logit(p):
+    p = np.clip(np.asarray(p, dtype=np.float64), 1 / (1 + math.exp(LOGIT_CLIP)), 1 / (1 + math.exp(-LOGIT_CLIP)))
+    return np.log(p / (1 - p))
+
+
+def sigmoid(z):
+    return 1 / (1 + np.exp(-np.asarray(z, dtype=np.float64)))
+
+
+def design(rows) -> tuple[np.ndarray, np.ndarray]:
+    """(disease input (N,), pattern inputs (N, 1 + len(PATTERN_SIGNS))) from a table with columns
+    lesion_share, p_pattern (the classifier's probability) and the signs (NaN signs count as 0: no
+    lesion, no pattern)."""
+    get = lambda c: np.nan_to_num(np.asarray(rows[c], dtype=np.float64), nan=0.0)
+    disease = np.log(get("lesion_share") + EPS)
+    count = get("lesion_count")
+    signs = {"peripheral_share": get("peripheral_share"), "bilateral": get("bilateral"),
+             "ground_glass_share": 1.0 - np.nan_to_num(np.asarray(rows["consolidation_share"], dtype=np.float64), nan=1.0),
+             "log_lesion_count": np.log1p(count)}
+    pattern = np.column_stack([logit(rows["p_pattern"])] + [signs[k] for k in PATTERN_SIGNS])
+    return disease, pattern
+
+
+@dataclass
+class Factors:
+    disease: float  # p(disease present)
+    pattern: float  # p(looks like COVID | disease)
+
+    @property
+    def p(self) -> float:
+        return self.disease * self.pattern
+
+
+@dataclass
+class TwoStepDecision:
+    """The fitted weights; `pattern_branch`: the classifier whose probability feeds the second step."""
+    pattern_branch: str = "fusion"
+    a_d: float = 1.0
+    b_d: float = 0.0
+    a_c: float = 1.0
+    w: list = field(default_factory=lambda: [0.0] * len(PATTERN_SIGNS))
+    b_c: float = 0.0
+    fitted_on: dict = field(default_factory=dict)  # source -> rows, recorded for the report
+
+    def factors(self, rows) -> tuple[np.ndarray, np.ndarray]:
+        disease, pattern = design(rows)
+        d = sigmoid(self.a_d * disease + self.b_d)
+        c = sigmoid(pattern @ np.r_[self.a_c, self.w] + self.b_c)
+        return d, c
+
+    def predict(self, rows) -> np.ndarray:
+        d, c = self.factors(rows)
+        return d * c
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, saved: dict) -> "TwoStepDecision":
+        return cls(**saved)
+
+    @classmethod
+    def fit(cls, rows, labels, sources, pattern_branch: str = "fusion") -> "TwoStepDecision":
+        """Weights by bounded maximum likelihood on the rows that choose; every source (a label per row in
+        `sources`) weighs the same in total."""
+        y = np.asarray(labels, dtype=np.float64)
+        src = np.asarray(sources)
+        names, counts = np.unique(src, return_counts=True)
+        weight = np.array([1.0 / counts[names == s][0] for s in src]) * len(y) / len(names)
+        disease, pattern = design(rows)
+        k = pattern.shape[1]
+
+        def loss(theta):
+            a_d, b_d, b_c, *wc = theta
+            zd = a_d * disease + b_d
+            zc = pattern @ np.asarray(wc) + b_c
+            # log p = log sigmoid(zd) + log sigmoid(zc); log(1 - p) computed stably from p
+            log_p = -np.logaddexp(0, -zd) - np.logaddexp(0, -zc)
+            p = np.exp(log_p)
+            log_q = np.log1p(-np.clip(p, 0, 1 - 1e-12))
+            nll = -(weight * (y * log_p + (1 - y) * log_q)).sum() / weight.sum()
+            return nll + L2 * (a_d ** 2 + float(np.sum(np.square(wc))))
+
+        start = np.r_[1.0, 4.0, 0.0, 1.0, np.zeros(k - 1)]
+        bounds = [(0, None), (None, None), (None, None)] + [(0, None)] * k
+        res = minimize(loss, start, method="L-BFGS-B", bounds=bounds)
+        a_d, b_d, b_c, a_c, *w = res.x.tolist()
+        return cls(pattern_branch, a_d, b_d, a_c, w, b_c,
+                   {str(s): int(n) for s, n in zip(names, counts)})
+
+
+def selection_rows(rows):
+    """The rows that choose the decision, from a table shaped like core.audits.external's rows (source,
+    group, role, label, infection_visible): COVID-CT's validation split; COVID-SemiSeg's labelled train
+    slices (all COVID); COVID-CT-MD's selection patients, where the COVID-19 patient counts only on the
+    slices the radiologists marked infected (its others show no disease to find) and every slice of the
+    normal and pneumonia patients counts as not COVID. Returns (rows, labels, sources)."""
+    choose = rows[rows["role"] == "chooses"]
+    md = choose["source"] == "covid-ct-md"
+    keep = ~md | (choose["label"] == 0) | (choose["infection_visible"] == 1)
+    part = choose[keep]
+    return part, part["label"].to_numpy(dtype=float), part["source"].to_numpy()
+
+
+def operating_point(p, labels, sources) -> float:
+    """The probability cut with the best Youden's J (sensitivity + specificity - 1), each source weighing
+    the same; a source with one class only (COVID-SemiSeg) counts towards its class alone."""
+    p, y, src = np.asarray(p, dtype=float), np.asarray(labels, dtype=float), np.asarray(sources)
+    names, counts = np.unique(src, return_counts=True)
+    w = np.array([1.0 / counts[names == s][0] for s in src])
+    pos, neg = w * (y == 1), w * (y == 0)
+    order = np.argsort(-p)
+    tpr = np.cumsum(pos[order]) / pos.sum()
+    fpr = np.cumsum(neg[order]) / neg.sum()
+    best = int(np.argmax(tpr - fpr))
+    return float(p[order][best])
