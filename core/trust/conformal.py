@@ -123,9 +123,14 @@ def split_probs(run: RunFolder, branch: str, split: str) -> tuple[np.ndarray, np
     return part["label"].astype(int).to_numpy(), part[col].astype(float).to_numpy()
 
 
+def fit_run(run: RunFolder, branch: str, level: float = LEVEL) -> PredictionSets:
+    """A branch's prediction sets, calibrated on the run's validation split."""
+    return PredictionSets(*split_probs(run, branch, "val"), level=level)
+
+
 def run_sets(run: RunFolder, branch: str, level: float = LEVEL, report_on: str = "test") -> dict:
     """Calibrate a branch on the validation split, report coverage and set sizes on `report_on`."""
-    sets = PredictionSets(*split_probs(run, branch, "val"), level=level)
+    sets = fit_run(run, branch, level)
     y, p = split_probs(run, branch, report_on)
     return {"branch": branch, "level": level, "calibration": {"split": "val", **sets.counts},
             "cutoffs": sets.cutoffs, "split": report_on, **sets.report(y, p)}
