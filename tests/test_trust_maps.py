@@ -9,7 +9,7 @@ import torch
 from core.models.backbones import build_backbone
 from core.models.classifier import SliceClassifier
 from core.trust import quantus_checks as qc
-from core.trust.baselines import BASELINES, TIE_BREAK, edge_map
+from core.trust.baselines import BASELINES, TIE_BREAK, edge_map, is_flat
 from core.trust.map_checks import METRICS, MapChecks, MapSettings
 from core.trust.models import BranchModel, backbone_blocks
 from core.trust.verdicts import (
@@ -88,9 +88,9 @@ def test_edge_baseline_is_the_sobel_of_the_slice(branch, slice_x):
     e = edge_map(step)
     assert e.max() == 1.0 and set(np.nonzero(e.max(0))[0]) == {7, 8} and not edge_map(np.ones((4, 4))).any()
     ours = branch.explain(slice_x, "edge", 5)[0, 0]
-    assert np.abs(ours - edge_map(slice_x[0, 0])).max() < 2 * TIE_BREAK  # the tie-break, and float32 rounding
+    assert np.abs(ours - edge_map(slice_x[0, 0])).max() < 2 * TIE_BREAK  # tie-break, float32 rounding
     other = branch.explain(np.ascontiguousarray(slice_x[..., ::-1]), "edge", 5)[0, 0]
-    assert np.abs(other - edge_map(slice_x[0, 0, :, ::-1])).max() < 2 * TIE_BREAK  # the tie-break, and float32 rounding
+    assert np.abs(other - edge_map(slice_x[0, 0, :, ::-1])).max() < 2 * TIE_BREAK  # tie-break, float32 rounding
     assert np.abs(other - ours).max() > 0.1
 
 
@@ -99,6 +99,7 @@ def test_random_and_uniform_baselines_are_fixed_per_slice_and_know_no_model(bran
         a, b = branch.explain(slice_x, name, 3), branch.explain(slice_x + 0.1, name, 3)
         assert np.array_equal(a, b) and not np.array_equal(a, branch.explain(slice_x, name, 4)), name
         assert a.min() >= 0 and a.max() <= 1 + TIE_BREAK
+    assert is_flat(branch.explain(slice_x, "uniform", 3)) and not is_flat(branch.explain(slice_x, "random", 3))
     with pytest.raises(ValueError, match="draws no map"):
         branch.explain(slice_x, "fusion-cam", 0)
 
@@ -136,13 +137,16 @@ def test_map_checks_rows_on_the_synthetic_run(synthetic_run, quick):
     assert pairs == ({("global", m) for m in ("eq1", "gradcam", *BASELINES)}
                      | {("fusion", m) for m in ("fusion-cam", *BASELINES)})
     bounded = {"randomisation": (-1, 1), "randomisation_last": (-1, 1), "faithfulness": (-2, 2), "morf": (-1, 1),
-               "lerf": (-1, 1), "max_sensitivity": (0, np.inf), **{k: (0, 1) for k in qc.LOCALISATION}}
+               "lerf": (-1, 1), "max_sensitivity": (0, np.inf), "flat": (0, 1),
+               **{k: (0, 1) for k in qc.LOCALISATION}}
     for r in out["rows"]:
         assert r["metric"] in METRICS and r["n"] == 1, r
         lo, hi = bounded[r["metric"]]
         assert lo - 1e-9 <= r["mean"] <= hi + 1e-9, r
         if r["kind"] == "baseline" and r["metric"].startswith("randomisation"):
             assert r["mean"] == pytest.approx(1.0, abs=1e-6), r
+        if r["metric"] == "flat" and r["method"] in ("uniform", "edge"):
+            assert r["mean"] == (r["method"] == "uniform"), r  # a flat map shows nothing; the edge map does
     units = out["randomisation_units"]["fusion/fusion-cam"]
     assert next(iter(units)) == "fusion.fc" and list(units)[-1] == "_conv_stem"
     assert len(out["perturbation_curves"]["global/gradcam"]["morf"]) == 3
@@ -166,7 +170,8 @@ def _made_up(rand, faith, sens, auc) -> list[dict]:
 def test_verdicts_follow_each_rule_on_either_side_of_its_threshold():
     eps = 1e-3
     good = _made_up(CHANGED_BELOW - eps, 0.06 + FAITHFUL_MARGIN + eps, STABLE_AT_MOST, 0.62 + LOCALISES_MARGIN + eps)
-    bad = _made_up(CHANGED_BELOW + eps, 0.06 + FAITHFUL_MARGIN - eps, STABLE_AT_MOST + eps, 0.62 + LOCALISES_MARGIN - eps)
+    bad = _made_up(CHANGED_BELOW + eps, 0.06 + FAITHFUL_MARGIN - eps, STABLE_AT_MOST + eps,
+                   0.62 + LOCALISES_MARGIN - eps)
     ok = {v.test: v for v in verdicts(good, "global", "gradcam")}
     no = {v.test: v for v in verdicts(bad, "global", "gradcam")}
     assert list(ok) == list(TESTS) and all(v.passed for v in ok.values())

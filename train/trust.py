@@ -49,7 +49,7 @@ from .common import cam_methods, nonnegative_int, pick_device, positive_int, run
 
 TABLE_METRICS = (("randomisation", "randomisation (rank corr.)"), ("faithfulness", "MoRF - LeRF"),
                  ("max_sensitivity", "max-sensitivity"), ("auc", "lesion AUC"), ("relevance_mass", "relevance mass"),
-                 ("pointing_game_tolerance", "pointing (15 px)"))
+                 ("pointing_game_tolerance", "pointing (15 px)"), ("flat", "flat maps"))
 
 
 def _parts(text: str) -> list[str]:

@@ -26,6 +26,11 @@ def tie_break(h: int, w: int, seed: int) -> np.ndarray:
     return (np.random.default_rng([seed, 1]).random((h, w)) * TIE_BREAK).astype(np.float32)
 
 
+def is_flat(smap: np.ndarray) -> bool:
+    """A map that shows nothing: all of its range is the tie-break's (a CAM that is zero everywhere)."""
+    return float(np.ptp(smap)) <= 2 * TIE_BREAK
+
+
 def edge_map(image: np.ndarray) -> np.ndarray:
     """The Sobel gradient magnitude of an (H, W) image, scaled to [0, 1] (all zero on a flat image)."""
     img = np.asarray(image, np.float64)

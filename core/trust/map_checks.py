@@ -10,8 +10,9 @@ fusion   the run's decision branch: TrainedRun.fusion_cam's map, the whole pipel
 Beside each branch's methods, the baselines of core.trust.baselines over the same input (for the fusion
 branch: inside the frame, where its map lives).
 
-One row per branch x method x metric (mean and std over the slices). The per-unit randomisation curves and
-the perturbation curves are kept beside the rows. core.trust.verdicts reads the rows.
+One row per branch x method x metric (mean and std over the slices); metric `flat` is the share of slices on
+which the map showed nothing (core.trust.baselines.is_flat: scored as a random order). The per-unit
+randomisation curves and the perturbation curves are kept beside the rows. core.trust.verdicts reads the rows.
 """
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ from core.data.roots import DataError
 from core.explain.cams import CAM_METHODS
 from core.explain.fidelity import TOLERANCE_PX, load_labelled, on_slice
 from core.trust import quantus_checks as qc
-from core.trust.baselines import BASELINES
+from core.trust.baselines import BASELINES, is_flat
 from core.trust.models import FUSION_CAM, BranchModel, FusionModel
 
 DECISION = "fusion"  # the branch the dashboard calls the prediction of a trained run (RunView.decision_branch)
@@ -34,7 +35,7 @@ DEFAULT_METHODS = tuple(m for m in CAM_METHODS if m not in SLOW_METHODS)
 # Ten minutes of a 2-core CPU to itself for the default command (how: train/trust.py's docstring)
 DEFAULT_SLICES = 8
 METRICS = ("randomisation", "randomisation_last", "faithfulness", "morf", "lerf", "max_sensitivity",
-           *qc.LOCALISATION)
+           *qc.LOCALISATION, "flat")
 ROW_COLUMNS = ("branch", "method", "kind", "metric", "n", "mean", "std")
 
 
@@ -74,7 +75,8 @@ class Record:
     units: dict = field(default_factory=dict)  # unit -> per-slice similarity
     curves: dict = field(default_factory=lambda: {"morf": [], "lerf": []})
 
-    def add(self, randomisation: dict, faithfulness: dict, sensitivity, localisation: dict) -> None:
+    def add(self, flat: bool, randomisation: dict, faithfulness: dict, sensitivity, localisation: dict) -> None:
+        self.values["flat"].append(float(flat))
         sims = np.array([v[0] for v in randomisation.values()], np.float64)
         for unit, v in randomisation.items():
             self.units.setdefault(unit, []).append(float(v[0]))
@@ -133,8 +135,8 @@ class MapChecks:
             for method in (*self.methods(branch), *BASELINES):
                 a0 = model.explain(x, method, seed)
                 self.records[(branch, method)].add(
-                    qc.randomisation(model, x, a0, method, seed), qc.faithfulness(model, x, a0, method, seed),
-                    qc.max_sensitivity(model, x, a0, method, seed),
+                    is_flat(a0), qc.randomisation(model, x, a0, method, seed),
+                    qc.faithfulness(model, x, a0, method, seed), qc.max_sensitivity(model, x, a0, method, seed),
                     qc.localisation(place(a0[0, 0])[None], mask[None], self.settings.tolerance_px))
         self.keys.append(key)
         self.lesion_share.append(float(mask.mean()))
