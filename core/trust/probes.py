@@ -18,6 +18,7 @@ from scipy import ndimage
 from core.data.imaging import window
 from core.data.phantom import make_phantom
 from core.inputs.lungs import lung_field
+from core.runs.runfolder import RunError
 from core.trust.ood import ALPHA, fit_run, run_vectors
 
 PHOTOS = ("camera", "astronaut", "coffee", "chelsea", "rocket", "coins", "moon", "hubble_deep_field")
@@ -101,19 +102,19 @@ def measure(run, tr, alpha: float = ALPHA, per_kind: int = PER_KIND, seed: int =
     """Flag rates of the run's flag (core.trust.ood.fit_run) on its COVID-CT test slices and on the probes."""
     flag = fit_run(run, alpha)
     test = run_vectors(run)["test"]
+    if not len(test):
+        raise RunError(f"{run.path}: no COVID-CT test slices in its feature cache to measure the flag on")
     rows = []
     for kind, name, img in probes(per_kind, seed):
         v = tr.fusion_vector(tr.analyse(img))
         rows.append({"kind": kind, "name": name, "distance": float(flag.score(v)[0]), "flagged": bool(flag.flag(v)[0])})
-    test_flags = flag.flag(test) if len(test) else np.zeros(0, bool)
     by_kind = {k: float(np.mean([r["flagged"] for r in rows if r["kind"] == k])) for k in KINDS}
     probe_rate = float(np.mean([r["flagged"] for r in rows]))
-    test_rate = float(test_flags.mean()) if len(test) else None
+    test_rate = float(flag.flag(test).mean())
     return {"rule": flag.rule(), "threshold": flag.threshold, "alpha": alpha,
             "false_alarm_bound": flag.false_alarm_bound, "shrinkage": flag.distance.shrinkage,
-            "n_train": flag.n_train, "n_val": flag.n_val, "n_test": len(test),
-            "test_flag_rate": test_rate, "test_distance_median": float(np.median(flag.score(test))) if len(test) else None,
-            "probe_flag_rate": probe_rate, "probe_flag_rate_by_kind": by_kind, "probes": rows,
+            "n_train": flag.n_train, "n_val": flag.n_val, "n_test": len(test), "test_flag_rate": test_rate,
+            "test_distance_median": float(np.median(flag.score(test))), "probe_flag_rate": probe_rate,
+            "probe_flag_rate_by_kind": by_kind, "probes": rows,
             "floors": {"test_flagged_at_most": TEST_FLAGGED_AT_MOST, "probes_flagged_at_least": PROBES_FLAGGED_AT_LEAST},
-            "meets_floors": bool(test_rate is not None and test_rate <= TEST_FLAGGED_AT_MOST
-                                 and probe_rate >= PROBES_FLAGGED_AT_LEAST)}
+            "meets_floors": test_rate <= TEST_FLAGGED_AT_MOST and probe_rate >= PROBES_FLAGGED_AT_LEAST}
