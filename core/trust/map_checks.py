@@ -10,9 +10,11 @@ fusion   the run's decision branch: TrainedRun.fusion_cam's map, the whole pipel
 Beside each branch's methods, the baselines of core.trust.baselines over the same input (for the fusion
 branch: inside the frame, where its map lives).
 
-One row per branch x method x metric (mean and std over the slices); metric `flat` is the share of slices on
-which the map showed nothing (core.trust.baselines.is_flat: scored as a random order). The per-unit
-randomisation curves and the perturbation curves are kept beside the rows. core.trust.verdicts reads the rows.
+One row per branch x method x metric (mean and std over the slices). `randomisation` is a slice's similarity
+averaged over the cascade's units (Quantus's average correlation), `randomisation_last` the similarity once every
+unit is re-initialised; `flat` is the share of slices on which the map showed nothing
+(core.trust.baselines.is_flat: scored as a random order). The per-unit randomisation curves and the
+perturbation curves are kept beside the rows. core.trust.verdicts reads the rows.
 """
 from __future__ import annotations
 
