@@ -31,7 +31,8 @@ fusion CAMs (four backbone passes a slice): about 0.03 s for one batched 224-px 
 backward pass about three times that; single-slice batches cost about 1.5 times as much. That is about
 476 x 0.05 + 56 x 0.1 + 196 x 3 x 0.05 = 60 s a slice, plus one TrainedRun.analyse, so 8 slices
 (core.trust.map_checks.DEFAULT_SLICES) take about 8-9 minutes and the sets and ood parts (20 probe inputs through
-the pipeline) well under one.
+the pipeline) well under one. On a CPU other jobs keep busy, run it with OMP_NUM_THREADS=1: two torch threads
+waiting on each other over busy cores made each pass about 20 times slower here.
 """
 from __future__ import annotations
 
