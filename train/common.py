@@ -6,6 +6,7 @@ import dataclasses
 import os
 import types
 import typing
+from pathlib import Path
 
 import torch
 
@@ -151,3 +152,49 @@ def init_distributed(device: torch.device) -> bool:
         if device.type == "cuda":
             torch.cuda.set_device(device)
     return True
+
+
+# ------------------------------------------------------------------ values shared by the run-analysis commands
+
+def cam_methods(text: str) -> list[str]:
+    """'a,b' -> CAM method names (core.explain.cams), each checked, duplicates dropped."""
+    from core.explain.cams import CAM_METHODS
+
+    names = [m.strip() for m in text.split(",") if m.strip()]
+    bad = [m for m in names if m not in CAM_METHODS]
+    if not names or bad:
+        raise argparse.ArgumentTypeError(f"unknown CAM method(s) {', '.join(bad) or '(none given)'}; "
+                                         f"choose from {', '.join(CAM_METHODS)}")
+    return list(dict.fromkeys(names))
+
+
+def _integer(text: str, low: int, what: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a {what} integer, got {text!r}") from None
+    if v < low:
+        raise argparse.ArgumentTypeError(f"expected a {what} integer, got {v}")
+    return v
+
+
+def positive_int(text: str) -> int:
+    return _integer(text, 1, "positive")
+
+
+def nonnegative_int(text: str) -> int:
+    return _integer(text, 0, "non-negative")
+
+
+def run_data_root(folder, given: str | None) -> Path:
+    """The data folder a command on a run reads: --data-root, else the run's data_root (config.json); checked."""
+    from core.data.roots import DataError
+
+    root = given or folder.config.get("data_root")
+    if not root:
+        raise DataError(f"{folder.path}: no data_root in its config.json; pass --data-root")
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"data folder {root} not found" + ("" if given else f" (the data_root of {folder.path}); "
+                                                           "pass --data-root"))
+    return root

@@ -20,7 +20,6 @@ import csv
 import io
 import json
 import time
-from pathlib import Path
 
 from core.data.roots import DataError
 from core.data.semiseg import read_labelled
@@ -39,16 +38,7 @@ from core.explain.fidelity import (
 from core.runs.checkpoint import atomic_write_text
 from core.runs.runfolder import RunFolder
 
-from .common import pick_device
-
-
-def _methods(text: str) -> list[str]:
-    names = [m.strip() for m in text.split(",") if m.strip()]
-    bad = [m for m in names if m not in CAM_METHODS]
-    if not names or bad:
-        raise argparse.ArgumentTypeError(f"unknown CAM method(s) {', '.join(bad) or '(none given)'}; "
-                                         f"choose from {', '.join(CAM_METHODS)}")
-    return list(dict.fromkeys(names))
+from .common import cam_methods, nonnegative_int, pick_device, positive_int, run_data_root
 
 
 def _branches(text: str) -> list[str]:
@@ -62,54 +52,25 @@ def _branches(text: str) -> list[str]:
     return names
 
 
-def _integer(text: str, low: int, what: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a {what} integer, got {text!r}") from None
-    if v < low:
-        raise argparse.ArgumentTypeError(f"expected a {what} integer, got {v}")
-    return v
-
-
-def _positive(text: str) -> int:
-    return _integer(text, 1, "positive")
-
-
-def _nonnegative(text: str) -> int:
-    return _integer(text, 0, "non-negative")
-
-
 def add_args(p):
     p.add_argument("--run", required=True, help="a run folder trained by `python -m train pipeline`")
     p.add_argument("--data-root", default=None,
                    help="folder holding semiseg/ (default: the run's data_root from its config.json)")
-    p.add_argument("--methods", type=_methods, default=list(DEFAULT_METHODS),
+    p.add_argument("--methods", type=cam_methods, default=list(DEFAULT_METHODS),
                    help=f"comma-separated CAM methods (default {','.join(DEFAULT_METHODS)}; "
                         f"available: {','.join(CAM_METHODS)})")
-    p.add_argument("--limit", type=_positive, default=None, help="only the first N labelled slices")
+    p.add_argument("--limit", type=positive_int, default=None, help="only the first N labelled slices")
     p.add_argument("--tolerance", type=float, default=TOLERANCE_PX,
                    help="pointing-game tolerance: mask dilation in pixels at the mask's resolution")
-    p.add_argument("--steps", type=_positive, default=STEPS, help="deletion steps (10 = 10%% each)")
+    p.add_argument("--steps", type=positive_int, default=STEPS, help="deletion steps (10 = 10%% each)")
     p.add_argument("--deletion", type=_branches, default=list(DEFAULT_DELETION),
                    help=f"branches that get a deletion curve, comma-separated, or 'none' (default "
                         f"{','.join(DEFAULT_DELETION)}; heatmap = on its crop). Deletion is most of the run time")
     p.add_argument("--fill", choices=FILLS, default="mean", help="value of deleted pixels: slice mean or 0")
-    p.add_argument("--seed", type=_nonnegative, default=0,
+    p.add_argument("--seed", type=nonnegative_int, default=0,
                    help="seed of the random baselines and of the deletion order's tie-breaks")
     p.add_argument("--device", default="auto")
     p.add_argument("--no-progress", action="store_true")
-
-
-def _data_root(folder: RunFolder, given: str | None) -> Path:
-    root = given or folder.config.get("data_root")
-    if not root:
-        raise DataError(f"{folder.path}: no data_root in its config.json; pass --data-root")
-    root = Path(root)
-    if not root.is_dir():
-        raise DataError(f"data folder {root} not found" + ("" if given else f" (the data_root of {folder.path}); "
-                                                           "pass --data-root"))
-    return root
 
 
 def run(args) -> dict:
@@ -118,7 +79,7 @@ def run(args) -> dict:
     if not 0 <= args.tolerance < float("inf"):
         raise DataError(f"--tolerance must be a finite number >= 0, got {args.tolerance}")
     folder = RunFolder(args.run)
-    root = _data_root(folder, args.data_root)
+    root = run_data_root(folder, args.data_root)
     slices = read_labelled(root, "test")
     if not slices:
         raise DataError(f"{root}: no labelled COVID-SemiSeg test slices")

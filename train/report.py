@@ -9,8 +9,8 @@ labelled), the test-split metrics of every branch at its operating point chosen 
 split (core.results.predictions.run_metrics, as `train evaluate`), the training summary of each stage, the
 segmenter's Dice, and, where the run holds them, the shortcut audit (shortcut.csv / shortcut.json,
 `train shortcut`), the branch probe (branch_probe.csv, `train probe`), explanation fidelity
-(fidelity.csv, `train fidelity`), the stage timings and the second source's row counts (config.json;
-they follow the run's segmenter). With several runs: a summary
+(fidelity.csv, `train fidelity`), trust (trust.json, `train trust`), the stage timings and the second source's
+row counts (config.json; they follow the run's segmenter). With several runs: a summary
 across runs grouped by (recipe, input) and whatever else differs among them, mean ± std over seeds
 (core.results.tables.mean_std). Reads only; writes only --out.
 """
@@ -28,6 +28,9 @@ from core.config import SAVED_BEFORE
 from core.results.predictions import BASELINES, BRANCHES, run_metrics
 from core.results.tables import markdown_table
 from core.runs.runfolder import STAGES, RunError, RunFolder
+from core.trust.store import load as load_trust
+
+from .trust import table as trust_table
 
 SYNTHETIC = "synthetic phantoms (not a real-data result)"
 METRICS = ("accuracy", "f1", "auc", "sensitivity", "specificity")
@@ -197,6 +200,11 @@ def run_section(folder: RunFolder, n_boot: int) -> tuple[str, dict]:
         f = folder.path / name
         if f.is_file():
             parts += ["", f"### {title_}", "", csv_table(pd.read_csv(f))]
+    trust = load_trust(folder)
+    if trust:
+        title_ = ("Trust (`trust.json`, `python -m train trust`: map sanity checks on labelled COVID-SemiSeg test "
+                  "slices, prediction sets, the out-of-distribution flag)")
+        parts += ["", f"### {title_}", "", trust_table(trust).rstrip()]
     saved = folder.config  # config.json, read once for the sections below
     timings = saved.get("timings") or {}
     if timings:

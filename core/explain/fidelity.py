@@ -210,6 +210,39 @@ def deletion_curves(predict: Callable[[np.ndarray], np.ndarray], image: np.ndarr
     return {n: np.concatenate([[first], mids[i], [last]]) for i, n in enumerate(names)}
 
 
+# ---- the fusion decision with its routing held ---------------------------------------------------
+def routed_inputs(cfg, a, slices: torch.Tensor, device) -> dict:
+    """(B, 1, H, W) slices at their original size -> the fusion pipeline's inputs, with the routing (lung field,
+    heatmap box, lung crop boxes, lesion flags) held as found on the intact slice `a` (a SliceAnalysis): the batch
+    core.explain.fusion_cam and `routed_logit` read."""
+    from core.inference import crop8, quantise8
+
+    xs = slices[:, 0].cpu().numpy()
+    n = len(xs)
+    prep = lambda s, size: quantise8(harmonise(s, cfg.input, size, a.field_on_slice).image)
+    image = torch.from_numpy(np.stack([prep(s, cfg.image_size) for s in xs]))[:, None].to(device)
+    hires = [prep(s, cfg.hires_size) for s in xs]
+    crops = torch.cat([crop8(h, a.box, cfg.image_size) for h in hires]).to(device)
+    sides = {}
+    for s in SIDES:
+        b = a.side_boxes[s]
+        sides[s] = (torch.cat([crop8(h, b, cfg.lesion_size) for h in hires]) if b is not None
+                    else torch.zeros(n, 1, cfg.lesion_size, cfg.lesion_size)).to(device)
+    return {"image": image, "crop": crops, "crop_box": a.inputs["crop_box"].expand(n, -1),
+            "right": sides[SIDES[0]], "left": sides[SIDES[1]], "side_boxes": a.inputs["side_boxes"].expand(n, -1, -1),
+            "present": a.inputs["present"].float().to(device).expand(n, -1)}
+
+
+def routed_logit(models: dict, batch: dict) -> torch.Tensor:
+    """(B,) fusion logit of `routed_inputs`' batch through the run's models ("global", "heatmap", "infected",
+    "fusion")."""
+    g = models["global"].embed({"image": batch["image"]}).float()
+    h = models["heatmap"].embed({"crop": batch["crop"]}).float()
+    lr = models["infected"].crop_vectors({"right": batch["right"], "left": batch["left"], "present": batch["present"],
+                                          "g": g})
+    return models["fusion"](branch_vectors(g, h, lr, batch["present"]))
+
+
 # ---- summary ----------------------------------------------------------------------------------
 @dataclass
 class Record:
@@ -320,30 +353,8 @@ class FidelityRunner:
 
     def _fusion_predict(self, a):
         """Slices at their original size -> fusion probability, routing (boxes, flags) as on the intact slice."""
-        tr, cfg, m = self.tr, self.tr.cfg, self.tr.m
-        from core.inference import crop8, quantise8
-
-        present = a.inputs["present"].float().to(tr.device)
-
-        def forward(x):  # (B, 1, H, W) on the device
-            xs = x[:, 0].cpu().numpy()
-            prep = lambda s, size: quantise8(harmonise(s, cfg.input, size, a.field_on_slice).image)
-            image = torch.from_numpy(np.stack([prep(s, cfg.image_size) for s in xs]))[:, None].to(tr.device)
-            hires = [prep(s, cfg.hires_size) for s in xs]
-            crops = torch.cat([crop8(h, a.box, cfg.image_size) for h in hires]).to(tr.device)
-            sides = {}
-            for j, s in enumerate(SIDES):
-                b = a.side_boxes[s]
-                sides[j] = (torch.cat([crop8(h, b, cfg.lesion_size) for h in hires]) if b is not None
-                            else torch.zeros(len(xs), 1, cfg.lesion_size, cfg.lesion_size)).to(tr.device)
-            n = len(xs)
-            g = m["global"].embed({"image": image}).float()
-            h = m["heatmap"].embed({"crop": crops}).float()
-            pres = present.expand(n, -1)
-            lr = m["infected"].crop_vectors({"right": sides[0], "left": sides[1], "present": pres, "g": g})
-            return m["fusion"](branch_vectors(g, h, lr, pres))
-
-        return forward
+        tr = self.tr
+        return lambda x: routed_logit(tr.m, routed_inputs(tr.cfg, a, x, tr.device))
 
     # -- one chunk of slices
     def _chunk(self, items: list[tuple[str, np.ndarray, np.ndarray]], progress) -> None:

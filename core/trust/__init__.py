@@ -1,0 +1,14 @@
+"""How far a map or a decision can be trusted.
+
+Maps (Adebayo et al. 2018; Arun et al. 2021: localisation alone is passed by maps that ignore the model):
+    baselines.py       maps that know no model: uniform, random, edge (Sobel of the slice)
+    models.py          a branch's decision and map as Quantus randomises and perturbs them
+    quantus_checks.py  the Quantus 0.6 metrics on one slice: randomisation, faithfulness, robustness, localisation
+    map_checks.py      every method and baseline of the global and decision branches over labelled slices: rows
+    verdicts.py        the pass rule of each test, written once, and a plain sentence per method and test
+    store.py           trust.json / trust.csv in the run folder, keyed by the run's checkpoints and the settings
+Decisions:
+    conformal.py       a class-conditional (Mondrian) split-conformal prediction set for every slice
+    ood.py             a slice's distance from the training split in the fusion feature space, and its flag
+    probes.py          inputs that are no chest CT (photographs, a lungless phantom, noise, text)
+"""

@@ -1,0 +1,166 @@
+"""Can a decision be trusted? Conformal prediction sets (core.trust.conformal) and the out-of-distribution flag
+(core.trust.ood, core.trust.probes)."""
+import numpy as np
+import pytest
+
+from core.trust.conformal import CLASSES, PredictionSets, coverage, describe, run_sets
+from core.trust.ood import ALPHA, Mahalanobis, OodFlag, conformal_threshold, fit_run, ledoit_wolf_shrinkage, run_vectors
+from core.trust.probes import KINDS, PHOTOS, lungless, probes
+
+
+def _draw(rng, n: int, prevalence: float, hard_covid: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Exchangeable (label, P(COVID)) pairs; with `hard_covid` the COVID class scores far less cleanly."""
+    y = (rng.random(n) < prevalence).astype(int)
+    spread = np.where(y == 1, 2.5 if hard_covid else 1.0, 1.0)
+    logit = np.where(y == 1, 1.0, -1.5) + rng.normal(0, 1, n) * spread
+    return y, 1 / (1 + np.exp(-logit))
+
+
+# ---- prediction sets -----------------------------------------------------------------------------------
+def test_sets_match_crepes_and_their_cutoffs():
+    from crepes import ConformalClassifier
+
+    rng = np.random.default_rng(0)
+    y, p = _draw(rng, 60, 0.5)
+    sets = PredictionSets(y, p, level=0.9)
+    grid = np.concatenate([np.linspace(0, 1, 401), p])  # the calibration values themselves: ties
+    # crepes directly, class by class on its own calibration slices
+    ref = np.zeros((len(grid), 2), bool)
+    for c in (0, 1):
+        nonconformity = (lambda q: 1 - q) if c == 1 else (lambda q: q)  # 1 - P(class c)
+        cc = ConformalClassifier().fit(nonconformity(p[y == c]))
+        ref[:, c] = cc.predict_p(nonconformity(grid), smoothing=False) >= 1 - 0.9
+    assert np.array_equal(sets.sets(grid), ref)
+    cut = sets.cutoffs
+    assert np.array_equal(sets.sets(grid)[:, 1], grid >= cut["covid_from"])
+    assert np.array_equal(sets.sets(grid)[:, 0], grid <= cut["non_covid_to"])
+    assert sets.set_of(1.0) == ("COVID",) and sets.set_of(0.0) == ("non-COVID",)
+    middle = (cut["covid_from"] + cut["non_covid_to"]) / 2
+    assert len(sets.set_of(middle)) == (2 if cut["covid_from"] <= cut["non_covid_to"] else 0)
+
+
+@pytest.mark.parametrize("prevalence, hard_covid", [(0.5, False), (0.08, True)])
+def test_each_class_keeps_its_coverage_even_when_rare(prevalence, hard_covid):
+    """Over many calibration draws, each class's coverage on fresh data is within sampling error of the
+    level (split conformal: at least the level, above it by at most 1 / (n_class + 1) on average)."""
+    rng = np.random.default_rng(1)
+    level, n_cal, n_test, repeats = 0.9, 400, 2000, 40
+    per = {c: [] for c in CLASSES}
+    pooled_rare = []
+    for _ in range(repeats):
+        yc, pc = _draw(rng, n_cal, prevalence, hard_covid)
+        yt, pt = _draw(rng, n_test, prevalence, hard_covid)
+        rep = PredictionSets(yc, pc, level).report(yt, pt)
+        for c in CLASSES:
+            per[c].append(rep["per_class"][c]["coverage"])
+        # one pooled calibration (no Mondrian categories), for contrast: the COVID slices' coverage under it
+        pooled = np.sort(np.where(yc == 1, 1 - pc, pc))[int(np.ceil((n_cal + 1) * level)) - 1]
+        pooled_rare.append(np.mean(1 - pt[yt == 1] <= pooled))
+    for c in CLASSES:
+        n_c = (prevalence if c == "COVID" else 1 - prevalence) * n_cal
+        mean = np.mean(per[c])
+        se = np.std(per[c], ddof=1) / np.sqrt(repeats)
+        assert level - 3 * se <= mean <= level + 1 / (n_c + 1) + 3 * se, (c, mean, se)
+    if hard_covid:  # the rare, harder class loses coverage under one pooled calibration: why the sets are Mondrian
+        assert np.mean(pooled_rare) < level - 0.1, np.mean(pooled_rare)
+
+
+def test_coverage_report_and_plain_words():
+    sets = np.array([[1, 0], [0, 1], [1, 1], [0, 0], [0, 1]], bool)
+    labels = np.array([0, 0, 1, 1, 1])
+    rep = coverage(sets, labels)
+    assert rep["per_class"]["non-COVID"] == {"n": 2, "coverage": 0.5}
+    assert rep["per_class"]["COVID"]["coverage"] == pytest.approx(2 / 3)
+    assert rep["two_class_share"] == pytest.approx(0.2) and rep["empty_share"] == pytest.approx(0.2)
+    assert describe(("COVID",), 0.9).startswith("COVID at 90%")
+    assert "cannot tell" in describe(("non-COVID", "COVID"), 0.9) and "Neither" in describe((), 0.9)
+
+
+def test_prediction_sets_refuse_bad_calibration():
+    with pytest.raises(ValueError, match="class COVID"):
+        PredictionSets([0, 0, 0], [0.1, 0.2, 0.3])
+    with pytest.raises(ValueError, match="within"):
+        PredictionSets([0, 1], [0.1, 1.2])
+    with pytest.raises(ValueError, match="level"):
+        PredictionSets([0, 1], [0.1, 0.9], level=1.0)
+
+
+def test_run_sets_on_the_synthetic_run(synthetic_run):
+    from core.runs.runfolder import RunError, RunFolder
+
+    out = run_sets(RunFolder(synthetic_run), "fusion", 0.9)
+    assert out["calibration"]["split"] == "val" and out["split"] == "test"
+    assert out["n"] == sum(v["n"] for v in out["per_class"].values()) > 0
+    assert 0 <= out["two_class_share"] <= 1 and 0 <= out["per_class"]["COVID"]["coverage"] <= 1
+    with pytest.raises(RunError, match="no nope probabilities"):
+        run_sets(RunFolder(synthetic_run), "nope")
+
+
+# ---- the out-of-distribution flag --------------------------------------------------------------------------
+def test_mahalanobis_matches_sklearns_ledoit_wolf():
+    from sklearn.covariance import LedoitWolf
+    from sklearn.covariance import ledoit_wolf_shrinkage as sk_shrinkage
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(30, 12)) @ rng.normal(size=(12, 12)) + 3
+    d = Mahalanobis(x)
+    assert d.shrinkage == pytest.approx(sk_shrinkage(x), rel=1e-9)
+    assert ledoit_wolf_shrinkage(x - x.mean(0)) == pytest.approx(sk_shrinkage(x), rel=1e-9)
+    new = rng.normal(size=(5, 12)) * 2
+    assert d(new) ** 2 == pytest.approx(LedoitWolf().fit(x).mahalanobis(new), rel=1e-6)
+    wide = rng.normal(size=(20, 300))  # more dimensions than rows: the sample covariance alone is singular
+    far = Mahalanobis(wide)(np.vstack([wide[:1] * 0, rng.normal(size=(1, 300)) * 10]))
+    assert np.isfinite(far).all() and far[1] > far[0]
+    with pytest.raises(ValueError, match="do not vary"):
+        Mahalanobis(np.ones((5, 3)))
+
+
+def test_threshold_is_the_conformal_quantile_of_validation_scores():
+    scores = np.arange(1.0, 200.0)  # 199 scores
+    t, bound = conformal_threshold(scores, 0.05)
+    assert t == 190.0 and bound == pytest.approx(1 - 190 / 200)
+    t, bound = conformal_threshold(np.arange(1.0, 11.0), ALPHA)  # too few for 1%: the largest, and a weaker bound
+    assert t == 10.0 and bound == pytest.approx(1 / 11)
+    rng = np.random.default_rng(2)
+    train, val, new = (rng.normal(size=(n, 8)) for n in (200, 300, 4000))
+    flag = OodFlag(train, val, alpha=0.05)
+    assert flag.flag(new).mean() == pytest.approx(0.05, abs=0.02)  # exchangeable slices: flagged at the level
+    assert flag.flag(rng.normal(size=(50, 8)) + 6).all() and "training slices" in flag.rule()
+
+
+def test_probes_are_no_chest_ct():
+    found = probes(per_kind=2)
+    assert {k for k, _, _ in found} == set(KINDS) and [n for k, n, _ in found if k == "photo"] == list(PHOTOS)
+    for kind, name, img in found:
+        assert img.ndim == 2 and img.min() >= 0 and img.max() <= 1 and img.std() > 0.01, name
+    from core.data.phantom import make_phantom
+    from core.inputs.lungs import lung_field
+
+    assert lung_field(make_phantom(0, covid=False, size=256).image).found
+    img = lungless(0)
+    assert not lung_field(img).found  # its lungs are filled: no field left to find
+    assert not np.array_equal(probes(per_kind=1, seed=1)[-1][2], probes(per_kind=1, seed=0)[-1][2])
+
+
+def test_ood_flags_noise_and_not_the_runs_own_slices(synthetic_run):
+    from core.inference import TrainedRun
+    from core.runs.runfolder import RunFolder
+    from core.trust.probes import noise
+
+    run = RunFolder(synthetic_run)
+    vectors = run_vectors(run)
+    assert all(len(vectors[s]) for s in ("train", "val", "test"))
+    flag = fit_run(run)
+    assert flag.n_train == len(vectors["train"]) and flag.n_val == len(vectors["val"])
+    assert flag.flag(vectors["test"]).mean() <= 0.25
+    tr = TrainedRun.load(synthetic_run)
+    for seed in (0, 1):
+        v = tr.fusion_vector(tr.analyse(noise(seed, 96)))
+        assert flag.flag(v)[0], f"noise {seed} not flagged (distance {flag.score(v)[0]:.1f}, {flag.rule()})"
+    # a slice of the run scored live lands where its cached vector does
+    from core.data.covidct import read_covidct
+    from core.data.imaging import read_slice
+
+    test = next(s for s in read_covidct(run.config["data_root"]) if s.split == "test")
+    live = flag.score(tr.fusion_vector(tr.analyse(read_slice(test.path))))[0]
+    assert live < flag.threshold * 1.5
