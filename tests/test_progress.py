@@ -162,8 +162,8 @@ def test_training_loop_killed_and_resumed_writes_each_epoch_once(tmp_path):
                     report=KillAfter(log.stage("head", "vector"), 0, 3))
     rp = RunProgress.read(tmp_path)  # the process that wrote it (this one) still runs
     assert rp.state == TRAINING and rp.stage("head").state == RUNNING and rp.stage("head").epochs_done == 3
-    # a row a killed process wrote past its checkpoint, then a line cut off mid-write
-    log.write("epoch", stage="head", part=0, epoch=4, train_loss=9.9, seconds=1.0, images=48)
+    # killed after epoch 3's row, before its checkpoint; then a line cut off mid-write
+    killed_row = rp.stage("head").rows[-1]
     with open(tmp_path / PROGRESS_FILE, "a") as f:
         f.write('{"event": "epoch", "stage": "he')
     summary = train_stage(VectorHead({"v": 6}), data, data, recipe, stage, image_keys=(), resume=True, progress=False,
@@ -172,9 +172,9 @@ def test_training_loop_killed_and_resumed_writes_each_epoch_once(tmp_path):
     assert damaged == 1 and events[-1]["event"] == "stage_end"  # the next write started a fresh line
     sp = RunProgress.read(tmp_path).stage("head")
     assert sp.state == DONE and [r["epoch"] for r in sp.rows] == [h["epoch"] for h in summary["history"]]
-    assert 9.9 not in [r["train_loss"] for r in sp.rows]
+    assert killed_row not in sp.rows  # epoch 3 trained again from epoch 2's checkpoint: its new row counts
     starts = [e for e in events if e["event"] == "stage_start"]
-    assert [s["resumed_at"] for s in starts] == [[0, 1], [0, 4]]
+    assert [s["resumed_at"] for s in starts] == [[0, 1], [0, 3]]
     assert sp.best_epoch == summary["best_epoch"]
 
 

@@ -17,8 +17,9 @@ Each event has "event" and "t" (Unix time), and of these fields the ones that ha
 Kinds of stage: "segmenter" (Algorithm 1: loss only, no validation split; its parts are round 0, the
 pseudo-label rounds and the polish), "image" (a backbone on slices or crops), "vector" (one layer on
 cached vectors). An epoch is placed by (part, epoch); a stage_start's `resumed_at` is the place its
-attempt starts from, so the rows an earlier attempt wrote at or after it (work a killed process never
-checkpointed) are superseded. Rows are written after the checkpoint they describe.
+attempt starts from. A row is written when its epoch ends, before that epoch's checkpoint, so a killed
+process leaves no checkpointed epoch unlogged; the rows an earlier attempt wrote at or after `resumed_at`
+(work it never checkpointed: Algorithm 1 checkpoints once a round) are superseded.
 
 A run trained before this log existed, or a stage it reused without training, is read from its stage
 folders (summary.json, the segmenter's train/*/summary.json; source "files"), with the same fields.

@@ -201,13 +201,13 @@ def train_stage(model: nn.Module, train: StageData, val: StageData, recipe: Reci
         state["epoch"] = epoch + 1
         log(json.dumps(row))
         if is_main():
+            if report is not None:  # a row past the checkpoint a resumed run starts from is superseded
+                report.epoch(row, images=seen * world_size, best_epoch=state["best_epoch"] + 1,
+                             best_val_auc=state["best_auc"])
             if improved:
                 save_checkpoint({"model": model.state_dict(), "epoch": epoch + 1, **sizes_record(model)},
                                 stage_dir / "best.pt")
             save_resume_point(last, model, opt, state)
-            if report is not None:  # after the checkpoint: the log never runs ahead of it
-                report.epoch(row, images=seen * world_size, best_epoch=state["best_epoch"] + 1,
-                             best_val_auc=state["best_auc"])
     summary = {"best_epoch": state["best_epoch"] + 1, "best_val_auc": state["best_auc"],
                "epochs_run": state["epoch"], "history": state["history"], "recipe": recipe.to_dict(), "seed": seed}
     if is_main():
