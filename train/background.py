@@ -18,10 +18,9 @@ import sys
 import threading
 from pathlib import Path
 
-from core.runs.progress import ProgressLog, RunProgress
+from core.runs.progress import OUTPUT, ProgressLog, RunProgress
 
 ROOT = Path(__file__).resolve().parents[1]
-OUTPUT = "train.out"
 GRACE_S = 20  # seconds a stopped process has to end before SIGKILL
 
 

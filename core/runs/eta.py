@@ -177,6 +177,7 @@ class RunEta:
     total: Estimate  # until the run ends
     ends: dict[str, Estimate] = field(default_factory=dict)  # until each stage not done ends
     left_out: list[str] = field(default_factory=list)  # stages not estimated
+    live: bool = False  # from now (a run training); else the training time a stopped run has left
 
 
 def run_eta(rp: RunProgress, now: float | None = None) -> RunEta:
@@ -187,7 +188,7 @@ def run_eta(rp: RunProgress, now: float | None = None) -> RunEta:
     measured = rates(rp)
     gap = mean_gap(rp)
     between = Estimate(gap) if gap is not None else ZERO
-    out, total = RunEta(ZERO), ZERO
+    out, total = RunEta(ZERO, live=now is not None), ZERO
     for sp in rp.stages.values():
         if sp.state == DONE:
             continue

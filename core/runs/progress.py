@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 PROGRESS_FILE = "progress.jsonl"
+OUTPUT = "train.out"  # the output of a training started in the background (train/background.py)
 KINDS = ("segmenter", "image", "vector")
 # run states
 STARTING, TRAINING, FINISHED, FAILED, STOPPED = "starting", "training", "finished", "failed", "stopped"
