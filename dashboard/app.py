@@ -2,9 +2,9 @@
 
     streamlit run dashboard/app.py -- --runs runs        # --runs defaults to ./runs ($COVID_LAB_RUNS also works)
 
-Pages (dashboard/views/): Overview, Training, Data, Map, Does it look at the disease?, Case, Margin review, New slice.
-A run is listed as soon as its training starts; a page that needs a stage not trained yet says which, how far it
-is and when it is expected (dashboard.waiting), and opens itself when the stage lands. Server settings (bind
+Pages (dashboard/views/): Overview, Training, Data, Map, Does it look at the disease?, Case, Margin review, New slice,
+Scan. A run is listed as soon as its training starts; a page that needs a stage not trained yet says which, how far
+it is and when it is expected (dashboard.waiting), and opens itself when the stage lands. Server settings (bind
 127.0.0.1, XSRF protection on, 50 MB uploads, no usage stats) live in .streamlit/config.toml.
 """
 from __future__ import annotations
@@ -34,6 +34,7 @@ PAGES = [
     (st.Page("views/case.py", title="Case", icon=":material/image_search:"), waiting.COMPLETE),
     (st.Page("views/margin.py", title="Margin review", icon=":material/rule:"), waiting.PREDICTIONS),
     (st.Page("views/new_slice.py", title="New slice", icon=":material/upload_file:"), waiting.COMPLETE),
+    (st.Page("views/scan.py", title="Scan", icon=":material/view_in_ar:"), waiting.COMPLETE),
 ]
 page = st.navigation([p for p, _ in PAGES])
 need = {p.url_path: n for p, n in PAGES}.get(page.url_path, waiting.COMPLETE)

@@ -9,12 +9,14 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from core.explain.attention import Box
+from core.runs.feature_cache import CacheError
 from core.runs.run_view import RunView
 from dashboard import data, slice_images, waiting
 from dashboard.map_args import CLASS_NAMES
 
 RESEARCH_NOTICE = "Research use only — not for clinical diagnosis."
 CASE_PAGE = "views/case.py"
+SCAN_CASE = "_scan_case"  # the session's scan slice (dashboard.scans.ScanCase) the Case view shows instead
 PLOTLY_CONFIG = {"displaylogo": False}
 SMALL_CHART_CONFIG = {"displayModeBar": False}
 NO_SECOND_RUN = "(no second run)"  # the "Compare with" choice; no run folder can carry this name
@@ -99,6 +101,13 @@ def synthetic_banner(rv: RunView) -> None:
 def open_case(key: str) -> None:
     """Select a slice and go to the Case page."""
     st.session_state["selected_key"] = key
+    st.session_state.pop(SCAN_CASE, None)  # a run's slice, not the scan slice shown before
+    st.switch_page(CASE_PAGE)
+
+
+def open_scan_case(case) -> None:
+    """Show a slice of a scan (dashboard.scans.ScanCase) in the Case page."""
+    st.session_state[SCAN_CASE] = case
     st.switch_page(CASE_PAGE)
 
 
@@ -135,6 +144,43 @@ def out_of_range_note(rv: RunView, vector) -> None:
         st.warning(f"This slice's fusion-layer input lies far outside the training split's range "
                    f"(largest standardised feature {worst:,.0f} vs {ref:,.1f} in training): the fusion "
                    "probability extrapolates and should not be trusted.", icon="📏")
+
+
+def live_analysis(ctx: Ctx, tr, a, images: dict, fusion_vector, order: list[str], key: str, caption: str,
+                  cam_caption: str) -> None:
+    """A live SliceAnalysis `a` (with its dashboard.slice_images.analysis_images `images`) as the New slice page
+    and the Case view of a scan slice draw it: the decision branch's call at its operating point, the range
+    check of its fusion-layer input, every branch's probability, the tau panel, the lesions and the fusion
+    CAM. `key` prefixes the widgets' keys; `caption` is the slice's, `cam_caption` the fusion CAM's."""
+    decision = ctx.rv.decision_branch()  # fusion when trained; never a baseline such as lesion-share
+    p = a.probs.get(decision)
+    if p is not None:
+        t = ctx.rv.thresholds[decision]
+        st.markdown(f"**{decision}**: p(COVID) = {p:.3f} → **{'COVID' if p >= t else 'non-COVID'}** "
+                    f"(operating point {t:.3f}, chosen on the validation split; margin {abs(p - t):.3f})")
+    try:
+        out_of_range_note(ctx.rv, fusion_vector)
+    except (FileNotFoundError, ValueError, CacheError) as exc:  # a partial run: no stored fusion features
+        st.caption(f"No range check of the fusion-layer input: {exc}")
+    if not a.lung_found:
+        st.warning("No lung field was found on this slice, so the run saw the whole slice: its input is not "
+                   "what it was trained on, and its probabilities deserve less trust.")
+    left, right = st.columns([1, 1.4])
+    left.image(images["slice"], width=300, caption=caption)
+    with right:
+        probs = probs_frame(a.probs, order)
+        st.plotly_chart(prob_chart(probs), width="stretch", config=SMALL_CHART_CONFIG, key=f"{key}_probs")
+        st.dataframe(probs, hide_index=True, width="stretch",
+                     column_config={"p(COVID)": st.column_config.NumberColumn(format="%.4f")})
+    st.subheader(f"Attention map ({ctx.cam_method}) and the tau crop")
+
+    @st.fragment
+    def tau_panel():  # a slider move reruns only this panel
+        tau_controls(tr, a, None, ctx.tau, f"{key}_tau", order)
+
+    tau_panel()
+    st.subheader("Infected regions and the lung crops")
+    lesion_row(images, cam_caption)
 
 
 def image_row(items: list[tuple[bytes, str]], width: int | None = None) -> None:

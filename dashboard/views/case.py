@@ -3,9 +3,12 @@ the reviewer's verdict."""
 import streamlit as st
 
 from core.runs.feature_cache import CacheError
-from dashboard import data, report_ui, ui, verdicts_ui
+from dashboard import data, report_ui, scan_case, ui, verdicts_ui
 
 ctx = ui.current()
+if st.session_state.get(ui.SCAN_CASE) is not None:  # a slice of a scan, opened from the Scan page
+    scan_case.show(ctx, st.session_state[ui.SCAN_CASE])
+    st.stop()
 df = ctx.df
 order = data.branches(df)
 rows = df.set_index("key")

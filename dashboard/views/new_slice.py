@@ -2,7 +2,6 @@
 import streamlit as st
 
 from core.data.imaging import ImageReadError
-from core.runs.feature_cache import CacheError
 from dashboard import data, ui, uploads
 from dashboard.components.scatter3d import scatter3d
 from dashboard.map_args import map_points
@@ -48,43 +47,11 @@ if result.error:
 
 a = result.analysis
 st.markdown(f"### `{result.name}`" + (f" · slice {slice_index}" if slice_index is not None else ""))
-decision = ctx.rv.decision_branch()  # fusion when trained; never a baseline such as lesion-share
-p = a.probs.get(decision)
-if p is not None:
-    t = ctx.rv.thresholds[decision]
-    st.markdown(f"**{decision}**: p(COVID) = {p:.3f} → **{'COVID' if p >= t else 'non-COVID'}** "
-                f"(operating point {t:.3f}, chosen on the validation split; margin {abs(p - t):.3f})")
-
-try:
-    ui.out_of_range_note(ctx.rv, result.fusion_vector)
-except (FileNotFoundError, ValueError, CacheError) as exc:  # a partial run: no stored fusion features
-    st.caption(f"No range check of the fusion-layer input: {exc}")
-if not a.lung_found:
-    st.warning("No lung field was found on this slice, so the run saw the whole slice: its input is not "
-               "what it was trained on, and its probabilities deserve less trust.")
-
-top_l, top_r = st.columns([1, 1.4])
-with top_l:
-    st.image(images["slice"], width=300, caption="uploaded slice, as the run sees it"
-             + (" (its lung field, harmonised)" if ctx.rv.input_mode == "lungs" else " (working size)"))
-with top_r:
-    probs = ui.probs_frame(a.probs, order)
-    st.plotly_chart(ui.prob_chart(probs), width="stretch", config=ui.SMALL_CHART_CONFIG, key="upload_probs")
-    st.dataframe(probs, hide_index=True, width="stretch",
-                 column_config={"p(COVID)": st.column_config.NumberColumn(format="%.4f")})
-
-st.subheader(f"Attention map ({ctx.cam_method}) and the tau crop")
-
-
-@st.fragment
-def tau_panel():
-    ui.tau_controls(tr, a, None, ctx.tau, "upload_tau", order)
-
-
-tau_panel()
-
-st.subheader("Infected regions and the lung crops")
-ui.lesion_row(images, f"fusion CAM (tau {ctx.tau:.2f})")
+p = a.probs.get(ctx.rv.decision_branch())  # for the new slice's label in the 3D map
+ui.live_analysis(ctx, tr, a, images, result.fusion_vector, order, "upload",
+                 "uploaded slice, as the run sees it"
+                 + (" (its lung field, harmonised)" if ctx.rv.input_mode == "lungs" else " (working size)"),
+                 f"fusion CAM (tau {ctx.tau:.2f})")
 
 st.subheader("Place in the run's 3D map")
 method = st.radio("Embedding", ["tsne", "umap"], horizontal=True, key="upload_method",

@@ -1,0 +1,193 @@
+"""Whole scans for the Scan page: reading an upload (DICOM files, a .zip of them, a NIfTI volume) or a
+COVID-CT-MD patient without ever raising, and the cached scoring of every slice (core.knowledge.scan).
+
+A scan is keyed by the content digest of the files given (and the series picked among them); its table
+by the run's stamp too, so a second visit, or a rerun, does not score it again. Uploaded names are only
+shown (core.data.series reads zip members and uploads in memory; no name becomes a path).
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from core.data.imaging import ImageReadError, sniff_format
+from core.data.series import Volume, read_nifti, read_series_uploads
+from core.errors import USER_ERRORS
+from core.knowledge.scan import score_volume
+from dashboard import data, scan_images
+from dashboard.uploads import display_name
+
+
+@dataclass
+class ScanInput:
+    name: str  # what the page calls the scan
+    digest: str  # content digest of the files given
+    given: int  # files given (a .zip's members counted, a .zip that cannot be opened as one)
+    volumes: list[Volume] = field(default_factory=list)  # one per series, largest first
+    rejected: list[str] = field(default_factory=list)  # one line per file in no volume, naming it
+    error: str | None = None  # nothing could be read
+    truth: str | None = None  # COVID-CT-MD's diagnosis of a picked patient
+
+
+def digest_of(files: list[tuple[str, bytes]]) -> str:
+    h = hashlib.sha256()
+    for name, raw in files:
+        h.update(name.encode("utf-8", "replace") + b"\0" + hashlib.sha256(raw).digest())
+    return h.hexdigest()
+
+
+def read_upload(files: list[tuple[str, bytes]]) -> ScanInput:
+    """The volumes of uploaded files: one NIfTI volume, or DICOM series (files and .zip archives)."""
+    files = [(display_name(n), bytes(raw)) for n, raw in files]
+    digest = digest_of(files)
+    name = files[0][0] if len(files) == 1 else f"{files[0][0]} and {len(files) - 1} more"
+    try:
+        niftis = [n for n, raw in files if sniff_format(raw[:400], n) == "nifti"]
+        if niftis:
+            if len(files) > 1:
+                return ScanInput(name, digest, len(files), error=f"{niftis[0]}: a NIfTI volume is a whole scan; "
+                                                                 "upload it on its own, not among other files")
+            return ScanInput(name, digest, 1, volumes=[read_nifti(files[0][1], files[0][0])])
+        found = read_series_uploads(files)
+    except ImageReadError as exc:
+        return ScanInput(name, digest, len(files), error=str(exc))
+    except Exception as exc:  # noqa: BLE001 (a reader library failing in a way we did not foresee)
+        return ScanInput(name, digest, len(files),
+                         error=f"{name}: could not be read as a CT scan ({type(exc).__name__})")
+    given = sum(len(v) + len(v.left_out) for v in found.volumes) + len(found.rejected)
+    rejected = [str(e) for e in found.rejected]
+    if not found.volumes:
+        why = "no DICOM series in the files given" + (": every file is named below" if rejected else "")
+        return ScanInput(name, digest, given, rejected=rejected, error=why)
+    return ScanInput(name, digest, given, found.volumes, rejected)
+
+
+def read_patient(data_root: str, patient: str) -> ScanInput:
+    """A COVID-CT-MD patient of the run's data root (core.data.ctmd.patient_volume), its diagnosis as truth."""
+    from core.data.ctmd import by_patient, patient_volume, read_records
+
+    try:
+        records = by_patient(read_records(data_root)).get(patient) or []
+        vol = patient_volume(data_root, patient)
+    except USER_ERRORS as exc:
+        return ScanInput(f"COVID-CT-MD {patient}", "", 0, error=str(exc))
+    files = [(s.name, Path(s.name).read_bytes()) for s in vol.slices]
+    return ScanInput(f"COVID-CT-MD {patient}", digest_of(files), len(records), [vol],
+                     truth=records[0].diagnosis if records else None)
+
+
+def ctmd_patients(data_root: str | None) -> dict[str, str]:
+    """patient -> "P001 · COVID-19 · selection" for the COVID-CT-MD patients under the run's data root;
+    {} when it has none."""
+    from core.data.ctmd import REPORT, SELECTION, by_patient, read_records
+    from core.data.roots import DataError
+
+    if not data_root or not (Path(data_root) / "covid-ct-md").is_dir():
+        return {}
+    try:
+        patients = by_patient(read_records(data_root))
+    except DataError:
+        return {}
+    role = {**dict.fromkeys(SELECTION, "selection: may choose settings"), **dict.fromkeys(REPORT, "report only")}
+    return {p: f"{p} · {rows[0].diagnosis}" + (f" · {role[p]}" if p in role else "") for p, rows in patients.items()}
+
+
+# ---- cached reading and scoring ---------------------------------------------------------------------
+@st.cache_resource(max_entries=4, show_spinner="Reading the series...")
+def upload_input(digest: str, _files: tuple) -> ScanInput:
+    """read_upload, once per content digest (the volumes keep the uploaded bytes)."""
+    return read_upload(list(_files))
+
+
+@st.cache_resource(max_entries=4, show_spinner="Reading the patient's series...")
+def patient_input(data_root: str, patient: str) -> ScanInput:
+    return read_patient(data_root, patient)
+
+
+class _Locked:
+    """A trained run whose analyse holds the dashboard's model lock, one slice at a time (other sessions
+    interleave between slices)."""
+
+    def __init__(self, tr):
+        self.tr = tr
+
+    def analyse(self, slice01):
+        with data.MODEL_LOCK:
+            return self.tr.analyse(slice01)
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def scan_table(runs: str, name: str, stamp: str, digest: str, series: int, _volume: Volume) -> pd.DataFrame:
+    """core.knowledge.scan.score_volume of the picked series with the run, with a progress bar; cached by
+    the run's stamp and the scan's content digest (a second visit or a rerun replays it)."""
+    bar = st.progress(0.0, text=f"Scoring {len(_volume)} slices with run {name}...")
+
+    def progress(done: int, total: int) -> None:
+        bar.progress(done / total, text=f"Scoring slice {done} of {total} with run {name}...")
+
+    table = score_volume(_Locked(data.trained(runs, name, stamp)), _volume, progress)
+    bar.empty()
+    return table
+
+
+def analyse_slice(tr, volume: Volume, index: int):
+    """(slice in [0, 1], SliceAnalysis, fusion CAM) of one slice: the maps only the shown slice gets."""
+    img = volume.image(index)
+    with data.MODEL_LOCK:
+        a = tr.analyse(img)
+        cam = tr.fusion_cam(a)
+    return img, a, cam
+
+
+@st.cache_resource(max_entries=16, show_spinner="Analysing the slice...")
+def slice_view(runs: str, name: str, stamp: str, digest: str, series: int, index: int, _volume: Volume):
+    return analyse_slice(data.trained(runs, name, stamp), _volume, index)
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def slice_pictures(runs: str, name: str, stamp: str, digest: str, series: int, index: int,
+                   _volume: Volume) -> dict[str, bytes]:
+    """scan_images.slice_pictures of the slice (PNG bytes)."""
+    img, a, cam = slice_view(runs, name, stamp, digest, series, index, _volume)
+    return scan_images.slice_pictures(img, a, cam)
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def thumbnail(digest: str, series: int, index: int, _volume: Volume) -> bytes:
+    return scan_images.thumbnail(_volume.image(index))
+
+
+# ---- the Case view's scan slice ------------------------------------------------------------------------
+@dataclass
+class ScanCase:
+    """A slice of a scan, opened in the Case view: what it needs to analyse it live with any run."""
+    scan: str  # the scan's name
+    digest: str
+    series: int
+    index: int
+    position: float | None
+    file: str
+    slice01: np.ndarray
+    truth: str | None = None
+
+    @property
+    def title(self) -> str:
+        where = "" if self.position is None or np.isnan(self.position) else f", {self.position:g} mm"
+        return f"{self.scan} · slice {self.index}{where}"
+
+
+@st.cache_resource(max_entries=8, show_spinner="Analysing the scan slice...")
+def case_analysis(runs: str, name: str, stamp: str, digest: str, series: int, index: int, _slice01: np.ndarray):
+    """The live SliceAnalysis of a scan slice and its pictures (New slice's), for the Case view."""
+    from dashboard.uploads import upload_images
+
+    tr = data.trained(runs, name, stamp)
+    with data.MODEL_LOCK:
+        a = tr.analyse(_slice01)
+        vector = tr.fusion_vector(a)
+    return a, vector, upload_images(tr, a)

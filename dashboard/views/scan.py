@@ -1,0 +1,154 @@
+"""Scan: a whole CT scan (a DICOM series, a .zip of one, a NIfTI volume, or a COVID-CT-MD patient) scored slice
+by slice with the run; the scan-level decision, the opacity per lung, where along the scan the disease lies,
+a slice scroller with the maps of the slice shown, the slices that drive the decision, a report."""
+import math
+
+import streamlit as st
+
+from core.knowledge.scan import RULE, SIDES, summarise
+from core.knowledge.signs import NAMES
+from dashboard import data, scan_charts, scan_report_ui, scans, ui
+
+ctx = ui.current()
+order = data.branches(ctx.df)
+decision_branch = ctx.rv.decision_branch()
+threshold = ctx.rv.thresholds[decision_branch]
+
+st.title("Scan")
+st.caption("Clinicians read scans, not slices. Every slice of the scan is scored by the selected run with its own "
+           "preprocessing; the page reports the scan as a whole. Uploaded files are read in memory: their names "
+           "are only shown.")
+
+data_root = ctx.rv.config.get("data_root")
+patients = scans.ctmd_patients(data_root)
+UPLOAD, PATIENT = "Upload a scan", "COVID-CT-MD patient"
+source = st.radio("Scan", [UPLOAD, PATIENT], horizontal=True, key="scan_source") if patients else UPLOAD
+if source == UPLOAD:
+    ups = st.file_uploader("A DICOM series (its files, or a .zip of them) or a NIfTI volume (.nii, .nii.gz); "
+                           "up to 50 MB a file", accept_multiple_files=True, key="scan_upload")
+    if not ups:
+        st.info("Upload the files of one CT series (or a .zip of them), or a NIfTI volume, to score the whole scan."
+                + (" Or pick a COVID-CT-MD patient above." if patients else ""))
+        st.stop()
+    files = tuple((u.name, u.getvalue()) for u in ups)
+    scan = scans.upload_input(scans.digest_of(list(files)), files)
+else:
+    patient = st.selectbox("Patient", list(patients), format_func=patients.get, key="scan_patient",
+                           help="COVID-CT-MD under the run's data root: the selection patients may choose settings, "
+                                "the report patients are only reported")
+    scan = scans.patient_input(str(data_root), patient)
+
+if scan.error:
+    st.error(scan.error)
+    for line in scan.rejected:
+        st.caption(line)
+    st.stop()
+
+series = 0
+if len(scan.volumes) > 1:
+    series = st.selectbox("Series", range(len(scan.volumes)), key=f"scan_series_{scan.digest[:12]}",
+                          format_func=lambda i: f"{scan.volumes[i].series_uid or 'no UID'} · {len(scan.volumes[i])} "
+                                                "slices" + (" (the largest)" if i == 0 else ""))
+vol = scan.volumes[series]
+notes = vol.problems + vol.notes + [str(e) for e in vol.left_out] + scan.rejected
+st.markdown(f"### {scan.name}")
+files_given = f"{scan.given} file{'' if scan.given == 1 else 's'} given"
+st.markdown(f"**{len(vol)} slices** in the series, read from **{files_given}**"
+            + (f" ({scan.given - len(vol)} not in it, named below)" if scan.given > len(vol) else "")
+            + f" · ordered by {vol.ordering}"
+            + ("" if vol.slice_spacing is None else f" · {vol.slice_spacing:g} mm apart")
+            + ("" if vol.pixel_spacing is None else " · pixels {:.3g} x {:.3g} mm".format(*vol.pixel_spacing)))
+if notes:
+    st.warning("\n".join(f"- {line}" for line in notes), icon="📋")
+
+try:
+    ctx.trained()
+except Exception as exc:  # noqa: BLE001 (a partial run: said, not a traceback)
+    st.error(f"Run `{ctx.name}` cannot score new slices: {exc}")
+    st.stop()
+table = scans.scan_table(ctx.runs, ctx.name, ctx.stamp, scan.digest, series, vol)
+summary = summarise(table, decision_branch, threshold)
+dec = summary.decision
+
+# ---- the scan as a whole ---------------------------------------------------------------------------------
+c1, c2, c3, c4 = st.columns(4)
+c1.metric("Scan decision", dec.label, help=dec.words, delta_color="off", delta_arrow="off",
+          delta=None if dec.covid is None else f"statistic {dec.statistic:.3f}, operating point {dec.threshold:.3f}")
+for col, side in zip((c2, c3), SIDES):
+    col.metric(f"Opacity, {side} lung", "n/a" if math.isnan(summary.opacity[side]) else f"{summary.opacity[side]:.1%}",
+               help="lesion area / lung area of this lung, each summed over the slices with a lung field")
+lower = summary.zones["lower"]
+c4.metric("Lesion in the lower third", "n/a" if math.isnan(lower) else f"{lower:.0%}",
+          help="share of the scan's lesion area in the lower third of its lung extent (RSNA: COVID-19 favours the "
+               "lower zones); n/a without slice positions or without lesion")
+st.markdown(f"**Rule** · {dec.words}." + (f" **Diagnosis on file** (COVID-CT-MD): {scan.truth}." if scan.truth else ""))
+counts = f"{summary.with_lung} of {summary.slices} slices have a lung field"
+if summary.with_lung < summary.slices:
+    counts += "; the others are left out of every scan number (their whole frame would count as lung)"
+if summary.problems:
+    counts += f"; {summary.problems} could not be scored (named in the table)"
+st.caption(counts + ".")
+
+
+
+def open_slice(i: int) -> None:
+    """Slice i of the scan in the Case view."""
+    r = table.iloc[i]
+    ui.open_scan_case(scans.ScanCase(scan.name, scan.digest, series, i, float(r.position_mm), str(r.file), vol.image(i),
+                                     scan.truth))
+
+
+# ---- along the scan, and the slice scroller ------------------------------------------------------------------
+slice_key = f"scan_slice_{scan.digest[:12]}_{series}"
+if slice_key not in st.session_state:
+    st.session_state[slice_key] = dec.top[0] if dec.top else len(vol) // 2
+st.plotly_chart(scan_charts.z_profile(table, order, dec, st.session_state[slice_key]), width="stretch",
+                config=ui.PLOTLY_CONFIG, key="scan_profile")
+
+st.subheader("Slice by slice")
+index = st.slider("Slice (body order, foot to head when the series gives positions)", 0, len(vol) - 1, key=slice_key)
+row = table.iloc[index]
+where = "" if math.isnan(row.position_mm) else f" · {row.position_mm:g} mm"
+p = row.get(f"p_{decision_branch}", math.nan)
+st.markdown(f"**slice {index}**{where} · `{str(row.file).rsplit('/', 1)[-1]}` · {decision_branch} p(COVID) = "
+            + ("n/a" if math.isnan(p) else f"{p:.3f} → **{'COVID' if p >= threshold else 'non-COVID'}**")
+            + ("" if row.lung_found else " · no lung field found")
+            + "".join(f" · {NAMES[f'{s}_share']} {row[f'{s}_share']:.1%}" for s in SIDES
+                      if not math.isnan(row[f"{s}_share"])))
+if row.problem:
+    st.error(f"This slice could not be scored: {row.problem}")
+else:
+    try:
+        pics = scans.slice_pictures(ctx.runs, ctx.name, ctx.stamp, scan.digest, series, index, vol)
+    except Exception as exc:  # noqa: BLE001 (the scores stand without the maps)
+        st.error(f"The maps of this slice cannot be drawn: {exc}")
+    else:
+        ui.image_row([(pics["slice"], "the slice (lung window), its lung field outlined in cyan"),
+                      (pics["lesion"], "lesions (the run's segmenter, p > 0.5)"),
+                      (pics["cam"], f"decision map: fusion CAM at the run's tau {ctx.tau:.2f}")])
+    if st.button(f"Open slice {index} in the Case view", key="scan_open_shown", icon=":material/image_search:"):
+        open_slice(index)
+
+# ---- the slices that drive the decision --------------------------------------------------------------------
+st.subheader("The slices that drive the decision")
+st.caption((f"The top {len(dec.top)} slices" if len(dec.top) > 1 else "The top slice")
+           + f" by the {decision_branch} branch's p(COVID), whose mean is the scan's statistic ({RULE.name}). "
+           "Each opens in the Case view.")
+COLS = 6
+for start in range(0, len(dec.top), COLS):
+    cols = st.columns(COLS)
+    for col, i in zip(cols, dec.top[start:start + COLS]):
+        r = table.iloc[i]
+        with col.container(border=True):
+            st.image(scans.thumbnail(scan.digest, series, i, vol), width="stretch")
+            st.caption(f"slice {i}" + ("" if math.isnan(r.position_mm) else f" · {r.position_mm:g} mm")
+                       + f" · p = {r[f'p_{decision_branch}']:.3f}")
+            if st.button("Open", key=f"scan_top_{i}", width="stretch"):
+                open_slice(i)
+
+# ---- every slice, and the report ------------------------------------------------------------------------------
+with st.expander(f"Every slice ({len(table)} rows)"):
+    st.dataframe(table, hide_index=True, width="stretch")
+    st.download_button("Download the table (CSV)", table.to_csv(index=False).encode(), "scan-slices.csv", "text/csv",
+                       key="scan_csv", on_click="ignore")
+scan_report_ui.report_buttons(ctx, scan, vol, table, summary, notes, order)

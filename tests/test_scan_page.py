@@ -1,0 +1,241 @@
+"""The Scan page (dashboard/views/scan.py) and the Case view of a scan slice, through Streamlit's AppTest on the
+session's synthetic run. Expected numbers come from core (core.knowledge.scan on the same series, the run's
+TrainedRun), not from the dashboard's helpers.
+"""
+from __future__ import annotations
+
+import io
+import json
+import re
+import shutil
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from test_dashboard import NOTICE, app, no_exception, texts
+
+from core.knowledge.scan import RULE, score_volume, summarise
+from tests.dicom_series import write_ctmd, write_series
+from tests.phantom_series import dicom_series, nifti_bytes, right_lung_lesions
+
+PAGE = "views/scan.py"
+N = 6
+
+
+@pytest.fixture(scope="module")
+def phantom_scan():
+    return right_lung_lesions(N, size=96, seed=5)
+
+
+@pytest.fixture(scope="module")
+def series_files(phantom_scan, tmp_path_factory) -> list[Path]:
+    """The series' files under shuffled names, in body order."""
+    return write_series(tmp_path_factory.mktemp("scan-page"), dicom_series(phantom_scan))
+
+
+@pytest.fixture(scope="module")
+def expected(dash_env, rv, series_files):
+    """The scan's table and summary as core gives them."""
+    from core.data.series import read_series
+    from core.inference import TrainedRun
+
+    table = score_volume(TrainedRun.load(dash_env), read_series(series_files[0].parent).volumes[0])
+    branch = rv.decision_branch()
+    return table, summarise(table, branch, rv.thresholds[branch])
+
+
+def uploads(paths) -> list[tuple[str, bytes, str]]:
+    return [(p.name, p.read_bytes(), "application/dicom") for p in paths]
+
+
+def upload(files, state: dict | None = None):
+    at = app(PAGE, state)
+    no_exception(at)
+    at.file_uploader(key="scan_upload").set_value(files).run()
+    no_exception(at)
+    return at
+
+
+def count_line(at) -> str:
+    lines = [t for t in texts(at) if "slices** in the series" in t]
+    assert len(lines) == 1, texts(at)
+    return lines[0]
+
+
+def metric(at, label: str) -> str:
+    return next(m.value for m in at.metric if m.label == label)
+
+
+def not_synthetic_errors(at) -> list[str]:
+    return [e.value for e in at.error if "Synthetic run" not in e.value]
+
+
+def test_without_a_scan_the_page_asks_for_one(dash_env):
+    at = app(PAGE)
+    no_exception(at)
+    assert NOTICE in " ".join(w.value for w in at.warning)
+    assert any("Synthetic run" in e.value for e in at.error)
+    assert any("Upload the files of one CT series" in i.value for i in at.info)
+    assert not [r for r in at.radio if r.key == "scan_source"]  # the phantom data root has no COVID-CT-MD
+
+
+def test_an_uploaded_series_is_scored_once_and_reported(dash_env, rv, series_files, expected, monkeypatch):
+    import streamlit as st
+
+    from dashboard import scans
+
+    st.cache_data.clear()
+    calls = []
+    real = scans.score_volume
+    monkeypatch.setattr(scans, "score_volume", lambda *a, **k: calls.append(1) or real(*a, **k))
+    table, summary = expected
+    at = upload(uploads(reversed(series_files)))  # any order: the page orders them
+    assert not not_synthetic_errors(at)
+    assert count_line(at).startswith(f"**{N} slices** in the series, read from **{N} files given** · ordered by "
+                                     "image position · 5 mm apart · pixels 0.8 x 0.7 mm")
+    assert metric(at, "Scan decision") == summary.decision.label
+    for side in ("right", "left"):
+        assert metric(at, f"Opacity, {side} lung") == f"{summary.opacity[side]:.1%}"
+    assert metric(at, "Lesion in the lower third") == ("n/a" if np.isnan(summary.zones["lower"])
+                                                       else f"{summary.zones['lower']:.0%}")
+    assert any(t.startswith("**Rule** · " + RULE.words(rv.decision_branch(), rv.thresholds[rv.decision_branch()]))
+               for t in texts(at))
+    shown = next(d.value for d in at.dataframe if "position_mm" in d.value.columns)
+    assert list(shown["index"]) == list(range(N)) and list(shown.file) == [p.name for p in series_files]
+    assert np.allclose(shown.p_fusion, table.p_fusion, atol=1e-6)
+    tops = [b.key for b in at.button if (b.key or "").startswith("scan_top_")]
+    assert tops == [f"scan_top_{i}" for i in summary.decision.top]
+    assert calls == [1]
+    # A rerun and a move of the slice scroller replay the cached table
+    at.run()
+    slider = next(s for s in at.slider if (s.key or "").startswith("scan_slice_"))
+    assert slider.value == summary.decision.top[0] and slider.max == N - 1  # opens on the slice that drives most
+    slider.set_value(2).run()
+    no_exception(at)
+    assert calls == [1]
+    assert any(t.startswith("**slice 2** · -90 mm · ") for t in texts(at))
+    assert len(at.get("image")) == 3 + len(summary.decision.top)  # the slice, lesions, decision map; thumbnails
+
+
+def test_a_zip_with_a_stranger_names_it_and_loses_no_slice(dash_env, series_files):
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for p in series_files:
+            zf.writestr(f"study/{p.name}", p.read_bytes())
+        zf.writestr("study/notes.txt", "not a slice")
+    at = upload([("study.zip", buf.getvalue(), "application/zip")])
+    assert count_line(at).startswith(f"**{N} slices** in the series, read from **{N + 1} files given** (1 not in it, "
+                                     "named below)")
+    warning = next(w.value for w in at.warning if "notes.txt" in w.value)
+    assert warning.count("\n- ") == 0 and warning.startswith("- study.zip/study/notes.txt: not a DICOM file")
+
+
+def test_a_missing_slice_is_a_gap_in_one_line(dash_env, series_files):
+    at = upload(uploads(series_files[:2] + series_files[3:]))
+    assert count_line(at).startswith(f"**{N - 1} slices** in the series, read from **{N - 1} files given** · ")
+    warning = next(w.value for w in at.warning if "gap:" in w.value)
+    assert warning == (f"- gap: {series_files[1].name} and {series_files[3].name}: 10 mm apart, 2.0x the series' usual 5; "
+                       "about 1 slice missing between them")
+
+
+def test_a_nifti_volume_is_a_scan(dash_env, phantom_scan, expected):
+    at = upload([("scan.nii", nifti_bytes(phantom_scan), "application/octet-stream")])
+    assert count_line(at).startswith(f"**{N} slices** in the series, read from **1 file given** · ordered by NIfTI "
+                                     "affine")
+    assert metric(at, "Scan decision") == expected[1].decision.label
+
+
+@pytest.mark.parametrize("name,payload", [("notes.txt", b"hello"), ("broken.zip", b"PK\x03\x04 not really a zip"),
+                                          ("vol.nii.gz", b"\x1f\x8bnot gzip at all")])
+def test_nothing_readable_is_one_clear_error(dash_env, name, payload):
+    at = upload([(name, payload, "application/octet-stream")])
+    errors = not_synthetic_errors(at)
+    assert errors and "Traceback" not in errors[0]
+    assert name in " ".join(errors + [c.value for c in at.caption])  # the file is named
+
+
+@pytest.fixture
+def ctmd_runs(dash_env, tmp_path, monkeypatch):
+    """A copy of the run whose data root holds COVID-CT-MD (tests.dicom_series.write_ctmd: 3 slices a patient)."""
+    runs = tmp_path / "runs"
+    shutil.copytree(dash_env, runs / dash_env.name)
+    write_ctmd(tmp_path / "data")
+    config = runs / dash_env.name / "config.json"
+    config.write_text(json.dumps({**json.loads(config.read_text()), "data_root": str(tmp_path / "data")}))
+    monkeypatch.setenv("COVID_LAB_RUNS", str(runs))
+    return runs
+
+
+def test_a_covid_ct_md_patient_is_picked_from_the_runs_data_root(ctmd_runs):
+    at = app(PAGE)
+    no_exception(at)
+    at.radio(key="scan_source").set_value("COVID-CT-MD patient").run()
+    no_exception(at)
+    picker = at.selectbox(key="scan_patient")
+    assert picker.options[:2] == ["P001 · COVID-19 · selection: may choose settings",
+                                  "P002 · COVID-19 · report only"]
+    picker.set_value("cap001").run()
+    no_exception(at)
+    assert "### COVID-CT-MD cap001" in texts(at)
+    assert count_line(at).startswith("**3 slices** in the series, read from **3 files given**")
+    assert any("**Diagnosis on file** (COVID-CT-MD): CAP." in t for t in texts(at))
+    assert metric(at, "Scan decision") in ("COVID-19", "not COVID-19", "no decision")
+
+
+def test_a_slice_opens_in_the_case_view_and_back(dash_env, rv, series_files, expected):
+    from core.data.series import read_series
+    from core.inference import TrainedRun
+
+    top = expected[1].decision.top[0]
+    at = upload(uploads(series_files))
+    at.button(key=f"scan_top_{top}").click().run()
+    no_exception(at)
+    assert any(re.fullmatch(rf"### .* · slice {top}, -?\d+ mm", t) for t in texts(at)), texts(at)
+    probs = next(d.value for d in at.dataframe if list(d.value.columns) == ["branch", "p(COVID)"])
+    direct = TrainedRun.load(dash_env).analyse(read_series(series_files[0].parent).volumes[0].image(top)).probs
+    assert dict(zip(probs.branch, probs["p(COVID)"])) == pytest.approx(direct)
+    at.switch_page("views/case.py")  # AppTest reruns the page it was told, not the one the app switched to
+    assert at.slider(key="scan_case_tau").value == pytest.approx(rv.config["pipeline"]["tau"])
+    at.slider(key="scan_case_tau").set_value(0.5).run()
+    no_exception(at)
+    assert any(t.startswith("crop box `[") for t in texts(at))
+    at.button(key="scan_case_back").click().run()  # the run's own slices again
+    no_exception(at)
+    assert at.selectbox(key="case_pick").value in set(rv.predictions.key)
+
+
+def test_opening_a_run_slice_elsewhere_leaves_the_scan_slice(dash_env, rv, series_files, expected):
+    at = upload(uploads(series_files))
+    at.button(key=f"scan_top_{expected[1].decision.top[0]}").click().run()
+    at.switch_page("views/margin.py").run()
+    first = next(b for b in at.button if (b.key or "").startswith("open_"))
+    first.click().run()
+    no_exception(at)
+    assert at.selectbox(key="case_pick").value == first.key[len("open_"):]
+
+
+def test_the_scan_report_downloads(dash_env, series_files, monkeypatch):
+    from PIL import Image
+    from streamlit.delta_generator import DeltaGenerator
+
+    from core.explain.case_report import SIZE
+
+    seen = {}  # AppTest does not hand back a download's bytes: keep what the page passed
+    real = DeltaGenerator.download_button
+
+    def spy(self, label, data, file_name=None, mime=None, **kw):
+        seen[label] = (data, file_name, mime)
+        return real(self, label, data, file_name, mime, **kw)
+
+    monkeypatch.setattr(DeltaGenerator, "download_button", spy)
+    at = upload(uploads(series_files))
+    assert "Download the table (CSV)" in [b.label for b in at.get("download_button")]
+    make_png, name, mime = seen["Download scan report (PNG)"]
+    assert mime == "image/png" and name.startswith("scan-report_") and name.endswith(".png")
+    png = make_png()  # deferred: built when clicked
+    assert Image.open(io.BytesIO(png)).size == SIZE
+    assert seen["Download scan report (PDF)"][0]()[:5] == b"%PDF-"
+    out = Path(__file__).resolve().parent.parent / "test-artifacts" / "scan-report.png"
+    out.parent.mkdir(exist_ok=True)
+    out.write_bytes(png)
