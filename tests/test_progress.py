@@ -294,3 +294,12 @@ def test_estimate_texts():
     assert Estimate(None).text() == "unknown" and Estimate(0.0, partial=True).text() == "unknown"
     assert (Estimate(60) + Estimate(None)).partial and (Estimate(60) + Estimate(30, at_most=True)).seconds == 90
     assert replace(Estimate(60), seconds=None).clock() == ""
+
+
+def test_malformed_events_are_counted_not_fatal(tmp_path):
+    (tmp_path / PROGRESS_FILE).write_text('{"event": "epoch"}\n[1, 2]\n{"event": "epoch", "stage": "g", "epoch": "3"}\n'
+                                          '{"event": "plan", "t": 1, "stages": [{"stage": "global", "epochs": 3}]}\n')
+    events, damaged = read_events(tmp_path / PROGRESS_FILE)
+    assert damaged == 3 and [e["event"] for e in events] == ["plan"]
+    rp = RunProgress.read(tmp_path)
+    assert rp.damaged == 3 and list(rp.stages) == ["global"] and rp.stage("global").state == WAITING

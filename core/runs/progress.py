@@ -49,6 +49,20 @@ def _clean(value):
     return None if isinstance(value, float) and not math.isfinite(value) else value
 
 
+def _auc(value: float | None) -> float | None:
+    """A best validation AUC; the loop's -1 (none yet) is None."""
+    return None if value is None or value < 0 else value
+
+
+def patience_left(best_epoch: int, epoch: int, patience: int | None, epochs: int | None) -> int | None:
+    """Epochs without a better validation AUC the training loop still runs after `epoch` (1-based, as
+    `best_epoch`) before early stopping ends the stage, at most the epochs left; None without patience."""
+    if not patience or not best_epoch:
+        return None
+    left = max(0, best_epoch + patience - epoch)
+    return left if epochs is None else min(left, epochs - epoch)
+
+
 class ProgressLog:
     """Appends events to one progress file. `ProgressLog(None)` writes nothing (a DDP rank other than 0)."""
 
@@ -105,24 +119,19 @@ class StageReport:
         """`resumed_at`: (part, epoch) of the first epoch this attempt trains."""
         self.epochs, self.patience = epochs, (patience or None)
         self.log.process_event("stage_start", stage=self.stage, kind=self.kind, epochs=epochs, patience=self.patience,
-                       images_per_epoch=images_per_epoch, planned_images=planned_images, parts=parts,
-                       resumed_at=list(resumed_at))
+                               images_per_epoch=images_per_epoch, planned_images=planned_images, parts=parts,
+                               resumed_at=list(resumed_at))
 
     def epoch(self, row: dict, *, images: int | None = None, best_epoch: int | None = None,
               best_val_auc: float | None = None, part: int = 0, part_name: str = "", slices: int | None = None) -> None:
         """`row`: the loop's own history row (epoch, train_loss or loss, val_*, seconds, img_per_s);
         `best_epoch` (1-based) and the patience give the early-stopping state."""
-        best_val_auc = None if best_val_auc is None or best_val_auc < 0 else best_val_auc  # -1: none yet
-        left = None
-        if self.patience and best_epoch is not None and best_epoch > 0:
-            left = max(0, best_epoch + self.patience - row["epoch"])
-            if self.epochs is not None:
-                left = min(left, self.epochs - row["epoch"])
         self.log.write("epoch", stage=self.stage, part=part, part_name=part_name, epoch=row["epoch"],
                        train_loss=row.get("train_loss", row.get("loss")), val_auc=row.get("val_auc"),
                        val_loss=row.get("val_loss"), val_acc=row.get("val_acc"),
                        images=row.get("images", images), seconds=row.get("seconds"), img_per_s=row.get("img_per_s"),
-                       best_epoch=best_epoch, best_val_auc=best_val_auc, patience_left=left, slices=slices)
+                       best_epoch=best_epoch, best_val_auc=_auc(best_val_auc),
+                       patience_left=patience_left(best_epoch, row["epoch"], self.patience, self.epochs), slices=slices)
 
     def part_hook(self, part: int, name: str, slices: int):
         """A callback `row -> None` for the epochs of one part of a segmenter's training."""
@@ -130,9 +139,8 @@ class StageReport:
 
     def end(self, *, best_epoch: int | None = None, best_val_auc: float | None = None,
             epochs_run: int | None = None) -> None:
-        best_val_auc = None if best_val_auc is None or best_val_auc < 0 else best_val_auc
         stopped_early = self.epochs is not None and epochs_run is not None and epochs_run < self.epochs
-        self.log.write("stage_end", stage=self.stage, best_epoch=best_epoch, best_val_auc=best_val_auc,
+        self.log.write("stage_end", stage=self.stage, best_epoch=best_epoch, best_val_auc=_auc(best_val_auc),
                        epochs_run=epochs_run, early_stopped=stopped_early)
 
 
@@ -154,11 +162,20 @@ def read_events(path: str | Path) -> tuple[list[dict], int]:
         except ValueError:
             damaged += 1
             continue
-        if isinstance(ev, dict) and isinstance(ev.get("event"), str):
+        if _well_formed(ev):
             events.append(ev)
         else:
             damaged += 1
     return events, damaged
+
+
+def _well_formed(ev) -> bool:
+    """An event the fold can use: a kind, and the stage (and the epoch) those about a stage need."""
+    if not isinstance(ev, dict) or not isinstance(ev.get("event"), str):
+        return False
+    if ev["event"] in ("stage_start", "epoch", "stage_end") and not isinstance(ev.get("stage"), str):
+        return False
+    return ev["event"] != "epoch" or (isinstance(ev.get("epoch"), int) and isinstance(ev.get("part", 0), int))
 
 
 @dataclass
@@ -399,10 +416,7 @@ def _stage_rows(name: str, summary: dict) -> list[dict]:
         if best == 0 or (auc is not None and not (isinstance(auc, float) and math.isnan(auc))
                          and (best_auc is None or auc > best_auc)):
             best, best_auc = h["epoch"], auc
-        left = None
-        if patience:
-            left = max(0, best + patience - h["epoch"])
-            left = min(left, epochs - h["epoch"]) if epochs else left
+        left = patience_left(best, h["epoch"], patience, epochs)
         rows.append({"event": "epoch", "stage": name, "part": 0, "part_name": "", "epoch": h["epoch"],
                      "train_loss": h.get("train_loss"), "val_auc": _clean(auc), "val_loss": h.get("val_loss"),
                      "val_acc": h.get("val_acc"), "seconds": h.get("seconds"), "img_per_s": h.get("img_per_s"),

@@ -201,7 +201,7 @@ def train_stage(model: nn.Module, train: StageData, val: StageData, recipe: Reci
         state["epoch"] = epoch + 1
         log(json.dumps(row))
         if is_main():
-            if report is not None:  # a row past the checkpoint a resumed run starts from is superseded
+            if report is not None:  # before the checkpoint: no checkpointed epoch goes unlogged
                 report.epoch(row, images=seen * world_size, best_epoch=state["best_epoch"] + 1,
                              best_val_auc=state["best_auc"])
             if improved:
