@@ -18,8 +18,11 @@ st.caption("Every stage writes one row per epoch into the run's progress log (pr
            "more epochs without a better one stop the stage early. The segmenter (Algorithm 1) has no validation "
            "split: it logs its loss per round. ETAs: the epochs left times the recent epoch times; stages not started "
            "from the speed of the stages of their kind that have run (core/runs/eta.py).")
-COLUMNS = {"best val AUC": st.column_config.NumberColumn(format="%.3f"),
-           "img/s": st.column_config.NumberColumn(format="%.1f")}
+COLUMNS = {"best epoch": st.column_config.NumberColumn(width="small"),
+           "best val AUC": st.column_config.NumberColumn(format="%.3f", width="small"),
+           "img/s": st.column_config.NumberColumn(format="%.1f", width="small"),
+           "time": st.column_config.TextColumn(width="small"), "state": st.column_config.TextColumn(width="small"),
+           "epochs": st.column_config.TextColumn(width="medium"), "ends in": st.column_config.TextColumn(width="medium")}
 EPOCH_COLUMNS = {c: st.column_config.NumberColumn(format="%.4f") for c in ("train loss", "val loss")} | {
     "val AUC": st.column_config.NumberColumn(format="%.3f"), "val acc": st.column_config.NumberColumn(format="%.3f"),
     "img/s": st.column_config.NumberColumn(format="%.1f"), "seconds": st.column_config.NumberColumn(format="%.1f")}
