@@ -14,8 +14,9 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from core.results.predictions import BASELINES, BRANCHES
+from core.results.predictions import BASELINES
 from core.runs.progress import FAILED, FINISHED, STARTING, RunProgress
+from core.runs.run_view import RunView
 from core.runs.runfolder import safe_child
 from dashboard import progress_tables as pt
 
@@ -35,7 +36,7 @@ def has_predictions(run_path: Path) -> bool:
         df = pd.read_csv(run_path / "predictions.csv", keep_default_na=False)
     except (OSError, ValueError):
         return False
-    return any(f"p_{b}" in df and len(df) and (df[f"p_{b}"] != "").all() for b in BRANCHES if b not in BASELINES)
+    return len(df) > 0 and any(b not in BASELINES for b in RunView.branches_in(df))
 
 
 def ready(runs: str, name: str, need: str) -> bool:

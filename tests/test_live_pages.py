@@ -194,3 +194,33 @@ def test_data_page_lists_covid_ct_md_by_patient(live_runs, phantom_root, tmp_pat
         assert f"**{3 * len(CTMD_PATIENTS)} slices**" in texts(at)
     finally:
         RunFolder(live_runs / "fresh").update_config(data_root=str(phantom_root))
+
+
+def test_runs_in_training_are_listed_and_compared_once_finished(live_runs):
+    from core.runs.run_view import list_runs
+
+    assert list_runs(live_runs) == ["tiny"]
+    assert list_runs(live_runs, in_training=True) == ["fresh", "tiny"]
+    at = app(None, {"run_name": "tiny", "compare_name": "fresh"})
+    no_exception(at)
+    assert "Compare with: `fresh` has not finished training" in texts(at)
+    assert not any("Difference" in m.value for m in at.markdown)
+
+
+def test_a_failed_training_says_why(live_runs):
+    from core.runs.progress import OUTPUT, ProgressLog
+
+    run = live_runs / "broken"
+    run.mkdir()
+    shutil.copyfile(live_runs / "fresh" / "config.json", run / "config.json")
+    log = ProgressLog.of_run(run)
+    log.plan([{"stage": "global", "kind": "image", "epochs": 2}])
+    log.failed(ValueError("no slices in covid-ct/splits"))
+    (run / OUTPUT).write_text("loading...\nerror: no slices in covid-ct/splits\n")
+    try:
+        at = app(None, {"run_name": "broken"})
+        no_exception(at)
+        assert "The training failed: ValueError: no slices in covid-ct/splits." in texts(at)
+        assert any("error: no slices in covid-ct/splits" in c.value for c in at.code)
+    finally:
+        shutil.rmtree(run)
