@@ -72,6 +72,8 @@ def stage_line(sp: StageProgress, eta: RunEta, now: float | None = None) -> str:
     """One sentence on a stage: how far it is and when it is expected to end."""
     name = f"**{sp.stage}** ({STAGE_NAMES.get(sp.stage, sp.kind)})"
     if sp.state == DONE:
+        if sp.kind == "segmenter":
+            return f"{name} is trained ({epochs_text(sp)})."
         best = f", best val AUC {sp.best_val_auc:.3f} at epoch {sp.best_epoch}" if sp.best_val_auc is not None else ""
         return f"{name} is trained ({epochs_text(sp)} epochs{best})."
     end = eta.ends.get(sp.stage)
@@ -95,15 +97,24 @@ def stage_line(sp: StageProgress, eta: RunEta, now: float | None = None) -> str:
 def run_line(rp: RunProgress, eta: RunEta, now: float | None = None) -> str:
     """One sentence on the run: its state, since when, and when it should end."""
     now = time.time() if now is None else now
-    left_out = f" Not counted yet: {', '.join(eta.left_out)} (no stage of their kind has run)." if eta.left_out else ""
+    known = eta.total.text() != "unknown"
+    left_out = f" Not counted yet: {', '.join(eta.left_out)} (no stage of their kind has run)." \
+        if eta.left_out and known else ""
+    ends = f"the run ends in **{eta.total.text()}** (about {eta.total.clock(now)})" if known else \
+        "when the run ends can be estimated once its first stage has run an epoch"
     if rp.state == STARTING:
         return (f"Training started at {clock(rp.started)}: reading the data and finding the lung field of every "
                 "slice before the first stage.")
     if rp.state == TRAINING:
         cur = rp.current
-        now_doing = f"now **{cur.stage}**" if cur else "between stages (caching features for the next one)"
-        return (f"Training since {clock(rp.started)} ({duration(now - rp.started) if rp.started else '?'}), {now_doing}; "
-                f"the run ends in **{eta.total.text()}** (about {eta.total.clock(now)}).{left_out}")
+        if cur is not None:
+            now_doing = f"now **{cur.stage}**"
+        elif any(s.state == DONE for s in rp.stages.values()):
+            now_doing = "between stages (caching features for the next one)"
+        else:
+            now_doing = "preparing the first stage's inputs"
+        since = duration(now - rp.started) if rp.started else "?"
+        return f"Training since {clock(rp.started)} ({since}), {now_doing}; {ends}.{left_out}"
     if rp.state == FINISHED:
         if not rp.has_log:
             return "Trained before the progress log existed: read from its stage folders (summary.json)."
@@ -113,8 +124,8 @@ def run_line(rp: RunProgress, eta: RunEta, now: float | None = None) -> str:
         return f"The training failed: {rp.error}."
     cur = rp.current
     where = f" during **{cur.stage}**" if cur else ""
-    return (f"The training stopped{where} (no training process); {RESUME}. What is left would take "
-            f"{eta.total.text()}.{left_out}")
+    left = f" What is left would take {eta.total.text()}.{left_out}" if known else ""
+    return f"The training stopped{where} (no training process); {RESUME}.{left}"
 
 
 def stage_table(rp: RunProgress, eta: RunEta) -> pd.DataFrame:
@@ -179,8 +190,9 @@ def curves(stage: str, by_run: dict[str, StageProgress], colours) -> go.Figure:
         fig.add_scatter(x=x, y=[r.get("img_per_s") for r in rows], mode="lines+markers", name=f"{run} · img/s",
                         line={"color": colour, "dash": "dot"}, text=label, legendgroup=run, showlegend=False, row=1, col=3)
     if all(sp.kind == "segmenter" for sp in by_run.values()):
-        fig.add_annotation(text="no validation split:<br>Algorithm 1 logs its loss only", xref="x2 domain",
-                           yref="y2 domain", x=0.5, y=0.5, showarrow=False)
+        middle = sum(fig.layout.xaxis2.domain) / 2  # paper coordinates: the middle chart's centre
+        fig.add_annotation(text="no validation split:<br>Algorithm 1 logs its loss only", xref="paper", yref="paper",
+                           x=middle, y=0.5, showarrow=False)
     axis = "epoch across the rounds" if any(sp.kind == "segmenter" for sp in by_run.values()) else "epoch"
     n = max(len(sp.rows) for sp in by_run.values())
     for c in (1, 2, 3):  # whole epochs only, about ten ticks
