@@ -25,7 +25,9 @@ GRACE_S = 20  # seconds a stopped process has to end before SIGKILL
 
 
 class BackgroundTraining:
-    def __init__(self, run: str | Path, pipeline_args: list[str], evaluate: bool = True, python: str = sys.executable):
+    def __init__(self, run: str | Path, pipeline_args: list[str], evaluate: bool = True, python: str = sys.executable,
+                 on_end=None):
+        """`on_end(returncode)`: called when the training ends by itself (not when stopped)."""
         self.run = Path(run).resolve()
         self.commands = [[python, "-m", "train", "pipeline", *pipeline_args, "--out", str(self.run), "--resume",
                           "--no-progress"]]
@@ -36,6 +38,7 @@ class BackgroundTraining:
         self._proc: subprocess.Popen | None = None
         self._stopping = False
         self._lock = threading.Lock()
+        self._on_end = on_end
         self._thread = threading.Thread(target=self._work, name=f"training {self.run.name}", daemon=True)
 
     @property
@@ -48,6 +51,11 @@ class BackgroundTraining:
         return self
 
     def _work(self) -> None:
+        self._run_commands()
+        if self._on_end is not None and not self._stopping:
+            self._on_end(self.returncode)
+
+    def _run_commands(self) -> None:
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         with open(self.output, "ab") as out:
             for i, cmd in enumerate(self.commands):

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from core.data.slices import resolve_data_root
 from core.errors import UsageError
-from core.runs.progress import FINISHED, RunProgress
+from core.runs.progress import FINISHED, OUTPUT, RunProgress
 from core.runs.runfolder import RunFolder
 
 from .background import ROOT, BackgroundTraining, training_process
@@ -61,7 +61,10 @@ def prepare(run_path, train_args: list[str]) -> bool:
 def run(args) -> int:
     run_path = Path(args.out).resolve()
     train_args = pipeline_args(args)
-    training = BackgroundTraining(run_path, train_args) if prepare(run_path, train_args) else None
+    ended = lambda rc: print(f"training of {run_path} " + ("finished; its test-split evaluation is in the Overview"
+                                                          if rc == 0 else f"ended with status {rc}: see {OUTPUT}"),
+                             flush=True)
+    training = BackgroundTraining(run_path, train_args, on_end=ended) if prepare(run_path, train_args) else None
     if training is not None:
         training.start()
     url = f"http://{args.address}:{args.port}"
