@@ -1,6 +1,6 @@
 # Everything a newcomer needs; the README names these targets.
-#   make demo                         set up, train on the synthetic phantoms, open the dashboard
-#   make demo DATA=../shared/data     the same on the real COVID-CT + COVID-SemiSeg data
+#   make demo                         set up, open the dashboard, train on the synthetic phantoms beside it
+#   make demo DATA=../shared/data     the same on the real COVID-CT + COVID-SemiSeg data (checked first)
 #   make test                         set up and run the test suite (what CI runs)
 #   make bench                        benchmarks (ratios against plain reference runs)
 PY := .venv/bin/python
@@ -25,9 +25,10 @@ setup: .venv/.installed
 train: setup
 	$(PY) -m train pipeline $(TRAIN_ARGS) --out $(RUN) --resume
 
-demo: train
-	$(PY) -m train evaluate --run $(RUN) --split test
-	$(PY) -m streamlit run dashboard/app.py --server.address 127.0.0.1 --server.port $(PORT) -- --runs $(dir $(RUN))
+# The dashboard at once, the run training beside it (train/demo.py); Ctrl-C stops both, `make demo` again resumes.
+demo: setup
+	$(if $(DATA),$(PY) -m train check-data --data-root $(DATA))
+	$(PY) -m train demo --out $(RUN) --port $(PORT) -- $(TRAIN_ARGS)
 
 test: setup
 	$(PY) -m pytest -q

@@ -39,7 +39,9 @@ from core.models.vectors import branch_vectors, pick, sizes
 from core.results.predictions import write_branch_probs
 from core.runs import feature_cache as fc
 from core.runs.checkpoint import load_checkpoint, save_checkpoint
+from core.runs.progress import ProgressLog
 from core.runs.runfolder import RunError, RunFolder
+from core.training.plan import pipeline_plan
 from core.training.recipes import Recipe
 from core.training.runtime import is_main, rank0_first
 from core.training.trainer import predict, prepare, sizes_record, train_stage
@@ -74,6 +76,7 @@ class Pipeline:
             raise ValueError("heads_second_source needs a second source (recipe or --second-source), not 'none'")
         slices = read_covidct(data_root)
         self.timings: dict[str, float] = {}
+        self.progress_log = ProgressLog.of_run(run.path, enabled=is_main())  # core.runs.progress
         if needs_segmenter(cfg.input):  # input lungs+lesions: its fields come from the run's segmenter
             self.ensure_segmenter()
         self.fields = FieldFinder.of_run(run, cfg, device)
@@ -133,7 +136,8 @@ class Pipeline:
         train = self.stage_data("train", inputs, extra() if extra else None)
         train_stage(model, train, self.stage_data("val", inputs), recipe, stage,
                     seed=self.cfg.seed, device=self.device, image_keys=image_keys, resume=self.resume,
-                    progress=self.progress, log=self.log)
+                    progress=self.progress, log=self.log,
+                    report=self.progress_log.stage(name, "image" if image_keys else "vector"))
         self.timings[name] = time.time() - t0
         return model.eval()
 
@@ -352,7 +356,7 @@ class Pipeline:
         t0 = time.time()
         self.log("infnet: Algorithm 1 (semi-supervised)")
         semi_supervised(self.data_root, folder, self.cfg.seg, seed=self.cfg.seed, device=self.device,
-                        progress=self.progress, log=self.log)
+                        progress=self.progress, log=self.log, report=self.progress_log.stage("infnet", "segmenter"))
         self.timings["infnet"] = time.time() - t0
 
     def load_segmenter(self):
@@ -462,6 +466,7 @@ class Pipeline:
             raise ValueError(f"unknown strategy {cfg.strategy!r}; choose one of {', '.join(STRATEGIES)}")
         if is_main():
             self.run.update_config(data_root=str(self.data_root), pipeline=asdict(cfg))
+            self.progress_log.plan(pipeline_plan(self))
         if cfg.strategy != "G-H-I-F":
             return self.run_joint()
         t_all = time.time()
@@ -517,6 +522,7 @@ class Pipeline:
         if is_main():
             self.run.update_config(timings=self.timings)
             self.log(f"pipeline done in {self.timings['total']:.0f} s: {json.dumps(self.timings)}")
+            self.progress_log.done(self.timings["total"])
         return self.timings
 
     # ---- Table 3: joint strategies ---------------------------------------------------------

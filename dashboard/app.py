@@ -2,7 +2,9 @@
 
     streamlit run dashboard/app.py -- --runs runs        # --runs defaults to ./runs ($COVID_LAB_RUNS also works)
 
-Pages (dashboard/views/): Overview, Map, Does it look at the disease?, Case, Margin review, New slice, Scan. Server settings (bind
+Pages (dashboard/views/): Overview, Training, Data, Map, Does it look at the disease?, Case, Margin review, New slice,
+Scan. A run is listed as soon as its training starts; a page that needs a stage not trained yet says which, how far
+it is and when it is expected (dashboard.waiting), and opens itself when the stage lands. Server settings (bind
 127.0.0.1, XSRF protection on, 50 MB uploads, no usage stats) live in .streamlit/config.toml.
 """
 from __future__ import annotations
@@ -16,24 +18,30 @@ if str(ROOT) not in sys.path:  # `streamlit run` puts dashboard/ on the path, no
 
 import streamlit as st  # noqa: E402
 
-from dashboard import data, ui  # noqa: E402
+from dashboard import data, ui, waiting  # noqa: E402
 
 st.set_page_config(page_title="COVID-CT attention lab", page_icon="🫁", layout="wide")
 
+# Each page with what it reads of a run (dashboard.waiting): nothing trained, the first branch's
+# predictions, or the finished run (every stage, the cached features and maps).
 PAGES = [
-    st.Page("views/overview.py", title="Overview", icon=":material/insights:", default=True),
-    st.Page("views/map.py", title="Map", icon=":material/scatter_plot:"),
-    st.Page("views/disease.py", title="Does it look at the disease?", icon=":material/visibility:"),
-    st.Page("views/case.py", title="Case", icon=":material/image_search:"),
-    st.Page("views/margin.py", title="Margin review", icon=":material/rule:"),
-    st.Page("views/new_slice.py", title="New slice", icon=":material/upload_file:"),
-    st.Page("views/scan.py", title="Scan", icon=":material/view_in_ar:"),
+    (st.Page("views/overview.py", title="Overview", icon=":material/insights:", default=True), waiting.PREDICTIONS),
+    (st.Page("views/training.py", title="Training", icon=":material/monitoring:"), waiting.NOTHING),
+    (st.Page("views/data.py", title="Data", icon=":material/photo_library:"), waiting.NOTHING),
+    (st.Page("views/map.py", title="Map", icon=":material/scatter_plot:"), waiting.COMPLETE),
+    (st.Page("views/disease.py", title="Does it look at the disease?", icon=":material/visibility:"),
+     waiting.PREDICTIONS),
+    (st.Page("views/case.py", title="Case", icon=":material/image_search:"), waiting.COMPLETE),
+    (st.Page("views/margin.py", title="Margin review", icon=":material/rule:"), waiting.PREDICTIONS),
+    (st.Page("views/new_slice.py", title="New slice", icon=":material/upload_file:"), waiting.COMPLETE),
+    (st.Page("views/scan.py", title="Scan", icon=":material/view_in_ar:"), waiting.COMPLETE),
 ]
-page = st.navigation(PAGES)
+page = st.navigation([p for p, _ in PAGES])
+need = {p.url_path: n for p, n in PAGES}.get(page.url_path, waiting.COMPLETE)
 
 runs = data.runs_dir()
 st.session_state["_runs_dir"] = str(runs)
-names = data.available_runs(runs)
+names = data.available_runs(runs, in_training=True)
 
 with st.sidebar:
     st.caption(ui.RESEARCH_NOTICE)
@@ -51,21 +59,24 @@ with st.sidebar:
 ui.research_notice()
 if not names:
     st.title("No runs yet")
-    st.error(f"No trained runs under `{ui.runs_dir_label(runs)}` (a run folder holds config.json and "
-             "predictions.csv). Train one with `make train` or `python -m train pipeline --out runs/demo`, "
-             "or point the dashboard at another folder: `streamlit run dashboard/app.py -- --runs DIR`.")
+    st.error(f"No trained runs, nor runs in training, under `{ui.runs_dir_label(runs)}` (a run folder holds "
+             "config.json and predictions.csv, or a progress log once its training starts). Start one with "
+             "`make demo` or `python -m train pipeline --out runs/demo`, or point the dashboard at another "
+             "folder: `streamlit run dashboard/app.py -- --runs DIR`.")
     st.stop()
 
 try:
     ctx = ui.current()
-    _ = ctx.df
+    scored = waiting.has_predictions(ctx.rv.run.path)
+    if scored:
+        _ = ctx.df
 except Exception as exc:  # a broken or half-written run folder: say so, do not show a traceback
     st.error(f"Run `{st.session_state['run_name']}` cannot be read: {exc}")
     st.stop()
 
 if ctx.rv.synthetic:
     ui.synthetic_banner(ctx.rv)
-if st.session_state.get("_selected_run") != ctx.name:  # a new run: its own slices
+if scored and st.session_state.get("_selected_run") != ctx.name:  # a new run: its own slices
     st.session_state["_selected_run"] = ctx.name
     if st.session_state.get("selected_key") not in set(ctx.df.key):
         st.session_state.pop("selected_key", None)
@@ -73,8 +84,13 @@ if st.session_state.get("_selected_run") != ctx.name:  # a new run: its own slic
 with st.sidebar:
     pipe = ctx.rv.config.get("pipeline") or {}
     st.caption(f"{pipe.get('backbone', '?')} · {pipe.get('strategy', '?')} · CAM {pipe.get('cam', '?')} · "
-               f"tau {pipe.get('tau', '?')} · {len(ctx.df)} slices")
+               f"tau {pipe.get('tau', '?')} · " + (f"{len(ctx.df)} slices" if scored else "training"))
     if st.session_state.get("selected_key"):
         st.caption(f"selected: `{st.session_state['selected_key']}`")
 
+if not waiting.ready(ctx.runs, ctx.name, need):
+    waiting.panel(ctx.runs, ctx.name, need, page.title)
+    st.stop()
+if need == waiting.PREDICTIONS:
+    waiting.training_note(ctx.runs, ctx.name)
 page.run()

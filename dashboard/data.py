@@ -50,10 +50,11 @@ def runs_dir(argv: list[str] | None = None) -> Path:
     return Path(args.runs or os.environ.get(RUNS_ENV) or "runs")
 
 
-def available_runs(runs: str | Path) -> list[str]:
-    """Run folders under `runs`, newest first (only names safe_child accepts)."""
+def available_runs(runs: str | Path, in_training: bool = False) -> list[str]:
+    """Run folders under `runs`, newest first (only names safe_child accepts); `in_training`: runs whose
+    training has started count too (core.runs.run_view.list_runs)."""
     out = []
-    for name in list_runs(runs):
+    for name in list_runs(runs, in_training):
         try:
             safe_child(runs, name)
         except ValueError:

@@ -106,11 +106,12 @@ def lesion_overlay(img: np.ndarray, prob: np.ndarray, size: int | None = None, b
 LUNG_COLOUR = (0, 220, 255)
 
 
-def outline(img: np.ndarray, mask: np.ndarray, colour=LUNG_COLOUR) -> Image.Image:
-    """Grey slice with the border of a binary mask (the lung field) drawn over it, two pixels wide."""
+def outline(img: np.ndarray | Image.Image, mask: np.ndarray, colour=LUNG_COLOUR) -> Image.Image:
+    """Grey slice (or an RGB picture of it) with the border of a binary mask (the lung field) drawn over it,
+    two pixels wide."""
     from scipy.ndimage import binary_erosion
 
-    base = grey_rgb(img)
+    base = np.asarray(img.convert("RGB")) if isinstance(img, Image.Image) else grey_rgb(img)
     m = np.asarray(Image.fromarray(mask.astype(np.uint8) * 255).resize(base.shape[1::-1], Image.NEAREST)) > 127
     edge = m & ~binary_erosion(m, iterations=2)
     base = base.copy()

@@ -11,7 +11,7 @@ import streamlit as st
 from core.explain.attention import Box
 from core.runs.feature_cache import CacheError
 from core.runs.run_view import RunView
-from dashboard import data, slice_images
+from dashboard import data, slice_images, waiting
 from dashboard.map_args import CLASS_NAMES
 
 RESEARCH_NOTICE = "Research use only — not for clinical diagnosis."
@@ -52,12 +52,25 @@ def current() -> Ctx:
     return Ctx(runs, name, stamp, data.view(runs, name, stamp))
 
 
-def comparison() -> Ctx | None:
-    """The second run picked in the sidebar ("Compare with"), or None."""
+def comparison_name() -> str | None:
+    """The name of the second run picked in the sidebar ("Compare with"), trained or not, or None."""
     other = st.session_state.get("compare_name")
     if other in (None, NO_SECOND_RUN) or other == st.session_state.get("run_name"):
         return None
+    return other
+
+
+def comparison() -> Ctx | None:
+    """The second run picked in the sidebar ("Compare with") once it has finished training, or None (a
+    caption says a run still training is compared on the Training page only)."""
+    other = comparison_name()
+    if other is None:
+        return None
     runs = st.session_state["_runs_dir"]
+    if not waiting.ready(runs, other, waiting.COMPLETE):
+        st.caption(f"Compare with: `{other}` has not finished training; the Training page shows both runs now, "
+                   "this page once it has finished.")
+        return None
     stamp = data.stamp(runs, other)
     return Ctx(runs, other, stamp, data.view(runs, other, stamp))
 

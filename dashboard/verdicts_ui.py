@@ -14,17 +14,18 @@ NO_VERDICT = "no verdict yet"
 REVIEWER = "_reviewer"  # not a widget key: Streamlit drops widget state on pages not shown
 
 
-def store(ctx) -> VerdictStore:
-    """The runs folder's store, with `train audit`'s near-duplicates of this run flagged (idempotent)."""
+def store(ctx, keys=None) -> VerdictStore:
+    """The runs folder's store, with `train audit`'s near-duplicates of this run flagged (idempotent);
+    `keys`: the run's slices (default: those it scored)."""
     s = VerdictStore.in_runs(ctx.runs)
-    s.preflag_from_audit(ctx.runs, ctx.name, set(ctx.df.key))
+    s.preflag_from_audit(ctx.runs, ctx.name, set(ctx.df.key) if keys is None else keys)
     return s
 
 
-def latest(ctx) -> dict[str, dict] | None:
+def latest(ctx, keys=None) -> dict[str, dict] | None:
     """The verdict in force per slice of the current run; None (and an st.error) when unreadable."""
     try:
-        return store(ctx).latest(ctx.name)
+        return store(ctx, keys).latest(ctx.name)
     except VerdictStoreError as exc:
         st.error(f"Reviewers' verdicts are unavailable: {exc}")
         return None
@@ -53,10 +54,10 @@ def _save(runs: str, run: str, key: str, form_key: str) -> None:
     ss[f"{form_key}_msg"] = ("success", "Verdict saved.")
 
 
-def verdict_form(ctx, key: str, form_key: str) -> None:
-    """The verdict in force for `key`, its history, and a form to record a new one."""
+def verdict_form(ctx, key: str, form_key: str, keys=None) -> None:
+    """The verdict in force for `key`, its history, and a form to record a new one (`keys`: as `store`)."""
     try:
-        history = store(ctx).history(ctx.name, key)
+        history = store(ctx, keys).history(ctx.name, key)
     except VerdictStoreError as exc:
         st.error(f"Reviewers' verdicts are unavailable: {exc}")
         return

@@ -17,6 +17,7 @@ COMMANDS = {
     "check-data": ("train.check_data", "check a --data-root's layout and file counts before training"),
     "infnet": ("train.infnet", "infection segmenter (Inf-Net) + Algorithm 1 pseudo-label rounds"),
     "pipeline": ("train.pipeline", "Algorithm 2: every branch end to end (G-H-I-F)"),
+    "demo": ("train.demo", "the dashboard at once, a run training beside it (make demo)"),
     "predict": ("train.predict", "run a trained pipeline on new slice files"),
     "selfsup": ("train.selfsup", "Self-Trans initialisation: contrastive pre-training on CT slices"),
     "reproduce": ("train.reproduce", "the paper's Tables 1-3 with one command"),

@@ -38,6 +38,10 @@ def run(args):
     seg = config_from_args(args, SegConfig, prefix="seg-")
     pipe = open_pipeline(args, tau=args.tau, cam=args.cam, strategy=args.strategy, seg=seg,
                          segmenter=args.segmenter, branch_init=args.branch_init, branch_epochs=args.branch_epochs)
-    timings = pipe.run_all()
+    try:
+        timings = pipe.run_all()
+    except Exception as exc:  # the progress log says why the training ended (the dashboard shows it)
+        pipe.progress_log.failed(exc)
+        raise
     print(json.dumps({"run": str(pipe.run.path), "seconds": timings}))
     return 0

@@ -26,6 +26,7 @@ from core.models.vectors import FEATURE_SETS as VECTOR_SETS
 from core.results.metrics import METRICS, binary_metrics
 from core.results.predictions import BASELINES, BRANCHES, val_threshold
 from core.runs import feature_cache as fc
+from core.runs.progress import PROGRESS_FILE
 from core.runs.runfolder import STAGES, RunFolder, safe_child
 
 PAPER_RESULTS = Path(__file__).resolve().parents[2] / "assets" / "paper_results.csv"
@@ -36,12 +37,14 @@ def paper_results() -> pd.DataFrame:
     return pd.read_csv(PAPER_RESULTS)
 
 
-def list_runs(runs_dir: str | Path) -> list[str]:
-    """Run folders under runs_dir that hold predictions, newest first."""
+def list_runs(runs_dir: str | Path, in_training: bool = False) -> list[str]:
+    """Run folders under runs_dir that hold predictions, newest first; `in_training`: also those whose
+    training has started (a progress log, core.runs.progress) and has no predictions yet."""
     d = Path(runs_dir)
     if not d.is_dir():
         return []
-    runs = [p for p in d.iterdir() if (p / "config.json").exists() and (p / "predictions.csv").exists()]
+    kept = ("predictions.csv", PROGRESS_FILE) if in_training else ("predictions.csv",)
+    runs = [p for p in d.iterdir() if (p / "config.json").exists() and any((p / f).exists() for f in kept)]
     return [p.name for p in sorted(runs, key=lambda p: p.stat().st_mtime, reverse=True)]
 
 

@@ -143,12 +143,7 @@ class VerdictStore:
     def preflag_near_duplicates(self, run: str, pairs: list[dict], keys=None) -> int:
         """Flag both slices of each pair LABEL_WRONG (source "audit") unless the slice already has a
         verdict in this run; `keys`: only slices the run holds. Returns how many were flagged."""
-        notes = {}
-        for p in pairs:
-            kind = "crosses the class boundary" if p.get("cross_class") else "same class"
-            for a, b in ((p["a"], p["b"]), (p["b"], p["a"])):
-                if keys is None or a in keys:
-                    notes.setdefault(a, f"near-duplicate of {b} (pHash distance {p.get('distance')}, {kind})")
+        notes = near_duplicate_notes(pairs, keys)
         todo = sorted(set(notes) - set(self.latest(run)))  # read first: no write lock on every page view
         if not todo:
             return 0
@@ -164,14 +159,31 @@ class VerdictStore:
 
     def preflag_from_audit(self, runs: str | Path, run: str, keys=None) -> int:
         """preflag_near_duplicates with the pairs of `<runs>/audit.json`, when that file is there."""
-        f = Path(runs) / AUDIT_NAME
-        if not f.is_file():
-            return 0
-        try:
-            pairs = json.loads(f.read_text())["near_duplicates"]
-        except (ValueError, KeyError, TypeError) as exc:
-            raise VerdictStoreError(f"{f}: not a `train audit` report ({exc})") from exc
-        return self.preflag_near_duplicates(run, pairs, keys)
+        pairs = audit_pairs(runs)
+        return 0 if pairs is None else self.preflag_near_duplicates(run, pairs, keys)
+
+
+def audit_pairs(runs: str | Path) -> list[dict] | None:
+    """The near-duplicate pairs `train audit --out <runs>/audit.json` wrote, or None when there is no such file."""
+    f = Path(runs) / AUDIT_NAME
+    if not f.is_file():
+        return None
+    try:
+        return list(json.loads(f.read_text())["near_duplicates"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise VerdictStoreError(f"{f}: not a `train audit` report ({exc})") from exc
+
+
+def near_duplicate_notes(pairs: list[dict], keys=None) -> dict[str, str]:
+    """slice key -> 'near-duplicate of OTHER (pHash distance d, same class | crosses the class boundary)' for
+    both slices of every pair (the first pair naming a slice); `keys`: only these slices."""
+    notes = {}
+    for p in pairs:
+        kind = "crosses the class boundary" if p.get("cross_class") else "same class"
+        for a, b in ((p["a"], p["b"]), (p["b"], p["a"])):
+            if keys is None or a in keys:
+                notes.setdefault(a, f"near-duplicate of {b} (pHash distance {p.get('distance')}, {kind})")
+    return notes
 
 
 def to_csv(rows) -> str:

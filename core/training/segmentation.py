@@ -37,6 +37,7 @@ from core.data.imaging import check_mask_shape, read_mask
 from core.models.backbones import BACKBONES
 from core.models.infnet import InfNet
 from core.runs.checkpoint import atomic_write_text, load_checkpoint, save_checkpoint
+from core.training.plan import segmenter_images, segmenter_parts, segmenter_rounds
 from core.training.runtime import autocast
 
 MODEL_KEYS = ("encoder", "channels", "ra_channels", "edge_channels")
@@ -269,7 +270,8 @@ def train_segmenter(images: torch.Tensor, masks: torch.Tensor, out_dir, epochs: 
                     encoder: str = "efficientnet_lite0", init: str = "imagenet", batch_size: int = 8,
                     lr: float = 4e-4, weight_decay: float = 1e-4, warmup_frac: float = 0.05,
                     precision: str = "fp32", augment: bool = True, valid: torch.Tensor | None = None,
-                    sample_weights: torch.Tensor | None = None, steps: int | None = None, log=print) -> InfNet:
+                    sample_weights: torch.Tensor | None = None, steps: int | None = None, log=print,
+                    on_epoch=None) -> InfNet:
     """Train (or fine-tune) a segmenter on images (N,1,S,S) uint8 or [0,1] float and masks (N,1,S,S) 0/1.
 
     Starts from `model` if given, else builds one (`encoder`, `init`) and loads `init_state` (a state
@@ -277,6 +279,7 @@ def train_segmenter(images: torch.Tensor, masks: torch.Tensor, out_dir, epochs: 
     `valid` (N,1,S,S) 0/1: pixels that carry loss (default all). `sample_weights` (N,): batches are
     drawn with replacement in proportion to them (default: each epoch a permutation). `steps`: total
     optimiser steps instead of `epochs` full passes (the "epochs" of the log are then N/batch steps).
+    `on_epoch`: called with each epoch's history row (the run's progress log).
     Writes out_dir/model.pt ({"model", "config"}) and out_dir/summary.json; returns the model (eval).
     """
     out_dir = Path(out_dir)
@@ -339,8 +342,10 @@ def train_segmenter(images: torch.Tensor, masks: torch.Tensor, out_dir, epochs: 
             loss_sum += float(loss.detach()) * len(idx)
             seen += len(idx)
         row = {"epoch": epoch + 1, "loss": loss_sum / seen, "seconds": round(time.time() - t0, 2),
-               "img_per_s": round(seen / (time.time() - t0), 2)}
+               "img_per_s": round(seen / (time.time() - t0), 2), "images": seen}
         history.append(row)
+        if on_epoch is not None:
+            on_epoch(row)
         if progress:
             log(json.dumps(row))
     model.eval()
@@ -448,7 +453,7 @@ def _unpack(packed: torch.Tensor, size: int) -> torch.Tensor:
 
 
 def semi_supervised(data_root, out_dir, cfg: SegConfig | None = None, *, seed: int = 0, device="cpu",
-                    resume: bool = True, progress: bool = True, log=print, **overrides) -> dict:
+                    resume: bool = True, progress: bool = True, log=print, report=None, **overrides) -> dict:
     """Algorithm 1 (see the module docstring) with the settings `cfg` (default SegConfig()), any of
     them overridden by name (`epochs=1, size=64`; a name that is no SegConfig field is a TypeError).
     Returns the dict written to out_dir/metrics.json, whose "config" is the resolved SegConfig plus
@@ -460,7 +465,8 @@ def semi_supervised(data_root, out_dir, cfg: SegConfig | None = None, *, seed: i
     Files: out_dir/best.pt (the final model, never chosen on the test slices),
     out_dir/metrics.json, out_dir/rounds/round-000.pt (labelled only), out_dir/rounds/latest.pt and
     out_dir/pseudo/round-KKK.pt (that round's keys and bit-packed pseudo masks) for resuming:
-    a rerun with resume=True continues after the last finished round.
+    a rerun with resume=True continues after the last finished round. `report`: the stage's
+    core.runs.progress.StageReport (its parts: round 0, the rounds, the polish).
     """
     from core.data.semiseg import read_labelled
 
@@ -480,8 +486,7 @@ def semi_supervised(data_root, out_dir, cfg: SegConfig | None = None, *, seed: i
     test_masks = [s.mask for s in test_sl]
     pool = unlabelled_pool(data_root, cfg.sources)
     order = np.random.default_rng(seed).permutation(len(pool)).tolist()
-    n_rounds_possible = math.ceil(len(pool) / per_round) if per_round > 0 else 0
-    n_rounds = n_rounds_possible if cfg.max_rounds is None else min(cfg.max_rounds, n_rounds_possible)
+    n_rounds = segmenter_rounds(cfg, len(pool))
     # the resolved configuration as metrics.json holds it (JSON lists), then the run's facts
     config = {**json.loads(json.dumps(asdict(cfg))), "data_root": str(data_root), "seed": seed, "pool_size": len(pool),
               "n_labelled_train": len(train_sl), "n_test": len(test_sl),
@@ -494,12 +499,19 @@ def semi_supervised(data_root, out_dir, cfg: SegConfig | None = None, *, seed: i
                 or state["config"].get("size") != size or state["config"].get("encoder") != cfg.encoder:
             raise ValueError(f"{out_dir}: holds a run with another seed/per_round/size/encoder; use another out dir")
     evaluate = lambda m, tta=False: evaluate_native(m, x_test, test_masks, threshold, precision, tta=tta)
+    if report is not None:
+        report.start(planned_images=segmenter_images(cfg, len(train_sl), len(pool)),
+                     parts=segmenter_parts(cfg, len(pool)), resumed_at=(state["rounds_done"] + 1 if state else 0, 1))
+
+    def hook(part: int, name: str, slices: int):  # one part's epochs to the progress log
+        return report.part_hook(part, name, slices) if report is not None else None
+
     if state is None:
         log(f"round 0: training on {len(train_sl)} labelled slices for {cfg.epochs} epochs")
         t0 = time.time()
         model = train_segmenter(x_lab, y_lab, out_dir / "train" / "round-000", cfg.epochs, seed, device,
                                 progress=progress, encoder=cfg.encoder, init=cfg.init, batch_size=cfg.batch_size,
-                                lr=cfg.lr, precision=precision, log=log)
+                                lr=cfg.lr, precision=precision, log=log, on_epoch=hook(0, "round 0", len(train_sl)))
         train_s = time.time() - t0
         labelled_only = evaluate(model)
         state = {"config": config, "rounds_done": 0, "labelled_only": labelled_only,
@@ -547,7 +559,8 @@ def semi_supervised(data_root, out_dir, cfg: SegConfig | None = None, *, seed: i
         model = train_segmenter(x_all, y_all, out_dir / "train" / f"round-{k:03d}", cfg.epochs_per_round,
                                 seed + k, device, model=model, batch_size=cfg.batch_size, lr=cfg.finetune_lr_used,
                                 warmup_frac=0.1, precision=precision, progress=progress, valid=v_all,
-                                sample_weights=weights, steps=cfg.steps_per_round, log=log)
+                                sample_weights=weights, steps=cfg.steps_per_round, log=log,
+                                on_epoch=hook(k, f"round {k}", len(x_all)))
         row = {"round": k, "n_train": len(x_all), "n_pseudo": n_pseudo,
                "pseudo_lesion_fraction": float(y_new.float().mean()),
                "pseudo_unsure_fraction": float(1 - sure.float().mean()),
@@ -567,7 +580,8 @@ def semi_supervised(data_root, out_dir, cfg: SegConfig | None = None, *, seed: i
         log(f"polish: fine-tuning on the {len(x_lab)} labelled slices for {cfg.polish_epochs} epochs")
         model = train_segmenter(x_lab, y_lab, out_dir / "train" / "polish", cfg.polish_epochs, seed + 100_003, device,
                                 model=model, batch_size=cfg.batch_size, warmup_frac=0.1, precision=precision,
-                                lr=cfg.polish_lr_used, progress=progress, log=log)
+                                lr=cfg.polish_lr_used, progress=progress, log=log,
+                                on_epoch=hook(n_rounds + 1, "polish", len(x_lab)))
         final = evaluate(model)
     final_tta = evaluate(model, tta=True) if cfg.polish_epochs > 0 or after_tta is None else after_tta
     save_checkpoint({"model": model.state_dict(), "config": {**model.config, "size": size, "threshold": threshold}},
@@ -579,4 +593,6 @@ def semi_supervised(data_root, out_dir, cfg: SegConfig | None = None, *, seed: i
                "n_train_final": sum(len(x) for x in x_parts), "history": state["history"], "config": config,
                "seconds_this_call": round(time.time() - t_all, 1)}
     atomic_write_text(out_dir / "metrics.json", json.dumps(metrics, indent=1))
+    if report is not None:
+        report.end()
     return metrics

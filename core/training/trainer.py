@@ -99,11 +99,12 @@ def lr_at(r: Recipe, epoch: int, step: int, steps_per_epoch: int) -> float:
 
 def train_stage(model: nn.Module, train: StageData, val: StageData, recipe: Recipe, stage_dir: Path, *,
                 seed: int = 0, device="cpu", image_keys=("image",), resume=False, progress=True,
-                log=print, trainable=None, max_epochs: int | None = None) -> dict:
+                log=print, trainable=None, max_epochs: int | None = None, report=None) -> dict:
     """Train `model` and keep the epoch with the best validation AUC in stage_dir/best.pt.
 
-    `trainable`: parameters to optimise (default: all that require grad). Returns the summary that
-    is also written to stage_dir/summary.json.
+    `trainable`: parameters to optimise (default: all that require grad). `report`: the stage's
+    core.runs.progress.StageReport (start, every epoch, end go to the run's progress log). Returns the
+    summary that is also written to stage_dir/summary.json.
     """
     stage_dir = Path(stage_dir)
     device = torch.device(device)
@@ -135,6 +136,9 @@ def train_stage(model: nn.Module, train: StageData, val: StageData, recipe: Reci
     per_rank = max(1, recipe.batch_size // world_size)
     steps = max(1, n // recipe.batch_size)  # drop the last ragged batch: BatchNorm dislikes tiny ones
     labels = train.labels.float()
+    if report is not None:
+        report.start(epochs=epochs, patience=recipe.patience, images_per_epoch=steps * min(per_rank, n) * world_size,
+                     resumed_at=(0, state["epoch"] + 1))
     for epoch in range(state["epoch"], epochs):
         if recipe.patience and epoch - state["best_epoch"] > recipe.patience and state["best_epoch"] >= 0:
             log(f"early stop at epoch {epoch}: no better validation AUC for {recipe.patience} epochs")
@@ -197,6 +201,9 @@ def train_stage(model: nn.Module, train: StageData, val: StageData, recipe: Reci
         state["epoch"] = epoch + 1
         log(json.dumps(row))
         if is_main():
+            if report is not None:  # before the checkpoint: no checkpointed epoch goes unlogged
+                report.epoch(row, images=seen * world_size, best_epoch=state["best_epoch"] + 1,
+                             best_val_auc=state["best_auc"])
             if improved:
                 save_checkpoint({"model": model.state_dict(), "epoch": epoch + 1, **sizes_record(model)},
                                 stage_dir / "best.pt")
@@ -205,6 +212,8 @@ def train_stage(model: nn.Module, train: StageData, val: StageData, recipe: Reci
                "epochs_run": state["epoch"], "history": state["history"], "recipe": recipe.to_dict(), "seed": seed}
     if is_main():
         atomic_write_text(stage_dir / "summary.json", json.dumps(summary, indent=1))
+        if report is not None:
+            report.end(best_epoch=summary["best_epoch"], best_val_auc=state["best_auc"], epochs_run=state["epoch"])
     if world_size > 1:
         dist.barrier()
     best = load_checkpoint(stage_dir / "best.pt")

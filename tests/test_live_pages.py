@@ -1,0 +1,226 @@
+"""The dashboard while a run trains, through Streamlit's AppTest: every page on a run that has only config.json and
+a progress log (no stage finished), the Training page on a finished phantom run and beside a run in training, and
+the Data page on the phantoms (filters, lung fields, lesions once the run has a segmenter, COVID-CT-MD by patient).
+
+Expected values come from core (RunProgress, the catalogue's readers, the summary files), not from the pages'
+own helpers.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from core.knowledge.signs import NAMES
+from core.runs.progress import RunProgress
+from tests.live_runs import run_in_training
+from tests.test_dashboard import NOTICE, app, no_exception
+
+PAGES = {None: "predictions", "views/training.py": None, "views/data.py": None, "views/map.py": "complete",
+         "views/disease.py": "predictions", "views/case.py": "complete", "views/margin.py": "predictions",
+         "views/new_slice.py": "complete"}
+
+
+@pytest.fixture(scope="module")
+def live_runs(synthetic_run, tmp_path_factory):
+    """runs/fresh: config.json and a progress log up to the global branch's first epoch (no stage finished);
+    runs/tiny: the finished synthetic run. fresh is the newest (the sidebar opens on it)."""
+    import os
+    import time
+
+    runs = tmp_path_factory.mktemp("live-runs")
+    shutil.copytree(synthetic_run, runs / "tiny")
+    run_in_training(synthetic_run, runs / "fresh", "global", 1)
+    now = time.time()
+    os.utime(runs / "tiny", (now - 60, now - 60))
+    mp = pytest.MonkeyPatch()
+    mp.setenv("COVID_LAB_RUNS", str(runs))
+    mp.setenv("COVID_LAB_BOOT", "40")
+    yield runs
+    mp.undo()
+
+
+def texts(at) -> str:
+    return " ".join(e.value for kind in ("markdown", "info", "caption", "error", "title") for e in getattr(at, kind))
+
+
+@pytest.mark.parametrize("page", list(PAGES))
+def test_every_page_opens_on_a_run_in_training(live_runs, page):
+    at = app(page)
+    no_exception(at)
+    assert at.sidebar.selectbox(key="run_name").value == "fresh"
+    assert NOTICE in " ".join(w.value for w in at.warning)
+    shown = texts(at)
+    rp = RunProgress.read(live_runs / "fresh")
+    assert rp.state == "training" and not any(s.done for s in rp.stages.values())
+    need = PAGES[page]
+    if need is None:
+        return
+    waited = "global" if need == "predictions" else list(rp.stages)[-1]
+    assert any(f"**{waited}**" in i.value and "not trained yet" in i.value for i in at.info), shown
+    # how far the training is and when the stage is expected
+    assert "**global** (the global branch) is training: epoch 1 of at most 2" in shown
+    assert "expected to end in " in shown and "the run ends in " in shown
+
+
+def test_training_page_follows_a_run_in_training(live_runs):
+    at = app("views/training.py")
+    no_exception(at)
+    rp = RunProgress.read(live_runs / "fresh")
+    table = at.dataframe[0].value
+    assert list(table.stage) == list(rp.stages)
+    assert list(table.state) == ["training"] + ["waiting"] * (len(rp.stages) - 1)
+    g = table.set_index("stage").loc["global"]
+    assert g["epochs"] == "1 of at most 2" and g["ends in"] and g["best epoch"] == 1
+    assert "Training since" in texts(at) and "now **global**" in texts(at)
+    epochs = at.dataframe[1].value
+    assert list(epochs.epoch) == [1] and epochs["val AUC"].iloc[0] == pytest.approx(rp.stage("global").rows[0]["val_auc"])
+
+
+def test_training_page_on_a_finished_run_and_beside_another(live_runs):
+    summary = json.loads((live_runs / "tiny" / "global" / "summary.json").read_text())
+    at = app("views/training.py", {"run_name": "tiny", "training_stage": "global"})
+    no_exception(at)
+    assert "Finished at" in texts(at)
+    table = at.dataframe[0].value
+    assert list(table.stage) == ["global", "heatmap", "infnet", "infected", "global+heatmap", "fusion"]
+    assert set(table.state) == {"done"}
+    epochs = at.dataframe[1].value
+    assert list(epochs.epoch) == [h["epoch"] for h in summary["history"]]
+    assert list(epochs["val AUC"]) == pytest.approx([h["val_auc"] for h in summary["history"]])
+    assert list(epochs["train loss"]) == pytest.approx([h["train_loss"] for h in summary["history"]])
+    assert len(at.get("plotly_chart")) == 1
+    # the segmenter: loss per round, no validation AUC
+    at.segmented_control(key="training_stage").set_value("infnet").run()
+    no_exception(at)
+    seg = at.dataframe[1].value
+    assert list(seg.columns[:3]) == ["part", "epoch", "slices"] and seg.part.iloc[0] == "round 0"
+    # beside the run in training: both runs' stage tables and both runs' rows of the stage
+    at = app("views/training.py", {"run_name": "tiny", "compare_name": "fresh", "training_stage": "global"})
+    no_exception(at)
+    assert [s.value for s in at.subheader] == ["tiny", "fresh"]
+    stage_tables = [d.value for d in at.dataframe if "state" in d.value.columns]
+    assert [len(t) for t in stage_tables] == [6, 6]
+    epoch_tables = [d.value for d in at.dataframe if "val AUC" in d.value.columns]
+    assert [len(t) for t in epoch_tables] == [len(summary["history"]), 1]
+
+
+def test_data_page_before_the_segmenter(live_runs, phantom_root):
+    from core.data.catalogue import catalogue
+
+    at = app("views/data.py")
+    no_exception(at)
+    cat, missing = catalogue(phantom_root)
+    assert "COVID-CT-MD" in missing  # the phantoms hold none: said, not hidden
+    assert f"**{(cat.source == 'COVID-CT').sum()} slices**" in texts(at)
+    shown = texts(at)
+    assert "once the run's segmenter (stage **infnet**) has finished" in shown
+    assert "lesions: once the segmenter (infnet) has finished" in shown
+    captions = image_captions(at)
+    assert captions[:2] == ["the slice", "lung field"] and not any(c.startswith(LESIONS) for c in captions)
+    assert len(captions) == 2 + 12  # the slice shown, then a page of cards (each its lung field outlined)
+
+
+LESIONS = "lesions: the run's segmenter (p > 0.5)"
+
+
+def image_captions(at) -> list[str]:
+    return [c for el in at.image for c in el.captions]
+
+
+def test_data_page_with_the_segmenter(live_runs, phantom_root):
+    from core.data.catalogue import catalogue
+
+    cat, _ = catalogue(phantom_root)
+    at = app("views/data.py", {"run_name": "tiny"})
+    no_exception(at)
+    shown = texts(at)
+    assert "the run's segmenter's lesions in red" in shown
+    signs = [d.value for d in at.dataframe if "sign" in d.value.columns]
+    assert len(signs) == 1 and list(signs[0].sign) == list(NAMES.values())
+    captions = image_captions(at)
+    assert captions[:2] == ["the slice", "lung field"] and captions[2].startswith(LESIONS)
+    # COVID-SemiSeg, labelled test slices only: the expert's mask beside the segmenter's lesions
+    at.selectbox(key="data_source").set_value("COVID-SemiSeg").run()
+    semiseg = cat[cat.source == "COVID-SemiSeg"]
+    assert f"**{len(semiseg)} slices**" in texts(at)
+    assert at.multiselect(key="data_groups_COVID-SemiSeg").options == ["labelled train", "labelled test", "unlabelled"]
+    at.multiselect(key="data_groups_COVID-SemiSeg").set_value(["labelled test"]).run()
+    no_exception(at)
+    n = int((semiseg.group == "labelled test").sum())
+    assert f"**{n} slices** (of {len(semiseg)} in COVID-SemiSeg)" in texts(at)
+    assert [b.key for b in at.button if b.key and b.key.startswith("data_show_")] == \
+        [f"data_show_{k}" for k in semiseg.key[semiseg.group == "labelled test"]]
+    assert f"`{semiseg.key[semiseg.group == 'labelled test'].iloc[0]}`" in [s.value for s in at.subheader]
+    captions = image_captions(at)
+    assert captions[2].startswith(LESIONS) and captions[3] == "the expert's infection mask (yellow)"
+
+
+def test_data_page_flags_near_duplicates(live_runs, phantom_root):
+    from core.data.catalogue import catalogue
+
+    cat, _ = catalogue(phantom_root)
+    a, b = cat.key[cat.source == "COVID-CT"].iloc[:2]
+    (live_runs / "audit.json").write_text(json.dumps({"near_duplicates": [
+        {"a": a, "b": b, "distance": 2, "cross_class": False, "a_split": "train", "b_split": "train"}]}))
+    try:
+        at = app("views/data.py")
+        no_exception(at)
+        at.checkbox(key="data_dups").check().run()
+        no_exception(at)
+        assert "**2 slices** (of" in texts(at)
+        assert any(f"near-duplicate of {b}" in w.value for w in at.warning)
+    finally:
+        (live_runs / "audit.json").unlink()
+
+
+def test_data_page_lists_covid_ct_md_by_patient(live_runs, phantom_root, tmp_path):
+    """A data root with COVID-CT-MD: its patients are the page's groups, in body order."""
+    from core.runs.runfolder import RunFolder
+    from tests.dicom_series import CTMD_PATIENTS, write_ctmd
+
+    root = tmp_path / "data"
+    shutil.copytree(phantom_root, root)
+    write_ctmd(root, n=3)
+    RunFolder(live_runs / "fresh").update_config(data_root=str(root))
+    try:
+        at = app("views/data.py")
+        no_exception(at)
+        at.selectbox(key="data_source").set_value("COVID-CT-MD").run()
+        no_exception(at)
+        assert sorted(at.multiselect(key="data_groups_COVID-CT-MD").options) == sorted(CTMD_PATIENTS)
+        assert at.multiselect(key="data_groups_COVID-CT-MD").label == "Patient"
+        assert f"**{3 * len(CTMD_PATIENTS)} slices**" in texts(at)
+    finally:
+        RunFolder(live_runs / "fresh").update_config(data_root=str(phantom_root))
+
+
+def test_runs_in_training_are_listed_and_compared_once_finished(live_runs):
+    from core.runs.run_view import list_runs
+
+    assert list_runs(live_runs) == ["tiny"]
+    assert list_runs(live_runs, in_training=True) == ["fresh", "tiny"]
+    at = app(None, {"run_name": "tiny", "compare_name": "fresh"})
+    no_exception(at)
+    assert "Compare with: `fresh` has not finished training" in texts(at)
+    assert not any("Difference" in m.value for m in at.markdown)
+
+
+def test_a_failed_training_says_why(live_runs):
+    from core.runs.progress import OUTPUT, ProgressLog
+
+    run = live_runs / "broken"
+    run.mkdir()
+    shutil.copyfile(live_runs / "fresh" / "config.json", run / "config.json")
+    log = ProgressLog.of_run(run)
+    log.plan([{"stage": "global", "kind": "image", "epochs": 2}])
+    log.failed(ValueError("no slices in covid-ct/splits"))
+    (run / OUTPUT).write_text("loading...\nerror: no slices in covid-ct/splits\n")
+    try:
+        at = app(None, {"run_name": "broken"})
+        no_exception(at)
+        assert "The training failed: ValueError: no slices in covid-ct/splits." in texts(at)
+        assert any("error: no slices in covid-ct/splits" in c.value for c in at.code)
+    finally:
+        shutil.rmtree(run)
