@@ -247,6 +247,22 @@ def test_new_slice_analyses_an_upload(dash_env, rv):
     assert any(t.startswith("crop box `[") for t in texts(at))
 
 
+def test_new_slice_headlines_the_decision_branch(dash_env, rv):
+    """The upload's headline decision is the run's decision branch (fusion), not the last column: the
+    lesion-share baseline is written last by every pipeline."""
+    assert rv.branches_in(rv.predictions)[-1] == "lesion-share"
+    decision = rv.decision_branch()
+    assert decision == "fusion"
+    key = rv.predictions.key.iloc[0]
+    at = app("views/new_slice.py")
+    at.file_uploader(key="upload").set_value(("slice.png", _png_of(rv, key), "image/png")).run()
+    no_exception(at)
+    heads = [t for t in texts(at) if "p(COVID) =" in t]
+    assert len(heads) == 1 and heads[0].startswith(f"**{decision}**: p(COVID) =")
+    t = rv.thresholds[decision]
+    assert f"operating point {t:.3f}" in heads[0]
+
+
 def test_new_slice_nifti_has_a_slice_picker(dash_env):
     import nibabel as nib
 

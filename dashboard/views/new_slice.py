@@ -48,10 +48,11 @@ if result.error:
 
 a = result.analysis
 st.markdown(f"### `{result.name}`" + (f" · slice {slice_index}" if slice_index is not None else ""))
-p = a.probs.get(order[-1]) if order else None
+decision = ctx.rv.decision_branch()  # fusion when trained; never a baseline such as lesion-share
+p = a.probs.get(decision)
 if p is not None:
-    t = ctx.rv.thresholds.get(order[-1], 0.5)
-    st.markdown(f"**{order[-1]}**: p(COVID) = {p:.3f} → **{'COVID' if p >= t else 'non-COVID'}** "
+    t = ctx.rv.thresholds[decision]
+    st.markdown(f"**{decision}**: p(COVID) = {p:.3f} → **{'COVID' if p >= t else 'non-COVID'}** "
                 f"(operating point {t:.3f}, chosen on the validation split; margin {abs(p - t):.3f})")
 
 try:
