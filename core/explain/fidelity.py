@@ -54,7 +54,7 @@ import torch.nn.functional as F
 from scipy import ndimage
 
 from core.data.imaging import check_mask_shape, read_mask, read_slice
-from core.data.roots import DataError
+from core.data.errors import DataError
 from core.explain.cams import make_cam
 from core.inputs.boxes import FULL, Box
 from core.inputs.harmonise import from_frame, harmonise
