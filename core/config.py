@@ -1,14 +1,137 @@
 """One run's configuration: every setting of a pipeline run declared once, with its default, saved in the
 run folder's config.json ("pipeline") and read back by every consumer (PipelineConfig.from_saved).
-The segmenter's own settings are core.training.segmentation.SegConfig; the training schedules, core.training.recipes."""
+The segmenter's own settings are SegConfig (Algorithm 1 and its inference); the training schedules,
+core.training.recipes."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 
 from core.explain.cams import DEFAULT_CAM
 from core.inputs.harmonise import LEGACY_INPUT
+from core.models.backbones import BACKBONES
 from core.training.recipes import DEFAULT_RECIPE, Recipe, get_recipe
-from core.training.segmentation import SegConfig
+
+SEG_SOURCES = ("semiseg", "covidct")  # the unlabelled pools Algorithm 1 may draw from
+PRECISIONS = ("fp32", "bf16")
+
+
+class ConfigValueError(ValueError):
+    """A configuration value out of range; `field` names the setting (the CLI names its flag)."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(message)
+        self.field = field
+
+
+def _setting(default, help: str, **meta):
+    """A config field: its one default, a one-line help and any other metadata (choices, none, metavar)."""
+    return field(default=default, metadata={"help": help, **meta})
+
+
+@dataclass(frozen=True)
+class SegConfig:
+    """Every setting of Algorithm 1 and of segmenting with its model, each default declared here once.
+
+    `python -m train infnet` (flags --size ...), `python -m train pipeline` / `reproduce` / `gpu-run`
+    (flags --seg-size ...) derive their flags from these fields (train.common.add_config_args); the
+    resolved configuration is saved with the run (metrics.json "config"; a pipeline run's config.json
+    "pipeline"."seg") and rebuilt from there (`from_dict`, PipelineConfig.from_saved).
+    Defaults: the pipeline's validated settings (Dice 0.734 on the real data's 48 test slices): 40
+    epochs on the labelled slices, 5 rounds of 100 pseudo-labelled slices x 40 steps, 0.1 < p < 0.9
+    carries no loss, half of every batch labelled, then 10 labelled-only epochs (as Semi-Inf-Net
+    does). Running the rounds until the pool is empty (max_rounds None, 24 rounds) cost Dice here.
+    Metadata: "help" (one line), "choices", "none" (the command-line words for None), "metavar".
+    """
+    size: int = _setting(256, "training/inference side in pixels (multiple of 32; Inf-Net: 352)")
+    encoder: str = _setting("efficientnet_lite0", "segmenter encoder", choices=BACKBONES)
+    init: str = _setting("imagenet", "encoder init: imagenet, scratch, or a checkpoint path")
+    epochs: int = _setting(40, "round 0: epochs on the labelled slices")
+    batch_size: int = _setting(8, "segmenter batch size")
+    lr: float = _setting(4e-4, "round 0 learning rate")
+    finetune_lr: float | None = _setting(None, "learning rate of each round's fine-tuning (none: lr / 2)")
+    precision: str = _setting("fp32", "autocast precision (bf16: faster on GPUs and AVX512-BF16 CPUs)",
+                              choices=PRECISIONS)
+    sources: tuple[str, ...] = _setting(SEG_SOURCES, "unlabelled pool: semiseg, covidct or both", metavar="SOURCE,...")
+    per_round: int = _setting(100, "unlabelled slices pseudo-labelled per round")
+    max_rounds: int | None = _setting(5, "pseudo-label rounds, or 'all' (until the pool is empty)", none=("all",))
+    epochs_per_round: int = _setting(2, "fine-tuning passes over the grown set per round (without steps_per_round)")
+    steps_per_round: int | None = _setting(40, "optimiser steps per round (none or 0: epochs_per_round passes)",
+                                           none=("none", "0"))
+    threshold: float = _setting(0.5, "probability threshold of pseudo labels and metrics")
+    pseudo_tta: bool = _setting(True, "pseudo-label from the average with the mirrored slice")
+    ignore_band: tuple[float, float] | None = _setting((0.1, 0.9), "pseudo-label pixels with LO < p < HI carry no "
+                                                                   "loss (none: every pixel does)", metavar="LO,HI")
+    labelled_share: float | None = _setting(0.5, "share of every batch drawn from the labelled slices (none or 0: "
+                                                 "uniform draws)", none=("none", "0"))
+    polish_epochs: int = _setting(10, "after the last round, epochs on the labelled slices only (Semi-Inf-Net; 0: off)")
+    polish_lr: float | None = _setting(None, "learning rate of the polish epochs (none: finetune_lr / 2)")
+    tta: bool = _setting(True, "inference: average the mask with the mirrored slice's (lesion maps, live analysis)")
+
+    def __post_init__(self):
+        for name in ("sources", "ignore_band"):  # JSON brings tuples back as lists
+            value = getattr(self, name)
+            if isinstance(value, list):
+                object.__setattr__(self, name, tuple(value))
+        if not isinstance(self.size, int) or self.size <= 0 or self.size % 32:
+            raise ConfigValueError("size", f"size {self.size} must be a positive multiple of 32")
+        if self.encoder not in BACKBONES:
+            raise ConfigValueError("encoder", f"unknown encoder {self.encoder!r}; choose one of {', '.join(BACKBONES)}")
+        for name in ("epochs", "epochs_per_round", "per_round", "polish_epochs"):
+            if getattr(self, name) < 0:
+                raise ConfigValueError(name, f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.batch_size < 1:
+            raise ConfigValueError("batch_size", f"batch_size must be >= 1, got {self.batch_size}")
+        for name in ("lr", "finetune_lr", "polish_lr"):
+            if getattr(self, name) is not None and not getattr(self, name) > 0:
+                raise ConfigValueError(name, f"{name} must be > 0, got {getattr(self, name)}")
+        if self.precision not in PRECISIONS:
+            raise ConfigValueError("precision", f"precision {self.precision!r}: choose one of {', '.join(PRECISIONS)}")
+        if not self.sources or not set(self.sources) <= set(SEG_SOURCES):
+            raise ConfigValueError("sources", f"sources {self.sources!r}: choose from {', '.join(SEG_SOURCES)}")
+        if self.max_rounds is not None and self.max_rounds < 0:
+            raise ConfigValueError("max_rounds", f"max_rounds must be >= 0 or None (all), got {self.max_rounds}")
+        if self.steps_per_round is not None and self.steps_per_round < 1:
+            raise ConfigValueError("steps_per_round", f"steps_per_round must be >= 1 or None (epochs_per_round "
+                                                      f"passes), got {self.steps_per_round}")
+        if not 0 <= self.threshold <= 1:
+            raise ConfigValueError("threshold", f"threshold {self.threshold} must lie in [0, 1]")
+        band = self.ignore_band
+        if band is not None and (len(band) != 2 or not 0 <= band[0] <= self.threshold <= band[1] <= 1):
+            raise ConfigValueError("ignore_band", f"ignore_band {band} must satisfy 0 <= lo <= threshold "
+                                                  f"({self.threshold}) <= hi <= 1")
+        if self.labelled_share is not None and not 0 < self.labelled_share < 1:
+            raise ConfigValueError("labelled_share", f"labelled_share {self.labelled_share} must lie strictly "
+                                                     "between 0 and 1 (None: uniform draws)")
+
+    @property
+    def finetune_lr_used(self) -> float:
+        return self.lr * 0.5 if self.finetune_lr is None else self.finetune_lr
+
+    @property
+    def polish_lr_used(self) -> float:
+        return self.finetune_lr_used * 0.5 if self.polish_lr is None else self.polish_lr
+
+    @property
+    def inference(self) -> dict:
+        """segment()'s settings: every stored lesion map depends on them (cache keys) and live analysis uses them."""
+        return {"precision": self.precision, "tta": self.tta}
+
+    @classmethod
+    def from_dict(cls, saved: dict) -> SegConfig:
+        """The configuration a run saved (JSON lists back to tuples); keys it lacks take the defaults
+        above. A key that is no setting is a TypeError naming it."""
+        unknown = sorted(set(saved) - {f.name for f in fields(cls)})
+        if unknown:
+            raise TypeError(f"not a SegConfig setting: {', '.join(unknown)}")
+        return cls(**saved)
+
+    def override(self, **changes) -> SegConfig:
+        """A copy with `changes` (SegConfig field names; another name is a TypeError naming it)."""
+        unknown = sorted(set(changes) - {f.name for f in fields(self)})
+        if unknown:
+            raise TypeError(f"not a SegConfig setting: {', '.join(unknown)}")
+        return replace(self, **changes)
+
 
 STRATEGIES = ("G-H-I-F", "GHI-F", "GHIF")
 # what runs saved before a setting existed ran with (readers fill these in)
@@ -36,7 +159,7 @@ class PipelineConfig:
     # "global": heatmap and infected backbones start from the trained global backbone (converges in
     # fewer epochs on CPU); "init": from --init like the global branch (the paper's choice).
     branch_init: str = "global"
-    # Algorithm 1 and the segmenter's inference (core.training.segmentation.SegConfig: every default, README
+    # Algorithm 1 and the segmenter's inference (SegConfig: every default, README
     # "Segmenter"); a dict is read as SegConfig settings (keys it lacks: SegConfig's defaults).
     seg: SegConfig = field(default_factory=SegConfig)
     segmenter: str | None = None  # a trained segmenter checkpoint to reuse instead of running Algorithm 1

@@ -17,14 +17,17 @@ import torch
 from core.config import PipelineConfig
 from core.explain.attention import threshold_box
 from core.explain.cams import make_cam
+from core.explain.fusion_cam import fusion_cam
 from core.inputs.boxes import Box, crop
 from core.inputs.fields import FieldFinder
 from core.inputs.harmonise import harmonise
 from core.inputs.lesion_crops import SIDES, lesion_crops
+from core.inputs.lesion_maps import lesion_map_u8, lesion_share
 from core.inputs.lungs import LungField
 from core.models.backbones import build_backbone
 from core.models.branches import InfectedClassifier, VectorHead
 from core.models.classifier import SliceClassifier
+from core.models.segmenter import load_segmenter, segment
 from core.models.vectors import HEADS, branch_vectors
 from core.models.vectors import sizes as vector_sizes
 from core.runs.checkpoint import load_checkpoint
@@ -73,8 +76,6 @@ def crop8(image: np.ndarray, box: Box, size: int) -> torch.Tensor:
 
 def lesion_share_of(lesion_prob: np.ndarray, lung: np.ndarray) -> float:
     """core.inputs.lesion_maps.lesion_share for one slice, with the lesion map a run stores (lesion_map_u8)."""
-    from core.inputs.lesion_maps import lesion_map_u8, lesion_share
-
     p = lesion_map_u8(torch.from_numpy(np.ascontiguousarray(lesion_prob, dtype=np.float32))[None])
     return float(lesion_share(p, torch.from_numpy(lung.astype(np.uint8) * 255)[None, None])[0])
 
@@ -115,8 +116,6 @@ class TrainedRun:
         for name, model in m.items():
             model.load_state_dict(ckpt["global+infected" if name == "infected" else name]["model"])
             model.eval().to(device)
-        from core.training.segmentation import load_segmenter
-
         m["infnet"] = load_segmenter(run.stage("infnet") / "best.pt").eval().to(device)
         return cls(run, cfg, m, device)
 
@@ -128,8 +127,6 @@ class TrainedRun:
         """Run the whole trained pipeline on one (H, W) slice in [0, 1], prepared as the run was trained
         (its `input` mode; the lung field `field` when given, else the run's FieldFinder's). Images are quantised
         to 8 bits as the training pipeline's frames are, so a slice scores as it did there."""
-        from core.training.segmentation import segment
-
         cfg = self.cfg
         field = self.fields(slice01) if field is None else field
         small = harmonise(slice01, cfg.input, cfg.image_size, field)
@@ -182,8 +179,6 @@ class TrainedRun:
 
     def fusion_cam(self, a: SliceAnalysis, size: int = 112) -> np.ndarray:
         """The fusion decision's CAM on the slice (core.explain.fusion_cam)."""
-        from core.explain.fusion_cam import fusion_cam
-
         return fusion_cam(self.m, a.inputs, size)[0].numpy()
 
     def fusion_vector(self, a: SliceAnalysis) -> np.ndarray:

@@ -13,6 +13,7 @@ global+infected (the infected branch: lung crops + global vector), fusion.
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -20,6 +21,7 @@ from pathlib import Path
 import torch
 
 from core.config import STRATEGIES, PipelineConfig
+from core.data import second_source
 from core.data.covidct import read_covidct
 from core.data.second_source import SOURCES
 from core.data.slices import SliceSet, StageData
@@ -35,6 +37,8 @@ from core.inputs.lesion_maps import lesion_map_u8, lesion_share, lesion_target
 from core.models.backbones import build_backbone
 from core.models.branches import InfectedClassifier, VectorHead
 from core.models.classifier import SliceClassifier
+from core.models.joint import JointNet
+from core.models.segmenter import load_segmenter, segment
 from core.models.vectors import branch_vectors, pick, sizes
 from core.results.predictions import write_branch_probs
 from core.runs import feature_cache as fc
@@ -42,6 +46,7 @@ from core.runs.checkpoint import load_checkpoint, save_checkpoint
 from core.runs.runfolder import RunError, RunFolder
 from core.training.recipes import Recipe
 from core.training.runtime import is_main, rank0_first
+from core.training.segmentation import semi_supervised
 from core.training.trainer import predict, prepare, sizes_record, train_stage
 
 VECTOR_RECIPE = Recipe("vectors", "adamw", lr=1e-3, weight_decay=1e-2, batch_size=32, epochs=60,
@@ -193,7 +198,6 @@ class Pipeline:
         """The second source's chosen slices (core.data.second_source.build), labelled by the run's segmenter."""
         if self._second is not None:
             return self._second
-        from core.data import second_source
 
         def lesion_prob_u8(slices):
             seg_ckpt = self.ensure_segmenter()  # trains it first if the run has none yet
@@ -237,8 +241,6 @@ class Pipeline:
         """The branch vectors (core.models.vectors) of the second source's training rows, computed by the
         trained global, heatmap and infected branches exactly as COVID-CT's are: the vector heads' extra
         training rows (recipe setting heads_second_source). None, said in the log, when it has no rows."""
-        from core.data.second_source import candidates
-
         rows, _ = self.second_source()
         if not rows.keys:
             self.log("second source: no slice chosen, so the vector heads train on COVID-CT alone")
@@ -251,7 +253,7 @@ class Pipeline:
                      input=self.input_key, keys=fc.key_of(rows.keys))
 
         def compute():
-            path = {s.key: s.image for s in candidates(self.data_root)}
+            path = {s.key: s.image for s in second_source.candidates(self.data_root)}
             hires = load_images([path[k] for k in rows.keys], self.cfg.hires_size, self.cfg.input, self.fields)
             gfeat = self._global_pooled_and_maps(g, rows.images)
             _, crops = crops_for_maps(upsample_maps(gfeat["maps"], self.cfg.image_size), hires, self.cfg.tau,
@@ -342,8 +344,6 @@ class Pipeline:
         return folder / "best.pt"
 
     def _make_segmenter(self, folder: Path) -> None:
-        from core.training.segmentation import semi_supervised
-
         if (folder / "best.pt").exists():
             return
         if self.cfg.segmenter:
@@ -357,15 +357,9 @@ class Pipeline:
 
     def load_segmenter(self):
         """The segmenter model (ensure_segmenter first: this only loads)."""
-        from core.training.segmentation import load_segmenter
-
         return load_segmenter(self.run.stage("infnet") / "best.pt", device=self.device)
 
     def _adopt_segmenter(self, src: Path, folder: Path) -> None:
-        import shutil
-
-        from core.training.segmentation import load_segmenter
-
         load_segmenter(src)  # refuse a broken checkpoint before copying it in
         folder.mkdir(parents=True, exist_ok=True)
         if (src.parent / "metrics.json").exists():
@@ -376,8 +370,6 @@ class Pipeline:
 
     def _lesion_prob(self, model, hires: torch.Tensor) -> torch.Tensor:
         """(N, S, S) lesion probabilities of the segmenter on (N, 1, H, H) uint8 slices, resized to its input."""
-        from core.training.segmentation import segment
-
         size, probs = self.cfg.seg.size, []
         for sl in _batches(len(hires), 32):
             x = torch.nn.functional.interpolate(hires[sl].float() / 255, size=(size, size), mode="bilinear",
@@ -522,8 +514,6 @@ class Pipeline:
     # ---- Table 3: joint strategies ---------------------------------------------------------
     def run_joint(self) -> dict:
         """GHI-F or GHIF (core.models.joint): the branches train together; the segmenter stays frozen."""
-        from core.models.joint import JointNet
-
         t_all, cfg = time.time(), self.cfg
         lesions = self.lesion_inputs()
         self.lesion_share_baseline(lesions)

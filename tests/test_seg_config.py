@@ -1,4 +1,4 @@
-"""One segmenter configuration (core.training.segmentation.SegConfig): every default declared once, the
+"""One segmenter configuration (core.config.SegConfig): every default declared once, the
 command-line flags of `train infnet` / `train pipeline` derived from its fields, the resolved
 configuration saved in the run and rebuilt from it (runs saved before SegConfig included)."""
 from __future__ import annotations
@@ -10,7 +10,8 @@ from dataclasses import asdict, fields
 
 import pytest
 
-from core.training.segmentation import SegConfig, semi_supervised
+from core.config import SegConfig
+from core.training.segmentation import semi_supervised
 
 FIELDS = [f.name for f in fields(SegConfig)]
 COMMANDS = {"infnet": "", "pipeline": "seg-"}  # command -> the prefix of its SegConfig flags

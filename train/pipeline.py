@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import json
 
-from core.config import STRATEGIES
+from core.config import STRATEGIES, SegConfig
 from core.errors import UsageError
 from core.explain.cams import CAM_METHODS, DEFAULT_CAM
-from core.training.segmentation import SegConfig
 
 from .common import add_config_args, config_from_args
 from .global_branch import add_model_args, open_pipeline
@@ -29,7 +28,7 @@ def add_args(p):
     p.add_argument("--branch-init", default="global", choices=("global", "init"),
                    help="heatmap/infected backbones start from the trained global backbone, or from --init")
     # --seg-size, --seg-epochs, --seg-max-rounds, --no-seg-tta ...: one flag per SegConfig field
-    add_config_args(p, SegConfig, prefix="seg-", title="segmenter, Algorithm 1 (core.training.segmentation.SegConfig)")
+    add_config_args(p, SegConfig, prefix="seg-", title="segmenter, Algorithm 1 (core.config.SegConfig)")
 
 
 def run(args):

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from core.config import PipelineConfig
+from core.config import PipelineConfig, SegConfig
 from core.data.slices import resolve_data_root
 from core.errors import UsageError
 from core.pipeline import Pipeline
@@ -31,7 +31,6 @@ from core.results.tables import TABLE_METRICS, markdown_table, mean_std, run_row
 from core.runs.checkpoint import atomic_write_text
 from core.runs.run_view import paper_results
 from core.runs.runfolder import RunFolder
-from core.training.segmentation import SegConfig
 
 from .common import add_config_args, config_from_args, pick_device
 
@@ -55,7 +54,7 @@ def add_args(p):
                    help="train nothing: build the tables from the configurations already finished under --out")
     p.add_argument("--no-progress", action="store_true")
     # the shared segmenter's settings: one --seg-* flag per SegConfig field (--seg-epochs, --seg-max-rounds ...)
-    add_config_args(p, SegConfig, prefix="seg-", title="segmenter, Algorithm 1 (core.training.segmentation.SegConfig)")
+    add_config_args(p, SegConfig, prefix="seg-", title="segmenter, Algorithm 1 (core.config.SegConfig)")
 
 
 def finished(path: Path, backbone: str, strategy: str) -> bool:

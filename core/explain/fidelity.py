@@ -53,9 +53,10 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage
 
-from core.data.imaging import check_mask_shape, read_mask, read_slice
 from core.data.errors import DataError
+from core.data.imaging import check_mask_shape, read_mask, read_slice
 from core.explain.cams import make_cam
+from core.inference import crop8, quantise8
 from core.inputs.boxes import FULL, Box
 from core.inputs.harmonise import from_frame, harmonise
 from core.inputs.lesion_crops import SIDES
@@ -321,8 +322,6 @@ class FidelityRunner:
     def _fusion_predict(self, a):
         """Slices at their original size -> fusion probability, routing (boxes, flags) as on the intact slice."""
         tr, cfg, m = self.tr, self.tr.cfg, self.tr.m
-        from core.inference import crop8, quantise8
-
         present = a.inputs["present"].float().to(tr.device)
 
         def forward(x):  # (B, 1, H, W) on the device

@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 
 from core.runs.checkpoint import atomic_write_bytes, atomic_write_text
+from core.training.runtime import rank0_first, world
 
 
 def file_digest(path: str | Path) -> str:
@@ -63,8 +64,6 @@ def cached(folder: str | Path, name: str, parts: dict, compute) -> dict:
     Under DDP only rank 0 looks, computes and writes; the other ranks wait for it, then read the entry.
     Every rank passes the same barrier whether the entry was there or not: a rank that decided on its
     own (the entry written meanwhile) would skip a barrier the others wait at."""
-    from core.training.runtime import rank0_first, world
-
     out = rank0_first(lambda: _load_or_make(folder, name, parts, compute))
     if out is None:
         out = load_cached(folder, name, parts)
