@@ -57,7 +57,7 @@ if not names:
 
 try:
     ctx = ui.current()
-    _ = ctx.df
+    _ = ctx.df, ctx.rv.pipeline  # its predictions and its settings (an older format names `train migrate`)
 except Exception as exc:  # a broken or half-written run folder: say so, do not show a traceback
     st.error(f"Run `{st.session_state['run_name']}` cannot be read: {exc}")
     st.stop()
@@ -70,9 +70,8 @@ if st.session_state.get("_selected_run") != ctx.name:  # a new run: its own slic
         st.session_state.pop("selected_key", None)
 
 with st.sidebar:
-    pipe = ctx.rv.config.get("pipeline") or {}
-    st.caption(f"{pipe.get('backbone', '?')} · {pipe.get('strategy', '?')} · CAM {pipe.get('cam', '?')} · "
-               f"tau {pipe.get('tau', '?')} · {len(ctx.df)} slices")
+    pipe = ctx.rv.pipeline
+    st.caption(f"{pipe.backbone} · {pipe.strategy} · CAM {pipe.cam} · tau {pipe.tau} · {len(ctx.df)} slices")
     if st.session_state.get("selected_key"):
         st.caption(f"selected: `{st.session_state['selected_key']}`")
 

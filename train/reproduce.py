@@ -44,10 +44,9 @@ def add_args(p):
     p.add_argument("--selftrans-ckpt", default=None, help="checkpoint from `python -m train selfsup` for init selftrans")
     p.add_argument("--strategies", default="G-H-I-F,GHI-F,GHIF", help="Table 3 rows (first backbone and init)")
     p.add_argument("--seeds", type=int, default=3)
-    p.add_argument("--epochs", type=int, default=None)
-    p.add_argument("--branch-epochs", type=int, default=None)
     p.add_argument("--segmenter", default=None, help="a trained segmenter checkpoint shared by every configuration")
-    p.add_argument("--image-size", type=int, default=224)
+    # every configuration's schedule and image size (core.config.PipelineConfig)
+    add_config_args(p, PipelineConfig, only=("epochs", "branch_epochs", "image_size"))
     p.add_argument("--device", default="auto")
     p.add_argument("--out", required=True)
     p.add_argument("--collect", action="store_true",
@@ -61,9 +60,11 @@ def finished(path: Path, backbone: str, strategy: str) -> bool:
     """A run folder whose pipeline completed (timings total written last) for this backbone and strategy."""
     if not (path / "config.json").exists():
         return False
-    cfg = RunFolder(path).config
-    pipe = cfg.get("pipeline", {})
-    return "total" in cfg.get("timings", {}) and pipe.get("backbone") == backbone and pipe.get("strategy") == strategy
+    run = RunFolder(path)
+    if "total" not in run.config.get("timings", {}):
+        return False
+    pipe = PipelineConfig.of_run(run)
+    return (pipe.backbone, pipe.strategy) == (backbone, strategy)
 
 
 def run(args):
@@ -91,10 +92,8 @@ def run(args):
         if done:
             print(f"  finished earlier: read as it is ({run_.path.resolve()})", flush=True)
         else:
-            cfg = PipelineConfig(backbone=backbone, init=args.selftrans_ckpt if init == "selftrans" else init,
-                                 seed=seed, epochs=args.epochs, branch_epochs=args.branch_epochs, strategy=strategy,
-                                 image_size=args.image_size, hires_size=2 * args.image_size, seg=seg,
-                                 segmenter=shared_seg)
+            cfg = config_from_args(args, PipelineConfig, backbone=backbone, seed=seed, strategy=strategy, seg=seg,
+                                   init=args.selftrans_ckpt if init == "selftrans" else init, segmenter=shared_seg)
             run_.update_config(synthetic=synthetic)
             Pipeline(run_, data_root, cfg, device=device, progress=not args.no_progress, resume=True).run_all()
         shared_seg = shared_seg or str(run_.stage("infnet") / "best.pt")

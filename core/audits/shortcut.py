@@ -38,8 +38,7 @@ from core.inference import quantise8
 from core.inputs.fields import FieldFinder
 from core.inputs.harmonise import grown, harmonise
 from core.inputs.lungs import LungField
-from core.models.backbones import build_backbone
-from core.models.classifier import SliceClassifier
+from core.models import network
 from core.results.metrics import binary_metrics, wilson
 from core.results.predictions import read_predictions, val_threshold
 from core.runs.checkpoint import load_checkpoint
@@ -98,9 +97,9 @@ class GlobalScorer:
     """Scores slices with the global branch alone (a run trained by `python -m train global`)."""
 
     def __init__(self, run, device="cpu"):
-        self.cfg = PipelineConfig.from_saved(run.config["pipeline"])
+        self.cfg = PipelineConfig.of_run(run)
         self.device = torch.device(device)
-        self.model = SliceClassifier(build_backbone(self.cfg.backbone, "scratch"))
+        self.model = network.build(self.cfg, init="scratch", only=("global",))["global"]
         self.model.load_state_dict(load_checkpoint(run.stage("global") / "best.pt")["model"])
         self.model.eval().to(self.device)
         self.fields = FieldFinder.of_run(run, self.cfg, device)

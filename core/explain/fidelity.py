@@ -59,8 +59,7 @@ from core.explain.cams import make_cam
 from core.inference import crop8, quantise8
 from core.inputs.boxes import FULL, Box
 from core.inputs.harmonise import from_frame, harmonise
-from core.inputs.lesion_crops import SIDES
-from core.models.vectors import branch_vectors
+from core.models import network
 from core.results.metrics import wilson
 
 TOLERANCE_PX = 15
@@ -327,20 +326,15 @@ class FidelityRunner:
         def forward(x):  # (B, 1, H, W) on the device
             xs = x[:, 0].cpu().numpy()
             prep = lambda s, size: quantise8(harmonise(s, cfg.input, size, a.field_on_slice).image)
-            image = torch.from_numpy(np.stack([prep(s, cfg.image_size) for s in xs]))[:, None].to(tr.device)
             hires = [prep(s, cfg.hires_size) for s in xs]
-            crops = torch.cat([crop8(h, a.box, cfg.image_size) for h in hires]).to(tr.device)
-            sides = {}
-            for j, s in enumerate(SIDES):
-                b = a.side_boxes[s]
-                sides[j] = (torch.cat([crop8(h, b, cfg.lesion_size) for h in hires]) if b is not None
-                            else torch.zeros(len(xs), 1, cfg.lesion_size, cfg.lesion_size)).to(tr.device)
-            n = len(xs)
-            g = m["global"].embed({"image": image}).float()
-            h = m["heatmap"].embed({"crop": crops}).float()
-            pres = present.expand(n, -1)
-            lr = m["infected"].crop_vectors({"right": sides[0], "left": sides[1], "present": pres, "g": g})
-            return m["fusion"](branch_vectors(g, h, lr, pres))
+            batch = {"image": torch.from_numpy(np.stack([prep(s, cfg.image_size) for s in xs]))[:, None].to(tr.device),
+                     "crop": torch.cat([crop8(h, a.box, cfg.image_size) for h in hires]).to(tr.device),
+                     "present": present.expand(len(xs), -1)}
+            for side in network.SIDES:
+                b = a.side_boxes[side.name]
+                batch[side.crop] = (torch.cat([crop8(h, b, cfg.lesion_size) for h in hires]) if b is not None
+                                    else torch.zeros(len(xs), 1, cfg.lesion_size, cfg.lesion_size)).to(tr.device)
+            return m["fusion"](network.vectors(m, batch))
 
         return forward
 

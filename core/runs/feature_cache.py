@@ -86,7 +86,7 @@ INDEX = "index.json"
 
 
 class CacheError(RuntimeError):
-    """A run folder whose feature cache cannot say which entry is the run's own."""
+    """A feature-cache entry that cannot be read where it must be (another rank wrote it)."""
 
 
 def remember(folder: str | Path, name: str, parts: dict) -> None:
@@ -97,19 +97,12 @@ def remember(folder: str | Path, name: str, parts: dict) -> None:
 
 
 def current(folder: str | Path, name: str) -> dict | None:
-    """The run's own entry called `name` (found by the key `remember` recorded), or None when the run
-    never made one. Runs from before the index: their single entry of that name, or CacheError when
-    several compete (which one the run uses cannot be told from the files)."""
+    """The run's own entry called `name` (found by the key `remember` recorded in the index), or None when the
+    run never recorded one."""
     folder = Path(folder)
     index = folder / INDEX
-    if index.exists():
-        key = json.loads(index.read_text()).get(name)
-        meta = folder / f"{name}-{key}.json"
-        if key is None or not meta.exists():
-            return None
-        return load_cached(folder, name, json.loads(meta.read_text()).get("parts", {}))
-    metas = list(folder.glob(f"{name}-*.json"))
-    if len(metas) > 1:
-        raise CacheError(f"{folder}: {len(metas)} cached '{name}' entries and no {INDEX} to say which is the run's; "
-                         "run `python -m train pipeline --resume --out RUN` once to record it")
-    return load_cached(folder, name, json.loads(metas[0].read_text()).get("parts", {})) if metas else None
+    key = json.loads(index.read_text()).get(name) if index.exists() else None
+    meta = folder / f"{name}-{key}.json"
+    if key is None or not meta.exists():
+        return None
+    return load_cached(folder, name, json.loads(meta.read_text()).get("parts", {}))
