@@ -28,6 +28,7 @@ COMMANDS = {
     "lungs": ("train.lungs", "classical lung fields over every slice: coverage, lesion recall, slices not found"),
     "verdicts": ("train.verdicts", "reviewers' verdicts per slice (dashboard) as CSV"),
     "report": ("train.report", "a Markdown report of run folders (metrics, audits, timings), generated"),
+    "migrate": ("train.migrate", "bring a run folder saved by an older version up to today's format, once"),
 }
 
 
