@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, fields, replace
 
 from core.data.second_source import SOURCES
 from core.explain.cams import CAM_METHODS
+from core.explain.cams.eq1 import Eq1Cam
 from core.inputs.harmonise import INPUT_MODES
 from core.models.backbones import BACKBONES
 from core.runs.runfolder import RunError
@@ -142,7 +143,8 @@ class SegConfig:
 
 STRATEGIES = ("G-H-I-F", "GHI-F", "GHIF")
 JOINT_STRATEGIES = ("GHI-F", "GHIF")  # the branches train together (core.models.joint)
-JOINT_CAM = "eq1"  # what joint training crops the heatmap branch's input with (core.models.joint)
+# the paper's Eq. 1: the default attention map, and the one joint training crops the heatmap branch's input with
+EQ1 = Eq1Cam.name
 # config.json's format: raised whenever a saved run needs rewriting to be read (`python -m train migrate`)
 CONFIG_FORMAT = 2
 
@@ -165,8 +167,8 @@ class PipelineConfig:
     branch_epochs: int | None = _setting(None, "epochs of the heatmap and infected stages (they start from the "
                                                "global backbone; none: --epochs, else the recipe's)", none=("recipe",))
     tau: float = _setting(0.75, "Eq. 2 threshold of the heatmap branch")
-    cam: str = _setting("eq1", f"attention map the heatmap crops are cut by (strategies {', '.join(JOINT_STRATEGIES)}: "
-                               f"{JOINT_CAM})", choices=tuple(sorted(CAM_METHODS)))
+    cam: str = _setting(EQ1, f"attention map the heatmap crops are cut by (strategies {', '.join(JOINT_STRATEGIES)}: "
+                             f"{EQ1})", choices=tuple(sorted(CAM_METHODS)))
     strategy: str = _setting("G-H-I-F", "training strategy (the paper's Table 3)", choices=STRATEGIES)
     image_size: int = _setting(224, "side of the slice fed to the backbones")
     hires_size: int | None = _setting(None, "side of the copy of the slice the crops are cut from (none: twice "
@@ -216,9 +218,9 @@ class PipelineConfig:
         if self.heads_second_source and self.second_source == "none":
             raise ConfigValueError("heads_second_source", "heads_second_source needs a second source (recipe or "
                                                           "--second-source), not 'none'")
-        if self.strategy in JOINT_STRATEGIES and self.cam != JOINT_CAM:
-            raise ConfigValueError("cam", f"strategy {self.strategy} trains the heatmap branch on {JOINT_CAM} crops, so "
-                                          f"its run is scored on them too: use cam {JOINT_CAM} (or strategy G-H-I-F)")
+        if self.strategy in JOINT_STRATEGIES and self.cam != EQ1:
+            raise ConfigValueError("cam", f"strategy {self.strategy} trains the heatmap branch on {EQ1} crops, so "
+                                          f"its run is scored on them too: use cam {EQ1} (or strategy G-H-I-F)")
         if not 0 <= self.tau <= 1:
             raise ConfigValueError("tau", f"tau must lie in [0, 1], got {self.tau}")
         for name in ("image_size", "hires_size", "lesion_size"):
