@@ -1,6 +1,6 @@
 """The errors a user can cause (bad paths, bad files, bad names): reported as one line, exit code 2."""
+from core.data.errors import DataError
 from core.data.imaging import ImageReadError
-from core.data.roots import DataError
 from core.models.backbones import BackboneInitError
 from core.runs.checkpoint import CheckpointError
 from core.runs.feature_cache import CacheError

@@ -17,18 +17,17 @@ import torch
 from core.config import PipelineConfig
 from core.explain.attention import threshold_box
 from core.explain.cams import make_cam
+from core.explain.fusion_cam import fusion_cam
 from core.inputs.boxes import Box, crop
 from core.inputs.fields import FieldFinder
 from core.inputs.harmonise import harmonise
-from core.inputs.lesion_crops import SIDES, lesion_crops
+from core.inputs.lesion_crops import lesion_crops
+from core.inputs.lesion_maps import lesion_map_u8, lesion_share
 from core.inputs.lungs import LungField
-from core.models.backbones import build_backbone
-from core.models.branches import InfectedClassifier, VectorHead
-from core.models.classifier import SliceClassifier
-from core.models.vectors import HEADS, branch_vectors
-from core.models.vectors import sizes as vector_sizes
+from core.models import network
+from core.models.segmenter import load_segmenter, segment
 from core.runs.checkpoint import load_checkpoint
-from core.runs.runfolder import STAGES, RunFolder
+from core.runs.runfolder import RunFolder
 
 
 @dataclass
@@ -46,7 +45,7 @@ class SliceAnalysis:
     lesion_prob: np.ndarray  # (Sg, Sg) lesion probability
     lesion_boxes: list[Box]
     side_boxes: dict  # side -> Box | None
-    vectors: dict = field(repr=False, default_factory=dict)  # pooled vectors (1, K) of each branch
+    vectors: dict = field(repr=False, default_factory=dict)  # the fusion input (core.models.network.vectors)
     inputs: dict = field(repr=False, default_factory=dict)  # branch inputs (crops, boxes) for the fusion CAM
     probs: dict = field(default_factory=dict)  # branch -> probability
 
@@ -73,8 +72,6 @@ def crop8(image: np.ndarray, box: Box, size: int) -> torch.Tensor:
 
 def lesion_share_of(lesion_prob: np.ndarray, lung: np.ndarray) -> float:
     """core.inputs.lesion_maps.lesion_share for one slice, with the lesion map a run stores (lesion_map_u8)."""
-    from core.inputs.lesion_maps import lesion_map_u8, lesion_share
-
     p = lesion_map_u8(torch.from_numpy(np.ascontiguousarray(lesion_prob, dtype=np.float32))[None])
     return float(lesion_share(p, torch.from_numpy(lung.astype(np.uint8) * 255)[None, None])[0])
 
@@ -87,37 +84,16 @@ class TrainedRun:
     @classmethod
     def load(cls, path: str | Path, device="cpu") -> TrainedRun:
         run = RunFolder(path)
-        cfg_dict = run.config.get("pipeline")
-        if not cfg_dict:
-            raise FileNotFoundError(f"{run.path}: no pipeline configuration; train it with `python -m train pipeline`")
-        cfg = PipelineConfig.from_saved(cfg_dict)
-        missing = [s for s in STAGES
-                   if not (run.stage(s) / "best.pt").exists()]
+        cfg = PipelineConfig.of_run(run)
+        missing = [s for s in network.STAGES if not (run.stage(s) / "best.pt").exists()]
         if missing:
             raise FileNotFoundError(f"{run.path}: stages not trained yet: {', '.join(missing)}")
-
-        ckpt = {name: load_checkpoint(run.stage(stage) / "best.pt") for name, stage in
-                (("global", "global"), ("heatmap", "heatmap"), ("global+infected", "infected"),
-                 ("global+heatmap", "global+heatmap"), ("fusion", "fusion"))}
-
-        def backbone():
-            return build_backbone(cfg.backbone, "scratch")
-
-        m = {"global": SliceClassifier(backbone()), "heatmap": SliceClassifier(backbone(), key="crop")}
-        k = m["global"].backbone.num_features
-
-        def sizes_of(head):  # what the checkpoint recorded; runs saved before it did: the contract's sizes
-            return ckpt[head].get("sizes") or vector_sizes(k, HEADS[head])
-
-        m["infected"] = InfectedClassifier(backbone(), sizes_of("global+infected")["g"])
-        m["global+heatmap"] = VectorHead(sizes_of("global+heatmap"))
-        m["fusion"] = VectorHead(sizes_of("fusion"))
-        for name, model in m.items():
-            model.load_state_dict(ckpt["global+infected" if name == "infected" else name]["model"])
+        ckpt = {stage: load_checkpoint(run.stage(stage) / "best.pt") for stage in network.BY_STAGE}
+        m = network.build(cfg, ckpt["fusion"]["sizes"], init="scratch")  # the fusion input's sizes, as trained
+        for stage, model in m.items():
+            model.load_state_dict(ckpt[stage]["model"])
             model.eval().to(device)
-        from core.training.segmentation import load_segmenter
-
-        m["infnet"] = load_segmenter(run.stage("infnet") / "best.pt").eval().to(device)
+        m[network.SEGMENTER] = load_segmenter(run.stage(network.SEGMENTER) / "best.pt").eval().to(device)
         return cls(run, cfg, m, device)
 
     def _t(self, img: np.ndarray) -> torch.Tensor:
@@ -128,8 +104,6 @@ class TrainedRun:
         """Run the whole trained pipeline on one (H, W) slice in [0, 1], prepared as the run was trained
         (its `input` mode; the lung field `field` when given, else the run's FieldFinder's). Images are quantised
         to 8 bits as the training pipeline's frames are, so a slice scores as it did there."""
-        from core.training.segmentation import segment
-
         cfg = self.cfg
         field = self.fields(slice01) if field is None else field
         small = harmonise(slice01, cfg.input, cfg.image_size, field)
@@ -141,49 +115,34 @@ class TrainedRun:
         x = self._t(image)
         with make_cam(cfg.cam, g) as cam:
             attention = cam(x).float().cpu()[0].numpy()  # at the working size, as the pipeline upsamples its cache
-        gvec = g.embed({"image": x}).float()
-        lesion = segment(self.m["infnet"], seg_in, device=self.device, **cfg.seg.inference)[0, 0].numpy()
+        lesion = segment(self.m[network.SEGMENTER], seg_in, device=self.device, **cfg.seg.inference)[0, 0].numpy()
         lc = lesion_crops(lesion)
-        side = {}
-        for s in SIDES:
-            b = lc.sides[s]
-            side[s] = crop8(hires, b, cfg.lesion_size) if b is not None else torch.zeros(1, 1, cfg.lesion_size, cfg.lesion_size)
-        present = torch.tensor([lc.present], dtype=torch.float32)
-        inf_in = {"right": side[SIDES[0]].to(self.device), "left": side[SIDES[1]].to(self.device),
-                  "present": present.to(self.device), "g": gvec}
-        lr = self.m["infected"].crop_vectors(inf_in)
+        blank = torch.zeros(1, 1, cfg.lesion_size, cfg.lesion_size)
+        crops = {s.crop: (blank if lc.sides[s.name] is None else crop8(hires, lc.sides[s.name], cfg.lesion_size))
+                 .to(self.device) for s in network.SIDES}
+        inputs = {"image": x, **crops, "present": torch.tensor([lc.present], dtype=torch.float32).to(self.device),
+                  "side_boxes": torch.tensor([[(lc.sides[s.name] or Box(0, 0, 0, 0)).as_list() for s in network.SIDES]])}
         a = SliceAnalysis(image=image, hires=hires, lung=small.lung, frame=small.box, lung_found=small.found,
                           field_on_slice=field, attention=attention, tau=cfg.tau, box=Box(0, 0, 1, 1),
                           box_empty=True, lesion_prob=lesion, lesion_boxes=lc.lesions, side_boxes=lc.sides,
-                          # h: NaN until rescore_tau crops at a tau (never read before)
-                          vectors=branch_vectors(gvec, torch.full_like(gvec, float("nan")), lr, present.to(self.device)),
-                          inputs={"image": x, "right": inf_in["right"], "left": inf_in["left"], "present": present,
-                                  "side_boxes": torch.tensor([[(b or Box(0, 0, 0, 0)).as_list() for b in
-                                                               (lc.sides[s] for s in SIDES)]])})
-        a.probs = {"global": float(torch.sigmoid(g.fc(gvec))[0, 0]),
-                   "global+infected": float(torch.sigmoid(self.m["infected"](inf_in))[0]),
-                   "lesion-share": lesion_share_of(lesion, small.lung)}
+                          inputs=inputs, probs={"lesion-share": lesion_share_of(lesion, small.lung)})
         return self.rescore_tau(a, cfg.tau if tau is None else tau)
 
     @torch.no_grad()
     def rescore_tau(self, a: SliceAnalysis, tau: float) -> SliceAnalysis:
-        """A new tau: threshold, largest region, crop, heatmap branch and the heads that use it."""
+        """A new tau: threshold, largest region, crop, heatmap branch and the heads that use it. The vectors a
+        tau leaves alone (global, lungs) are computed on the first call and kept."""
         hc = threshold_box(a.attention, tau)
-        c = crop8(a.hires, hc.box, self.cfg.image_size).to(self.device)
-        h = self.m["heatmap"]
-        hvec = h.embed({"crop": c}).float()
-        vectors = {**a.vectors, "h": hvec}
-        probs = dict(a.probs)
-        probs["heatmap"] = float(torch.sigmoid(h.fc(hvec))[0, 0])
-        probs["global+heatmap"] = float(torch.sigmoid(self.m["global+heatmap"](vectors))[0])
-        probs["fusion"] = float(torch.sigmoid(self.m["fusion"](vectors))[0])
-        inputs = {**a.inputs, "crop": c, "crop_box": torch.tensor([hc.box.as_list()])}
-        return replace(a, tau=tau, box=hc.box, box_empty=hc.empty, vectors=vectors, probs=probs, inputs=inputs)
+        inputs = {**a.inputs, "crop": crop8(a.hires, hc.box, self.cfg.image_size).to(self.device),
+                  "crop_box": torch.tensor([hc.box.as_list()])}
+        kept = {k: v for k, v in a.vectors.items() if k not in network.TAU_KEYS}
+        v = network.vectors(self.m, {**inputs, **kept})
+        probs = {name: float(torch.sigmoid(logit).flatten()[0]) for name, logit in network.logits(self.m, v).items()}
+        probs.update({k: p for k, p in a.probs.items() if k not in probs})  # the baselines
+        return replace(a, tau=tau, box=hc.box, box_empty=hc.empty, vectors=v, probs=probs, inputs=inputs)
 
     def fusion_cam(self, a: SliceAnalysis, size: int = 112) -> np.ndarray:
         """The fusion decision's CAM on the slice (core.explain.fusion_cam)."""
-        from core.explain.fusion_cam import fusion_cam
-
         return fusion_cam(self.m, a.inputs, size)[0].numpy()
 
     def fusion_vector(self, a: SliceAnalysis) -> np.ndarray:

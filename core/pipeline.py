@@ -2,8 +2,9 @@
 The joint strategies of the paper's Table 3 (GHI-F, GHIF) are in core.models.joint, run by `run_joint`.
 
 Every frozen model's outputs (pooled vectors, Eq. 1 maps, crops, lesion masks) are computed once
-and cached in runs/<name>/features/, keyed by what produced them (core.runs.feature_cache). Stage III
-trains on cached vectors only. The run folder gets one stage folder per trained model:
+and cached in runs/<name>/features/, keyed by what produced them (core.feature_keys, core.runs.feature_cache).
+Stage III trains on cached vectors only. The run folder gets one stage folder per trained model
+(core.models.network.STAGES, which also builds every model and assembles the fusion input):
 
     global/  heatmap/  infnet/  infected/  global+heatmap/  fusion/
 
@@ -13,29 +14,29 @@ global+infected (the infected branch: lung crops + global vector), fusion.
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from dataclasses import asdict
 from pathlib import Path
 
 import torch
 
-from core.config import STRATEGIES, PipelineConfig
+from core.config import PipelineConfig
+from core.data import second_source
 from core.data.covidct import read_covidct
-from core.data.second_source import SOURCES
 from core.data.slices import SliceSet, StageData
 from core.explain.attention import crops_for_maps, eq1_map, upsample_maps
 from core.explain.cams import make_cam
 from core.explain.fusion_cam import fusion_cam
+from core.feature_keys import FeatureKeys
 from core.inputs.boxes import Box, crop
 from core.inputs.fields import FieldFinder, needs_segmenter
 from core.inputs.frames import Frames, load_frames, load_images
-from core.inputs.harmonise import LEGACY_INPUT, check_mode, version
-from core.inputs.lesion_crops import SIDES, lesion_crops
+from core.inputs.lesion_crops import lesion_crops
 from core.inputs.lesion_maps import lesion_map_u8, lesion_share, lesion_target
-from core.models.backbones import build_backbone
-from core.models.branches import InfectedClassifier, VectorHead
-from core.models.classifier import SliceClassifier
-from core.models.vectors import branch_vectors, pick, sizes
+from core.models import network
+from core.models.joint import JointNet
+from core.models.segmenter import load_segmenter, segment
 from core.results.predictions import write_branch_probs
 from core.runs import feature_cache as fc
 from core.runs.checkpoint import load_checkpoint, save_checkpoint
@@ -44,6 +45,7 @@ from core.runs.runfolder import RunError, RunFolder
 from core.training.plan import pipeline_plan
 from core.training.recipes import Recipe
 from core.training.runtime import is_main, rank0_first
+from core.training.segmentation import semi_supervised
 from core.training.trainer import predict, prepare, sizes_record, train_stage
 
 VECTOR_RECIPE = Recipe("vectors", "adamw", lr=1e-3, weight_decay=1e-2, batch_size=32, epochs=60,
@@ -69,18 +71,13 @@ class Pipeline:
         self.device, self.progress, self.resume = torch.device(device), progress, resume
         self.recipe = cfg.recipe_obj()
         self.branch_recipe = cfg.recipe_obj(branch=True)
-        check_mode(cfg.input)
-        if cfg.second_source not in SOURCES:
-            raise ValueError(f"unknown second source {cfg.second_source!r}; choose one of {', '.join(SOURCES)}")
-        if cfg.heads_second_source and cfg.second_source == "none":
-            raise ValueError("heads_second_source needs a second source (recipe or --second-source), not 'none'")
         slices = read_covidct(data_root)
         self.timings: dict[str, float] = {}
         self.progress_log = ProgressLog.of_run(run.path, enabled=is_main())  # core.runs.progress
         if needs_segmenter(cfg.input):  # input lungs+lesions: its fields come from the run's segmenter
             self.ensure_segmenter()
         self.fields = FieldFinder.of_run(run, cfg, device)
-        self.input_key = version(cfg.input) + self.fields.key  # cache keys of anything framed
+        self.keys = FeatureKeys(cfg, run, self.fields)  # every cached entry's key parts
         self.frames: Frames = load_frames([s.path for s in slices], cfg.image_size, cfg.input, self.fields)
         self.ds = SliceSet(slices, self.frames.images)
         self._hires = None
@@ -123,6 +120,16 @@ class Pipeline:
         """Build a model with the run's seed: the new heads' initialisation is part of the run."""
         torch.manual_seed(self.cfg.seed)
         return build()
+
+    def new_model(self, stage: str, vector_sizes: dict | None = None):
+        """One branch's untrained model (core.models.network.build), seeded with the run's seed. The heatmap
+        and infected backbones start from the trained global backbone when the run says so (branch_init)."""
+        model = self.seeded(lambda: network.build(self.cfg, vector_sizes, only=(stage,))[stage])
+        if stage in ("heatmap", "infected") and self.cfg.branch_init == "global":
+            state = load_checkpoint(self.run.stage("global") / "best.pt")["model"]
+            model.backbone.load_state_dict({k[len("backbone."):]: v for k, v in state.items()
+                                            if k.startswith("backbone.")})
+        return model
 
     def _train(self, name, model, inputs, recipe, image_keys, extra=None):
         """`extra`: a callable giving training rows from another source (called only if the stage trains)."""
@@ -168,6 +175,22 @@ class Pipeline:
                 fc.remember(self.run.features_dir, name, parts)
 
     @torch.no_grad()
+    def vectors(self, models: dict, inputs: dict, image_keys=network.CROPS, batch=64) -> dict:
+        """core.models.network.vectors of every row, `batch` rows at a time (`inputs` may hold cached vectors)."""
+        for model in models.values():
+            model.eval().to(self.device)
+        parts = []
+        n = len(next(iter(inputs.values())))
+        for sl in _batches(n, batch):
+            b = prepare({k: v[sl] for k, v in inputs.items()}, image_keys, self.device)
+            parts.append({k: v.cpu() for k, v in network.vectors(models, b).items()})
+        return {k: torch.cat([part[k] for part in parts]) for k in network.KEYS}
+
+    def lesion_inputs_of(self, lesions: dict, **vectors) -> dict:
+        """The infected branch's inputs (its crops and the lesion flags) from lesion_inputs' entry, with `vectors`."""
+        return {**{s.crop: lesions[s.crop] for s in network.SIDES}, "present": lesions["present"], **vectors}
+
+    @torch.no_grad()
     def _pooled(self, model, inputs, image_keys, fn, batch=64):
         model.eval().to(self.device)
         out = []
@@ -178,8 +201,8 @@ class Pipeline:
         return torch.cat(out)
 
     # ---- stages --------------------------------------------------------------------------
-    def global_model(self) -> SliceClassifier:
-        model = self.seeded(lambda: SliceClassifier(build_backbone(self.cfg.backbone, self.cfg.init)))
+    def global_model(self):
+        model = self.new_model("global")
         inputs = {"image": self.ds.images}
         if self.recipe.guided:
             inputs.update(self.guidance_masks(self.recipe))
@@ -197,13 +220,10 @@ class Pipeline:
         """The second source's chosen slices (core.data.second_source.build), labelled by the run's segmenter."""
         if self._second is not None:
             return self._second
-        from core.data import second_source
 
         def lesion_prob_u8(slices):
-            seg_ckpt = self.ensure_segmenter()  # trains it first if the run has none yet
-            parts = {"ckpt": fc.file_digest(seg_ckpt), "size": self.cfg.seg.size, **self.cfg.seg.inference,
-                     "hires": self.cfg.hires_size, "input": self.input_key,
-                     "keys": fc.key_of([s.key for s in slices])}
+            self.ensure_segmenter()  # trains it first if the run has none yet
+            parts = self.keys.second_source_lesions(s.key for s in slices)
 
             def compute():  # the segmenter is loaded only when the cache misses
                 hires = load_images([s.image for s in slices], self.cfg.hires_size, self.cfg.input, self.fields)
@@ -225,47 +245,37 @@ class Pipeline:
     def _check_second_source_unchanged(self, summary: dict) -> None:
         """A resumed run whose global branch has begun training keeps the rows it trained on: if the rows
         chosen now differ (other data, lung fields or segmenter settings than it was saved with), refuse
-        instead of training its heads on other slices. Runs saved before the rows' key was recorded are
-        compared by their counts."""
+        instead of training its heads on other slices."""
         recorded = self.run.config.get("second_source_rows")
         if not recorded or not self.run.stage("global").exists():
             return
-        same = (recorded["keys"] == summary["keys"] if "keys" in recorded else
-                (recorded["covid"], recorded["non_covid"]) == (summary["covid"], summary["non_covid"]))
-        if not same:
+        if recorded.get("keys") != summary["keys"]:
             raise RunError(f"{self.run.path}: its global branch trained on {recorded['covid']} + {recorded['non_covid']} "
-                           f"second-source slices, but it now chooses {summary['covid']} + "
-                           f"{summary['non_covid']} other ones; train it as a new run (another --out)")
+                           f"second-source slices, but it now chooses {summary['covid']} + {summary['non_covid']} "
+                           "slices that are not those (or those were never recorded by key); train it as a new run "
+                           "(another --out)")
 
     def second_source_vectors(self, g, h, inf) -> StageData | None:
-        """The branch vectors (core.models.vectors) of the second source's training rows, computed by the
+        """The branch vectors (core.models.network) of the second source's training rows, computed by the
         trained global, heatmap and infected branches exactly as COVID-CT's are: the vector heads' extra
         training rows (recipe setting heads_second_source). None, said in the log, when it has no rows."""
-        from core.data.second_source import candidates
-
         rows, _ = self.second_source()
         if not rows.keys:
             self.log("second source: no slice chosen, so the vector heads train on COVID-CT alone")
             return None
         self.ensure_segmenter()
-        digest = lambda stage: fc.file_digest(self.run.stage(stage) / "best.pt")
-        parts = {stage: digest(stage) for stage in ("global", "heatmap", "infected", "infnet")}
-        parts.update(cam=self.cfg.cam, tau=self.cfg.tau, size=self.cfg.image_size, hires=self.cfg.hires_size,
-                     lesion_size=self.cfg.lesion_size, seg={"size": self.cfg.seg.size, **self.cfg.seg.inference},
-                     input=self.input_key, keys=fc.key_of(rows.keys))
+        parts = self.keys.second_source_vectors(rows.keys)
 
         def compute():
-            path = {s.key: s.image for s in candidates(self.data_root)}
+            path = {s.key: s.image for s in second_source.candidates(self.data_root)}
             hires = load_images([path[k] for k in rows.keys], self.cfg.hires_size, self.cfg.input, self.fields)
             gfeat = self._global_pooled_and_maps(g, rows.images)
             _, crops = crops_for_maps(upsample_maps(gfeat["maps"], self.cfg.image_size), hires, self.cfg.tau,
                                       self.cfg.image_size)
             hvec = self._pooled(h, {"crop": crops}, ("crop",), lambda m, b: m.embed(b))
             lesions = self._lesion_crops(self._lesion_prob(self.load_segmenter(), hires), hires)
-            inf_inputs = {"right": lesions["right"], "left": lesions["left"], "present": lesions["present"],
-                          "g": gfeat["pooled"]}
-            lr = self._pooled(inf, inf_inputs, ("right", "left"), lambda m, b: m.crop_vectors(b))
-            return {"vectors": branch_vectors(gfeat["pooled"], hvec, lr, lesions["present"]), "labels": rows.labels}
+            vectors = self.vectors({"infected": inf}, self.lesion_inputs_of(lesions, g=gfeat["pooled"], h=hvec))
+            return {"vectors": vectors, "labels": rows.labels}
 
         out = self._cached("second-source-vectors", parts, compute)
         return StageData(out["vectors"], out["labels"])
@@ -284,9 +294,7 @@ class Pipeline:
         return out
 
     def global_features(self, model) -> dict:
-        parts = {"ckpt": fc.file_digest(self.run.stage("global") / "best.pt"), "size": self.cfg.image_size,
-                 "cam": self.cfg.cam, "keys": fc.key_of([s.key for s in self.ds.slices])}
-
+        parts = self.keys.global_features(s.key for s in self.ds.slices)
         return self._cached("global", parts, lambda: self._global_pooled_and_maps(model, self.ds.images))
 
     def _global_pooled_and_maps(self, model, images: torch.Tensor) -> dict:
@@ -310,8 +318,7 @@ class Pipeline:
 
     def heatmap_crops(self, gfeat, tau=None) -> dict:
         tau = self.cfg.tau if tau is None else tau
-        parts = {"global": fc.file_digest(self.run.stage("global") / "best.pt"), "cam": self.cfg.cam, "tau": tau,
-                 "size": self.cfg.image_size, "hires": self.cfg.hires_size}
+        parts = self.keys.heatmap_crops(tau)
 
         def compute():
             up = upsample_maps(gfeat["maps"], self.cfg.image_size)
@@ -321,15 +328,8 @@ class Pipeline:
 
         return self._cached("heatmap-crops", parts, compute, own=tau == self.cfg.tau)
 
-    def branch_backbone(self):
-        bb = build_backbone(self.cfg.backbone, self.cfg.init)
-        if self.cfg.branch_init == "global":
-            state = load_checkpoint(self.run.stage("global") / "best.pt")["model"]
-            bb.load_state_dict({k[len("backbone."):]: v for k, v in state.items() if k.startswith("backbone.")})
-        return bb
-
-    def heatmap_model(self, crops) -> SliceClassifier:
-        model = self.seeded(lambda: SliceClassifier(self.branch_backbone(), key="crop"))
+    def heatmap_model(self, crops):
+        model = self.new_model("heatmap")
         inputs = {"crop": crops["crops"]}
         if self.branch_recipe.guided:  # the masks cut to each slice's crop box
             inputs.update(self.guidance_masks(self.branch_recipe, crops["boxes"]))
@@ -341,13 +341,11 @@ class Pipeline:
         Every rank calls this at the same points. Under DDP rank 0 alone looks, adopts or trains (in one
         process) while the others wait: a rank that looked for itself could find the checkpoint rank 0
         has just written and skip the barrier the others wait at."""
-        folder = self.run.stage("infnet")
+        folder = self.run.stage(network.SEGMENTER)
         rank0_first(lambda: self._make_segmenter(folder))
         return folder / "best.pt"
 
     def _make_segmenter(self, folder: Path) -> None:
-        from core.training.segmentation import semi_supervised
-
         if (folder / "best.pt").exists():
             return
         if self.cfg.segmenter:
@@ -361,15 +359,9 @@ class Pipeline:
 
     def load_segmenter(self):
         """The segmenter model (ensure_segmenter first: this only loads)."""
-        from core.training.segmentation import load_segmenter
-
-        return load_segmenter(self.run.stage("infnet") / "best.pt", device=self.device)
+        return load_segmenter(self.run.stage(network.SEGMENTER) / "best.pt", device=self.device)
 
     def _adopt_segmenter(self, src: Path, folder: Path) -> None:
-        import shutil
-
-        from core.training.segmentation import load_segmenter
-
         load_segmenter(src)  # refuse a broken checkpoint before copying it in
         folder.mkdir(parents=True, exist_ok=True)
         if (src.parent / "metrics.json").exists():
@@ -380,8 +372,6 @@ class Pipeline:
 
     def _lesion_prob(self, model, hires: torch.Tensor) -> torch.Tensor:
         """(N, S, S) lesion probabilities of the segmenter on (N, 1, H, H) uint8 slices, resized to its input."""
-        from core.training.segmentation import segment
-
         size, probs = self.cfg.seg.size, []
         for sl in _batches(len(hires), 32):
             x = torch.nn.functional.interpolate(hires[sl].float() / 255, size=(size, size), mode="bilinear",
@@ -391,55 +381,29 @@ class Pipeline:
 
     def lesion_inputs(self) -> dict:
         """The segmenter's lesion maps and crops of every slice (computed once, then cached)."""
-        seg_ckpt = self.ensure_segmenter()
-        parts = {"ckpt": fc.file_digest(seg_ckpt), "seg": asdict(self.cfg.seg),
-                 "lesion_size": self.cfg.lesion_size, "hires": self.cfg.hires_size,
-                 "keys": fc.key_of([s.key for s in self.ds.slices])}
-        if self.cfg.input != LEGACY_INPUT:  # other frames, other masks (slice runs keep their old keys)
-            parts["input"] = self.input_key
-        if fc.load_cached(self.run.features_dir, "lesions", parts) is None:
-            parts = self._lesions_before_segconfig(parts) or parts
+        self.ensure_segmenter()
+        parts = self.keys.lesions(s.key for s in self.ds.slices)
         return self._cached("lesions", parts,
                             lambda: self._lesion_crops(self._lesion_prob(self.load_segmenter(), self.hires), self.hires))
 
     def _lesion_crops(self, prob: torch.Tensor, hires: torch.Tensor) -> dict:
         """The infected branch's inputs from (N, S, S) lesion probabilities and the (N, 1, H, H) uint8 slices
         they were computed on: each lung's lesion crop, its box, the lesion flags, the lesion map."""
-        n, s = len(prob), self.cfg.lesion_size
+        n, s, sides = len(prob), self.cfg.lesion_size, network.SIDES
         out = {"prob": lesion_map_u8(prob),
-               "present": torch.zeros(n, 2, dtype=torch.bool), "side_boxes": torch.zeros(n, 2, 4),
-               "right": torch.zeros(n, 1, s, s, dtype=torch.uint8), "left": torch.zeros(n, 1, s, s, dtype=torch.uint8),
-               "lesion_boxes": []}
+               "present": torch.zeros(n, len(sides), dtype=torch.bool), "side_boxes": torch.zeros(n, len(sides), 4),
+               **{side.crop: torch.zeros(n, 1, s, s, dtype=torch.uint8) for side in sides}, "lesion_boxes": []}
         for i in range(n):
             lc = lesion_crops(prob[i].numpy())
             out["lesion_boxes"].append(torch.tensor([b.as_list() for b in lc.lesions]).reshape(-1, 4))
-            for j, side in enumerate(SIDES):
-                box = lc.sides[side]
+            for j, side in enumerate(sides):
+                box = lc.sides[side.name]
                 if box is None:
                     continue
                 out["present"][i, j] = True
                 out["side_boxes"][i, j] = torch.tensor(box.as_list())
-                key = "right" if j == 0 else "left"
-                out[key][i, 0] = (crop(hires[i, 0], box, s) * 255).round().to(torch.uint8)
+                out[side.crop][i, 0] = (crop(hires[i, 0], box, s) * 255).round().to(torch.uint8)
         return out
-
-    def _lesions_before_segconfig(self, parts: dict) -> dict | None:
-        """The parts of a lesion entry cached before SegConfig (its "seg" a partial dict) that holds what
-        `parts` asks for: the same segmenter checkpoint and inputs, the same size and mirrored pass
-        (absent "tta": none). The other seg keys are training settings, already in the checkpoint
-        digest. Lets `train pipeline --resume` on an older run keep its lesion maps."""
-        want = json.loads(json.dumps(parts))
-        for meta in sorted(self.run.features_dir.glob("lesions-*.json")):
-            try:
-                old = json.loads(meta.read_text()).get("parts", {})
-            except (OSError, ValueError):
-                continue
-            seg = old.get("seg")
-            if (isinstance(seg, dict) and set(old) == set(want) and len(seg) < len(want["seg"])
-                    and all(old[k] == want[k] for k in want if k != "seg")
-                    and seg.get("size") == want["seg"]["size"] and seg.get("tta", False) == want["seg"]["tta"]):
-                return old
-        return None
 
     def lesion_share_baseline(self, lesions) -> None:
         """Knowledge alone, no classifier: the share of the lung field the segmenter calls lesion.
@@ -448,22 +412,20 @@ class Pipeline:
         if is_main():
             write_branch_probs(self.run, "lesion-share", self.ds.slices, share.numpy())
 
-    def infected_model(self, lesions, gvec) -> InfectedClassifier:
-        model = self.seeded(lambda: InfectedClassifier(self.branch_backbone(), gvec.shape[1]))
-        inputs = {"right": lesions["right"], "left": lesions["left"], "present": lesions["present"], "g": gvec}
-        return self._train("infected", model, inputs, self.branch_recipe, ("right", "left"))
+    def infected_model(self, lesions, gvec):
+        model = self.new_model("infected", {"g": gvec.shape[1]})
+        inputs = self.lesion_inputs_of(lesions, g=gvec)
+        return self._train("infected", model, inputs, self.branch_recipe, network.CROPS)
 
-    def vector_head(self, name, vectors: dict, extra: StageData | None = None) -> VectorHead:
+    def vector_head(self, name, vectors: dict, extra: StageData | None = None):
         """One FC layer over `vectors`, trained on COVID-CT's training rows (and `extra`'s, from another source)."""
-        head = self.seeded(lambda: VectorHead({k: v.shape[1] for k, v in vectors.items()}))
+        head = self.new_model(name, {k: v.shape[1] for k, v in vectors.items()})
         head.fit_standardisation(self.stage_data("train", vectors, extra).inputs)
         return self._train(name, head, vectors, VECTOR_RECIPE, (), extra=(lambda: extra) if extra else None)
 
     # ---- Algorithm 2 ---------------------------------------------------------------------
     def run_all(self) -> dict:
         cfg = self.cfg
-        if cfg.strategy not in STRATEGIES:
-            raise ValueError(f"unknown strategy {cfg.strategy!r}; choose one of {', '.join(STRATEGIES)}")
         if is_main():
             self.run.update_config(data_root=str(self.data_root), pipeline=asdict(cfg))
             self.progress_log.plan(pipeline_plan(self))
@@ -482,16 +444,14 @@ class Pipeline:
         self._probs("heatmap", h, {"crop": crops["crops"]}, ("crop",))
         t0 = time.time()
         hvec = self._pooled(h, {"crop": crops["crops"]}, ("crop",), lambda m, b: m.embed(b))
-        self._store("heatmap", {"ckpt": fc.file_digest(self.run.stage("heatmap") / "best.pt")}, {"pooled": hvec})
+        self._store("heatmap", self.keys.heatmap(), {"pooled": hvec})
         lesions = self.lesion_inputs()
         self.lesion_share_baseline(lesions)
         self.timings["heatmap-features+lesions"] = time.time() - t0
         inf = self.infected_model(lesions, gfeat["pooled"])
-        inf_inputs = {"right": lesions["right"], "left": lesions["left"], "present": lesions["present"],
-                      "g": gfeat["pooled"]}
-        self._probs("global+infected", inf, inf_inputs, ("right", "left"))
-        lr = self._pooled(inf, inf_inputs, ("right", "left"), lambda m, b: m.crop_vectors(b))
-        vectors = branch_vectors(gfeat["pooled"], hvec, lr, lesions["present"])
+        self._probs("global+infected", inf, self.lesion_inputs_of(lesions, g=gfeat["pooled"]),
+                    network.CROPS)
+        vectors = self.vectors({"infected": inf}, self.lesion_inputs_of(lesions, g=gfeat["pooled"], h=hvec))
         self.stage_three(g, h, inf, crops, lesions, vectors)
         return self.finish(t_all)
 
@@ -500,6 +460,7 @@ class Pipeline:
         the fusion cache the dashboard reads, and the fusion CAM. `fusion`: already trained (GHIF)."""
         t0 = time.time()
         second = self.second_source_vectors(g, h, inf) if self.cfg.heads_second_source else None
+        pick = network.pick
         rows_for = lambda head: StageData(pick(second.inputs, head), second.labels) if second else None
         gh = self.vector_head("global+heatmap", pick(vectors, "global+heatmap"), rows_for("global+heatmap"))
         self._probs("global+heatmap", gh, pick(vectors, "global+heatmap"), ())
@@ -510,7 +471,7 @@ class Pipeline:
             p_fusion = predict(fusion, StageData(vectors, self.ds.labels), (), device=self.device)
         self.timings["stage-III-heads"] = time.time() - t0
         fused = fusion.standardised(vectors).detach()
-        self._store("fusion", {"ckpt": fc.file_digest(self.run.stage("fusion") / "best.pt")},
+        self._store("fusion", self.keys.fusion(),
                     {"vectors": vectors, "standardised": fused, "p_fusion": torch.from_numpy(p_fusion),
                      "keys": [s.key for s in self.ds.slices]})
         t0 = time.time()
@@ -528,46 +489,40 @@ class Pipeline:
     # ---- Table 3: joint strategies ---------------------------------------------------------
     def run_joint(self) -> dict:
         """GHI-F or GHIF (core.models.joint): the branches train together; the segmenter stays frozen."""
-        from core.models.joint import JointNet
-
         t_all, cfg = time.time(), self.cfg
         lesions = self.lesion_inputs()
         self.lesion_share_baseline(lesions)
 
-        def build():
-            bb = lambda: build_backbone(cfg.backbone, cfg.init)
-            g = SliceClassifier(bb())
-            k = g.backbone.num_features
-            fusion = VectorHead(sizes(k)) if cfg.strategy == "GHIF" else None
-            return JointNet(g, SliceClassifier(bb(), key="crop"), InfectedClassifier(bb(), k), fusion, cfg.tau,
-                            cfg.image_size)
+        def build():  # one seed for all, in the order joint runs have always been initialised (fusion second)
+            first = ("global", "fusion") if cfg.strategy == "GHIF" else ("global",)
+            models = network.build(cfg, only=first)
+            k = models["global"].backbone.num_features
+            return JointNet({**models, **network.build(cfg, network.sizes(k), only=("heatmap", "infected"))},
+                            cfg.tau, cfg.image_size)
 
         joint = self.seeded(build)
-        inputs = {"hires": self.hires, "right": lesions["right"], "left": lesions["left"], "present": lesions["present"]}
-        self._train("joint", joint, inputs, self.recipe, ("hires", "right", "left"))
+        inputs = {"hires": self.hires, **self.lesion_inputs_of(lesions)}
+        self._train("joint", joint, inputs, self.recipe, ("hires", *network.CROPS))
         # Each branch gets its own stage folder, as in G-H-I-F, so every reader of a run works alike.
         parts = {"global": joint.g, "heatmap": joint.h, "global+infected": joint.inf}
         if joint.fusion is not None:
             parts["fusion"] = joint.fusion
         if is_main():
             for name, model in parts.items():
-                stage = "infected" if name == "global+infected" else name
+                stage = network.BY_NAME[name].stage
                 save_checkpoint({"model": model.state_dict(), "trained_in": f"joint ({cfg.strategy})",
                                  **sizes_record(model)}, self.run.stage(stage) / "best.pt")
         rank0_first(lambda: None)
-        probs = predict(joint, StageData(inputs, self.ds.labels), ("hires", "right", "left"), device=self.device,
+        probs = predict(joint, StageData(inputs, self.ds.labels), ("hires", *network.CROPS), device=self.device,
                         reduce=False)
         if is_main():
             for j, name in enumerate(parts):
                 write_branch_probs(self.run, name, self.ds.slices, probs[:, j])
         g, h, inf = joint.g, joint.h, joint.inf
         gfeat = self.global_features(g)
-        crops = self.heatmap_crops(gfeat)
+        crops = self.heatmap_crops(gfeat)  # cut with Eq. 1, as in training: a joint run's CAM is eq1 (core.config)
         hvec = self._pooled(h, {"crop": crops["crops"]}, ("crop",), lambda m, b: m.embed(b))
-        inf_inputs = {"right": lesions["right"], "left": lesions["left"], "present": lesions["present"],
-                      "g": gfeat["pooled"]}
-        lr = self._pooled(inf, inf_inputs, ("right", "left"), lambda m, b: m.crop_vectors(b))
-        vectors = branch_vectors(gfeat["pooled"], hvec, lr, lesions["present"])
+        vectors = self.vectors({"infected": inf}, self.lesion_inputs_of(lesions, g=gfeat["pooled"], h=hvec))
         self.stage_three(g, h, inf, crops, lesions, vectors, fusion=joint.fusion)
         return self.finish(t_all)
 
@@ -579,10 +534,10 @@ class Pipeline:
         for sl in _batches(len(self.ds.slices), 32):
             f = lambda t: t[sl].float().to(self.device) / 255
             batch = {"image": f(self.ds.images), "crop": f(crops["crops"]), "crop_box": crops["boxes"][sl],
-                     "right": f(lesions["right"]), "left": f(lesions["left"]),
+                     **{s.crop: f(lesions[s.crop]) for s in network.SIDES},
                      "side_boxes": lesions["side_boxes"][sl], "present": lesions["present"][sl]}
             parts.append(fusion_cam(models, batch, size))
         cam = torch.cat(parts)
-        self._store("fusion-cam", {"ckpt": fc.file_digest(self.run.stage("fusion") / "best.pt")},
+        self._store("fusion-cam", self.keys.fusion_cam(),
                     {"cam": cam.half(), "keys": [s.key for s in self.ds.slices]})
         return cam

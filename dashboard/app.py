@@ -68,8 +68,9 @@ if not names:
 try:
     ctx = ui.current()
     scored = waiting.has_predictions(ctx.rv.run.path)
+    _ = ctx.rv.pipeline  # its settings (an older format names `train migrate`)
     if scored:
-        _ = ctx.df
+        _ = ctx.df  # its predictions
 except Exception as exc:  # a broken or half-written run folder: say so, do not show a traceback
     st.error(f"Run `{st.session_state['run_name']}` cannot be read: {exc}")
     st.stop()
@@ -82,9 +83,9 @@ if scored and st.session_state.get("_selected_run") != ctx.name:  # a new run: i
         st.session_state.pop("selected_key", None)
 
 with st.sidebar:
-    pipe = ctx.rv.config.get("pipeline") or {}
-    st.caption(f"{pipe.get('backbone', '?')} · {pipe.get('strategy', '?')} · CAM {pipe.get('cam', '?')} · "
-               f"tau {pipe.get('tau', '?')} · " + (f"{len(ctx.df)} slices" if scored else "training"))
+    pipe = ctx.rv.pipeline
+    st.caption(f"{pipe.backbone} · {pipe.strategy} · CAM {pipe.cam} · tau {pipe.tau} · "
+               + (f"{len(ctx.df)} slices" if scored else "training"))
     if st.session_state.get("selected_key"):
         st.caption(f"selected: `{st.session_state['selected_key']}`")
 

@@ -1,7 +1,7 @@
 """The Case view's report downloads: one 16:9 slide (PNG, PDF) of the slice at the tau on the slider.
 
 The page's cached images are gathered while the page runs; re-scoring at tau, the composition
-(core.explain.case_report) and the encoding run only when a button is clicked (Streamlit's deferred
+(dashboard.case_report) and the encoding run only when a button is clicked (Streamlit's deferred
 download data), so moving the slider stays as fast as before.
 """
 from __future__ import annotations
@@ -11,8 +11,8 @@ from datetime import datetime, timezone
 
 import streamlit as st
 
-from core.explain.case_report import case_report, to_pdf, to_png
 from dashboard import data, slice_images, ui
+from dashboard.case_report import case_report, to_pdf, to_png
 from dashboard.map_args import CLASS_NAMES
 
 TAU_BRANCHES = ("heatmap", "global+heatmap", "fusion")  # the probabilities TrainedRun.rescore_tau changes

@@ -35,11 +35,11 @@ class Ctx:
 
     @property
     def tau(self) -> float:
-        return float((self.rv.config.get("pipeline") or {}).get("tau", 0.75))
+        return self.rv.pipeline.tau
 
     @property
     def cam_method(self) -> str:
-        return str((self.rv.config.get("pipeline") or {}).get("cam", "eq1"))
+        return self.rv.pipeline.cam
 
     def trained(self):
         return data.trained(self.runs, self.name, self.stamp)

@@ -50,11 +50,10 @@ def synthetic_run(phantom_root, tmp_path_factory) -> Path:
     pipeline, prediction and dashboard tests. Returns the run folder."""
     from dataclasses import asdict
 
-    from core.config import PipelineConfig
+    from core.config import PipelineConfig, SegConfig
     from core.pipeline import Pipeline
     from core.runs.runfolder import RunFolder
     from core.training.recipes import BEFORE_GUIDANCE
-    from core.training.segmentation import SegConfig
 
     runs = tmp_path_factory.mktemp("runs")
     run = RunFolder(runs / "tiny", create=True)
@@ -75,11 +74,10 @@ def guided_run(phantom_root, tmp_path_factory) -> Path:
     epoch a stage."""
     from dataclasses import asdict
 
-    from core.config import PipelineConfig
+    from core.config import PipelineConfig, SegConfig
     from core.pipeline import Pipeline
     from core.runs.runfolder import RunFolder
     from core.training.recipes import DEFAULT_RECIPE
-    from core.training.segmentation import SegConfig
 
     run = RunFolder(tmp_path_factory.mktemp("runs") / "guided", create=True)
     cfg = PipelineConfig(recipe=DEFAULT_RECIPE, epochs=1, batch_size=8, image_size=64, hires_size=128,

@@ -161,7 +161,7 @@ def test_every_user_error_is_one_line_and_exit_code_2(argv, names, tmp_path, cap
 def test_readers_take_the_data_root_or_the_sets_folder_and_name_what_is_missing(phantom_root, tmp_path, reader,
                                                                                  folder, marker):
     from core.data.covidct import covidct_root
-    from core.data.roots import DataError
+    from core.data.errors import DataError
     from core.data.semiseg import semiseg_root
 
     root_of = {"covidct": covidct_root, "semiseg": semiseg_root}[reader]

@@ -3,7 +3,7 @@ same way, so tau means the same thing whichever method drew it; the pipeline's n
 each method's native map and crops from it exactly as the live analysis does."""
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import replace
 
 import pytest
 import torch
@@ -67,7 +67,7 @@ def test_pipeline_non_eq1_path_caches_native_maps_that_crop_as_live_analysis_doe
     from core.runs.runfolder import RunFolder
 
     run = RunFolder(synthetic_run)
-    cfg = PipelineConfig(**{**run.config["pipeline"], "cam": name})
+    cfg = replace(PipelineConfig.of_run(run), cam=name)
     pipe = Pipeline(run, phantom_root, cfg, progress=False)
     pipe.ds.slices, pipe.ds.images = pipe.ds.slices[:4], pipe.ds.images[:4]  # four slices: ScoreCAM is slow
     g = pipe.global_model()
@@ -77,7 +77,7 @@ def test_pipeline_non_eq1_path_caches_native_maps_that_crop_as_live_analysis_doe
     assert maps.shape[0] == 4 and float(maps.min()) >= 0 and float(maps.max()) <= 1 + 1e-6
     assert crops["crops"].shape[:2] == (4, 1) and crops["boxes"].shape == (4, 4)
     tr = TrainedRun.load(synthetic_run)
-    tr.cfg = PipelineConfig(**{**asdict(tr.cfg), "cam": name})
+    tr.cfg = replace(tr.cfg, cam=name)
     live = tr.analyse(pipe.ds.images[0, 0].numpy() / 255.0)  # the stored 8-bit frame: the same input
     stored = upsample_maps(maps[:1], cfg.image_size)[0]
     assert torch.allclose(torch.from_numpy(live.attention).float(), stored, atol=2e-3)

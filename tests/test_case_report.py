@@ -1,4 +1,4 @@
-"""The one-slide case report (core.explain.case_report) and the Case view's download buttons.
+"""The one-slide case report (dashboard.case_report) and the Case view's download buttons.
 
 Pixel checks use the module's own colours (BAR_COLOURS, FOOTER) and only the regions its
 docstring names (header band on top, footer band at the bottom), not exact coordinates.
@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 from test_dashboard import app, no_exception
 
-from core.explain.case_report import BAR_COLOURS, SIZE, case_report, to_pdf, to_png
+from dashboard.case_report import BAR_COLOURS, SIZE, case_report, to_pdf, to_png
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 NOTICE = "Research use only — not for clinical diagnosis."

@@ -7,12 +7,12 @@ from dataclasses import asdict, replace
 import numpy as np
 import pytest
 
+from core.config import SegConfig
 from core.data.covidct import read_covidct
 from core.data.imaging import read_slice
 from core.inputs.fields import WITH_LESIONS, FieldFinder
 from core.inputs.harmonise import harmonise
 from core.inputs.lungs import lung_field
-from core.training.segmentation import SegConfig
 
 
 def _seg(run) -> SegConfig:

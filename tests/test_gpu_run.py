@@ -121,7 +121,7 @@ print('ok')
 def test_dry_run_of_the_device_command_on_a_phantom_pack(phantom_root, tmp_path):
     """bench/gpu_run.sh as the device tool runs it, at tiny scale on the CPU: pack checked, tables,
     timings and utilisation written, nothing heavy in the output folder."""
-    from core.data.pack import build
+    from train.pack import build
 
     build(phantom_root, tmp_path / "pack", log=lambda m: None)
     tiny = ("--backbones efficientnet_lite0 --inits imagenet,selftrans --recipes fast --strategies G-H-I-F "

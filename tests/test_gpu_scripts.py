@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @pytest.fixture(scope="module")
 def pack(phantom_root, tmp_path_factory):
-    from core.data.pack import build
+    from train.pack import build
 
     out = tmp_path_factory.mktemp("pack") / "pack"
     build(phantom_root, out, log=lambda m: None)

@@ -10,16 +10,15 @@ import numpy as np
 import pytest
 import torch
 
+from core.config import SegConfig
 from core.data.phantom import write_dataset
 from core.models.infnet import InfNet
+from core.models.segmenter import load_segmenter, segment
 from core.runs.checkpoint import load_checkpoint
 from core.training.segmentation import (
-    SegConfig,
     augment_pair,
-    load_segmenter,
     mask_edges,
     seg_metrics,
-    segment,
     segmentation_loss,
     semi_supervised,
     train_segmenter,

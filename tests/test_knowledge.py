@@ -14,7 +14,7 @@ from core.config import PipelineConfig
 from core.data.phantom import make_phantom
 from core.inputs.augment import augment_batch, augment_with_masks
 from core.inputs.boxes import FULL, Box
-from core.inputs.harmonise import LEGACY_INPUT, from_frame, grown, harmonise, square_box, to_frame
+from core.inputs.harmonise import from_frame, grown, harmonise, square_box, to_frame
 from core.inputs.lesion_maps import lesion_share
 from core.inputs.lungs import lung_field
 from core.training.guidance import attention_loss, cell_masks
@@ -78,10 +78,9 @@ def test_slice_mode_is_the_plain_resize():
     assert h.box == FULL and np.array_equal(h.image, resize01(img, 64))
 
 
-def test_old_run_configs_load_as_slice_input():
-    saved = {k: v for k, v in PipelineConfig().__dict__.items() if k != "input"}
-    assert PipelineConfig.from_saved(saved).input == LEGACY_INPUT
-    assert PipelineConfig.from_saved({**saved, "input": "lungs"}).input == "lungs"
+def test_an_unknown_input_mode_is_refused_by_the_configuration_and_by_harmonise():
+    with pytest.raises(ValueError, match="input mode 'lung'"):
+        PipelineConfig(input="lung")
     with pytest.raises(ValueError, match="input mode"):
         harmonise(np.zeros((32, 32), np.float32), "lung", 16)
 

@@ -1,5 +1,6 @@
-"""Data packs (core/data/pack.py): every stage reads a pack as it reads the raw folders, within the error the
-manifest records; a damaged pack is refused naming the file; the weight wheels lose only their unused head."""
+"""Data packs (built by train/pack.py, read by core/data/pack.py): every stage reads a pack as it reads the raw
+folders, within the error the manifest records; a damaged pack is refused naming the file; the weight wheels lose
+only their unused head."""
 import hashlib
 import io
 import os
@@ -15,11 +16,12 @@ import pytest
 import torch
 
 from core.data.covidct import read_covidct
+from core.data.errors import DataError
 from core.data.image_cache import load_stack
-from core.data.pack import MANIFEST, build, decode_check, slim_wheel, verify
-from core.data.roots import DataError
+from core.data.pack import MANIFEST, decode_check, verify
 from core.data.semiseg import read_labelled, read_unlabelled
 from core.training.segmentation import load_masks
+from train.pack import build, slim_wheel
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -3,6 +3,7 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -40,7 +41,7 @@ def test_every_stage_and_branch_is_trained_and_cached(synthetic_run):
 
 def test_a_second_run_reuses_every_stage_and_cache(synthetic_run, phantom_root):
     run = RunFolder(synthetic_run)
-    cfg = PipelineConfig(**run.config["pipeline"])
+    cfg = PipelineConfig.of_run(run)
     before = {p.name: p.stat().st_mtime_ns for p in (synthetic_run / "features").glob("*.pt")
               if not p.name.startswith(("fusion", "heatmap-", "embedding"))}
     timings = Pipeline(run, phantom_root, cfg, progress=False).run_all()
@@ -52,7 +53,7 @@ def test_a_second_run_reuses_every_stage_and_cache(synthetic_run, phantom_root):
 
 def test_a_new_tau_makes_a_new_crop_cache_entry(synthetic_run, phantom_root):
     run = RunFolder(synthetic_run)
-    cfg = PipelineConfig(**{**run.config["pipeline"], "tau": 0.3})
+    cfg = replace(PipelineConfig.of_run(run), tau=0.3)
     pipe = Pipeline(run, phantom_root, cfg, progress=False)
     g = pipe.global_model()
     gfeat = pipe.global_features(g)
@@ -100,8 +101,8 @@ def test_predict_cli_answers_good_files_and_names_bad_ones(synthetic_run, phanto
 @pytest.mark.parametrize("strategy", ["GHI-F", "GHIF"])
 def test_joint_strategies_train_every_branch_and_load_for_prediction(strategy, phantom_root, synthetic_run, tmp_path):
     run = RunFolder(tmp_path / strategy, create=True)
-    cfg = PipelineConfig(**{**RunFolder(synthetic_run).config["pipeline"], "strategy": strategy, "epochs": 1,
-                            "segmenter": str(synthetic_run / "infnet" / "best.pt")})
+    cfg = replace(PipelineConfig.of_run(RunFolder(synthetic_run)), strategy=strategy, epochs=1,
+                  segmenter=str(synthetic_run / "infnet" / "best.pt"))
     Pipeline(run, phantom_root, cfg, progress=False).run_all()
     assert (run.path / "joint" / "summary.json").exists()
     report = evaluate_run(run, "test", n_boot=10)
@@ -132,7 +133,7 @@ def test_live_analysis_segments_a_slice_as_the_pipeline_did(synthetic_run, phant
     from core.inputs.lesion_maps import lesion_map_u8
 
     run = RunFolder(synthetic_run)
-    pipe = Pipeline(run, phantom_root, PipelineConfig.from_saved(run.config["pipeline"]), progress=False)
+    pipe = Pipeline(run, phantom_root, PipelineConfig.of_run(run), progress=False)
     stored = pipe.lesion_inputs()["prob"]
     tr = TrainedRun.load(synthetic_run)
     assert tr.cfg.seg.precision == run.config["pipeline"]["seg"]["precision"]

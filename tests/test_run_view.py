@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import asdict
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
+from core.config import PipelineConfig
 from core.results.metrics import METRICS
 from core.results.tables import configured_strategies, sibling_strategies, strategy_comparison
 from core.runs import feature_cache as fc
@@ -24,8 +26,9 @@ X = np.array([[1.0, -2.0], [2.5, 0.0], [9.0, 0.0], [0.0, 1.0], [-1.0, -1.0]], np
 
 
 def write_run(path, pipeline=None, fusion=True, **config):
+    """A run folder with the configuration PipelineConfig(**pipeline) (as a trained run records it)."""
     path.mkdir(parents=True)
-    (path / "config.json").write_text(json.dumps({"pipeline": pipeline or {}, **config}))
+    (path / "config.json").write_text(json.dumps({"pipeline": asdict(PipelineConfig(**(pipeline or {}))), **config}))
     rows = [("e", "test", 1, 0.9, 0.7), ("a", "train", 0, 0.2, 0.1), ("c", "val", 0, 0.3, 0.2),
             ("b", "train", 1, 0.6, 0.8), ("d", "val", 1, 0.7, 0.9)]
     pd.DataFrame(rows, columns=["key", "split", "label", "p_global", "p_fusion"]).assign(patient="p") \
@@ -119,7 +122,7 @@ def test_strategy_comparison_from_runs_beside(tmp_path):
     same = {"backbone": "resnet18", "init": "imagenet"}
     write_run(runs / "me", {**same, "strategy": "G-H-I-F"}, fusion=False)
     write_run(runs / "one", {**same, "strategy": "GHIF"}, fusion=False)
-    write_run(runs / "other-backbone", {"backbone": "densenet", "init": "imagenet", "strategy": "GHI-F"}, fusion=False)
+    write_run(runs / "other-backbone", {"backbone": "densenet121", "init": "imagenet", "strategy": "GHI-F"}, fusion=False)
     others = ["me", "one", "other-backbone", "../escape", "missing"]  # the last two are left out, not fatal
     table = sibling_strategies(runs, "me", others)
     # Table 3's order (GHIF first); GHI-F only in a run of another backbone

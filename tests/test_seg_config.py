@@ -1,16 +1,16 @@
-"""One segmenter configuration (core.training.segmentation.SegConfig): every default declared once, the
+"""One segmenter configuration (core.config.SegConfig): every default declared once, the
 command-line flags of `train infnet` / `train pipeline` derived from its fields, the resolved
-configuration saved in the run and rebuilt from it (runs saved before SegConfig included)."""
+configuration saved in the run and rebuilt from it (runs saved before SegConfig: tests/test_migrate.py)."""
 from __future__ import annotations
 
 import argparse
 import json
-import shutil
 from dataclasses import asdict, fields
 
 import pytest
 
-from core.training.segmentation import SegConfig, semi_supervised
+from core.config import SegConfig
+from core.training.segmentation import semi_supervised
 
 FIELDS = [f.name for f in fields(SegConfig)]
 COMMANDS = {"infnet": "", "pipeline": "seg-"}  # command -> the prefix of its SegConfig flags
@@ -72,17 +72,11 @@ def test_a_config_survives_json_and_unknown_names_are_refused(tmp_path):
     assert not (tmp_path / "seg").exists()
 
 
-def test_pipeline_config_reads_runs_saved_before_seg_config():
+def test_a_plain_dict_reads_as_seg_config_settings_with_todays_defaults():
     from core.config import PipelineConfig
 
-    old = {"size": 256, "epochs": 40, "epochs_per_round": 2, "steps_per_round": 40, "per_round": 100,
-           "max_rounds": 5, "polish_epochs": 10, "ignore_band": [0.1, 0.9], "labelled_share": 0.5}
-    cfg = PipelineConfig.from_saved({"seg": old})
-    assert isinstance(cfg.seg, SegConfig) and cfg.seg.tta is False  # saved before "tta": no mirrored pass
-    assert cfg.seg.ignore_band == (0.1, 0.9) and cfg.seg.pseudo_tta is True
-    assert PipelineConfig.from_saved({"seg": {**old, "tta": True}}).seg.tta is True
-    assert PipelineConfig.from_saved({}).seg.tta is False
-    assert PipelineConfig(seg={"size": 64}).seg == SegConfig(size=64)  # a plain dict: today's defaults
+    assert PipelineConfig(seg={"size": 64}).seg == SegConfig(size=64)
+    assert PipelineConfig(seg={"ignore_band": [0.1, 0.9]}).seg.ignore_band == (0.1, 0.9)  # JSON lists: tuples
 
 
 def test_pipeline_flags_reach_the_runs_saved_config(phantom_root, tmp_path, monkeypatch):
@@ -104,38 +98,3 @@ def test_pipeline_flags_reach_the_runs_saved_config(phantom_root, tmp_path, monk
                      finetune_lr=1e-4, tta=False, precision="bf16")
     assert saved == json.loads(json.dumps(asdict(want)))
     assert PipelineConfig.from_saved(RunFolder(tmp_path / "r").config["pipeline"]).seg == want
-
-
-def test_resuming_a_run_saved_before_seg_config_keeps_its_lesion_maps(synthetic_run, phantom_root, tmp_path):
-    """A run whose config and lesion cache entry hold the old partial seg dict: the pipeline of today
-    (same segmenter, size and mirrored pass) finds that entry instead of segmenting again."""
-    import core.runs.feature_cache as fc
-    from core.config import PipelineConfig
-    from core.pipeline import Pipeline
-    from core.runs.runfolder import RunFolder
-
-    old_run = tmp_path / "old"
-    shutil.copytree(synthetic_run, old_run)
-    run = RunFolder(old_run)
-    seg = run.config["pipeline"]["seg"]
-    old_seg = {k: seg[k] for k in ("size", "epochs", "steps_per_round", "per_round", "max_rounds", "ignore_band",
-                                   "labelled_share")}  # saved before "tta" and the other keys
-    run.update_config(pipeline={**run.config["pipeline"], "seg": old_seg})
-    feats = run.features_dir
-    key = json.loads((feats / fc.INDEX).read_text())["lesions"]
-    parts = json.loads((feats / f"lesions-{key}.json").read_text())["parts"]
-    lesions = fc.current(feats, "lesions")
-    for f in feats.glob("lesions-*"):
-        f.unlink()
-    old_parts = {**parts, "seg": old_seg}
-    fc.save_cached(feats, "lesions", old_parts, lesions)
-    fc.remember(feats, "lesions", old_parts)
-
-    cfg = PipelineConfig.from_saved(run.config["pipeline"])
-    assert cfg.seg.tta is False and cfg.seg.size == seg["size"]
-    pipe = Pipeline(run, phantom_root, cfg, progress=False)
-    pipe.segmenter = lambda: pytest.fail("segmented again instead of reading the cached lesion maps")
-    run.update_config(pipeline=asdict(cfg))  # what `train pipeline --resume` records
-    got = pipe.lesion_inputs()
-    assert bool((got["prob"] == lesions["prob"]).all())
-    assert json.loads((feats / fc.INDEX).read_text())["lesions"] == fc.key_of(old_parts)

@@ -30,6 +30,7 @@ COMMANDS = {
     "verdicts": ("train.verdicts", "reviewers' verdicts per slice (dashboard) as CSV"),
     "trust": ("train.trust", "can a map, a decision, a slice be trusted? map sanity checks, prediction sets, OOD flag"),
     "report": ("train.report", "a Markdown report of run folders (metrics, audits, timings), generated"),
+    "migrate": ("train.migrate", "bring a run folder saved by an older version up to today's format, once"),
 }
 
 

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import torch
 
+from core.errors import UsageError
+
 
 def add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-root", default=None,
@@ -17,10 +19,11 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
                         "omitted: the embedded synthetic phantom data set")
 
 
-def add_run_args(p: argparse.ArgumentParser, schedule: bool = True) -> None:
-    """--seed --device --no-progress, and with `schedule` --epochs --batch-size (recipe overrides;
-    a command whose schedule is a config dataclass derives those from its fields instead)."""
-    p.add_argument("--seed", type=int, default=0)
+def add_run_args(p: argparse.ArgumentParser, schedule: bool = True, seed: bool = True) -> None:
+    """--device --no-progress, with `seed` --seed, and with `schedule` --epochs --batch-size (recipe overrides;
+    a command whose settings are a config dataclass derives those from its fields instead)."""
+    if seed:
+        p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1 ...")
     if schedule:
         p.add_argument("--epochs", type=int, default=None, help="override the recipe's epoch count")
@@ -35,16 +38,20 @@ def _none_words(f: dataclasses.Field) -> tuple[str, ...]:
     return (words,) if isinstance(words, str) else tuple(words)
 
 
-def _value_parser(kind: type, none_words: tuple[str, ...], flag: str):
-    """str -> kind; one of `none_words` -> None (an optional setting)."""
+def _value_parser(kind: type, none_words: tuple[str, ...], flag: str, choices=None):
+    """str -> kind, one of `choices` when given; one of `none_words` -> None (an optional setting)."""
+    alt = f" or {'/'.join(repr(w) for w in none_words)}" if none_words else ""
+
     def parse(text: str):
         if text.strip().lower() in none_words:
             return None
         try:
-            return kind(text)
+            value = kind(text)
         except ValueError:
-            alt = f" or {'/'.join(repr(w) for w in none_words)}" if none_words else ""
             raise argparse.ArgumentTypeError(f"{flag}: expected {kind.__name__}{alt}, got {text!r}") from None
+        if choices is not None and value not in choices:
+            raise argparse.ArgumentTypeError(f"{flag}: choose one of {', '.join(map(str, choices))}{alt}, got {text!r}")
+        return value
     parse.__name__ = kind.__name__
     return parse
 
@@ -72,12 +79,25 @@ def _show(value, none_words) -> str:
     return str(value)
 
 
+def config_fields(cls, only=None) -> list[dataclasses.Field]:
+    """The fields of the dataclass `cls` a command sets by flags: those its constructor takes, except nested
+    dataclasses (their own flags carry a prefix); `only`: these names alone (a TypeError names any other)."""
+    hints = typing.get_type_hints(cls)
+    settable = [f for f in dataclasses.fields(cls) if f.init and not dataclasses.is_dataclass(hints[f.name])]
+    if only is None:
+        return settable
+    unknown = sorted(set(only) - {f.name for f in settable})
+    if unknown:
+        raise TypeError(f"not a {cls.__name__} setting: {', '.join(unknown)}")
+    return [f for f in settable if f.name in only]
+
+
 def add_config_args(p: argparse.ArgumentParser, cls, prefix: str = "", defaults: dict | None = None,
-                    title: str | None = None) -> None:
-    """One flag --{prefix}{field-name-with-dashes} per field of the dataclass `cls`, typed by its
-    annotation (int, float, str; bool: --x/--no-x; tuple: a comma list; Optional: also its "none"
-    words, metadata "none", default 'none'), help = metadata "help", choices = metadata "choices",
-    metavar = metadata "metavar",
+                    title: str | None = None, only=None) -> None:
+    """One flag --{prefix}{field-name-with-dashes} per field of the dataclass `cls` (config_fields; `only`:
+    these fields alone), typed by its annotation (int, float, str; bool: --x/--no-x; tuple: a comma list;
+    Optional: also its "none" words, metadata "none", default 'none'), help = metadata "help", choices =
+    metadata "choices", metavar = metadata "metavar",
     default = the field's default (`defaults`: a command's own overrides by field name, shown in
     --help). `config_from_args` turns the parsed flags back into `cls`."""
     hints = typing.get_type_hints(cls)
@@ -86,7 +106,7 @@ def add_config_args(p: argparse.ArgumentParser, cls, prefix: str = "", defaults:
     unknown = sorted(set(own) - {f.name for f in dataclasses.fields(cls)})
     if unknown:
         raise TypeError(f"defaults: not a {cls.__name__} field: {', '.join(unknown)}")
-    for f in dataclasses.fields(cls):
+    for f in config_fields(cls, only):
         flag = "--" + prefix + f.name.replace("_", "-")
         dest = (prefix + f.name).replace("-", "_")
         default = own[f.name] if f.name in own else \
@@ -98,34 +118,36 @@ def add_config_args(p: argparse.ArgumentParser, cls, prefix: str = "", defaults:
         none_words = _none_words(f) if optional else ()
         help_ = f.metadata.get("help", "")
         if kind is bool:
+            shown = _show(default, none_words) if default is None else ("on" if default else "off")
             group.add_argument(flag, dest=dest, action=argparse.BooleanOptionalAction, default=default,
-                               help=f"{help_} (default: {'on' if default else 'off'})")
+                               help=f"{help_} (default: {shown})")
             continue
         if typing.get_origin(kind) is tuple:
             items = typing.get_args(kind)
             fixed = None if len(items) == 2 and items[1] is Ellipsis else len(items)
             parse, metavar = _tuple_parser(items[0], fixed, none_words, flag), "A,B" if fixed == 2 else "A,B,..."
+        elif optional and "choices" in f.metadata:  # its choices and its "none" words (parsed to None)
+            choices = f.metadata["choices"]
+            parse, metavar = _value_parser(kind, none_words, flag, choices), "{" + ",".join((*choices, *none_words)) + "}"
         else:
             parse, metavar = _value_parser(kind, none_words, flag), None
-        metavar = f.metadata.get("metavar", metavar)
         extra = {"choices": f.metadata["choices"]} if "choices" in f.metadata and not optional else {}
+        metavar = f.metadata.get("metavar", metavar)
         group.add_argument(flag, dest=dest, type=parse, default=default, metavar=metavar,
                            help=f"{help_} (default: {_show(default, none_words)})".replace("%", "%%"), **extra)
 
 
 def config_from_args(args: argparse.Namespace, cls, prefix: str = "", **changes):
-    """The `cls` the flags of `add_config_args(p, cls, prefix)` describe: cls() with every such
-    flag's value, then `changes`. A value the dataclass refuses (ValueError) is a
-    UsageError naming the flag when the error names its field (`.field`)."""
-    from core.errors import UsageError
-
+    """The `cls` the flags of `add_config_args(p, cls, prefix)` describe: built from every such flag's value,
+    then `changes` (fields without a flag take their defaults). A value the dataclass refuses (ValueError)
+    is a UsageError naming the flag when the error names its field (`.field`)."""
     values = {}
-    for f in dataclasses.fields(cls):
+    for f in config_fields(cls):
         dest = (prefix + f.name).replace("-", "_")
         if hasattr(args, dest):
             values[f.name] = getattr(args, dest)
     try:
-        return dataclasses.replace(cls(), **values, **changes)
+        return cls(**{**values, **changes})
     except ValueError as e:
         name = getattr(e, "field", None)
         flag = f"--{prefix}{name.replace('_', '-')}: " if name and name not in changes else ""

@@ -21,7 +21,7 @@ import io
 import json
 import time
 
-from core.data.roots import DataError
+from core.data.errors import DataError
 from core.data.semiseg import read_labelled
 from core.explain.cams import CAM_METHODS
 from core.explain.fidelity import (

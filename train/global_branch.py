@@ -12,58 +12,45 @@ import json
 from dataclasses import asdict
 
 from core.config import PipelineConfig
-from core.data.second_source import SOURCES
 from core.data.slices import resolve_data_root
 from core.errors import UsageError
-from core.inputs.harmonise import INPUT_MODES
-from core.models.backbones import BACKBONES
 from core.pipeline import Pipeline
 from core.runs.runfolder import RunFolder
-from core.training.recipes import BEFORE_GUIDANCE, DEFAULT_RECIPE, RECIPES
 from core.training.runtime import is_main
 
-from .common import add_data_args, add_run_args, init_distributed, pick_device
+from .common import add_config_args, add_data_args, add_run_args, config_from_args, init_distributed, pick_device
+
+# the settings stage I reads (core.config.PipelineConfig); `train pipeline` takes every one
+GLOBAL_SETTINGS = ("backbone", "init", "recipe", "input", "second_source", "seed", "epochs", "batch_size",
+                   "image_size", "segmenter")
 
 
-def add_model_args(p) -> None:
+def add_model_args(p, settings=GLOBAL_SETTINGS) -> None:
+    """--data-root, --device, --no-progress, --out, --resume and one flag per run setting in `settings` (None:
+    every PipelineConfig field), derived from core.config.PipelineConfig with its default and help."""
     add_data_args(p)
-    add_run_args(p)
-    p.add_argument("--backbone", default="efficientnet_lite0", choices=BACKBONES)
-    p.add_argument("--init", default="imagenet", help="imagenet, scratch, or a checkpoint path")
-    p.add_argument("--recipe", default=DEFAULT_RECIPE, choices=sorted(RECIPES),
-                   help=f"training recipe and the run settings it is meant with (core/training/recipes.py); "
-                        f"'{DEFAULT_RECIPE}' is knowledge-guided, '{BEFORE_GUIDANCE}' the recipe before guidance")
-    p.add_argument("--input", default=None, choices=INPUT_MODES,
-                   help="what the networks see: the harmonised lung field, or the whole slice "
-                        "(core/inputs/harmonise.py); default: the recipe's")
-    p.add_argument("--second-source", default=None, choices=SOURCES,
-                   help="semiseg-volumes: the global branch also trains on COVID-SemiSeg's CT volumes, both classes "
-                        "from one source, labelled by the segmenter (core/data/second_source.py); "
-                        "default: the recipe's")
+    add_run_args(p, schedule=False, seed=False)  # --seed --epochs --batch-size are PipelineConfig's
+    add_config_args(p, PipelineConfig, only=settings, title="run settings (core.config.PipelineConfig)")
     p.add_argument("--out", required=True, help="run folder, e.g. runs/lite0")
     p.add_argument("--resume", action="store_true", help="continue a killed run from its last checkpoint")
-    p.add_argument("--image-size", type=int, default=224, help="side of the slice fed to the backbones")
 
 
 def add_args(p) -> None:
     add_model_args(p)
-    p.add_argument("--segmenter", default=None,
-                   help="a segmenter checkpoint (`python -m train infnet`) for a recipe with a lesion-attention "
-                        "loss; without it the run trains its own by Algorithm 1")
 
 
 def open_pipeline(args, **cfg_extra) -> Pipeline:
+    """The Pipeline of the run folder --out with the flags' configuration (and `cfg_extra`). A run already
+    there must have been trained with the same one (--resume continues it as it was); one saved in an older
+    format is refused, naming `python -m train migrate`."""
     device = pick_device(args.device)
     init_distributed(device)
     data_root, synthetic = resolve_data_root(args.data_root)
     run = RunFolder(args.out, create=True)
-    cfg = PipelineConfig(backbone=args.backbone, init=args.init, recipe=args.recipe, input=args.input,
-                         second_source=args.second_source, seed=args.seed, epochs=args.epochs,
-                         batch_size=args.batch_size, image_size=args.image_size, hires_size=2 * args.image_size,
-                         **cfg_extra)
+    cfg = config_from_args(args, PipelineConfig, **cfg_extra)
     if is_main():
         previous = run.config.get("pipeline")
-        if previous and not args.resume and previous != asdict(cfg):
+        if previous and asdict(PipelineConfig.from_saved(previous, str(run.path))) != asdict(cfg) and not args.resume:
             raise UsageError(f"{run.path} was trained with another configuration; pass --resume to continue it "
                              "as it was, or choose another --out")
         run.update_config(data_root=str(data_root), synthetic=synthetic, pipeline=asdict(cfg), device=str(device))
@@ -71,7 +58,7 @@ def open_pipeline(args, **cfg_extra) -> Pipeline:
 
 
 def run(args) -> dict:
-    pipe = open_pipeline(args, segmenter=args.segmenter)
+    pipe = open_pipeline(args)
     if pipe.run.has_stage("global") and (pipe.run.stage("global") / "summary.json").exists() and not args.resume:
         raise UsageError(f"{pipe.run.path}/global already holds a trained model; choose another --out")
     model = pipe.global_model()

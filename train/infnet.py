@@ -14,7 +14,7 @@ mirrored-slice average; pixels inside --ignore-band carry no loss; --labelled-sh
 comes from the labelled slices. The 48 labelled test slices are scored after round 0 and after the
 last round, with and without the mirrored test-time pass. A killed run resumes after its last
 finished round (same --out).
-Every Algorithm 1 flag is a field of core.training.segmentation.SegConfig, whose default is declared there
+Every Algorithm 1 flag is a field of core.config.SegConfig, whose default is declared there
 once (the pipeline's settings; precision fp32, --precision bf16 is faster on GPUs and AVX512-BF16
 CPUs); OUT/metrics.json "config" records the resolved configuration.
 Prints one JSON summary; writes OUT/best.pt, OUT/metrics.json.
@@ -28,9 +28,10 @@ from pathlib import Path
 
 import torch
 
+from core.config import SegConfig
 from core.data.slices import resolve_data_root
 from core.errors import UsageError
-from core.training.segmentation import SegConfig, semi_supervised
+from core.training.segmentation import semi_supervised
 
 from .common import add_config_args, add_data_args, add_run_args, config_from_args, pick_device
 
@@ -43,9 +44,9 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="output folder, e.g. runs/infnet")
     p.add_argument("--threads", type=int, default=None, help="CPU threads (1 is fastest when another job shares the cores)")
     p.add_argument("--no-resume", action="store_true", help="refuse to continue a run already in --out")
-    # Every Algorithm 1 setting, one flag per core.training.segmentation.SegConfig field (--size, --epochs, ...,
+    # Every Algorithm 1 setting, one flag per core.config.SegConfig field (--size, --epochs, ...,
     # --ignore-band LO,HI, --no-pseudo-tta), with its one default.
-    add_config_args(p, SegConfig, title="Algorithm 1 (core.training.segmentation.SegConfig)")
+    add_config_args(p, SegConfig, title="Algorithm 1 (core.config.SegConfig)")
 
 
 def run(args) -> dict:

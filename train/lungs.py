@@ -56,13 +56,14 @@ def run_lesions(run_path):
     (core.inputs.fields.FieldFinder.lesions: what input lungs+lesions adds to the field)."""
     from core.config import PipelineConfig
     from core.inputs.fields import FieldFinder
+    from core.models.network import SEGMENTER
     from core.runs.runfolder import RunError, RunFolder
 
     folder = RunFolder(run_path)
-    ckpt, saved = folder.stage("infnet") / "best.pt", folder.config.get("pipeline")  # config.json read once
-    if not ckpt.exists() or not saved:
+    ckpt = folder.stage(SEGMENTER) / "best.pt"
+    if not ckpt.exists() or not folder.config.get("pipeline"):
         raise RunError(f"{folder.path}: no segmenter trained by `python -m train pipeline` (infnet/best.pt)")
-    return FieldFinder(ckpt, PipelineConfig.from_saved(saved).seg).lesions
+    return FieldFinder(ckpt, PipelineConfig.of_run(folder).seg).lesions
 
 
 def measure(img: np.ndarray) -> tuple[LungField, float]:

@@ -20,14 +20,16 @@ import hashlib
 import json
 import math
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 import pandas as pd
 
-from core.config import SAVED_BEFORE
+from core.config import PipelineConfig
+from core.models.network import STAGES
 from core.results.predictions import BASELINES, BRANCHES, run_metrics
 from core.results.tables import markdown_table
-from core.runs.runfolder import STAGES, RunError, RunFolder
+from core.runs.runfolder import RunError, RunFolder
 from core.trust.store import load as load_trust
 
 from .trust import table as trust_table
@@ -87,9 +89,9 @@ def csv_table(df: pd.DataFrame) -> str:
 
 def run_config(folder: RunFolder) -> dict:
     cfg = folder.config
-    pipe = cfg.get("pipeline", {})
+    pipe = asdict(PipelineConfig.of_run(folder)) if cfg.get("pipeline") else {}
     synthetic = bool(cfg.get("synthetic"))
-    out = {k: ({**SAVED_BEFORE, **pipe} if pipe else {}).get(k) for k in CONFIG_KEYS}
+    out = {k: pipe.get(k) for k in CONFIG_KEYS}
     out["data"] = "synthetic" if synthetic else str(cfg.get("data_root", "?"))
     out.update(epochs=pipe.get("epochs"), branch_epochs=pipe.get("branch_epochs"), image_size=pipe.get("image_size"),
                segmenter=pipe.get("segmenter"), synthetic=synthetic, device=cfg.get("device"))

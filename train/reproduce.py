@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from core.config import PipelineConfig
+from core.config import PipelineConfig, SegConfig
 from core.data.slices import resolve_data_root
 from core.errors import UsageError
 from core.pipeline import Pipeline
@@ -31,7 +31,6 @@ from core.results.tables import TABLE_METRICS, markdown_table, mean_std, run_row
 from core.runs.checkpoint import atomic_write_text
 from core.runs.run_view import paper_results
 from core.runs.runfolder import RunFolder
-from core.training.segmentation import SegConfig
 
 from .common import add_config_args, config_from_args, pick_device
 
@@ -45,26 +44,27 @@ def add_args(p):
     p.add_argument("--selftrans-ckpt", default=None, help="checkpoint from `python -m train selfsup` for init selftrans")
     p.add_argument("--strategies", default="G-H-I-F,GHI-F,GHIF", help="Table 3 rows (first backbone and init)")
     p.add_argument("--seeds", type=int, default=3)
-    p.add_argument("--epochs", type=int, default=None)
-    p.add_argument("--branch-epochs", type=int, default=None)
     p.add_argument("--segmenter", default=None, help="a trained segmenter checkpoint shared by every configuration")
-    p.add_argument("--image-size", type=int, default=224)
+    # every configuration's schedule and image size (core.config.PipelineConfig)
+    add_config_args(p, PipelineConfig, only=("epochs", "branch_epochs", "image_size"))
     p.add_argument("--device", default="auto")
     p.add_argument("--out", required=True)
     p.add_argument("--collect", action="store_true",
                    help="train nothing: build the tables from the configurations already finished under --out")
     p.add_argument("--no-progress", action="store_true")
     # the shared segmenter's settings: one --seg-* flag per SegConfig field (--seg-epochs, --seg-max-rounds ...)
-    add_config_args(p, SegConfig, prefix="seg-", title="segmenter, Algorithm 1 (core.training.segmentation.SegConfig)")
+    add_config_args(p, SegConfig, prefix="seg-", title="segmenter, Algorithm 1 (core.config.SegConfig)")
 
 
 def finished(path: Path, backbone: str, strategy: str) -> bool:
     """A run folder whose pipeline completed (timings total written last) for this backbone and strategy."""
     if not (path / "config.json").exists():
         return False
-    cfg = RunFolder(path).config
-    pipe = cfg.get("pipeline", {})
-    return "total" in cfg.get("timings", {}) and pipe.get("backbone") == backbone and pipe.get("strategy") == strategy
+    run = RunFolder(path)
+    if "total" not in run.config.get("timings", {}):
+        return False
+    pipe = PipelineConfig.of_run(run)
+    return (pipe.backbone, pipe.strategy) == (backbone, strategy)
 
 
 def run(args):
@@ -92,10 +92,8 @@ def run(args):
         if done:
             print(f"  finished earlier: read as it is ({run_.path.resolve()})", flush=True)
         else:
-            cfg = PipelineConfig(backbone=backbone, init=args.selftrans_ckpt if init == "selftrans" else init,
-                                 seed=seed, epochs=args.epochs, branch_epochs=args.branch_epochs, strategy=strategy,
-                                 image_size=args.image_size, hires_size=2 * args.image_size, seg=seg,
-                                 segmenter=shared_seg)
+            cfg = config_from_args(args, PipelineConfig, backbone=backbone, seed=seed, strategy=strategy, seg=seg,
+                                   init=args.selftrans_ckpt if init == "selftrans" else init, segmenter=shared_seg)
             run_.update_config(synthetic=synthetic)
             Pipeline(run_, data_root, cfg, device=device, progress=not args.no_progress, resume=True).run_all()
         shared_seg = shared_seg or str(run_.stage("infnet") / "best.pt")

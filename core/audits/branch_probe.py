@@ -16,10 +16,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from core.models.vectors import HEADS
+from core.models.network import HEADS
 from core.results.metrics import auc, youden_threshold
 
-SETS = HEADS  # each trained branch and the cached vectors its layer reads (core.models.vectors)
+# each trained branch that reads the global vector, and the cached vectors its layer reads (core.models.network)
+SETS = {name: keys for name, keys in HEADS.items() if "g" in keys}
 PROBE_FILE = "branch_probe.csv"  # in the run folder
 C_GRID = np.logspace(-4, 0, 9)
 

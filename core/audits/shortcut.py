@@ -28,15 +28,20 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from core.config import PipelineConfig
 from core.data.covidct import read_covidct
+from core.data.imaging import read_slice
 from core.data.semiseg import read_labelled
 from core.explain.cams import weighted_cam
 from core.explain.fidelity import TOLERANCE_PX, energy_share, load_labelled, on_slice, pointing_hit, tolerance_region
+from core.inference import quantise8
 from core.inputs.fields import FieldFinder
-from core.inputs.harmonise import grown
+from core.inputs.harmonise import grown, harmonise
 from core.inputs.lungs import LungField
+from core.models import network
 from core.results.metrics import binary_metrics, wilson
 from core.results.predictions import read_predictions, val_threshold
+from core.runs.checkpoint import load_checkpoint
 
 CONDITIONS = ("intact", "lungs-blanked", "lungs-only")
 AUDIT_FILE = "shortcut.json"  # what `python -m train shortcut` writes into the run folder (test split)
@@ -92,23 +97,15 @@ class GlobalScorer:
     """Scores slices with the global branch alone (a run trained by `python -m train global`)."""
 
     def __init__(self, run, device="cpu"):
-        from core.config import PipelineConfig
-        from core.models.backbones import build_backbone
-        from core.models.classifier import SliceClassifier
-        from core.runs.checkpoint import load_checkpoint
-
-        self.cfg = PipelineConfig.from_saved(run.config["pipeline"])
+        self.cfg = PipelineConfig.of_run(run)
         self.device = torch.device(device)
-        self.model = SliceClassifier(build_backbone(self.cfg.backbone, "scratch"))
+        self.model = network.build(self.cfg, init="scratch", only=("global",))["global"]
         self.model.load_state_dict(load_checkpoint(run.stage("global") / "best.pt")["model"])
         self.model.eval().to(self.device)
         self.fields = FieldFinder.of_run(run, self.cfg, device)
 
     @torch.no_grad()
     def __call__(self, img: np.ndarray, field: LungField, want_maps: bool = False) -> Scored:
-        from core.inference import quantise8
-        from core.inputs.harmonise import harmonise
-
         h = harmonise(img, self.cfg.input, self.cfg.image_size, field)
         x = torch.from_numpy(quantise8(h.image))[None, None].to(self.device)
         fmap = self.model.backbone.features(x)
@@ -133,8 +130,6 @@ def audit(run, data_root, scorer, limit: int | None = None, tolerance_px: float 
     preds = read_predictions(run)
     test = [s for s in read_covidct(data_root) if s.split == "test"][:limit]
     external = read_labelled(data_root, external_split)[:limit]
-    from core.data.imaging import read_slice
-
     scores = {c: [] for c in CONDITIONS}
     labels, skipped, stored_gap = [], [], {}
     by_key = preds.set_index("key")

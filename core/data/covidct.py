@@ -8,7 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from core.data.roots import DataError, dataset_root
+from core.data.errors import DataError
+from core.data.roots import dataset_root
 
 SPLITS = ("train", "val", "test")
 CLASSES = (("CT_NonCOVID", 0), ("CT_COVID", 1))

@@ -1,11 +1,10 @@
-"""Where a data set lies under `--data-root`, and the error every reader raises for missing or misplaced data."""
+"""Where a data set lies under `--data-root`; readers raise core.data.errors.DataError for missing or misplaced data."""
 from __future__ import annotations
 
 from pathlib import Path
 
-
-class DataError(ValueError):
-    pass
+from core.data.errors import DataError
+from core.data.pack import check
 
 
 def dataset_root(data_root: str | Path, folder: str, marker: str, layout: str) -> Path:
@@ -15,8 +14,6 @@ def dataset_root(data_root: str | Path, folder: str, marker: str, layout: str) -
     root = Path(data_root)
     if not root.exists():
         raise DataError(f"data location {root} does not exist (pass --data-root, e.g. ../shared/data)")
-    from core.data.pack import check
-
     check(root)
     if (root / folder).is_dir():
         root = root / folder

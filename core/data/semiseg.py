@@ -4,7 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from core.data.roots import DataError, dataset_root
+from core.data.errors import DataError
+from core.data.roots import dataset_root
 
 LABELLED = {
     "train": ("TrainingSet/LungInfection-Train/Doctor-label", "TrainingSet/MultiClassInfection-Train"),

@@ -1,7 +1,7 @@
 """The heatmap branch's attention source: Eq. 1 map, Eq. 2 threshold, largest region, its crop.
 
 Eq. 1:  H = (S - min S) / max(S - min S)  with  S(x, y) = sum_k f_k(x, y)  (last conv activations)
-Eq. 2:  B = H > tau                      (tau = 0.75 in the paper; smaller tau, larger mask)
+Eq. 2:  B = H > tau                      (a run's tau, core.config; smaller tau, larger mask)
 
 The largest 8-connected region of B gives a box, in coordinates normalised to [0, 1] of the slice,
 so it maps back to the original slice at any resolution. When no pixel passes tau the box is the
@@ -19,7 +19,6 @@ from scipy import ndimage
 from core.explain.cams.base import normalise, resize_maps
 from core.inputs.boxes import FULL, Box, crop, mask_box
 
-DEFAULT_TAU = 0.75
 _EIGHT = np.ones((3, 3), bool)
 
 
@@ -54,7 +53,7 @@ class HeatmapCrop:
     empty: bool  # nothing passed tau: the box is the whole slice
 
 
-def threshold_box(hmap: np.ndarray, tau: float = DEFAULT_TAU) -> HeatmapCrop:
+def threshold_box(hmap: np.ndarray, tau: float) -> HeatmapCrop:
     """Eq. 2 and the largest region's box for one upsampled map (S, S)."""
     if not 0.0 <= tau <= 1.0:
         raise ValueError(f"tau must lie in [0, 1], got {tau}")

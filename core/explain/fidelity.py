@@ -53,13 +53,13 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage
 
+from core.data.errors import DataError
 from core.data.imaging import check_mask_shape, read_mask, read_slice
-from core.data.roots import DataError
 from core.explain.cams import make_cam
+from core.inference import crop8, quantise8
 from core.inputs.boxes import FULL, Box
 from core.inputs.harmonise import from_frame, harmonise
-from core.inputs.lesion_crops import SIDES
-from core.models.vectors import branch_vectors
+from core.models import network
 from core.results.metrics import wilson
 
 TOLERANCE_PX = 15
@@ -215,32 +215,24 @@ def routed_inputs(cfg, a, slices: torch.Tensor, device) -> dict:
     """(B, 1, H, W) slices at their original size -> the fusion pipeline's inputs, with the routing (lung field,
     heatmap box, lung crop boxes, lesion flags) held as found on the intact slice `a` (a SliceAnalysis): the batch
     core.explain.fusion_cam and `routed_logit` read."""
-    from core.inference import crop8, quantise8
-
     xs = slices[:, 0].cpu().numpy()
     n = len(xs)
     prep = lambda s, size: quantise8(harmonise(s, cfg.input, size, a.field_on_slice).image)
     image = torch.from_numpy(np.stack([prep(s, cfg.image_size) for s in xs]))[:, None].to(device)
     hires = [prep(s, cfg.hires_size) for s in xs]
-    crops = torch.cat([crop8(h, a.box, cfg.image_size) for h in hires]).to(device)
-    sides = {}
-    for s in SIDES:
-        b = a.side_boxes[s]
-        sides[s] = (torch.cat([crop8(h, b, cfg.lesion_size) for h in hires]) if b is not None
-                    else torch.zeros(n, 1, cfg.lesion_size, cfg.lesion_size)).to(device)
-    return {"image": image, "crop": crops, "crop_box": a.inputs["crop_box"].expand(n, -1),
-            "right": sides[SIDES[0]], "left": sides[SIDES[1]], "side_boxes": a.inputs["side_boxes"].expand(n, -1, -1),
-            "present": a.inputs["present"].float().to(device).expand(n, -1)}
+    batch = {"image": image, "crop": torch.cat([crop8(h, a.box, cfg.image_size) for h in hires]).to(device),
+             "crop_box": a.inputs["crop_box"].expand(n, -1), "side_boxes": a.inputs["side_boxes"].expand(n, -1, -1),
+             network.PRESENT: a.inputs["present"].float().to(device).expand(n, -1)}
+    for side in network.SIDES:
+        b = a.side_boxes[side.name]
+        batch[side.crop] = (torch.cat([crop8(h, b, cfg.lesion_size) for h in hires]) if b is not None
+                            else torch.zeros(n, 1, cfg.lesion_size, cfg.lesion_size)).to(device)
+    return batch
 
 
 def routed_logit(models: dict, batch: dict) -> torch.Tensor:
-    """(B,) fusion logit of `routed_inputs`' batch through the run's models ("global", "heatmap", "infected",
-    "fusion")."""
-    g = models["global"].embed({"image": batch["image"]}).float()
-    h = models["heatmap"].embed({"crop": batch["crop"]}).float()
-    lr = models["infected"].crop_vectors({"right": batch["right"], "left": batch["left"], "present": batch["present"],
-                                          "g": g})
-    return models["fusion"](branch_vectors(g, h, lr, batch["present"]))
+    """(B,) fusion logit of `routed_inputs`' batch through the run's models (keyed by stage)."""
+    return models["fusion"](network.vectors(models, batch))
 
 
 # ---- summary ----------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from core.explain.attention import Box, upsample_maps
+from core.models.network import SIDES
 
 
 def paste(canvas: torch.Tensor, parts: torch.Tensor, boxes: torch.Tensor) -> None:
@@ -29,14 +30,15 @@ def paste(canvas: torch.Tensor, parts: torch.Tensor, boxes: torch.Tensor) -> Non
 def fusion_cam(models: dict, batch: dict, size: int = 112) -> torch.Tensor:
     """(B, size, size) map in [0, 1].
 
-    models: "global", "heatmap", "infected", "fusion"; batch (float inputs in [0, 1]): "image",
-    "crop", "crop_box" (B, 4), "right", "left", "side_boxes" (B, 2, 4), "present" (B, 2)."""
+    models: "global", "heatmap", "infected", "fusion" (core.models.network.build); batch (float inputs in
+    [0, 1]): "image", "crop", "crop_box" (B, 4), the lung crops ("right", "left"), "side_boxes" (B, 2, 4),
+    "present" (B, 2)."""
     w = models["fusion"].part_weights()
     proj = lambda net, x, wk: torch.einsum("bkhw,k->bhw", net.backbone.features(x).float(), wk).cpu()
     cam = upsample_maps(proj(models["global"], batch["image"], w["g"]), size)
     paste(cam, proj(models["heatmap"], batch["crop"], w["h"]), batch["crop_box"].cpu())
-    for j, (key, wk) in enumerate((("right", "r"), ("left", "l"))):
-        part = proj(models["infected"], batch[key], w[wk]) * batch["present"][:, j].float().cpu()[:, None, None]
+    for j, side in enumerate(SIDES):
+        part = proj(models["infected"], batch[side.crop], w[side.key]) * batch["present"][:, j].float().cpu()[:, None, None]
         paste(cam, part, batch["side_boxes"][:, j].cpu())
     cam = torch.relu(cam)
     return cam / cam.amax(dim=(1, 2), keepdim=True).clamp_min(1e-12)

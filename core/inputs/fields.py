@@ -23,6 +23,8 @@ import torch.nn.functional as F
 
 from core.data.image_cache import resize01
 from core.inputs.lungs import TOUCH, LungField, lung_field, with_lesions
+from core.models.segmenter import load_segmenter, segment
+from core.runs.feature_cache import file_digest
 
 WITH_LESIONS = "lungs+lesions"  # the input mode whose field needs the run's segmenter
 
@@ -68,21 +70,15 @@ class FieldFinder:
         segmenter's content digest and every setting that changes its mask."""
         if self.segmenter is None:
             return ""
-        from core.runs.feature_cache import file_digest
-
         s = self.seg
         return f"-les{file_digest(self.segmenter)}-s{s.size}-t{s.threshold}-{s.precision}-tta{int(s.tta)}-touch{TOUCH}"
 
     @cached_property
     def _model(self):
-        from core.training.segmentation import load_segmenter
-
         return load_segmenter(self.segmenter, device=self.device).eval()
 
     def lesions(self, img01: np.ndarray) -> np.ndarray:
         """(H, W) bool: the segmenter's lesion mask of the whole slice, at the slice's shape."""
-        from core.training.segmentation import segment
-
         x = torch.from_numpy(resize01(img01, self.seg.size))[None, None]
         prob = segment(self._model, x, device=self.device, **self.seg.inference)
         return F.interpolate(prob, size=img01.shape, mode="bilinear", align_corners=False)[0, 0].numpy() >= self.seg.threshold

@@ -37,7 +37,6 @@ from core.inputs.fields import WITH_LESIONS, needs_segmenter
 from core.inputs.lungs import LUNG_VERSION, LungField, lung_field
 
 INPUT_MODES = ("slice", "lungs", WITH_LESIONS)
-LEGACY_INPUT = "slice"  # runs saved before the setting existed were fed the whole slice
 MARGIN = 0.08  # of the lung box's side, on every side
 GROW = 0.01  # lung mask dilation, as a fraction of the slice side (pleural lesions, partial-volume rim)
 LOW, HIGH = 0.1, 0.9  # where the lung field's 2nd / 98th intensity percentiles land

@@ -15,8 +15,9 @@ import numpy as np
 from scipy import ndimage
 
 from core.inputs.boxes import Box
+from core.models.network import SIDES
 
-SIDES = ("right_lung", "left_lung")  # image-left half, image-right half
+SIDE_NAMES = tuple(s.name for s in SIDES)  # image-left half, image-right half
 
 
 @dataclass(frozen=True)
@@ -26,14 +27,14 @@ class LesionCrops:
 
     @property
     def present(self) -> list[bool]:
-        return [self.sides[s] is not None for s in SIDES]
+        return [self.sides[s] is not None for s in SIDE_NAMES]
 
 
 def lesion_crops(prob: np.ndarray, threshold: float = 0.5, min_area: float = 2e-4, pad: float = 0.1) -> LesionCrops:
     """prob: (H, W) lesion probability. Returns the lesion boxes and one crop box per lung."""
     h, w = prob.shape
     labels, n = ndimage.label(prob > threshold, structure=np.ones((3, 3), bool))
-    lesions, groups = [], {s: [] for s in SIDES}
+    lesions, groups = [], {s: [] for s in SIDE_NAMES}
     for i, sl in enumerate(ndimage.find_objects(labels), start=1):
         if sl is None:
             continue
@@ -43,7 +44,7 @@ def lesion_crops(prob: np.ndarray, threshold: float = 0.5, min_area: float = 2e-
         box = Box(sl[0].start / h, sl[1].start / w, sl[0].stop / h, sl[1].stop / w)
         lesions.append(box)
         centre_x = (box.x0 + box.x1) / 2
-        groups[SIDES[0] if centre_x < 0.5 else SIDES[1]].append(box)
+        groups[SIDE_NAMES[0] if centre_x < 0.5 else SIDE_NAMES[1]].append(box)
     sides = {s: _padded_union(bs, pad) if bs else None for s, bs in groups.items()}
     return LesionCrops(lesions, sides)
 

@@ -16,6 +16,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from core.runs.checkpoint import load_checkpoint
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 LITE_MEAN = (0.5, 0.5, 0.5)  # EfficientNet-Lite was trained on (x - 127) / 128
@@ -147,8 +149,6 @@ def build_backbone(name: str, init: str = "imagenet") -> Backbone:
 def load_backbone_weights(bb: Backbone, path: str | Path) -> None:
     """Initialise a backbone from a checkpoint: a backbone state dict, or a classifier checkpoint
     (its `model` entry) whose keys start with `backbone.`."""
-    from core.runs.checkpoint import load_checkpoint
-
     ckpt = load_checkpoint(path)
     state = ckpt.get("model", ckpt)
     if any(k.startswith("backbone.") for k in state):

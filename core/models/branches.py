@@ -1,8 +1,5 @@
-"""The infected branch and the fusion heads (the global and heatmap branches are SliceClassifiers).
-
-Vector inputs (keys of the batch dict): "g" global pooled, "h" heatmap pooled, "l"/"r" the two
-lung crops' pooled vectors (zero where a lung has no lesion), "present" (B, 2) lesion flags.
-"""
+"""The infected branch and the fusion heads (the global and heatmap branches are SliceClassifiers); the
+vectors they read are core.models.network's."""
 from __future__ import annotations
 
 import torch
@@ -17,18 +14,19 @@ class InfectedClassifier(nn.Module):
     The global pooled vector comes from the frozen global branch (cached, key "g"): on a slice
     without lesions both crop vectors are zero and the global vector carries the decision."""
 
-    def __init__(self, backbone: Backbone, global_dim: int, dropout: float = 0.2):
+    def __init__(self, backbone: Backbone, global_dim: int, crops: tuple[str, str], dropout: float = 0.2):
         super().__init__()
         self.backbone = backbone
+        self.crops = crops  # the batch keys of the right- and left-lung crops (core.models.network.SIDES)
         self.dims = {"g": global_dim}  # the vector it reads besides its crops (recorded in its checkpoint)
         self.dropout = nn.Dropout(dropout)
         self.fc = nn.Linear(2 * backbone.num_features + global_dim, 1)
 
     def crop_vectors(self, batch) -> torch.Tensor:
         """(B, 2, K): pooled vectors of the right- and left-lung crops, zeroed where absent."""
-        b = batch["right"].shape[0]
-        both = torch.cat([batch["right"], batch["left"]], 0)
-        pooled = self.backbone.pool(self.backbone.features(both)).float()
+        right, left = (batch[k] for k in self.crops)
+        b = right.shape[0]
+        pooled = self.backbone.pool(self.backbone.features(torch.cat([right, left], 0))).float()
         pooled = torch.stack([pooled[:b], pooled[b:]], 1)
         return pooled * batch["present"].float()[:, :, None]
 

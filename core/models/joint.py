@@ -5,7 +5,8 @@ GHI-F: global, heatmap and infected branches train together (one loss per branch
 GHIF:  all four train together end to end (the fusion loss joins the sum).
 
 Unlike G-H-I-F, the heatmap crops here come from the *current* global model: every batch's Eq. 1
-maps are thresholded and cropped inside the forward pass (without gradient through the box).
+maps are thresholded and cropped inside the forward pass (without gradient through the box). A joint run
+is therefore scored on Eq. 1 crops too: core.config refuses another CAM method with a joint strategy.
 One augmented view feeds everything: the batch carries the high-resolution slice ("hires"), and
 the global branch sees it downsampled, so crops and maps stay aligned under augmentation.
 The segmenter is frozen in every strategy (its lesion crops are precomputed).
@@ -18,18 +19,17 @@ import torch.nn.functional as F
 
 from core.explain.attention import eq1_map, threshold_box, upsample_maps
 from core.inputs.boxes import crop
-from core.models.branches import InfectedClassifier, VectorHead
-from core.models.classifier import SliceClassifier
-from core.models.vectors import branch_vectors
+from core.models import network
 
 
 class JointNet(nn.Module):
-    """Returns (B, m) logits: [global, heatmap, global+infected] (+ [fusion] for GHIF)."""
+    """Returns (B, m) logits: [global, heatmap, global+infected] (+ [fusion] for GHIF).
 
-    def __init__(self, g: SliceClassifier, h: SliceClassifier, inf: InfectedClassifier,
-                 fusion: VectorHead | None, tau: float, image_size: int):
+    `models`: network.build's global, heatmap and infected models (and the fusion head for GHIF)."""
+
+    def __init__(self, models: dict, tau: float, image_size: int):
         super().__init__()
-        self.g, self.h, self.inf, self.fusion = g, h, inf, fusion
+        self.g, self.h, self.inf, self.fusion = models["global"], models["heatmap"], models["infected"], models.get("fusion")
         self.tau, self.image_size = tau, image_size
 
     def crops(self, hires: torch.Tensor, fmap: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -50,12 +50,12 @@ class JointNet(nn.Module):
         gvec = self.g.backbone.pool(fmap)
         crops, _ = self.crops(hires, fmap)
         hvec = self.h.embed({"crop": crops})
-        inf_batch = {**batch, "g": gvec}
-        lr = self.inf.crop_vectors(inf_batch)
-        vec = branch_vectors(gvec, hvec, lr, batch["present"])
+        # the global and heatmap vectors come from the passes above (their maps and crops): given, not recomputed
+        vec = network.vectors({"infected": self.inf}, {**batch, "g": gvec, "h": hvec})
         logits = {"global": self.g.fc(self.g.dropout(gvec)).squeeze(1),
                   "heatmap": self.h.fc(self.h.dropout(hvec)).squeeze(1),
-                  "global+infected": self.inf.fc(self.inf.dropout(torch.cat([lr.flatten(1), gvec.float()], 1))).squeeze(1)}
+                  "global+infected": self.inf.fc(self.inf.dropout(torch.cat([network.lung_vectors(vec), vec["g"]], 1)))
+                  .squeeze(1)}
         if self.fusion is not None:
             logits["fusion"] = self.fusion(vec)
         return vec, logits

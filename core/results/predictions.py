@@ -6,16 +6,17 @@ import json
 
 import pandas as pd
 
+from core.models.network import NAMES
 from core.results.metrics import binary_metrics, youden_threshold
 from core.runs.checkpoint import atomic_write_bytes, atomic_write_text
 from core.runs.runfolder import RunError, RunFolder
 
-# Branch columns of predictions.csv, in the paper's table order. global+infected is the infected
-# branch (lung crops + the global vector); global+heatmap is one FC layer over [global, heatmap].
-# lesion-share is no branch but a baseline of knowledge alone: the share of the lung field the
-# segmenter calls lesion (core.inputs.lesion_maps.lesion_share), scored like a branch so tables show it beside them.
-BRANCHES = ("global", "heatmap", "global+heatmap", "global+infected", "fusion", "lesion-share")
+# lesion-share is no branch but a baseline of knowledge alone: the share of the lung field the segmenter
+# calls lesion (core.inputs.lesion_maps.lesion_share), scored like a branch so tables show it beside them.
 BASELINES = ("lesion-share",)
+# predictions.csv's probability columns p_<name>: the network's branches in the paper's table order
+# (core.models.network), then the baselines
+BRANCHES = (*NAMES, *BASELINES)
 
 
 def write_branch_probs(run: RunFolder, branch: str, slices, probs) -> pd.DataFrame:

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from core.config import STRATEGIES
+from core.config import STRATEGIES, PipelineConfig
 from core.results.predictions import run_metrics
 from core.runs.runfolder import RunError, RunFolder, safe_child
 
@@ -24,10 +24,9 @@ def mean_std(values) -> str:
 def run_rows(run: RunFolder, n_boot: int = 0, **cell) -> list[dict]:
     """One row per branch of a run: the cell it fills (backbone, init, strategy, seed...), its test-split
     accuracy, F1 and AUC, and where it came from."""
-    pipe = run.config.get("pipeline", {})
+    pipe = PipelineConfig.of_run(run)
     total = run.config.get("timings", {}).get("total")
-    provenance = {"run": str(run.path.resolve()), "epochs": pipe.get("epochs"),
-                  "branch_epochs": pipe.get("branch_epochs"),
+    provenance = {"run": str(run.path.resolve()), "epochs": pipe.epochs, "branch_epochs": pipe.branch_epochs,
                   "pipeline_minutes": None if total is None else round(total / 60, 1)}
     metrics = run_metrics(run, "test", n_boot=n_boot)
     return [{**cell, "branch": branch, **{x: m[x]["value"] for x in TABLE_METRICS}, **provenance}
@@ -65,16 +64,15 @@ def sibling_strategies(runs_dir: str | Path, name: str, others) -> pd.DataFrame 
     """table3 of the fusion branch of the runs named in `others` (under runs_dir; run `name` among them
     if it is to count) that share run `name`'s backbone and init; None below two strategies. A run that
     cannot be read (half-written, bad name) is left out."""
-    me = RunFolder(safe_child(runs_dir, name)).config.get("pipeline") or {}
+    me = PipelineConfig.of_run(RunFolder(safe_child(runs_dir, name)))
     rows = []
     for other in others:
         try:
             run = RunFolder(safe_child(runs_dir, other))
-            pipe = run.config.get("pipeline") or {}
-            if (pipe.get("backbone"), pipe.get("init")) != (me.get("backbone"), me.get("init")):
+            pipe = PipelineConfig.of_run(run)
+            if (pipe.backbone, pipe.init) != (me.backbone, me.init):
                 continue
-            rows += [r for r in run_rows(run, strategy=pipe.get("strategy", "G-H-I-F"), run_name=other)
-                     if r["branch"] == "fusion"]
+            rows += [r for r in run_rows(run, strategy=pipe.strategy, run_name=other) if r["branch"] == "fusion"]
         except (RunError, ValueError, KeyError, OSError):
             continue
     if len({r["strategy"] for r in rows}) < 2:

@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 
 from core.runs.checkpoint import atomic_write_bytes, atomic_write_text
+from core.training.runtime import rank0_first, world
 
 
 def file_digest(path: str | Path) -> str:
@@ -63,8 +64,6 @@ def cached(folder: str | Path, name: str, parts: dict, compute) -> dict:
     Under DDP only rank 0 looks, computes and writes; the other ranks wait for it, then read the entry.
     Every rank passes the same barrier whether the entry was there or not: a rank that decided on its
     own (the entry written meanwhile) would skip a barrier the others wait at."""
-    from core.training.runtime import rank0_first, world
-
     out = rank0_first(lambda: _load_or_make(folder, name, parts, compute))
     if out is None:
         out = load_cached(folder, name, parts)
@@ -87,7 +86,7 @@ INDEX = "index.json"
 
 
 class CacheError(RuntimeError):
-    """A run folder whose feature cache cannot say which entry is the run's own."""
+    """A feature-cache entry that cannot be read where it must be (another rank wrote it)."""
 
 
 def remember(folder: str | Path, name: str, parts: dict) -> None:
@@ -98,19 +97,12 @@ def remember(folder: str | Path, name: str, parts: dict) -> None:
 
 
 def current(folder: str | Path, name: str) -> dict | None:
-    """The run's own entry called `name` (found by the key `remember` recorded), or None when the run
-    never made one. Runs from before the index: their single entry of that name, or CacheError when
-    several compete (which one the run uses cannot be told from the files)."""
+    """The run's own entry called `name` (found by the key `remember` recorded in the index), or None when the
+    run never recorded one."""
     folder = Path(folder)
     index = folder / INDEX
-    if index.exists():
-        key = json.loads(index.read_text()).get(name)
-        meta = folder / f"{name}-{key}.json"
-        if key is None or not meta.exists():
-            return None
-        return load_cached(folder, name, json.loads(meta.read_text()).get("parts", {}))
-    metas = list(folder.glob(f"{name}-*.json"))
-    if len(metas) > 1:
-        raise CacheError(f"{folder}: {len(metas)} cached '{name}' entries and no {INDEX} to say which is the run's; "
-                         "run `python -m train pipeline --resume --out RUN` once to record it")
-    return load_cached(folder, name, json.loads(metas[0].read_text()).get("parts", {})) if metas else None
+    key = json.loads(index.read_text()).get(name) if index.exists() else None
+    meta = folder / f"{name}-{key}.json"
+    if key is None or not meta.exists():
+        return None
+    return load_cached(folder, name, json.loads(meta.read_text()).get("parts", {}))

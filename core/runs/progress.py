@@ -363,8 +363,8 @@ def _stage_states(rp: RunProgress) -> None:
 def from_files(rp: RunProgress, run_path: Path) -> None:
     """Add the stages a run folder holds that the log does not show finished: read from their
     summary.json (a segmenter: its parts' summaries), or, a segmenter adopted from elsewhere, done
-    without rows. Stages are kept in the log's order, then the run folder's (core.runs.runfolder.STAGES)."""
-    from core.runs.runfolder import STAGES
+    without rows. Stages are kept in the log's order, then the run folder's (core.models.network.STAGES)."""
+    from core.models.network import STAGES
 
     order = [*STAGES, "joint"]
     for name in order:

@@ -21,13 +21,13 @@ from core.explain.attention import Box, upsample_maps
 from core.explain.embedding import embed_3d, nearest, place
 from core.inputs.fields import FieldFinder
 from core.inputs.frames import frame_image, frame_lung
-from core.inputs.harmonise import LEGACY_INPUT
-from core.models.vectors import FEATURE_SETS as VECTOR_SETS
+from core.models.network import FEATURE_SETS as VECTOR_SETS
+from core.models.network import SIDES, STAGES
 from core.results.metrics import METRICS, binary_metrics
 from core.results.predictions import BASELINES, BRANCHES, val_threshold
 from core.runs import feature_cache as fc
 from core.runs.progress import PROGRESS_FILE
-from core.runs.runfolder import STAGES, RunFolder, safe_child
+from core.runs.runfolder import RunFolder, safe_child
 
 PAPER_RESULTS = Path(__file__).resolve().parents[2] / "assets" / "paper_results.csv"
 
@@ -58,7 +58,14 @@ class RunView:
 
     @cached_property
     def config(self) -> dict:
+        """config.json as saved: the data location, timings, the second source's rows (the settings: `pipeline`)."""
         return self.run.config
+
+    @cached_property
+    def pipeline(self) -> PipelineConfig:
+        """The run's settings (PipelineConfig.of_run: a run saved in an older format is refused, naming the
+        command that migrates it)."""
+        return PipelineConfig.of_run(self.run)
 
     @property
     def synthetic(self) -> bool:
@@ -133,13 +140,13 @@ class RunView:
 
     @property
     def input_mode(self) -> str:
-        """What the run's networks see (core.inputs.harmonise); runs saved before the setting saw the slice."""
-        return self.config.get("pipeline", {}).get("input", LEGACY_INPUT)
+        """What the run's networks see (core.inputs.harmonise)."""
+        return self.pipeline.input
 
     @cached_property
     def fields(self) -> FieldFinder:
         """How the run finds a slice's lung field (core.inputs.fields; its segmenter loads only on a cache miss)."""
-        return FieldFinder.of_run(self.run, PipelineConfig.from_saved(self.config.get("pipeline", {})))
+        return FieldFinder.of_run(self.run, self.pipeline)
 
     def image(self, key: str, size: int = 224) -> np.ndarray:
         """(size, size) uint8 slice, as the run's networks see it (maps and boxes lie on it)."""
@@ -202,8 +209,8 @@ class RunView:
     def side_boxes(self, key: str) -> dict:
         i = self._row(key)
         out = {}
-        for j, side in enumerate(("right_lung", "left_lung")):
-            out[side] = Box(*self._lesions["side_boxes"][i, j].tolist()) if bool(self._lesions["present"][i, j]) else None
+        for j, side in enumerate(SIDES):
+            out[side.name] = Box(*self._lesions["side_boxes"][i, j].tolist()) if bool(self._lesions["present"][i, j]) else None
         return out
 
     def fusion_cam(self, key: str) -> np.ndarray:

@@ -2,7 +2,7 @@
 
     config.json        resolved configuration of each stage that ran (data, backbone, recipe, seed)
     log.txt            one line per event, appended
-    global/ ...        one folder per trained stage: best.pt, last.pt, summary.json
+    global/ ...        one folder per trained stage (core.models.network.STAGES): best.pt, last.pt, summary.json
     predictions.csv    per-slice probabilities of every branch, every split
     features/          cached pooled vectors, maps and masks (keyed by what produced them)
 """
@@ -15,8 +15,6 @@ from pathlib import Path
 
 from core.runs.checkpoint import atomic_write_text
 
-# One folder per trained model, in training order (the segmenter is "infnet", the infected branch "infected").
-STAGES = ("global", "heatmap", "infnet", "infected", "global+heatmap", "fusion")
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 

@@ -1,5 +1,6 @@
-"""Infection segmentation: train the Inf-Net-style segmenter, Algorithm 1 (pseudo-label rounds),
-inference and metrics.
+"""Infection segmentation: train the Inf-Net-style segmenter (data, loss, training), Algorithm 1 (pseudo-label
+rounds) and its metrics. Its settings are core.config.SegConfig; segmenting with a trained model is
+core.models.segmenter.
 
 Loss (Inf-Net): every supervised map gets the structure loss, weighted BCE + weighted IoU with
 weights 1 + 5|avgpool(gt) - gt| (hard pixels near lesion borders count more); the edge map gets BCE
@@ -25,147 +26,23 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from core.config import SegConfig
+from core.data.covidct import read_covidct
 from core.data.image_cache import load_stack
 from core.data.imaging import check_mask_shape, read_mask
-from core.models.backbones import BACKBONES
+from core.data.semiseg import read_labelled, read_unlabelled
 from core.models.infnet import InfNet
+from core.models.segmenter import as_float01, load_segmenter, segment
 from core.runs.checkpoint import atomic_write_text, load_checkpoint, save_checkpoint
 from core.training.plan import segmenter_images, segmenter_parts, segmenter_rounds
 from core.training.runtime import autocast
-
-MODEL_KEYS = ("encoder", "channels", "ra_channels", "edge_channels")
-
-
-# ----------------------------------------------------------------------------- configuration
-
-SOURCES = ("semiseg", "covidct")  # the unlabelled pools Algorithm 1 may draw from
-PRECISIONS = ("fp32", "bf16")
-
-
-class ConfigValueError(ValueError):
-    """A configuration value out of range; `field` names the setting (the CLI names its flag)."""
-
-    def __init__(self, field: str, message: str):
-        super().__init__(message)
-        self.field = field
-
-
-def _setting(default, help: str, **meta):
-    """A config field: its one default, a one-line help and any other metadata (choices, none, metavar)."""
-    return field(default=default, metadata={"help": help, **meta})
-
-
-@dataclass(frozen=True)
-class SegConfig:
-    """Every setting of Algorithm 1 and of segmenting with its model, each default declared here once.
-
-    `python -m train infnet` (flags --size ...), `python -m train pipeline` / `reproduce` / `gpu-run`
-    (flags --seg-size ...) derive their flags from these fields (train.common.add_config_args); the
-    resolved configuration is saved with the run (metrics.json "config"; a pipeline run's config.json
-    "pipeline"."seg") and rebuilt from there (`from_dict`, PipelineConfig.from_saved).
-    Defaults: the pipeline's validated settings (Dice 0.734 on the real data's 48 test slices): 40
-    epochs on the labelled slices, 5 rounds of 100 pseudo-labelled slices x 40 steps, 0.1 < p < 0.9
-    carries no loss, half of every batch labelled, then 10 labelled-only epochs (as Semi-Inf-Net
-    does). Running the rounds until the pool is empty (max_rounds None, 24 rounds) cost Dice here.
-    Metadata: "help" (one line), "choices", "none" (the command-line words for None), "metavar".
-    """
-    size: int = _setting(256, "training/inference side in pixels (multiple of 32; Inf-Net: 352)")
-    encoder: str = _setting("efficientnet_lite0", "segmenter encoder", choices=BACKBONES)
-    init: str = _setting("imagenet", "encoder init: imagenet, scratch, or a checkpoint path")
-    epochs: int = _setting(40, "round 0: epochs on the labelled slices")
-    batch_size: int = _setting(8, "segmenter batch size")
-    lr: float = _setting(4e-4, "round 0 learning rate")
-    finetune_lr: float | None = _setting(None, "learning rate of each round's fine-tuning (none: lr / 2)")
-    precision: str = _setting("fp32", "autocast precision (bf16: faster on GPUs and AVX512-BF16 CPUs)",
-                              choices=PRECISIONS)
-    sources: tuple[str, ...] = _setting(SOURCES, "unlabelled pool: semiseg, covidct or both", metavar="SOURCE,...")
-    per_round: int = _setting(100, "unlabelled slices pseudo-labelled per round")
-    max_rounds: int | None = _setting(5, "pseudo-label rounds, or 'all' (until the pool is empty)", none=("all",))
-    epochs_per_round: int = _setting(2, "fine-tuning passes over the grown set per round (without steps_per_round)")
-    steps_per_round: int | None = _setting(40, "optimiser steps per round (none or 0: epochs_per_round passes)",
-                                           none=("none", "0"))
-    threshold: float = _setting(0.5, "probability threshold of pseudo labels and metrics")
-    pseudo_tta: bool = _setting(True, "pseudo-label from the average with the mirrored slice")
-    ignore_band: tuple[float, float] | None = _setting((0.1, 0.9), "pseudo-label pixels with LO < p < HI carry no "
-                                                                   "loss (none: every pixel does)", metavar="LO,HI")
-    labelled_share: float | None = _setting(0.5, "share of every batch drawn from the labelled slices (none or 0: "
-                                                 "uniform draws)", none=("none", "0"))
-    polish_epochs: int = _setting(10, "after the last round, epochs on the labelled slices only (Semi-Inf-Net; 0: off)")
-    polish_lr: float | None = _setting(None, "learning rate of the polish epochs (none: finetune_lr / 2)")
-    tta: bool = _setting(True, "inference: average the mask with the mirrored slice's (lesion maps, live analysis)")
-
-    def __post_init__(self):
-        for name in ("sources", "ignore_band"):  # JSON brings tuples back as lists
-            value = getattr(self, name)
-            if isinstance(value, list):
-                object.__setattr__(self, name, tuple(value))
-        if not isinstance(self.size, int) or self.size <= 0 or self.size % 32:
-            raise ConfigValueError("size", f"size {self.size} must be a positive multiple of 32")
-        if self.encoder not in BACKBONES:
-            raise ConfigValueError("encoder", f"unknown encoder {self.encoder!r}; choose one of {', '.join(BACKBONES)}")
-        for name in ("epochs", "epochs_per_round", "per_round", "polish_epochs"):
-            if getattr(self, name) < 0:
-                raise ConfigValueError(name, f"{name} must be >= 0, got {getattr(self, name)}")
-        if self.batch_size < 1:
-            raise ConfigValueError("batch_size", f"batch_size must be >= 1, got {self.batch_size}")
-        for name in ("lr", "finetune_lr", "polish_lr"):
-            if getattr(self, name) is not None and not getattr(self, name) > 0:
-                raise ConfigValueError(name, f"{name} must be > 0, got {getattr(self, name)}")
-        if self.precision not in PRECISIONS:
-            raise ConfigValueError("precision", f"precision {self.precision!r}: choose one of {', '.join(PRECISIONS)}")
-        if not self.sources or not set(self.sources) <= set(SOURCES):
-            raise ConfigValueError("sources", f"sources {self.sources!r}: choose from {', '.join(SOURCES)}")
-        if self.max_rounds is not None and self.max_rounds < 0:
-            raise ConfigValueError("max_rounds", f"max_rounds must be >= 0 or None (all), got {self.max_rounds}")
-        if self.steps_per_round is not None and self.steps_per_round < 1:
-            raise ConfigValueError("steps_per_round", f"steps_per_round must be >= 1 or None (epochs_per_round "
-                                                      f"passes), got {self.steps_per_round}")
-        if not 0 <= self.threshold <= 1:
-            raise ConfigValueError("threshold", f"threshold {self.threshold} must lie in [0, 1]")
-        band = self.ignore_band
-        if band is not None and (len(band) != 2 or not 0 <= band[0] <= self.threshold <= band[1] <= 1):
-            raise ConfigValueError("ignore_band", f"ignore_band {band} must satisfy 0 <= lo <= threshold "
-                                                  f"({self.threshold}) <= hi <= 1")
-        if self.labelled_share is not None and not 0 < self.labelled_share < 1:
-            raise ConfigValueError("labelled_share", f"labelled_share {self.labelled_share} must lie strictly "
-                                                     "between 0 and 1 (None: uniform draws)")
-
-    @property
-    def finetune_lr_used(self) -> float:
-        return self.lr * 0.5 if self.finetune_lr is None else self.finetune_lr
-
-    @property
-    def polish_lr_used(self) -> float:
-        return self.finetune_lr_used * 0.5 if self.polish_lr is None else self.polish_lr
-
-    @property
-    def inference(self) -> dict:
-        """segment()'s settings: every stored lesion map depends on them (cache keys) and live analysis uses them."""
-        return {"precision": self.precision, "tta": self.tta}
-
-    @classmethod
-    def from_dict(cls, saved: dict) -> "SegConfig":
-        """The configuration a run saved (JSON lists back to tuples); keys it lacks take the defaults
-        above. A key that is no setting is a TypeError naming it."""
-        unknown = sorted(set(saved) - {f.name for f in fields(cls)})
-        if unknown:
-            raise TypeError(f"not a SegConfig setting: {', '.join(unknown)}")
-        return cls(**saved)
-
-    def override(self, **changes) -> "SegConfig":
-        """A copy with `changes` (SegConfig field names; another name is a TypeError naming it)."""
-        unknown = sorted(set(changes) - {f.name for f in fields(self)})
-        if unknown:
-            raise TypeError(f"not a SegConfig setting: {', '.join(unknown)}")
-        return replace(self, **changes)
-
 
 # ----------------------------------------------------------------------------------- data
 
@@ -184,10 +61,6 @@ def load_masks(paths, size: int, image_paths=None) -> torch.Tensor:
         m = F.interpolate(m, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
         out.append((m[0] >= 0.5).to(torch.uint8))
     return torch.stack(out) if out else torch.zeros(0, 1, size, size, dtype=torch.uint8)
-
-
-def _float01(x: torch.Tensor) -> torch.Tensor:
-    return x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
 
 
 def augment_pair(img: torch.Tensor, mask: torch.Tensor, gen: torch.Generator):
@@ -322,7 +195,7 @@ def train_segmenter(images: torch.Tensor, masks: torch.Tensor, out_dir, epochs: 
                 idx = perm[s * bs:(s + 1) * bs]
             else:
                 idx = torch.multinomial(sample_weights.float(), bs, replacement=True, generator=gen)
-            x, y = _float01(images[idx]), masks[idx].float()
+            x, y = as_float01(images[idx]), masks[idx].float()
             v = None if valid is None else valid[idx].float()
             if augment:
                 x, yv = augment_pair(x, y if v is None else torch.cat([y, v], 1), gen)
@@ -354,27 +227,6 @@ def train_segmenter(images: torch.Tensor, masks: torch.Tensor, out_dir, epochs: 
     save_checkpoint({"model": model.state_dict(), "config": dict(model.config)}, out_dir / "model.pt")
     atomic_write_text(out_dir / "summary.json", json.dumps(summary, indent=1))
     return model
-
-
-@torch.no_grad()
-def segment(model: InfNet, images01: torch.Tensor, batch_size: int = 16, device=None, precision: str = "fp32",
-            tta: bool = False) -> torch.Tensor:
-    """(N,1,S,S) images (float in [0,1] or uint8) -> (N,1,S,S) float infection probabilities (CPU).
-    `tta`: average with the left-right mirrored prediction."""
-    device = torch.device(device) if device is not None else next(model.parameters()).device
-    model.to(device).eval()
-    out = []
-    for i in range(0, len(images01), batch_size):
-        x = _float01(images01[i:i + batch_size]).to(device).contiguous(memory_format=torch.channels_last)
-        with autocast(precision, device):
-            p = torch.sigmoid(model(x)["mask"][-1].float())
-            if tta:
-                p = 0.5 * (p + torch.sigmoid(model(x.flip(-1))["mask"][-1].float()).flip(-1))
-        out.append(p.float().cpu())
-    if not out:
-        s = images01.shape[-1]
-        return torch.zeros(0, 1, s, s)
-    return torch.cat(out)
 
 
 def seg_metrics(prob, gt, threshold: float = 0.5) -> dict:
@@ -420,22 +272,10 @@ def evaluate_native(model: InfNet, images: torch.Tensor, mask_paths, threshold: 
     return seg_metrics(probs, gts, threshold)
 
 
-def load_segmenter(path, device="cpu") -> InfNet:
-    """An InfNet from a checkpoint written here ({"model": state dict, "config": {...}}), eval mode."""
-    ckpt = load_checkpoint(path)
-    cfg = ckpt.get("config", {})
-    model = InfNet(init="scratch", **{k: cfg[k] for k in MODEL_KEYS if k in cfg})
-    model.load_state_dict(ckpt["model"])
-    return model.to(device).to(memory_format=torch.channels_last).eval()
-
-
 # ----------------------------------------------------------------------------------- Algorithm 1
 
 def unlabelled_pool(data_root, sources=("semiseg", "covidct")) -> list[tuple[str, Path]]:
     """(key, path) of every slice Algorithm 1 may pseudo-label. COVID-CT class labels are not read."""
-    from core.data.covidct import read_covidct
-    from core.data.semiseg import read_unlabelled
-
     pool = []
     if "semiseg" in sources:
         pool += [(s.key, s.image) for s in read_unlabelled(data_root)]
@@ -468,8 +308,6 @@ def semi_supervised(data_root, out_dir, cfg: SegConfig | None = None, *, seed: i
     a rerun with resume=True continues after the last finished round. `report`: the stage's
     core.runs.progress.StageReport (its parts: round 0, the rounds, the polish).
     """
-    from core.data.semiseg import read_labelled
-
     if cfg is not None and not isinstance(cfg, SegConfig):
         raise TypeError(f"cfg: expected a SegConfig, got {type(cfg).__name__} (pass settings by name)")
     cfg = (cfg or SegConfig()).override(**overrides)

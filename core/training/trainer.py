@@ -74,7 +74,7 @@ def predict(model: nn.Module, data: StageData, image_keys=("image",), batch_size
 
 
 def sizes_record(model: nn.Module) -> dict:
-    """{"sizes": vector sizes} for a model built from them (core.models.vectors; the heads, the infected
+    """{"sizes": vector sizes} for a model built from them (core.models.network; the heads, the infected
     branch), so a checkpoint rebuilds its model without knowing the backbone's width."""
     dims = getattr(model, "dims", None)
     return {"sizes": dict(dims)} if dims else {}

@@ -14,7 +14,8 @@ from collections.abc import Callable
 from core.explain.fidelity import clean
 from core.runs.checkpoint import atomic_write_text
 from core.runs.feature_cache import file_digest, key_of
-from core.runs.runfolder import STAGES, RunFolder
+from core.models.network import STAGES
+from core.runs.runfolder import RunFolder
 from core.trust.map_checks import csv_rows
 
 TRUST_JSON = "trust.json"

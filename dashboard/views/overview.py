@@ -16,9 +16,9 @@ decision = rv.decision_branch()
 splits = [s for s in ("val", "test") if s in set(df.split)] or data.splits(df)
 
 st.title(f"Overview · {ctx.name}")
-pipe = rv.config.get("pipeline") or {}
-st.caption(f"Backbone {pipe.get('backbone', '?')} ({pipe.get('init', '?')} init), strategy {pipe.get('strategy', '?')}, "
-           f"attention {pipe.get('cam', '?')}, tau {pipe.get('tau', '?')}. Decision branch: **{decision}**. "
+pipe = rv.pipeline
+st.caption(f"Backbone {pipe.backbone} ({pipe.init} init), strategy {pipe.strategy}, "
+           f"attention {pipe.cam}, tau {pipe.tau}. Decision branch: **{decision}**. "
            "Intervals: Wilson (accuracy, sensitivity, specificity), stratified bootstrap (F1, AUC).")
 
 other = ui.comparison()
@@ -52,7 +52,7 @@ with paper:
     st.dataframe(rv.paper_table(), hide_index=True, width="stretch")
 with ours:
     comp = data.paper_comparison(ctx.runs, ctx.name, ctx.stamp, splits[-1])
-    st.markdown(f"**This run** · {splits[-1]} split, {pipe.get('backbone', '?')}")
+    st.markdown(f"**This run** · {splits[-1]} split, {pipe.backbone}")
     st.dataframe(comp, hide_index=True, width="stretch")
 
 st.divider()
@@ -100,7 +100,7 @@ strategies = data.strategy_comparison(ctx.runs, ctx.name, ctx.stamp)
 if strategies is not None:
     table, source = strategies
     st.subheader("Training strategies (the paper's Table 3)")
-    st.caption(f"Fusion branch on the test split; from {source}. This run: {pipe.get('strategy', '?')}.")
+    st.caption(f"Fusion branch on the test split; from {source}. This run: {pipe.strategy}.")
     st.dataframe(table, hide_index=True, width="stretch")
 
 st.divider()

@@ -1,4 +1,4 @@
-"""CAM methods by name. `eq1` (the paper's Eq. 1) is the default attention source.
+"""CAM methods by name. `eq1` is the paper's Eq. 1 (a run's default attention source: core.config).
 
     with make_cam("gradcam", classifier) as cam:
         maps = cam(images01)      # (B, h, w) in [0, 1]
@@ -9,7 +9,6 @@ from .eq1 import Eq1Cam
 from .gradcam_family import EigenCam, GradCam, GradCamPlusPlus, ScoreCam
 
 CAM_METHODS = {c.name: c for c in (Eq1Cam, ClassCam, GradCam, GradCamPlusPlus, EigenCam, ScoreCam)}
-DEFAULT_CAM = "eq1"
 
 
 def make_cam(name: str, classifier) -> CamMethod:
@@ -18,4 +17,4 @@ def make_cam(name: str, classifier) -> CamMethod:
     return CAM_METHODS[name](classifier)
 
 
-__all__ = ["CAM_METHODS", "DEFAULT_CAM", "CamMethod", "make_cam", "weighted_cam"]
+__all__ = ["CAM_METHODS", "CamMethod", "make_cam", "weighted_cam"]

@@ -1,0 +1,74 @@
+"""What every cached feature entry of a run is keyed by (core.runs.feature_cache): each entry's key parts, from
+the run's configuration and the digests of the checkpoints that produced it, declared here once.
+
+A key changes whenever what produced the entry does (a retrained stage, another tau or CAM method, other
+frames or segmenter settings), so a stale entry is never served. The parts are part of the run folders
+already written: changing one makes every run recompute that entry (tests/test_feature_keys.py pins some).
+"""
+from __future__ import annotations
+
+from dataclasses import asdict
+
+from core.config import PipelineConfig
+from core.inputs.fields import FieldFinder
+from core.inputs.harmonise import version
+from core.models.network import SEGMENTER
+from core.runs.feature_cache import file_digest, key_of
+from core.runs.runfolder import RunFolder
+
+
+class FeatureKeys:
+    """The key parts of one run's feature entries. `fields`: the run's FieldFinder (its key names the
+    segmenter whose lesions join an input `lungs+lesions` field)."""
+
+    def __init__(self, cfg: PipelineConfig, run: RunFolder, fields: FieldFinder):
+        self.cfg, self.run = cfg, run
+        self.input = version(cfg.input) + fields.key  # what every framed input is built with
+
+    def digest(self, stage: str) -> str:
+        return file_digest(self.run.stage(stage) / "best.pt")
+
+    def _segmenter(self) -> dict:
+        """The segmenter's size and inference settings: what its lesion maps depend on besides its weights."""
+        return {"size": self.cfg.seg.size, **self.cfg.seg.inference}
+
+    def global_features(self, slice_keys) -> dict:
+        """The global branch's pooled vectors and attention maps of the data set's slices."""
+        return {"ckpt": self.digest("global"), "size": self.cfg.image_size, "cam": self.cfg.cam,
+                "keys": key_of(list(slice_keys))}
+
+    def heatmap_crops(self, tau: float) -> dict:
+        """The heatmap branch's crops at `tau`, cut from the global branch's maps."""
+        c = self.cfg
+        return {"global": self.digest("global"), "cam": c.cam, "tau": tau, "size": c.image_size, "hires": c.hires_size}
+
+    def heatmap(self) -> dict:
+        """The heatmap branch's pooled vectors."""
+        return {"ckpt": self.digest("heatmap")}
+
+    def lesions(self, slice_keys) -> dict:
+        """The segmenter's lesion maps and the infected branch's crops of the data set's slices."""
+        c = self.cfg
+        return {"ckpt": self.digest(SEGMENTER), "seg": asdict(c.seg), "lesion_size": c.lesion_size,
+                "hires": c.hires_size, "keys": key_of(list(slice_keys)), "input": self.input}
+
+    def second_source_lesions(self, slice_keys) -> dict:
+        """The segmenter's lesion maps of the second source's candidate slices."""
+        return {"ckpt": self.digest(SEGMENTER), **self._segmenter(), "hires": self.cfg.hires_size,
+                "input": self.input, "keys": key_of(list(slice_keys))}
+
+    def second_source_vectors(self, row_keys) -> dict:
+        """The trained branches' vectors of the second source's chosen rows (the heads' extra training rows)."""
+        c = self.cfg
+        parts = {stage: self.digest(stage) for stage in ("global", "heatmap", "infected", SEGMENTER)}
+        parts.update(cam=c.cam, tau=c.tau, size=c.image_size, hires=c.hires_size, lesion_size=c.lesion_size,
+                     seg=self._segmenter(), input=self.input, keys=key_of(list(row_keys)))
+        return parts
+
+    def fusion(self) -> dict:
+        """The fusion layer's input, standardised input and probabilities (the dashboard's 3D map)."""
+        return {"ckpt": self.digest("fusion")}
+
+    def fusion_cam(self) -> dict:
+        """The fusion CAM of every slice."""
+        return {"ckpt": self.digest("fusion")}

@@ -1,0 +1,60 @@
+"""Cache keys come from one place (core.feature_keys) and keep their values: a run trained before a change resumes
+without recomputing. The default run's parts and keys pinned here are those the pipeline has always written (a
+whole-slice run's lesion key now names its input too; core.runs.migrate re-keys older ones); a change to any of
+them must be deliberate (every run would recompute that entry)."""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+
+import pytest
+
+from core.config import PipelineConfig
+from core.feature_keys import FeatureKeys
+from core.inputs.fields import FieldFinder
+from core.runs.feature_cache import key_of
+from core.runs.runfolder import RunFolder
+
+SLICES = ["CT_COVID/a.png", "CT_NonCOVID/b.png"]
+WEIGHTS = {"global": b"global-weights", "heatmap": b"heatmap-weights", "infected": b"infected-weights",
+           "infnet": b"segmenter-weights", "fusion": b"fusion-weights"}
+
+
+@pytest.fixture
+def run(tmp_path):
+    run = RunFolder(tmp_path / "run", create=True)
+    for stage, data in WEIGHTS.items():  # stand-in checkpoints: only their bytes' digest enters the keys
+        run.stage(stage).mkdir()
+        (run.stage(stage) / "best.pt").write_bytes(data)
+    return run
+
+
+def test_the_default_runs_keys_are_pinned(run):
+    keys = FeatureKeys(PipelineConfig(), run, FieldFinder())  # input lungs, the classical lung field
+    assert keys.global_features(SLICES) == {"ckpt": "2f6de76ab788b725", "size": 224, "cam": "eq1",
+                                            "keys": "3c2ed129dd85d689"}
+    assert keys.heatmap_crops(0.75) == {"global": "2f6de76ab788b725", "cam": "eq1", "tau": 0.75, "size": 224,
+                                        "hires": 448}
+    assert key_of(keys.global_features(SLICES)) == "e394d51572fa8fc4"
+    assert key_of(keys.heatmap_crops(0.75)) == "ccd5365abf2fd0cf"
+    assert keys.input == "lungs-lungs1-g0.01-m0.08-n0.1,0.9"
+    lesions = keys.lesions(SLICES)
+    assert lesions["seg"] == asdict(PipelineConfig().seg) and lesions["input"] == keys.input
+    assert key_of(lesions) == "c878a0ba352688b0"
+    assert key_of(keys.second_source_lesions(SLICES)) == "0b6df47faf006365"
+    assert key_of(keys.second_source_vectors(SLICES)) == "75b37437e699186f"
+    assert key_of(keys.heatmap()) == "d3e254ed2d6ab7a0" and key_of(keys.fusion()) == "f36210d780d58fa7"
+
+
+def test_every_lesion_key_names_its_input_and_every_input_change_makes_a_new_key(run):
+    whole = FeatureKeys(PipelineConfig(recipe="fast"), run, FieldFinder())  # fed the whole slice
+    assert whole.lesions(SLICES)["input"] == "slice-lungs1-g0.01"  # older such runs: core.runs.migrate re-keys them
+    assert key_of(whole.lesions(SLICES)) == "0737fd7d93f9d2aa"
+    base = FeatureKeys(PipelineConfig(), run, FieldFinder())
+    for changed in (PipelineConfig(tau=0.5), PipelineConfig(cam="gradcam"), PipelineConfig(image_size=256),
+                    PipelineConfig(seg={"tta": False})):
+        other = FeatureKeys(changed, run, FieldFinder())
+        assert json.dumps([other.heatmap_crops(changed.tau), other.lesions(SLICES)], sort_keys=True) != \
+            json.dumps([base.heatmap_crops(base.cfg.tau), base.lesions(SLICES)], sort_keys=True)
+    (run.stage("global") / "best.pt").write_bytes(b"retrained")  # a retrained stage: new keys of what it made
+    assert key_of(base.global_features(SLICES)) != "e394d51572fa8fc4"

@@ -1,0 +1,123 @@
+"""The engine's import structure, read from the source with `ast` (module-level and function-level imports
+both count): no cycle among core's modules, core never imports train or dashboard, and core respects one
+layer order written below, where a lower layer never imports a higher one."""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PACKAGES = ("core", "train", "dashboard")
+
+# core's layers, lowest first. A module belongs to the longest entry that prefixes its name: its folder,
+# unless it is named on its own (the few modules that sit on another layer than their folder's, each with
+# the reason). Within a layer any import is allowed (the cycle test still holds).
+LAYERS = (
+    ("core.training.runtime",),  # the process: DDP rank and barriers, autocast; imports nothing of core
+    ("core.runs",),  # what a run folder keeps: checkpoints, the folder, feature caches, verdicts
+    ("core.data",),  # data sets read into tensors
+    ("core.inputs.boxes",),  # box geometry, shared by the maps' crops and the lesion crops
+    ("core.explain",),  # attention maps, CAM methods, the fusion CAM
+    ("core.models",),  # the networks, the segmenter and its inference
+    ("core.explain.fusion_cam",),  # the fusion decision's map: laid out by the network's branches
+    ("core.results",),  # numbers from predictions
+    ("core.inputs",),  # what a network is fed: fields and lesion crops come from a trained segmenter
+    ("core.data.second_source",),  # training rows labelled by a trained segmenter, framed as inputs are
+    ("core.training.recipes",),  # named schedules: the run settings the configuration fills in
+    ("core.config",),  # a run's settings
+    ("core.training",),  # how the networks are trained
+    ("core.feature_keys", "core.pipeline", "core.inference"),  # a whole run: trains, caches, scores
+    # what reads a whole trained run: audits, fidelity, the run's tables, the dashboard's view, migration
+    ("core.audits", "core.explain.fidelity", "core.results.tables", "core.runs.run_view", "core.runs.migrate"),
+    ("core.errors",),  # every user-error type, gathered for the commands
+)
+
+
+def modules() -> dict[str, Path]:
+    out = {}
+    for package in PACKAGES:
+        for path in (PROJECT_ROOT / package).rglob("*.py"):
+            parts = list(path.relative_to(PROJECT_ROOT).with_suffix("").parts)
+            if parts[-1] == "__init__":
+                parts = parts[:-1]
+            out[".".join(parts)] = path
+    return out
+
+
+MODULES = modules()
+
+
+def imports_of(name: str, path: Path) -> set[str]:
+    """The project modules `name` imports anywhere in its file (an imported name resolves to its module)."""
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[:len(package.split(".")) - node.level + 1]
+                module = ".".join(base + ([node.module] if node.module else []))
+            else:
+                module = node.module
+            found.add(module)
+            found.update(f"{module}.{a.name}" for a in node.names)
+    out = set()
+    for imported in found:
+        while imported and imported not in MODULES:
+            imported = imported.rpartition(".")[0]
+        if imported and imported != name:
+            out.add(imported)
+    return out
+
+
+GRAPH = {name: imports_of(name, path) for name, path in MODULES.items()}
+CORE = sorted(n for n in GRAPH if n == "core" or n.startswith("core."))
+
+
+def layer(name: str) -> int:
+    matches = [(len(prefix), i) for i, group in enumerate(LAYERS) for prefix in group
+               if name == prefix or name.startswith(prefix + ".")]
+    if not matches:
+        raise AssertionError(f"{name} is on no layer: add its folder (or it) to LAYERS")
+    return max(matches)[1]
+
+
+def test_the_reader_sees_both_kinds_of_import():
+    assert "core.config" in GRAPH["core.pipeline"]  # module level
+    assert "core.inference" in GRAPH["dashboard.data"]  # inside a function
+
+
+def test_core_never_imports_train_or_dashboard():
+    bad = {n: sorted(m for m in GRAPH[n] if m.split(".")[0] in ("train", "dashboard")) for n in CORE}
+    assert not {n: m for n, m in bad.items() if m}
+
+
+def test_no_cycle_among_core_modules():
+    core = set(CORE)
+    state, stack, cycles = {}, [], []
+
+    def visit(n):
+        state[n] = "open"
+        stack.append(n)
+        for m in sorted(GRAPH[n] & core):
+            if state.get(m) == "open":
+                cycles.append(stack[stack.index(m):] + [m])
+            elif m not in state:
+                visit(m)
+        stack.pop()
+        state[n] = "done"
+
+    for n in CORE:
+        if n not in state:
+            visit(n)
+    assert not cycles, "\n".join(" -> ".join(c) for c in cycles)
+
+
+@pytest.mark.parametrize("name", [n for n in CORE if n != "core"])
+def test_no_import_runs_back_up(name):
+    up = sorted(m for m in GRAPH[name] if m in GRAPH and m.startswith("core.") and layer(m) > layer(name))
+    assert not up, f"{name} (layer {layer(name)}) imports higher layers: " + \
+        ", ".join(f"{m} (layer {layer(m)})" for m in up)
