@@ -1,4 +1,4 @@
-"""The Scan page's report downloads: one 16:9 slide (PNG, PDF) of the whole scan (core.explain.scan_report).
+"""The Scan page's report downloads: one 16:9 slide (PNG, PDF) of the whole scan (dashboard.scan_report).
 
 As the Case view's report (dashboard.report_ui): the composition runs only when a button is clicked
 (Streamlit's deferred download data), off the page's thread, so it makes no Streamlit call; it analyses
@@ -12,8 +12,8 @@ from datetime import UTC, datetime
 
 import streamlit as st
 
-from core.explain.case_report import to_pdf, to_png
-from core.explain.scan_report import scan_report
+from dashboard.case_report import to_pdf, to_png
+from dashboard.scan_report import scan_report
 from core.inputs.harmonise import from_frame
 from core.results.predictions import BASELINES
 from dashboard import images as im

@@ -219,7 +219,7 @@ def test_the_scan_report_downloads(dash_env, series_files, monkeypatch):
     from PIL import Image
     from streamlit.delta_generator import DeltaGenerator
 
-    from core.explain.case_report import SIZE
+    from dashboard.case_report import SIZE
 
     seen = {}  # AppTest does not hand back a download's bytes: keep what the page passed
     real = DeltaGenerator.download_button

@@ -1,12 +1,12 @@
-"""The one-slide scan report (core.explain.scan_report): its decision line and opacity bars, by the module's
+"""The one-slide scan report (dashboard.scan_report): its decision line and opacity bars, by the module's
 own colours in the regions its layout gives them."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from core.explain.case_report import BAR_COLOURS, SIZE
-from core.explain.scan_report import SIDE_COLOURS, scan_report
+from dashboard.case_report import BAR_COLOURS, SIZE
+from dashboard.scan_report import SIDE_COLOURS, scan_report
 from core.knowledge.scan import summarise, with_zones
 from tests.test_scan import hand_table
 

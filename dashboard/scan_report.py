@@ -1,7 +1,7 @@
 """A one-slide report of a whole scan: the scan-level decision and its rule, where along the scan the
 disease lies (z-profile), the percent of opacity per lung, the slices that drive the decision.
 
-Pillow only, on the case report's 16:9 canvas and type (core.explain.case_report: no text under 24 px at
+Pillow only, on the case report's 16:9 canvas and type (dashboard.case_report: no text under 24 px at
 1920x1080). Inputs are the scan's table and summary (core.knowledge.scan) and plain images, so the
 dashboard and scripts can build one without a page.
 """
@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw
 
-from core.explain.case_report import BAR_COLOURS, FOOTER, GREY, INK, MARGIN, PAPER, SIZE, WRONG, _as_image, _text, _wrap
+from dashboard.case_report import BAR_COLOURS, FOOTER, GREY, INK, MARGIN, PAPER, SIZE, WRONG, _as_image, _text, _wrap
 from core.knowledge.scan import SIDES, ZONES, ScanSummary
 
 LINE_COLOURS = ((76, 120, 168), (245, 133, 24), (84, 162, 75), (178, 121, 162), (157, 117, 93), (114, 183, 178))
