@@ -17,7 +17,7 @@ from core.explain.cams.eq1 import Eq1Cam
 from core.inputs.harmonise import INPUT_MODES
 from core.models.backbones import BACKBONES
 from core.runs.runfolder import RunError
-from core.training.recipes import DEFAULT_RECIPE, RECIPES, Recipe, get_recipe
+from core.training.recipes import DECISIONS, DEFAULT_RECIPE, RECIPES, Recipe, get_recipe
 
 SEG_SOURCES = ("semiseg", "covidct")  # the unlabelled pools Algorithm 1 may draw from
 PRECISIONS = ("fp32", "bf16")
@@ -187,6 +187,9 @@ class PipelineConfig:
                                          choices=SOURCES, none=("recipe",))
     heads_second_source: bool | None = _setting(None, "the vector heads (fusion, global+heatmap) train on the second "
                                                       "source's rows too", none=("recipe",))
+    decision: str | None = _setting(None, "the run's decision: fusion (the paper's), or two-step (disease present x "
+                                          "looks like COVID, fitted across sources: core/knowledge/decision.py; "
+                                          "needs covid-ct-md/ in the data root)", choices=DECISIONS, none=("recipe",))
     config_format: int = field(default=CONFIG_FORMAT, init=False)
 
     def __post_init__(self):
@@ -199,6 +202,7 @@ class PipelineConfig:
         self.second_source = self.second_source or recipe.second_source
         if self.heads_second_source is None:
             self.heads_second_source = recipe.heads_second_source
+        self.decision = self.decision or recipe.decision
         if self.branch_epochs is None and self.epochs is None:  # --epochs overrides every stage
             self.branch_epochs = recipe.branch_epochs
         if self.hires_size is None:
@@ -207,7 +211,7 @@ class PipelineConfig:
 
     def _check(self) -> None:
         for name, allowed in (("backbone", BACKBONES), ("strategy", STRATEGIES), ("cam", CAM_METHODS),
-                              ("branch_init", ("global", "init"))):
+                              ("branch_init", ("global", "init")), ("decision", DECISIONS)):
             if getattr(self, name) not in allowed:
                 raise ConfigValueError(name, f"unknown {name} {getattr(self, name)!r}; choose one of {', '.join(allowed)}")
         if self.input not in INPUT_MODES:

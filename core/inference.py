@@ -22,8 +22,10 @@ from core.inputs.boxes import Box, crop
 from core.inputs.fields import FieldFinder
 from core.inputs.harmonise import harmonise
 from core.inputs.lesion_crops import lesion_crops
-from core.inputs.lesion_maps import lesion_map_u8, lesion_share
+from core.inputs.lesion_maps import lesion_map_u8
 from core.inputs.lungs import LungField
+from core.knowledge.decision import Factors, TwoStepDecision
+from core.knowledge.signs import SIGNS, Signs, signs_in_frame
 from core.models import network
 from core.models.segmenter import load_segmenter, segment
 from core.runs.checkpoint import load_checkpoint
@@ -48,6 +50,8 @@ class SliceAnalysis:
     vectors: dict = field(repr=False, default_factory=dict)  # the fusion input (core.models.network.vectors)
     inputs: dict = field(repr=False, default_factory=dict)  # branch inputs (crops, boxes) for the fusion CAM
     probs: dict = field(default_factory=dict)  # branch -> probability
+    signs: Signs | None = None  # the radiological signs (core.knowledge.signs)
+    factors: Factors | None = None  # the two-step decision's two factors, when the run has that decision
 
     def to_json(self) -> dict:
         return {"probabilities": {k: round(float(v), 6) for k, v in self.probs.items()},
@@ -57,7 +61,16 @@ class SliceAnalysis:
                 "lung_crops": {s: (None if b is None else [round(v, 4) for v in b.as_list()])
                                for s, b in self.side_boxes.items()},
                 "input": {"frame_box": [round(v, 4) for v in self.frame.as_list()], "lung_field_found": self.lung_found},
+                **({} if self.signs is None else {"signs": {k: _rounded(v) for k, v in self.signs.to_dict().items()
+                                                            if k in SIGNS}}),
+                **({} if self.factors is None else {"two_step": {"disease_present": round(self.factors.disease, 6),
+                                                                 "looks_like_covid": round(self.factors.pattern, 6)}}),
                 "box_format": "[y0, x0, y1, x1] as fractions of the frame's height/width (frame_box: of the slice's)"}
+
+
+def _rounded(v):
+    v = float(v)
+    return None if v != v else round(v, 6)  # NaN (no lone-slice lower zone) -> null
 
 
 def quantise8(img: np.ndarray) -> np.ndarray:
@@ -70,16 +83,11 @@ def crop8(image: np.ndarray, box: Box, size: int) -> torch.Tensor:
     return ((crop(image, box, size) * 255).round() / 255)[None, None]
 
 
-def lesion_share_of(lesion_prob: np.ndarray, lung: np.ndarray) -> float:
-    """core.inputs.lesion_maps.lesion_share for one slice, with the lesion map a run stores (lesion_map_u8)."""
-    p = lesion_map_u8(torch.from_numpy(np.ascontiguousarray(lesion_prob, dtype=np.float32))[None])
-    return float(lesion_share(p, torch.from_numpy(lung.astype(np.uint8) * 255)[None, None])[0])
-
-
 class TrainedRun:
     def __init__(self, run: RunFolder, cfg: PipelineConfig, models: dict, device="cpu"):
         self.run, self.cfg, self.m, self.device = run, cfg, models, torch.device(device)
         self.fields = FieldFinder.of_run(run, cfg, device)  # how a slice's lung field is found for this run
+        self.two_step = TwoStepDecision.of_run(run)  # None until the run's two-step stage has been fitted
 
     @classmethod
     def load(cls, path: str | Path, device="cpu") -> TrainedRun:
@@ -117,6 +125,9 @@ class TrainedRun:
             attention = cam(x).float().cpu()[0].numpy()  # at the working size, as the pipeline upsamples its cache
         lesion = segment(self.m[network.SEGMENTER], seg_in, device=self.device, **cfg.seg.inference)[0, 0].numpy()
         lc = lesion_crops(lesion)
+        # the signs (and the lesion-share baseline, their first) on the lesion map as a run stores it
+        stored = lesion_map_u8(torch.from_numpy(np.ascontiguousarray(lesion, dtype=np.float32))[None])[0].numpy()
+        signs = signs_in_frame(slice01, small.box, small.lung, stored, small.found)
         blank = torch.zeros(1, 1, cfg.lesion_size, cfg.lesion_size)
         crops = {s.crop: (blank if lc.sides[s.name] is None else crop8(hires, lc.sides[s.name], cfg.lesion_size))
                  .to(self.device) for s in network.SIDES}
@@ -125,7 +136,7 @@ class TrainedRun:
         a = SliceAnalysis(image=image, hires=hires, lung=small.lung, frame=small.box, lung_found=small.found,
                           field_on_slice=field, attention=attention, tau=cfg.tau, box=Box(0, 0, 1, 1),
                           box_empty=True, lesion_prob=lesion, lesion_boxes=lc.lesions, side_boxes=lc.sides,
-                          inputs=inputs, probs={"lesion-share": lesion_share_of(lesion, small.lung)})
+                          inputs=inputs, signs=signs, probs={"lesion-share": signs.lesion_share})
         return self.rescore_tau(a, cfg.tau if tau is None else tau)
 
     @torch.no_grad()
@@ -139,7 +150,12 @@ class TrainedRun:
         v = network.vectors(self.m, {**inputs, **kept})
         probs = {name: float(torch.sigmoid(logit).flatten()[0]) for name, logit in network.logits(self.m, v).items()}
         probs.update({k: p for k, p in a.probs.items() if k not in probs})  # the baselines
-        return replace(a, tau=tau, box=hc.box, box_empty=hc.empty, vectors=v, probs=probs, inputs=inputs)
+        factors = None
+        if self.two_step is not None:  # its second step reads a classifier's probability, which tau may change
+            factors = self.two_step.factors_of(probs[self.two_step.pattern_branch], a.signs)
+            probs[TwoStepDecision.name] = factors.p
+        return replace(a, tau=tau, box=hc.box, box_empty=hc.empty, vectors=v, probs=probs, inputs=inputs,
+                       factors=factors)
 
     def fusion_cam(self, a: SliceAnalysis, size: int = 112) -> np.ndarray:
         """The fusion decision's CAM on the slice (core.explain.fusion_cam)."""

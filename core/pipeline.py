@@ -23,7 +23,10 @@ import torch
 
 from core.config import PipelineConfig
 from core.data import second_source
+from core.data import ctmd
 from core.data.covidct import read_covidct
+from core.data.errors import DataError
+from core.data.imaging import read_slice
 from core.data.slices import SliceSet, StageData
 from core.explain.attention import crops_for_maps, eq1_map, upsample_maps
 from core.explain.cams import make_cam
@@ -34,10 +37,11 @@ from core.inputs.fields import FieldFinder, needs_segmenter
 from core.inputs.frames import Frames, load_frames, load_images
 from core.inputs.lesion_crops import lesion_crops
 from core.inputs.lesion_maps import lesion_map_u8, lesion_share, lesion_target
+from core.knowledge.signs import SIGNS, signs_in_frame
 from core.models import network
 from core.models.joint import JointNet
 from core.models.segmenter import load_segmenter, segment
-from core.results.predictions import write_branch_probs
+from core.results.predictions import write_branch_probs, write_columns
 from core.runs import feature_cache as fc
 from core.runs.checkpoint import load_checkpoint, save_checkpoint
 from core.runs.progress import ProgressLog
@@ -72,6 +76,12 @@ class Pipeline:
         self.recipe = cfg.recipe_obj()
         self.branch_recipe = cfg.recipe_obj(branch=True)
         slices = read_covidct(data_root)
+        if cfg.decision == "two-step":  # fitted across sources: fail now, not after an hour of training
+            try:
+                ctmd.read_ctmd(data_root)
+            except DataError as exc:
+                raise DataError(f"decision two-step (recipe {cfg.recipe}) is chosen across sources and needs "
+                                f"COVID-CT-MD: {exc}; or train --recipe guided-heads (decision fusion)") from None
         self.timings: dict[str, float] = {}
         self.progress_log = ProgressLog.of_run(run.path, enabled=is_main())  # core.runs.progress
         if needs_segmenter(cfg.input):  # input lungs+lesions: its fields come from the run's segmenter
@@ -453,6 +463,7 @@ class Pipeline:
                     network.CROPS)
         vectors = self.vectors({"infected": inf}, self.lesion_inputs_of(lesions, g=gfeat["pooled"], h=hvec))
         self.stage_three(g, h, inf, crops, lesions, vectors)
+        self.knowledge(lesions)
         return self.finish(t_all)
 
     def stage_three(self, g, h, inf, crops, lesions, vectors, fusion=None):
@@ -477,6 +488,34 @@ class Pipeline:
         t0 = time.time()
         self.explain(g, h, inf, fusion, crops, lesions)
         self.timings["fusion-cam"] = time.time() - t0
+
+    # ---- the knowledge-aware decision (core.knowledge) -------------------------------------
+    def knowledge(self, lesions) -> None:
+        """The radiological signs of every slice into predictions.csv; with decision two-step, the external
+        sources scored through the run and the two-step decision fitted on the rows that choose
+        (core.audits.external)."""
+        t0 = time.time()
+        self.signs(lesions)
+        self.timings["signs"] = time.time() - t0
+        if self.cfg.decision != "two-step" or not is_main():
+            return
+        from core.audits.external import run_external
+
+        t0 = time.time()
+        self.log("external: scoring COVID-SemiSeg and COVID-CT-MD; fitting the two-step decision")
+        run_external(self.run, self.data_root, fit=True, log=self.log, device=self.device)
+        self.timings["external+two-step"] = time.time() - t0
+
+    def signs(self, lesions) -> None:
+        """core.knowledge.signs of every slice, from the stored lesion maps and lung fields (as a live analysis
+        computes them: core.knowledge.signs.signs_in_frame)."""
+        if not is_main():
+            return
+        fr = self.frames
+        rows = [signs_in_frame(read_slice(s.path), fr.box(i), fr.lungs[i, 0].numpy() > 127,
+                               lesions["prob"][i].numpy(), bool(fr.found[i])).to_dict()
+                for i, s in enumerate(self.ds.slices)]
+        write_columns(self.run, self.ds.slices, {k: [r[k] for r in rows] for k in SIGNS})
 
     def finish(self, t_all) -> dict:
         self.timings["total"] = time.time() - t_all
@@ -524,6 +563,7 @@ class Pipeline:
         hvec = self._pooled(h, {"crop": crops["crops"]}, ("crop",), lambda m, b: m.embed(b))
         vectors = self.vectors({"infected": inf}, self.lesion_inputs_of(lesions, g=gfeat["pooled"], h=hvec))
         self.stage_three(g, h, inf, crops, lesions, vectors, fusion=joint.fusion)
+        self.knowledge(lesions)
         return self.finish(t_all)
 
     @torch.no_grad()

@@ -21,6 +21,8 @@ predictions.csv. `report` turns the rows into the per-source, per-patient tables
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 from dataclasses import asdict, dataclass
 
@@ -30,7 +32,16 @@ import pandas as pd
 from core.data import ctmd
 from core.data.imaging import read_slice
 from core.data.semiseg import read_labelled
+from core.explain.fidelity import clean
+from core.inference import TrainedRun
+from core.knowledge.decision import FACTOR_COLUMNS, TwoStepDecision, choose
+from core.knowledge.signs import SIGNS
 from core.results.metrics import binary_metrics, wilson
+from core.results.predictions import BRANCHES, operating_point, read_predictions, write_columns
+from core.runs.checkpoint import atomic_write_text
+from core.runs.feature_cache import key_of
+from core.runs.runfolder import RunError
+from core.trust.store import checkpoints
 
 EXTERNAL_FILE = "external.json"  # the report `train external` writes into the run folder
 ROWS_FILE = "external.csv"  # the scored rows behind it
@@ -158,3 +169,72 @@ def table_rows(result: dict) -> list[dict]:
                          "auc_high": (m.get("auc_ci") or [None, None])[1], "sensitivity": m["sensitivity"],
                          "specificity": m.get("specificity")})
     return rows
+
+
+# ------------------------------------------------------------------------------------------- one run
+
+def rows_key(run, data_root) -> dict:
+    """What the scored external rows depend on: the run's checkpoints and the external slices' listing."""
+    listing = "\n".join(sorted(f"{s.key} {s.label} {s.infection_visible}" for s in external_slices(data_root)))
+    return {"checkpoints": checkpoints(run), "listing": hashlib.sha256(listing.encode()).hexdigest()[:16]}
+
+
+def scored_rows(run, data_root, progress=None, device="cpu") -> tuple[pd.DataFrame, str]:
+    """(the external slices scored by the run's branches (`score`), their key): read back from ROWS_FILE when
+    nothing they depend on changed (the key is kept in EXTERNAL_FILE), else scored again."""
+    key = key_of(rows_key(run, data_root))
+    try:
+        if json.loads((run.path / EXTERNAL_FILE).read_text()).get("rows_key") == key:
+            rows = pd.read_csv(run.path / ROWS_FILE)
+            return rows[rows["source"] != "covid-ct"].drop(columns=[c for c in DERIVED if c in rows]), key
+    except (OSError, ValueError):
+        pass  # no report yet, or one that cannot be read: score again
+    tr = TrainedRun.load(run.path, device=device)
+    tr.two_step = None  # the network's branches alone: the decision is fitted on these rows next
+    return score(tr, external_slices(data_root), progress), key
+
+
+def run_external(run, data_root, fit: bool, progress=None, log=print, device="cpu") -> dict:
+    """Score the external sources with the run; when `fit`, fit its two-step decision on the rows that choose
+    (core.knowledge.decision: saved in the run's stage folder, its columns written into predictions.csv); then
+    write the report (EXTERNAL_FILE) and the rows behind it (ROWS_FILE). COVID-CT's rows must carry the signs
+    (the pipeline's signs stage)."""
+    preds = numeric(read_predictions(run))
+    missing = [s for s in SIGNS if s not in preds]
+    if missing:
+        raise RunError(f"{run.predictions_csv}: no radiological signs ({', '.join(missing)}): run the pipeline "
+                       f"(`python -m train pipeline ... --resume`) to add them")
+    ext, key = scored_rows(run, data_root, progress, device)
+    rows = numeric(pd.concat([covidct_rows(preds.drop(columns=[c for c in DERIVED if c in preds])), ext],
+                             ignore_index=True))
+    decision = choose(rows) if fit else TwoStepDecision.of_run(run)  # without `fit`: the one fitted before, if any
+    if fit:
+        decision.save(run)
+        write_columns(run, [_Row(*r) for r in zip(preds.key, preds.split, preds.label, preds.patient)],
+                      {c: v.to_numpy() for c, v in decision.on_table(preds).items()})
+        log(f"two-step: fitted on {decision.fitted_on}; operating point {decision.operating_point:.3f}")
+    if decision is not None:
+        rows = pd.concat([rows, decision.on_table(rows)], axis=1)
+    preds = read_predictions(run)
+    branches = [b for b in BRANCHES if f"p_{b}" in rows and rows[f"p_{b}"].notna().all()]
+    result = {**report(rows, {b: operating_point(preds, b, run) for b in branches}, branches), "rows_key": key}
+    rows.to_csv(run.path / ROWS_FILE, index=False)
+    atomic_write_text(run.path / EXTERNAL_FILE, json.dumps(clean(result), indent=1))
+    return result
+
+
+def numeric(table: pd.DataFrame) -> pd.DataFrame:
+    """The probability and sign columns as numbers (predictions.csv keeps a missing value as '')."""
+    cols = [c for c in (*SIGNS, *(f"p_{b}" for b in BRANCHES)) if c in table]
+    return table.assign(**{c: pd.to_numeric(table[c], errors="coerce") for c in cols})
+
+
+@dataclass(frozen=True)
+class _Row:  # a predictions.csv row's identity, as core.results.predictions.write_columns takes slices
+    key: str
+    split: str
+    label: int
+    patient: str
+
+
+DERIVED = (f"p_{TwoStepDecision.name}", *FACTOR_COLUMNS)  # the columns the decision adds to the rows

@@ -40,7 +40,7 @@ from core.inputs.harmonise import grown, harmonise
 from core.inputs.lungs import LungField
 from core.models import network
 from core.results.metrics import binary_metrics, wilson
-from core.results.predictions import read_predictions, val_threshold
+from core.results.predictions import read_predictions, operating_point
 from core.runs.checkpoint import load_checkpoint
 
 CONDITIONS = ("intact", "lungs-blanked", "lungs-only")
@@ -177,7 +177,7 @@ def audit(run, data_root, scorer, limit: int | None = None, tolerance_px: float 
             r["energy"].append(energy_share(smap, mask))
     test_rows = preds[preds["split"] == "test"]
     for b in branches:
-        t = val_threshold(preds, b)
+        t = operating_point(preds, b, run)
         p = np.array(ext_probs[b])
         hits = int((p >= t).sum())
         neg = test_rows[test_rows["label"] == 0]

@@ -20,11 +20,15 @@ The Case view shows both factors (`Factors`), so a user sees how much of the dec
 """
 from __future__ import annotations
 
+import json
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
+import pandas as pd
 from scipy.optimize import minimize
+
+from core.runs.checkpoint import atomic_write_text
 
 EPS = 1e-3  # lesion share floor inside the log: a share of 0 is "less than 0.1% of the lungs"
 L2 = 1e-2  # weight decay on every slope: with a few hundred rows, keep the weights from running off
@@ -41,18 +45,25 @@ def sigmoid(z):
     return 1 / (1 + np.exp(-np.asarray(z, dtype=np.float64)))
 
 
-def design(rows) -> tuple[np.ndarray, np.ndarray]:
-    """(disease input (N,), pattern inputs (N, 1 + len(PATTERN_SIGNS))) from a table with columns
-    lesion_share, p_pattern (the classifier's probability) and the signs (NaN signs count as 0: no
-    lesion, no pattern)."""
-    get = lambda c: np.nan_to_num(np.asarray(rows[c], dtype=np.float64), nan=0.0)
+def design(rows, signs=PATTERN_SIGNS) -> tuple[np.ndarray, np.ndarray]:
+    """(disease input (N,), pattern inputs (N, 1 + len(signs))) from a table with columns lesion_share,
+    p_pattern (the classifier's probability) and the signs (NaN signs count as 0: no lesion, no pattern)."""
+    get = lambda c: np.nan_to_num(pd.to_numeric(pd.Series(np.asarray(rows[c], dtype=object)), errors="coerce")
+                                  .to_numpy(dtype=np.float64), nan=0.0)
     disease = np.log(get("lesion_share") + EPS)
-    count = get("lesion_count")
-    signs = {"peripheral_share": get("peripheral_share"), "bilateral": get("bilateral"),
-             "ground_glass_share": 1.0 - np.nan_to_num(np.asarray(rows["consolidation_share"], dtype=np.float64), nan=1.0),
-             "log_lesion_count": np.log1p(count)}
-    pattern = np.column_stack([logit(rows["p_pattern"])] + [signs[k] for k in PATTERN_SIGNS])
+    inputs = {"peripheral_share": lambda: get("peripheral_share"), "bilateral": lambda: get("bilateral"),
+              # consolidation_share NaN (not measured) counts as all consolidation: no ground glass credited
+              "ground_glass_share": lambda: 1.0 - np.nan_to_num(
+                  pd.to_numeric(pd.Series(np.asarray(rows["consolidation_share"], dtype=object)), errors="coerce")
+                  .to_numpy(dtype=np.float64), nan=1.0),
+              "log_lesion_count": lambda: np.log1p(get("lesion_count"))}
+    pattern = np.column_stack([logit(get("p_pattern"))] + [inputs[k]() for k in signs])
     return disease, pattern
+
+
+def pattern_rows(table: pd.DataFrame, branch: str) -> pd.DataFrame:
+    """A predictions-like table with its p_<branch> column as the second step's classifier input p_pattern."""
+    return table.assign(p_pattern=table[f"p_{branch}"])
 
 
 @dataclass
@@ -65,19 +76,29 @@ class Factors:
         return self.disease * self.pattern
 
 
+DECISION_FILE = "decision.json"
+FACTOR_COLUMNS = ("disease_present", "looks_like_covid")  # predictions.csv's columns of the two factors  # in the run's stage folder `two-step`
+
+
 @dataclass
 class TwoStepDecision:
-    """The fitted weights; `pattern_branch`: the classifier whose probability feeds the second step."""
+    """The fitted weights; `pattern_branch`: the classifier whose probability feeds the second step;
+    `operating_point`: the cut on p chosen on the rows that choose (`operating_point`)."""
+    name = "two-step"  # its predictions.csv column p_two-step and its stage folder
+
     pattern_branch: str = "fusion"
     a_d: float = 1.0
     b_d: float = 0.0
     a_c: float = 1.0
     w: list = field(default_factory=lambda: [0.0] * len(PATTERN_SIGNS))
     b_c: float = 0.0
+    signs: list = field(default_factory=lambda: list(PATTERN_SIGNS))  # the pattern signs w weighs, in order
     fitted_on: dict = field(default_factory=dict)  # source -> rows, recorded for the report
+    operating_point: float = 0.5
 
     def factors(self, rows) -> tuple[np.ndarray, np.ndarray]:
-        disease, pattern = design(rows)
+        """(p(disease present), p(looks like COVID | disease)) of each row (columns: `design`'s)."""
+        disease, pattern = design(rows, self.signs)
         d = sigmoid(self.a_d * disease + self.b_d)
         c = sigmoid(pattern @ np.r_[self.a_c, self.w] + self.b_c)
         return d, c
@@ -86,22 +107,49 @@ class TwoStepDecision:
         d, c = self.factors(rows)
         return d * c
 
+    def on_table(self, table: pd.DataFrame) -> pd.DataFrame:
+        """p, disease and pattern factors of a predictions-like table (with p_<pattern_branch> and the signs)."""
+        d, c = self.factors(pattern_rows(table, self.pattern_branch))
+        return pd.DataFrame({f"p_{self.name}": d * c, FACTOR_COLUMNS[0]: d, FACTOR_COLUMNS[1]: c}, index=table.index)
+
+    def factors_of(self, p_pattern: float, signs) -> Factors:
+        """The two factors of one slice: its pattern classifier's probability and its
+        core.knowledge.signs.Signs."""
+        d, c = self.factors({"p_pattern": [p_pattern], **{k: [v] for k, v in signs.to_dict().items()}})
+        return Factors(float(d[0]), float(c[0]))
+
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, saved: dict) -> "TwoStepDecision":
+        known = {f.name for f in fields(cls)}
+        unknown = set(saved) - known
+        if unknown:
+            raise ValueError(f"two-step decision: unknown fields {sorted(unknown)}")
         return cls(**saved)
 
+    def save(self, run, extra: dict | None = None) -> None:
+        """Into the run folder's stage `two-step` (`extra`: what chose it, kept beside the weights)."""
+        folder = run.stage(self.name)
+        folder.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(folder / DECISION_FILE, json.dumps({"decision": self.to_dict(), **(extra or {})}, indent=1))
+
     @classmethod
-    def fit(cls, rows, labels, sources, pattern_branch: str = "fusion") -> "TwoStepDecision":
+    def of_run(cls, run) -> "TwoStepDecision | None":
+        """The run's fitted two-step decision, or None before its stage has run."""
+        f = run.stage(cls.name) / DECISION_FILE
+        return cls.from_dict(json.loads(f.read_text())["decision"]) if f.exists() else None
+
+    @classmethod
+    def fit(cls, rows, labels, sources, pattern_branch: str = "fusion", signs=PATTERN_SIGNS) -> "TwoStepDecision":
         """Weights by bounded maximum likelihood on the rows that choose; every source (a label per row in
-        `sources`) weighs the same in total."""
+        `sources`) weighs the same in total; `signs`: the pattern signs the second step reads."""
         y = np.asarray(labels, dtype=np.float64)
         src = np.asarray(sources)
         names, counts = np.unique(src, return_counts=True)
         weight = np.array([1.0 / counts[names == s][0] for s in src]) * len(y) / len(names)
-        disease, pattern = design(rows)
+        disease, pattern = design(rows, signs)
         k = pattern.shape[1]
 
         def loss(theta):
@@ -119,8 +167,8 @@ class TwoStepDecision:
         bounds = [(0, None), (None, None), (None, None)] + [(0, None)] * k
         res = minimize(loss, start, method="L-BFGS-B", bounds=bounds)
         a_d, b_d, b_c, a_c, *w = res.x.tolist()
-        return cls(pattern_branch, a_d, b_d, a_c, w, b_c,
-                   {str(s): int(n) for s, n in zip(names, counts)})
+        return cls(pattern_branch=pattern_branch, a_d=a_d, b_d=b_d, a_c=a_c, w=w, b_c=b_c, signs=list(signs),
+                   fitted_on={str(s): int(n) for s, n in zip(names, counts)})
 
 
 def selection_rows(rows):
@@ -148,3 +196,13 @@ def operating_point(p, labels, sources) -> float:
     fpr = np.cumsum(neg[order]) / neg.sum()
     best = int(np.argmax(tpr - fpr))
     return float(p[order][best])
+
+
+def choose(rows: pd.DataFrame, pattern_branch: str = "fusion", signs=PATTERN_SIGNS) -> TwoStepDecision:
+    """The two-step decision fitted on the rows that choose (`selection_rows` of a table shaped like
+    core.audits.external's rows, with p_<pattern_branch> and the signs), its operating point chosen there too."""
+    part, y, src = selection_rows(rows)
+    part = pattern_rows(part, pattern_branch)
+    decision = TwoStepDecision.fit(part, y, src, pattern_branch, signs)
+    decision.operating_point = operating_point(decision.predict(part), y, src)
+    return decision

@@ -38,8 +38,9 @@ import pandas as pd
 
 from core.data.imaging import ImageReadError, _problem
 from core.data.series import Volume
-from core.inputs.harmonise import to_frame
-from core.knowledge.signs import SIGNS, on_grid, relative_grey, slice_signs
+from core.inputs.lesion_maps import LESION_MAP_SIZE
+from core.knowledge.decision import FACTOR_COLUMNS
+from core.knowledge.signs import SIGNS, on_grid
 
 SIDES = ("right", "left")  # patient's right lung = image left, as core.knowledge.signs splits them
 AREAS = tuple(f"{side}_{what}_{unit}" for side in SIDES for what in ("lung", "lesion") for unit in ("px", "mm2"))
@@ -144,14 +145,14 @@ def lung_areas(lung: np.ndarray, grid: int) -> dict[str, int]:
 def slice_row(tr, slice01: np.ndarray, pixel_spacing: tuple[float, float] | None) -> dict:
     """Every branch's p(COVID), the signs and the areas of one slice (analysed by the run `tr`)."""
     a = tr.analyse(slice01)
-    size = a.lung.shape[0]
-    grey = relative_grey(to_frame(slice01, a.frame, size), a.lung)  # the original grey, cut to the frame
-    signs = slice_signs(a.lesion_prob, a.lung, grey, a.lung_found)
-    grid = a.lesion_prob.shape[-1]
+    signs = a.signs
+    grid = LESION_MAP_SIZE  # the signs' grid: the lesion map as a run stores it
     h, w = slice01.shape
     per_cell = (a.frame.y1 - a.frame.y0) * h / grid * (a.frame.x1 - a.frame.x0) * w / grid  # slice pixels
     mm2 = math.nan if pixel_spacing is None else float(pixel_spacing[0] * pixel_spacing[1])
     row = {f"p_{b}": float(p) for b, p in a.probs.items()}
+    if a.factors is not None:
+        row.update(zip(FACTOR_COLUMNS, (a.factors.disease, a.factors.pattern)))
     row.update(lung_found=bool(a.lung_found), **{k: v for k, v in signs.to_dict().items() if k in SIGNS})
     for side, cells in lung_areas(a.lung, grid).items():
         lung_px = cells * per_cell

@@ -125,3 +125,14 @@ def slice_signs(lesion_prob: np.ndarray, lung: np.ndarray, grey: np.ndarray | No
         consolidation = float((inside & dense).sum() / total) if total else 0.0
     return Signs(share(field), r, le, float(r >= BILATERAL_MIN and le >= BILATERAL_MIN), peripheral, count,
                  consolidation, lower_zone, bool(lung_found))
+
+
+def signs_in_frame(slice01: np.ndarray, frame, lung: np.ndarray, lesion_u8: np.ndarray, lung_found: bool) -> Signs:
+    """The signs of a slice as a run framed it: `frame` (core.inputs.boxes.Box) where the run's frame lies on
+    the (H, W) slice in [0, 1]; `lung` (S, S) its lung field there; `lesion_u8` the stored lesion map
+    (core.inputs.lesion_maps.lesion_map_u8). The pipeline (from its caches) and a live analysis
+    (core.inference) both call this, so a slice gets the same signs either way."""
+    from core.inputs.harmonise import to_frame
+
+    grey = relative_grey(to_frame(slice01, frame, lung.shape[0]), lung)
+    return slice_signs(np.asarray(lesion_u8, dtype=np.float32) / 255, lung, grey, lung_found)

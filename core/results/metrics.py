@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from scipy.stats import rankdata
 from sklearn.metrics import roc_auc_score
 
 Z95 = 1.959963984540054
@@ -67,12 +68,16 @@ def binary_metrics(y, p, threshold: float = 0.5, n_boot: int = 1000, seed: int =
     rng = np.random.default_rng(seed)
     ip, ineg = np.nonzero(pos)[0], np.nonzero(neg)[0]
     aucs, f1s = [], []
-    both = len(ip) > 0 and len(ineg) > 0
-    for _ in range(n_boot if both else 0):
-        idx = np.concatenate([rng.choice(ip, len(ip)), rng.choice(ineg, len(ineg))])
-        aucs.append(roc_auc_score(y[idx], p[idx]))
-        f1s.append(_f1(y[idx], pred[idx]))
-    ci = lambda v: [float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5))] if v else [float("nan")] * 2
+    if len(ip) and len(ineg) and n_boot:
+        # stratified resamples, drawn in the order a per-resample loop draws them; scored all at once
+        draws = [(rng.choice(ip, len(ip)), rng.choice(ineg, len(ineg))) for _ in range(n_boot)]
+        bp, bn = np.stack([d[0] for d in draws]), np.stack([d[1] for d in draws])
+        n1, n0 = len(ip), len(ineg)
+        ranks = rankdata(np.concatenate([p[bp], p[bn]], axis=1), axis=1)  # ties share their mean rank
+        aucs = list((ranks[:, :n1].sum(1) - n1 * (n1 + 1) / 2) / (n1 * n0))
+        tp_b, fn_b, fp_b = pred[bp].sum(1), n1 - pred[bp].sum(1), pred[bn].sum(1)
+        f1s = list(np.where(tp_b > 0, 2 * tp_b / np.maximum(2 * tp_b + fp_b + fn_b, 1), 0.0))
+    ci = lambda v: [float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5))] if len(v) else [float("nan")] * 2
     out["auc"] = {"value": auc(y, p), "ci": ci(aucs)}
     out["f1"] = {"value": _f1(y, pred), "ci": ci(f1s)}
     out["n"] = int(len(y))

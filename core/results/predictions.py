@@ -6,6 +6,7 @@ import json
 
 import pandas as pd
 
+from core.knowledge.decision import TwoStepDecision
 from core.models.network import NAMES
 from core.results.metrics import binary_metrics, youden_threshold
 from core.runs.checkpoint import atomic_write_bytes, atomic_write_text
@@ -14,27 +15,34 @@ from core.runs.runfolder import RunError, RunFolder
 # lesion-share is no branch but a baseline of knowledge alone: the share of the lung field the segmenter
 # calls lesion (core.inputs.lesion_maps.lesion_share), scored like a branch so tables show it beside them.
 BASELINES = ("lesion-share",)
+# decisions over the branches and the knowledge (core.knowledge.decision): the last one present decides
+DECISIONS = (TwoStepDecision.name,)
 # predictions.csv's probability columns p_<name>: the network's branches in the paper's table order
-# (core.models.network), then the baselines
-BRANCHES = (*NAMES, *BASELINES)
+# (core.models.network), then the decisions, then the baselines
+BRANCHES = (*NAMES, *DECISIONS, *BASELINES)
 
 
-def write_branch_probs(run: RunFolder, branch: str, slices, probs) -> pd.DataFrame:
-    """Set p_<branch> for these slices; other slices and other branches' columns are kept."""
-    col = f"p_{branch}"
+def write_columns(run: RunFolder, slices, columns: dict) -> pd.DataFrame:
+    """Set these columns (name -> one value per slice) for these slices; other slices and columns are kept."""
     rows = pd.DataFrame({"key": [s.key for s in slices], "split": [s.split for s in slices],
                          "label": [s.label for s in slices], "patient": [s.patient for s in slices]}).set_index("key")
     f = run.predictions_csv
     df = pd.read_csv(f, keep_default_na=False).set_index("key") if f.exists() else rows.iloc[:0]
     df = pd.concat([df, rows[~rows.index.isin(df.index)]])
-    if col not in df:
-        df[col] = ""
-    df[col] = df[col].astype(object)
-    df.loc[rows.index, col] = [float(p) for p in probs]
+    for col, values in columns.items():
+        if col not in df:
+            df[col] = ""
+        df[col] = df[col].astype(object)
+        df.loc[rows.index, col] = [float(v) for v in values]
     buf = io.StringIO()
     df.reset_index().to_csv(buf, index=False)
     atomic_write_bytes(f, buf.getvalue().encode())
     return df.reset_index()
+
+
+def write_branch_probs(run: RunFolder, branch: str, slices, probs) -> pd.DataFrame:
+    """Set p_<branch> for these slices; other slices and other branches' columns are kept."""
+    return write_columns(run, slices, {f"p_{branch}": probs})
 
 
 def read_predictions(run: RunFolder) -> pd.DataFrame:
@@ -61,6 +69,18 @@ def val_threshold(df: pd.DataFrame, branch: str) -> float:
     return youden_threshold(val["label"], val[col])
 
 
+def operating_point(df: pd.DataFrame, branch: str, run: RunFolder) -> float:
+    """Where a branch calls a slice COVID: a branch's cut is chosen on COVID-CT's validation split
+    (val_threshold); a decision's on the rows of every source that choose, stored with it
+    (core.knowledge.decision)."""
+    if branch == TwoStepDecision.name:
+        decision = TwoStepDecision.of_run(run)
+        if decision is None:
+            raise RunError(f"{run.path}: p_{branch} is in predictions.csv but its stage {branch}/ is missing")
+        return decision.operating_point
+    return val_threshold(df, branch)
+
+
 def metrics_path(run: RunFolder, split: str, threshold: str = "val"):
     """Where evaluate_run saves a split's metrics: metrics_<split>.json (metrics_<split>_t<threshold>.json)."""
     return run.path / f"metrics_{split}{'' if threshold == 'val' else f'_t{threshold}'}.json"
@@ -76,7 +96,7 @@ def evaluate_run(run: RunFolder, split: str, n_boot: int = 1000, threshold: str 
 def run_metrics(run: RunFolder, split: str, n_boot: int = 1000, threshold: str = "val") -> dict:
     """{branch: metrics} for every branch with predictions on `split`.
 
-    threshold "val": each branch's operating point chosen on the validation split (val_threshold);
+    threshold "val": each branch's operating point chosen on the data that choose (operating_point);
     "0.5": the plain sigmoid midpoint. AUC does not depend on it."""
     df = read_predictions(run)
     part = df[df["split"] == split]
@@ -86,7 +106,7 @@ def run_metrics(run: RunFolder, split: str, n_boot: int = 1000, threshold: str =
     for b in BRANCHES:
         col = f"p_{b}"
         if col in part and (part[col] != "").all():
-            t = val_threshold(df, b) if threshold == "val" else float(threshold)
+            t = operating_point(df, b, run) if threshold == "val" else float(threshold)
             out[b] = binary_metrics(part["label"].to_numpy(), part[col].astype(float).to_numpy(), threshold=t,
                                     n_boot=n_boot)
             out[b]["threshold"] = t

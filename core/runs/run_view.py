@@ -24,7 +24,7 @@ from core.inputs.frames import frame_image, frame_lung
 from core.models.network import FEATURE_SETS as VECTOR_SETS
 from core.models.network import SIDES, STAGES
 from core.results.metrics import METRICS, binary_metrics
-from core.results.predictions import BASELINES, BRANCHES, val_threshold
+from core.results.predictions import BASELINES, BRANCHES, operating_point
 from core.runs import feature_cache as fc
 from core.runs.progress import PROGRESS_FILE
 from core.runs.runfolder import RunFolder, safe_child
@@ -78,8 +78,8 @@ class RunView:
             df[f"p_{b}"] = df[f"p_{b}"].astype(float)
         top = self.decision_branch(df)
         df["p"] = df[f"p_{top}"]
-        # Each branch's operating point is chosen on the validation split (core.results.predictions).
-        self._thresholds = {b: val_threshold(df, b) for b in self.branches_in(df)}
+        # Each branch's operating point is chosen on the data that choose (core.results.predictions).
+        self._thresholds = {b: operating_point(df, b, self.run) for b in self.branches_in(df)}
         t = self._thresholds[top]
         df["pred"] = (df["p"] >= t).astype(int)
         df["correct"] = df["pred"] == df["label"]
@@ -94,7 +94,7 @@ class RunView:
 
     @property
     def thresholds(self) -> dict[str, float]:
-        """Each branch's operating point, chosen on the validation split."""
+        """Each branch's operating point (core.results.predictions.operating_point)."""
         _ = self.predictions
         return self._thresholds
 
@@ -103,7 +103,8 @@ class RunView:
         return [b for b in BRANCHES if f"p_{b}" in df and (df[f"p_{b}"] != "").all()]
 
     def decision_branch(self, df=None) -> str:
-        """The branch whose probability the dashboard calls 'the prediction': fusion when trained."""
+        """The branch whose probability the dashboard calls 'the prediction': the two-step decision when
+        fitted, else fusion when trained (never a baseline)."""
         return [b for b in self.branches_in(self.predictions if df is None else df) if b not in BASELINES][-1]
 
     def metrics(self, split: str, n_boot: int = 500) -> dict:

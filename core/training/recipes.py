@@ -8,6 +8,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, replace
 
 
+DECISIONS = ("fusion", "two-step")  # fusion: the paper's; two-step: core.knowledge.decision
+
+
 @dataclass(frozen=True)
 class Recipe:
     name: str
@@ -32,6 +35,7 @@ class Recipe:
     second_source: str = "none"  # core.data.second_source.SOURCES
     branch_epochs: int | None = None  # heatmap and infected stages; None: `epochs`
     heads_second_source: bool = False  # the vector heads (fusion, global+heatmap) also learn from the second source
+    decision: str = "fusion"  # DECISIONS: the run's decision (core.config.PipelineConfig.decision)
 
     @property
     def guided(self) -> bool:
@@ -67,6 +71,9 @@ RECIPES["guided-long"] = replace(RECIPES["guided"], name="guided-long", epochs=3
 RECIPES["guided-heads"] = replace(RECIPES["guided-long"], name="guided-heads", heads_second_source=True)
 # "guided-heads" fed the lung field with the run's segmenter's lesions that touch it added
 RECIPES["guided-lesions"] = replace(RECIPES["guided-heads"], name="guided-lesions", input="lungs+lesions")
+# "guided-heads" deciding in two steps: disease present (the segmenter's lesion share) x looks like COVID
+# (fusion and the signs), fitted across sources, each input's direction fixed by knowledge
+RECIPES["guided-two-step"] = replace(RECIPES["guided-heads"], name="guided-two-step", decision="two-step")
 DEFAULT_RECIPE = "guided-heads"
 BEFORE_GUIDANCE = "fast"  # the recipe the shortcut audit compares the default with
 
