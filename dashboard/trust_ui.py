@@ -18,6 +18,7 @@ from dashboard import data
 
 LEVELS = tuple(sorted({0.80, 0.85, LEVEL, 0.95, 0.99}))  # the levels the sidebar offers, the default among them
 LEVEL_KEY = "set_level"
+MARKS = {True: ":green[✓]", False: ":orange[⚠]", None: "·"}  # a verdict: passed, failed, not measured
 
 
 def level_picker() -> None:
@@ -73,7 +74,7 @@ def map_verdicts(ctx, method: str, branch: str | None = None) -> None:
     """Each test's verdict of one method in a plain sentence."""
     rows = maps_rows(ctx)
     for v in verdicts.verdicts(rows or [], branch or _branch_of(rows, method), method):
-        st.markdown(f"{'✅' if v.passed else '⚠️' if v.passed is False else '·'} {v.sentence}")
+        st.markdown(f"{MARKS[v.passed]} {v.sentence}")
 
 
 def verdict_table(rows) -> pd.DataFrame:
@@ -135,6 +136,9 @@ def decision_tables(ctx) -> None:
         st.dataframe(table, hide_index=True, width="stretch",
                      column_config={c: st.column_config.NumberColumn(format="%.3f")
                                     for c in ("coverage", "two-class share", "empty share")})
+        if sets.always_in:
+            st.warning(f"Too few validation slices of class {', '.join(sets.always_in)} for {lv:.0%}: every set holds "
+                       "it, so the sets say nothing at this level. Pick a lower level in the sidebar.")
         short = table[table.coverage < lv]
         if len(short):
             worst = short.loc[short.coverage.idxmin()]

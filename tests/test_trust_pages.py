@@ -102,11 +102,11 @@ def test_disease_page_flags_the_failing_method_and_says_each_verdict(trust_runs)
     assert "global · The Eq. 1 map ⚠ fails randomisation" in labels, labels
     assert "global · Grad-CAM" in labels and "fusion · The fusion CAM" in labels  # passing ones: no flag
     text = " ".join(t for t in texts(at))
-    assert ("⚠️ The Eq. 1 map does not change when the model's weights are randomised (rank correlation 0.91): "
+    assert (":orange[⚠] The Eq. 1 map does not change when the model's weights are randomised (rank correlation 0.91): "
             "do not read it as the model's reasoning.") in text
     picker.set_value(f"global/{PASSING}").run()
     text = " ".join(texts(at))
-    assert ("✅ Grad-CAM changes when the model's weights are randomised (rank correlation 0.12): it depends on what "
+    assert (":green[✓] Grad-CAM changes when the model's weights are randomised (rank correlation 0.12): it depends on what "
             "the model learned.") in text
     table = next(d.value for d in at.dataframe if "verdict" in d.value.columns)
     eq1 = table[(table.branch == "global") & (table.method == "The Eq. 1 map")].set_index("test").verdict
@@ -263,6 +263,10 @@ def test_disease_page_tables_per_source_and_class(trust_runs):
 
 def test_disease_page_without_external_rows_says_so(trust_runs):
     at = _open("views/disease.py", run="bare")
+    # 8 validation slices a class: at 90% every set holds both (1 / 9 >= 0.1), and the page says so
+    assert any("every set holds it, so the sets say nothing at this level" in w.value for w in at.warning)
+    at.sidebar.select_slider(key="set_level").set_value(LOW).run()
+    assert not any("every set holds it" in w.value for w in at.warning)
     assert any("not scored yet" in i.value for i in at.info)
     cov = next(d.value for d in at.dataframe if "two-class share" in d.value.columns)
     assert set(cov.source) == {"COVID-CT test"}

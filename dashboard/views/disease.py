@@ -116,7 +116,8 @@ if not trust_ui.maps_missing(ctx):
 
     picked_map = st.selectbox("Map method", methods, key="disease_map_method", format_func=map_choice)
     if picked_map:
-        trust_ui.map_verdicts(ctx, *reversed(picked_map.split("/", 1)))
+        picked_branch, picked_method = picked_map.split("/", 1)
+        trust_ui.map_verdicts(ctx, picked_method, picked_branch)
     with st.expander("Every method and baseline, test by test"):
         st.dataframe(trust_ui.verdict_table(rows), hide_index=True, width="stretch",
                      column_config={"value": st.column_config.NumberColumn(format="%.3f")})
