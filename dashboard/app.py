@@ -18,7 +18,7 @@ if str(ROOT) not in sys.path:  # `streamlit run` puts dashboard/ on the path, no
 
 import streamlit as st  # noqa: E402
 
-from dashboard import data, ui, waiting  # noqa: E402
+from dashboard import data, trust_ui, ui, waiting  # noqa: E402
 
 st.set_page_config(page_title="COVID-CT attention lab", page_icon="🫁", layout="wide")
 
@@ -84,8 +84,9 @@ if scored and st.session_state.get("_selected_run") != ctx.name:  # a new run: i
 
 with st.sidebar:
     pipe = ctx.rv.pipeline
-    st.caption(f"{pipe.backbone} · {pipe.strategy} · CAM {pipe.cam} · tau {pipe.tau} · "
+    st.caption(f"{pipe.backbone} · {pipe.strategy} · CAM {trust_ui.method_label(ctx, pipe.cam)} · tau {pipe.tau} · "
                + (f"{len(ctx.df)} slices" if scored else "training"))
+    trust_ui.level_picker()
     if st.session_state.get("selected_key"):
         st.caption(f"selected: `{st.session_state['selected_key']}`")
 

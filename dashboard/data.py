@@ -29,6 +29,7 @@ if str(PROJECT_ROOT) not in sys.path:
 from core.data.imaging import read_slice  # noqa: E402
 from core.results import evaluation  # noqa: E402
 from core.results.metrics import METRICS  # noqa: E402
+from core.runs.feature_cache import CacheError  # noqa: E402
 from core.runs.run_view import RunView, list_runs  # noqa: E402
 from core.runs.runfolder import safe_child  # noqa: E402
 from dashboard import images as im  # noqa: E402
@@ -271,3 +272,102 @@ def rescore(tr, a, tau: float):
 @st.cache_data(max_entries=16, show_spinner="Computing the 3D map (once per run and feature set)...")
 def embedding(runs: str, name: str, stamp: str, method: str, which: str) -> np.ndarray:
     return view(runs, name, stamp).embedding(method, which)
+
+
+# ---- trust (core.trust): the map verdicts, each slice's prediction set and out-of-distribution flag -------------
+# what keeps a run from giving sets or a flag (no validation probabilities, no feature cache, a damaged one)
+TRUST_ERRORS = (OSError, ValueError, KeyError, CacheError)
+
+
+def _mtime(path: Path) -> int | None:
+    try:
+        return path.stat().st_mtime_ns
+    except OSError:
+        return None
+
+
+def trust(runs: str, name: str, stamp: str) -> dict:
+    """RUN/trust.json ({part: result}; {} when there is none): read again whenever `train trust` rewrites it."""
+    from core.trust.store import TRUST_JSON
+
+    return _trust(runs, name, stamp, _mtime(view(runs, name, stamp).run.path / TRUST_JSON))
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def _trust(runs: str, name: str, stamp: str, mtime: int | None) -> dict:
+    from core.trust.store import load
+
+    return load(view(runs, name, stamp).run) if mtime is not None else {}
+
+
+def maps_stale(runs: str, name: str, stamp: str) -> bool:
+    """True when the maps part was measured on other checkpoints than the run's own (it was retrained since)."""
+    from core.trust.store import checkpoints
+
+    maps = trust(runs, name, stamp).get("maps") or {}
+    return (maps.get("key_parts") or {}).get("checkpoints") != checkpoints(view(runs, name, stamp).run)
+
+
+@st.cache_resource(max_entries=16, show_spinner=False)
+def prediction_sets(runs: str, name: str, stamp: str, branch: str, level: float):
+    """core.trust.conformal.PredictionSets of a branch at `level`, calibrated on the run's validation split."""
+    from core.trust.conformal import fit_run
+
+    return fit_run(view(runs, name, stamp).run, branch, level)
+
+
+def ood_alpha(runs: str, name: str, stamp: str) -> float:
+    """The flag's false-alarm level: the one `train trust` measured the flag with, else core.trust.ood.ALPHA."""
+    from core.trust.ood import ALPHA
+
+    return float((trust(runs, name, stamp).get("ood") or {}).get("alpha", ALPHA))
+
+
+@st.cache_resource(max_entries=4, show_spinner="Fitting the out-of-distribution flag...")
+def ood_flag(runs: str, name: str, stamp: str, alpha: float):
+    """core.trust.ood.OodFlag of the run: its training slices' fusion-layer inputs, threshold on validation."""
+    from core.trust.ood import fit_run
+
+    return fit_run(view(runs, name, stamp).run, alpha)
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def slice_flags(runs: str, name: str, stamp: str, alpha: float) -> pd.DataFrame:
+    """key, ood_distance, ood of every slice of the run (core.trust.slices.slice_flags)."""
+    from core.trust.slices import slice_flags as flags
+
+    rv = view(runs, name, stamp)
+    return flags(ood_flag(runs, name, stamp, alpha), rv.features("fusion"), rv.feature_keys)
+
+
+def with_trust(ctx, df: pd.DataFrame, level: float) -> tuple[pd.DataFrame, list[str]]:
+    """(`df` with column `set` (the decision branch's prediction set at `level`) and columns ood_distance, ood,
+    what could not be added and why): a part the run cannot give is named, the rest still shown."""
+    from core.trust.slices import with_sets
+
+    problems = []
+    try:
+        df = with_sets(df, prediction_sets(ctx.runs, ctx.name, ctx.stamp, ctx.rv.decision_branch(), level),
+                       ctx.rv.decision_branch())
+    except TRUST_ERRORS as exc:
+        problems.append(f"no prediction sets: {exc}")
+    try:
+        flags = slice_flags(ctx.runs, ctx.name, ctx.stamp, ood_alpha(ctx.runs, ctx.name, ctx.stamp))
+        df = df.merge(flags, on="key", how="left")
+    except TRUST_ERRORS as exc:
+        problems.append(f"no out-of-distribution flag: {exc}")
+    return df, problems
+
+
+def external_rows(runs: str, name: str, stamp: str) -> pd.DataFrame | None:
+    """RUN/external.csv (the external sources' scored slices) or None when they were not scored."""
+    from core.audits.external import ROWS_FILE
+
+    f = view(runs, name, stamp).run.path / ROWS_FILE
+    mtime = _mtime(f)
+    return None if mtime is None else _external_rows(str(f), mtime)
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def _external_rows(path: str, mtime: int) -> pd.DataFrame:
+    return pd.read_csv(path)

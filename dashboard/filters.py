@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import pandas as pd
 
+from core.trust.slices import TWO_CLASS
+
 FILTERS = {
     "all slices": lambda df: df,
     "misclassified only": lambda df: df[~df.correct],
@@ -12,10 +14,13 @@ FILTERS = {
 
 
 def filter_cases(df: pd.DataFrame, show: str = "all slices", splits=None, disagree: bool = False,
-                 descending: bool = False, changed: bool = False) -> pd.DataFrame:
+                 descending: bool = False, changed: bool = False, two_class: bool = False) -> pd.DataFrame:
     """RunView.predictions rows kept by the filters, sorted by margin (ascending: nearest the boundary first).
-    changed: only slices whose decision differs in the comparison run (needs column `changed`)."""
+    changed: only slices whose decision differs in the comparison run (needs column `changed`); two_class: only
+    slices whose prediction set holds both classes (needs column `set`, core.trust.slices.with_sets)."""
     out = FILTERS[show](df)
+    if two_class:
+        out = out[out["set"] == TWO_CLASS]
     if splits is not None:
         out = out[out.split.isin(list(splits))]
     if disagree:

@@ -11,7 +11,7 @@ import streamlit as st
 from core.explain.attention import Box
 from core.runs.feature_cache import CacheError
 from core.runs.run_view import RunView
-from dashboard import data, slice_images, waiting
+from dashboard import data, slice_images, trust_ui, waiting
 from dashboard.map_args import CLASS_NAMES
 
 RESEARCH_NOTICE = "Research use only — not for clinical diagnosis."
@@ -162,6 +162,7 @@ def live_analysis(ctx: Ctx, tr, a, images: dict, fusion_vector, order: list[str]
         out_of_range_note(ctx.rv, fusion_vector)
     except (FileNotFoundError, ValueError, CacheError) as exc:  # a partial run: no stored fusion features
         st.caption(f"No range check of the fusion-layer input: {exc}")
+    trust_ui.slice_trust(ctx, p, fusion_vector)
     if not a.lung_found:
         st.warning("No lung field was found on this slice, so the run saw the whole slice: its input is not "
                    "what it was trained on, and its probabilities deserve less trust.")
@@ -172,7 +173,7 @@ def live_analysis(ctx: Ctx, tr, a, images: dict, fusion_vector, order: list[str]
         st.plotly_chart(prob_chart(probs), width="stretch", config=SMALL_CHART_CONFIG, key=f"{key}_probs")
         st.dataframe(probs, hide_index=True, width="stretch",
                      column_config={"p(COVID)": st.column_config.NumberColumn(format="%.4f")})
-    st.subheader(f"Attention map ({ctx.cam_method}) and the tau crop")
+    st.subheader(f"Attention map ({trust_ui.method_label(ctx, ctx.cam_method)}) and the tau crop")
 
     @st.fragment
     def tau_panel():  # a slider move reruns only this panel

@@ -35,6 +35,10 @@ def test_sets_match_crepes_and_their_cutoffs():
     assert np.array_equal(sets.sets(grid)[:, 1], grid >= cut["covid_from"])
     assert np.array_equal(sets.sets(grid)[:, 0], grid <= cut["non_covid_to"])
     assert sets.set_of(1.0) == ("COVID",) and sets.set_of(0.0) == ("non-COVID",)
+    assert sets.always_in == []
+    few = PredictionSets([0] * 8 + [1] * 20, np.linspace(0, 1, 28), level=0.9)  # 1 / 9 >= 0.1: non-COVID in every set
+    assert few.always_in == ["non-COVID"] and few.sets(np.linspace(0, 1, 50))[:, 0].all()
+    assert not few.sets(np.linspace(0, 1, 50))[:, 1].all()
     middle = (cut["covid_from"] + cut["non_covid_to"]) / 2
     assert len(sets.set_of(middle)) == (2 if cut["covid_from"] <= cut["non_covid_to"] else 0)
 

@@ -250,3 +250,16 @@ def test_trust_command_bad_inputs_exit_2(tmp_path, synthetic_run, capsys):
             main(["trust", "--run", str(synthetic_run), *bad])
         assert exc.value.code == 2
         assert bad[1].split(",")[-1] in capsys.readouterr().err
+
+
+def test_a_pickers_label_names_the_failed_tests_only():
+    from core.trust.verdicts import failed, label
+
+    eps = 1e-3
+    bad = _made_up(CHANGED_BELOW + eps, 0.5, STABLE_AT_MOST + eps, 0.9)
+    assert failed(bad, "global", "gradcam") == ["randomisation", "robustness"]
+    assert label(bad, "global", "gradcam") == "Grad-CAM ⚠ fails randomisation, robustness"
+    assert label(_made_up(0.1, 0.5, 0.1, 0.9), "global", "gradcam") == "Grad-CAM"
+    partial = [r for r in bad if r["metric"] != "randomisation"]  # not measured: not called a failure
+    assert label(partial, "global", "gradcam") == "Grad-CAM ⚠ fails robustness"
+    assert label(None, "global", "eq1") == "The Eq. 1 map"  # no maps part yet: the name alone

@@ -71,6 +71,12 @@ class PredictionSets:
         return tuple(CLASSES[c] for c in (0, 1) if row[c])
 
     @property
+    def always_in(self) -> list[str]:
+        """Classes too few in the calibration for the level: with n slices the smallest p-value is 1 / (n + 1), so
+        when that is at least 1 - level every set holds the class."""
+        return [c for c, n in self.counts.items() if 1 / (n + 1) >= 1 - self.level]
+
+    @property
     def cutoffs(self) -> dict[str, float]:
         """COVID is in a set when p >= covid_from, non-COVID when p <= non_covid_to (the same sets as `sets`)."""
         out = {}

@@ -18,6 +18,7 @@ import math
 import numpy as np
 
 ALPHA = 0.01
+DISTANCE_COLUMN = "ood_distance"  # a table of scored slices (RUN/external.csv) carries each slice's distance here
 
 
 def ledoit_wolf_shrinkage(xc: np.ndarray) -> float:

@@ -46,12 +46,17 @@ def name(method: str) -> str:
     return NAMES.get(method, method)
 
 
+def title(method: str) -> str:
+    """The method's name opening a sentence or a label."""
+    n = name(method)
+    return n[0].upper() + n[1:]
+
+
 def _means(rows) -> dict:
     return {(r["branch"], r["method"], r["metric"]): r["mean"] for r in rows}
 
 
 def _sentence(test: str, who: str, passed: bool, v: float, ref: str | None, rv: float | None) -> str:
-    who = who[0].upper() + who[1:]
     if test == "randomisation":
         return (f"{who} changes when the model's weights are randomised (rank correlation {v:.2f}): it depends on "
                 "what the model learned." if passed else
@@ -81,14 +86,14 @@ def judge(means: dict, branch: str, method: str, test: str) -> Verdict:
             rv, ref = max(others)
     if v is None or (refs is not None and ref is None):
         return Verdict(branch, method, test, None, v, ref, rv,
-                       f"{name(method)[0].upper() + name(method)[1:]}: {test} was not measured.")
+                       f"{title(method)}: {test} was not measured.")
     if test == "randomisation":
         passed = v < CHANGED_BELOW
     elif test == "robustness":
         passed = v <= STABLE_AT_MOST
     else:
         passed = v - rv >= (FAITHFUL_MARGIN if test == "faithfulness" else LOCALISES_MARGIN)
-    return Verdict(branch, method, test, passed, v, ref, rv, _sentence(test, name(method), passed, v, ref, rv))
+    return Verdict(branch, method, test, passed, v, ref, rv, _sentence(test, title(method), passed, v, ref, rv))
 
 
 def verdicts(rows, branch: str | None = None, method: str | None = None) -> list[Verdict]:
@@ -107,3 +112,15 @@ def passes_every_test(rows, branch: str, method: str) -> bool:
 def sentences(rows, branch: str, method: str) -> list[str]:
     """The plain sentences of a method's verdicts, in the order of TESTS."""
     return [v.sentence for v in verdicts(rows, branch, method)]
+
+
+def failed(rows, branch: str, method: str) -> list[str]:
+    """The tests a method failed (not those left unmeasured), in the order of TESTS."""
+    return [v.test for v in verdicts(rows, branch, method) if v.passed is False]
+
+
+def label(rows, branch: str, method: str) -> str:
+    """A method's name as a picker shows it, flagged with the tests it fails: "Score-CAM ⚠ fails randomisation"."""
+    who = title(method)
+    bad = failed(rows or [], branch, method)
+    return f"{who} ⚠ fails {', '.join(bad)}" if bad else who

@@ -3,7 +3,8 @@ the reviewer's verdict."""
 import streamlit as st
 
 from core.runs.feature_cache import CacheError
-from dashboard import data, report_ui, scan_case, ui, verdicts_ui
+from core.trust.models import FUSION_CAM
+from dashboard import data, report_ui, scan_case, trust_ui, ui, verdicts_ui
 
 ctx = ui.current()
 if st.session_state.get(ui.SCAN_CASE) is not None:  # a slice of a scan, opened from the Scan page
@@ -44,9 +45,13 @@ st.markdown(f"**truth** {truth} · **prediction** ({ctx.rv.decision_branch()}) {
 
 stored = {b: float(r[f"p_{b}"]) for b in order}
 try:
-    ui.out_of_range_note(ctx.rv, ctx.rv.fusion_input(key))
+    vector = ctx.rv.fusion_input(key)
 except (FileNotFoundError, ValueError, CacheError) as exc:  # a partial run: no fusion features for this slice
+    vector = None
     st.caption(f"No range check of the fusion-layer input: {exc}")
+else:
+    ui.out_of_range_note(ctx.rv, vector)
+trust_ui.slice_trust(ctx, r.p, vector)
 try:
     imgs = data.case_images(ctx.runs, ctx.name, ctx.stamp, key)
 except Exception as exc:
@@ -72,7 +77,7 @@ other = ui.comparison()
 if other is not None:
     ui.comparison_case(ctx, other, key, stored, order)
 
-st.subheader(f"Attention map ({ctx.cam_method}) and the tau crop")
+st.subheader(f"Attention map ({trust_ui.method_label(ctx, ctx.cam_method)}) and the tau crop")
 
 
 @st.fragment
@@ -92,7 +97,13 @@ def tau_panel():
 tau_panel()
 
 st.subheader("Infected regions (Inf-Net segmenter) and the lung crops")
-ui.lesion_row(imgs, f"fusion CAM (at the run's tau {ctx.tau:.2f})")
+ui.lesion_row(imgs, f"{trust_ui.fusion_cam_label(ctx)} (at the run's tau {ctx.tau:.2f})")
+
+with st.expander("Can these maps be trusted? (sanity checks of the map methods)"):
+    if not trust_ui.maps_missing(ctx):
+        for method in (ctx.cam_method, FUSION_CAM):
+            st.markdown(f"**{trust_ui.method_label(ctx, method)}**")
+            trust_ui.map_verdicts(ctx, method)
 
 st.subheader("Nearest neighbours in fusion-feature space")
 try:

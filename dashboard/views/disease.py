@@ -4,7 +4,7 @@ import pandas as pd
 import streamlit as st
 
 from core.audits.shortcut import AUDIT_TABLE
-from dashboard import audit_text, data, ui
+from dashboard import audit_text, data, trust_ui, ui
 
 ctx = ui.current()
 other = ui.comparison()
@@ -98,3 +98,29 @@ if have:
                                "method (rows of kind `baseline` know nothing of the slice)", axis="share of slices"),
                     width="stretch", config=ui.PLOTLY_CONFIG, key="disease_fidelity")
     st.markdown("A map method is only worth showing a clinician if its bar stands clear of the baselines' bars.")
+
+st.subheader("4 · Can its maps be trusted?")
+st.caption("A map can sit on the lesions without coming from the model: an edge detector does (Adebayo et al. 2018). "
+           "Each map method is tested four ways on labelled COVID-SemiSeg slices, beside maps that know no model "
+           "(uniform, random, edge): does it change when the model's weights are randomised, does removing what it "
+           "marks first lower P(COVID) more than chance or edges do, does it stay put under slight noise, does it "
+           "find the expert's lesions better than the baselines. A method that fails a test is flagged ⚠ wherever "
+           f"it is named. Run `{ctx.name}` only.")
+if not trust_ui.maps_missing(ctx):
+    rows = trust_ui.maps_rows(ctx)
+    methods = list(dict.fromkeys(f"{r['branch']}/{r['method']}" for r in rows if r.get("kind") == "method"))
+
+    def map_choice(branch_method: str) -> str:
+        branch, method = branch_method.split("/", 1)
+        return f"{branch} · {trust_ui.method_label(ctx, method, branch)}"
+
+    picked_map = st.selectbox("Map method", methods, key="disease_map_method", format_func=map_choice)
+    if picked_map:
+        picked_branch, picked_method = picked_map.split("/", 1)
+        trust_ui.map_verdicts(ctx, picked_method, picked_branch)
+    with st.expander("Every method and baseline, test by test"):
+        st.dataframe(trust_ui.verdict_table(rows), hide_index=True, width="stretch",
+                     column_config={"value": st.column_config.NumberColumn(format="%.3f")})
+
+st.subheader("5 · Can its decision be trusted, and on which slices?")
+trust_ui.decision_tables(ctx)

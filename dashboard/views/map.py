@@ -2,13 +2,16 @@
 import streamlit as st
 
 from core.runs.run_view import RunView
-from dashboard import data, ui
+from dashboard import data, trust_ui, ui
 from dashboard.components.scatter3d import scatter3d
-from dashboard.map_args import CHANGED, COLOUR_BY, map_points
+from dashboard.map_args import CHANGED, COLOUR_BY, OOD, PREDICTION_SET, map_points
 
 ctx = ui.current()
 other = ui.comparison()
 df = ctx.df if other is None else data.with_changed(ctx, other)
+df, missing = data.with_trust(ctx, df, trust_ui.level())
+offered = [*COLOUR_BY, *([PREDICTION_SET] if "set" in df else []), *([OOD] if "ood" in df else []),
+           *([CHANGED] if other else [])]
 
 st.title("Feature map")
 c1, c2, c3 = st.columns(3)
@@ -17,8 +20,12 @@ method = c1.radio("Embedding", ["tsne", "umap"], horizontal=True, key="map_metho
 which = c2.selectbox("Features", list(RunView.FEATURE_SETS), key="map_features",
                      format_func=lambda w: {"fusion": "fusion layer (all branches)", "global": "global branch",
                                             "heatmap": "heatmap branch", "infected": "infected branch (lung crops)"}[w])
-colour_by = c3.selectbox("Colour by", [*COLOUR_BY, *([CHANGED] if other else [])], key="map_colour",
-                         help="A second run picked in the sidebar adds: its decision differs from this run's")
+colour_by = c3.selectbox("Colour by", offered, key="map_colour",
+                         help=f"`{PREDICTION_SET}`: the decision branch's set at the level picked in the sidebar; "
+                              f"`{OOD}`: the out-of-distribution flag. A second run picked in the sidebar adds: its "
+                              "decision differs from this run's")
+for problem in missing:
+    st.caption(f"Colour options left out: {problem}")
 
 try:
     xyz = data.embedding(ctx.runs, ctx.name, ctx.stamp, method, which)

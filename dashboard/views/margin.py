@@ -4,12 +4,14 @@ import math
 
 import streamlit as st
 
-from dashboard import data, ui, verdicts_ui
+from core.trust.slices import OOD_LABEL
+from dashboard import data, trust_ui, ui, verdicts_ui
 from dashboard.filters import FILTERS, filter_cases
 
 ctx = ui.current()
 other = ui.comparison()
 df = ctx.df if other is None else data.with_changed(ctx, other)
+df, missing = data.with_trust(ctx, df, trust_ui.level())
 decision = ctx.rv.decision_branch()
 
 st.title("Margin review")
@@ -24,6 +26,12 @@ descending = f4.checkbox("largest margin first", key="margin_desc")
 changed = other is not None and st.checkbox(
     f"decision changed in {other.name}", key="margin_changed",
     help="Only slices both runs scored whose decision differs between them")
+two_class = st.checkbox(
+    f"two-class sets only ({trust_ui.level():.0%})", key="margin_two_class", disabled="set" not in df,
+    help=f"Only slices whose prediction set ({decision}, at the level picked in the sidebar) holds both classes: "
+         "the network cannot tell them apart there")
+for problem in missing:
+    st.caption(problem)
 if other is not None:
     st.caption(ui.coverage_note(ctx, other))
 verdicts = verdicts_ui.latest(ctx)  # None: the database cannot be read (the page says so and goes on)
@@ -36,7 +44,7 @@ v2.download_button("Download verdicts CSV", verdicts_ui.csv_of(verdicts), file_n
                    mime="text/csv", key="margin_csv", width="stretch", on_click="ignore", disabled=not verdicts,
                    help="the verdict in force per slice of this run")
 
-cases = verdicts_ui.by_verdict(filter_cases(df, show, splits, disagree, descending, changed), verdicts, chosen)
+cases = verdicts_ui.by_verdict(filter_cases(df, show, splits, disagree, descending, changed, two_class and "set" in df), verdicts, chosen)
 n = len(cases)
 st.markdown(f"**{n} {'case' if n == 1 else 'cases'}**" + (f" (of {len(df)})" if n != len(df) else ""))
 
@@ -48,6 +56,7 @@ if pages > 1:
 shown = cases.iloc[(page - 1) * PER_PAGE: page * PER_PAGE]
 
 COLS = 6
+unlike = set(df.key[df.ood.fillna(False).astype(bool)]) if "ood" in df else set()  # NaN: no vector for it
 for start in range(0, len(shown), COLS):
     cols = st.columns(COLS)
     for col, r in zip(cols, shown.iloc[start:start + COLS].itertuples()):
@@ -55,7 +64,8 @@ for start in range(0, len(shown), COLS):
             st.image(data.thumbnail(ctx.runs, ctx.name, ctx.stamp, r.key), width="stretch")
             colour = "green" if r.correct else "red"
             st.markdown(f"**p = {r.p:.3f}** · :{colour}[{r.outcome}]")
-            st.caption(f"{r.key.split('/')[-1]} · {r.split} · margin {r.margin:.3f}")
+            st.caption(f"{r.key.split('/')[-1]} · {r.split} · margin {r.margin:.3f}"
+                       + (f" · set {r.set}" if "set" in df else "") + (f" · 🧭 {OOD_LABEL}" if r.key in unlike else ""))
             if r.key in verdicts:
                 st.caption(f"verdict: {verdicts[r.key]['verdict']}")
             if st.button("Open case", key=f"open_{r.key}", width="stretch"):

@@ -2,7 +2,7 @@
 import streamlit as st
 
 from core.data.imaging import ImageReadError
-from dashboard import data, ui, uploads
+from dashboard import data, trust_ui, ui, uploads
 from dashboard.components.scatter3d import scatter3d
 from dashboard.map_args import map_points
 
@@ -51,7 +51,7 @@ p = a.probs.get(ctx.rv.decision_branch())  # for the new slice's label in the 3D
 ui.live_analysis(ctx, tr, a, images, result.fusion_vector, order, "upload",
                  "uploaded slice, as the run sees it"
                  + (" (its lung field, harmonised)" if ctx.rv.input_mode == "lungs" else " (working size)"),
-                 f"fusion CAM (tau {ctx.tau:.2f})")
+                 f"{trust_ui.fusion_cam_label(ctx)} (tau {ctx.tau:.2f})")
 
 st.subheader("Place in the run's 3D map")
 method = st.radio("Embedding", ["tsne", "umap"], horizontal=True, key="upload_method",
