@@ -6,10 +6,10 @@
 PY := .venv/bin/python
 DATA ?=
 RUN ?= $(if $(DATA),runs/real-demo,runs/demo)
-# Synthetic default: a short schedule (minutes). Real data: the default recipe (`guided-heads`,
+# Synthetic default: a short schedule (minutes). Real data: the default recipe (`guided-two-step`,
 # core/training/recipes.py: lung-field input, attention penalties, the second source for the global
-# branch and the heads, 30 global epochs;
-# `TRAIN_ARGS=... --recipe fast` is the one before guidance)
+# branch and the heads, 30 global epochs, then the two-step decision fitted across sources;
+# `TRAIN_ARGS=... --recipe guided-heads` decides by fusion, `--recipe fast` is the one before guidance)
 # and the segmenter's default schedule.
 TRAIN_ARGS ?= $(if $(DATA),--data-root $(DATA),--epochs 8 --seg-epochs 8 --seg-max-rounds 1 --seg-steps-per-round 10 --seg-polish-epochs 2)
 PORT ?= 8501

@@ -74,7 +74,7 @@ RECIPES["guided-lesions"] = replace(RECIPES["guided-heads"], name="guided-lesion
 # "guided-heads" deciding in two steps: disease present (the segmenter's lesion share) x looks like COVID
 # (fusion and the signs), fitted across sources, each input's direction fixed by knowledge
 RECIPES["guided-two-step"] = replace(RECIPES["guided-heads"], name="guided-two-step", decision="two-step")
-DEFAULT_RECIPE = "guided-heads"
+DEFAULT_RECIPE = "guided-two-step"
 BEFORE_GUIDANCE = "fast"  # the recipe the shortcut audit compares the default with
 
 
