@@ -41,6 +41,8 @@ from core.results.predictions import BRANCHES, operating_point, read_predictions
 from core.runs.checkpoint import atomic_write_text
 from core.runs.feature_cache import key_of
 from core.runs.runfolder import RunError
+from core.trust import ood
+from core.trust.ood import DISTANCE_COLUMN
 from core.trust.store import checkpoints
 
 EXTERNAL_FILE = "external.json"  # the report `train external` writes into the run folder
@@ -79,14 +81,20 @@ def external_slices(data_root) -> list[ExternalSlice]:
     return out
 
 
-def score(tr, slices: list[ExternalSlice], progress=None) -> pd.DataFrame:
+def score(tr, slices: list[ExternalSlice], progress=None, ood=None) -> pd.DataFrame:
     """One row per slice: what it is (ExternalSlice's fields and its role), every branch's p(COVID) and the
-    radiological signs, from the trained run `tr` (core.inference.TrainedRun)."""
+    radiological signs, from the trained run `tr` (core.inference.TrainedRun); with `ood` (a fitted
+    core.trust.ood.OodFlag) its distance from the training slices too."""
     from core.knowledge.scan import slice_row
 
     rows = []
     for i, s in enumerate(slices):
-        rows.append({**asdict(s), "role": s.role, **slice_row(tr, read_slice(s.path), None)})
+        img = read_slice(s.path)
+        a = tr.analyse(img)
+        row = {**asdict(s), "role": s.role, **slice_row(tr, img, None, a)}
+        if ood is not None:
+            row[DISTANCE_COLUMN] = float(ood.score(tr.fusion_vector(a)[None])[0])
+        rows.append(row)
         if progress is not None:
             progress(i + 1, len(slices))
     return pd.DataFrame(rows)
@@ -191,7 +199,7 @@ def scored_rows(run, data_root, progress=None, device="cpu") -> tuple[pd.DataFra
         pass  # no report yet, or one that cannot be read: score again
     tr = TrainedRun.load(run.path, device=device)
     tr.two_step = None  # the network's branches alone: the decision is fitted on these rows next
-    return score(tr, external_slices(data_root), progress), key
+    return score(tr, external_slices(data_root), progress, ood.fit_run(run)), key
 
 
 def run_external(run, data_root, fit: bool, progress=None, log=print, device="cpu") -> dict:

@@ -142,9 +142,10 @@ def lung_areas(lung: np.ndarray, grid: int) -> dict[str, int]:
     return {"right": int(field[:, :half].sum()), "left": int(field[:, half:].sum())}
 
 
-def slice_row(tr, slice01: np.ndarray, pixel_spacing: tuple[float, float] | None) -> dict:
-    """Every branch's p(COVID), the signs and the areas of one slice (analysed by the run `tr`)."""
-    a = tr.analyse(slice01)
+def slice_row(tr, slice01: np.ndarray, pixel_spacing: tuple[float, float] | None, a=None) -> dict:
+    """Every branch's p(COVID), the signs and the areas of one slice (analysed by the run `tr`; `a`: its
+    SliceAnalysis when already made)."""
+    a = tr.analyse(slice01) if a is None else a
     signs = a.signs
     grid = LESION_MAP_SIZE  # the signs' grid: the lesion map as a run stores it
     h, w = slice01.shape

@@ -1,0 +1,117 @@
+"""The two-step decision end to end on the phantoms (the default recipe's `guided_run`): the signs in
+predictions.csv, the external sources scored, the decision fitted on the rows that choose, and every reader
+(RunView, TrainedRun, predict's JSON, the report files) taking it as the run's decision."""
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from core.audits import external as ex
+from core.config import PipelineConfig
+from core.data.errors import DataError
+from core.data.imaging import read_slice
+from core.inference import TrainedRun
+from core.knowledge.decision import FACTOR_COLUMNS, TwoStepDecision
+from core.knowledge.signs import SIGNS
+from core.pipeline import Pipeline
+from core.results.predictions import read_predictions
+from core.runs.run_view import RunView
+from core.runs.runfolder import RunFolder
+
+
+def test_the_default_recipe_decides_in_two_steps(guided_run):
+    rv = RunView(guided_run.parent, guided_run.name)
+    assert rv.pipeline.decision == "two-step"
+    assert rv.decision_branch() == TwoStepDecision.name
+    decision = TwoStepDecision.of_run(rv.run)
+    assert rv.thresholds[TwoStepDecision.name] == decision.operating_point  # chosen across sources, not on val alone
+    df = rv.predictions
+    for col in (*SIGNS, *FACTOR_COLUMNS):
+        assert col in df, col
+    d, c = (df[col].astype(float) for col in FACTOR_COLUMNS)
+    assert np.allclose(df["p_two-step"], d * c)
+    assert (df["lesion_share"].astype(float) - df["p_lesion-share"]).abs().max() < 1e-6  # one lesion share
+
+
+def test_the_decision_is_fitted_on_the_rows_that_choose_only(guided_run):
+    rows = pd.read_csv(guided_run / ex.ROWS_FILE)
+    assert set(rows.source) == {"covid-ct", "semiseg", "covid-ct-md"}
+    decision = TwoStepDecision.of_run(RunFolder(guided_run))
+    chosen = rows[rows.role == ex.CHOOSES]
+    md = chosen[chosen.source == "covid-ct-md"]
+    md_used = md[(md.label == 0) | (md.infection_visible == 1)]  # P001 counts on its infected slices only
+    assert decision.fitted_on == {"covid-ct": int((chosen.source == "covid-ct").sum()),
+                                  "semiseg": int((chosen.source == "semiseg").sum()), "covid-ct-md": len(md_used)}
+    # the reporting rows can say anything: refitting on changed report rows gives the same decision
+    from core.knowledge.decision import choose
+
+    changed = rows.copy()
+    rep = changed.role == ex.REPORTS
+    changed.loc[rep, "label"] = 1 - changed.loc[rep, "label"]
+    changed.loc[rep, "lesion_share"] = 0.0
+    a, b = (choose(t.drop(columns=list(ex.DERIVED))) for t in (changed, rows))
+    numbers = lambda d: [d.a_d, d.b_d, d.a_c, d.b_c, *d.w, d.operating_point]
+    assert np.allclose(numbers(a), numbers(b)) and a.fitted_on == b.fitted_on
+
+
+def test_external_report_names_each_comparison_with_intervals(guided_run):
+    result = json.loads((guided_run / ex.EXTERNAL_FILE).read_text())
+    names = set(result["comparisons"])
+    assert {"covid-ct test", "semiseg test", "covid-ct-md P002 infected vs normal002",
+            "covid-ct-md P002 infected vs cap002"} <= names
+    assert result["comparisons"]["covid-ct-md P001 infected vs cap001"]["role"] == ex.CHOOSES
+    md = result["comparisons"]["covid-ct-md P002 infected vs normal002"]["branches"]
+    assert {"two-step", "fusion", "lesion-share"} <= set(md)
+    lo, hi = md["two-step"]["auc_ci"]
+    assert lo <= md["two-step"]["auc"] <= hi
+    assert set(result["patients"]) == {"P001", "P002", "normal001", "normal002", "cap001", "cap002"}
+    assert result["patients"]["cap002"]["role"] == ex.REPORTS
+
+
+def test_a_live_analysis_gives_the_pipelines_signs_and_factors(guided_run):
+    tr = TrainedRun.load(guided_run)
+    df = read_predictions(tr.run).set_index("key")
+    key = df.index[df.split == "test"][0]
+    from core.data.covidct import read_covidct
+
+    path = next(s.path for s in read_covidct(RunFolder(guided_run).config["data_root"]) if s.key == key)
+    a = tr.analyse(read_slice(path))
+    for name in ("lesion_share", "right_share", "left_share", "bilateral", "lesion_count"):
+        assert getattr(a.signs, name) == pytest.approx(float(df.loc[key, name]), abs=0.02), name
+    assert a.probs["two-step"] == pytest.approx(a.factors.disease * a.factors.pattern)
+    out = a.to_json()
+    assert set(out["signs"]) == set(SIGNS) and set(out["two_step"]) == {"disease_present", "looks_like_covid"}
+
+
+def test_train_external_rescores_nothing_that_did_not_change(guided_run, tmp_path, monkeypatch):
+    run = tmp_path / "guided"
+    shutil.copytree(guided_run, run)
+    monkeypatch.setattr(ex, "score", lambda *a, **k: pytest.fail("scored again though nothing changed"))
+    before = json.loads((run / ex.EXTERNAL_FILE).read_text())
+    after = ex.run_external(RunFolder(run), RunFolder(run).config["data_root"], fit=False)
+    assert after["comparisons"].keys() == before["comparisons"].keys()
+
+
+def test_train_external_command_writes_the_report(guided_run, tmp_path):
+    run = tmp_path / "guided"
+    shutil.copytree(guided_run, run)
+    (run / ex.EXTERNAL_FILE).unlink()
+    p = subprocess.run([sys.executable, "-m", "train", "external", "--run", str(run)], capture_output=True, text=True,
+                       timeout=600)
+    assert p.returncode == 0, p.stderr
+    rows = json.loads(p.stdout.strip().splitlines()[-1])["rows"]
+    assert any(r["comparison"] == "semiseg test" and r["branch"] == "two-step" for r in rows)
+    assert (run / ex.EXTERNAL_FILE).exists() and "operating point" in p.stderr
+
+
+def test_two_step_without_covid_ct_md_fails_before_training(phantom_root, tmp_path):
+    root = tmp_path / "data"
+    shutil.copytree(phantom_root, root, ignore=shutil.ignore_patterns("covid-ct-md"))
+    run = RunFolder(tmp_path / "r", create=True)
+    with pytest.raises(DataError, match="COVID-CT-MD.*guided-heads"):
+        Pipeline(run, root, PipelineConfig(recipe="guided-two-step", image_size=64), progress=False)
+    assert not (run.path / "global").exists()
