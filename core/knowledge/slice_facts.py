@@ -41,7 +41,7 @@ def frame(path: str | Path, size: int = FRAME, fields: FieldFinder = CLASSICAL) 
 
 def lesion_map(model, seg, path: str | Path, device="cpu") -> np.ndarray:
     """(112, 112) lesion probabilities in [0, 1] of the segmenter `model` (SegConfig `seg`) on the whole slice."""
-    from core.training.segmentation import segment
+    from core.models.segmenter import segment
 
     x = torch.from_numpy(resize01(read_slice(path), seg.size))[None, None]
     prob = segment(model, x, device=device, **seg.inference)

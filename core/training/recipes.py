@@ -69,6 +69,9 @@ RECIPES["guided-heads"] = replace(RECIPES["guided-long"], name="guided-heads", h
 RECIPES["guided-lesions"] = replace(RECIPES["guided-heads"], name="guided-lesions", input="lungs+lesions")
 DEFAULT_RECIPE = "guided-heads"
 BEFORE_GUIDANCE = "fast"  # the recipe the shortcut audit compares the default with
+# the vector heads' schedule (global+heatmap, fusion) under every recipe
+VECTOR_RECIPE = Recipe("vectors", "adamw", lr=1e-3, weight_decay=1e-2, batch_size=32, epochs=60,
+                       schedule="cosine", patience=15, augment="none")
 
 
 def get_recipe(name: str, **overrides) -> Recipe:
