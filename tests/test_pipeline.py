@@ -98,7 +98,8 @@ def test_predict_cli_answers_good_files_and_names_bad_ones(synthetic_run, phanto
     assert len(lines[1]["heatmap_box"]) == 4 and "lesion_boxes" in lines[1]
 
 
-@pytest.mark.parametrize("strategy", ["GHI-F", "GHIF"])
+# GHIF trains the whole network jointly; GHI-F (the joint branches, then fusion apart) is another whole training
+@pytest.mark.parametrize("strategy", [pytest.param("GHI-F", marks=pytest.mark.slow), "GHIF"])
 def test_joint_strategies_train_every_branch_and_load_for_prediction(strategy, phantom_root, synthetic_run, tmp_path):
     run = RunFolder(tmp_path / strategy, create=True)
     cfg = replace(PipelineConfig.of_run(RunFolder(synthetic_run)), strategy=strategy, epochs=1,
