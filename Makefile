@@ -1,7 +1,8 @@
 # Everything a newcomer needs; the README names these targets.
 #   make demo                         set up, open the dashboard, train on the synthetic phantoms beside it
 #   make demo DATA=../shared/data     the same on the real COVID-CT + COVID-SemiSeg data (checked first)
-#   make test                         set up and run the test suite (what CI runs)
+#   make test                         set up and run the fast tests (minutes; docs/testing.md)
+#   make test-all                     every test: the slow end-to-end set too (what CI runs)
 #   make bench                        benchmarks (ratios against plain reference runs)
 PY := .venv/bin/python
 DATA ?=
@@ -31,9 +32,12 @@ demo: setup
 	$(PY) -m train demo --out $(RUN) --port $(PORT) -- $(TRAIN_ARGS)
 
 test: setup
+	$(PY) -m pytest -q -m "not slow"
+
+test-all: setup
 	$(PY) -m pytest -q
 
 bench: setup
 	$(PY) -m bench
 
-.PHONY: setup train demo test bench
+.PHONY: setup train demo test test-all bench

@@ -47,13 +47,10 @@ from core.runs.checkpoint import load_checkpoint, save_checkpoint
 from core.runs.progress import ProgressLog
 from core.runs.runfolder import RunError, RunFolder
 from core.training.plan import pipeline_plan
-from core.training.recipes import Recipe
+from core.training.recipes import VECTOR_RECIPE, Recipe
 from core.training.runtime import is_main, rank0_first
 from core.training.segmentation import semi_supervised
 from core.training.trainer import predict, prepare, sizes_record, train_stage
-
-VECTOR_RECIPE = Recipe("vectors", "adamw", lr=1e-3, weight_decay=1e-2, batch_size=32, epochs=60,
-                       schedule="cosine", patience=15, augment="none")
 
 
 def _pooled_and_map(fmap: torch.Tensor) -> torch.Tensor:

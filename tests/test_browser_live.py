@@ -18,7 +18,7 @@ from tests.live_runs import run_in_training
 from tests.test_browser import ARTIFACTS, BOOT, choose, chromium_path, nav, open_page, screenshot_all, streamlit_app
 from tests.test_browser import browser_page as browser
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.slow]  # a Streamlit server and Chromium; the pages' AppTests are fast
 
 # title in the sidebar -> what the page shows of a run in training (None: the page itself)
 PAGES = {"Overview": None, "Training": None, "Data": None, "Map": "fusion", "Does it look at the disease?": None,

@@ -13,11 +13,13 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 from core.results.predictions import BRANCHES, evaluate_run
 from core.runs.runfolder import RunFolder
 
 ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.slow  # two pipelines, one of them under torchrun
 
 
 def _free_port():

@@ -48,6 +48,7 @@ def healthy(url: str) -> bool:
         return False
 
 
+@pytest.mark.slow  # a whole demo run in a subprocess, stopped and resumed
 def test_demo_stopped_mid_stage_resumes_and_completes(phantom_root, tmp_path):
     run = tmp_path / "runs" / "demo"
     args = ["--data-root", str(phantom_root), *TINY]

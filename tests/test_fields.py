@@ -89,6 +89,7 @@ def lesions_run(phantom_root, synthetic_run, tmp_path_factory):
     return run.path, pipe
 
 
+@pytest.mark.slow  # lesions_run: another whole pipeline
 def test_a_lesions_run_is_trained_analysed_audited_and_shown_on_its_own_fields(lesions_run, phantom_root):
     from core.audits.shortcut import RunScorer, audit
     from core.inference import TrainedRun
@@ -119,6 +120,7 @@ def test_a_lesions_run_is_trained_analysed_audited_and_shown_on_its_own_fields(l
     assert res["external_slices"]["lung_field_share"] == pytest.approx(1.0)  # whole-slice fields, not classical
 
 
+@pytest.mark.slow  # lesions_run: another whole pipeline
 def test_another_segmenter_never_gets_a_runs_cached_frames(lesions_run, phantom_root):
     from core.inputs.frames import load_frames
 

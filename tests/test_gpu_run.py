@@ -8,6 +8,7 @@ from argparse import Namespace
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 from train.gpu.plan import Speed, ordered_jobs
 from train.gpu.runner import Runner
@@ -118,6 +119,7 @@ print('ok')
     assert res.returncode == 0 and res.stdout.strip() == "ok", res.stderr[-2000:]
 
 
+@pytest.mark.slow  # the device command end to end: a pack, two trainings, the audits
 def test_dry_run_of_the_device_command_on_a_phantom_pack(phantom_root, tmp_path):
     """bench/gpu_run.sh as the device tool runs it, at tiny scale on the CPU: pack checked, tables,
     timings and utilisation written, nothing heavy in the output folder."""

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.slow  # the GPU machine's scripts, each training runs on the CPU
 
 
 @pytest.fixture(scope="module")

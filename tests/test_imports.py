@@ -1,6 +1,7 @@
 """The engine's import structure, read from the source with `ast` (module-level and function-level imports
-both count): no cycle among core's modules, core never imports train or dashboard, and core respects one
-layer order written below, where a lower layer never imports a higher one."""
+both count): no cycle among the modules of core, train and dashboard, no arrow running back up the packages
+(core never imports train or dashboard, train never imports dashboard), and core respects one layer order
+written below, where a lower layer never imports a higher one."""
 from __future__ import annotations
 
 import ast
@@ -21,9 +22,11 @@ LAYERS = (
     ("core.inputs.boxes",),  # box geometry, shared by the maps' crops and the lesion crops
     ("core.explain",),  # attention maps, CAM methods, the fusion CAM
     ("core.models",),  # the networks, the segmenter and its inference
+    ("core.runs.progress", "core.runs.eta"),  # the progress log: its stages in the network's order
     ("core.explain.fusion_cam",),  # the fusion decision's map: laid out by the network's branches
     ("core.results",),  # numbers from predictions
     ("core.inputs",),  # what a network is fed: fields and lesion crops come from a trained segmenter
+    ("core.knowledge",),  # radiology facts of a slice or a scan: signs, zones, the scan decision rule
     ("core.data.second_source",),  # training rows labelled by a trained segmenter, framed as inputs are
     ("core.training.recipes",),  # named schedules: the run settings the configuration fills in
     ("core.config",),  # a run's settings
@@ -31,6 +34,7 @@ LAYERS = (
     ("core.feature_keys", "core.pipeline", "core.inference"),  # a whole run: trains, caches, scores
     # what reads a whole trained run: audits, fidelity, the run's tables, the dashboard's view, migration
     ("core.audits", "core.explain.fidelity", "core.results.tables", "core.runs.run_view", "core.runs.migrate"),
+    ("core.trust",),  # whether a trained run's maps and decisions can be trusted: reads the whole run
     ("core.errors",),  # every user-error type, gathered for the commands
 )
 
@@ -90,19 +94,18 @@ def test_the_reader_sees_both_kinds_of_import():
     assert "core.inference" in GRAPH["dashboard.data"]  # inside a function
 
 
-def test_core_never_imports_train_or_dashboard():
-    bad = {n: sorted(m for m in GRAPH[n] if m.split(".")[0] in ("train", "dashboard")) for n in CORE}
-    assert not {n: m for n, m in bad.items() if m}
+# The packages, lowest first: a package imports only those before it.
+PACKAGE_ORDER = {"core": 0, "train": 1, "dashboard": 2}
 
 
-def test_no_cycle_among_core_modules():
-    core = set(CORE)
+def cycles_among(names: set[str]) -> list[list[str]]:
+    """Every import cycle among `names` that a depth-first walk of GRAPH meets, each as a closed path."""
     state, stack, cycles = {}, [], []
 
     def visit(n):
         state[n] = "open"
         stack.append(n)
-        for m in sorted(GRAPH[n] & core):
+        for m in sorted(GRAPH[n] & names):
             if state.get(m) == "open":
                 cycles.append(stack[stack.index(m):] + [m])
             elif m not in state:
@@ -110,10 +113,33 @@ def test_no_cycle_among_core_modules():
         stack.pop()
         state[n] = "done"
 
-    for n in CORE:
+    for n in sorted(names):
         if n not in state:
             visit(n)
+    return cycles
+
+
+def test_the_cycle_finder_finds_a_cycle():
+    names = {"core.config", "core.pipeline"}
+    saved = {n: GRAPH[n] for n in names}
+    try:
+        GRAPH["core.config"] = saved["core.config"] | {"core.pipeline"}  # core.pipeline imports core.config
+        assert cycles_among(names) == [["core.config", "core.pipeline", "core.config"]]
+    finally:
+        GRAPH.update(saved)
+
+
+def test_no_cycle_among_the_modules_of_core_train_and_dashboard():
+    cycles = cycles_among(set(GRAPH))
     assert not cycles, "\n".join(" -> ".join(c) for c in cycles)
+
+
+@pytest.mark.parametrize("package", PACKAGES)
+def test_no_package_imports_a_later_one(package):
+    """core never imports train or dashboard; train never imports dashboard."""
+    bad = {n: sorted(m for m in GRAPH[n] if PACKAGE_ORDER[m.split(".")[0]] > PACKAGE_ORDER[package])
+           for n in GRAPH if n.split(".")[0] == package}
+    assert not {n: m for n, m in bad.items() if m}
 
 
 @pytest.mark.parametrize("name", [n for n in CORE if n != "core"])

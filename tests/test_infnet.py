@@ -12,6 +12,7 @@ import torch
 
 from core.config import SegConfig
 from core.data.phantom import write_dataset
+from core.data.semiseg import unlabelled_pool
 from core.models.infnet import InfNet
 from core.models.segmenter import load_segmenter, segment
 from core.runs.checkpoint import load_checkpoint
@@ -22,7 +23,6 @@ from core.training.segmentation import (
     segmentation_loss,
     semi_supervised,
     train_segmenter,
-    unlabelled_pool,
 )
 
 SIZE = 64

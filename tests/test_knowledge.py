@@ -184,7 +184,8 @@ def test_guided_run_trains_on_lung_frames_with_the_attention_loss(guided_run):
     assert summary["recipe"]["guide_outside"] > 0 and summary["recipe"]["augment"] == "harmonise"
 
 
-@pytest.mark.parametrize("which", ["synthetic_run", "guided_run"])
+# the guided run's audit is also made (in-process) and plotted by tests/test_disease_page.py
+@pytest.mark.parametrize("which", ["synthetic_run", pytest.param("guided_run", marks=pytest.mark.slow)])
 def test_shortcut_command(which, request, phantom_root):
     run_dir = request.getfixturevalue(which)
     out = subprocess.run([sys.executable, "-m", "train", "shortcut", "--run", str(run_dir), "--data-root",

@@ -338,6 +338,7 @@ def test_contact_sheet(data_root):
 
 
 @pytest.mark.realdata
+@pytest.mark.slow  # every real slice's lung field
 def test_every_covidct_slice_is_found_or_reported(data_root):
     from train.lungs import covidct_rows, summarise
 

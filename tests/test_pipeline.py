@@ -90,7 +90,7 @@ def test_predict_cli_answers_good_files_and_names_bad_ones(synthetic_run, phanto
     bad.write_bytes(b"\x89PNG\r\n\x1a\nnot really")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     p = subprocess.run([sys.executable, "-m", "train", "predict", "--run", str(synthetic_run), str(bad), good],
-                       cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+                       check=False, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert p.returncode == 1, p.stderr
     lines = [json.loads(line) for line in p.stdout.splitlines()]
     assert lines[0]["file"] == str(bad) and "broken.png" in lines[0]["error"]
@@ -98,7 +98,8 @@ def test_predict_cli_answers_good_files_and_names_bad_ones(synthetic_run, phanto
     assert len(lines[1]["heatmap_box"]) == 4 and "lesion_boxes" in lines[1]
 
 
-@pytest.mark.parametrize("strategy", ["GHI-F", "GHIF"])
+# GHIF trains the whole network jointly; GHI-F (the joint branches, then fusion apart) is another whole training
+@pytest.mark.parametrize("strategy", [pytest.param("GHI-F", marks=pytest.mark.slow), "GHIF"])
 def test_joint_strategies_train_every_branch_and_load_for_prediction(strategy, phantom_root, synthetic_run, tmp_path):
     run = RunFolder(tmp_path / strategy, create=True)
     cfg = replace(PipelineConfig.of_run(RunFolder(synthetic_run)), strategy=strategy, epochs=1,
@@ -125,19 +126,38 @@ def test_vector_head_standardisation_is_bounded_for_constant_training_features()
     assert float(head.std.min()) >= 1e-3
 
 
-def test_live_analysis_segments_a_slice_as_the_pipeline_did(synthetic_run, phantom_root):
-    """The run's segmenter settings (precision, mirrored pass) reach live analysis: a slice analysed live
-    gets exactly the lesion map the pipeline stored for it."""
+# Live analysis segments one slice, the pipeline batches of 16: CPU convolution kernels pick their algorithm
+# (and so their order of summation) by batch size and machine, so the fp32 probabilities agree only to ~1e-6,
+# and where p * 255 sits that close to a half grey level the stored 8-bit map rounds the other way. What the
+# kernels guarantee is thus one grey level on a rare pixel; a wrong setting (precision, mirrored pass) moves
+# many pixels by more (checked below, so the tolerance stays able to catch one).
+MAX_GREY_STEP = 1  # grey levels
+MAX_MOVED_SHARE = 0.005  # of the map's pixels
+
+
+def lesion_map_gap(live_prob: np.ndarray, stored_u8) -> tuple[int, float]:
+    """(largest grey-level difference, share of pixels that differ) of a live probability map against a stored map."""
     import torch
 
     from core.inputs.lesion_maps import lesion_map_u8
 
+    diff = (lesion_map_u8(torch.from_numpy(live_prob)[None])[0].int() - stored_u8.int()).abs()
+    return int(diff.max()), float((diff > 0).float().mean())
+
+
+def test_live_analysis_segments_a_slice_as_the_pipeline_did(synthetic_run, phantom_root):
+    """The run's segmenter settings (precision, mirrored pass) reach live analysis: a slice analysed live
+    gets the lesion map the pipeline stored for it, to the kernels' rounding (MAX_GREY_STEP, MAX_MOVED_SHARE)."""
     run = RunFolder(synthetic_run)
     pipe = Pipeline(run, phantom_root, PipelineConfig.of_run(run), progress=False)
     stored = pipe.lesion_inputs()["prob"]
     tr = TrainedRun.load(synthetic_run)
     assert tr.cfg.seg.precision == run.config["pipeline"]["seg"]["precision"]
     i = int(stored.flatten(1).amax(1).argmax())  # a slice where the segmenter sees something
-    live = tr.analyse(read_slice(pipe.ds.slices[i].path))
-    diff = (lesion_map_u8(torch.from_numpy(live.lesion_prob)[None])[0].int() - stored[i].int()).abs()
-    assert int(stored[i].max()) > 0 and int(diff.max()) == 0
+    assert int(stored[i].max()) > 0
+    image = read_slice(pipe.ds.slices[i].path)
+    step, moved = lesion_map_gap(tr.analyse(image).lesion_prob, stored[i])
+    assert step <= MAX_GREY_STEP and moved <= MAX_MOVED_SHARE, (step, moved)
+    tr.cfg = replace(tr.cfg, seg=replace(tr.cfg.seg, tta=not tr.cfg.seg.tta))  # the other mirrored-pass setting
+    step, moved = lesion_map_gap(tr.analyse(image).lesion_prob, stored[i])
+    assert step > MAX_GREY_STEP and moved > MAX_MOVED_SHARE, (step, moved)

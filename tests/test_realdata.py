@@ -7,12 +7,14 @@ from collections import Counter
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 from core.audits.leakage import audit
 from core.data.covidct import read_covidct
 from core.data.semiseg import read_labelled, read_unlabelled
 
 ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.realdata
 
 
 def test_covidct_official_splits(data_root):
@@ -39,6 +41,7 @@ def test_audit_finds_the_known_cross_class_near_duplicate(data_root):
     assert known["cross_split"] and known["cross_class"]
 
 
+@pytest.mark.slow  # one epoch on every real slice's lung field, in a subprocess
 def test_one_short_real_training_run_predicts_every_slice(data_root, tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "2"}
     p = subprocess.run([sys.executable, "-m", "train", "global", "--data-root", str(data_root), "--out",

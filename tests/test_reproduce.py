@@ -5,8 +5,10 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.slow  # two seeds of a whole pipeline, in a subprocess
 
 
 def test_reproduce_writes_tables_and_reuses_finished_runs(phantom_root, tmp_path):

@@ -22,7 +22,7 @@ from test_browser import (
 from tests.dicom_series import write_series
 from tests.phantom_series import dicom_series, right_lung_lesions
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.slow]  # a Streamlit server and Chromium; the pages' AppTests are fast
 N = 12
 
 

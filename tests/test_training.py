@@ -45,6 +45,7 @@ def _cli(*args, **kw):
                             stderr=subprocess.PIPE, text=True, **kw)
 
 
+@pytest.mark.slow  # three trainings in subprocesses; exact resume in-process is the fast test above
 def test_sigkill_mid_run_then_resume_gives_the_uninterrupted_metrics(phantom_root, tmp_path):
     common = ["global", "--data-root", str(phantom_root), "--image-size", "64", "--epochs", "3",
               "--batch-size", "8", "--seed", "5", "--no-progress",

@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from core.data.covidct import read_covidct
 from core.data.errors import DataError
 from core.data.roots import dataset_root
 
@@ -51,3 +52,13 @@ def read_labelled(data_root: str | Path, split: str) -> list[SegSlice]:
 def read_unlabelled(data_root: str | Path) -> list[SegSlice]:
     root = semiseg_root(data_root)
     return [SegSlice(f"semiseg-unlabelled/{p.name}", p, None, None) for p in _images(root / UNLABELLED)]
+
+
+def unlabelled_pool(data_root, sources=("semiseg", "covidct")) -> list[tuple[str, Path]]:
+    """(key, path) of every slice Algorithm 1 may pseudo-label. COVID-CT class labels are not read."""
+    pool = []
+    if "semiseg" in sources:
+        pool += [(s.key, s.image) for s in read_unlabelled(data_root)]
+    if "covidct" in sources:
+        pool += [(f"covid-ct/{s.key}", s.path) for s in read_covidct(data_root)]
+    return pool

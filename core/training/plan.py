@@ -53,9 +53,8 @@ def segmenter_first(pipe) -> bool:
 def pipeline_plan(pipe) -> list[dict]:
     """The stages `pipe` (a core.pipeline.Pipeline) will train, in order: stage, kind, epochs, patience,
     images_per_epoch (planned_images and parts for the segmenter)."""
-    from core.data.semiseg import read_labelled
-    from core.pipeline import VECTOR_RECIPE
-    from core.training.segmentation import unlabelled_pool
+    from core.data.semiseg import read_labelled, unlabelled_pool
+    from core.training.recipes import VECTOR_RECIPE
 
     cfg, n = pipe.cfg, len(pipe.split_rows("train"))
 

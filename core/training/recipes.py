@@ -76,6 +76,9 @@ RECIPES["guided-lesions"] = replace(RECIPES["guided-heads"], name="guided-lesion
 RECIPES["guided-two-step"] = replace(RECIPES["guided-heads"], name="guided-two-step", decision="two-step")
 DEFAULT_RECIPE = "guided-two-step"
 BEFORE_GUIDANCE = "fast"  # the recipe the shortcut audit compares the default with
+# the vector heads' schedule (global+heatmap, fusion) under every recipe
+VECTOR_RECIPE = Recipe("vectors", "adamw", lr=1e-3, weight_decay=1e-2, batch_size=32, epochs=60,
+                       schedule="cosine", patience=15, augment="none")
 
 
 def get_recipe(name: str, **overrides) -> Recipe:

@@ -34,10 +34,9 @@ import torch
 import torch.nn.functional as F
 
 from core.config import SegConfig
-from core.data.covidct import read_covidct
 from core.data.image_cache import load_stack
 from core.data.imaging import check_mask_shape, read_mask
-from core.data.semiseg import read_labelled, read_unlabelled
+from core.data.semiseg import read_labelled, unlabelled_pool
 from core.models.infnet import InfNet
 from core.models.segmenter import as_float01, load_segmenter, segment
 from core.runs.checkpoint import atomic_write_text, load_checkpoint, save_checkpoint
@@ -273,16 +272,6 @@ def evaluate_native(model: InfNet, images: torch.Tensor, mask_paths, threshold: 
 
 
 # ----------------------------------------------------------------------------------- Algorithm 1
-
-def unlabelled_pool(data_root, sources=("semiseg", "covidct")) -> list[tuple[str, Path]]:
-    """(key, path) of every slice Algorithm 1 may pseudo-label. COVID-CT class labels are not read."""
-    pool = []
-    if "semiseg" in sources:
-        pool += [(s.key, s.image) for s in read_unlabelled(data_root)]
-    if "covidct" in sources:
-        pool += [(f"covid-ct/{s.key}", s.path) for s in read_covidct(data_root)]
-    return pool
-
 
 def _pack(masks: torch.Tensor) -> torch.Tensor:
     return torch.from_numpy(np.packbits(masks.numpy().astype(bool), axis=-1))

@@ -33,8 +33,7 @@ def warm_caches(root: Path, cfg, selfsup: bool, workers: int) -> dict:
     """Every slice decoded, resized (and, for COVID-CT, framed as the runs' input mode wants) once, in
     parallel, before anything touches the GPU: the runs then read the caches."""
     from core.data.covidct import read_covidct
-    from core.data.semiseg import read_labelled
-    from core.training.segmentation import unlabelled_pool
+    from core.data.semiseg import read_labelled, unlabelled_pool
 
     from ..selfsup import selfsup_paths
 
