@@ -133,6 +133,6 @@ def signs_line(signs: dict) -> str:
 def row_signs(row) -> dict | None:
     """The signs of a predictions.csv row (a pandas Series; '' where not measured), or None when the run's
     predictions hold no signs (a run trained before its signs stage)."""
-    if not all(k in row.index for k in NAMES):
+    if not all(k in getattr(row, "index", ()) for k in NAMES):
         return None
     return {k: (None if row[k] == "" else float(row[k])) for k in NAMES}

@@ -152,7 +152,8 @@ def live_analysis(ctx: Ctx, tr, a, images: dict, fusion_vector, order: list[str]
     """A live SliceAnalysis `a` (with its dashboard.slice_images.analysis_images `images`) as the New slice page
     and the Case view of a scan slice draw it: the decision branch's call at its operating point, the range
     check of its fusion-layer input, every branch's probability, the radiological signs and the two steps of
-    the decision (dashboard.knowledge_ui), the tau panel, the lesions and the fusion CAM. `key` prefixes the widgets' keys; `caption` is the slice's, `cam_caption` the fusion CAM's."""
+    the decision (dashboard.knowledge_ui), the tau panel, the lesions and the fusion CAM. `key` prefixes the
+    widgets' keys; `caption` is the slice's, `cam_caption` the fusion CAM's."""
     decision = ctx.rv.decision_branch()  # fusion when trained; never a baseline such as lesion-share
     p = a.probs.get(decision)
     if p is not None:
