@@ -1,4 +1,4 @@
-"""A one-slide case report: the slice, its maps and crops, every branch's probability, the verdict.
+"""A one-slide case report: the slice, its maps and crops, every branch's probability, the verdict, the signs.
 
 Pillow only (no plotting library): the report is a 16:9 canvas meant to be dropped on a slide, so
 sizes are in slide pixels and no text is smaller than 24 px at 1920x1080. Inputs are plain
@@ -20,6 +20,7 @@ INK, GREY, PAPER = (25, 25, 30), (95, 95, 105), (255, 255, 255)
 BAR_COLOURS = {"COVID": (232, 96, 76), "non-COVID": (76, 155, 232)}
 RIGHT, WRONG = (30, 130, 70), (190, 40, 40)
 FOOTER = (140, 30, 30)
+BODY_END = 845  # the panels and bars end here; the verdict, two lines of signs and the footer band follow
 # Glyphs Pillow's default font lacks (they would print as boxes), and what stands in for them.
 _PLAIN = str.maketrans({"—": "-", "–": "-", "≥": ">=", "≤": "<=", "±": "+/-"})
 
@@ -134,13 +135,15 @@ def _bars(d, probs: dict, thresholds: dict, decision: str, reference: dict | Non
 def case_report(panels: Sequence[tuple[object, str]], probs: dict[str, float], decision_branch: str,
                 thresholds: dict[str, float] | float, truth: str, prediction: str, verdict: str | None,
                 run_name: str, key: str, tau: float, notice: str, *, reference: dict[str, float] | None = None,
-                run_tau: float | None = None, subtitle: str = "", size: tuple[int, int] = SIZE) -> Image.Image:
+                run_tau: float | None = None, subtitle: str = "", signs: str = "",
+                size: tuple[int, int] = SIZE) -> Image.Image:
     """The report as an RGB image of `size` (laid out for 1920x1080).
 
     panels: (image, caption); image is PNG bytes, a PIL image, an array or None (None or an
     unreadable image is left out and named in a note). probs: branch -> p(COVID), in display order.
     thresholds: each branch's operating point (one float: the same for all). reference: the stored
-    probabilities, marked where they differ from probs (a tau other than the run's, `run_tau`)."""
+    probabilities, marked where they differ from probs (a tau other than the run's, `run_tau`). signs: the
+    slice's radiological signs in one line (dashboard.data_browser.signs_line), under the verdict."""
     if not isinstance(thresholds, dict):
         thresholds = {b: float(thresholds) for b in probs}
     W, H = SIZE
@@ -160,13 +163,16 @@ def case_report(panels: Sequence[tuple[object, str]], probs: dict[str, float], d
     moved = run_tau is not None and abs(run_tau - tau) > 1e-6
     _text(d, (W - MARGIN, 86), f"tau = {tau:.2f}" + (f" (run's {run_tau:.2f})" if moved else ""), 34, INK, anchor="ra")
     # Body: images on the left, bars on the right.
-    missing = _panels(canvas, d, panels, (MARGIN, 160, 1180, 875))
+    missing = _panels(canvas, d, panels, (MARGIN, 160, 1180, BODY_END))
     if missing:
-        _text(d, (MARGIN, 862), "Not shown: " + "; ".join(missing), 24, GREY, max_w=1180 - MARGIN)
-    _bars(d, probs, thresholds, decision_branch, reference, (1250, 160, W - MARGIN, 875))
-    # The verdict, then the run and the notice.
-    _text(d, (MARGIN, 905), f"Verdict: {verdict}" if verdict else "Verdict: no verdict recorded", 34,
+        _text(d, (MARGIN, BODY_END + 2), "Not shown: " + "; ".join(missing), 24, GREY, max_w=1180 - MARGIN)
+    _bars(d, probs, thresholds, decision_branch, reference, (1250, 160, W - MARGIN, BODY_END))
+    # The verdict and the signs, then the run and the notice.
+    _text(d, (MARGIN, 884), f"Verdict: {verdict}" if verdict else "Verdict: no verdict recorded", 32,
           INK if verdict else GREY, bold=bool(verdict), max_w=W - 2 * MARGIN)
+    if signs:
+        for j, line in enumerate(_wrap(d, "Radiological signs: " + signs, 24, W - 2 * MARGIN)):
+            _text(d, (MARGIN, 922 + 25 * j), line, 24, INK, max_w=W - 2 * MARGIN)
     d.rectangle([0, 975, W, H], fill=FOOTER)
     _text(d, (MARGIN, 1000), notice, 36, PAPER, bold=True, max_w=1100)
     if subtitle:

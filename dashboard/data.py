@@ -371,3 +371,35 @@ def external_rows(runs: str, name: str, stamp: str) -> pd.DataFrame | None:
 @st.cache_data(max_entries=8, show_spinner=False)
 def _external_rows(path: str, mtime: int) -> pd.DataFrame:
     return pd.read_csv(path)
+
+
+def two_step(runs: str, name: str, stamp: str):
+    """The run's fitted two-step decision (core.knowledge.decision), or None when it decides without one."""
+    from core.knowledge.decision import DECISION_FILE, TwoStepDecision
+
+    rv = view(runs, name, stamp)
+    mtime = _mtime(rv.run.stage(TwoStepDecision.name) / DECISION_FILE)
+    return None if mtime is None else _two_step(runs, name, stamp, mtime)
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def _two_step(runs: str, name: str, stamp: str, mtime: int):
+    from core.knowledge.decision import TwoStepDecision
+
+    return TwoStepDecision.of_run(view(runs, name, stamp).run)
+
+
+def external_report(runs: str, name: str, stamp: str) -> dict | None:
+    """RUN/external.json (`train external`: the decision on other hospitals), or None before it was written."""
+    from core.audits.external import EXTERNAL_FILE
+
+    f = view(runs, name, stamp).run.path / EXTERNAL_FILE
+    mtime = _mtime(f)
+    return None if mtime is None else _external_report(str(f), mtime)
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def _external_report(path: str, mtime: int) -> dict:
+    import json
+
+    return json.loads(Path(path).read_text())

@@ -106,14 +106,33 @@ def slice_view(runs: str, name: str, path: str, mask: str, stamp: str | None) ->
     return out
 
 
+def sign_value(k: str, v) -> str:
+    """One sign's value as the pages and the case report print it."""
+    if v is None or v == "" or (isinstance(v, float) and np.isnan(v)):
+        return "— (a lone slice)" if k == "lower_zone" else "—"
+    if k == "bilateral":
+        return "yes" if float(v) else "no"
+    if k == "lesion_count":
+        return str(int(float(v)))
+    if k == "lower_zone":
+        return "yes" if float(v) else "no"
+    return f"{100 * float(v):.1f}%"
+
+
 def signs_table(signs: dict) -> pd.DataFrame:
     """The signs with their clinical names and readable values."""
-    def value(k, v):
-        if v is None or (isinstance(v, float) and np.isnan(v)):
-            return "— (a lone slice)" if k == "lower_zone" else "—"
-        if k == "bilateral":
-            return "yes" if v else "no"
-        if k == "lesion_count":
-            return str(int(v))
-        return f"{100 * v:.1f}%"
-    return pd.DataFrame([{"sign": NAMES[k], "value": value(k, signs.get(k))} for k in NAMES])
+    return pd.DataFrame([{"sign": NAMES[k], "value": sign_value(k, signs.get(k))} for k in NAMES])
+
+
+def signs_line(signs: dict) -> str:
+    """The signs in one line ('lesion share (both lungs) 12.0% · ...'), the ones not measured left out."""
+    table = signs_table(signs)
+    return " · ".join(f"{r.sign} {r.value}" for r in table.itertuples() if not r.value.startswith("—"))
+
+
+def row_signs(row) -> dict | None:
+    """The signs of a predictions.csv row (a pandas Series; '' where not measured), or None when the run's
+    predictions hold no signs (a run trained before its signs stage)."""
+    if not all(k in getattr(row, "index", ()) for k in NAMES):
+        return None
+    return {k: (None if row[k] == "" else float(row[k])) for k in NAMES}

@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 
 import streamlit as st
 
-from dashboard import data, slice_images, ui
+from dashboard import data, data_browser, slice_images, ui
 from dashboard.case_report import case_report, to_pdf, to_png
 from dashboard.map_args import CLASS_NAMES
 
@@ -75,11 +75,13 @@ def compose(ctx, key, row, imgs, sides, stored, tau, tr=None, a=None, verdict=No
     decision = ctx.rv.decision_branch()
     thresholds = ctx.rv.thresholds
     prediction = _label(probs[decision] >= thresholds[decision]) if decision in probs else _label(row.pred)
+    signs = data_browser.row_signs(row)
     subtitle = ("synthetic phantoms · " if ctx.rv.synthetic else "") + \
         datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     return case_report(panels, probs, decision, thresholds, _label(row.label), prediction,
                        verdict() if callable(verdict) else verdict, ctx.name, key, tau, ui.RESEARCH_NOTICE,
-                       reference=reference, run_tau=ctx.tau, subtitle=subtitle)
+                       reference=reference, run_tau=ctx.tau, subtitle=subtitle,
+                       signs="" if signs is None else data_browser.signs_line(signs))
 
 
 def report_buttons(ctx, key: str, stored: dict, tau: float, tr=None, a=None) -> None:
@@ -102,4 +104,4 @@ def report_buttons(ctx, key: str, stored: dict, tau: float, tr=None, a=None) -> 
     c2.download_button("Download case report (PDF)", lambda: to_pdf(image()), f"{stem}.pdf", "application/pdf",
                        key="case_report_pdf", on_click="ignore", icon=":material/download:")
     c3.caption(f"One 16:9 slide: the slice, its maps at tau {tau:.2f}, every branch's probability, "
-               "the verdict and the research-use notice.")
+               "the verdict, the radiological signs and the research-use notice.")

@@ -9,9 +9,10 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from core.explain.attention import Box
+from core.knowledge.decision import TwoStepDecision
 from core.runs.feature_cache import CacheError
 from core.runs.run_view import RunView
-from dashboard import data, slice_images, trust_ui, waiting
+from dashboard import data, knowledge_ui, slice_images, trust_ui, waiting
 from dashboard.map_args import CLASS_NAMES
 
 RESEARCH_NOTICE = "Research use only — not for clinical diagnosis."
@@ -150,14 +151,16 @@ def live_analysis(ctx: Ctx, tr, a, images: dict, fusion_vector, order: list[str]
                   cam_caption: str) -> None:
     """A live SliceAnalysis `a` (with its dashboard.slice_images.analysis_images `images`) as the New slice page
     and the Case view of a scan slice draw it: the decision branch's call at its operating point, the range
-    check of its fusion-layer input, every branch's probability, the tau panel, the lesions and the fusion
-    CAM. `key` prefixes the widgets' keys; `caption` is the slice's, `cam_caption` the fusion CAM's."""
+    check of its fusion-layer input, every branch's probability, the radiological signs and the two steps of
+    the decision (dashboard.knowledge_ui), the tau panel, the lesions and the fusion CAM. `key` prefixes the
+    widgets' keys; `caption` is the slice's, `cam_caption` the fusion CAM's."""
     decision = ctx.rv.decision_branch()  # fusion when trained; never a baseline such as lesion-share
     p = a.probs.get(decision)
     if p is not None:
         t = ctx.rv.thresholds[decision]
+        chosen = "the data that choose" if decision == TwoStepDecision.name else "the validation split"
         st.markdown(f"**{decision}**: p(COVID) = {p:.3f} → **{'COVID' if p >= t else 'non-COVID'}** "
-                    f"(operating point {t:.3f}, chosen on the validation split; margin {abs(p - t):.3f})")
+                    f"(operating point {t:.3f}, chosen on {chosen}; margin {abs(p - t):.3f})")
     try:
         out_of_range_note(ctx.rv, fusion_vector)
     except (FileNotFoundError, ValueError, CacheError) as exc:  # a partial run: no stored fusion features
@@ -173,6 +176,7 @@ def live_analysis(ctx: Ctx, tr, a, images: dict, fusion_vector, order: list[str]
         st.plotly_chart(prob_chart(probs), width="stretch", config=SMALL_CHART_CONFIG, key=f"{key}_probs")
         st.dataframe(probs, hide_index=True, width="stretch",
                      column_config={"p(COVID)": st.column_config.NumberColumn(format="%.4f")})
+    knowledge_ui.live(tr.two_step, a)
     st.subheader(f"Attention map ({trust_ui.method_label(ctx, ctx.cam_method)}) and the tau crop")
 
     @st.fragment

@@ -86,6 +86,20 @@ def test_verdict_line():
     assert diff.size and 880 < diff.min() and diff.max() < 975  # one line, above the footer band
 
 
+def test_signs_line_under_the_verdict():
+    """The slice's signs (dashboard.data_browser.signs_line) in one or two lines between the verdict and the
+    footer band; nothing else on the slide moves."""
+    from dashboard.data_browser import signs_line
+
+    signs = signs_line({"lesion_share": 0.12, "right_share": 0.1, "left_share": 0.14, "bilateral": 1.0,
+                        "peripheral_share": 0.8, "lesion_count": 3, "consolidation_share": 0.2, "lower_zone": None})
+    assert signs.startswith("lesion share (both lungs) 12.0% · ") and "lower zone" not in signs
+    none, some = np.asarray(report(verdict="seen")), np.asarray(report(verdict="seen", signs=signs))
+    diff = np.nonzero((none != some).any(-1).any(1))[0]
+    assert diff.size and 915 < diff.min() and diff.max() < 975
+    assert ink(some[diff.min():diff.max() + 1]).sum() > 3000  # legible text, not a stray pixel
+
+
 def test_latest_verdict_reads_the_store(tmp_path):
     from core.runs.verdicts import VERDICTS, VerdictStore
     from dashboard.report_ui import latest_verdict

@@ -63,8 +63,10 @@ def test_page_plots_the_audit_of_both_runs_with_intervals_and_sentences(runs):
     at = app({"run_name": "slice-run", "compare_name": "lungs-run"})
     audit = {n: json.loads((runs / n / "shortcut.json").read_text()) for n in ("slice-run", "lungs-run")}
     specs = charts(at)
-    assert len(specs) == 3  # blanked/only AUC, external sensitivity, pointing (no fidelity table measured)
-    auc_fig, ext_fig, point_fig = specs
+    # blanked/only AUC, external sensitivity, pointing (no fidelity table measured), then the "Other hospitals"
+    # chart of lungs-run (the default recipe's run: the only one with an external.json)
+    assert len(specs) == 4 and "AUC on the data that report" in specs[3]["layout"]["title"]["text"]
+    auc_fig, ext_fig, point_fig = specs[:3]
     # one trace per run, each bar with its 95% interval, the numbers the audit wrote
     assert [t["name"] for t in auc_fig["data"]] == ["slice-run", "lungs-run"]
     for trace in auc_fig["data"]:

@@ -122,6 +122,39 @@ def test_out_file(synthetic_run, tmp_path, capsys):
     assert f"--out {target}`" in text and "## tiny" in text
 
 
+def test_other_hospitals_from_external_json(guided_run, synthetic_run, capsys):
+    """The run's external.json (`train external`) as a section: which data chose and which report, each
+    reporting comparison and branch at its operating point, the COVID-CT-MD patients' calls; none without it."""
+    import json
+
+    result = json.loads((guided_run / "external.json").read_text())
+    rc, out, err = report(capsys, guided_run)
+    assert rc == 0, err
+    section = out.split("### Other hospitals (`external.json`, `python -m train external`)")[1].split("\n### ")[0]
+    shown, chose = section.split("The data that chose (not a result):")
+    assert "Chose the weights and operating points: COVID-CT validation split; COVID-SemiSeg labelled train " \
+           "slices (all COVID); COVID-CT-MD patients P001, normal001, cap001." in shown
+    assert "Reported here, chose nothing: COVID-CT test split; COVID-SemiSeg labelled test slices (all COVID); " \
+           "COVID-CT-MD patients P002, normal002, cap002." in shown
+    for name, entry in result["comparisons"].items():
+        for branch, m in entry["branches"].items():
+            (cells,) = [c for c in rows(shown if entry["role"] == "reports" else chose, name) if c[1] == branch]
+            auc = f"{m['auc']:.3f} [{m['auc_ci'][0]:.3f}, {m['auc_ci'][1]:.3f}]" if "auc" in m else ""
+            assert cells[2:] == [f"{m['n_pos']} / {m['n_neg']}", auc, f"{m['sensitivity']:.3f}",
+                                 f"{m['specificity']:.3f}" if "specificity" in m else "",
+                                 f"{result['thresholds'][branch]:.3f}"]
+    t = result["thresholds"]["two-step"]
+    header = next(line for line in shown.splitlines() if line.startswith("| patient |"))
+    col = [c.strip() for c in header.strip("|").split("|")].index("two-step")
+    for patient, p in result["patients"].items():
+        (cells,) = rows(shown if p["role"] == "reports" else chose, patient)
+        stat = p["scan_statistic"]["two-step"]
+        assert cells[col] == f"{stat:.3f} {'COVID' if stat >= t else 'non-COVID'}"
+    assert not (synthetic_run / "external.json").exists()
+    rc, out, err = report(capsys, synthetic_run)
+    assert rc == 0 and "Other hospitals" not in out
+
+
 def test_a_folder_that_is_not_a_run(synthetic_run, tmp_path, capsys):
     stray = tmp_path / "not-a-run"
     stray.mkdir()

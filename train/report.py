@@ -9,7 +9,8 @@ labelled), the test-split metrics of every branch at its operating point chosen 
 split (core.results.predictions.run_metrics, as `train evaluate`), the training summary of each stage, the
 segmenter's Dice, and, where the run holds them, the shortcut audit (shortcut.csv / shortcut.json,
 `train shortcut`), the branch probe (branch_probe.csv, `train probe`), explanation fidelity
-(fidelity.csv, `train fidelity`), trust (trust.json, `train trust`), the stage timings and the second source's
+(fidelity.csv, `train fidelity`), trust (trust.json, `train trust`), the decision on other hospitals
+(external.json, `train external`), the stage timings and the second source's
 row counts (config.json; they follow the run's segmenter). With several runs: a summary
 across runs grouped by (recipe, input) and whatever else differs among them, mean ± std over seeds
 (core.results.tables.mean_std). Reads only; writes only --out.
@@ -25,8 +26,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from core.audits.external import CHOOSES, EXTERNAL_FILE, REPORTS
 from core.config import PipelineConfig
 from core.models.network import STAGES
+from core.results.external_tables import comparison_table, patient_table, role_data
 from core.results.predictions import BASELINES, BRANCHES, run_metrics
 from core.results.tables import markdown_table
 from core.runs.runfolder import RunError, RunFolder
@@ -207,6 +210,9 @@ def run_section(folder: RunFolder, n_boot: int) -> tuple[str, dict]:
         title_ = ("Trust (`trust.json`, `python -m train trust`: map sanity checks on labelled COVID-SemiSeg test "
                   "slices, prediction sets, the out-of-distribution flag)")
         parts += ["", f"### {title_}", "", trust_table(trust).rstrip()]
+    external = other_hospitals(folder)
+    if external:
+        parts += ["", external]
     saved = folder.config  # config.json, read once for the sections below
     timings = saved.get("timings") or {}
     if timings:
@@ -221,6 +227,30 @@ def run_section(folder: RunFolder, n_boot: int) -> tuple[str, dict]:
     if missing:
         parts += ["", f"Slices without a lung field (fed whole): {len(missing)} (`config.json`)."]
     return "\n".join(parts), facts
+
+
+def other_hospitals(folder: RunFolder) -> str:
+    """The run's external.json (`train external`) as Markdown: which data chose and which report, every branch
+    at its operating point on the data that report, the COVID-CT-MD patients' scan-level calls, then the same
+    on the data that chose; '' when the run has no external.json."""
+    f = folder.path / EXTERNAL_FILE
+    if not f.is_file():
+        return ""
+    result = json.loads(f.read_text())
+    md = lambda df: markdown_table(list(df.columns), df.astype(str).values.tolist()) if not df.empty else ""
+    parts = [f"### Other hospitals (`{EXTERNAL_FILE}`, `python -m train external`)", "",
+             f"Chose the weights and operating points: {role_data(CHOOSES)}.  ",
+             f"Reported here, chose nothing: {role_data(REPORTS)}. Intervals over slices (too narrow: slices of one "
+             "patient are not independent).", "", md(comparison_table(result, REPORTS))]
+    patients = patient_table(result, REPORTS)
+    if not patients.empty:
+        parts += ["", f"Per COVID-CT-MD patient: the scan-level score ({result.get('rule')} of its slices' "
+                      "p(COVID)) and the call at each branch's operating point.", "", md(patients)]
+    parts += ["", "The data that chose (not a result):", "", md(comparison_table(result, CHOOSES))]
+    chose = patient_table(result, CHOOSES)
+    if not chose.empty:
+        parts += ["", md(chose)]
+    return "\n".join(parts)
 
 
 # ---------------------------------------------------------------------------------------- summary

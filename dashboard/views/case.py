@@ -4,7 +4,7 @@ import streamlit as st
 
 from core.runs.feature_cache import CacheError
 from core.trust.models import FUSION_CAM
-from dashboard import data, report_ui, scan_case, trust_ui, ui, verdicts_ui
+from dashboard import data, knowledge_ui, report_ui, scan_case, trust_ui, ui, verdicts_ui
 
 ctx = ui.current()
 if st.session_state.get(ui.SCAN_CASE) is not None:  # a slice of a scan, opened from the Scan page
@@ -72,6 +72,8 @@ with top_r:
     with st.expander("as a table"):
         st.dataframe(ui.probs_frame(stored, order), hide_index=True, width="stretch",
                      column_config={"p(COVID)": st.column_config.NumberColumn(format="%.4f")})
+
+knowledge_ui.stored(data.two_step(ctx.runs, ctx.name, ctx.stamp), r)
 
 other = ui.comparison()
 if other is not None:

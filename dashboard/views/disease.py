@@ -4,7 +4,7 @@ import pandas as pd
 import streamlit as st
 
 from core.audits.shortcut import AUDIT_TABLE
-from dashboard import audit_text, data, trust_ui, ui
+from dashboard import audit_text, data, external_ui, trust_ui, ui
 
 ctx = ui.current()
 other = ui.comparison()
@@ -124,3 +124,11 @@ if not trust_ui.maps_missing(ctx):
 
 st.subheader("5 · Can its decision be trusted, and on which slices?")
 trust_ui.decision_tables(ctx)
+
+st.subheader("6 · Other hospitals: does the decision carry over?")
+st.caption("Scores on data that chose nothing: COVID-CT's test split, COVID-SemiSeg's test slices (another source, "
+           "all COVID) and COVID-CT-MD (a third hospital: a COVID-19 patient's infected slices against a normal "
+           "patient's and a community-acquired pneumonia patient's), with 95% intervals. Intervals over slices are "
+           "too narrow: slices of one patient are not independent.")
+for c in shown:
+    external_ui.other_hospitals(c, "" if len(shown) == 1 else f"`{c.name}` · ")

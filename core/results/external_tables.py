@@ -1,0 +1,76 @@
+"""The external report (RUN/external.json, core.audits.external) as tables a page or a report prints: which
+data chose and which only report, per comparison and branch AUC [95% CI] with sensitivity and specificity at
+the branch's operating point, and per COVID-CT-MD patient the scan-level score and call. `train report` and
+the "Does it look at the disease?" page both print these, so they say the same."""
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from core.audits.external import ROLES, table_rows
+from core.trust.slices import SOURCE_NAMES
+
+GROUP_NAMES = {("covid-ct", "val"): "validation split", ("covid-ct", "test"): "test split",
+               ("semiseg", "train"): "labelled train slices", ("semiseg", "test"): "labelled test slices"}
+COMPARISON_COLUMNS = ("comparison", "branch", "slices (COVID / other)", "AUC [95% CI]", "sensitivity",
+                      "specificity", "operating point")
+
+
+def role_data(role: str) -> str:
+    """The data of a role (core.audits.external.ROLES) in words: 'COVID-CT validation split, COVID-SemiSeg labelled
+    train slices (all COVID), COVID-CT-MD patients P001, normal001, cap001'."""
+    groups: dict[str, list[str]] = {}
+    for (source, group), r in ROLES.items():
+        if r == role:
+            groups.setdefault(source, []).append(group)
+    parts = []
+    for source, gs in groups.items():
+        name = SOURCE_NAMES.get(source, source)
+        if source == "covid-ct-md":
+            parts.append(f"{name} patients {', '.join(gs)}")
+        else:
+            parts.append(f"{name} {', '.join(GROUP_NAMES.get((source, g), g) for g in gs)}"
+                         + (" (all COVID)" if source == "semiseg" else ""))
+    return "; ".join(parts)
+
+
+def _num(v, digits: int = 3) -> str:
+    return "" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{float(v):.{digits}f}"
+
+
+def comparison_table(result: dict, role: str) -> pd.DataFrame:
+    """One row per comparison of `role` and branch (core.audits.external.table_rows), as text: an all-COVID set
+    (COVID-SemiSeg) has a sensitivity only."""
+    rows = []
+    for r in table_rows(result):
+        if r["role"] != role:
+            continue
+        auc = _num(r["auc"])
+        if auc and r["auc_low"] is not None:
+            auc += f" [{_num(r['auc_low'])}, {_num(r['auc_high'])}]"
+        rows.append(dict(zip(COMPARISON_COLUMNS, (
+            r["comparison"], r["branch"], f"{r['n_pos']} / {r['n_neg']}", auc, _num(r["sensitivity"]),
+            _num(r["specificity"]), _num(result.get("thresholds", {}).get(r["branch"]))))))
+    return pd.DataFrame(rows, columns=list(COMPARISON_COLUMNS))
+
+
+def call(score, threshold) -> str:
+    """A scan-level score and its call at the operating point: '0.766 COVID'; blank without a score."""
+    if score is None or (isinstance(score, float) and math.isnan(score)):
+        return ""
+    return f"{score:.3f} {'COVID' if score >= threshold else 'non-COVID'}"
+
+
+def patient_table(result: dict, role: str) -> pd.DataFrame:
+    """One row per COVID-CT-MD patient of `role`: diagnosis, slices, then per branch the scan-level score (the
+    statistic of result['rule'] over its slices) and its call at the branch's operating point."""
+    thresholds = result.get("thresholds", {})
+    rows = []
+    for patient, p in result.get("patients", {}).items():
+        if p["role"] != role:
+            continue
+        row = {"patient": patient, "diagnosis": p["diagnosis"], "slices": p["slices"]}
+        row.update({b: call(v, thresholds.get(b, math.nan)) for b, v in p["scan_statistic"].items()})
+        rows.append(row)
+    return pd.DataFrame(rows)

@@ -1,0 +1,219 @@
+"""Issue 26 on the pages: the two steps of the decision and the radiological signs (Case, New slice, the case
+report), and "Other hospitals" from external.json on the "Does it look at the disease?" page.
+
+Copies of the session's runs: `two-step` (the default recipe's run: its two-step decision fitted, external.json
+written by its pipeline), `unscored` (the same without external.json) and `plain` (the recipe before guidance: no
+two-step decision). Expected numbers come from the run's files (predictions.csv, two-step/decision.json,
+external.json), not from the pages' helpers."""
+from __future__ import annotations
+
+import json
+import re
+import shutil
+
+import pytest
+
+from core.knowledge.decision import FACTOR_COLUMNS, Factors, TwoStepDecision
+from core.knowledge.signs import NAMES
+from core.results.predictions import read_predictions
+from core.runs.run_view import RunView
+from core.runs.runfolder import RunFolder
+from tests.test_dashboard import _png_of, no_exception
+
+TWO_STEP_HEAD = "**Two steps: is there disease, and does it look like COVID-19?**"
+
+
+@pytest.fixture(scope="module")
+def runs(guided_run, synthetic_run, tmp_path_factory):
+    root = tmp_path_factory.mktemp("two-step-runs")
+    for name, src in (("two-step", guided_run), ("unscored", guided_run), ("plain", synthetic_run)):
+        shutil.copytree(src, root / name)
+    for f in ("external.json", "external.csv"):
+        (root / "unscored" / f).unlink(missing_ok=True)
+    assert (root / "two-step" / "external.json").is_file()
+    assert TwoStepDecision.of_run(RunFolder(root / "two-step")) is not None
+    assert TwoStepDecision.of_run(RunFolder(root / "plain")) is None
+    mp = pytest.MonkeyPatch()
+    mp.setenv("COVID_LAB_RUNS", str(root))
+    mp.setenv("COVID_LAB_BOOT", "40")
+    yield root
+    mp.undo()
+
+
+def app(page: str, state: dict):
+    from streamlit.testing.v1 import AppTest
+
+    from tests.test_dashboard import APP
+
+    at = AppTest.from_file(APP, default_timeout=240)
+    for k, v in state.items():
+        at.session_state[k] = v
+    at.run()
+    at.switch_page(page).run()
+    no_exception(at)
+    return at
+
+
+def markdown(at) -> list[str]:
+    return [m.value for m in at.markdown]
+
+
+def signs_frame(at):
+    return next(d.value for d in at.dataframe if list(d.value.columns) == ["sign", "value"])
+
+
+def product_line(at) -> tuple[float, float, float]:
+    """(disease, pattern, p) from the line 'p(COVID) = d × c = p'."""
+    (line,) = [t for t in markdown(at) if t.startswith("**p(COVID) = ")]
+    d, c, p = map(float, re.match(r"\*\*p\(COVID\) = ([\d.]+) × ([\d.]+) = ([\d.]+)\*\*", line).groups())
+    return d, c, p
+
+
+# ---- the two steps and the signs on one slice ------------------------------------------------------------------
+def test_case_shows_both_steps_and_the_signs_from_the_stored_row(runs):
+    folder = RunFolder(runs / "two-step")
+    df = read_predictions(folder).set_index("key")
+    decision = TwoStepDecision.of_run(folder)
+    key = df[df.split == "test"].index[0]
+    row = df.loc[key]
+    at = app("views/case.py", {"run_name": "two-step", "selected_key": key})
+    lines = markdown(at)
+    assert TWO_STEP_HEAD in lines
+    d, c = (float(row[col]) for col in FACTOR_COLUMNS)
+    p, t = float(row["p_two-step"]), decision.operating_point
+    assert any(x.startswith(f"1 · **disease present** p = {d:.2f}") for x in lines)
+    step2 = next(x for x in lines if x.startswith("2 · **looks like COVID-19**"))
+    assert f"p = {c:.2f}" in step2 and f"{decision.pattern_branch} {float(row[f'p_{decision.pattern_branch}']):.2f}" in step2
+    assert product_line(at) == pytest.approx((d, c, p), abs=5e-3)
+    call = "COVID" if p >= t else "non-COVID"
+    assert any(f"→ **{call}** (operating point {t:.3f})" in x for x in lines)
+    lower = 1 if d <= c else 2
+    assert any(x.startswith(f"The lower factor is step {lower}") for x in lines)
+    signs = signs_frame(at)
+    assert list(signs.sign) == list(NAMES.values())
+    shown = dict(zip(signs.sign, signs.value))
+    assert shown[NAMES["lesion_share"]] == f"{100 * float(row['lesion_share']):.1f}%"
+    assert shown[NAMES["lesion_count"]] == str(int(float(row["lesion_count"])))
+    assert shown[NAMES["bilateral"]] == ("yes" if float(row["bilateral"]) else "no")
+
+
+def test_case_without_the_two_step_decision_shows_the_signs_only(runs):
+    rv = RunView(runs, "plain")
+    key = rv.predictions.key.iloc[0]
+    at = app("views/case.py", {"run_name": "plain", "selected_key": key})
+    assert TWO_STEP_HEAD not in markdown(at)
+    assert not any(t.startswith("**p(COVID) = ") for t in markdown(at))
+    row = rv.predictions.set_index("key").loc[key]
+    signs = signs_frame(at)
+    assert dict(zip(signs.sign, signs.value))[NAMES["lesion_share"]] == f"{100 * float(row['lesion_share']):.1f}%"
+
+
+def test_new_slice_shows_the_live_two_steps_and_signs(runs):
+    rv = RunView(runs, "two-step")
+    key = rv.predictions.key.iloc[0]
+    at = app("views/new_slice.py", {"run_name": "two-step"})
+    at.file_uploader(key="upload").set_value(("slice.png", _png_of(rv, key), "image/png")).run()
+    no_exception(at)
+    assert TWO_STEP_HEAD in markdown(at)
+    probs = next(d.value for d in at.dataframe if list(d.value.columns) == ["branch", "p(COVID)"])
+    p_live = dict(zip(probs.branch, probs["p(COVID)"]))["two-step"]
+    d, c, p = product_line(at)
+    assert p == pytest.approx(p_live, abs=5e-4) and d * c == pytest.approx(p_live, abs=1e-2)
+    head = next(t for t in markdown(at) if t.startswith("**two-step**: p(COVID) ="))
+    assert "chosen on the data that choose" in head
+    assert list(signs_frame(at).sign) == list(NAMES.values())
+
+
+def test_two_step_words():
+    from dashboard.knowledge_ui import two_step_lines
+
+    decision = TwoStepDecision(a_d=1.0, b_d=4.0, a_c=0.8, w=[0.5, 0.0, 0.2, 0.1], operating_point=0.4)
+    signs = {"lesion_share": 0.12, "peripheral_share": 0.8, "bilateral": 1.0, "consolidation_share": 0.25,
+             "lesion_count": 3}
+    lines = two_step_lines(decision, Factors(0.93, 0.41), signs, 0.55)
+    assert lines[0] == "1 · **disease present** p = 0.93 (lesion share 12% of the lungs)"
+    assert lines[1] == ("2 · **looks like COVID-19** p = 0.41 (fusion 0.55, peripheral 80%, bilateral, ground glass "
+                        "75%, 3 lesion pieces); the fit gives no weight to bilateral")
+    assert lines[2] == "**p(COVID) = 0.93 × 0.41 = 0.381** → **non-COVID** (operating point 0.400)"
+    assert lines[3].startswith("The lower factor is step 2, *looks like COVID-19*")
+    lines = two_step_lines(TwoStepDecision(a_d=0.0, operating_point=0.1), Factors(0.2, 0.9),
+                           {**signs, "lesion_share": 0.004, "bilateral": 0.0}, 0.9)
+    assert "lesion share 0.4% of the lungs" in lines[0] and "no weight" in lines[0]
+    assert "one lung" in lines[1] and "→ **COVID**" in lines[2] and lines[3].startswith("The lower factor is step 1")
+
+
+def test_case_report_carries_the_signs(runs, monkeypatch):
+    from streamlit.delta_generator import DeltaGenerator
+
+    from dashboard import data_browser, report_ui
+
+    seen, real_button, real_report = {}, DeltaGenerator.download_button, report_ui.case_report
+
+    def button(self, label, data, *a, **kw):
+        seen[label] = data
+        return real_button(self, label, data, *a, **kw)
+
+    def report(*a, **kw):
+        seen["signs"] = kw.get("signs")
+        return real_report(*a, **kw)
+
+    monkeypatch.setattr(DeltaGenerator, "download_button", button)
+    monkeypatch.setattr(report_ui, "case_report", report)
+    rv = RunView(runs, "two-step")
+    key = rv.predictions.key.iloc[0]
+    app("views/case.py", {"run_name": "two-step", "selected_key": key})
+    seen["Download case report (PNG)"]()  # deferred: composed when clicked
+    row = read_predictions(rv.run).set_index("key").loc[key]
+    assert seen["signs"] == data_browser.signs_line(data_browser.row_signs(row))
+    assert seen["signs"].startswith(f"{NAMES['lesion_share']} {100 * float(row['lesion_share']):.1f}%")
+
+
+# ---- other hospitals ------------------------------------------------------------------------------------------
+def test_disease_page_shows_other_hospitals_from_external_json(runs):
+    result = json.loads((runs / "two-step" / "external.json").read_text())
+    at = app("views/disease.py", {"run_name": "two-step"})
+    assert any(s.value.startswith("6 · Other hospitals") for s in at.subheader)
+    text = " ".join(markdown(at))
+    assert "**The data that chose** the weights and operating points: COVID-CT validation split; COVID-SemiSeg " \
+           "labelled train slices (all COVID); COVID-CT-MD patients P001, normal001, cap001." in text
+    assert "**The data reported here** chose nothing: COVID-CT test split; COVID-SemiSeg labelled test slices " \
+           "(all COVID); COVID-CT-MD patients P002, normal002, cap002." in text
+    reporting = [n for n, e in result["comparisons"].items() if e["role"] == "reports"]
+    assert "covid-ct-md P002 infected vs normal002" in reporting and "covid-ct-md P002 infected vs cap002" in reporting
+    # the chart: the decision beside lesion-share, each bar the AUC external.json holds, with its interval
+    fig = next(json.loads(c.proto.spec) for c in at.get("plotly_chart")
+               if "AUC on the data that report" in json.dumps(json.loads(c.proto.spec)["layout"].get("title")))
+    assert [t["name"] for t in fig["data"]] == ["two-step", "lesion-share"]
+    for trace in fig["data"]:
+        want = {n: result["comparisons"][n]["branches"][trace["name"]] for n in reporting
+                if "auc" in result["comparisons"][n]["branches"][trace["name"]]}
+        assert dict(zip(trace["x"], trace["y"])) == pytest.approx({n: m["auc"] for n, m in want.items()})
+        highs = [y + up for y, up in zip(trace["y"], trace["error_y"]["array"])]
+        assert highs == pytest.approx([want[n]["auc_ci"][1] for n in trace["x"]])
+    # every branch at its operating point on the data that report; the data that chose in the expander
+    tables = [d.value for d in at.dataframe if "AUC [95% CI]" in d.value.columns]
+    shown, chose = tables[0], tables[1]
+    assert set(shown.comparison) == set(reporting)
+    for r in shown.itertuples():
+        m = result["comparisons"][r.comparison]["branches"][r.branch]
+        assert r.sensitivity == f"{m['sensitivity']:.3f}"
+        assert r[4] == (f"{m['auc']:.3f} [{m['auc_ci'][0]:.3f}, {m['auc_ci'][1]:.3f}]" if "auc" in m else "")
+        assert r[7] == f"{result['thresholds'][r.branch]:.3f}"
+    assert {"lesion-share", "two-step"} <= set(shown.branch)
+    assert set(chose.comparison) == {n for n, e in result["comparisons"].items() if e["role"] == "chooses"}
+    (expander,) = [e for e in at.expander if e.label.startswith("The data that chose")]
+    assert "P001, normal001, cap001" in expander.label
+    # per patient: the scan-level score and the call at the operating point
+    patients = next(d.value for d in at.dataframe if "patient" in d.value.columns)
+    assert set(patients.patient) == {"P002", "normal002", "cap002"}
+    for r in patients.to_dict("records"):
+        stat = result["patients"][r["patient"]]["scan_statistic"]["two-step"]
+        t = result["thresholds"]["two-step"]
+        assert r["two-step"] == f"{stat:.3f} {'COVID' if stat >= t else 'non-COVID'}"
+
+
+def test_disease_page_without_external_json_names_the_command(runs):
+    at = app("views/disease.py", {"run_name": "unscored"})
+    assert any("has not been scored on other hospitals yet" in i.value
+               and f"python -m train external --run {runs / 'unscored'}" in i.value for i in at.info)
+    assert not [d for d in at.dataframe if "AUC [95% CI]" in d.value.columns]
