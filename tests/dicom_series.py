@@ -6,6 +6,7 @@ top-left corner, so every slice windows to a different image and a flip would sh
 from __future__ import annotations
 
 import random
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -83,6 +84,7 @@ CTMD_PATIENTS = {"P001": "COVID-19", "P002": "COVID-19", "normal001": "Normal", 
 def write_ctmd(data_root: Path, n: int = 3) -> Path:
     """A COVID-CT-MD-shaped folder (covid-ct-md/<diagnosis>/<patient>/*.dcm and slices.csv), n slices a patient."""
     root = data_root / "covid-ct-md"
+    shutil.rmtree(root, ignore_errors=True)  # a phantom data set brings its own (core.data.phantom.write_ctmd)
     rows = ["file,diagnosis,patient,instance,slice_location,infection_visible"]
     for i, (patient, diagnosis) in enumerate(CTMD_PATIENTS.items()):
         datasets = series(n, spacing=4.0, z0=-300.0 + i)

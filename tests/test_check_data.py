@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from pydicom.uid import RLELossless
 
+from core.data.phantom import CTMD_PATIENTS
 from tests.dicom_series import series, write_ctmd, write_series
 from train.__main__ import main
 from train.check_data import PUBLISHED_LISTS, PUBLISHED_SEMISEG, layout_tree
@@ -43,8 +44,15 @@ def test_phantoms_pass_and_nothing_is_written(phantom_root, capsys):
     assert counts["covid-ct"]["CT_NonCOVID"] == sum(spec["counts"].values())
     assert [counts["semiseg"][k] for k in ("train_labelled", "test_labelled", "unlabelled")] == spec["seg"]
     assert "problem:" not in err
-    assert "covid-ct-md" not in counts  # optional: its absence is no problem
+    assert counts["covid-ct-md"] == {p: spec["ctmd"] for p in CTMD_PATIENTS}
     assert snapshot(phantom_root) == before
+
+
+def test_covid_ct_md_is_optional(data, capsys):
+    shutil.rmtree(data / "covid-ct-md")
+    rc, out, err = check(capsys, data)
+    assert rc == 0 and "problem:" not in err, err
+    assert "covid-ct-md" not in json.loads(out)
 
 
 def test_missing_folder_is_named(data, capsys):

@@ -77,7 +77,7 @@ def test_without_a_scan_the_page_asks_for_one(dash_env):
     assert NOTICE in " ".join(w.value for w in at.warning)
     assert any("Synthetic run" in e.value for e in at.error)
     assert any("Upload the files of one CT series" in i.value for i in at.info)
-    assert not [r for r in at.radio if r.key == "scan_source"]  # the phantom data root has no COVID-CT-MD
+    assert [r for r in at.radio if r.key == "scan_source"]  # the phantom data root holds COVID-CT-MD: offered
 
 
 def test_an_uploaded_series_is_scored_once_and_reported(dash_env, rv, series_files, expected, monkeypatch):
