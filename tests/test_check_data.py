@@ -138,11 +138,12 @@ def test_wrong_level_and_no_folder(data, tmp_path, capsys):
     assert rc == 2 and f"{tmp_path / 'nowhere'}: does not exist" in err
 
 
-def test_readme_shows_the_layout_the_check_expects(capsys):
+def test_the_data_guide_shows_the_layout_the_check_expects(capsys):
     assert main(["check-data", "--layout"]) == 0
     tree = capsys.readouterr().out.strip()
     assert tree == layout_tree()
-    assert tree in (ROOT / "README.md").read_text(), "README's data tree differs from `train check-data --layout`"
+    guide = ROOT / "docs" / "data.md"  # the README links it
+    assert tree in guide.read_text(), "docs/data.md's data tree differs from `train check-data --layout`"
 
 
 def test_covid_ct_md_is_counted_per_patient_and_decoded(data, capsys):

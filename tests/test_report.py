@@ -164,7 +164,7 @@ def test_a_folder_that_is_not_a_run(synthetic_run, tmp_path, capsys):
 
 
 def test_the_committed_reports_are_generated_and_name_their_recipes():
-    """README: docs/results.md reports the default recipe, docs/results-recipes.md the recipes it was
+    """docs/reports.md: docs/results.md reports the default recipe, docs/results-recipes.md the recipes it was
     chosen among and docs/results-demo.md a timed `make demo DATA=...` (the default, every stage timed).
     Changing the default without regenerating the reports fails here."""
     docs = PROJECT_ROOT / "docs"

@@ -71,7 +71,7 @@ def add_args(p):
 
 
 def layout_tree() -> str:
-    """The folder tree --data-root expects, with the published counts (the README shows this text)."""
+    """The folder tree --data-root expects, with the published counts (docs/data.md shows this text)."""
     lists = {folder: " ".join(f"{split}{folder}.txt" for split in SPLITS) for folder, _ in CLASSES}
     n = {folder: sum(v for (_, f), v in PUBLISHED_LISTS.items() if f == folder) for folder, _ in CLASSES}
     seg = PUBLISHED_SEMISEG
