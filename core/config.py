@@ -187,6 +187,8 @@ class PipelineConfig:
                                          choices=SOURCES, none=("recipe",))
     heads_second_source: bool | None = _setting(None, "the vector heads (fusion, global+heatmap) train on the second "
                                                       "source's rows too", none=("recipe",))
+    audits: bool = _setting(True, "after training, the audits (shortcut, probe, fidelity, trust) at their demo sizes "
+                                  "(core/after_training.py); --no-audits skips them")
     config_format: int = field(default=CONFIG_FORMAT, init=False)
 
     def __post_init__(self):

@@ -9,7 +9,8 @@ Stage III trains on cached vectors only. The run folder gets one stage folder pe
     global/  heatmap/  infnet/  infected/  global+heatmap/  fusion/
 
 and predictions.csv gets one probability column per branch: global, heatmap, global+heatmap,
-global+infected (the infected branch: lung crops + global vector), fusion.
+global+infected (the infected branch: lung crops + global vector), fusion. After the fusion CAM come the
+stages of core.after_training (the audits, unless --no-audits, and what the pages read on a first visit).
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from pathlib import Path
 
 import torch
 
+from core.after_training import After, run_stages
 from core.config import PipelineConfig
 from core.data import second_source
 from core.data.covidct import read_covidct
@@ -478,7 +480,13 @@ class Pipeline:
         self.explain(g, h, inf, fusion, crops, lesions)
         self.timings["fusion-cam"] = time.time() - t0
 
+    def after(self) -> After:
+        """What the stages after training read (core.after_training)."""
+        return After(self.run, self.data_root, self.device, self.progress, len(self.ds.slices))
+
     def finish(self, t_all) -> dict:
+        if is_main():  # the audits and precompute (core.after_training.AFTER_TRAINING), each once per inputs
+            self.timings.update(run_stages(self.after(), self.cfg.audits, self.progress_log, say=self.log))
         self.timings["total"] = time.time() - t_all
         if is_main():
             self.run.update_config(timings=self.timings)
