@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from core.after_training import After, run_stages
+from core.after_training import After, plan_rows, run_stages
 from core.config import PipelineConfig
 from core.data import second_source
 from core.data.covidct import read_covidct
@@ -430,7 +430,7 @@ class Pipeline:
         cfg = self.cfg
         if is_main():
             self.run.update_config(data_root=str(self.data_root), pipeline=asdict(cfg))
-            self.progress_log.plan(pipeline_plan(self))
+            self.progress_log.plan(pipeline_plan(self) + plan_rows(self.after(), cfg.audits))
         if cfg.strategy != "G-H-I-F":
             return self.run_joint()
         t_all = time.time()

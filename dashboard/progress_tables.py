@@ -25,9 +25,7 @@ from core.runs.progress import (
 
 STAGE_NAMES = {"global": "the global branch", "heatmap": "the heatmap branch", "infnet": "the lesion segmenter",
                "infected": "the infected branch", "global+heatmap": "the global+heatmap head",
-               "fusion": "the fusion head", "joint": "the joint branches", "shortcut": "the shortcut audit",
-               "probe": "the branch probe", "fidelity": "explanation fidelity", "trust": "the trust checks",
-               "precompute": "the pages' maps and hover cards"}
+               "fusion": "the fusion head", "joint": "the joint branches"}
 RESUME = "`make demo` (or `python -m train pipeline ... --resume`) resumes it"
 
 
@@ -76,7 +74,7 @@ def patience_text(sp: StageProgress, short: bool = False) -> str:
 
 def stage_line(sp: StageProgress, eta: RunEta, now: float | None = None) -> str:
     """One sentence on a stage: how far it is and when it is expected to end."""
-    name = f"**{sp.stage}** ({STAGE_NAMES.get(sp.stage, sp.kind)})"
+    name = f"**{sp.stage}** ({STAGE_NAMES.get(sp.stage, 'after training' if sp.kind == 'analysis' else sp.kind)})"
     if sp.kind == "analysis" and sp.state == DONE:  # a stage after training: no epochs
         error = sp.end.get("error") if sp.end else None
         return f"{name} failed: {error} (the run's log.txt)." if error else f"{name} is done."

@@ -5,14 +5,12 @@ The order is core.pipeline's: the segmenter trains first when the global branch 
 (input lungs+lesions, a lesion-attention loss, a second source labelled by it) and for the joint
 strategies, else after the heatmap branch (the infected branch's lesion crops). A segmenter adopted
 from elsewhere (`--segmenter`) trains nothing and is not planned. Images per epoch count COVID-CT's
-training rows; a stage that also trains on the second source's rows says so at its start. The stages after
-training (core.after_training) come last.
+training rows; a stage that also trains on the second source's rows says so at its start.
 """
 from __future__ import annotations
 
 import math
 
-from core.after_training import plan_rows
 from core.inputs.fields import needs_segmenter
 
 
@@ -74,10 +72,9 @@ def pipeline_plan(pipe) -> list[dict]:
     heads = [stage("global+heatmap", "vector", VECTOR_RECIPE)]
     if cfg.strategy != "GHIF":  # GHIF trains its fusion layer inside the joint network
         heads.append(stage("fusion", "vector", VECTOR_RECIPE))
-    after = plan_rows(pipe.after(), cfg.audits)  # core.after_training: the audits, precompute
     if cfg.strategy != "G-H-I-F":
-        return [*segmenter, stage("joint", "image", pipe.recipe), *heads, *after]
+        return [*segmenter, stage("joint", "image", pipe.recipe), *heads]
     first = segmenter if segmenter_first(pipe) else []
     later = [] if first else segmenter
     return [*first, stage("global", "image", pipe.recipe), stage("heatmap", "image", pipe.branch_recipe), *later,
-            stage("infected", "image", pipe.branch_recipe), *heads, *after]
+            stage("infected", "image", pipe.branch_recipe), *heads]
