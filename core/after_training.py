@@ -42,10 +42,6 @@ class After:
     progress: bool = False
     n_slices: int = 0  # COVID-CT slices of the run (the predictions' rows)
 
-    @property
-    def synthetic(self) -> bool:
-        return bool(self.run.config.get("synthetic"))
-
 
 # ---- the stages ---------------------------------------------------------------------------------------
 def shortcut(a: After, **sizes) -> None:
@@ -132,7 +128,7 @@ def planned(audits: bool) -> tuple[Stage, ...]:
 
 
 def plan_rows(a: After, audits: bool) -> list[dict]:
-    """The progress log's plan rows of the stages after training (core.training.plan)."""
+    """The progress log's plan rows of the stages after training (after core.training.plan's, in run_all)."""
     return [{"stage": s.name, "kind": KIND, "planned_images": s.images(a)} for s in planned(audits)]
 
 
