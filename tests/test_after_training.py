@@ -111,3 +111,20 @@ def test_precompute_fills_what_the_map_page_reads(synthetic_run, monkeypatch):
             assert rv.embedding(method, which).shape == (len(rv.feature_keys), 3)
     cards = slice_images.hover_cards(rv)
     assert list(cards) == rv.feature_keys and all(len(c) == 3 for c in cards.values())
+
+
+def test_pages_open_once_the_stages_after_training_begin():
+    """The pages that need the whole pipeline wait for its last training stage, not for the audits."""
+    from core.runs.progress import _stage_states, fold
+    from dashboard import waiting
+
+    plan = {"event": "plan", "t": 0, "pid": 1, "stages": [{"stage": "fusion", "kind": "vector"},
+                                                          *({"stage": s.name, "kind": "analysis"} for s in AFTER_TRAINING)]}
+    fusion = [{"event": "stage_start", "t": 1, "pid": 1, "stage": "fusion", "kind": "vector"},
+              {"event": "stage_end", "t": 2, "stage": "fusion"}]
+    audit = {"event": "stage_start", "t": 3, "pid": 1, "stage": AFTER_TRAINING[0].name, "kind": "analysis"}
+    for events, opens in (([plan, *fusion], False), ([plan, *fusion, audit], True)):
+        rp = fold(events)
+        _stage_states(rp)  # as RunProgress.read does
+        assert waiting.trained(rp) is opens
+        assert waiting.awaited(rp, waiting.COMPLETE) == "fusion"
