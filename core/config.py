@@ -190,6 +190,8 @@ class PipelineConfig:
     decision: str | None = _setting(None, "the run's decision: fusion (the paper's), or two-step (disease present x "
                                           "looks like COVID, fitted across sources: core/knowledge/decision.py; "
                                           "needs covid-ct-md/ in the data root)", choices=DECISIONS, none=("recipe",))
+    audits: bool = _setting(True, "after training, the audits (shortcut, probe, fidelity, trust) at their demo sizes "
+                                  "(core/after_training.py); --no-audits skips them")
     config_format: int = field(default=CONFIG_FORMAT, init=False)
 
     def __post_init__(self):

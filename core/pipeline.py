@@ -9,7 +9,8 @@ Stage III trains on cached vectors only. The run folder gets one stage folder pe
     global/  heatmap/  infnet/  infected/  global+heatmap/  fusion/
 
 and predictions.csv gets one probability column per branch: global, heatmap, global+heatmap,
-global+infected (the infected branch: lung crops + global vector), fusion.
+global+infected (the infected branch: lung crops + global vector), fusion. After the fusion CAM come the
+stages of core.after_training (the audits, unless --no-audits, and what the pages read on a first visit).
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from pathlib import Path
 
 import torch
 
+from core.after_training import After, plan_rows, run_stages
 from core.config import PipelineConfig
 from core.data import second_source
 from core.data import ctmd
@@ -435,7 +437,7 @@ class Pipeline:
         cfg = self.cfg
         if is_main():
             self.run.update_config(data_root=str(self.data_root), pipeline=asdict(cfg))
-            self.progress_log.plan(pipeline_plan(self))
+            self.progress_log.plan(pipeline_plan(self) + plan_rows(self.after(), cfg.audits))
         if cfg.strategy != "G-H-I-F":
             return self.run_joint()
         t_all = time.time()
@@ -460,7 +462,7 @@ class Pipeline:
                     network.CROPS)
         vectors = self.vectors({"infected": inf}, self.lesion_inputs_of(lesions, g=gfeat["pooled"], h=hvec))
         self.stage_three(g, h, inf, crops, lesions, vectors)
-        self.knowledge(lesions)
+        self.signs(lesions)
         return self.finish(t_all)
 
     def stage_three(self, g, h, inf, crops, lesions, vectors, fusion=None):
@@ -486,35 +488,27 @@ class Pipeline:
         self.explain(g, h, inf, fusion, crops, lesions)
         self.timings["fusion-cam"] = time.time() - t0
 
-    # ---- the knowledge-aware decision (core.knowledge) -------------------------------------
-    def knowledge(self, lesions) -> None:
-        """The radiological signs of every slice into predictions.csv; with decision two-step, the external
-        sources scored through the run and the two-step decision fitted on the rows that choose
-        (core.audits.external)."""
-        t0 = time.time()
-        self.signs(lesions)
-        self.timings["signs"] = time.time() - t0
-        if self.cfg.decision != "two-step" or not is_main():
-            return
-        from core.audits.external import run_external
-
-        t0 = time.time()
-        self.log("external: scoring COVID-SemiSeg and COVID-CT-MD; fitting the two-step decision")
-        run_external(self.run, self.data_root, fit=True, log=self.log, device=self.device)
-        self.timings["external+two-step"] = time.time() - t0
-
+    # ---- the radiological signs (core.knowledge.signs) -------------------------------------
     def signs(self, lesions) -> None:
-        """core.knowledge.signs of every slice, from the stored lesion maps and lung fields (as a live analysis
-        computes them: core.knowledge.signs.signs_in_frame)."""
+        """core.knowledge.signs of every slice into predictions.csv, from the stored lesion maps and lung fields
+        (as a live analysis computes them: core.knowledge.signs.signs_in_frame)."""
         if not is_main():
             return
+        t0 = time.time()
         fr = self.frames
         rows = [signs_in_frame(read_slice(s.path), fr.box(i), fr.lungs[i, 0].numpy() > 127,
                                lesions["prob"][i].numpy(), bool(fr.found[i])).to_dict()
                 for i, s in enumerate(self.ds.slices)]
         write_columns(self.run, self.ds.slices, {k: [r[k] for r in rows] for k in SIGNS})
+        self.timings["signs"] = time.time() - t0
+
+    def after(self) -> After:
+        """What the stages after training read (core.after_training)."""
+        return After(self.run, self.data_root, self.device, self.progress, len(self.ds.slices), self.cfg.decision)
 
     def finish(self, t_all) -> dict:
+        if is_main():  # the audits and precompute (core.after_training.AFTER_TRAINING), each once per inputs
+            self.timings.update(run_stages(self.after(), self.cfg.audits, self.progress_log, say=self.log))
         self.timings["total"] = time.time() - t_all
         if is_main():
             self.run.update_config(timings=self.timings)
@@ -560,7 +554,7 @@ class Pipeline:
         hvec = self._pooled(h, {"crop": crops["crops"]}, ("crop",), lambda m, b: m.embed(b))
         vectors = self.vectors({"infected": inf}, self.lesion_inputs_of(lesions, g=gfeat["pooled"], h=hvec))
         self.stage_three(g, h, inf, crops, lesions, vectors, fusion=joint.fusion)
-        self.knowledge(lesions)
+        self.signs(lesions)
         return self.finish(t_all)
 
     @torch.no_grad()

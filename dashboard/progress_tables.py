@@ -41,6 +41,8 @@ def eta_of(rp: RunProgress, now: float | None = None) -> RunEta:
 
 def epochs_text(sp: StageProgress) -> str:
     """'4 of at most 30', 'round 2 of 5 (round 0, ...) · 1,200 of 4,000 slices', '22 (stopped early, of 60)'."""
+    if sp.kind == "analysis":  # a stage after training has no epochs
+        return ""
     if sp.kind == "segmenter":
         part = sp.last.get("part_name") if sp.last else None
         seen = f"{sp.images_done:,} of {sp.planned_images:,} slices" if sp.planned_images else f"{sp.images_done:,} slices"
@@ -55,6 +57,8 @@ def epochs_text(sp: StageProgress) -> str:
 
 def patience_text(sp: StageProgress, short: bool = False) -> str:
     """The early-stopping state: how many more epochs without a better validation AUC stop the stage."""
+    if sp.kind == "analysis":
+        return ""
     if sp.kind == "segmenter":
         return "none (no validation split)"
     if not sp.patience:
@@ -70,7 +74,10 @@ def patience_text(sp: StageProgress, short: bool = False) -> str:
 
 def stage_line(sp: StageProgress, eta: RunEta, now: float | None = None) -> str:
     """One sentence on a stage: how far it is and when it is expected to end."""
-    name = f"**{sp.stage}** ({STAGE_NAMES.get(sp.stage, sp.kind)})"
+    name = f"**{sp.stage}** ({STAGE_NAMES.get(sp.stage, 'after training' if sp.kind == 'analysis' else sp.kind)})"
+    if sp.kind == "analysis" and sp.state == DONE:  # a stage after training: no epochs
+        error = sp.end.get("error") if sp.end else None
+        return f"{name} failed: {error} (the run's log.txt)." if error else f"{name} is done."
     if sp.state == DONE:
         if sp.kind == "segmenter":
             return f"{name} is trained ({epochs_text(sp)})."
@@ -87,6 +94,8 @@ def stage_line(sp: StageProgress, eta: RunEta, now: float | None = None) -> str:
         best = f" · best val AUC {sp.best_val_auc:.3f} (epoch {sp.best_epoch})" if sp.best_val_auc is not None else ""
         stop = f" · {patience_text(sp)}" if sp.patience and sp.rows else ""
         epochs = epochs_text(sp) or "starting"
+        if sp.kind == "analysis":
+            return f"{name} is running; {expected}."
         return f"{name} is training: epoch {epochs}{best}{stop}; {expected}." if sp.kind != "segmenter" \
             else f"{name} is training: {epochs}; {expected}."
     if sp.state == HALTED:

@@ -14,6 +14,7 @@ from dashboard import images as im
 
 THUMB = 80  # hover-card thumbnails (px)
 CROP = 160  # lung and heatmap crops (px)
+HOVER_VERSION = 1  # of hover_card's drawing: a change of it must bump this, so the cached cards are redrawn
 
 
 def hover_card(img: np.ndarray, cam: np.ndarray, lesion_prob: np.ndarray, lesion_boxes, size: int | None = None
@@ -26,11 +27,15 @@ def hover_card(img: np.ndarray, cam: np.ndarray, lesion_prob: np.ndarray, lesion
 
 
 def hover_cards(rv: RunView, size: int = THUMB) -> dict[str, list[str]]:
-    """key -> hover_card of every slice of the run's feature caches."""
-    out = {}
-    for key in rv.feature_keys:
-        out[key] = hover_card(rv.image(key, size), rv.fusion_cam(key), rv.lesion_prob(key), rv.lesion_boxes(key))
-    return out
+    """key -> hover_card of every slice of the run's feature caches, drawn once and kept in its feature cache
+    (the pipeline's "precompute" stage draws them, so the Map page's first visit only reads them)."""
+    def draw() -> dict:
+        keys = rv.feature_keys
+        return {"keys": keys, "cards": [hover_card(rv.image(k, size), rv.fusion_cam(k), rv.lesion_prob(k),
+                                                   rv.lesion_boxes(k)) for k in keys]}
+
+    out = rv.derived("hover-cards", {"size": size, "version": HOVER_VERSION}, draw)
+    return dict(zip(out["keys"], out["cards"]))
 
 
 def _side_crops(hires: np.ndarray, side_boxes: dict) -> dict[str, bytes]:

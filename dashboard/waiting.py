@@ -14,8 +14,9 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
+from core.after_training import KIND as AFTER_TRAINING
 from core.results.predictions import BASELINES
-from core.runs.progress import FAILED, FINISHED, STARTING, RunProgress
+from core.runs.progress import FAILED, FINISHED, STARTING, WAITING, RunProgress
 from core.runs.run_view import RunView
 from core.runs.runfolder import safe_child
 from dashboard import progress_tables as pt
@@ -45,12 +46,18 @@ def ready(runs: str, name: str, need: str) -> bool:
     path = safe_child(runs, name)
     if need == PREDICTIONS:
         return has_predictions(path)
-    return has_predictions(path) and progress(runs, name).state == FINISHED
+    return has_predictions(path) and trained(progress(runs, name))
+
+
+def trained(rp: RunProgress) -> bool:
+    """The run has finished, or its stages after training (core.after_training: audits, precompute) have begun:
+    those start after the fusion CAM is stored, so every trained model and map a page reads is there."""
+    return rp.state == FINISHED or any(s.kind == AFTER_TRAINING and s.state != WAITING for s in rp.stages.values())
 
 
 def awaited(rp: RunProgress, need: str) -> str:
-    """The stage a page with `need` waits for: the first classifier stage, or the run's last stage."""
-    stages = list(rp.stages.values())
+    """The stage a page with `need` waits for: the first classifier stage, or the run's last training stage."""
+    stages = [s for s in rp.stages.values() if s.kind != AFTER_TRAINING]
     if need == PREDICTIONS:
         return next((s.stage for s in stages if s.kind == "image"), "global")
     return stages[-1].stage if stages else "fusion"

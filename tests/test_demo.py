@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # the recipe before guidance, tiny sizes: global trains 5 epochs, long enough to be stopped in the middle
 TINY = ["--recipe", "fast", "--epochs", "5", "--batch-size", "8", "--image-size", "64", "--seg-size", "64",
         "--seg-epochs", "2", "--seg-max-rounds", "1", "--seg-per-round", "8", "--seg-steps-per-round", "2",
-        "--seg-polish-epochs", "0", "--no-seg-tta"]
+        "--seg-polish-epochs", "0", "--no-seg-tta", "--no-audits"]  # the audits: test_after_training.py
 
 
 def wait_for(condition, timeout: float, what: str, proc: subprocess.Popen | None = None):

@@ -82,7 +82,7 @@ def lesions_run(phantom_root, synthetic_run, tmp_path_factory):
     run = RunFolder(tmp_path_factory.mktemp("runs") / "lesions", create=True)
     seg = replace(_seg(synthetic_run), threshold=0.0, ignore_band=None)
     cfg = PipelineConfig(recipe="guided-lesions", epochs=1, batch_size=8, image_size=64, hires_size=128,
-                         lesion_size=48, seg=seg, segmenter=str(synthetic_run / "infnet" / "best.pt"))
+                         lesion_size=48, seg=seg, segmenter=str(synthetic_run / "infnet" / "best.pt"), audits=False)
     run.update_config(data_root=str(phantom_root), synthetic=True, pipeline=asdict(cfg))
     pipe = Pipeline(run, phantom_root, cfg, progress=False)
     pipe.run_all()

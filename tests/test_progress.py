@@ -16,6 +16,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from core.after_training import planned
 from core.runs.eta import Estimate, duration, mean_gap, rates, run_eta, stage_cost, stage_left
 from core.runs.progress import (
     DONE,
@@ -50,9 +51,10 @@ def test_pipeline_logs_every_stage_in_its_planned_order(synthetic_run):
     assert rp.has_log and rp.state == FINISHED and not rp.damaged
     events = rp.events
     plan = next(e for e in events if e["event"] == "plan")
-    assert [s["stage"] for s in plan["stages"]] == STAGES_FAST  # the recipe before guidance: segmenter after heatmap
-    assert [e["stage"] for e in events if e["event"] == "stage_start"] == STAGES_FAST
-    assert list(rp.stages) == STAGES_FAST and all(s.state == DONE for s in rp.stages.values())
+    stages = STAGES_FAST + [s.name for s in planned(audits=False)]  # then the stages after training
+    assert [s["stage"] for s in plan["stages"]] == stages  # the recipe before guidance: segmenter after heatmap
+    assert [e["stage"] for e in events if e["event"] == "stage_start"] == stages
+    assert list(rp.stages) == stages and all(s.state == DONE for s in rp.stages.values())
     assert events[-1]["event"] == "done"
     for name in ("global", "heatmap", "infected", "global+heatmap", "fusion"):
         summary = json.loads((synthetic_run / name / "summary.json").read_text())

@@ -11,18 +11,13 @@ map as chance levels. Branches: global (every CAM method), heatmap (every CAM me
 pasted into the crop box) and fusion (the fusion CAM); deletion curves for global and fusion by
 default (--deletion; they are most of the run time). Definitions in core/explain/fidelity.py. Writes
 runs/NAME/fidelity.json and fidelity.csv and prints the JSON. ScoreCAM is slow on CPU: it runs
-only when named in --methods.
+only when named in --methods. `train pipeline` runs it too, at the demo size of core/after_training.py.
 """
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import json
-import time
 
-from core.data.errors import DataError
-from core.data.semiseg import read_labelled
 from core.explain.cams import CAM_METHODS
 from core.explain.fidelity import (
     BRANCHES,
@@ -31,11 +26,8 @@ from core.explain.fidelity import (
     FILLS,
     STEPS,
     TOLERANCE_PX,
-    FidelityRunner,
-    clean,
-    csv_rows,
+    write_fidelity,
 )
-from core.runs.checkpoint import atomic_write_text
 from core.runs.runfolder import RunFolder
 
 from .common import cam_methods, nonnegative_int, pick_device, positive_int, run_data_root
@@ -74,33 +66,9 @@ def add_args(p):
 
 
 def run(args) -> dict:
-    from core.inference import TrainedRun
-
-    if not 0 <= args.tolerance < float("inf"):
-        raise DataError(f"--tolerance must be a finite number >= 0, got {args.tolerance}")
     folder = RunFolder(args.run)
-    root = run_data_root(folder, args.data_root)
-    slices = read_labelled(root, "test")
-    if not slices:
-        raise DataError(f"{root}: no labelled COVID-SemiSeg test slices")
-    if args.limit:
-        slices = slices[:args.limit]
-    tr = TrainedRun.load(folder.path, device=pick_device(args.device))
-    t0 = time.time()
-    runner = FidelityRunner(tr, args.methods, tolerance_px=args.tolerance, steps=args.steps, fill=args.fill,
-                            deletion=args.deletion, seed=args.seed)
-    result = runner.run(slices, progress=not args.no_progress)
-    out = {"run": str(folder.path), "data_root": str(root), "split": "COVID-SemiSeg test (all COVID positive)",
-           "methods": list(args.methods), "tolerance_px": args.tolerance, "steps": args.steps,
-           "fill": args.fill, "deletion_branches": runner.deletion, "seed": args.seed,
-           "seconds": round(time.time() - t0, 1), **result}
-    if folder.config.get("synthetic"):
-        out = {"data": "synthetic phantoms (not a real-data result)", **out}
-    out = clean(out)
-    atomic_write_text(folder.path / "fidelity.json", json.dumps(out, indent=1))
-    buf = io.StringIO()
-    csv.writer(buf, lineterminator="\n").writerows(csv_rows(out["rows"]))
-    atomic_write_text(folder.path / "fidelity.csv", buf.getvalue())
-    folder.log(f"fidelity: {out['n_slices']} slices, methods {','.join(args.methods)}, {out['seconds']} s")
+    out = write_fidelity(folder, run_data_root(folder, args.data_root), args.methods, limit=args.limit,
+                         tolerance_px=args.tolerance, steps=args.steps, fill=args.fill, deletion=args.deletion,
+                         seed=args.seed, device=pick_device(args.device), progress=not args.no_progress)
     print(json.dumps(out))
     return out

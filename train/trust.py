@@ -38,12 +38,11 @@ from __future__ import annotations
 
 import argparse
 
-from core.errors import UsageError
 from core.explain.cams import CAM_METHODS
 from core.runs.runfolder import RunFolder
 from core.trust import store
 from core.trust.conformal import LEVEL
-from core.trust.map_checks import DECISION, DEFAULT_METHODS, DEFAULT_SLICES, MapSettings
+from core.trust.map_checks import DECISION, DEFAULT_METHODS, DEFAULT_SLICES
 from core.trust.ood import ALPHA
 
 from .common import cam_methods, nonnegative_int, pick_device, positive_int, run_data_root
@@ -92,54 +91,14 @@ def add_args(p):
     p.add_argument("--no-progress", action="store_true")
 
 
-class _Loaded:
-    """The run's TrainedRun, loaded once and only when a part is computed (a cached part needs none)."""
-
-    def __init__(self, folder: RunFolder, device: str):
-        self.folder, self.device, self._tr = folder, device, None
-
-    def __call__(self):
-        from core.inference import TrainedRun
-
-        if self._tr is None:
-            self._tr = TrainedRun.load(self.folder.path, device=pick_device(self.device))
-        return self._tr
-
-
 def measure(args) -> dict:
-    """{part: result} for the parts asked, each read from trust.json when its key matches."""
-    from core.data.semiseg import read_labelled
-    from core.trust.conformal import run_sets
-    from core.trust.map_checks import MapChecks
-    from core.trust.probes import measure as ood_rates
+    """{part: result} for the parts asked (core.trust.measure)."""
+    from core.trust.measure import measure as measure_run
 
     folder = RunFolder(args.run)
-    if not folder.config.get("pipeline"):
-        raise FileNotFoundError(f"{folder.path}: no pipeline configuration; train it with `python -m train pipeline`")
-    tr = _Loaded(folder, args.device)
-    ckpts = store.checkpoints(folder)
-    out, read = {}, {}
-    if "maps" in args.parts:
-        try:
-            settings = MapSettings(methods=tuple(args.methods), slices=args.slices, seed=args.seed)
-        except ValueError as exc:
-            raise UsageError(str(exc)) from None
-        root = run_data_root(folder, args.data_root)
-        slices = read_labelled(root, "test")[:args.slices]
-        key = {"checkpoints": ckpts, "settings": settings.record(), "slices": [s.key for s in slices],
-               "data_root": str(root)}
-        out["maps"], read["maps"] = store.cached(
-            folder, "maps", key, lambda: MapChecks(tr(), settings).run(slices, progress=not args.no_progress))
-    if "sets" in args.parts:
-        key = {"predictions": store.predictions_digest(folder), "branch": args.branch, "level": args.level}
-        out["sets"], read["sets"] = store.cached(folder, "sets", key, lambda: run_sets(folder, args.branch, args.level))
-    if "ood" in args.parts:
-        key = {"checkpoints": ckpts, "predictions": store.predictions_digest(folder), "alpha": args.alpha,
-               "seed": args.seed}
-        out["ood"], read["ood"] = store.cached(folder, "ood", key,
-                                               lambda: ood_rates(folder, tr(), args.alpha, seed=args.seed))
-    folder.log("trust: " + ", ".join(f"{p} ({'read from trust.json' if read[p] else 'measured'})" for p in out))
-    return out
+    root = run_data_root(folder, args.data_root) if "maps" in args.parts else None
+    return measure_run(folder, root, args.parts, args.methods, args.slices, args.branch, args.level, args.alpha,
+                       args.seed, pick_device(args.device), progress=not args.no_progress)
 
 
 def table(result: dict) -> str:

@@ -58,3 +58,22 @@ def probe(vectors: dict, labels, splits, folds: int = 5, seed: int = 0) -> pd.Da
                      "test_auc": auc(yt, p_test), "test_accuracy": float((pred == yt).mean()),
                      "test_sensitivity": float(pred[yt == 1].mean()), "test_specificity": float((~pred[yt == 0]).mean())})
     return pd.DataFrame(rows)
+
+
+def write_probe(run, folds: int = 5) -> dict:
+    """`probe` of the run folder `run` (core.runs.runfolder.RunFolder) on its cached fusion vectors, beside each
+    trained branch's own test AUC: written to RUN/PROBE_FILE; returns the JSON the command prints."""
+    from core.results.predictions import read_predictions
+    from core.runs import feature_cache as fc
+    from core.runs.runfolder import RunError
+
+    cached = fc.current(run.features_dir, "fusion")
+    if cached is None:
+        raise RunError(f"{run.path}: no fusion feature cache; run `python -m train pipeline` to the end first")
+    preds = read_predictions(run).set_index("key").loc[list(cached["keys"])]
+    table = probe(cached["vectors"], preds["label"].to_numpy(), preds["split"].to_numpy(), folds=folds)
+    test = preds[preds["split"] == "test"]
+    table["trained_test_auc"] = [auc(test["label"], test[f"p_{b}"]) if f"p_{b}" in test else None for b in table.branch]
+    table.to_csv(run.path / PROBE_FILE, index=False)
+    out = {"run": str(run.path), "rows": table.round(4).to_dict("records")}
+    return {"data": "synthetic phantoms (not a real-data result)", **out} if run.config.get("synthetic") else out

@@ -23,9 +23,12 @@ The lesion-share baseline (no classifier) is measured the same way, as branch `l
 """
 from __future__ import annotations
 
+import io
+import json
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 import torch
 
 from core.config import PipelineConfig
@@ -33,15 +36,24 @@ from core.data.covidct import read_covidct
 from core.data.imaging import read_slice
 from core.data.semiseg import read_labelled
 from core.explain.cams import weighted_cam
-from core.explain.fidelity import TOLERANCE_PX, energy_share, load_labelled, on_slice, pointing_hit, tolerance_region
-from core.inference import quantise8
+from core.explain.fidelity import (
+    TOLERANCE_PX,
+    clean,
+    energy_share,
+    load_labelled,
+    on_slice,
+    pointing_hit,
+    tolerance_region,
+)
+from core.inference import TrainedRun, quantise8
 from core.inputs.fields import FieldFinder
 from core.inputs.harmonise import grown, harmonise
 from core.inputs.lungs import LungField
 from core.models import network
 from core.results.metrics import binary_metrics, wilson
-from core.results.predictions import read_predictions, operating_point
-from core.runs.checkpoint import load_checkpoint
+from core.results.predictions import operating_point, read_predictions
+from core.runs.checkpoint import atomic_write_bytes, atomic_write_text, load_checkpoint
+from core.runs.runfolder import RunError
 
 CONDITIONS = ("intact", "lungs-blanked", "lungs-only")
 AUDIT_FILE = "shortcut.json"  # what `python -m train shortcut` writes into the run folder (test split)
@@ -120,6 +132,20 @@ def _auc_row(y, p) -> dict:
     return {"auc": m["auc"]["value"], "auc_ci": m["auc"]["ci"]}
 
 
+def first_of_each_class(slices: list, limit: int | None) -> list:
+    """The first `limit` slices of each label (all with None): a shortened set keeps both classes, so its
+    AUCs stay defined (COVID-CT lists every COVID slice of a split before its non-COVID ones)."""
+    if limit is None:
+        return slices
+    seen: dict[int, int] = {}
+    out = []
+    for s in slices:
+        seen[s.label] = seen.get(s.label, 0) + 1
+        if seen[s.label] <= limit:
+            out.append(s)
+    return out
+
+
 def audit(run, data_root, scorer, limit: int | None = None, tolerance_px: float = TOLERANCE_PX,
           progress: bool = True, external_split: str = "test") -> dict:
     """The four measurements of the module docstring, as one JSON-ready dict. `external_split`
@@ -128,7 +154,7 @@ def audit(run, data_root, scorer, limit: int | None = None, tolerance_px: float 
     from tqdm import tqdm
 
     preds = read_predictions(run)
-    test = [s for s in read_covidct(data_root) if s.split == "test"][:limit]
+    test = first_of_each_class([s for s in read_covidct(data_root) if s.split == "test"], limit)
     external = read_labelled(data_root, external_split)[:limit]
     scores = {c: [] for c in CONDITIONS}
     labels, skipped, stored_gap = [], [], {}
@@ -202,6 +228,30 @@ def audit(run, data_root, scorer, limit: int | None = None, tolerance_px: float 
     return out
 
 
+def scorer_of(run, device="cpu"):
+    """A run with every stage is scored through its whole pipeline, one with the global branch only through it."""
+    if (run.stage("fusion") / "best.pt").exists():
+        return RunScorer(TrainedRun.load(run.path, device=device))
+    if (run.stage("global") / "best.pt").exists():
+        return GlobalScorer(run, device=device)
+    raise RunError(f"{run.path}: no trained global branch to audit")
+
+
+def write_audit(run, data_root, device="cpu", limit: int | None = None, tolerance_px: float = TOLERANCE_PX,
+                progress: bool = True, external_split: str = "test") -> dict:
+    """`audit` of the run folder `run` (core.runs.runfolder.RunFolder), written into it: AUDIT_FILE (the
+    whole result) and AUDIT_TABLE (summary_rows); with external_split "train", shortcut-train.{json,csv}."""
+    result = clean(audit(run, data_root, scorer_of(run, device), limit=limit, tolerance_px=tolerance_px,
+                         progress=progress, external_split=external_split))
+    stem = AUDIT_FILE.removesuffix(".json")
+    name = stem if external_split == "test" else f"{stem}-{external_split}"
+    atomic_write_text(run.path / f"{name}.json", json.dumps(result, indent=1))
+    buf = io.StringIO()
+    pd.DataFrame(summary_rows(result)).to_csv(buf, index=False)
+    atomic_write_bytes(run.path / (AUDIT_TABLE if name == stem else f"{name}.csv"), buf.getvalue().encode())
+    return result
+
+
 def summary_rows(result: dict) -> list[dict]:
     """One flat row per branch: the numbers a table (or the dashboard) shows."""
     rows = []
@@ -231,8 +281,6 @@ def figure_frames(result: dict) -> dict:
     """The audit as three tidy tables for plots, each row with its 95% interval:
     `auc` (branch, condition, auc, low, high), `external` (branch, sensitivity, low, high, specificity,
     spec_low, spec_high, mean_p, n), `pointing` (map, kind branch/baseline, pointing, low, high, energy_share, n)."""
-    import pandas as pd
-
     auc, ext, point = [], [], []
     for b, r in result["branches"].items():
         for cond in CONDITIONS:

@@ -434,3 +434,42 @@ class FidelityRunner:
                 "lesion_area_share": float(np.mean(self.lesion_share)),
                 "tolerance_region_share": float(np.mean(self.region_share)),
                 "rows": [r.summary() for r in self.records.values()]}
+
+
+def write_fidelity(run, data_root, methods: Sequence[str] = DEFAULT_METHODS, limit: int | None = None,
+                   tolerance_px: float = TOLERANCE_PX, steps: int = STEPS, fill: str = "mean",
+                   deletion: Sequence[str] = DEFAULT_DELETION, seed: int = 0, device="cpu", progress: bool = True) -> dict:
+    """FidelityRunner on the first `limit` (all: None) labelled COVID-SemiSeg test slices under `data_root`, of
+    the run folder `run` (core.runs.runfolder.RunFolder), written to RUN/fidelity.json and fidelity.csv."""
+    import csv
+    import io
+    import json
+    import time
+
+    from core.data.semiseg import read_labelled
+    from core.inference import TrainedRun
+    from core.runs.checkpoint import atomic_write_text
+
+    if not 0 <= tolerance_px < float("inf"):
+        raise DataError(f"--tolerance must be a finite number >= 0, got {tolerance_px}")
+    slices = read_labelled(data_root, "test")
+    if not slices:
+        raise DataError(f"{data_root}: no labelled COVID-SemiSeg test slices")
+    slices = slices[:limit] if limit else slices
+    tr = TrainedRun.load(run.path, device=device)
+    t0 = time.time()
+    runner = FidelityRunner(tr, methods, tolerance_px=tolerance_px, steps=steps, fill=fill, deletion=deletion,
+                            seed=seed)
+    result = runner.run(slices, progress=progress)
+    out = {"run": str(run.path), "data_root": str(data_root), "split": "COVID-SemiSeg test (all COVID positive)",
+           "methods": list(methods), "tolerance_px": tolerance_px, "steps": steps, "fill": fill,
+           "deletion_branches": runner.deletion, "seed": seed, "seconds": round(time.time() - t0, 1), **result}
+    if run.config.get("synthetic"):
+        out = {"data": "synthetic phantoms (not a real-data result)", **out}
+    out = clean(out)
+    atomic_write_text(run.path / "fidelity.json", json.dumps(out, indent=1))
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerows(csv_rows(out["rows"]))
+    atomic_write_text(run.path / "fidelity.csv", buf.getvalue())
+    run.log(f"fidelity: {out['n_slices']} slices, methods {','.join(methods)}, {out['seconds']} s")
+    return out

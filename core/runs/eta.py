@@ -14,6 +14,8 @@ Stages not started yet are estimated from what has run:
 * an "image" stage (a backbone on slices or crops) with none of its kind run yet borrows the
   segmenter's rate, and the segmenter an image stage's (an encoder of the same family on pictures of
   about the same size): said "rough" (~);
+* a stage after training ("analysis": audits, precompute) costs its planned images (core/after_training.py
+  counts them) at an image stage's rate: rough (~);
 * a "vector" stage (one layer on cached vectors: the heads) is estimated only from another vector
   stage; until one has run it is left out and named, and the run's ETA is a lower bound ("at least");
 * the work between stages (features, crops and lesion maps cached for the next stage; the fusion CAM
@@ -28,7 +30,7 @@ from dataclasses import dataclass, field
 from core.runs.progress import DONE, FINISHED, WAITING, RunProgress, StageProgress
 
 RECENT = 3  # epochs whose times predict the next ones
-BORROW = {"image": "segmenter", "segmenter": "image"}  # whose rate a kind not measured yet takes
+BORROW = {"image": "segmenter", "segmenter": "image", "analysis": "image"}  # whose rate a kind not measured yet takes
 
 
 @dataclass(frozen=True)

@@ -16,8 +16,9 @@ Each event has "event" and "t" (Unix time), and of these fields the ones that ha
 
 Kinds of stage: "segmenter" (Algorithm 1: loss only, no validation split; its parts are round 0, the
 pseudo-label rounds and the polish), "image" (a backbone on slices or crops), "vector" (one layer on
-cached vectors). An epoch is placed by (part, epoch); a stage_start's `resumed_at` is the place its
-attempt starts from. A row is written when its epoch ends, before that epoch's checkpoint, so a killed
+cached vectors), "analysis" (a stage after training, core/after_training.py: no epochs; planned_images is
+its cost in training images of an image stage; a stage_end with `error` names why it failed). An epoch is
+placed by (part, epoch); a stage_start's `resumed_at` is the place its attempt starts from. A row is written when its epoch ends, before that epoch's checkpoint, so a killed
 process leaves no checkpointed epoch unlogged; the rows an earlier attempt wrote at or after `resumed_at`
 (work it never checkpointed: Algorithm 1 checkpoints once a round) are superseded.
 
@@ -36,7 +37,7 @@ from pathlib import Path
 
 PROGRESS_FILE = "progress.jsonl"
 OUTPUT = "train.out"  # the output of a training started in the background (train/background.py)
-KINDS = ("segmenter", "image", "vector")
+KINDS = ("segmenter", "image", "vector", "analysis")
 # run states
 STARTING, TRAINING, FINISHED, FAILED, STOPPED = "starting", "training", "finished", "failed", "stopped"
 # stage states

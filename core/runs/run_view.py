@@ -18,6 +18,7 @@ import torch
 from core.config import PipelineConfig
 from core.data.covidct import read_covidct
 from core.explain.attention import Box, upsample_maps
+from core.explain.embedding import METHODS as EMBEDDINGS
 from core.explain.embedding import embed_3d, nearest, place
 from core.inputs.fields import FieldFinder
 from core.inputs.frames import frame_image, frame_lung
@@ -235,6 +236,23 @@ class RunView:
         parts = {"method": method, "which": which, "seed": seed, "features": hashlib.sha256(x.tobytes()).hexdigest()[:16]}
         return fc.cached(self.run.features_dir, f"embedding-{method}-{which}", parts,
                          lambda: {"xyz": torch.from_numpy(embed_3d(x, method, seed))})["xyz"].numpy()
+
+    def derived(self, name: str, parts: dict, compute) -> dict:
+        """An entry of the run's feature cache drawn from its own entries (features/index.json): keyed by
+        `parts` and by those entries, so a retrained stage makes a new one."""
+        index = self.run.features_dir / fc.INDEX
+        sources = json.loads(index.read_text()) if index.exists() else {}
+        return fc.cached(self.run.features_dir, name, {**parts, "from": sources}, compute)
+
+    def precompute(self, hover_cards=None) -> None:
+        """What the Map page reads on its first visit, computed now: every 3D map (each method x feature set)
+        and, with `hover_cards` (a function of this view that caches them, dashboard.slice_images), the hover
+        cards. The after-training stage "precompute" (core/after_training.py) calls it."""
+        for method in EMBEDDINGS:
+            for which in self.FEATURE_SETS:
+                self.embedding(method, which)
+        if hover_cards is not None:
+            hover_cards(self)
 
     def neighbours(self, key: str, k: int = 6, which: str = "fusion") -> list[tuple[str, float]]:
         x = self.features(which)

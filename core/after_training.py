@@ -1,0 +1,196 @@
+"""The stages after training, run by `Pipeline.run_all` after the fusion CAM, in the order of AFTER_TRAINING.
+
+One row per stage: its name (in the progress log and the Training page), the function that computes it and
+writes its files, the files it writes (relative to the run folder), the sizes it runs at, whether it is an
+audit (`--no-audits`, PipelineConfig.audits, skips those) and its cost for the ETA. Adding a stage is one row.
+
+The audits run at their demo sizes (the `sizes` of each row, the command's own size arguments), so the real-data
+`make demo` stays within its hour; each keeps its full-size command (`train shortcut`, `train probe`,
+`train fidelity`, `train trust`), which writes the same files. How the sizes were chosen: docs/after-training.md.
+
+A stage is done when config.json's "after_training" records it under the key of its inputs (every trained
+checkpoint, predictions.csv, the data folder, its sizes) and each file it writes is there: a resumed pipeline
+skips it. A stage that fails is named in the run's log, its progress-log end event and on stderr; the stages
+after it still run (the models they read are trained).
+
+Cost (the ETA, core.runs.eta): the passes of one slice through the whole pipeline a stage makes at its sizes,
+times PASS, in training images of an image stage, which the ETA converts to seconds at this run's measured
+speed. The passes per slice scored and PASS were measured on a phantom run (docs/after-training.md).
+"""
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from core.runs.feature_cache import file_digest, key_of
+from core.runs.progress import ProgressLog
+from core.runs.runfolder import RunFolder
+
+RECORD = "after_training"  # config.json's key: {stage: {"key", "seconds"} or {"key", "error"}}
+KIND = "analysis"  # the progress log's kind of these stages (core.runs.progress.KINDS)
+
+
+@dataclass
+class After:
+    """What a stage after training reads: the run folder and how the pipeline ran."""
+    run: RunFolder
+    data_root: Path
+    device: object = "cpu"
+    progress: bool = False
+    n_slices: int = 0  # COVID-CT slices of the run (the predictions' rows)
+    decision: str = "fusion"  # the run's decision (PipelineConfig.decision): two-step is fitted by `external`
+
+
+# ---- the stages ---------------------------------------------------------------------------------------
+def external(a: After) -> None:
+    """The other hospitals scored through the run; with decision two-step, the decision fitted there."""
+    from core.audits.external import run_external
+
+    run_external(a.run, a.data_root, fit=a.decision == "two-step", log=a.run.log, device=a.device)
+
+
+def shortcut(a: After, **sizes) -> None:
+    from core.audits.shortcut import write_audit
+
+    write_audit(a.run, a.data_root, a.device, progress=a.progress, **sizes)
+
+
+def probe(a: After, **sizes) -> None:
+    from core.audits.branch_probe import write_probe
+
+    write_probe(a.run, **sizes)
+
+
+def fidelity(a: After, **sizes) -> None:
+    from core.explain.fidelity import write_fidelity
+
+    write_fidelity(a.run, a.data_root, device=a.device, progress=a.progress, **sizes)
+
+
+def trust(a: After, **sizes) -> None:
+    from core.trust.measure import measure
+
+    measure(a.run, a.data_root, device=a.device, progress=a.progress, **sizes)
+
+
+def precompute(a: After, **sizes) -> None:
+    """What the pages read on their first visit, into the run's feature cache (RunView.precompute)."""
+    from core.runs.run_view import RunView
+    from dashboard.slice_images import hover_cards  # pure drawing (numpy, PIL): no Streamlit
+
+    RunView(a.run.path.parent, a.run.path.name).precompute(hover_cards, **sizes)
+
+
+# ---- costs: passes of one slice through the whole pipeline (docs/after-training.md) ---------------------
+PASS = 3.2  # training images of an image stage that one slice's pass through the whole pipeline costs as much as
+
+
+def _labelled_test(a: After) -> int:
+    from core.data.semiseg import read_labelled
+
+    return len(read_labelled(a.data_root, "test"))
+
+
+def _shortcut_passes(a: After, limit: int, **_) -> float:  # 3 conditions x the test slices of each class, external
+    return 3 * 2 * limit + min(limit, _labelled_test(a))
+
+
+def _fidelity_passes(a: After, limit: int, **_) -> float:  # each map, the fusion deletion curve's steps
+    return 17 * min(limit, _labelled_test(a))
+
+
+def _trust_passes(a: After, slices: int, **_) -> float:  # each map's tests per slice, the OOD flag's 20 probe inputs
+    return 130 * min(slices, _labelled_test(a)) + 20
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    run: Callable[..., None]  # (After, **sizes): computes and writes
+    writes: tuple[str, ...]  # files it writes into the run folder
+    sizes: dict = field(default_factory=dict)  # the run's sizes: the command's own size arguments
+    audit: bool = True  # skipped by --no-audits
+    decides: str | None = None  # a decision (PipelineConfig.decision) this stage makes: it runs for it always
+    passes: Callable[..., float] = lambda a, **sizes: 0.3 * a.n_slices  # (After, **sizes) -> pipeline passes
+
+    def images(self, a: After) -> int:
+        """Its cost in training images of an image stage (the ETA converts them at this run's speed)."""
+        return round(PASS * self.passes(a, **self.sizes))
+
+
+def _external_passes(a: After, **_) -> float:  # every labelled COVID-SemiSeg slice and every COVID-CT-MD slice
+    from core.audits.external import external_slices
+
+    return len(external_slices(a.data_root))
+
+
+AFTER_TRAINING = (
+    Stage("external", external, ("external.json", "external.csv"), decides="two-step", passes=_external_passes),
+    Stage("shortcut", shortcut, ("shortcut.json", "shortcut.csv"), {"limit": 40}, passes=_shortcut_passes),
+    Stage("probe", probe, ("branch_probe.csv",), {"folds": 3}, passes=lambda a, **_: 3),
+    Stage("fidelity", fidelity, ("fidelity.json", "fidelity.csv"),
+          {"limit": 12, "methods": ("eq1", "gradcam"), "deletion": ("fusion",)}, passes=_fidelity_passes),
+    Stage("trust", trust, ("trust.json", "trust.csv"), {"slices": 2, "methods": ("eq1", "gradcam")},
+          passes=_trust_passes),
+    Stage("precompute", precompute, (), audit=False),
+)
+
+
+def planned(audits: bool, decision: str = "fusion") -> tuple[Stage, ...]:
+    """The stages a run with these settings runs (PipelineConfig.audits, .decision)."""
+    return tuple(s for s in AFTER_TRAINING if audits or not s.audit or s.decides == decision)
+
+
+def plan_rows(a: After, audits: bool) -> list[dict]:
+    """The progress log's plan rows of the stages after training (after core.training.plan's, in run_all)."""
+    return [{"stage": s.name, "kind": KIND, "planned_images": s.images(a)} for s in planned(audits, a.decision)]
+
+
+# ---- running them -------------------------------------------------------------------------------------
+def inputs_key(a: After, stage: Stage) -> str:
+    """What a stage's result depends on: every trained checkpoint, the predictions, the data folder, its sizes."""
+    from core.models.network import STAGES
+
+    ckpts = {s: file_digest(a.run.stage(s) / "best.pt") for s in STAGES if (a.run.stage(s) / "best.pt").exists()}
+    return key_of({"checkpoints": ckpts, "predictions": file_digest(a.run.predictions_csv),
+                   "data_root": str(a.data_root), "sizes": {k: list(v) if isinstance(v, tuple) else v
+                                                            for k, v in stage.sizes.items()}})
+
+
+def is_done(a: After, stage: Stage) -> bool:
+    rec = (a.run.config.get(RECORD) or {}).get(stage.name) or {}
+    return ("seconds" in rec and rec.get("key") == inputs_key(a, stage)
+            and all((a.run.path / f).exists() for f in stage.writes))
+
+
+def _record(a: After, name: str, entry: dict) -> None:
+    a.run.update_config(**{RECORD: {**(a.run.config.get(RECORD) or {}), name: entry}})
+
+
+def run_stages(a: After, audits: bool, log: ProgressLog, say=print) -> dict[str, float]:
+    """Run each planned stage not done yet (is_done); {name: seconds} of those that ran."""
+    seconds = {}
+    for stage in planned(audits, a.decision):
+        if is_done(a, stage):
+            say(f"{stage.name}: done earlier with these inputs, kept")
+            continue
+        report = log.stage(stage.name, KIND)
+        report.start(planned_images=stage.images(a))
+        t0 = time.time()
+        try:
+            stage.run(a, **stage.sizes)
+        except Exception as exc:  # noqa: BLE001 -- the models are trained: the next stages still run; it is named
+            error = f"{type(exc).__name__}: {exc}".splitlines()[0]
+            say(f"{stage.name}: failed: {error}")
+            print(f"{stage.name}: failed: {error}", file=sys.stderr, flush=True)
+            _record(a, stage.name, {"key": inputs_key(a, stage), "error": error})
+            log.write("stage_end", stage=stage.name, error=error)
+            continue
+        seconds[stage.name] = time.time() - t0
+        _record(a, stage.name, {"key": inputs_key(a, stage), "seconds": round(seconds[stage.name], 1)})
+        report.end()
+        say(f"{stage.name}: {seconds[stage.name]:.0f} s")
+    return seconds

@@ -1,0 +1,132 @@
+"""The stages after training (core/after_training.py): the audits and precompute run in `train pipeline` on the
+phantoms and appear in the progress log, --no-audits skips the audits, a resumed pipeline does not redo a
+finished stage whose inputs did not change, and precompute fills the caches the Map page reads."""
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import replace
+
+import pytest
+
+from core import after_training
+from core.after_training import AFTER_TRAINING, RECORD, planned
+from core.config import PipelineConfig
+from core.pipeline import Pipeline
+from core.runs.progress import PROGRESS_FILE, RunProgress, read_events
+from core.runs.runfolder import RunFolder
+
+AUDITS = [s.name for s in AFTER_TRAINING if s.audit]
+
+
+SMALLER = {"shortcut": {"limit": 2}, "fidelity": {"limit": 2}, "trust": {"slices": 1, "methods": ("eq1",)}}  # speed
+
+
+@pytest.fixture(scope="module")
+def audited(synthetic_run, phantom_root, tmp_path_factory):
+    """A copy of the synthetic run (trained without audits) resumed with them: only the stages after training run
+    (precompute is kept: the synthetic run's pipeline ran it with the same inputs)."""
+    mp = pytest.MonkeyPatch()
+    mp.setattr(after_training, "AFTER_TRAINING", tuple(replace(s, sizes={**s.sizes, **SMALLER.get(s.name, {})})
+                                                      for s in AFTER_TRAINING))
+    path = tmp_path_factory.mktemp("audited") / "tiny"
+    shutil.copytree(synthetic_run, path)
+    run = RunFolder(path)
+    cfg = PipelineConfig.from_saved({**run.config["pipeline"], "audits": True})
+    timings = Pipeline(run, phantom_root, cfg, progress=False).run_all()
+    yield path, timings
+    mp.undo()
+
+
+def _events(path, kind):
+    return [e for e in read_events(path / PROGRESS_FILE)[0] if e["event"] == kind]
+
+
+def test_the_audits_run_as_stages_named_in_the_progress_log(audited):
+    path, timings = audited
+    for stage in AFTER_TRAINING:
+        for f in stage.writes:
+            assert (path / f).exists(), f"{stage.name} did not write {f}"
+        assert stage.name in timings or not stage.audit  # each audit ran, and was timed
+    plan = _events(path, "plan")[-1]["stages"]
+    names = [p["stage"] for p in plan]
+    assert names[-len(AFTER_TRAINING):] == [s.name for s in AFTER_TRAINING]  # after training, in the table's order
+    assert all(p["kind"] == "analysis" and p["planned_images"] >= 0 for p in plan[-len(AFTER_TRAINING):])
+    ended = {e["stage"]: e for e in _events(path, "stage_end")}
+    assert all(s.name in ended and "error" not in ended[s.name] for s in AFTER_TRAINING), ended
+    rp = RunProgress.read(path)
+    assert all(rp.stage(s.name).done for s in AFTER_TRAINING)
+    shortcut = json.loads((path / "shortcut.json").read_text())
+    assert shortcut["n_test"] > 0 and shortcut["branches"]
+    assert json.loads((path / "trust.json").read_text())["maps"]["n_slices"] == 1  # the stage's size, not the command's
+
+
+def test_a_resumed_pipeline_keeps_finished_stages(audited, phantom_root):
+    path, _ = audited
+    run = RunFolder(path)
+    before = {f: (path / f).stat().st_mtime_ns for s in AFTER_TRAINING for f in s.writes}
+    starts = len(_events(path, "stage_start"))
+    timings = Pipeline(run, phantom_root, PipelineConfig.of_run(run), progress=False, resume=True).run_all()
+    assert not {s.name for s in AFTER_TRAINING} & set(timings)
+    assert len(_events(path, "stage_start")) == starts  # nothing started again
+    assert {f: (path / f).stat().st_mtime_ns for f in before} == before
+    # a stage recorded under other inputs (another checkpoint, other predictions) runs again, alone
+    record = run.config[RECORD]
+    run.update_config(**{RECORD: {**record, "probe": {**record["probe"], "key": "stale"}}})
+    timings = Pipeline(run, phantom_root, PipelineConfig.of_run(run), progress=False, resume=True).run_all()
+    assert "probe" in timings and "shortcut" not in timings
+
+
+def test_no_audits_skips_them_and_is_a_derived_flag(synthetic_run, tmp_path):
+    import argparse
+
+    from train import pipeline
+    from train.common import config_from_args
+
+    p = argparse.ArgumentParser()
+    pipeline.add_args(p)
+    assert config_from_args(p.parse_args(["--out", str(tmp_path / "r"), "--no-audits"]), PipelineConfig).audits is False
+    assert [s.name for s in planned(False)] == [s.name for s in AFTER_TRAINING if not s.audit]
+    # the stage that fits the two-step decision is no audit for a run that decides in two steps
+    assert [s.name for s in planned(False, "two-step")] == ["external"] + [s.name for s in AFTER_TRAINING if not s.audit]
+    # the synthetic run is trained with audits=False: its plan names none of them, and it has no audit files
+    plan = _events(synthetic_run, "plan")[-1]["stages"]
+    assert not {p["stage"] for p in plan} & set(AUDITS)
+    assert not (synthetic_run / "shortcut.json").exists() and not (synthetic_run / "trust.json").exists()
+
+
+def test_precompute_fills_what_the_map_page_reads(synthetic_run, monkeypatch):
+    """The synthetic run's pipeline ran precompute: every 3D map and the hover cards are read, never computed."""
+    from core.explain.embedding import METHODS
+    from core.runs import run_view
+    from core.runs.run_view import RunView
+    from dashboard import slice_images
+
+    def refuse(*_, **__):
+        raise AssertionError("computed on a page visit, not by the precompute stage")
+
+    monkeypatch.setattr(run_view, "embed_3d", refuse)
+    monkeypatch.setattr(slice_images, "hover_card", refuse)
+    rv = RunView(synthetic_run.parent, synthetic_run.name)
+    for method in METHODS:
+        for which in rv.FEATURE_SETS:
+            assert rv.embedding(method, which).shape == (len(rv.feature_keys), 3)
+    cards = slice_images.hover_cards(rv)
+    assert list(cards) == rv.feature_keys and all(len(c) == 3 for c in cards.values())
+
+
+def test_pages_open_once_the_stages_after_training_begin():
+    """The pages that need the whole pipeline wait for its last training stage, not for the audits."""
+    from core.runs.progress import _stage_states, fold
+    from dashboard import waiting
+
+    plan = {"event": "plan", "t": 0, "pid": 1, "stages": [{"stage": "fusion", "kind": "vector"},
+                                                          *({"stage": s.name, "kind": "analysis"} for s in AFTER_TRAINING)]}
+    fusion = [{"event": "stage_start", "t": 1, "pid": 1, "stage": "fusion", "kind": "vector"},
+              {"event": "stage_end", "t": 2, "stage": "fusion"}]
+    audit = {"event": "stage_start", "t": 3, "pid": 1, "stage": AFTER_TRAINING[0].name, "kind": "analysis"}
+    for events, opens in (([plan, *fusion], False), ([plan, *fusion, audit], True)):
+        rp = fold(events)
+        _stage_states(rp)  # as RunProgress.read does
+        assert waiting.trained(rp) is opens
+        assert waiting.awaited(rp, waiting.COMPLETE) == "fusion"
