@@ -42,7 +42,7 @@ from core.explain.cams import CAM_METHODS
 from core.runs.runfolder import RunFolder
 from core.trust import store
 from core.trust.conformal import LEVEL
-from core.trust.map_checks import DECISION, DEFAULT_METHODS, DEFAULT_SLICES
+from core.trust.map_checks import DEFAULT_METHODS, DEFAULT_SLICES
 from core.trust.ood import ALPHA
 
 from .common import cam_methods, nonnegative_int, pick_device, positive_int, run_data_root
@@ -82,7 +82,8 @@ def add_args(p):
                         f"available: {','.join(CAM_METHODS)})")
     p.add_argument("--parts", type=_parts, default=list(store.PARTS),
                    help=f"what to measure, comma-separated (default {','.join(store.PARTS)})")
-    p.add_argument("--branch", default=DECISION, help=f"the branch the prediction sets are for (default {DECISION})")
+    p.add_argument("--branch", default=None, help="the branch the prediction sets are for (default: the run's decision, "
+                                                  "two-step when fitted, else fusion)")
     p.add_argument("--level", type=_share, default=LEVEL, help=f"the prediction sets' coverage level (default {LEVEL})")
     p.add_argument("--alpha", type=_share, default=ALPHA,
                    help=f"the out-of-distribution flag's false-alarm level on the validation split (default {ALPHA})")

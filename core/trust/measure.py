@@ -8,7 +8,7 @@ from core.errors import UsageError
 from core.runs.runfolder import RunFolder
 from core.trust import store
 from core.trust.conformal import LEVEL
-from core.trust.map_checks import DECISION, DEFAULT_METHODS, DEFAULT_SLICES, MapSettings
+from core.trust.map_checks import DEFAULT_METHODS, DEFAULT_SLICES, MapSettings
 from core.trust.ood import ALPHA
 
 
@@ -27,10 +27,11 @@ class _Loaded:
 
 
 def measure(folder: RunFolder, data_root, parts: Sequence[str] = store.PARTS, methods: Sequence[str] = DEFAULT_METHODS,
-            slices: int = DEFAULT_SLICES, branch: str = DECISION, level: float = LEVEL, alpha: float = ALPHA,
+            slices: int = DEFAULT_SLICES, branch: str | None = None, level: float = LEVEL, alpha: float = ALPHA,
             seed: int = 0, device="cpu", progress: bool = True) -> dict:
     """{part: result} for `parts`, each read from trust.json when its key matches, else measured and saved.
-    `data_root` (the maps' labelled slices) is read only when the maps part is asked for."""
+    `data_root` (the maps' labelled slices) is read only when the maps part is asked for; `branch`: the one the
+    prediction sets are for (default: the run's decision, RunView.decision_branch)."""
     from core.data.semiseg import read_labelled
     from core.trust.conformal import run_sets
     from core.trust.map_checks import MapChecks
@@ -52,6 +53,10 @@ def measure(folder: RunFolder, data_root, parts: Sequence[str] = store.PARTS, me
         out["maps"], read["maps"] = store.cached(
             folder, "maps", key, lambda: MapChecks(tr(), settings).run(chosen, progress=progress))
     if "sets" in parts:
+        if branch is None:
+            from core.runs.run_view import RunView
+
+            branch = RunView(folder.path.parent, folder.path.name).decision_branch()
         key = {"predictions": store.predictions_digest(folder), "branch": branch, "level": level}
         out["sets"], read["sets"] = store.cached(folder, "sets", key, lambda: run_sets(folder, branch, level))
     if "ood" in parts:
