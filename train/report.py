@@ -9,7 +9,8 @@ labelled), the test-split metrics of every branch at its operating point chosen 
 split (core.results.predictions.run_metrics, as `train evaluate`), the training summary of each stage, the
 segmenter's Dice, and, where the run holds them, the shortcut audit (shortcut.csv / shortcut.json,
 `train shortcut`), the branch probe (branch_probe.csv, `train probe`), explanation fidelity
-(fidelity.csv, `train fidelity`), trust (trust.json, `train trust`), the decision on other hospitals
+(fidelity.csv, `train fidelity`), trust (trust.json, `train trust`), the radiological signs against the
+doctors' masks (signs_check.json, `train signs`), the decision on other hospitals
 (external.json, `train external`), the stage timings and the second source's
 row counts (config.json; they follow the run's segmenter). With several runs: a summary
 across runs grouped by (recipe, input) and whatever else differs among them, mean ± std over seeds
@@ -28,6 +29,7 @@ import pandas as pd
 
 from core.audits.external import CHOOSES, EXTERNAL_FILE, REPORTS
 from core.config import PipelineConfig
+from core.knowledge.signs_check import SIGNS_CHECK_FILE
 from core.models.network import STAGES
 from core.results.external_tables import comparison_table, patient_table, role_data
 from core.results.predictions import BASELINES, BRANCHES, run_metrics
@@ -35,6 +37,7 @@ from core.results.tables import markdown_table
 from core.runs.runfolder import RunError, RunFolder
 from core.trust.store import load as load_trust
 
+from .signs import table as signs_table
 from .trust import table as trust_table
 
 SYNTHETIC = "synthetic phantoms (not a real-data result)"
@@ -210,6 +213,10 @@ def run_section(folder: RunFolder, n_boot: int) -> tuple[str, dict]:
         title_ = ("Trust (`trust.json`, `python -m train trust`: map sanity checks on labelled COVID-SemiSeg test "
                   "slices, prediction sets, the out-of-distribution flag)")
         parts += ["", f"### {title_}", "", trust_table(trust).rstrip()]
+    signs_file = folder.path / SIGNS_CHECK_FILE
+    if signs_file.is_file():
+        parts += ["", f"### Radiological signs against the doctors' masks (`{SIGNS_CHECK_FILE}`, `python -m train signs`)",
+                  "", signs_table(json.loads(signs_file.read_text()))]
     external = other_hospitals(folder)
     if external:
         parts += ["", external]
