@@ -37,7 +37,6 @@ from core.results.tables import markdown_table
 from core.runs.runfolder import RunError, RunFolder
 from core.trust.store import load as load_trust
 
-from .signs import table as signs_table
 from .trust import table as trust_table
 
 SYNTHETIC = "synthetic phantoms (not a real-data result)"
@@ -258,6 +257,25 @@ def other_hospitals(folder: RunFolder) -> str:
     if not chose.empty:
         parts += ["", md(chose)]
     return "\n".join(parts)
+
+
+SIGNS_COLUMNS = ("sign", "n", "Pearson r", "mean abs. error", "agreement", "mean (segmenter)", "mean (doctors)")
+
+
+def signs_table(result: dict) -> str:
+    """A signs check (`train signs`, core.knowledge.signs_check) as Markdown: one row per sign, then what was
+    not measurable and which split chose the consolidation threshold."""
+    names = result.get("names", {})
+    rows = [[names.get(k, k), fmt(v["n"]), fmt(v["r"]), fmt(v["mae"]), fmt(v.get("agreement")),
+             fmt(v["mean_segmenter"]), fmt(v["mean_doctors"])] for k, v in result["signs"].items()]
+    lines = [(f"COVID-SemiSeg {result['split']} slices: {result['n_slices']} ({result['n_multiclass']} with a multi-class "
+             f"mask); each sign from the run's segmenter against the doctors' mask, on {result['grid']} grid in the "
+             "run's frame and lung field. The consolidation share's doctors' value is their GT-2 share of the lesion; "
+             "n: the slices where both values exist (a share of the lesion needs a lesion on both sides)."),
+             "", markdown_table(list(SIGNS_COLUMNS), rows), ""]
+    lines += [*(f"Not measurable: {names.get(k, k)}: {why}.  " for k, why in result["not_measurable"].items()),
+              f"Note: {result['note']}."]
+    return "\n".join(lines)
 
 
 # ---------------------------------------------------------------------------------------- summary

@@ -18,13 +18,13 @@ import sys
 from pathlib import Path
 
 from core.explain.fidelity import clean
-from core.knowledge.signs_check import SIGNS_CHECK_FILE, SPLIT, run_check
+from core.inference import TrainedRun
+from core.knowledge.signs_check import SIGNS_CHECK_FILE, SPLIT, check, labelled_slices, require_segmenter
 from core.runs.checkpoint import atomic_write_text
 from core.runs.runfolder import RunFolder
 
 from .common import pick_device, run_data_root
-
-COLUMNS = ("sign", "n", "Pearson r", "mean abs. error", "agreement", "mean (segmenter)", "mean (doctors)")
+from .report import signs_table
 
 
 def add_args(p):
@@ -36,24 +36,6 @@ def add_args(p):
     p.add_argument("--device", default="auto")
 
 
-def table(result: dict) -> str:
-    """The check as Markdown: one row per sign, then what was not measurable and the note on the split."""
-    from core.results.tables import markdown_table
-
-    from .report import fmt
-
-    names = result.get("names", {})
-    rows = [[names.get(k, k), fmt(v["n"]), fmt(v["r"]), fmt(v["mae"]), fmt(v.get("agreement")),
-             fmt(v["mean_segmenter"]), fmt(v["mean_doctors"])] for k, v in result["signs"].items()]
-    lines = [f"COVID-SemiSeg {result['split']} slices: {result['n_slices']} ({result['n_multiclass']} with a multi-class "
-             f"mask); each sign from the run's segmenter against the doctors' mask, on {result['grid']} grid in the "
-             "run's frame and lung field. The consolidation share's doctors' value is their GT-2 share of the lesion.",
-             "", markdown_table(list(COLUMNS), rows)]
-    lines += ["", *(f"Not measurable: {names.get(k, k)}: {why}." for k, why in result["not_measurable"].items()),
-              f"Note: {result['note']}."]
-    return "\n".join(lines)
-
-
 def summary(result: dict) -> dict:
     """What the command prints: the result without its per-slice rows."""
     return {k: v for k, v in clean(result).items() if k != "rows"}
@@ -61,10 +43,14 @@ def summary(result: dict) -> dict:
 
 def run(args) -> int:
     folder = RunFolder(args.run)
+    require_segmenter(folder)
     root = run_data_root(folder, args.data_root)
+    slices = labelled_slices(root, args.split)
+    tr = TrainedRun.load(folder.path, device=pick_device(args.device))
     progress = lambda i, n: print(f"\rsigns of {i}/{n} slices", end="", file=sys.stderr, flush=True)
-    result = run_check(folder, root, args.split, pick_device(args.device), progress)
+    result = {"run": str(folder.path), "data_root": str(root), **check(tr, slices, args.split, progress)}
     print(file=sys.stderr)
+    print(signs_table(result), file=sys.stderr)
     out = Path(args.out) if args.out else folder.path / SIGNS_CHECK_FILE
     atomic_write_text(out, json.dumps(clean(result), indent=1))
     print(f"wrote {out}", file=sys.stderr)

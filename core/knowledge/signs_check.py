@@ -11,8 +11,8 @@ rule (the rule's own error, without the segmenter's).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -124,16 +124,15 @@ def check(tr, slices: list[SegSlice], split: str, progress: Callable[[int, int],
             "rows": rows}
 
 
-def run_check(folder: RunFolder, data_root, split: str = SPLIT, device="cpu",
-              progress: Callable[[int, int], None] | None = None) -> dict:
-    """Load the run (its segmenter first: the signs are its lesion maps') and check the split's slices."""
-    from core.inference import TrainedRun
-
+def require_segmenter(folder: RunFolder) -> None:
+    """Refuse a run without a segmenter: the signs are read from its lesion maps."""
     if not folder.has_stage(network.SEGMENTER):
         raise RunError(f"{folder.path}: no segmenter ({network.SEGMENTER}/best.pt): the signs are read from the "
                        "run's lesion maps; train it first (`python -m train pipeline`)")
+
+
+def labelled_slices(data_root, split: str) -> list[SegSlice]:
     slices = read_labelled(data_root, split)
     if not slices:
         raise DataError(f"{data_root}: no labelled COVID-SemiSeg {split} slices")
-    tr = TrainedRun.load(folder.path, device=device)
-    return {"run": str(folder.path), "data_root": str(data_root), **check(tr, slices, split, progress)}
+    return slices
