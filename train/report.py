@@ -9,7 +9,8 @@ labelled), the test-split metrics of every branch at its operating point chosen 
 split (core.results.predictions.run_metrics, as `train evaluate`), the training summary of each stage, the
 segmenter's Dice, and, where the run holds them, the shortcut audit (shortcut.csv / shortcut.json,
 `train shortcut`), the branch probe (branch_probe.csv, `train probe`), explanation fidelity
-(fidelity.csv, `train fidelity`), trust (trust.json, `train trust`), the decision on other hospitals
+(fidelity.csv, `train fidelity`), trust (trust.json, `train trust`), the radiological signs against the
+doctors' masks (signs_check.json, `train signs`), the decision on other hospitals
 (external.json, `train external`), the stage timings and the second source's
 row counts (config.json; they follow the run's segmenter). With several runs: a summary
 across runs grouped by (recipe, input) and whatever else differs among them, mean ± std over seeds
@@ -28,6 +29,7 @@ import pandas as pd
 
 from core.audits.external import CHOOSES, EXTERNAL_FILE, REPORTS
 from core.config import PipelineConfig
+from core.knowledge.signs_check import SIGNS_CHECK_FILE
 from core.models.network import STAGES
 from core.results.external_tables import comparison_table, patient_table, role_data
 from core.results.predictions import BASELINES, BRANCHES, run_metrics
@@ -210,6 +212,10 @@ def run_section(folder: RunFolder, n_boot: int) -> tuple[str, dict]:
         title_ = ("Trust (`trust.json`, `python -m train trust`: map sanity checks on labelled COVID-SemiSeg test "
                   "slices, prediction sets, the out-of-distribution flag)")
         parts += ["", f"### {title_}", "", trust_table(trust).rstrip()]
+    signs_file = folder.path / SIGNS_CHECK_FILE
+    if signs_file.is_file():
+        parts += ["", f"### Radiological signs against the doctors' masks (`{SIGNS_CHECK_FILE}`, `python -m train signs`)",
+                  "", signs_table(json.loads(signs_file.read_text()))]
     external = other_hospitals(folder)
     if external:
         parts += ["", external]
@@ -251,6 +257,25 @@ def other_hospitals(folder: RunFolder) -> str:
     if not chose.empty:
         parts += ["", md(chose)]
     return "\n".join(parts)
+
+
+SIGNS_COLUMNS = ("sign", "n", "Pearson r", "mean abs. error", "agreement", "mean (segmenter)", "mean (doctors)")
+
+
+def signs_table(result: dict) -> str:
+    """A signs check (`train signs`, core.knowledge.signs_check) as Markdown: one row per sign, then what was
+    not measurable and which split chose the consolidation threshold."""
+    names = result.get("names", {})
+    rows = [[names.get(k, k), fmt(v["n"]), fmt(v["r"]), fmt(v["mae"]), fmt(v.get("agreement")),
+             fmt(v["mean_segmenter"]), fmt(v["mean_doctors"])] for k, v in result["signs"].items()]
+    lines = [(f"COVID-SemiSeg {result['split']} slices: {result['n_slices']} ({result['n_multiclass']} with a multi-class "
+             f"mask); each sign from the run's segmenter against the doctors' mask, on {result['grid']} grid in the "
+             "run's frame and lung field. The consolidation share's doctors' value is their GT-2 share of the lesion; "
+             "n: the slices where both values exist (a share of the lesion needs a lesion on both sides)."),
+             "", markdown_table(list(SIGNS_COLUMNS), rows), ""]
+    lines += [*(f"Not measurable: {names.get(k, k)}: {why}.  " for k, why in result["not_measurable"].items()),
+              f"Note: {result['note']}."]
+    return "\n".join(lines)
 
 
 # ---------------------------------------------------------------------------------------- summary
