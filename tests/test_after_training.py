@@ -136,6 +136,16 @@ def test_precompute_fills_what_the_data_page_reads(synthetic_run, monkeypatch):
     assert views[0] == live and pd.Series(signs[0]).equals(pd.Series(signs[1]))  # a sign not measured: NaN
 
 
+def test_precompute_fills_what_the_overview_reads(synthetic_run):
+    """The Overview's metric tables read the precompute stage's metrics_<split>.json, never bootstrap live."""
+    from core.results.predictions import REPORTED_SPLITS
+    from core.runs.run_view import RunView
+
+    rv = RunView(synthetic_run.parent, synthetic_run.name)
+    splits = [s for s in REPORTED_SPLITS if s in set(rv.predictions.split)]
+    assert splits and all(rv.stored_metrics(s) is not None for s in splits)
+
+
 def test_pages_open_once_the_stages_after_training_begin():
     """The pages that need the whole pipeline wait for its last training stage, not for the audits."""
     from core.runs.progress import _stage_states, fold
