@@ -76,12 +76,21 @@ def trust(a: After, **sizes) -> None:
     measure(a.run, a.data_root, device=a.device, progress=a.progress, **sizes)
 
 
-def precompute(a: After, **sizes) -> None:
-    """What the pages read on their first visit, into the run's feature cache (RunView.precompute)."""
+def precompute(a: After, data_pages: int) -> None:
+    """What the pages read on their first visit: the Overview's metrics with their bootstrap intervals (the
+    metrics_<split>.json `train evaluate` writes), and into the run's feature cache the Map page's 3D maps and
+    hover cards (RunView.precompute) and the Data page's first `data_pages` pages of each source
+    (dashboard.data_views)."""
+    from core.results.predictions import REPORTED_SPLITS, evaluate_run, read_predictions
     from core.runs.run_view import RunView
-    from dashboard.slice_images import hover_cards  # pure drawing (numpy, PIL): no Streamlit
+    from dashboard import data_views  # pure drawing (numpy, PIL, torch): no Streamlit
+    from dashboard.slice_images import hover_cards
 
-    RunView(a.run.path.parent, a.run.path.name).precompute(hover_cards, **sizes)
+    present = set(read_predictions(a.run).split)
+    for split in (s for s in REPORTED_SPLITS if s in present):
+        evaluate_run(a.run, split)
+    RunView(a.run.path.parent, a.run.path.name).precompute(hover_cards)
+    data_views.precompute(a.run, data_pages)
 
 
 # ---- costs: passes of one slice through the whole pipeline (docs/after-training.md) ---------------------
@@ -135,7 +144,7 @@ AFTER_TRAINING = (
           {"limit": 12, "methods": ("eq1", "gradcam"), "deletion": ("fusion",)}, passes=_fidelity_passes),
     Stage("trust", trust, ("trust.json", "trust.csv"), {"slices": 2, "methods": ("eq1", "gradcam")},
           passes=_trust_passes),
-    Stage("precompute", precompute, (), audit=False),
+    Stage("precompute", precompute, (), {"data_pages": 1}, audit=False),
 )
 
 

@@ -1,7 +1,8 @@
 """The Data page's cache: every slice of the run's data root (core.data.catalogue), the near-duplicate flags
-of `train audit`, and each slice's pictures and signs (core.knowledge.slice_facts), computed when the slice is
+of `train audit`, and each slice's pictures and signs (dashboard.data_views.draw), computed when the slice is
 first on screen and kept (the lung fields also on disk, beside the decode cache), so the page is usable
-long before any training ends.
+long before any training ends; once the run's precompute stage has run, its first pages are read from the run's
+feature cache.
 
 The run's segmenter joins in once its stage has finished (infnet/best.pt exists): `segmenter_stamp` is part
 of every key, so the pictures gain their lesion maps on the next rerun after it lands.
@@ -13,20 +14,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import streamlit as st
-from PIL import Image
 
-from core.config import PipelineConfig
-from core.data.imaging import read_mask
-from core.inputs.fields import FieldFinder, needs_segmenter
-from core.inputs.frames import CLASSICAL
-from core.knowledge import slice_facts
-from core.knowledge.signs import LESION_P, NAMES
+from core.inputs.fields import FieldFinder
+from core.knowledge.signs import NAMES
 from core.runs.runfolder import RunFolder, safe_child
 from core.runs.verdicts import audit_pairs, near_duplicate_notes
-from dashboard import data
-from dashboard import images as im
-
-EXPERT_COLOUR = (255, 215, 0)  # the expert's infection mask, outlined
+from dashboard import data, data_views
 
 
 @st.cache_data(max_entries=4, show_spinner="Listing every slice of the data...")
@@ -60,11 +53,6 @@ def segmenter_stamp(runs: str, name: str) -> str | None:
         return None
 
 
-def _seg_config(runs: str, name: str):
-    pipe = RunFolder(safe_child(runs, name)).config.get("pipeline")
-    return None if pipe is None else PipelineConfig.from_saved(pipe)
-
-
 @st.cache_resource(max_entries=2, show_spinner="Loading the run's segmenter...")
 def _segmenter(runs: str, name: str, stamp: str):
     from core.training.segmentation import load_segmenter
@@ -74,36 +62,32 @@ def _segmenter(runs: str, name: str, stamp: str):
 
 @st.cache_resource(max_entries=4, show_spinner=False)
 def _fields(runs: str, name: str, stamp: str | None) -> FieldFinder:
-    """The run's lung fields; before its segmenter exists, the classical ones (what input lungs+lesions adds to)."""
-    cfg = _seg_config(runs, name)
-    if cfg is None or (needs_segmenter(cfg.input) and stamp is None):
-        return CLASSICAL
-    return FieldFinder.of_run(RunFolder(safe_child(runs, name)), cfg)
+    return data_views.fields(RunFolder(safe_child(runs, name)), stamp is not None)
+
+
+@st.cache_resource(max_entries=2, show_spinner=False)
+def _stored(runs: str, name: str, stamp: str, data_root: str, config_time: int) -> dict[str, dict]:
+    """The pictures the pipeline's precompute stage drew (dashboard.data_views.stored): shared, read-only.
+    Keyed by config.json's time too: the stage records itself there when it ends, so they show at the next rerun."""
+    return data_views.stored(RunFolder(safe_child(runs, name)), data_root)
 
 
 @st.cache_data(max_entries=2048, show_spinner=False)
 def slice_view(runs: str, name: str, path: str, mask: str, stamp: str | None) -> dict:
-    """PNG bytes of one slice: card (lung field outlined, lesions over it once there is a segmenter), slice,
-    field, lesion (or None), expert (the expert's mask outlined, or None); signs (or None); found (a lung
-    field), lesion_found (a pixel the segmenter calls lesion)."""
-    fields = _fields(runs, name, stamp)
-    fr = slice_facts.frame(path, fields=fields)
-    out = {"slice": im.to_png(im.grey_rgb(fr.image)), "field": im.to_png(im.outline(fr.image, fr.lung)),
-           "lesion": None, "lesion_found": False, "expert": None, "signs": None, "found": fr.found,
-           "lungs_with_lesions": fields is not CLASSICAL and fields.segmenter is not None}
-    card = fr.image
+    """dashboard.data_views.draw of one slice of the run's data root: the stored pictures when the precompute
+    stage drew them, else drawn now (with the run's segmenter once its stage has finished)."""
+    run = RunFolder(safe_child(runs, name))
     if stamp is not None:
-        cfg = _seg_config(runs, name)
-        with data.MODEL_LOCK:
-            lesion = slice_facts.lesion_map(_segmenter(runs, name, stamp), cfg.seg, path)
-        card = im.lesion_overlay(fr.image, lesion)
-        out["lesion"], out["lesion_found"] = im.to_png(card), bool((lesion > LESION_P).any())
-        out["signs"] = slice_facts.signs(fr, lesion).to_dict()
-    out["card"] = im.to_png(im.outline(card, fr.lung))
-    if mask:
-        gt = np.asarray(Image.fromarray((read_mask(mask) > 0).astype(np.uint8) * 255).resize(fr.image.shape[::-1]))
-        out["expert"] = im.to_png(im.outline(fr.image, gt > 127, EXPERT_COLOUR))
-    return out
+        config_time = (run.path / "config.json").stat().st_mtime_ns
+        hit = _stored(runs, name, stamp, run.config.get("data_root", ""), config_time).get(path)
+        if hit is not None:
+            return hit
+    fields = _fields(runs, name, stamp)
+    if stamp is None:
+        return data_views.draw(path, mask, fields)
+    with data.MODEL_LOCK:
+        return data_views.draw(path, mask, fields, _segmenter(runs, name, stamp),
+                               data_views.pipeline_config(run).seg)
 
 
 def sign_value(k: str, v) -> str:

@@ -1,12 +1,13 @@
 """The stages after training (core/after_training.py): the audits and precompute run in `train pipeline` on the
 phantoms and appear in the progress log, --no-audits skips the audits, a resumed pipeline does not redo a
-finished stage whose inputs did not change, and precompute fills the caches the Map page reads."""
+finished stage whose inputs did not change, and precompute fills the caches the Map and Data pages read."""
 from __future__ import annotations
 
 import json
 import shutil
 from dataclasses import replace
 
+import pandas as pd
 import pytest
 
 from core import after_training
@@ -113,6 +114,36 @@ def test_precompute_fills_what_the_map_page_reads(synthetic_run, monkeypatch):
             assert rv.embedding(method, which).shape == (len(rv.feature_keys), 3)
     cards = slice_images.hover_cards(rv)
     assert list(cards) == rv.feature_keys and all(len(c) == 3 for c in cards.values())
+
+
+def test_precompute_fills_what_the_data_page_reads(synthetic_run, monkeypatch):
+    """The synthetic run's pipeline drew the Data page's first page of each source (lung field, lesions, signs):
+    the page reads them, never draws; they are what the page would draw live."""
+    from dashboard import data_browser, data_views
+
+    run = RunFolder(synthetic_run)
+    root = run.config["data_root"]
+    wanted = data_views.first_pages(root, AFTER_TRAINING[-1].sizes["data_pages"])
+    sources = data_browser.catalogue(root)[0].source
+    assert len(wanted) == sum(min(n, data_views.PER_PAGE) for n in sources.value_counts())
+    live = data_views.draw(*wanted[0], data_views.fields(run, True), data_browser._segmenter(
+        str(synthetic_run.parent), run.path.name, "live"), data_views.pipeline_config(run).seg)
+    monkeypatch.setattr(data_views, "draw", lambda *_, **__: pytest.fail("drawn on a page visit, not by precompute"))
+    stamp = data_browser.segmenter_stamp(str(synthetic_run.parent), run.path.name)
+    views = [data_browser.slice_view(str(synthetic_run.parent), run.path.name, p, m, stamp) for p, m in wanted]
+    assert all(v["lesion"] is not None and v["signs"] is not None for v in views)
+    signs = views[0].pop("signs"), live.pop("signs")
+    assert views[0] == live and pd.Series(signs[0]).equals(pd.Series(signs[1]))  # a sign not measured: NaN
+
+
+def test_precompute_fills_what_the_overview_reads(synthetic_run):
+    """The Overview's metric tables read the precompute stage's metrics_<split>.json, never bootstrap live."""
+    from core.results.predictions import REPORTED_SPLITS
+    from core.runs.run_view import RunView
+
+    rv = RunView(synthetic_run.parent, synthetic_run.name)
+    splits = [s for s in REPORTED_SPLITS if s in set(rv.predictions.split)]
+    assert splits and all(rv.stored_metrics(s) is not None for s in splits)
 
 
 def test_pages_open_once_the_stages_after_training_begin():

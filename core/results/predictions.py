@@ -81,6 +81,9 @@ def operating_point(df: pd.DataFrame, branch: str, run: RunFolder) -> float:
     return val_threshold(df, branch)
 
 
+REPORTED_SPLITS = ("val", "test")  # the splits the Overview reports metrics of (precompute evaluates them)
+
+
 def metrics_path(run: RunFolder, split: str, threshold: str = "val"):
     """Where evaluate_run saves a split's metrics: metrics_<split>.json (metrics_<split>_t<threshold>.json)."""
     return run.path / f"metrics_{split}{'' if threshold == 'val' else f'_t{threshold}'}.json"

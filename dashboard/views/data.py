@@ -9,10 +9,10 @@ import streamlit as st
 
 from core.data.catalogue import SOURCES
 from dashboard import data_browser as db
+from dashboard import data_views, ui, verdicts_ui, waiting
 from dashboard import progress_tables as pt
-from dashboard import ui, verdicts_ui, waiting
 
-PER_PAGE, COLS = 12, 6
+PER_PAGE, COLS = data_views.PER_PAGE, 6
 
 ctx = ui.current()
 root = ctx.rv.config.get("data_root")

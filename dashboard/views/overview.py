@@ -7,13 +7,14 @@ import streamlit as st
 from core.audits.branch_probe import PROBE_FILE
 from core.audits.shortcut import AUDIT_TABLE
 from core.results.metrics import METRICS
+from core.results.predictions import REPORTED_SPLITS
 from dashboard import data, ui
 
 ctx = ui.current()
 df = ctx.df
 rv = ctx.rv
 decision = rv.decision_branch()
-splits = [s for s in ("val", "test") if s in set(df.split)] or data.splits(df)
+splits = [s for s in REPORTED_SPLITS if s in set(df.split)] or data.splits(df)
 
 st.title(f"Overview · {ctx.name}")
 pipe = rv.pipeline
