@@ -80,11 +80,11 @@ def precompute(a: After, data_pages: int) -> None:
     """What the pages read on their first visit: the Overview's metrics with their bootstrap intervals (the
     metrics_<split>.json `train evaluate` writes), and into the run's feature cache the Map page's 3D maps and
     hover cards (RunView.precompute) and the Data page's first `data_pages` pages of each source
-    (dashboard.data_views)."""
+    (core.pictures.data_views)."""
+    from core.pictures import data_views
+    from core.pictures.slice_images import hover_cards
     from core.results.predictions import REPORTED_SPLITS, evaluate_run, read_predictions
     from core.runs.run_view import RunView
-    from dashboard import data_views  # pure drawing (numpy, PIL, torch): no Streamlit
-    from dashboard.slice_images import hover_cards
 
     present = set(read_predictions(a.run).split)
     for split in (s for s in REPORTED_SPLITS if s in present):

@@ -1,12 +1,12 @@
 """The dashboard's cache: which runs there are, and Streamlit-cached wrappers around what core computes
-and dashboard.slice_images draws. The pages only lay it out.
+and core.pictures.slice_images draws. The pages only lay it out.
 
 Objects (RunView, TrainedRun, SliceAnalysis) live in st.cache_resource; tables, curves and
 encoded images in st.cache_data. Every cached function takes `stamp`, the modification times of
 the run's files, so a run retrained in place is read afresh. Run names always go through
 core.runs.run_view.RunView (core.runs.runfolder.safe_child): a name cannot leave the runs folder.
 The numbers come from core (core.results: evaluation, compare, tables; RunView), the pictures from
-dashboard.slice_images; uploads are dashboard.uploads.
+core.pictures.slice_images; uploads are dashboard.uploads.
 """
 from __future__ import annotations
 
@@ -27,13 +27,13 @@ if str(PROJECT_ROOT) not in sys.path:
     sys.path.insert(0, str(PROJECT_ROOT))
 
 from core.data.imaging import read_slice  # noqa: E402
+from core.pictures import images as im  # noqa: E402
+from core.pictures import slice_images  # noqa: E402
 from core.results import evaluation  # noqa: E402
 from core.results.metrics import METRICS  # noqa: E402
 from core.runs.feature_cache import CacheError  # noqa: E402
 from core.runs.run_view import RunView, list_runs  # noqa: E402
 from core.runs.runfolder import safe_child  # noqa: E402
-from dashboard import images as im  # noqa: E402
-from dashboard import slice_images  # noqa: E402
 
 RUNS_ENV = "COVID_LAB_RUNS"
 SPLIT_ORDER = ("train", "val", "test")

@@ -1,5 +1,5 @@
 """The Data page's cache: every slice of the run's data root (core.data.catalogue), the near-duplicate flags
-of `train audit`, and each slice's pictures and signs (dashboard.data_views.draw), computed when the slice is
+of `train audit`, and each slice's pictures and signs (core.pictures.data_views.draw), computed when the slice is
 first on screen and kept (the lung fields also on disk, beside the decode cache), so the page is usable
 long before any training ends; once the run's precompute stage has run, its first pages are read from the run's
 feature cache.
@@ -17,9 +17,10 @@ import streamlit as st
 
 from core.inputs.fields import FieldFinder
 from core.knowledge.signs import NAMES
+from core.pictures import data_views
 from core.runs.runfolder import RunFolder, safe_child
 from core.runs.verdicts import audit_pairs, near_duplicate_notes
-from dashboard import data, data_views
+from dashboard import data
 
 
 @st.cache_data(max_entries=4, show_spinner="Listing every slice of the data...")
@@ -67,14 +68,14 @@ def _fields(runs: str, name: str, stamp: str | None) -> FieldFinder:
 
 @st.cache_resource(max_entries=2, show_spinner=False)
 def _stored(runs: str, name: str, stamp: str, data_root: str, config_time: int) -> dict[str, dict]:
-    """The pictures the pipeline's precompute stage drew (dashboard.data_views.stored): shared, read-only.
+    """The pictures the pipeline's precompute stage drew (core.pictures.data_views.stored): shared, read-only.
     Keyed by config.json's time too: the stage records itself there when it ends, so they show at the next rerun."""
     return data_views.stored(RunFolder(safe_child(runs, name)), data_root)
 
 
 @st.cache_data(max_entries=2048, show_spinner=False)
 def slice_view(runs: str, name: str, path: str, mask: str, stamp: str | None) -> dict:
-    """dashboard.data_views.draw of one slice of the run's data root: the stored pictures when the precompute
+    """core.pictures.data_views.draw of one slice of the run's data root: the stored pictures when the precompute
     stage drew them, else drawn now (with the run's segmenter once its stage has finished)."""
     run = RunFolder(safe_child(runs, name))
     if stamp is not None:

@@ -11,7 +11,8 @@ from datetime import datetime, timezone
 
 import streamlit as st
 
-from dashboard import data, data_browser, slice_images, ui
+from core.pictures import slice_images
+from dashboard import data, data_browser, ui
 from dashboard.case_report import case_report, to_pdf, to_png
 from dashboard.map_args import CLASS_NAMES
 

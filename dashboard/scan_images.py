@@ -1,14 +1,14 @@
 """The pictures of a scan slice on the Scan page: the slice as read (the lung window), with the lung field,
 the lesions and the fusion CAM mapped back from the analysis' frame onto it (core.inputs.harmonise.from_frame).
 
-Pure drawing, as dashboard.slice_images: arrays in, PNG bytes out; no Streamlit and no model calls.
+Pure drawing, as core.pictures.slice_images: arrays in, PNG bytes out; no Streamlit and no model calls.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from core.inputs.harmonise import from_frame
-from dashboard import images as im
+from core.pictures import images as im
 
 SHOWN = 384  # px: the slice scroller's pictures
 THUMB = 160  # px: the slices that drive the decision

@@ -14,8 +14,8 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw
 
-from dashboard.case_report import BAR_COLOURS, FOOTER, GREY, INK, MARGIN, PAPER, SIZE, WRONG, _as_image, _text, _wrap
 from core.knowledge.scan import SIDES, ZONES, ScanSummary
+from dashboard.case_report import BAR_COLOURS, FOOTER, GREY, INK, MARGIN, PAPER, SIZE, WRONG, _as_image, _text, _wrap
 
 LINE_COLOURS = ((76, 120, 168), (245, 133, 24), (84, 162, 75), (178, 121, 162), (157, 117, 93), (114, 183, 178))
 SIDE_COLOURS = {"right": (80, 160, 230), "left": (90, 190, 110)}  # the lung crops' blue and green

@@ -12,13 +12,13 @@ from datetime import UTC, datetime
 
 import streamlit as st
 
-from dashboard.case_report import to_pdf, to_png
-from dashboard.scan_report import scan_report
 from core.inputs.harmonise import from_frame
+from core.pictures import images as im
 from core.results.predictions import BASELINES
-from dashboard import images as im
 from dashboard import scan_images, scans, ui
+from dashboard.case_report import to_pdf, to_png
 from dashboard.data import MODEL_LOCK
+from dashboard.scan_report import scan_report
 
 PANELS = 6  # the slices that drive the decision, at most, on the slide
 

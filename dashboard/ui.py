@@ -10,9 +10,10 @@ import streamlit as st
 
 from core.explain.attention import Box
 from core.knowledge.decision import TwoStepDecision
+from core.pictures import slice_images
 from core.runs.feature_cache import CacheError
 from core.runs.run_view import RunView
-from dashboard import data, knowledge_ui, slice_images, trust_ui, waiting
+from dashboard import data, knowledge_ui, trust_ui, waiting
 from dashboard.map_args import CLASS_NAMES
 
 RESEARCH_NOTICE = "Research use only — not for clinical diagnosis."
@@ -149,7 +150,7 @@ def out_of_range_note(rv: RunView, vector) -> None:
 
 def live_analysis(ctx: Ctx, tr, a, images: dict, fusion_vector, order: list[str], key: str, caption: str,
                   cam_caption: str) -> None:
-    """A live SliceAnalysis `a` (with its dashboard.slice_images.analysis_images `images`) as the New slice page
+    """A live SliceAnalysis `a` (with its core.pictures.slice_images.analysis_images `images`) as the New slice page
     and the Case view of a scan slice draw it: the decision branch's call at its operating point, the range
     check of its fusion-layer input, every branch's probability, the radiological signs and the two steps of
     the decision (dashboard.knowledge_ui), the tau panel, the lesions and the fusion CAM. `key` prefixes the

@@ -13,8 +13,8 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from core.data.imaging import ImageReadError, nifti_slice_count, read_slice_bytes, sniff_format
+from core.pictures.slice_images import analysis_images
 from dashboard.data import MODEL_LOCK
-from dashboard.slice_images import analysis_images
 
 UPLOAD_TYPES = ["png", "jpg", "jpeg", "dcm", "nii", "gz"]
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")

@@ -101,7 +101,7 @@ def test_precompute_fills_what_the_map_page_reads(synthetic_run, monkeypatch):
     from core.explain.embedding import METHODS
     from core.runs import run_view
     from core.runs.run_view import RunView
-    from dashboard import slice_images
+    from core.pictures import slice_images
 
     def refuse(*_, **__):
         raise AssertionError("computed on a page visit, not by the precompute stage")
@@ -119,7 +119,8 @@ def test_precompute_fills_what_the_map_page_reads(synthetic_run, monkeypatch):
 def test_precompute_fills_what_the_data_page_reads(synthetic_run, monkeypatch):
     """The synthetic run's pipeline drew the Data page's first page of each source (lung field, lesions, signs):
     the page reads them, never draws; they are what the page would draw live."""
-    from dashboard import data_browser, data_views
+    from core.pictures import data_views
+    from dashboard import data_browser
 
     run = RunFolder(synthetic_run)
     root = run.config["data_root"]

@@ -334,7 +334,7 @@ def test_component_is_served_offline():
 
 def test_overlays_are_pngs():
     from core.explain.attention import Box
-    from dashboard import images
+    from core.pictures import images
 
     img = (np.linspace(0, 1, 64 * 64).reshape(64, 64) * 255).astype(np.uint8)
     heat = np.zeros((16, 16), np.float32)

@@ -137,8 +137,8 @@ def test_sentences_say_what_each_figure_means():
 
 
 def test_lungs_run_outlines_its_lung_field_and_a_slice_run_has_none(runs):
+    from core.pictures.images import LUNG_COLOUR, outline
     from core.runs.run_view import RunView
-    from dashboard.images import LUNG_COLOUR, outline
 
     lungs = RunView(runs, "lungs-run")
     key = lungs.predictions.key.iloc[0]

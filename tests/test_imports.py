@@ -24,6 +24,7 @@ LAYERS = (
     ("core.models",),  # the networks, the segmenter and its inference
     ("core.runs.progress", "core.runs.eta"),  # the progress log: its stages in the network's order
     ("core.explain.fusion_cam",),  # the fusion decision's map: laid out by the network's branches
+    ("core.knowledge.decision",),  # the two-step decision's weights: what predictions.csv's decision column reads
     ("core.results",),  # numbers from predictions
     ("core.inputs",),  # what a network is fed: fields and lesion crops come from a trained segmenter
     ("core.knowledge",),  # radiology facts of a slice or a scan: signs, zones, the scan decision rule
@@ -31,10 +32,15 @@ LAYERS = (
     ("core.training.recipes",),  # named schedules: the run settings the configuration fills in
     ("core.config",),  # a run's settings
     ("core.training",),  # how the networks are trained
-    ("core.feature_keys", "core.pipeline", "core.inference"),  # a whole run: trains, caches, scores
+    ("core.feature_keys", "core.inference"),  # a whole run's caches, and a trained run on new slices
     # what reads a whole trained run: audits, fidelity, the run's tables, the dashboard's view, migration
     ("core.audits", "core.explain.fidelity", "core.results.tables", "core.runs.run_view", "core.runs.migrate"),
     ("core.trust",),  # whether a trained run's maps and decisions can be trusted: reads the whole run
+    ("core.audits.external",),  # other hospitals through a trained run: its rows carry the trust flag's distance
+    ("core.trust.slices", "core.results.external_tables"),  # per-source tables of those rows
+    ("core.pictures",),  # pictures of a run's slices, maps and the Data page, drawn once by precompute
+    ("core.after_training",),  # the stages after training: the audits, the decision's fit, precompute
+    ("core.pipeline",),  # a whole run: trains, caches, then the stages after training
     ("core.errors",),  # every user-error type, gathered for the commands
 )
 

@@ -38,11 +38,12 @@ from __future__ import annotations
 
 import argparse
 
+from core.errors import UsageError
 from core.explain.cams import CAM_METHODS
 from core.runs.runfolder import RunFolder
 from core.trust import store
 from core.trust.conformal import LEVEL
-from core.trust.map_checks import DEFAULT_METHODS, DEFAULT_SLICES
+from core.trust.map_checks import DEFAULT_METHODS, DEFAULT_SLICES, MapSettings
 from core.trust.ood import ALPHA
 
 from .common import cam_methods, nonnegative_int, pick_device, positive_int, run_data_root
@@ -98,6 +99,10 @@ def measure(args) -> dict:
 
     folder = RunFolder(args.run)
     root = run_data_root(folder, args.data_root) if "maps" in args.parts else None
+    try:
+        MapSettings(methods=tuple(args.methods), slices=args.slices, seed=args.seed)
+    except ValueError as exc:  # a setting the map checks cannot run with: the user's to change
+        raise UsageError(str(exc)) from None
     return measure_run(folder, root, args.parts, args.methods, args.slices, args.branch, args.level, args.alpha,
                        args.seed, pick_device(args.device), progress=not args.no_progress)
 

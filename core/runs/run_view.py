@@ -246,7 +246,7 @@ class RunView:
 
     def precompute(self, hover_cards=None) -> None:
         """What the Map page reads on its first visit, computed now: every 3D map (each method x feature set)
-        and, with `hover_cards` (a function of this view that caches them, dashboard.slice_images), the hover
+        and, with `hover_cards` (a function of this view that caches them, core.pictures.slice_images), the hover
         cards. The after-training stage "precompute" (core/after_training.py) calls it."""
         for method in EMBEDDINGS:
             for which in self.FEATURE_SETS:

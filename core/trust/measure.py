@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from core.errors import UsageError
 from core.runs.runfolder import RunFolder
 from core.trust import store
 from core.trust.conformal import LEVEL
@@ -43,10 +42,7 @@ def measure(folder: RunFolder, data_root, parts: Sequence[str] = store.PARTS, me
     ckpts = store.checkpoints(folder)
     out, read = {}, {}
     if "maps" in parts:
-        try:
-            settings = MapSettings(methods=tuple(methods), slices=slices, seed=seed)
-        except ValueError as exc:
-            raise UsageError(str(exc)) from None
+        settings = MapSettings(methods=tuple(methods), slices=slices, seed=seed)  # ValueError: a bad setting
         chosen = read_labelled(data_root, "test")[:slices]
         key = {"checkpoints": ckpts, "settings": settings.record(), "slices": [s.key for s in chosen],
                "data_root": str(data_root)}

@@ -8,9 +8,10 @@ from pathlib import Path
 import streamlit as st
 
 from core.data.catalogue import SOURCES
+from core.pictures import data_views
 from dashboard import data_browser as db
-from dashboard import data_views, ui, verdicts_ui, waiting
 from dashboard import progress_tables as pt
+from dashboard import ui, verdicts_ui, waiting
 
 PER_PAGE, COLS = data_views.PER_PAGE, 6
 

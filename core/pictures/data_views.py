@@ -18,9 +18,9 @@ from core.inputs.frames import CLASSICAL
 from core.knowledge import slice_facts
 from core.knowledge.signs import LESION_P
 from core.models.network import SEGMENTER
+from core.pictures import images as im
 from core.runs import feature_cache as fc
 from core.runs.runfolder import RunFolder
-from dashboard import images as im
 
 PER_PAGE = 12  # slices on one page of the Data page
 EXPERT_COLOUR = (255, 215, 0)  # the expert's infection mask, outlined

@@ -1,4 +1,4 @@
-"""The pictures the pages show of one slice, composed from dashboard.images: the stored maps of a run's
+"""The pictures the pages show of one slice, composed from core.pictures.images: the stored maps of a run's
 slice, the 3D map's hover cards, the tau panel, and the maps of a live (uploaded) analysis.
 
 Pure drawing: inputs are a RunView or a SliceAnalysis and arrays, outputs PNG bytes or data URIs.
@@ -9,8 +9,8 @@ from __future__ import annotations
 import numpy as np
 
 from core.explain.attention import threshold_box
+from core.pictures import images as im
 from core.runs.run_view import RunView
-from dashboard import images as im
 
 THUMB = 80  # hover-card thumbnails (px)
 CROP = 160  # lung and heatmap crops (px)
