@@ -213,7 +213,7 @@ def test_shortcut_audit_of_the_global_branch_alone_on_the_selection_slices(synth
     run = RunFolder(synthetic_run)
     res = audit(run, phantom_root, GlobalScorer(run), limit=4, progress=False, external_split="train")
     assert list(res["branches"]) == ["global"] and res["external_slices"]["split"] == "train"
-    assert res["external_slices"]["n"] == 4 and res["n_test"] + len(res["no_lung_field"]) == 4
+    assert res["external_slices"]["n"] == 4 and res["n_test"] + len(res["no_lung_field"]) == 2 * 4  # 4 of each class
     assert res["live_vs_stored_max_abs_diff"]["global"] < 1e-3
     assert set(res["localisation"]) == {"global", "uniform", "uniform-in-lungs"}
 
@@ -222,9 +222,9 @@ def test_dashboard_shows_each_run_the_frame_it_saw(guided_run, synthetic_run):
     from core.data.imaging import read_slice
     from core.runs.run_view import RunView
 
-    for run_dir, mode in ((guided_run, "lungs"), (synthetic_run, "slice")):
+    for run_dir, mode, decision in ((guided_run, "lungs", "two-step"), (synthetic_run, "slice", "fusion")):
         rv = RunView(run_dir.parent, run_dir.name)
-        assert rv.input_mode == mode and rv.decision_branch() == "fusion"  # the baseline never decides
+        assert rv.input_mode == mode and rv.decision_branch() == decision  # the baseline never decides
         key = rv.predictions.key[0]
         expected = harmonise(read_slice(rv.slice_paths[key]), mode, 64).image
         assert np.abs(rv.image(key, 64) / 255 - expected).max() <= 1 / 255 + 1e-6
