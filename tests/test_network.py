@@ -11,7 +11,7 @@ from core.inputs.lesion_crops import SIDE_NAMES
 from core.models import network
 from core.models.branches import InfectedClassifier, VectorHead
 from core.models.classifier import SliceClassifier
-from core.results.predictions import BASELINES, BRANCHES
+from core.results.predictions import BASELINES, BRANCHES, DECISIONS
 from core.runs.run_view import RunView
 
 CFG = PipelineConfig(recipe="fast", init="scratch")
@@ -19,7 +19,7 @@ CFG = PipelineConfig(recipe="fast", init="scratch")
 
 def test_every_list_of_branches_comes_from_the_table():
     assert network.NAMES == ("global", "heatmap", "global+heatmap", "global+infected", "fusion")
-    assert BRANCHES == (*network.NAMES, *BASELINES)  # predictions.csv's columns, the paper's order
+    assert BRANCHES == (*network.NAMES, *DECISIONS, *BASELINES)  # predictions.csv's columns, the paper's order
     assert set(network.STAGES) == {b.stage for b in network.TABLE} | {network.SEGMENTER}
     assert network.KEYS == ("g", "h", "r", "l", "present")
     assert network.HEADS["fusion"] == network.KEYS and network.HEADS["global+heatmap"] == ("g", "h")
