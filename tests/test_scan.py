@@ -28,8 +28,11 @@ class DrawnRun:
     """A 'trained run' whose analysis of any slice is the one given (the frame, lung field and lesion map)."""
 
     def __init__(self, lung, frame, lesion_prob, found=True, probs=None):
+        from core.knowledge.signs import slice_signs
+
         self.a = SimpleNamespace(lung=lung, frame=frame, lesion_prob=lesion_prob, lung_found=found,
-                                 probs=probs or {"global": 0.3, "fusion": 0.6})
+                                 probs=probs or {"global": 0.3, "fusion": 0.6}, factors=None,
+                                 signs=slice_signs(lesion_prob, lung, None, found))
 
     def analyse(self, slice01):
         return self.a
@@ -151,8 +154,9 @@ def test_every_slice_one_row_in_body_order(trained, series_folder):
     assert {b: table.at[3, f"p_{b}"] for b in direct} == pytest.approx(direct)  # the run's own preprocessing
     assert list(table.lower_zone) == [1.0, 1.0, 0.0, 0.0, 0.0, 0.0]  # the lowest third of the lung extent
     s = summarise(table, "fusion", 0.5)
-    assert s.decision.top == [int(table.p_fusion.idxmax())]  # ceil(10% of 6) = 1 slice
-    assert s.decision.covid == (table.p_fusion.max() >= 0.5)
+    k = math.ceil(RULE.top_share * 6)  # the rule's share of the 6 slices, at least one
+    assert s.decision.top == [int(i) for i in table.p_fusion.sort_values(ascending=False).index[:k]]
+    assert s.decision.covid == (table.p_fusion.nlargest(k).mean() >= 0.5)
 
 
 class OracleLesions:
@@ -166,9 +170,14 @@ class OracleLesions:
     def analyse(self, slice01):
         from core.inputs.harmonise import to_frame
 
+        from core.inputs.lesion_maps import LESION_MAP_SIZE
+        from core.knowledge.signs import signs_in_frame
+
         a = self.tr.analyse(slice01)
         mask = self.masks[hashlib.sha1(slice01.tobytes()).hexdigest()]
-        return replace(a, lesion_prob=to_frame(mask.astype(np.float32), a.frame, a.lesion_prob.shape[-1], order=0))
+        stored = (to_frame(mask.astype(np.float32), a.frame, LESION_MAP_SIZE, order=0) * 255).round()
+        return replace(a, lesion_prob=to_frame(mask.astype(np.float32), a.frame, a.lesion_prob.shape[-1], order=0),
+                       signs=signs_in_frame(slice01, a.frame, a.lung, stored, a.lung_found))
 
 
 def test_opacity_per_lung_on_the_phantoms_lesion_side(trained, series_folder, phantom_scan):
