@@ -35,7 +35,7 @@ def shoot(runs: Path, out: Path, patients: list[str]) -> list[Path]:
             page.goto(f"{url}/scan")
             page.locator("h1", has_text="Scan").first.wait_for(timeout=180_000)
             page.get_by_text("COVID-CT-MD patient").first.click()
-            page.locator("[data-testid='stSelectbox']").first.click()
+            page.locator("[data-testid='stSelectbox']").filter(has_text="Patient").first.click()
             page.get_by_role("option", name=patient, exact=False).first.click()
             page.get_by_text("Scan decision", exact=True).first.wait_for(timeout=SCAN_WAIT_MS)
             page.wait_for_timeout(5000)
