@@ -49,7 +49,8 @@ def _maps_rows() -> list[dict]:
 
 def _external(rv: RunView) -> pd.DataFrame:
     """Scored external rows as core.audits.external writes them: COVID-SemiSeg's test slices (all COVID) and
-    COVID-CT-MD's reported patients; a chooser row that must be left out; every third slice far from training."""
+    COVID-CT-MD's reported patients; a chooser row and COVID-CT rows that must be left out; every third slice far
+    from training."""
     rng = np.random.default_rng(0)
     rows = []
     for i in range(12):
@@ -61,6 +62,9 @@ def _external(rv: RunView) -> pd.DataFrame:
                          "diagnosis": diagnosis, "infection_visible": float(i % 2) if label else 0.0})
     rows.append({"source": "semiseg", "group": "train", "role": "chooses", "label": 1, "diagnosis": "COVID-19",
                  "infection_visible": np.nan})
+    for label in (0, 1):  # the run's own test rows, which external.csv carries too: counted once, from predictions
+        rows.append({"source": "covid-ct", "group": "test", "role": "reports", "label": label,
+                     "diagnosis": "COVID-19" if label else "non-COVID", "infection_visible": np.nan})
     df = pd.DataFrame(rows)
     df[f"p_{rv.decision_branch()}"] = rng.random(len(df))
     df[DISTANCE_COLUMN] = np.where(np.arange(len(df)) % 3 == 0, 1e9, 0.0)
@@ -245,7 +249,7 @@ def test_disease_page_tables_per_source_and_class(trust_runs):
         part = md[md.diagnosis == d]
         expected[("COVID-CT-MD", d)] = (len(part), sets.sets(part.p_fusion.to_numpy())[:, 0].mean())
     got = {(r.source, r["class"]): (r.n, r.coverage) for _, r in cov.iterrows()}
-    assert got.keys() == expected.keys()
+    assert got.keys() == expected.keys() and len(cov) == len(got)  # each source and class once
     for k, (n, c) in expected.items():
         assert got[k][0] == n and got[k][1] == pytest.approx(c), k
     assert len({c for _, c in got.values()}) > 1  # the sets at this level do not cover everything

@@ -47,7 +47,7 @@ def slice_flags(flag: OodFlag, vectors: np.ndarray, keys: list[str]) -> pd.DataF
 def _reported(external: pd.DataFrame) -> pd.DataFrame:
     """The external rows that are only reported, each with `source_name` and `class` (COVID-CT-MD: its diagnosis;
     its COVID-19 patient's slices only where infection was marked)."""
-    part = external[external["role"] == REPORTS]
+    part = external[(external["role"] == REPORTS) & (external["source"] != "covid-ct")]  # COVID-CT: the run's own rows
     md, covid = part["source"] == "covid-ct-md", part["label"].astype(int) == 1
     part = part[~md | ~covid | (part["infection_visible"].astype(float) == 1)]
     names, classes = [], []
