@@ -139,6 +139,9 @@ def hover_point(page, el, frame, i: int) -> tuple[float, float] | None:
     return None
 
 
+TAU_LABEL = "tau (Eq. 2 threshold)"  # dashboard/ui.py's tau slider
+
+
 def test_map_hover_click_case_and_tau(synthetic_run):
     run_scenario(synthetic_run)
 
@@ -193,13 +196,15 @@ def run_scenario(run_path: Path) -> str:
         crop = page.locator("p", has_text=re.compile(r"^crop box \[")).first
         crop.wait_for(timeout=60_000)
         before = crop.inner_text()
-        slider = page.locator("[data-testid=stSlider] input[type=range]").first
+        tau_box = page.locator("[data-testid=stSlider]").filter(has_text=TAU_LABEL)  # the sidebar has a slider too
+        slider = tau_box.locator("input[type=range]").first
         slider.scroll_into_view_if_needed()
         assert float(slider.evaluate("e => e.value")) == pytest.approx(0.75)
         slider.focus()
         for _ in range(40):  # 0.75 -> 0.35
             page.keyboard.press("ArrowLeft")
-        page.wait_for_function("v => { const s = document.querySelector('[data-testid=stSlider] input[type=range]');"
+        page.wait_for_function("v => { const s = [...document.querySelectorAll('[data-testid=stSlider]')]"
+                               ".find(e => e.innerText.includes('tau (Eq. 2'))?.querySelector('input[type=range]');"
                                " return s && Math.abs(Number(s.value) - v) < 1e-6; }", arg=0.35, timeout=10_000)
         page.wait_for_function("t => { const p = [...document.querySelectorAll('p')].find(e => e.innerText.startsWith('crop box ['));"
                                " return p && p.innerText !== t; }", arg=before, timeout=60_000)
