@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from core.after_training import planned
 from core.errors import UsageError
 from core.runs.progress import DONE, FINISHED, HALTED, STOPPED, ProgressLog, RunProgress
 from tests.test_browser import free_port
@@ -82,7 +83,8 @@ def test_demo_stopped_mid_stage_resumes_and_completes(phantom_root, tmp_path):
     assert again.wait(900) == 0, (run / "train.out").read_text()[-3000:]
     rp = RunProgress.read(run)
     assert rp.state == FINISHED and all(s.state == DONE for s in rp.stages.values())
-    assert list(rp.stages) == ["global", "heatmap", "infnet", "infected", "global+heatmap", "fusion"]
+    assert list(rp.stages) == ["global", "heatmap", "infnet", "infected", "global+heatmap", "fusion",
+                               *(st.name for st in planned(audits=False))]  # then the stages after training
     summary = json.loads((run / "global" / "summary.json").read_text())
     assert [r["epoch"] for r in rp.stage("global").rows] == list(range(1, summary["epochs_run"] + 1))
     resumed = [e["resumed_at"] for e in rp.events if e["event"] == "stage_start" and e["stage"] == "global"]
