@@ -181,16 +181,17 @@ def table_rows(result: dict) -> list[dict]:
 
 # ------------------------------------------------------------------------------------------- one run
 
-def rows_key(run, data_root) -> dict:
+def rows_key(run, slices: list[ExternalSlice]) -> dict:
     """What the scored external rows depend on: the run's checkpoints and the external slices' listing."""
-    listing = "\n".join(sorted(f"{s.key} {s.label} {s.infection_visible}" for s in external_slices(data_root)))
+    listing = "\n".join(sorted(f"{s.key} {s.label} {s.infection_visible}" for s in slices))
     return {"checkpoints": checkpoints(run), "listing": hashlib.sha256(listing.encode()).hexdigest()[:16]}
 
 
 def scored_rows(run, data_root, progress=None, device="cpu") -> tuple[pd.DataFrame, str]:
     """(the external slices scored by the run's branches (`score`), their key): read back from ROWS_FILE when
     nothing they depend on changed (the key is kept in EXTERNAL_FILE), else scored again."""
-    key = key_of(rows_key(run, data_root))
+    slices = external_slices(data_root)
+    key = key_of(rows_key(run, slices))
     try:
         if json.loads((run.path / EXTERNAL_FILE).read_text()).get("rows_key") == key:
             rows = pd.read_csv(run.path / ROWS_FILE)
@@ -199,7 +200,7 @@ def scored_rows(run, data_root, progress=None, device="cpu") -> tuple[pd.DataFra
         pass  # no report yet, or one that cannot be read: score again
     tr = TrainedRun.load(run.path, device=device)
     tr.two_step = None  # the network's branches alone: the decision is fitted on these rows next
-    return score(tr, external_slices(data_root), progress, ood.fit_run(run)), key
+    return score(tr, slices, progress, ood.fit_run(run)), key
 
 
 def run_external(run, data_root, fit: bool, progress=None, log=print, device="cpu") -> dict:
@@ -218,8 +219,8 @@ def run_external(run, data_root, fit: bool, progress=None, log=print, device="cp
     decision = choose(rows) if fit else TwoStepDecision.of_run(run)  # without `fit`: the one fitted before, if any
     if fit:
         decision.save(run)
-        write_columns(run, [_Row(*r) for r in zip(preds.key, preds.split, preds.label, preds.patient)],
-                      {c: v.to_numpy() for c, v in decision.on_table(preds).items()})
+        identities = preds[["key", "split", "label", "patient"]].itertuples(index=False)  # as write_columns reads slices
+        write_columns(run, list(identities), {c: v.to_numpy() for c, v in decision.on_table(preds).items()})
         log(f"two-step: fitted on {decision.fitted_on}; operating point {decision.operating_point:.3f}")
     if decision is not None:
         rows = pd.concat([rows, decision.on_table(rows)], axis=1)
@@ -235,14 +236,6 @@ def numeric(table: pd.DataFrame) -> pd.DataFrame:
     """The probability and sign columns as numbers (predictions.csv keeps a missing value as '')."""
     cols = [c for c in (*SIGNS, *(f"p_{b}" for b in BRANCHES)) if c in table]
     return table.assign(**{c: pd.to_numeric(table[c], errors="coerce") for c in cols})
-
-
-@dataclass(frozen=True)
-class _Row:  # a predictions.csv row's identity, as core.results.predictions.write_columns takes slices
-    key: str
-    split: str
-    label: int
-    patient: str
 
 
 DERIVED = (f"p_{TwoStepDecision.name}", *FACTOR_COLUMNS)  # the columns the decision adds to the rows

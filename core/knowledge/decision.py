@@ -55,14 +55,12 @@ def sigmoid(z):
 def design(rows, signs=PATTERN_SIGNS) -> tuple[np.ndarray, np.ndarray]:
     """(disease input (N,), pattern inputs (N, 1 + len(signs))) from a table with columns lesion_share,
     p_pattern (the classifier's probability) and the signs (NaN signs count as 0: no lesion, no pattern)."""
-    get = lambda c: np.nan_to_num(pd.to_numeric(pd.Series(np.asarray(rows[c], dtype=object)), errors="coerce")
-                                  .to_numpy(dtype=np.float64), nan=0.0)
+    number = lambda c: pd.to_numeric(pd.Series(np.asarray(rows[c], dtype=object)), errors="coerce").to_numpy(float)
+    get = lambda c: np.nan_to_num(number(c), nan=0.0)
     disease = np.log(get("lesion_share") + EPS)
     inputs = {"peripheral_share": lambda: get("peripheral_share"), "bilateral": lambda: get("bilateral"),
               # consolidation_share NaN (not measured) counts as all consolidation: no ground glass credited
-              "ground_glass_share": lambda: 1.0 - np.nan_to_num(
-                  pd.to_numeric(pd.Series(np.asarray(rows["consolidation_share"], dtype=object)), errors="coerce")
-                  .to_numpy(dtype=np.float64), nan=1.0),
+              "ground_glass_share": lambda: 1.0 - np.nan_to_num(number("consolidation_share"), nan=1.0),
               "log_lesion_count": lambda: np.log1p(get("lesion_count"))}
     pattern = np.column_stack([logit(get("p_pattern"))] + [inputs[k]() for k in signs])
     return disease, pattern
@@ -83,8 +81,8 @@ class Factors:
         return self.disease * self.pattern
 
 
-DECISION_FILE = "decision.json"
-FACTOR_COLUMNS = ("disease_present", "looks_like_covid")  # predictions.csv's columns of the two factors  # in the run's stage folder `two-step`
+DECISION_FILE = "decision.json"  # in the run's stage folder `two-step`
+FACTOR_COLUMNS = ("disease_present", "looks_like_covid")  # predictions.csv's columns of the two factors
 
 
 @dataclass
