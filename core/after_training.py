@@ -111,8 +111,8 @@ def _fidelity_passes(a: After, limit: int, **_) -> float:  # each map, the fusio
     return 17 * min(limit, _labelled_test(a))
 
 
-def _trust_passes(a: After, slices: int, **_) -> float:  # each map's tests per slice, the OOD flag's 20 probe inputs
-    return 130 * min(slices, _labelled_test(a)) + 20
+def _trust_passes(a: After, slices: int, **_) -> float:  # each map's tests per slice, the OOD flag's 37 inputs
+    return 130 * min(slices, _labelled_test(a)) + 37
 
 
 @dataclass(frozen=True)

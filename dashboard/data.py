@@ -331,17 +331,32 @@ def ood_flag(runs: str, name: str, stamp: str, alpha: float):
     return fit_run(view(runs, name, stamp).run, alpha)
 
 
-@st.cache_data(max_entries=8, show_spinner=False)
+@st.cache_data(max_entries=8, show_spinner="Checking the run's slices for the out-of-distribution flag...")
 def slice_flags(runs: str, name: str, stamp: str, alpha: float) -> pd.DataFrame:
-    """key, ood_distance, ood of every slice of the run (core.trust.slices.slice_flags)."""
+    """key and core.trust.ood.COLUMNS of every slice of the run (core.trust.slices.slice_flags)."""
     from core.trust.slices import slice_flags as flags
 
     rv = view(runs, name, stamp)
-    return flags(ood_flag(runs, name, stamp, alpha), rv.features("fusion"), rv.feature_keys)
+    return flags(ood_flag(runs, name, stamp, alpha), rv.run, rv.features("fusion"), rv.feature_keys)
+
+
+def slice_statistics(runs: str, name: str, stamp: str, key: str):
+    """core.trust.image_check statistics of one of the run's slices (cached by content on disk)."""
+    from core.trust.image_check import measure_file
+
+    return measure_file(view(runs, name, stamp).slice_paths[key])
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def image_statistics(slice01: np.ndarray):
+    """core.trust.image_check statistics of a slice as read (an upload, a scan's slice)."""
+    from core.trust.image_check import measure
+
+    return measure(slice01)
 
 
 def with_trust(ctx, df: pd.DataFrame, level: float) -> tuple[pd.DataFrame, list[str]]:
-    """(`df` with column `set` (the decision branch's prediction set at `level`) and columns ood_distance, ood,
+    """(`df` with column `set` (the decision branch's prediction set at `level`) and core.trust.ood.COLUMNS,
     what could not be added and why): a part the run cannot give is named, the rest still shown."""
     from core.trust.slices import with_sets
 

@@ -31,4 +31,4 @@ def show(ctx: ui.Ctx, case: scans.ScanCase) -> None:
         st.error(f"Run `{ctx.name}` cannot analyse this slice: {exc}")
         return
     ui.live_analysis(ctx, tr, a, images, vector, order, "scan_case", "the slice, as the run sees it",
-                     f"{trust_ui.fusion_cam_label(ctx)} (at the run's tau {ctx.tau:.2f})")
+                     f"{trust_ui.fusion_cam_label(ctx)} (at the run's tau {ctx.tau:.2f})", case.slice01)

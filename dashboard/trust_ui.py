@@ -11,7 +11,8 @@ import streamlit as st
 from core.trust import verdicts
 from core.trust.conformal import LEVEL, describe
 from core.trust.models import FUSION_CAM
-from core.trust.ood import DISTANCE_COLUMN
+from core.trust.image_check import SliceStatistics
+from core.trust.ood import FLAG_COLUMN
 from core.trust.ood import describe as describe_flag
 from core.trust.slices import OOD_LABEL, SET_LABELS, coverage_table, flag_table
 from dashboard import data
@@ -86,9 +87,10 @@ def verdict_table(rows) -> pd.DataFrame:
 
 
 # ---- one slice's decision -----------------------------------------------------------------------------------
-def slice_trust(ctx, p: float | None, vector: np.ndarray | None) -> None:
+def slice_trust(ctx, p: float | None, vector: np.ndarray | None, statistics: SliceStatistics | None) -> None:
     """One slice's prediction set (the decision branch's, at the sidebar's level) and its out-of-distribution flag
-    (`vector`: its standardised fusion-layer input; None: the run has none for it), in plain words."""
+    (`vector`: its standardised fusion-layer input, `statistics`: its image check (core.trust.image_check); None:
+    the run has none for it), in plain words."""
     decision, lv = ctx.rv.decision_branch(), level()
     try:
         sets = data.prediction_sets(ctx.runs, ctx.name, ctx.stamp, decision, lv)
@@ -99,17 +101,18 @@ def slice_trust(ctx, p: float | None, vector: np.ndarray | None) -> None:
             names = sets.set_of(float(p))
             text = f"**Prediction set** ({decision}, {lv:.0%}): **{SET_LABELS[names]}**. {describe(names, lv)}"
             (st.markdown if len(names) == 1 else st.warning)(text)
-    if vector is None:
-        st.caption("No out-of-distribution flag: the run has no fusion-layer input for this slice.")
+    if vector is None or statistics is None:
+        missing = "fusion-layer input" if vector is None else "image statistics"
+        st.caption(f"No out-of-distribution flag: the run has no {missing} for this slice.")
         return
     try:
         flag = data.ood_flag(ctx.runs, ctx.name, ctx.stamp, data.ood_alpha(ctx.runs, ctx.name, ctx.stamp))
-        distance = float(flag.score(vector)[0])
+        row = flag.assess(vector, [statistics]).iloc[0]
     except data.TRUST_ERRORS as exc:
         st.caption(f"No out-of-distribution flag: {exc}")
         return
-    words = describe_flag(distance, distance > flag.threshold, flag.threshold)
-    if distance > flag.threshold:
+    words = describe_flag(row)
+    if row[FLAG_COLUMN]:
         st.warning(f"**{OOD_LABEL[0].upper() + OOD_LABEL[1:]}.** {words}", icon="🧭")
     else:
         st.caption(words)
@@ -150,16 +153,16 @@ def decision_tables(ctx) -> None:
     try:
         flag = data.ood_flag(ctx.runs, ctx.name, ctx.stamp, data.ood_alpha(ctx.runs, ctx.name, ctx.stamp))
         flags = data.slice_flags(ctx.runs, ctx.name, ctx.stamp, data.ood_alpha(ctx.runs, ctx.name, ctx.stamp))
-        rates = flag_table(flag, flags, ctx.df, external)
+        rates = flag_table(flags, ctx.df, external)
     except data.TRUST_ERRORS as exc:
         st.caption(f"No out-of-distribution flag for `{ctx.name}`: {exc}")
         return
     st.markdown(f"**Out-of-distribution flag** (\"{OOD_LABEL}\"): {flag.rule()}.")
     st.dataframe(rates, hide_index=True, width="stretch",
                  column_config={"flagged": st.column_config.NumberColumn(format="%.3f")})
-    if external is not None and DISTANCE_COLUMN not in external:
-        st.caption(f"The external slices were scored without the flag's distance (no column {DISTANCE_COLUMN}): "
-                   "their flag rate is not shown.")
+    if external is not None and FLAG_COLUMN not in external:
+        st.caption(f"The external slices were scored without the flag (no column {FLAG_COLUMN}): their flag rate is "
+                   "not shown; `python -m train external --run RUN` scores them again.")
     probes = (data.trust(ctx.runs, ctx.name, ctx.stamp).get("ood") or {}).get("probe_flag_rate_by_kind")
     if probes:
         st.markdown("Flagged among inputs that are no chest CT (`train trust`): "

@@ -149,12 +149,13 @@ def out_of_range_note(rv: RunView, vector) -> None:
 
 
 def live_analysis(ctx: Ctx, tr, a, images: dict, fusion_vector, order: list[str], key: str, caption: str,
-                  cam_caption: str) -> None:
+                  cam_caption: str, slice01) -> None:
     """A live SliceAnalysis `a` (with its core.pictures.slice_images.analysis_images `images`) as the New slice page
     and the Case view of a scan slice draw it: the decision branch's call at its operating point, the range
     check of its fusion-layer input, every branch's probability, the radiological signs and the two steps of
     the decision (dashboard.knowledge_ui), the tau panel, the lesions and the fusion CAM. `key` prefixes the
-    widgets' keys; `caption` is the slice's, `cam_caption` the fusion CAM's."""
+    widgets' keys; `caption` is the slice's, `cam_caption` the fusion CAM's; `slice01` the slice as read (the
+    out-of-distribution flag's image check)."""
     decision = ctx.rv.decision_branch()  # fusion when trained; never a baseline such as lesion-share
     p = a.probs.get(decision)
     if p is not None:
@@ -166,7 +167,7 @@ def live_analysis(ctx: Ctx, tr, a, images: dict, fusion_vector, order: list[str]
         out_of_range_note(ctx.rv, fusion_vector)
     except (FileNotFoundError, ValueError, CacheError) as exc:  # a partial run: no stored fusion features
         st.caption(f"No range check of the fusion-layer input: {exc}")
-    trust_ui.slice_trust(ctx, p, fusion_vector)
+    trust_ui.slice_trust(ctx, p, fusion_vector, data.image_statistics(slice01))
     if not a.lung_found:
         st.warning("No lung field was found on this slice, so the run saw the whole slice: its input is not "
                    "what it was trained on, and its probabilities deserve less trust.")

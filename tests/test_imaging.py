@@ -423,6 +423,14 @@ def test_palette_png_with_transparency(tmp_path):
     assert out[:, 16:].max() == 0.0
 
 
+def test_webp_named_dcm_is_read_by_content(tmp_path):
+    arr = grad()  # a data pack keeps COVID-CT-MD's file names and stores WebP pixels (train/pack.py)
+    path = tmp_path / "IM0001.dcm"
+    Image.fromarray(arr).save(path, "WEBP", lossless=True)
+    assert sniff_format(path.read_bytes(), path.name) == "image"
+    assert np.array_equal(np.round(read_slice(path) * 255), arr)
+
+
 def test_jpeg_named_png_is_read_by_content(tmp_path):
     arr = grad()
     path = tmp_path / "really_a_jpeg.png"

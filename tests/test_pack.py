@@ -16,9 +16,11 @@ import pytest
 import torch
 
 from core.data.covidct import read_covidct
+from core.data.ctmd import read_ctmd
+from core.data.imaging import read_slice
 from core.data.errors import DataError
 from core.data.image_cache import load_stack
-from core.data.pack import MANIFEST, decode_check, verify
+from core.data.pack import MANIFEST, decode_check, to_u8, verify
 from core.data.semiseg import read_labelled, read_unlabelled
 from core.training.segmentation import load_masks
 from train.pack import build, slim_wheel
@@ -52,7 +54,16 @@ def test_a_lossless_pack_gives_every_stage_bit_identical_inputs(phantom_root, pa
             assert a.image.read_bytes() == b.image.read_bytes() and a.mask.read_bytes() == b.mask.read_bytes()
         assert torch.equal(load_masks([s.mask for s in raw_l], 64, [s.image for s in raw_l]),
                            load_masks([s.mask for s in packed_l], 64, [s.image for s in packed_l]))
+    # COVID-CT-MD: the same records, each slice's lung-window pixels as the DICOM gives them (8-bit)
+    raw_md, packed_md = read_ctmd(phantom_root), read_ctmd(pack)
+    assert [(r.file, r.patient, r.diagnosis, r.infection_visible) for r in raw_md] == \
+           [(r.file, r.patient, r.diagnosis, r.infection_visible) for r in packed_md] and len(raw_md) == 36
+    assert not (packed_md[0].path.read_bytes()[128:132] == b"DICM")  # the pixels, not the DICOM file
+    for a, b in zip(raw_md, packed_md):
+        assert np.array_equal(to_u8(read_slice(a.path)), to_u8(read_slice(b.path)))
     assert all(v["max"] == 0 for v in manifest["reads"]["covid-ct"].values())
+    # a DICOM slice decodes to more than 8 bits: a resize of its stored 8-bit pixels is off by one at most
+    assert all(v["max"] <= 1 for v in manifest["reads"]["covid-ct-md"].values())
     # a stage on a few slices: the same network scores both alike
     from core.data.slices import StageData
     from core.models.backbones import build_backbone
@@ -68,7 +79,9 @@ def test_a_lossless_pack_gives_every_stage_bit_identical_inputs(phantom_root, pa
 def test_a_webp_pack_stays_within_the_error_its_manifest_records(phantom_root, packs):
     pack, manifest = packs["webp"]
     assert manifest["sets"]["covid-ct"]["quality"] == 80
-    assert manifest["kinds"]["native"] + manifest["kinds"]["original"] == 64 + 10  # phantoms: 96 px, below every cap
+    assert manifest["sets"]["covid-ct-md"]["slices"] == 36  # 6 patients x 6 slices
+    # phantoms: 96 px, below every cap
+    assert manifest["kinds"]["native"] + manifest["kinds"]["original"] == 64 + 10 + 36
     raw = [s.path for s in read_covidct(phantom_root)]
     packed = [s.path for s in read_covidct(pack)]
     for size, stats in manifest["reads"]["covid-ct"].items():

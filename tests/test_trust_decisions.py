@@ -4,8 +4,12 @@ import numpy as np
 import pytest
 
 from core.trust.conformal import CLASSES, PredictionSets, coverage, describe, run_sets
-from core.trust.ood import ALPHA, Mahalanobis, OodFlag, conformal_threshold, fit_run, ledoit_wolf_shrinkage, run_vectors
-from core.trust.probes import KINDS, PHOTOS, lungless, probes
+from core.trust.image_check import STATISTICS, SliceStatistics, measure
+from core.trust.ood import describe as describe_flag
+from core.trust.ood import (ALPHA, COLUMNS, FLAG_COLUMN, IMAGE_COLUMN, LUNGS_COLUMN, NETWORK_COLUMN, WHY_COLUMN, Check,
+                            Mahalanobis, OodFlag, conformal_threshold, fit_run, ledoit_wolf_shrinkage, run_rows,
+                            run_statistics)
+from core.trust.probes import HELD_OUT_PHOTOS, KINDS, PHOTOS, lungless, photo, probes
 
 
 def _draw(rng, n: int, prevalence: float, hard_covid: bool = False) -> tuple[np.ndarray, np.ndarray]:
@@ -127,9 +131,63 @@ def test_threshold_is_the_conformal_quantile_of_validation_scores():
     assert t == 10.0 and bound == pytest.approx(1 / 11)
     rng = np.random.default_rng(2)
     train, val, new = (rng.normal(size=(n, 8)) for n in (200, 300, 4000))
-    flag = OodFlag(train, val, alpha=0.05)
-    assert flag.flag(new).mean() == pytest.approx(0.05, abs=0.02)  # exchangeable slices: flagged at the level
-    assert flag.flag(rng.normal(size=(50, 8)) + 6).all() and "training slices" in flag.rule()
+    check = Check(train, val, 0.05)
+    assert (check.relative(new) > 1).mean() == pytest.approx(0.05, abs=0.02)  # exchangeable: flagged at the level
+    assert (check.relative(rng.normal(size=(50, 8)) + 6) > 1).all()
+
+
+def _stats(values: np.ndarray, found=True) -> list[SliceStatistics]:
+    return [SliceStatistics(found, "" if found else "no thick dark region", v) for v in values]
+
+
+def test_flag_unites_the_network_and_the_image_checks_each_at_half_the_level():
+    rng = np.random.default_rng(3)
+    net = [rng.normal(size=(n, 8)) for n in (300, 2000, 4000)]
+    img = [rng.normal(size=(n, len(STATISTICS))) * 5 + 10 for n in (300, 2000, 4000)]  # standardised on training
+    flag = OodFlag((net[0], net[1]), (img[0], img[1]), alpha=0.1)
+    assert flag.network.threshold == pytest.approx(conformal_threshold(flag.network.distance(net[1]), 0.05)[0])
+    got = flag.assess(net[2], _stats(img[2]))
+    assert list(got.columns) == list(COLUMNS) and len(got) == 4000
+    # exchangeable slices: each check flags about 5%, the union at most 10% (a little less: some flagged by both)
+    for col in (NETWORK_COLUMN, IMAGE_COLUMN):
+        assert (got[col] > 1).mean() == pytest.approx(0.05, abs=0.02)
+    assert 0.06 < got[FLAG_COLUMN].mean() <= 0.1 + 0.02 and flag.false_alarm_bound <= 0.1
+    assert (got[FLAG_COLUMN] == ((got[NETWORK_COLUMN] > 1) | (got[IMAGE_COLUMN] > 1))).all()
+    # the image alone, the network alone, and no lung field each flag, and say why
+    odd_image = flag.assess(net[2][:3], _stats(img[2][:3] + 60)).iloc[0]
+    odd_net = flag.assess(net[2][:3] + 6, _stats(img[2][:3])).iloc[0]
+    no_lungs = flag.assess(net[2][:1], _stats(np.zeros((1, len(STATISTICS))), found=False)).iloc[0]
+    assert odd_image[FLAG_COLUMN] and odd_image[NETWORK_COLUMN] < 3 and "in the image" in odd_image[WHY_COLUMN]
+    assert odd_net[FLAG_COLUMN] and "to the network" in odd_net[WHY_COLUMN]
+    assert no_lungs[FLAG_COLUMN] and np.isnan(no_lungs[IMAGE_COLUMN]) and not no_lungs[LUNGS_COLUMN]
+    assert no_lungs[WHY_COLUMN] == "no lung field found (no thick dark region)"
+    assert describe_flag(no_lungs).startswith("No lung field found (no thick dark region): the network has not seen")
+    assert "lung field" in flag.rule() and "training slices" in flag.rule()
+    with pytest.raises(ValueError, match="3 vectors but 1"):
+        flag.assess(net[2][:3], _stats(img[2][:1]))
+
+
+def test_image_check_finds_the_lungs_of_a_ct_slice_and_caches_by_content(tmp_path):
+    from PIL import Image
+
+    from core.data.image_cache import cache_dir
+    from core.data.imaging import read_slice
+    from core.data.phantom import make_phantom
+    from core.trust.image_check import VERSION, measure_file
+    from core.trust.probes import noise
+
+    ct = measure(make_phantom(0, covid=True, size=128).image)
+    assert ct.lungs_found and ct.reason == "" and ct.values.shape == (len(STATISTICS),)
+    named = dict(zip(STATISTICS, ct.values))
+    assert 0.02 < named["lung_share"] < 0.95 and named["lung_vessels"] > 0 and 0 <= named["lung_median"] < 0.5
+    flat = measure(noise(0, 128))
+    assert not flat.lungs_found and flat.reason and not flat.values[2:].any()  # no field: its statistics are 0
+    path = tmp_path / "slice.png"
+    Image.fromarray((make_phantom(1, covid=False, size=128).image * 255).astype(np.uint8)).save(path)
+    first = measure_file(path)
+    assert first.lungs_found and np.allclose(first.values, measure(read_slice(path)).values)
+    assert list(cache_dir().glob(f"*-image-check-{VERSION}.npy"))  # kept on disk, by content
+    assert np.array_equal(measure_file(path).values, first.values)
 
 
 def test_probes_are_no_chest_ct():
@@ -144,6 +202,10 @@ def test_probes_are_no_chest_ct():
     img = lungless(0)
     assert not lung_field(img).found  # its lungs are filled: no field left to find
     assert not np.array_equal(probes(per_kind=1, seed=1)[-1][2], probes(per_kind=1, seed=0)[-1][2])
+    assert not set(HELD_OUT_PHOTOS) & set(PHOTOS)  # never looked at when the image statistics were chosen
+    for name in HELD_OUT_PHOTOS:  # every one ships with scikit-image (no download) and reads as a grey image
+        img = photo(name)
+        assert img.ndim == 2 and img.std() > 0.01, name
 
 
 def test_ood_flags_noise_and_not_the_runs_own_slices(synthetic_run):
@@ -152,19 +214,23 @@ def test_ood_flags_noise_and_not_the_runs_own_slices(synthetic_run):
     from core.trust.probes import noise
 
     run = RunFolder(synthetic_run)
-    vectors = run_vectors(run)
-    assert all(len(vectors[s]) for s in ("train", "val", "test"))
+    rows = run_rows(run)
+    assert all(len(rows[s][0]) for s in ("train", "val", "test"))
     flag = fit_run(run)
-    assert flag.n_train == len(vectors["train"]) and flag.n_val == len(vectors["val"])
-    assert flag.flag(vectors["test"]).mean() <= 0.25
+    assert flag.n_train == len(rows["train"][0]) and flag.n_val == len(rows["val"][0])
+    test = flag.assess(rows["test"][0], run_statistics(run, rows["test"][1]))
+    assert test[FLAG_COLUMN].mean() <= 0.25
     tr = TrainedRun.load(synthetic_run)
     for seed in (0, 1):
-        v = tr.fusion_vector(tr.analyse(noise(seed, 96)))
-        assert flag.flag(v)[0], f"noise {seed} not flagged (distance {flag.score(v)[0]:.1f}, {flag.rule()})"
-    # a slice of the run scored live lands where its cached vector does
+        img = noise(seed, 96)
+        row = flag.assess(tr.fusion_vector(tr.analyse(img)), [measure(img)]).iloc[0]
+        assert row[FLAG_COLUMN] and (not row[LUNGS_COLUMN] or row[IMAGE_COLUMN] > 1), f"noise {seed}: {row.to_dict()}"
+    # a slice of the run scored live lands where its cached vector and statistics do
     from core.data.covidct import read_covidct
     from core.data.imaging import read_slice
 
-    test = next(s for s in read_covidct(run.config["data_root"]) if s.split == "test")
-    live = flag.score(tr.fusion_vector(tr.analyse(read_slice(test.path))))[0]
-    assert live < flag.threshold * 1.5
+    one = next(s for s in read_covidct(run.config["data_root"]) if s.split == "test")
+    cached = test.iloc[rows["test"][1].index(one.key)]
+    live = flag.assess(tr.fusion_vector(tr.analyse(read_slice(one.path))), [measure(read_slice(one.path))]).iloc[0]
+    assert live[NETWORK_COLUMN] < max(1.5, cached[NETWORK_COLUMN] * 1.5)
+    assert live[IMAGE_COLUMN] == pytest.approx(cached[IMAGE_COLUMN])  # the cached statistics are the live ones

@@ -20,7 +20,8 @@ from core.runs.run_view import RunView
 from core.runs.runfolder import RunFolder
 from core.trust import store
 from core.trust.conformal import LEVEL, fit_run
-from core.trust.ood import DISTANCE_COLUMN
+from core.trust.image_check import measure_file
+from core.trust.ood import FLAG_COLUMN, IMAGE_COLUMN, NETWORK_COLUMN
 from core.trust.ood import fit_run as fit_flag
 from core.trust.slices import OOD_LABEL, SET_LABELS, TWO_CLASS
 from tests.test_dashboard import app, no_exception, texts
@@ -67,7 +68,7 @@ def _external(rv: RunView) -> pd.DataFrame:
                      "diagnosis": "COVID-19" if label else "non-COVID", "infection_visible": np.nan})
     df = pd.DataFrame(rows)
     df[f"p_{rv.decision_branch()}"] = rng.random(len(df))
-    df[DISTANCE_COLUMN] = np.where(np.arange(len(df)) % 3 == 0, 1e9, 0.0)
+    df[FLAG_COLUMN] = np.arange(len(df)) % 3 == 0
     return df
 
 
@@ -166,9 +167,9 @@ def test_case_shows_the_decision_set_at_the_sidebar_level_and_the_flag(trust_run
     no_exception(at)
     said = _all_text(at)
     assert f"**Prediction set** (fusion, {LOW:.0%}): **{_set_of(rv, key, LOW)}**" in said and _set_of(rv, key, LOW) != TWO_CLASS
-    flag = fit_flag(rv.run)
-    d = float(flag.score(rv.fusion_input(key))[0])
-    assert f"(distance {d:.1f}, threshold {flag.threshold:.1f})" in said
+    row = fit_flag(rv.run).assess(rv.fusion_input(key), [measure_file(rv.slice_paths[key])]).iloc[0]
+    words = f"(distance {row[NETWORK_COLUMN]:.1f}x the threshold to the network, {row[IMAGE_COLUMN]:.1f}x in the image)"
+    assert words in said and not row[FLAG_COLUMN]
 
 
 def test_new_slice_flags_noise_as_unlike_the_training_slices(trust_runs):
@@ -201,7 +202,8 @@ def test_map_offers_set_and_flag_colours(trust_runs):
     keys, p = rv.feature_keys, rv.predictions.set_index("key")
     sets = fit_run(rv.run, "fusion", LOW).sets(p.loc[keys].p.to_numpy())
     assert 0 < sets.all(1).sum() < len(keys)
-    flagged = fit_flag(rv.run).flag(rv.features("fusion"))
+    stats = [measure_file(rv.slice_paths[k]) for k in keys]
+    flagged = fit_flag(rv.run).assess(rv.features("fusion"), stats)[FLAG_COLUMN]
     df = rv.predictions.assign(set=[SET_LABELS[tuple(c for c, s in zip(("non-COVID", "COVID"), row) if s)]
                                     for row in fit_run(rv.run, "fusion", LOW).sets(rv.predictions.p.to_numpy())])
     df = df.merge(pd.DataFrame({"key": keys, "ood": flagged}), on="key")
@@ -258,10 +260,11 @@ def test_disease_page_tables_per_source_and_class(trust_runs):
     rates = next(d.value for d in at.dataframe if "flagged" in d.value.columns)
     got = {(r.source, r["class"]): r.flagged for _, r in rates.iterrows()}
     flag = fit_flag(rv.run)
-    vectors = dict(zip(rv.feature_keys, flag.flag(rv.features("fusion"))))
-    assert got[("COVID-CT test", "COVID")] == pytest.approx(np.mean([vectors[k] for k in test.key[test.label == 1]]))
+    keys = list(test.key[test.label == 1])
+    flagged = flag.assess(np.stack([rv.fusion_input(k) for k in keys]), [measure_file(rv.slice_paths[k]) for k in keys])
+    assert got[("COVID-CT test", "COVID")] == pytest.approx(flagged[FLAG_COLUMN].mean())
     part = ext[(ext.source == "semiseg") & (ext.role == "reports")]
-    assert got[("COVID-SemiSeg test", "COVID")] == pytest.approx((part[DISTANCE_COLUMN] > flag.threshold).mean())
+    assert got[("COVID-SemiSeg test", "COVID")] == pytest.approx(part[FLAG_COLUMN].mean())
     assert "not measured yet: `python -m train trust --run" in said  # no ood part: the non-CT inputs
 
 

@@ -22,7 +22,11 @@ content, not by suffix):
   original file is no larger than that is kept as it is.
 - COVID-SemiSeg unlabelled slices (`square`): at their own size when the longest side is at most 256,
   else 256 x 256 as core.data.image_cache.load_resized gives them to the segmenter (the largest size read); WebP.
-- COVID-SemiSeg labelled slices, every mask, the split lists and the metadata: copied (bit-identical).
+- COVID-CT-MD slices (when the data root has them): decoded through the lung window as every reader decodes
+  a DICOM slice, then stored like COVID-CT's (longest side at most 448; WebP): the pixels the stages read,
+  not the DICOM tags, so `predict`'s series reading needs the original files.
+- COVID-SemiSeg labelled slices, every mask, the split lists and the metadata, COVID-CT-MD's slices.csv:
+  copied (bit-identical).
 
 "The same results": stages read a slice as core.data.image_cache.load_resized(path, S) (or core.inputs.harmonise
 on its decoded pixels). From a pack they get the same arrays up to the WebP coding error and, for a
@@ -52,6 +56,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from core.data import ctmd
 from core.data.covidct import covidct_root, read_covidct
 from core.data.errors import DataError
 from core.data.image_cache import resize01
@@ -73,10 +78,11 @@ SLIM_KEYS = "_fc."
 SETS = {
     "covid-ct": {"how": "shrunk", "cap": 448, "reads": (224, 256, 448)},
     "unlabelled": {"how": "square", "cap": 256, "reads": (224, 256)},
+    "covid-ct-md": {"how": "shrunk", "cap": 448, "reads": (224, 256, 448)},
 }
 # how a slice was stored: its own pixels re-encoded, its original file, shrunk (aspect kept), squared
 KINDS = ("native", "original", "shrunk", "square")
-QUALITY = {"covid-ct": 80, "unlabelled": 75}  # WebP quality; chosen to fit the GPU machine's 64 MiB
+QUALITY = {"covid-ct": 80, "unlabelled": 75, "covid-ct-md": 70}  # WebP quality; chosen to fit the GPU machine's 64 MiB
 FRAME_SAMPLE = 10  # every 10th COVID-CT slice: its lung-field frames from the pack vs the raw file
 TOP_FILES = ("README.md", "SYNTHETIC_PHANTOMS.json")  # copied when present (licence terms, phantom marker)
 
@@ -131,8 +137,14 @@ def _plan(data_root: Path) -> list[tuple[str, Path, str]]:
             out += [("copy", p, rel(p)) for p in (s.image, s.mask, s.multiclass) if p is not None]
     out += [("unlabelled", s.image, rel(s.image)) for s in read_unlabelled(data_root)]
     out += [("copy", data_root / n, n) for n in TOP_FILES if (data_root / n).is_file()]
+    dirs = [(ct, "covid-ct"), (seg, "semiseg")]
+    if (data_root / ctmd.FOLDER).is_dir():  # optional in a data root; the two-step decision and its audit read it
+        md = ctmd.ctmd_root(data_root)
+        out += [("copy", md / ctmd.CSV, f"{ctmd.FOLDER}/{ctmd.CSV}")]
+        out += [("covid-ct-md", r.path, f"{ctmd.FOLDER}/{r.file}") for r in ctmd.read_ctmd(data_root)]
+        dirs.append((md, ctmd.FOLDER))
     out += [("copy", d / "PROVENANCE.md", f"{sub}/PROVENANCE.md")  # sources and licence terms
-            for d, sub in ((ct, "covid-ct"), (seg, "semiseg")) if (d / "PROVENANCE.md").is_file()]
+            for d, sub in dirs if (d / "PROVENANCE.md").is_file()]
     return list({dst: (kind, src, dst) for kind, src, dst in out}.values())
 
 

@@ -16,9 +16,11 @@ maps  Quantus 0.6 tests of every CAM method of the global branch and of the deci
 sets  class-conditional split-conformal prediction sets of one branch (--branch, the decision branch by default)
       at --level, calibrated on the validation split; coverage per class and the share of two-class sets on the
       test split (core.trust.conformal).
-ood   the out-of-distribution flag (core.trust.ood): Ledoit-Wolf Mahalanobis distance in the fusion feature space,
-      fitted on the training split, threshold on the validation split at false-alarm level --alpha; its flag
-      rate on the COVID-CT test slices and on inputs that are no chest CT (core.trust.probes).
+ood   the out-of-distribution flag (core.trust.ood): a Ledoit-Wolf Mahalanobis distance in the fusion feature space
+      and one of the image's statistics (core.trust.image_check, with its lung field), each fitted on the training
+      split, threshold on the validation split at false-alarm level --alpha / 2; its flag rate on the COVID-CT
+      test slices, on inputs that are no chest CT (core.trust.probes) and on photographs held out from choosing
+      the image statistics. The first run reads each of the run's slices once for its statistics (cached).
 
 How the default --slices was sized: 10 minutes on a 2-core CPU left to itself (not timed here, where other jobs
 shared the CPU; the integrator times it). Per slice, with the default methods, hooks on the backbones of the
@@ -30,9 +32,10 @@ on this machine (docs/results-demo.md) took 0.6 min for the global features of 7
 fusion CAMs (four backbone passes a slice): about 0.03 s for one batched 224-px forward pass, a forward and
 backward pass about three times that; single-slice batches cost about 1.5 times as much. That is about
 476 x 0.05 + 56 x 0.1 + 196 x 3 x 0.05 = 60 s a slice, plus one TrainedRun.analyse, so 8 slices
-(core.trust.map_checks.DEFAULT_SLICES) take about 8-9 minutes and the sets and ood parts (20 probe inputs through
-the pipeline) well under one. On a CPU other jobs keep busy, run it with OMP_NUM_THREADS=1: two torch threads
-waiting on each other over busy cores made each pass about 20 times slower here.
+(core.trust.map_checks.DEFAULT_SLICES) take about 8-9 minutes and the sets and ood parts (20 probe inputs and 17
+held-out photographs through the pipeline) about one. On a CPU other jobs keep busy, run it with
+OMP_NUM_THREADS=1: two torch threads waiting on each other over busy cores made each pass about 20 times slower
+here.
 """
 from __future__ import annotations
 
@@ -133,9 +136,11 @@ def table(result: dict) -> str:
     if "ood" in result:
         o = result["ood"]
         kinds = ", ".join(f"{k} {_fmt(v)}" for k, v in o["probe_flag_rate_by_kind"].items())
+        checks = ", ".join(f"{k} alone {_fmt(v)}" for k, v in o["probe_flag_rate_by_check"].items())
         lines += [f"Out-of-distribution flag: {o['rule']}.",
                   (f"Flagged: COVID-CT test {_fmt(o['test_flag_rate'])} (n {o['n_test']}); inputs that are no chest CT "
-                   f"{_fmt(o['probe_flag_rate'])} ({kinds}); floors met: {o['meets_floors']}"), ""]
+                   f"{_fmt(o['probe_flag_rate'])} ({kinds}; {checks}); floors met: {o['meets_floors']}; photographs "
+                   f"held out from choosing the image statistics {_fmt(o['held_out_photo_flag_rate'])}"), ""]
     return "\n".join(lines)
 
 

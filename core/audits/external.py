@@ -42,7 +42,6 @@ from core.runs.checkpoint import atomic_write_text
 from core.runs.feature_cache import key_of
 from core.runs.runfolder import RunError
 from core.trust import ood
-from core.trust.ood import DISTANCE_COLUMN
 from core.trust.store import checkpoints
 
 EXTERNAL_FILE = "external.json"  # the report `train external` writes into the run folder
@@ -84,8 +83,9 @@ def external_slices(data_root) -> list[ExternalSlice]:
 def score(tr, slices: list[ExternalSlice], progress=None, ood=None) -> pd.DataFrame:
     """One row per slice: what it is (ExternalSlice's fields and its role), every branch's p(COVID) and the
     radiological signs, from the trained run `tr` (core.inference.TrainedRun); with `ood` (a fitted
-    core.trust.ood.OodFlag) its distance from the training slices too."""
+    core.trust.ood.OodFlag) its out-of-distribution assessment too (core.trust.ood.COLUMNS)."""
     from core.knowledge.scan import slice_row
+    from core.trust.image_check import measure
 
     rows = []
     for i, s in enumerate(slices):
@@ -93,7 +93,7 @@ def score(tr, slices: list[ExternalSlice], progress=None, ood=None) -> pd.DataFr
         a = tr.analyse(img)
         row = {**asdict(s), "role": s.role, **slice_row(tr, img, None, a)}
         if ood is not None:
-            row[DISTANCE_COLUMN] = float(ood.score(tr.fusion_vector(a)[None])[0])
+            row.update(ood.assess(tr.fusion_vector(a)[None], [measure(img)]).iloc[0].to_dict())
         rows.append(row)
         if progress is not None:
             progress(i + 1, len(slices))
@@ -184,7 +184,8 @@ def table_rows(result: dict) -> list[dict]:
 def rows_key(run, slices: list[ExternalSlice]) -> dict:
     """What the scored external rows depend on: the run's checkpoints and the external slices' listing."""
     listing = "\n".join(sorted(f"{s.key} {s.label} {s.infection_visible}" for s in slices))
-    return {"checkpoints": checkpoints(run), "listing": hashlib.sha256(listing.encode()).hexdigest()[:16]}
+    return {"checkpoints": checkpoints(run), "listing": hashlib.sha256(listing.encode()).hexdigest()[:16],
+            "ood": ood.COLUMNS}
 
 
 def scored_rows(run, data_root, progress=None, device="cpu") -> tuple[pd.DataFrame, str]:

@@ -65,7 +65,7 @@ def memoised(key: tuple, filename: str, read, compute, encode):
     return value
 
 
-def _npy_bytes(arr: np.ndarray) -> bytes:
+def npy_bytes(arr: np.ndarray) -> bytes:
     buf = io.BytesIO()
     np.save(buf, arr, allow_pickle=False)
     return buf.getvalue()
@@ -80,7 +80,7 @@ def load_resized(path: str | Path, size: int) -> np.ndarray:
         return arr if arr.shape == (size, size) and arr.dtype == np.uint8 else None
 
     return memoised(key, f"{key[0]}-{size}.npy", read,
-                    lambda: (resize01(read_slice(path), size) * 255).round().astype(np.uint8), _npy_bytes)
+                    lambda: (resize01(read_slice(path), size) * 255).round().astype(np.uint8), npy_bytes)
 
 
 def load_stack(paths, size: int) -> torch.Tensor:

@@ -56,6 +56,8 @@ def sniff_format(data: bytes, name: str = "") -> str:
     if (lower.endswith((".nii", ".nii.gz")) or data[:2] == _GZIP_MAGIC
             or data[344:348] in (b"n+1\x00", b"ni1\x00") or data[4:8] == b"n+2\x00"):
         return "nifti"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":  # content before the name (a data pack's COVID-CT-MD slices)
+        return "image"
     if lower.endswith(".dcm"):
         return "dicom"
     return "image"

@@ -438,6 +438,12 @@ def lung_field(img01: np.ndarray) -> LungField:
     return _analyse(img01)[0]
 
 
+def field_and_vessels(img01: np.ndarray) -> tuple[LungField, float]:
+    """lung_field, and how vessel-dotted its lungs are (the mean white top-hat in their core; 0 when not found)."""
+    field, info = _analyse(img01)
+    return field, (_vessel_score(info["work"], info) if field.found else 0.0)
+
+
 def with_lesions(field: LungField, lesions: np.ndarray) -> LungField:
     """The field with the pieces of a lesion mask (a segmenter's, same shape) that touch it added: dense
     consolidations as bright as the chest wall, which the classical field leaves out. Pieces away from the

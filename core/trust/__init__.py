@@ -9,6 +9,8 @@ Maps (Adebayo et al. 2018; Arun et al. 2021: localisation alone is passed by map
     store.py           trust.json / trust.csv in the run folder, keyed by the run's checkpoints and the settings
 Decisions:
     conformal.py       a class-conditional (Mondrian) split-conformal prediction set for every slice
-    ood.py             a slice's distance from the training split in the fusion feature space, and its flag
+    ood.py             the out-of-distribution flag: a slice's distance from the training split to the network and in
+                       the image (a conformal threshold each)
+    image_check.py     the image's side of it: a lung field, and statistics of the slice as it arrives
     probes.py          inputs that are no chest CT (photographs, a lungless phantom, noise, text)
 """

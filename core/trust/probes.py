@@ -5,8 +5,9 @@ lungless  a chest phantom (core.data.phantom) whose lung field (core.inputs.lung
 noise     uniform and Gaussian noise
 text      a figure of text rendered with PIL
 
-`measure` scores them through the run's whole pipeline (TrainedRun.analyse, then fusion_vector), beside the
-run's own COVID-CT test slices (their cached vectors). The product's floors, on the real run: at most
+`measure` scores them through the run's whole pipeline (TrainedRun.analyse, then fusion_vector) and the image
+check (core.trust.image_check), beside the run's own COVID-CT test slices (their cached vectors), and reports
+HELD_OUT_PHOTOS apart. The product's floors, on the real run: at most
 TEST_FLAGGED_AT_MOST of the test slices flagged, at least PROBES_FLAGGED_AT_LEAST of these inputs.
 """
 from __future__ import annotations
@@ -19,9 +20,16 @@ from core.data.imaging import window
 from core.data.phantom import make_phantom
 from core.inputs.lungs import lung_field
 from core.runs.runfolder import RunError
-from core.trust.ood import ALPHA, fit_run, run_vectors
+from core.trust.image_check import measure as statistics
+from core.trust.ood import (ALPHA, FLAG_COLUMN, IMAGE_COLUMN, LUNGS_COLUMN, NETWORK_COLUMN, WHY_COLUMN, fit_run,
+                            run_rows, run_statistics)
 
 PHOTOS = ("camera", "astronaut", "coffee", "chelsea", "rocket", "coins", "moon", "hubble_deep_field")
+# skimage.data's other images shipped with the wheel: never looked at when the flag's image statistics were
+# chosen (on PHOTOS), so their flag rate says how far that choice carries
+HELD_OUT_PHOTOS = ("brick", "grass", "gravel", "cell", "clock", "horse", "page", "text", "immunohistochemistry",
+                   "retina", "shepp_logan_phantom", "binary_blobs", "logo", "microaneurysms", "colorwheel",
+                   "checkerboard", "cat")
 KINDS = ("photo", "lungless", "noise", "text")
 PER_KIND = 4  # lungless phantoms, noise images and text figures each
 SIZE = 256
@@ -37,8 +45,10 @@ def photo(name: str) -> np.ndarray:
     from skimage.color import rgb2gray
 
     img = np.asarray(getattr(data, name)(), np.float64)
-    if img.ndim == 3:
+    if img.ndim == 3 and img.shape[-1] in (3, 4):
         img = rgb2gray(img[..., :3])
+    elif img.ndim == 3:  # a stack (immunohistochemistry is RGB; none of the others): its middle plane
+        img = img[len(img) // 2]
     img = img - img.min()
     return (img / max(img.max(), 1e-12)).astype(np.float32)
 
@@ -99,22 +109,31 @@ def probes(per_kind: int = PER_KIND, seed: int = 0) -> list[tuple[str, str, np.n
 
 
 def measure(run, tr, alpha: float = ALPHA, per_kind: int = PER_KIND, seed: int = 0) -> dict:
-    """Flag rates of the run's flag (core.trust.ood.fit_run) on its COVID-CT test slices and on the probes."""
+    """Flag rates of the run's flag (core.trust.ood.fit_run) on its COVID-CT test slices, on the probes and on
+    the held-out photographs; for the probes, also what each of its checks catches alone."""
     flag = fit_run(run, alpha)
-    test = run_vectors(run)["test"]
+    test, keys = run_rows(run)["test"]
     if not len(test):
         raise RunError(f"{run.path}: no COVID-CT test slices in its feature cache to measure the flag on")
-    rows = []
-    for kind, name, img in probes(per_kind, seed):
-        v = tr.fusion_vector(tr.analyse(img))
-        rows.append({"kind": kind, "name": name, "distance": float(flag.score(v)[0]), "flagged": bool(flag.flag(v)[0])})
-    by_kind = {k: float(np.mean([r["flagged"] for r in rows if r["kind"] == k])) for k in KINDS}
-    probe_rate = float(np.mean([r["flagged"] for r in rows]))
-    test_rate = float(flag.flag(test).mean())
-    return {"rule": flag.rule(), "threshold": flag.threshold, "alpha": alpha,
-            "false_alarm_bound": flag.false_alarm_bound, "shrinkage": flag.distance.shrinkage,
-            "n_train": flag.n_train, "n_val": flag.n_val, "n_test": len(test), "test_flag_rate": test_rate,
-            "test_distance_median": float(np.median(flag.score(test))), "probe_flag_rate": probe_rate,
-            "probe_flag_rate_by_kind": by_kind, "probes": rows,
+    tested = flag.assess(test, run_statistics(run, keys))
+
+    def assess(kind, name, img) -> dict:
+        a = flag.assess(tr.fusion_vector(tr.analyse(img)), [statistics(img)]).iloc[0]
+        return {"kind": kind, "name": name, "network": float(a[NETWORK_COLUMN]), "image": float(a[IMAGE_COLUMN]),
+                "lungs": bool(a[LUNGS_COLUMN]), "flagged": bool(a[FLAG_COLUMN]), "why": a[WHY_COLUMN]}
+
+    rows = [assess(*p) for p in probes(per_kind, seed)]
+    held = [assess("held-out photo", n, photo(n)) for n in HELD_OUT_PHOTOS]
+    rate = lambda rs: float(np.mean([r["flagged"] for r in rs]))
+    by_kind = {k: rate([r for r in rows if r["kind"] == k]) for k in KINDS}
+    probe_rate, test_rate = rate(rows), float(tested[FLAG_COLUMN].mean())
+    return {"rule": flag.rule(), "alpha": alpha, "false_alarm_bound": flag.false_alarm_bound,
+            "thresholds": {"network": flag.network.threshold, "image": flag.image.threshold},
+            "shrinkage": flag.network.distance.shrinkage, "n_train": flag.n_train, "n_val": flag.n_val,
+            "n_test": len(test), "test_flag_rate": test_rate, "probe_flag_rate": probe_rate,
+            "probe_flag_rate_by_kind": by_kind,
+            "probe_flag_rate_by_check": {"network": rate([{"flagged": r["network"] > 1} for r in rows]),
+                                         "image": rate([{"flagged": not r["lungs"] or r["image"] > 1} for r in rows])},
+            "held_out_photo_flag_rate": rate(held), "probes": rows + held,
             "floors": {"test_flagged_at_most": TEST_FLAGGED_AT_MOST, "probes_flagged_at_least": PROBES_FLAGGED_AT_LEAST},
             "meets_floors": test_rate <= TEST_FLAGGED_AT_MOST and probe_rate >= PROBES_FLAGGED_AT_LEAST}

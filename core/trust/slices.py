@@ -4,7 +4,7 @@ The dashboard's pages show them (core.trust.conformal fits the sets, core.trust.
 them into columns of a predictions table and into the per-source tables of the "Does it look at the disease?"
 page. Sources: COVID-CT's test split (the run's predictions.csv) and, once the run's external slices are scored
 (RUN/external.csv, core.audits.external's rows: source, group, role, label, diagnosis, infection_visible,
-p_<branch>, and the flag's distance in column core.trust.ood.DISTANCE_COLUMN when it was measured), the slices
+p_<branch>, and the flag's columns core.trust.ood.COLUMNS when it was measured), the slices
 those sources only report on. Of COVID-CT-MD's COVID-19 patient only the slices with infection marked count as
 COVID: the others carry the scan's label, not the slice's.
 """
@@ -15,7 +15,7 @@ import pandas as pd
 
 from core.audits.external import REPORTS
 from core.trust.conformal import CLASSES, PredictionSets
-from core.trust.ood import DISTANCE_COLUMN, OodFlag
+from core.trust.ood import FLAG_COLUMN, OodFlag, run_statistics
 
 # A set as the pages name it: both classes is the honest answer near the margin, none that the slice scores
 # like neither class's calibration slices.
@@ -38,10 +38,10 @@ def with_sets(df: pd.DataFrame, sets: PredictionSets, branch: str) -> pd.DataFra
     return df.assign(set=set_labels(sets.sets(df[col].astype(float).to_numpy())))
 
 
-def slice_flags(flag: OodFlag, vectors: np.ndarray, keys: list[str]) -> pd.DataFrame:
-    """key, ood_distance, ood (True: unlike the training slices) of each slice of a run's feature cache."""
-    d = flag.score(vectors)
-    return pd.DataFrame({"key": list(keys), DISTANCE_COLUMN: d, "ood": d > flag.threshold})
+def slice_flags(flag: OodFlag, run, vectors: np.ndarray, keys: list[str]) -> pd.DataFrame:
+    """key and core.trust.ood.COLUMNS (ood True: unlike the training slices) of each slice of a run's feature
+    cache (`run`: its folder, whose data location holds the slices)."""
+    return flag.assess(vectors, run_statistics(run, list(keys))).assign(key=list(keys))
 
 
 def _reported(external: pd.DataFrame) -> pd.DataFrame:
@@ -95,14 +95,14 @@ def coverage_table(sets: PredictionSets, branch: str, predictions: pd.DataFrame,
     return pd.DataFrame(rows, columns=["source", "class", "n", "coverage", "two-class share", "empty share"])
 
 
-def flag_table(flag: OodFlag, flags: pd.DataFrame, predictions: pd.DataFrame,
+def flag_table(flags: pd.DataFrame, predictions: pd.DataFrame,
                external: pd.DataFrame | None = None) -> pd.DataFrame:
     """Per source and class: n and the share flagged "unlike the training slices". COVID-CT test from `flags`
-    (slice_flags of the run's own slices), the external sources from their distance column when it was measured."""
+    (slice_flags of the run's own slices), the external sources from their flag column when it was measured."""
     test = _covidct_test(predictions).merge(flags, on="key")
     frames = [test]
-    if external is not None and DISTANCE_COLUMN in external:
-        ext = _reported(external)
-        frames.append(ext.assign(ood=ext[DISTANCE_COLUMN].astype(float) > flag.threshold))
-    rows = [r for f in frames for r in _per_group(f, lambda part: {"flagged": float(part["ood"].mean())})]
+    if external is not None and FLAG_COLUMN in external:
+        frames.append(_reported(external))
+    share = lambda part: {"flagged": float(part[FLAG_COLUMN].astype(bool).mean())}
+    rows = [r for f in frames for r in _per_group(f, share)]
     return pd.DataFrame(rows, columns=["source", "class", "n", "flagged"])

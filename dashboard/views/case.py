@@ -2,6 +2,7 @@
 the reviewer's verdict."""
 import streamlit as st
 
+from core.data.imaging import ImageReadError
 from core.runs.feature_cache import CacheError
 from core.trust.models import FUSION_CAM
 from dashboard import data, knowledge_ui, report_ui, scan_case, trust_ui, ui, verdicts_ui
@@ -51,7 +52,12 @@ except (FileNotFoundError, ValueError, CacheError) as exc:  # a partial run: no 
     st.caption(f"No range check of the fusion-layer input: {exc}")
 else:
     ui.out_of_range_note(ctx.rv, vector)
-trust_ui.slice_trust(ctx, r.p, vector)
+try:
+    statistics = data.slice_statistics(ctx.runs, ctx.name, ctx.stamp, key)
+except (FileNotFoundError, ImageReadError) as exc:  # the run's data location is not here, or the file is damaged
+    statistics = None
+    st.caption(f"No image check of this slice: {exc}")
+trust_ui.slice_trust(ctx, r.p, vector, statistics)
 try:
     imgs = data.case_images(ctx.runs, ctx.name, ctx.stamp, key)
 except Exception as exc:

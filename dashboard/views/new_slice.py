@@ -51,7 +51,7 @@ p = a.probs.get(ctx.rv.decision_branch())  # for the new slice's label in the 3D
 ui.live_analysis(ctx, tr, a, images, result.fusion_vector, order, "upload",
                  "uploaded slice, as the run sees it"
                  + (" (its lung field, harmonised)" if ctx.rv.input_mode == "lungs" else " (working size)"),
-                 f"{trust_ui.fusion_cam_label(ctx)} (tau {ctx.tau:.2f})")
+                 f"{trust_ui.fusion_cam_label(ctx)} (tau {ctx.tau:.2f})", result.slice01)
 
 st.subheader("Place in the run's 3D map")
 method = st.radio("Embedding", ["tsne", "umap"], horizontal=True, key="upload_method",
