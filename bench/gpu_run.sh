@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The one command for a lent GPU machine (no network, 64 MiB carried, 600 s a command):
 #
-#   here:   .venv/bin/python -m train pack --data-root ../shared/data --out pack     # ~53 MiB, ~80 s
+#   here:   .venv/bin/python -m train pack --data-root ../shared/data --out pack     # ~58 MiB, ~3 min
 #   device: run(command="bash bench/gpu_run.sh", carry=["pack"], timeout_s=600)
 #
 # Checks the pack's checksums, installs the wheels it carries only if their imports fail (into a

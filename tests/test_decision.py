@@ -44,7 +44,11 @@ def test_each_source_weighs_the_same_whatever_its_size():
     b, yb = table(50, rng, share_scale=0.3)
     once = TwoStepDecision.fit(pd.concat([a, b]), np.r_[ya, yb], ["a"] * 50 + ["b"] * 50)
     tenfold = TwoStepDecision.fit(pd.concat([a] * 10 + [b]), np.r_[np.tile(ya, 10), yb], ["a"] * 500 + ["b"] * 50)
-    assert tenfold.a_d == pytest.approx(once.a_d, rel=1e-3) and tenfold.b_c == pytest.approx(once.b_c, rel=1e-3, abs=1e-3)
+    # the same decision: the pattern factor's intercept sits where its sigmoid saturates (the loss is flat along it),
+    # so it is compared through the probabilities it gives, not as a number the optimiser stops at
+    rows = pd.concat([a, b])
+    assert tenfold.a_d == pytest.approx(once.a_d, rel=1e-3)
+    assert np.abs(tenfold.predict(rows) - once.predict(rows)).max() < 1e-3
     assert tenfold.fitted_on == {"a": 500, "b": 50}
 
 

@@ -34,7 +34,7 @@ VERSION = f"1-{LUNG_VERSION}"  # bump when a statistic changes: part of the cach
 @dataclass(frozen=True)
 class SliceStatistics:
     lungs_found: bool
-    reason: str  # why no lung field was found ("" when one was)
+    reason: str  # why no lung field was found ("" when one was, and when read back from the cache)
     values: np.ndarray  # (len(STATISTICS),) float64; the lung ones 0 when no field was found
 
 
@@ -63,5 +63,5 @@ def measure_file(path) -> SliceStatistics:
     arr = memoised((file_hash(path), "image-check", VERSION), f"{file_hash(path)}-image-check-{VERSION}.npy",
                    read, compute, npy_bytes)
     found = bool(arr[0])
-    return SliceStatistics(found, "" if found else "no lung field found", arr[1:])
+    return SliceStatistics(found, "", arr[1:])
 

@@ -45,10 +45,8 @@ def photo(name: str) -> np.ndarray:
     from skimage.color import rgb2gray
 
     img = np.asarray(getattr(data, name)(), np.float64)
-    if img.ndim == 3 and img.shape[-1] in (3, 4):
+    if img.ndim == 3:  # RGB or RGBA
         img = rgb2gray(img[..., :3])
-    elif img.ndim == 3:  # a stack (immunohistochemistry is RGB; none of the others): its middle plane
-        img = img[len(img) // 2]
     img = img - img.min()
     return (img / max(img.max(), 1e-12)).astype(np.float32)
 
