@@ -196,10 +196,12 @@ def run_statistics(run, keys: list[str]) -> list[SliceStatistics]:
     return [measure_file(paths[k]) for k in keys]
 
 
-def fit_run(run, alpha: float = ALPHA) -> OodFlag:
-    """The flag of a run: fitted on its training slices, thresholds on its validation slices."""
-    rows = run_rows(run)
-    stats = {s: run_statistics(run, rows[s][1]) for s in ("train", "val")}
+def fit_run(run, alpha: float = ALPHA, rows: dict | None = None) -> OodFlag:
+    """The flag of a run: fitted on its training slices, thresholds on its validation slices (`rows`: run_rows's,
+    when the caller has them)."""
+    rows = run_rows(run) if rows is None else rows
+    both = run_statistics(run, rows["train"][1] + rows["val"][1])  # one read of the run's slice list
+    stats = {"train": both[:len(rows["train"][1])], "val": both[len(rows["train"][1]):]}
     with_lungs = {s: np.stack([m.values for m in stats[s] if m.lungs_found]) for s in stats}
     return OodFlag((rows["train"][0], rows["val"][0]), (with_lungs["train"], with_lungs["val"]), alpha,
                    val_without_lungs=sum(not m.lungs_found for m in stats["val"]))

@@ -109,8 +109,9 @@ def probes(per_kind: int = PER_KIND, seed: int = 0) -> list[tuple[str, str, np.n
 def measure(run, tr, alpha: float = ALPHA, per_kind: int = PER_KIND, seed: int = 0) -> dict:
     """Flag rates of the run's flag (core.trust.ood.fit_run) on its COVID-CT test slices, on the probes and on
     the held-out photographs; for the probes, also what each of its checks catches alone."""
-    flag = fit_run(run, alpha)
-    test, keys = run_rows(run)["test"]
+    rows = run_rows(run)
+    flag = fit_run(run, alpha, rows)
+    test, keys = rows["test"]
     if not len(test):
         raise RunError(f"{run.path}: no COVID-CT test slices in its feature cache to measure the flag on")
     tested = flag.assess(test, run_statistics(run, keys))
@@ -120,18 +121,18 @@ def measure(run, tr, alpha: float = ALPHA, per_kind: int = PER_KIND, seed: int =
         return {"kind": kind, "name": name, "network": float(a[NETWORK_COLUMN]), "image": float(a[IMAGE_COLUMN]),
                 "lungs": bool(a[LUNGS_COLUMN]), "flagged": bool(a[FLAG_COLUMN]), "why": a[WHY_COLUMN]}
 
-    rows = [assess(*p) for p in probes(per_kind, seed)]
+    probed = [assess(*p) for p in probes(per_kind, seed)]
     held = [assess("held-out photo", n, photo(n)) for n in HELD_OUT_PHOTOS]
     rate = lambda rs: float(np.mean([r["flagged"] for r in rs]))
-    by_kind = {k: rate([r for r in rows if r["kind"] == k]) for k in KINDS}
-    probe_rate, test_rate = rate(rows), float(tested[FLAG_COLUMN].mean())
+    by_kind = {k: rate([r for r in probed if r["kind"] == k]) for k in KINDS}
+    probe_rate, test_rate = rate(probed), float(tested[FLAG_COLUMN].mean())
     return {"rule": flag.rule(), "alpha": alpha, "false_alarm_bound": flag.false_alarm_bound,
             "thresholds": {"network": flag.network.threshold, "image": flag.image.threshold},
             "shrinkage": flag.network.distance.shrinkage, "n_train": flag.n_train, "n_val": flag.n_val,
             "n_test": len(test), "test_flag_rate": test_rate, "probe_flag_rate": probe_rate,
             "probe_flag_rate_by_kind": by_kind,
-            "probe_flag_rate_by_check": {"network": rate([{"flagged": r["network"] > 1} for r in rows]),
-                                         "image": rate([{"flagged": not r["lungs"] or r["image"] > 1} for r in rows])},
-            "held_out_photo_flag_rate": rate(held), "probes": rows + held,
+            "probe_flag_rate_by_check": {"network": float(np.mean([r["network"] > 1 for r in probed])),
+                                         "image": float(np.mean([not r["lungs"] or r["image"] > 1 for r in probed]))},
+            "held_out_photo_flag_rate": rate(held), "probes": probed + held,
             "floors": {"test_flagged_at_most": TEST_FLAGGED_AT_MOST, "probes_flagged_at_least": PROBES_FLAGGED_AT_LEAST},
             "meets_floors": test_rate <= TEST_FLAGGED_AT_MOST and probe_rate >= PROBES_FLAGGED_AT_LEAST}
