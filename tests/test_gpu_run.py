@@ -131,23 +131,24 @@ def test_dry_run_of_the_device_command_on_a_phantom_pack(phantom_root, tmp_path)
             "--seg-max-rounds 0 --seg-polish-epochs 0 --selfsup-epochs 1 --selfsup-min-epochs 1 --selfsup-batch 8 "
             f"--calibration-steps 1 --shortcut-limit 2 --audit every --workers 1 --work {tmp_path / 'work'}")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHON": sys.executable, "PACK": str(tmp_path / "pack"),
-           "OUT": str(tmp_path / "out"), "BUDGET_MIN": "4", "GPU_RUN_ARGS": tiny}
-    res = subprocess.run(["bash", "bench/gpu_run.sh"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+           "OUT": str(tmp_path / "out"), "BUDGET_MIN": "12", "GPU_RUN_ARGS": tiny}
+    # A budget every job fits in on a slow CI machine (about 1.5 min here, 4 min was too few on CI);
+    # dropping what does not fit is tested on its own above.
+    res = subprocess.run(["bash", "bench/gpu_run.sh"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
     out = tmp_path / "out"
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]
     print(res.stdout)  # the dry run's output, for `pytest -s`
     assert '"ok": true' in res.stdout and "gpu-run: pack " in res.stdout and " MiB, every sha256 checked" in res.stdout
     assert (out / "console.txt").read_text() == res.stdout
     plan = {j["name"]: j for j in json.loads((out / "plan.json").read_text())}
-    assert all(j["status"] == "done" for n, j in plan.items() if not n.startswith("shortcut")), plan
+    assert all(j["status"] == "done" for j in plan.values()), plan
     runs = [f"efficientnet_lite0-{i}-fast-G-H-I-F-s0" for i in ("imagenet", "selftrans")]
     assert [n for n in plan if n.startswith("shortcut")] == [f"shortcut-{r}" for r in runs]  # --audit every
     for run in runs:
         audit = plan[f"shortcut-{run}"]
-        assert audit["target"] == run and audit["status"] in ("done", "dropped"), audit  # dropped: out of time
-        if audit["status"] == "done":
-            assert audit["note"].startswith(f"audit of {run}: fusion AUC ") and "lungs blanked" in audit["note"]
-            assert (out / "runs" / run / "shortcut.json").exists()
+        assert audit["target"] == run, audit
+        assert audit["note"].startswith(f"audit of {run}: fusion AUC ") and "lungs blanked" in audit["note"]
+        assert (out / "runs" / run / "shortcut.json").exists()
     assert plan["selfsup-efficientnet_lite0"]["note"].startswith("1 epochs")
     t12 = pd.read_csv(out / "table1_2.csv")
     assert set(t12.init) == {"imagenet", "selftrans"} and set(t12.recipe) == {"fast"}
