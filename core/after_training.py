@@ -148,14 +148,16 @@ AFTER_TRAINING = (
 )
 
 
-def planned(audits: bool, decision: str = "fusion") -> tuple[Stage, ...]:
-    """The stages a run with these settings runs (PipelineConfig.audits, .decision)."""
-    return tuple(s for s in AFTER_TRAINING if audits or not s.audit or s.decides == decision)
+def planned(audits: bool, decision: str = "fusion", precompute: bool = True) -> tuple[Stage, ...]:
+    """The stages a run with these settings runs (PipelineConfig.audits, .decision, .precompute)."""
+    return tuple(s for s in AFTER_TRAINING if (audits or not s.audit or s.decides == decision)
+                 and (precompute or s.name != "precompute"))
 
 
-def plan_rows(a: After, audits: bool) -> list[dict]:
+def plan_rows(a: After, audits: bool, precompute: bool = True) -> list[dict]:
     """The progress log's plan rows of the stages after training (after core.training.plan's, in run_all)."""
-    return [{"stage": s.name, "kind": KIND, "planned_images": s.images(a)} for s in planned(audits, a.decision)]
+    return [{"stage": s.name, "kind": KIND, "planned_images": s.images(a)}
+            for s in planned(audits, a.decision, precompute)]
 
 
 # ---- running them -------------------------------------------------------------------------------------
@@ -179,10 +181,10 @@ def _record(a: After, name: str, entry: dict) -> None:
     a.run.update_config(**{RECORD: {**(a.run.config.get(RECORD) or {}), name: entry}})
 
 
-def run_stages(a: After, audits: bool, log: ProgressLog, say=print) -> dict[str, float]:
+def run_stages(a: After, audits: bool, log: ProgressLog, say=print, precompute: bool = True) -> dict[str, float]:
     """Run each planned stage not done yet (is_done); {name: seconds} of those that ran."""
     seconds = {}
-    for stage in planned(audits, a.decision):
+    for stage in planned(audits, a.decision, precompute):
         if is_done(a, stage):
             say(f"{stage.name}: done earlier with these inputs, kept")
             continue

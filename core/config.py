@@ -192,6 +192,9 @@ class PipelineConfig:
                                           "needs covid-ct-md/ in the data root)", choices=DECISIONS, none=("recipe",))
     audits: bool = _setting(True, "after training, the audits (shortcut, probe, fidelity, trust) at their demo sizes "
                                   "(core/after_training.py); --no-audits skips them")
+    precompute: bool = _setting(True, "after training, what the dashboard's pages read on a first visit (metrics "
+                                      "with intervals, 3D maps, hover cards); --no-precompute skips it for a run "
+                                      "made for tables (a page then computes what it needs on its visit)")
     config_format: int = field(default=CONFIG_FORMAT, init=False)
 
     def __post_init__(self):

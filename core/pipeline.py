@@ -437,7 +437,7 @@ class Pipeline:
         cfg = self.cfg
         if is_main():
             self.run.update_config(data_root=str(self.data_root), pipeline=asdict(cfg))
-            self.progress_log.plan(pipeline_plan(self) + plan_rows(self.after(), cfg.audits))
+            self.progress_log.plan(pipeline_plan(self) + plan_rows(self.after(), cfg.audits, cfg.precompute))
         if cfg.strategy != "G-H-I-F":
             return self.run_joint()
         t_all = time.time()
@@ -508,7 +508,8 @@ class Pipeline:
 
     def finish(self, t_all) -> dict:
         if is_main():  # the audits and precompute (core.after_training.AFTER_TRAINING), each once per inputs
-            self.timings.update(run_stages(self.after(), self.cfg.audits, self.progress_log, say=self.log))
+            self.timings.update(run_stages(self.after(), self.cfg.audits, self.progress_log, say=self.log,
+                                            precompute=self.cfg.precompute))
         self.timings["total"] = time.time() - t_all
         if is_main():
             self.run.update_config(timings=self.timings)

@@ -3,6 +3,7 @@ phantoms and appear in the progress log, --no-audits skips the audits, a resumed
 finished stage whose inputs did not change, and precompute fills the caches the Map and Data pages read."""
 from __future__ import annotations
 
+import argparse
 import json
 import shutil
 from dataclasses import replace
@@ -79,8 +80,6 @@ def test_a_resumed_pipeline_keeps_finished_stages(audited, phantom_root):
 
 
 def test_no_audits_skips_them_and_is_a_derived_flag(synthetic_run, tmp_path):
-    import argparse
-
     from train import pipeline
     from train.common import config_from_args
 
@@ -94,6 +93,18 @@ def test_no_audits_skips_them_and_is_a_derived_flag(synthetic_run, tmp_path):
     plan = _events(synthetic_run, "plan")[-1]["stages"]
     assert not {p["stage"] for p in plan} & set(AUDITS)
     assert not (synthetic_run / "shortcut.json").exists() and not (synthetic_run / "trust.json").exists()
+
+
+def test_no_precompute_leaves_out_only_what_the_pages_read(tmp_path):
+    from train import pipeline
+    from train.common import config_from_args
+
+    p = argparse.ArgumentParser()
+    pipeline.add_args(p)
+    cfg = config_from_args(p.parse_args(["--out", str(tmp_path / "r"), "--no-precompute"]), PipelineConfig)
+    assert cfg.precompute is False and cfg.audits is True
+    assert [s.name for s in planned(True, precompute=False)] == [s.name for s in AFTER_TRAINING
+                                                                 if s.name != "precompute"]
 
 
 def test_precompute_fills_what_the_map_page_reads(synthetic_run, monkeypatch):

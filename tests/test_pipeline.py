@@ -104,7 +104,7 @@ def test_predict_cli_answers_good_files_and_names_bad_ones(synthetic_run, phanto
 def test_joint_strategies_train_every_branch_and_load_for_prediction(strategy, phantom_root, synthetic_run, tmp_path):
     run = RunFolder(tmp_path / strategy, create=True)
     cfg = replace(PipelineConfig.of_run(RunFolder(synthetic_run)), strategy=strategy, epochs=1,
-                  segmenter=str(synthetic_run / "infnet" / "best.pt"))
+                  segmenter=str(synthetic_run / "infnet" / "best.pt"), precompute=False)
     Pipeline(run, phantom_root, cfg, progress=False).run_all()
     assert (run.path / "joint" / "summary.json").exists()
     report = evaluate_run(run, "test", n_boot=10)

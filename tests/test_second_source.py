@@ -46,7 +46,8 @@ def test_global_branch_trains_on_both_sources(phantom_root, tmp_path, monkeypatc
     cfg = PipelineConfig(recipe="guided", input="lungs", second_source="semiseg-volumes", epochs=1, batch_size=8,
                             image_size=64, hires_size=128, lesion_size=48,
                             seg={"size": 64, "epochs": 1, "steps_per_round": 1, "per_round": 5, "max_rounds": 1,
-                                 "polish_epochs": 0, "ignore_band": (0.2, 0.8), "labelled_share": 0.75}, audits=False)
+                                 "polish_epochs": 0, "ignore_band": (0.2, 0.8), "labelled_share": 0.75}, audits=False,
+                         precompute=False)  # what the pages read: not this test's subject
     run.update_config(data_root=str(phantom_root), synthetic=True, pipeline=asdict(cfg))
     pipe = pl.Pipeline(run, phantom_root, cfg, progress=False)
     pipe.global_model()
@@ -95,7 +96,8 @@ def test_vector_heads_learn_from_both_sources_only_when_the_recipe_says(phantom_
     run = RunFolder(tmp_path / "run", create=True)
     cfg = PipelineConfig(recipe=recipe, epochs=1, batch_size=8, image_size=64, hires_size=128, lesion_size=48,
                          seg={"size": 64, "epochs": 1, "steps_per_round": 1, "per_round": 5, "max_rounds": 1,
-                              "polish_epochs": 0, "ignore_band": (0.2, 0.8), "labelled_share": 0.75}, audits=False)
+                              "polish_epochs": 0, "ignore_band": (0.2, 0.8), "labelled_share": 0.75}, audits=False,
+                         precompute=False)  # what the pages read: not this test's subject
     assert cfg.heads_second_source == (recipe == "guided-heads")
     pipe = pl.Pipeline(run, phantom_root, cfg, progress=False)
     pipe.run_all()
@@ -137,8 +139,10 @@ def test_heads_train_on_covidct_alone_when_the_second_source_chose_nothing(phant
     run = RunFolder(tmp_path / "run", create=True)
     cfg = PipelineConfig(recipe="guided-heads", epochs=1, batch_size=8, image_size=64, hires_size=128, lesion_size=48,
                          seg={"size": 64, "epochs": 1, "steps_per_round": 1, "per_round": 5, "max_rounds": 1,
-                              "polish_epochs": 0, "ignore_band": (0.2, 0.8), "labelled_share": 0.75}, audits=False)
-    Pipeline(run, phantom_root, cfg, progress=False).run_all()
+                              "polish_epochs": 0, "ignore_band": (0.2, 0.8), "labelled_share": 0.75}, audits=False,
+                         precompute=False)  # what the pages read: not this test's subject
+    timings = Pipeline(run, phantom_root, cfg, progress=False).run_all()
+    assert "precompute" not in timings and "fusion" in timings  # --no-precompute: trained, nothing for the pages
     assert run.config["second_source_rows"]["covid"] == 0
     assert "no slice chosen, so the vector heads train on COVID-CT alone" in (run.path / "log.txt").read_text()
     assert (run.stage("fusion") / "best.pt").exists()

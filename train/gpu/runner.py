@@ -70,7 +70,8 @@ class Runner(Planner):
                               batch_size=a.batch_size, strategy=job.strategy, image_size=a.image_size,
                               hires_size=2 * a.image_size, lesion_size=a.lesion_size, seg=self.seg_config(),
                               segmenter=str(self.seg_ckpt) if self.seg_ckpt else None,
-                              audits=False)  # its own shortcut job audits, within the budget
+                              audits=False,  # its own shortcut job audits, within the budget
+                              precompute=False)  # the device's runs are for tables; pages compute on a visit
 
     # ---- jobs
     def segmenter(self, job: Job) -> None:
