@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict
+from pathlib import Path
 
 from core.config import PipelineConfig
 from core.data.slices import resolve_data_root
 from core.errors import UsageError
+from core.models.backbones import NAMED_INITS
 from core.pipeline import Pipeline
 from core.runs.runfolder import RunFolder
 from core.training.runtime import is_main
@@ -43,11 +45,13 @@ def open_pipeline(args, **cfg_extra) -> Pipeline:
     """The Pipeline of the run folder --out with the flags' configuration (and `cfg_extra`). A run already
     there must have been trained with the same one (--resume continues it as it was); one saved in an older
     format is refused, naming `python -m train migrate`."""
+    cfg = config_from_args(args, PipelineConfig, **cfg_extra)
+    if cfg.init not in NAMED_INITS and not Path(cfg.init).is_file():  # said before any slice is read
+        raise UsageError(f"--init {cfg.init}: checkpoint file not found")
     device = pick_device(args.device)
     init_distributed(device)
     data_root, synthetic = resolve_data_root(args.data_root)
     run = RunFolder(args.out, create=True)
-    cfg = config_from_args(args, PipelineConfig, **cfg_extra)
     if is_main():
         previous = run.config.get("pipeline")
         if previous and asdict(PipelineConfig.from_saved(previous, str(run.path))) != asdict(cfg) and not args.resume:

@@ -129,6 +129,9 @@ def _lite(name: str, imagenet: bool) -> tuple[nn.Module, int]:
     return _LiteTrunk(net), k
 
 
+NAMED_INITS = ("imagenet", "scratch")  # any other init is a checkpoint path
+
+
 def build_backbone(name: str, init: str = "imagenet") -> Backbone:
     """Build `name` initialised from "scratch", "imagenet" or a checkpoint path."""
     if name not in BACKBONES:
@@ -141,7 +144,7 @@ def build_backbone(name: str, init: str = "imagenet") -> Backbone:
         trunk, k = _torchvision(name, imagenet)
         mean, std = IMAGENET_MEAN, IMAGENET_STD
     bb = Backbone(name, trunk, k, mean, std)
-    if init not in ("imagenet", "scratch"):
+    if init not in NAMED_INITS:
         load_backbone_weights(bb, init)
     return bb
 
