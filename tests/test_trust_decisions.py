@@ -180,8 +180,12 @@ def test_image_check_finds_the_lungs_of_a_ct_slice_and_caches_by_content(tmp_pat
     assert ct.lungs_found and ct.reason == "" and ct.values.shape == (len(STATISTICS),)
     named = dict(zip(STATISTICS, ct.values))
     assert 0.02 < named["lung_share"] < 0.95 and named["lung_vessels"] > 0 and 0 <= named["lung_median"] < 0.5
+    assert named["mirror_match"] > 0.5  # a chest is close to its left-right mirror
+    ramp = np.tile(np.linspace(0, 1, 128, dtype=np.float32), (128, 1))  # dark left, bright right
+    assert dict(zip(STATISTICS, measure(ramp).values))["mirror_match"] == pytest.approx(-1, abs=1e-3)
     flat = measure(noise(0, 128))
-    assert not flat.lungs_found and flat.reason and not flat.values[2:].any()  # no field: its statistics are 0
+    lung = [i for i, name in enumerate(STATISTICS) if name.startswith("lung_")]
+    assert not flat.lungs_found and flat.reason and not flat.values[lung].any()  # no field: its statistics are 0
     path = tmp_path / "slice.png"
     Image.fromarray((make_phantom(1, covid=False, size=128).image * 255).astype(np.uint8)).save(path)
     first = measure_file(path)

@@ -26,9 +26,10 @@ from core.inputs.lungs import LUNG_VERSION, field_and_vessels
 
 SIDE = 256  # the slice is measured at this size, so statistics of any upload compare
 BRIGHT = 0.9  # grey above which a pixel counts as bright (bone, contrast, a figure's white)
-# named statistics, in the order of a statistics vector
-STATISTICS = ("bright_share", "edge_mean", "lung_share", "lung_vessels", "lung_median", "lung_spread")
-VERSION = f"1-{LUNG_VERSION}"  # bump when a statistic changes: part of the cache key
+# named statistics, in the order of a statistics vector; mirror_match: an axial chest slice is close to its
+# left-right mirror, most photographs are not
+STATISTICS = ("bright_share", "edge_mean", "mirror_match", "lung_share", "lung_vessels", "lung_median", "lung_spread")
+VERSION = f"2-{LUNG_VERSION}"  # bump when a statistic changes: part of the cache key
 
 
 @dataclass(frozen=True)
@@ -43,9 +44,10 @@ def measure(img01: np.ndarray) -> SliceStatistics:
     g = resize01(np.asarray(img01, np.float32), SIDE)
     field, vessels = field_and_vessels(g)
     edge = float(np.hypot(ndimage.sobel(g, 0), ndimage.sobel(g, 1)).mean())
+    mirror = float(np.corrcoef(g.ravel(), g[:, ::-1].ravel())[0, 1]) if g.std() > 0 else 0.0
     lungs = (float(field.mask.mean()), vessels, float(np.median(g[field.mask])), float(g[field.mask].std())) \
         if field.found else (0.0, 0.0, 0.0, 0.0)
-    return SliceStatistics(field.found, field.reason, np.array([float((g > BRIGHT).mean()), edge, *lungs]))
+    return SliceStatistics(field.found, field.reason, np.array([float((g > BRIGHT).mean()), edge, mirror, *lungs]))
 
 
 def measure_file(path) -> SliceStatistics:
