@@ -29,10 +29,10 @@ def _train(phantom_root, out, max_epochs=None, resume=False):
 
 
 def test_same_seed_same_metrics_and_resume_is_exact(phantom_root, tmp_path):
+    """A run killed after epoch 1 and resumed matches an uninterrupted run of the same seed epoch by epoch: its
+    first epoch checks that the seed fixes training, the rest that resuming changes nothing."""
     a = _train(phantom_root, tmp_path / "a")
-    b = _train(phantom_root, tmp_path / "b")
     strip = lambda h: [{k: v for k, v in r.items() if k not in ("seconds", "img_per_s")} for r in h]
-    assert strip(a["history"]) == strip(b["history"])
     _train(phantom_root, tmp_path / "c", max_epochs=1)  # "killed" after epoch 1
     c = _train(phantom_root, tmp_path / "c", resume=True)
     assert strip(c["history"]) == strip(a["history"])
