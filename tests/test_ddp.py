@@ -4,8 +4,8 @@ Two ranks each take half of every batch and average gradients, so the optimisati
 single-process one up to BatchNorm statistics (per rank) and the augmentation draws. Tolerance:
 the global stage's per-epoch training loss within 15% of the single-process run; every branch's
 test AUC within the sampling noise of 16 test phantoms (the two runs' 95% bootstrap intervals
-overlap: a fixed gap such as 0.25 is narrower than that noise after two epochs, and CI failed on
-it); and only rank 0 writes the run folder.
+overlap: a fixed gap such as 0.25 is narrower than that noise after two epochs); and only rank 0
+writes the run folder.
 """
 import json
 import os

@@ -132,8 +132,8 @@ def test_dry_run_of_the_device_command_on_a_phantom_pack(phantom_root, tmp_path)
             f"--calibration-steps 1 --shortcut-limit 2 --audit every --workers 1 --work {tmp_path / 'work'}")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHON": sys.executable, "PACK": str(tmp_path / "pack"),
            "OUT": str(tmp_path / "out"), "BUDGET_MIN": "12", "GPU_RUN_ARGS": tiny}
-    # A budget every job fits in on a slow CI machine (about 1.5 min here, 4 min was too few on CI);
-    # dropping what does not fit is tested on its own above.
+    # A budget every job fits in on a machine a few times slower than this one (the jobs take about 1.5 min
+    # here); dropping what does not fit is tested on its own above.
     res = subprocess.run(["bash", "bench/gpu_run.sh"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
     out = tmp_path / "out"
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]

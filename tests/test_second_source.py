@@ -47,7 +47,7 @@ def test_global_branch_trains_on_both_sources(phantom_root, tmp_path, monkeypatc
                             image_size=64, hires_size=128, lesion_size=48,
                             seg={"size": 64, "epochs": 1, "steps_per_round": 1, "per_round": 5, "max_rounds": 1,
                                  "polish_epochs": 0, "ignore_band": (0.2, 0.8), "labelled_share": 0.75}, audits=False,
-                         precompute=False)  # what the pages read: not this test's subject
+                            precompute=False)  # what the pages read: not this test's subject
     run.update_config(data_root=str(phantom_root), synthetic=True, pipeline=asdict(cfg))
     pipe = pl.Pipeline(run, phantom_root, cfg, progress=False)
     pipe.global_model()
