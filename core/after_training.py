@@ -1,8 +1,9 @@
 """The stages after training, run by `Pipeline.run_all` after the fusion CAM, in the order of AFTER_TRAINING.
 
 One row per stage: its name (in the progress log and the Training page), the function that computes it and
-writes its files, the files it writes (relative to the run folder), the sizes it runs at, whether it is an
-audit (`--no-audits`, PipelineConfig.audits, skips those) and its cost for the ETA. Adding a stage is one row.
+writes its files, the files it writes (relative to the run folder), the sizes it runs at, the setting that
+turns it off (`--no-audits` the audits, `--no-precompute` precompute) and its cost for the ETA. Adding a stage
+is one row.
 
 The audits run at their demo sizes (the `sizes` of each row, the command's own size arguments), so the real-data
 `make demo` stays within its hour; each keeps its full-size command (`train shortcut`, `train probe`,
@@ -121,9 +122,13 @@ class Stage:
     run: Callable[..., None]  # (After, **sizes): computes and writes
     writes: tuple[str, ...]  # files it writes into the run folder
     sizes: dict = field(default_factory=dict)  # the run's sizes: the command's own size arguments
-    audit: bool = True  # skipped by --no-audits
+    switch: str = "audits"  # the PipelineConfig flag that turns it off when false: audits or precompute
     decides: str | None = None  # a decision (PipelineConfig.decision) this stage makes: it runs for it always
     passes: Callable[..., float] = lambda a, **sizes: 0.3 * a.n_slices  # (After, **sizes) -> pipeline passes
+
+    @property
+    def audit(self) -> bool:
+        return self.switch == "audits"
 
     def images(self, a: After) -> int:
         """Its cost in training images of an image stage (the ETA converts them at this run's speed)."""
@@ -144,14 +149,14 @@ AFTER_TRAINING = (
           {"limit": 12, "methods": ("eq1", "gradcam"), "deletion": ("fusion",)}, passes=_fidelity_passes),
     Stage("trust", trust, ("trust.json", "trust.csv"), {"slices": 2, "methods": ("eq1", "gradcam")},
           passes=_trust_passes),
-    Stage("precompute", precompute, (), {"data_pages": 1}, audit=False),
+    Stage("precompute", precompute, (), {"data_pages": 1}, switch="precompute"),
 )
 
 
 def planned(audits: bool, decision: str = "fusion", precompute: bool = True) -> tuple[Stage, ...]:
     """The stages a run with these settings runs (PipelineConfig.audits, .decision, .precompute)."""
-    return tuple(s for s in AFTER_TRAINING if (audits or not s.audit or s.decides == decision)
-                 and (precompute or s.name != "precompute"))
+    on = {"audits": audits, "precompute": precompute}
+    return tuple(s for s in AFTER_TRAINING if on[s.switch] or s.decides == decision)
 
 
 def plan_rows(a: After, audits: bool, precompute: bool = True) -> list[dict]:
