@@ -2,8 +2,9 @@
 
 Each figure is the median of several runs; comparisons are ratios against a plain reference run
 in the same process (never absolute timings judged against a constant):
-  train-loop      our train_stage vs a bare PyTorch loop over the same batches (fp32, and the bf16 fast path)
-  segmenter       one segmenter epoch in fp32 vs bf16 autocast
+  train-loop      our train_stage vs a bare PyTorch loop over the same batches (fp32, and bf16 asked)
+  precision       a bare loop's step in bf16 autocast vs fp32 (bf16 runs only where it is faster)
+  segmenter       one segmenter epoch in fp32 vs bf16 asked
   tau-slider      new tau -> threshold, largest region, crop (p50/p95); + heatmap/fusion re-score
   predict         one slice through the whole trained pipeline
   embedding       3D t-SNE and UMAP for 746 and 10,000 points
@@ -51,36 +52,47 @@ def median_time(fn, repeats=3):
     return statistics.median(times)
 
 
-def bench_train_loop(steps=4, batch=32, size=224):
+def _random_slices(n, size):
     from core.data.slices import StageData
+
+    gen = torch.Generator().manual_seed(0)
+    return StageData({"image": (torch.rand(n, 1, size, size, generator=gen) * 255).to(torch.uint8)},
+                     (torch.rand(n, generator=gen) > 0.5).float())
+
+
+def _bare_loop(data, steps, batch, dtype=None):
+    """A plain PyTorch training loop over `data`; `dtype` bfloat16 forces autocast whatever the hardware."""
+    from core.models.backbones import build_backbone
+    from core.models.classifier import SliceClassifier
+
+    torch.manual_seed(0)
+    model = SliceClassifier(build_backbone("efficientnet_lite0", "imagenet")).train()
+    opt = torch.optim.AdamW(model.parameters(), lr=2e-4)
+
+    def run():
+        for s in range(steps):
+            x = data.inputs["image"][s * batch:(s + 1) * batch].float() / 255
+            y = data.labels[s * batch:(s + 1) * batch]
+            ctx = torch.autocast("cpu", dtype=dtype) if dtype is not None else contextlib.nullcontext()
+            with ctx:
+                logits = model({"image": x}).float()
+            loss = F.binary_cross_entropy_with_logits(logits, y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    return run
+
+
+def bench_train_loop(steps=4, batch=32, size=224):
     from core.models.backbones import build_backbone
     from core.models.classifier import SliceClassifier
     from core.training.recipes import get_recipe
+    from core.training.runtime import effective_precision
     from core.training.trainer import train_stage
 
     n = steps * batch
-    gen = torch.Generator().manual_seed(0)
-    data = StageData({"image": (torch.rand(n, 1, size, size, generator=gen) * 255).to(torch.uint8)},
-                     (torch.rand(n, generator=gen) > 0.5).float())
-    val = StageData({"image": data.inputs["image"][:8]}, data.labels[:8])
-
-    def bare(precision):
-        torch.manual_seed(0)
-        model = SliceClassifier(build_backbone("efficientnet_lite0", "imagenet")).train()
-        opt = torch.optim.AdamW(model.parameters(), lr=2e-4)
-
-        def run():
-            for s in range(steps):
-                x = data.inputs["image"][s * batch:(s + 1) * batch].float() / 255
-                y = data.labels[s * batch:(s + 1) * batch]
-                ctx = torch.autocast("cpu", dtype=torch.bfloat16) if precision == "bf16" else contextlib.nullcontext()
-                with ctx:
-                    logits = model({"image": x}).float()
-                loss = F.binary_cross_entropy_with_logits(logits, y)
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-        return run
+    data = _random_slices(n, size)
+    val = type(data)({"image": data.inputs["image"][:8]}, data.labels[:8])
 
     def ours(recipe):
         def run():
@@ -91,18 +103,32 @@ def bench_train_loop(steps=4, batch=32, size=224):
                         progress=False, log=lambda m: None)
         return run
 
-    t_bare32 = median_time(bare("fp32"))
+    t_bare32 = median_time(_bare_loop(data, steps, batch))
     t_ours32 = median_time(ours("fast-fp32"))
     t_oursbf = median_time(ours("fast"))
     # ours includes model construction, augmentation, validation of 8 slices and checkpoint writes
     row("train-loop fp32: bare PyTorch", round(n / t_bare32, 2), "img/s")
     row("train-loop fp32: train_stage", round(n / t_ours32, 2), "img/s", f"ratio {t_bare32 / t_ours32:.2f} vs bare")
-    row("train-loop bf16 fast path: train_stage", round(n / t_oursbf, 2), "img/s",
-        f"speed-up {t_bare32 / t_oursbf:.2f}x vs bare fp32")
+    row("train-loop bf16 asked: train_stage", round(n / t_oursbf, 2), "img/s",
+        f"speed-up {t_bare32 / t_oursbf:.2f}x vs bare fp32; ran in {effective_precision('bf16', 'cpu')}")
+
+
+def bench_precision(steps=2, batch=8):
+    """bf16 autocast against fp32 in a bare loop, forced whatever the hardware: what
+    core.training.runtime.native_bf16 decides from."""
+    from core.training.runtime import native_bf16
+
+    for size in (64, 224):
+        data = _random_slices(steps * batch, size)
+        t32 = median_time(_bare_loop(data, steps, batch))
+        tbf = median_time(_bare_loop(data, steps, batch, torch.bfloat16))
+        row(f"bf16 autocast step time / fp32, {size} px", round(tbf / t32, 2), "x",
+            f"native bf16 on this CPU: {native_bf16(torch.device('cpu'))}")
 
 
 def bench_segmenter():
-    """One segmenter epoch (Algorithm 1's training step) in fp32 (SegConfig's default) against bf16 autocast."""
+    """One segmenter epoch (Algorithm 1's training step) in fp32 (SegConfig's default) against bf16 asked."""
+    from core.training.runtime import effective_precision
     from core.training.segmentation import build_segmenter, train_segmenter
 
     gen = torch.Generator().manual_seed(0)
@@ -116,7 +142,8 @@ def bench_segmenter():
 
     t32, tbf = median_time(seg("fp32")), median_time(seg("bf16"))
     row("segmenter epoch fp32", round(16 / t32, 2), "img/s")
-    row("segmenter epoch bf16", round(16 / tbf, 2), "img/s", f"speed-up {t32 / tbf:.2f}x")
+    row("segmenter epoch bf16 asked", round(16 / tbf, 2), "img/s",
+        f"speed-up {t32 / tbf:.2f}x; ran in {effective_precision('bf16', 'cpu')}")
 
 
 def tiny_run() -> Path:
@@ -218,10 +245,10 @@ def bench_dashboard():
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--only", default="train,segmenter,tau,embedding,dashboard")
+    p.add_argument("--only", default="train,precision,segmenter,tau,embedding,dashboard")
     args = p.parse_args(argv)
     OUT.mkdir(exist_ok=True)
-    parts = {"train": bench_train_loop, "segmenter": bench_segmenter, "tau": bench_tau_and_predict,
+    parts = {"train": bench_train_loop, "precision": bench_precision, "segmenter": bench_segmenter, "tau": bench_tau_and_predict,
              "embedding": bench_embedding, "dashboard": bench_dashboard}
     for name in args.only.split(","):
         print(f"[{name}]", flush=True)

@@ -82,6 +82,18 @@ def test_loss_decreases_and_checkpoint_reloads(tmp_path):
     assert torch.equal(p1, p2)
 
 
+def test_segmenter_asked_for_emulated_bf16_trains_in_fp32_and_says_so(tmp_path, monkeypatch):
+    from core.training import runtime
+
+    monkeypatch.setattr(runtime, "native_bf16", lambda device: False)
+    x, y = _phantom_batch()
+    logs = []
+    train_segmenter(x, y, tmp_path / "seg", epochs=1, seed=0, init="scratch", batch_size=8, precision="bf16",
+                    augment=False, progress=False, log=logs.append)
+    assert json.loads((tmp_path / "seg" / "summary.json").read_text())["precision"] == "fp32"
+    assert logs == ["segmenter: bf16 is emulated on this cpu (slower than fp32): computing in fp32"]
+
+
 def test_loss_is_finite_and_edges_are_a_ring():
     m = torch.zeros(1, 1, 16, 16)
     m[..., 4:12, 4:12] = 1

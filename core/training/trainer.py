@@ -28,7 +28,7 @@ from core.runs.checkpoint import atomic_write_text, load_checkpoint, save_checkp
 from core.runs.checkpoint import resume as resume_from
 from core.training.guidance import MASK_KEYS, attention_loss
 from core.training.recipes import Recipe
-from core.training.runtime import autocast, is_main, world
+from core.training.runtime import autocast, effective_precision, is_main, world
 
 
 def prepare(batch: dict, image_keys, device, channels_last=False, augment_gen=None, strength="light") -> dict:
@@ -116,6 +116,10 @@ def train_stage(model: nn.Module, train: StageData, val: StageData, recipe: Reci
             "trained without the attention loss of recipe " + recipe.name)
     if guided:
         model.keep_cam = True  # forward() keeps its CAM for the attention loss (core.training.guidance)
+    precision = effective_precision(recipe.precision, device)
+    if precision != recipe.precision:
+        log(f"{stage_dir.name}: {recipe.precision} is emulated on this {device.type} (slower than fp32): "
+            f"computing in {precision}")
     if recipe.channels_last:
         model.to(memory_format=torch.channels_last)
     params = [p for p in (trainable if trainable is not None else model.parameters()) if p.requires_grad]
@@ -160,7 +164,7 @@ def train_stage(model: nn.Module, train: StageData, val: StageData, recipe: Reci
                 y = y * (1 - recipe.label_smoothing) + 0.5 * recipe.label_smoothing
             for g in opt.param_groups:
                 g["lr"] = lr_at(recipe, epoch, s, steps)
-            with autocast(recipe.precision, device):
+            with autocast(precision, device):
                 logits = net(b).float()
             if logits.dim() == 2:  # several heads (joint strategies): one BCE each, averaged
                 y = y[:, None].expand_as(logits)
@@ -182,7 +186,7 @@ def train_stage(model: nn.Module, train: StageData, val: StageData, recipe: Reci
         if world_size > 1:
             for buf in model.buffers():
                 dist.broadcast(buf, 0)
-        p_val = predict(model, val, image_keys, device=device, precision=recipe.precision,
+        p_val = predict(model, val, image_keys, device=device, precision=precision,
                         channels_last=recipe.channels_last)
         yv = val.labels.numpy()
         v_auc = auc(yv, p_val)
@@ -209,7 +213,8 @@ def train_stage(model: nn.Module, train: StageData, val: StageData, recipe: Reci
                                 stage_dir / "best.pt")
             save_resume_point(last, model, opt, state)
     summary = {"best_epoch": state["best_epoch"] + 1, "best_val_auc": state["best_auc"],
-               "epochs_run": state["epoch"], "history": state["history"], "recipe": recipe.to_dict(), "seed": seed}
+               "epochs_run": state["epoch"], "history": state["history"], "recipe": recipe.to_dict(), "seed": seed,
+               "precision": precision}
     if is_main():
         atomic_write_text(stage_dir / "summary.json", json.dumps(summary, indent=1))
         if report is not None:
