@@ -80,17 +80,23 @@ def trust(a: After, **sizes) -> None:
 def precompute(a: After, data_pages: int) -> None:
     """What the pages read on their first visit: the Overview's metrics with their bootstrap intervals (the
     metrics_<split>.json `train evaluate` writes), and into the run's feature cache the Map page's 3D maps and
-    hover cards (RunView.precompute) and the Data page's first `data_pages` pages of each source
-    (core.pictures.data_views)."""
+    hover cards (RunView.precompute), every slice's out-of-distribution flag (the Map, Case and Margin pages'
+    colour and filter) and the Data page's first `data_pages` pages of each source (core.pictures.data_views)."""
     from core.pictures import data_views
     from core.pictures.slice_images import hover_cards
     from core.results.predictions import REPORTED_SPLITS, evaluate_run, read_predictions
     from core.runs.run_view import RunView
+    from core.trust import store
+    from core.trust.ood import fit_run
+    from core.trust.slices import flag_alpha, stored_slice_flags
 
     present = set(read_predictions(a.run).split)
     for split in (s for s in REPORTED_SPLITS if s in present):
         evaluate_run(a.run, split)
-    RunView(a.run.path.parent, a.run.path.name).precompute(hover_cards)
+    view = RunView(a.run.path.parent, a.run.path.name)
+    view.precompute(hover_cards)
+    alpha = flag_alpha(store.load(a.run))
+    stored_slice_flags(view, alpha, lambda: fit_run(a.run, alpha))
     data_views.precompute(a.run, data_pages)
 
 

@@ -317,10 +317,10 @@ def prediction_sets(runs: str, name: str, stamp: str, branch: str, level: float)
 
 
 def ood_alpha(runs: str, name: str, stamp: str) -> float:
-    """The flag's false-alarm level: the one `train trust` measured the flag with, else core.trust.ood.ALPHA."""
-    from core.trust.ood import ALPHA
+    """The flag's false-alarm level (core.trust.slices.flag_alpha of the run's trust.json)."""
+    from core.trust.slices import flag_alpha
 
-    return float((trust(runs, name, stamp).get("ood") or {}).get("alpha", ALPHA))
+    return flag_alpha(trust(runs, name, stamp))
 
 
 @st.cache_resource(max_entries=4, show_spinner="Fitting the out-of-distribution flag...")
@@ -333,11 +333,11 @@ def ood_flag(runs: str, name: str, stamp: str, alpha: float):
 
 @st.cache_data(max_entries=8, show_spinner="Checking the run's slices for the out-of-distribution flag...")
 def slice_flags(runs: str, name: str, stamp: str, alpha: float) -> pd.DataFrame:
-    """key and core.trust.ood.COLUMNS of every slice of the run (core.trust.slices.slice_flags)."""
-    from core.trust.slices import slice_flags as flags
+    """key and core.trust.ood.COLUMNS of every slice of the run (core.trust.slices.stored_slice_flags: read from
+    the run's feature cache, fitted and checked only when not stored there)."""
+    from core.trust.slices import stored_slice_flags
 
-    rv = view(runs, name, stamp)
-    return flags(ood_flag(runs, name, stamp, alpha), rv.run, rv.features("fusion"), rv.feature_keys)
+    return stored_slice_flags(view(runs, name, stamp), alpha, lambda: ood_flag(runs, name, stamp, alpha))
 
 
 def slice_statistics(runs: str, name: str, stamp: str, key: str):

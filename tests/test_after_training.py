@@ -108,11 +108,14 @@ def test_no_precompute_leaves_out_only_what_the_pages_read(tmp_path):
 
 
 def test_precompute_fills_what_the_map_page_reads(synthetic_run, monkeypatch):
-    """The synthetic run's pipeline ran precompute: every 3D map and the hover cards are read, never computed."""
+    """The synthetic run's pipeline ran precompute: every 3D map, the hover cards and the flag table are read, never
+    computed."""
     from core.explain.embedding import METHODS
     from core.runs import run_view
     from core.runs.run_view import RunView
     from core.pictures import slice_images
+    from core.trust import slices as trust_slices
+    from core.trust import store
 
     def refuse(*_, **__):
         raise AssertionError("computed on a page visit, not by the precompute stage")
@@ -125,6 +128,9 @@ def test_precompute_fills_what_the_map_page_reads(synthetic_run, monkeypatch):
             assert rv.embedding(method, which).shape == (len(rv.feature_keys), 3)
     cards = slice_images.hover_cards(rv)
     assert list(cards) == rv.feature_keys and all(len(c) == 3 for c in cards.values())
+    monkeypatch.setattr(trust_slices, "slice_flags", refuse)
+    flags = trust_slices.stored_slice_flags(rv, trust_slices.flag_alpha(store.load(rv.run)), refuse)
+    assert list(flags.key) == rv.feature_keys and flags.ood.isin([True, False]).all()
 
 
 def test_precompute_fills_what_the_data_page_reads(synthetic_run, monkeypatch):

@@ -110,15 +110,18 @@ def open_page(page, url: str, path: str = "") -> None:
     wait_idle(page)
 
 
-def map_frame(page):
-    """The 3D map component's iframe, once plotly has drawn it."""
+def map_frame(page, settle_ms: int = 1000):
+    """The 3D map component's iframe, once plotly has drawn it and the browser painted two frames since;
+    `settle_ms`: a pause after that before the mouse is used (0: none, what bench.first_visit times)."""
     el = page.locator('iframe[title*="scatter3d"]').first
     el.wait_for(timeout=120_000)
     el.scroll_into_view_if_needed()
     frame = el.element_handle().content_frame()
     frame.locator("body[data-rendered]").wait_for(state="attached", timeout=120_000)
     frame.wait_for_function("() => window.__scatter3d && window.__scatter3d.gd._fullLayout.scene._scene", timeout=60_000)
-    page.wait_for_timeout(1000)  # first WebGL frame
+    frame.evaluate("() => new Promise((done) => requestAnimationFrame(() => requestAnimationFrame(done)))")
+    if settle_ms:
+        page.wait_for_timeout(settle_ms)
     return el, frame
 
 

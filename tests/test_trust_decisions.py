@@ -117,8 +117,12 @@ def test_mahalanobis_matches_sklearns_ledoit_wolf():
     new = rng.normal(size=(5, 12)) * 2
     assert d(new) ** 2 == pytest.approx(LedoitWolf().fit(x).mahalanobis(new), rel=1e-6)
     wide = rng.normal(size=(20, 300))  # more dimensions than rows: the sample covariance alone is singular
-    far = Mahalanobis(wide)(np.vstack([wide[:1] * 0, rng.normal(size=(1, 300)) * 10]))
+    probes = np.vstack([wide[:1] * 0, rng.normal(size=(1, 300)) * 10])
+    far = Mahalanobis(wide)(probes)
     assert np.isfinite(far).all() and far[1] > far[0]
+    assert far ** 2 == pytest.approx(LedoitWolf().fit(wide).mahalanobis(probes), rel=1e-6)
+    flat = np.vstack([wide[:10], wide[:10] + 1e-9])  # rank 10 of 20 rows: what the span leaves out
+    assert Mahalanobis(flat)(probes) ** 2 == pytest.approx(LedoitWolf().fit(flat).mahalanobis(probes), rel=1e-6)
     with pytest.raises(ValueError, match="do not vary"):
         Mahalanobis(np.ones((5, 3)))
 
@@ -238,3 +242,26 @@ def test_ood_flags_noise_and_not_the_runs_own_slices(synthetic_run):
     live = flag.assess(tr.fusion_vector(tr.analyse(read_slice(one.path))), [measure(read_slice(one.path))]).iloc[0]
     assert live[NETWORK_COLUMN] < max(1.5, cached[NETWORK_COLUMN] * 1.5)
     assert live[IMAGE_COLUMN] == pytest.approx(cached[IMAGE_COLUMN])  # the cached statistics are the live ones
+
+
+def test_the_flag_table_is_stored_once_per_level_and_matches_a_fresh_check(synthetic_run):
+    import pandas as pd
+
+    from core.runs.run_view import RunView
+    from core.runs.runfolder import RunFolder
+    from core.trust.slices import slice_flags, stored_slice_flags
+
+    run, view, fits = RunFolder(synthetic_run), RunView(synthetic_run.parent, synthetic_run.name), []
+
+    def fit(alpha):
+        fits.append(alpha)
+        return fit_run(run, alpha)
+
+    stored = stored_slice_flags(view, 0.2, lambda: fit(0.2))
+    again = stored_slice_flags(view, 0.2, lambda: fit(0.2))
+    assert fits == [0.2]  # the second call read the table
+    fresh = slice_flags(fit_run(run, 0.2), run, view.features("fusion"), view.feature_keys)
+    for table in (stored, again):
+        pd.testing.assert_frame_equal(table[list(fresh.columns)], fresh, check_dtype=False)
+    stored_slice_flags(view, 0.3, lambda: fit(0.3))
+    assert fits == [0.2, 0.3]  # another level is another table

@@ -35,11 +35,11 @@ WHY_COLUMN = "ood_why"  # why, in words ("" when not flagged)
 COLUMNS = (NETWORK_COLUMN, IMAGE_COLUMN, LUNGS_COLUMN, FLAG_COLUMN, WHY_COLUMN)
 
 
-def ledoit_wolf_shrinkage(xc: np.ndarray) -> float:
-    """sklearn.covariance.ledoit_wolf_shrinkage of centred rows (n, d), from their (n, n) Gram matrix: O(n^2 d)
-    instead of O(n d^2)."""
+def ledoit_wolf_shrinkage(xc: np.ndarray, gram: np.ndarray | None = None) -> float:
+    """sklearn.covariance.ledoit_wolf_shrinkage of centred rows (n, d), from their (n, n) Gram matrix (`gram`,
+    when the caller has it): O(n^2 d) instead of O(n d^2)."""
     n, d = xc.shape
-    gram = xc @ xc.T
+    gram = xc @ xc.T if gram is None else gram
     row_sq = np.diag(gram)
     mu = row_sq.sum() / (n * d)
     delta_ = float((gram ** 2).sum()) / n ** 2  # ||S||_F^2
@@ -60,15 +60,19 @@ class Mahalanobis:
         self.mean = x.mean(0)
         xc = x - self.mean
         n, d = xc.shape
-        self.shrinkage = ledoit_wolf_shrinkage(xc)
+        gram = xc @ xc.T
+        self.shrinkage = ledoit_wolf_shrinkage(xc, gram)
         mu = float((xc ** 2).sum() / (n * d))
         self.floor = self.shrinkage * mu  # the shrunk covariance's eigenvalue outside the rows' span
         if self.floor <= 0:
             raise ValueError("the rows do not vary (or shrinkage is 0): no covariance to measure distance by")
-        _, sv, vt = np.linalg.svd(xc, full_matrices=False)
-        keep = sv > sv.max() * 1e-10
-        self.basis = vt[keep]  # (r, d)
-        self.eig = (1 - self.shrinkage) * sv[keep] ** 2 / n + self.floor
+        # The rows' span from the Gram matrix's eigenvectors, which ledoit_wolf_shrinkage needs anyway: on 425 x
+        # 5122 fusion-layer inputs (one thread) 0.12 s against an SVD's 0.36 s. Directions below the cut have a
+        # variance far under the floor, so leaving them to the floor changes no distance.
+        sq, u = np.linalg.eigh(gram)
+        keep = sq > sq.max() * 1e-9
+        self.basis = (u[:, keep].T @ xc) / np.sqrt(sq[keep])[:, None]  # (r, d), orthonormal rows
+        self.eig = (1 - self.shrinkage) * sq[keep] / n + self.floor
 
     def __call__(self, vectors: np.ndarray) -> np.ndarray:
         """(m,) distances of (m, d) vectors (or one (d,) vector)."""

@@ -15,7 +15,8 @@ import pandas as pd
 
 from core.audits.external import REPORTS
 from core.trust.conformal import CLASSES, PredictionSets
-from core.trust.ood import FLAG_COLUMN, OodFlag, run_statistics
+from core.trust.image_check import VERSION as IMAGE_CHECK_VERSION
+from core.trust.ood import ALPHA, COLUMNS, FLAG_COLUMN, OodFlag, run_statistics
 
 # A set as the pages name it: both classes is the honest answer near the margin, none that the slice scores
 # like neither class's calibration slices.
@@ -42,6 +43,28 @@ def slice_flags(flag: OodFlag, run, vectors: np.ndarray, keys: list[str]) -> pd.
     """key and core.trust.ood.COLUMNS (ood True: unlike the training slices) of each slice of a run's feature
     cache (`run`: its folder, whose data location holds the slices)."""
     return flag.assess(vectors, run_statistics(run, list(keys))).assign(key=list(keys))
+
+
+FLAGS_VERSION = 1  # bump when the flag's rule or columns change: part of the stored table's key
+
+
+def flag_alpha(trust: dict) -> float:
+    """The flag's false-alarm level for a run whose trust.json holds `trust`: the level `train trust` measured
+    the flag with, else core.trust.ood.ALPHA."""
+    return float((trust.get("ood") or {}).get("alpha", ALPHA))
+
+
+def stored_slice_flags(view, alpha: float, fit) -> pd.DataFrame:
+    """slice_flags of every slice of a run's feature cache (`view`: its core.runs.run_view.RunView) at `alpha`,
+    kept in that cache: the pipeline's precompute stage stores it, so a page's first visit reads a table instead
+    of fitting the flag and checking every slice (about a second on the real data). `fit()` gives the run's
+    OodFlag at `alpha`; it is called only when the table is not stored yet."""
+    def compute() -> dict:
+        table = slice_flags(fit(), view.run, view.features("fusion"), view.feature_keys)
+        return {c: table[c].tolist() for c in ("key", *COLUMNS)}
+
+    parts = {"alpha": float(alpha), "version": FLAGS_VERSION, "image_check": IMAGE_CHECK_VERSION}
+    return pd.DataFrame(view.derived("ood-flags", parts, compute))
 
 
 def _reported(external: pd.DataFrame) -> pd.DataFrame:
