@@ -57,7 +57,8 @@ class SegConfig:
     batch_size: int = _setting(8, "segmenter batch size")
     lr: float = _setting(4e-4, "round 0 learning rate")
     finetune_lr: float | None = _setting(None, "learning rate of each round's fine-tuning (none: lr / 2)")
-    precision: str = _setting("fp32", "autocast precision (bf16: faster on GPUs and AVX512-BF16 CPUs)",
+    precision: str = _setting("fp32", "autocast precision (bf16: faster on GPUs and AVX512-BF16 CPUs; fp32 where "
+                              "bf16 is only emulated)",
                               choices=PRECISIONS)
     sources: tuple[str, ...] = _setting(SEG_SOURCES, "unlabelled pool: semiseg, covidct or both", metavar="SOURCE,...")
     per_round: int = _setting(100, "unlabelled slices pseudo-labelled per round")

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -105,3 +106,27 @@ def rv(dash_env):
     from core.runs.run_view import RunView
 
     return RunView(dash_env.parent, dash_env.name)
+
+
+@dataclass
+class CliResult:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture
+def train_cli(capsys):
+    """`python -m train ARGS` run in this process: the command's own code and exit code, without a new
+    interpreter's 3-5 s of imports. The entry point as a process is tested by tests/test_training.py's CLI tests."""
+    def run(*args) -> CliResult:
+        from train.__main__ import main
+
+        capsys.readouterr()
+        try:
+            code = main([str(a) for a in args])
+        except SystemExit as exc:  # argparse's usage errors
+            code = exc.code if isinstance(exc.code, int) else 1
+        out = capsys.readouterr()
+        return CliResult(code, out.out, out.err)
+    return run

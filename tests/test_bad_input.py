@@ -4,8 +4,6 @@ import importlib.util
 import json
 import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -18,24 +16,18 @@ _spec.loader.exec_module(imaging_corpus)
 CORPUS = imaging_corpus.CORPUS
 
 
-def _cli(*args):
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-m", "train", *args], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=600)
-
-
 def _digest_tree(folder: Path) -> dict:
     return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
             for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
-def test_predict_answers_every_malformed_file_and_leaves_the_run_untouched(synthetic_run, tmp_path):
+def test_predict_answers_every_malformed_file_and_leaves_the_run_untouched(synthetic_run, tmp_path, train_cli):
     files = []
     for name, make in CORPUS.items():
         (tmp_path / name).write_bytes(make())
         files.append(str(tmp_path / name))
     before = _digest_tree(synthetic_run)
-    p = _cli("predict", "--run", str(synthetic_run), *files)
+    p = train_cli("predict", "--run", str(synthetic_run), *files)
     assert p.returncode == 1, p.stderr[-2000:]
     assert "Traceback" not in p.stderr
     answers = [json.loads(line) for line in p.stdout.splitlines()]
@@ -45,7 +37,8 @@ def test_predict_answers_every_malformed_file_and_leaves_the_run_untouched(synth
     assert _digest_tree(synthetic_run) == before
 
 
-def test_predict_answers_every_slice_of_a_series_and_names_its_bad_files(synthetic_run, phantom_root, tmp_path):
+def test_predict_answers_every_slice_of_a_series_and_names_its_bad_files(synthetic_run, phantom_root, tmp_path,
+                                                                         train_cli):
     import zipfile
 
     from pydicom.uid import RLELossless
@@ -62,7 +55,7 @@ def test_predict_answers_every_slice_of_a_series_and_names_its_bad_files(synthet
         for k, ds in enumerate(study):
             zf.writestr(f"DICOM/IM{k}", dicom_bytes(ds))
     before = _digest_tree(synthetic_run)
-    p = _cli("predict", "--run", str(synthetic_run), png, str(tmp_path / "scan"), str(loose[1]),
+    p = train_cli("predict", "--run", str(synthetic_run), png, str(tmp_path / "scan"), str(loose[1]),
              str(tmp_path / "study.zip"), str(loose[0]))
     assert p.returncode == 1, p.stderr[-2000:]
     assert "Traceback" not in p.stderr
@@ -87,12 +80,12 @@ def series_uid_of(path: Path) -> str:
     return str(pydicom.dcmread(path, stop_before_pixels=True).SeriesInstanceUID)
 
 
-def test_training_refuses_split_lists_naming_missing_files(phantom_root, tmp_path):
+def test_training_refuses_split_lists_naming_missing_files(phantom_root, tmp_path, train_cli):
     data = tmp_path / "data"
     shutil.copytree(phantom_root, data)
     lst = data / "covid-ct" / "splits" / "trainCT_COVID.txt"
     lst.write_text(lst.read_text() + "no-such-slice.png\n")
-    p = _cli("global", "--data-root", str(data), "--out", str(tmp_path / "r"), "--image-size", "64", "--epochs", "1")
+    p = train_cli("global", "--data-root", data, "--out", tmp_path / "r", "--image-size", "64", "--epochs", "1")
     assert p.returncode == 2 and "no-such-slice.png" in p.stderr and "Traceback" not in p.stderr
 
 
@@ -102,24 +95,24 @@ class _Evil:
 
 
 @pytest.mark.parametrize("kind", ["corrupted", "code"])
-def test_training_refuses_a_bad_init_checkpoint(phantom_root, tmp_path, kind):
+def test_training_refuses_a_bad_init_checkpoint(phantom_root, tmp_path, kind, train_cli):
     ckpt = tmp_path / "init.pt"
     if kind == "corrupted":
         torch.save({"model": {"w": torch.ones(1000)}}, ckpt)
         ckpt.write_bytes(ckpt.read_bytes()[:300])
     else:
         torch.save({"model": _Evil()}, ckpt)
-    p = _cli("global", "--data-root", str(phantom_root), "--out", str(tmp_path / "r"), "--init", str(ckpt),
+    p = train_cli("global", "--data-root", str(phantom_root), "--out", str(tmp_path / "r"), "--init", str(ckpt),
              "--image-size", "64", "--epochs", "1")
     assert p.returncode == 2 and "init.pt" in p.stderr and "Traceback" not in p.stderr
     assert not os.path.exists("/tmp/covid-lab-pwned-init")
 
 
-def test_evaluate_refuses_a_garbled_predictions_file(synthetic_run, tmp_path):
+def test_evaluate_refuses_a_garbled_predictions_file(synthetic_run, tmp_path, train_cli):
     run = tmp_path / "copy"
     shutil.copytree(synthetic_run, run)
     (run / "predictions.csv").write_bytes(b"\x00\xff garbage \x00\n\x01")
-    p = _cli("evaluate", "--run", str(run))
+    p = train_cli("evaluate", "--run", str(run))
     assert p.returncode == 2 and "predictions" in p.stderr and "Traceback" not in p.stderr
 
 

@@ -1,16 +1,11 @@
 """Branch-information probe (held-out stacking on the validation split): core and CLI."""
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from core.audits.branch_probe import PROBE_FILE, SETS, probe
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def _vectors(h_informative: bool, n=600, seed=0):
@@ -48,9 +43,8 @@ def test_probe_refuses_what_it_cannot_measure():
         probe(vec, y, tiny)
 
 
-def test_cli_writes_the_table_into_the_run(synthetic_run, tmp_path):
-    out = subprocess.run([sys.executable, "-m", "train", "probe", "--run", str(synthetic_run), "--folds", "4"],
-                         cwd=ROOT, capture_output=True, text=True, timeout=300)
+def test_cli_writes_the_table_into_the_run(synthetic_run, tmp_path, train_cli):
+    out = train_cli("probe", "--run", synthetic_run, "--folds", "4")
     assert out.returncode == 0, out.stderr[-2000:]
     rows = json.loads(out.stdout)["rows"]
     assert [r["branch"] for r in rows] == list(SETS)
@@ -59,6 +53,5 @@ def test_cli_writes_the_table_into_the_run(synthetic_run, tmp_path):
     empty = tmp_path / "nofusion"
     empty.mkdir()
     (empty / "config.json").write_text("{}")
-    bad = subprocess.run([sys.executable, "-m", "train", "probe", "--run", str(empty)], cwd=ROOT,
-                         capture_output=True, text=True, timeout=300)
+    bad = train_cli("probe", "--run", empty)
     assert bad.returncode == 2 and "no fusion feature cache" in bad.stderr

@@ -1,9 +1,6 @@
 """Knowledge-guided input and training: harmonised lung frames, the attention loss, the lesion-share
 baseline and the shortcut audit (fast tests on generated phantoms)."""
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,8 +15,6 @@ from core.inputs.harmonise import from_frame, grown, harmonise, square_box, to_f
 from core.inputs.lesion_maps import lesion_share
 from core.inputs.lungs import lung_field
 from core.training.guidance import attention_loss, cell_masks
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
@@ -186,10 +181,9 @@ def test_guided_run_trains_on_lung_frames_with_the_attention_loss(guided_run):
 
 # the guided run's audit is also made (in-process) and plotted by tests/test_disease_page.py
 @pytest.mark.parametrize("which", ["synthetic_run", pytest.param("guided_run", marks=pytest.mark.slow)])
-def test_shortcut_command(which, request, phantom_root):
+def test_shortcut_command(which, request, phantom_root, train_cli):
     run_dir = request.getfixturevalue(which)
-    out = subprocess.run([sys.executable, "-m", "train", "shortcut", "--run", str(run_dir), "--data-root",
-                          str(phantom_root), "--no-progress"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    out = train_cli("shortcut", "--run", run_dir, "--data-root", phantom_root, "--no-progress")
     assert out.returncode == 0, out.stderr
     res = json.loads(out.stdout)
     synthetic_run = run_dir

@@ -3,13 +3,9 @@ folders, within the error the manifest records; a damaged pack is refused naming
 only their unused head."""
 import hashlib
 import io
-import os
 import shutil
-import subprocess
-import sys
 import zipfile
 from base64 import urlsafe_b64encode
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -24,8 +20,6 @@ from core.data.pack import MANIFEST, decode_check, to_u8, verify
 from core.data.semiseg import read_labelled, read_unlabelled
 from core.training.segmentation import load_masks
 from train.pack import build, slim_wheel
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +90,7 @@ def test_a_webp_pack_stays_within_the_error_its_manifest_records(phantom_root, p
     assert slices(manifest) < slices(packs["lossless"][1]) / 2
 
 
-def test_a_damaged_pack_is_refused_naming_the_file(packs, tmp_path):
+def test_a_damaged_pack_is_refused_naming_the_file(packs, tmp_path, train_cli):
     pack = tmp_path / "pack"
     shutil.copytree(packs["webp"][0], pack)
     victim = next((pack / "covid-ct" / "CT_COVID").glob("*.png"))
@@ -106,8 +100,7 @@ def test_a_damaged_pack_is_refused_naming_the_file(packs, tmp_path):
     rel = victim.relative_to(pack).as_posix()
     with pytest.raises(DataError, match=f"damaged pack .*: {rel} does not match its sha256"):
         read_covidct(pack)
-    res = subprocess.run([sys.executable, "-m", "train", "pack", "--verify", str(pack)], cwd=ROOT,
-                         capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=120)
+    res = train_cli("pack", "--verify", pack)
     assert res.returncode == 2
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and rel in lines[0] and lines[0].startswith("error: damaged pack")
@@ -117,10 +110,8 @@ def test_a_damaged_pack_is_refused_naming_the_file(packs, tmp_path):
         verify(pack, force=True)
 
 
-def test_the_pack_command_prints_its_size(phantom_root, tmp_path):
-    res = subprocess.run([sys.executable, "-m", "train", "pack", "--data-root", str(phantom_root), "--out",
-                          str(tmp_path / "p"), "--wheels", "none"], cwd=ROOT, capture_output=True, text=True,
-                         env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300)
+def test_the_pack_command_prints_its_size(phantom_root, tmp_path, train_cli):
+    res = train_cli("pack", "--data-root", phantom_root, "--out", tmp_path / "p", "--wheels", "none")
     assert res.returncode == 0, res.stderr[-2000:]
     assert f"pack {tmp_path / 'p'}: " in res.stdout and " MiB (" in res.stdout
     assert (tmp_path / "p" / MANIFEST).exists() and (tmp_path / "p" / "SYNTHETIC_PHANTOMS.json").exists()

@@ -1,10 +1,6 @@
 """Algorithm 2 end to end on phantoms: stages, caches, reuse, prediction on new files."""
 import json
-import os
-import subprocess
-import sys
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,7 +14,6 @@ from core.runs import feature_cache as fc
 from core.runs.run_view import RunView
 from core.runs.runfolder import RunFolder
 
-ROOT = Path(__file__).resolve().parent.parent
 SCORED = set(BRANCHES) - set(DECISIONS)  # a run that decides by fusion (the synthetic run) scores every other column
 
 
@@ -85,13 +80,11 @@ def test_trained_run_answers_a_new_slice_and_a_tau_change(synthetic_run, phantom
     assert cam.shape == (112, 112) and np.isfinite(cam).all()
 
 
-def test_predict_cli_answers_good_files_and_names_bad_ones(synthetic_run, phantom_root, tmp_path):
+def test_predict_cli_answers_good_files_and_names_bad_ones(synthetic_run, phantom_root, tmp_path, train_cli):
     good = str(next((phantom_root / "covid-ct" / "CT_NonCOVID").glob("*.png")))
     bad = tmp_path / "broken.png"
     bad.write_bytes(b"\x89PNG\r\n\x1a\nnot really")
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    p = subprocess.run([sys.executable, "-m", "train", "predict", "--run", str(synthetic_run), str(bad), good],
-                       check=False, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    p = train_cli("predict", "--run", synthetic_run, bad, good)
     assert p.returncode == 1, p.stderr
     lines = [json.loads(line) for line in p.stdout.splitlines()]
     assert lines[0]["file"] == str(bad) and "broken.png" in lines[0]["error"]

@@ -3,8 +3,6 @@ predictions.csv, the external sources scored, the decision fitted on the rows th
 (RunView, TrainedRun, predict's JSON, the report files) taking it as the run's decision."""
 import json
 import shutil
-import subprocess
-import sys
 
 import numpy as np
 import pandas as pd
@@ -96,12 +94,11 @@ def test_train_external_rescores_nothing_that_did_not_change(guided_run, tmp_pat
     assert after["comparisons"].keys() == before["comparisons"].keys()
 
 
-def test_train_external_command_writes_the_report(guided_run, tmp_path):
+def test_train_external_command_writes_the_report(guided_run, tmp_path, train_cli):
     run = tmp_path / "guided"
     shutil.copytree(guided_run, run)
     (run / ex.EXTERNAL_FILE).unlink()
-    p = subprocess.run([sys.executable, "-m", "train", "external", "--run", str(run)], capture_output=True, text=True,
-                       timeout=600)
+    p = train_cli("external", "--run", run)
     assert p.returncode == 0, p.stderr
     rows = json.loads(p.stdout.strip().splitlines()[-1])["rows"]
     assert any(r["comparison"] == "semiseg test" and r["branch"] == "two-step" for r in rows)
