@@ -47,12 +47,12 @@ def test_bf16_runs_only_where_the_hardware_computes_it_and_the_summary_says_whic
     from core.training import runtime
 
     monkeypatch.setattr(runtime, "native_bf16", lambda device: native)
-    ds = load_slice_set(phantom_root, 64)
+    ds = load_slice_set(phantom_root, 32)
     model = SliceClassifier(build_backbone("efficientnet_lite0", "imagenet"))
     dtypes, logs = set(), []
     model.register_forward_hook(lambda module, inputs, out: dtypes.add(out.dtype))
     summary = train_stage(model, ds.stage_data("train"), ds.stage_data("val"), get_recipe("fast", epochs=1,
-                          batch_size=8), tmp_path, progress=False, log=logs.append)
+                          batch_size=16), tmp_path, progress=False, log=logs.append)
     want = "bf16" if native else "fp32"
     assert summary["precision"] == want == json.loads((tmp_path / "summary.json").read_text())["precision"]
     assert dtypes == {torch.bfloat16 if native else torch.float32}  # training steps and validation alike
@@ -96,13 +96,19 @@ def test_sigkill_mid_run_then_resume_gives_the_uninterrupted_metrics(phantom_roo
     assert len(report["global"]["auc"]["ci"]) == 2
 
 
-@pytest.mark.parametrize("args, message", [
-    (["global", "--data-root", "/nonexistent/data", "--out", "{tmp}/r"], "does not exist"),
-    (["evaluate", "--run", "{tmp}/not-a-run"], "not a run folder"),
-    (["global", "--out", "{tmp}/r", "--init", "{tmp}/missing.pt"], "not found"),
+@pytest.mark.parametrize("args, message, as_process", [
+    (["global", "--data-root", "/nonexistent/data", "--out", "{tmp}/r"], "does not exist", True),
+    (["evaluate", "--run", "{tmp}/not-a-run"], "not a run folder", False),
+    (["global", "--out", "{tmp}/r", "--init", "{tmp}/missing.pt"], "not found", False),
 ])
-def test_cli_errors_are_one_clear_line_and_exit_2(tmp_path, args, message):
-    p = _cli(*[a.format(tmp=tmp_path) for a in args])
-    out, err = p.communicate(timeout=120)
-    assert p.returncode == 2, err
+def test_cli_errors_are_one_clear_line_and_exit_2(tmp_path, train_cli, args, message, as_process):
+    argv = [a.format(tmp=tmp_path) for a in args]
+    if as_process:  # once as `python -m train`: the interpreter's own exit status
+        p = _cli(*argv)
+        _, err = p.communicate(timeout=120)
+        code = p.returncode
+    else:
+        result = train_cli(*argv)
+        code, err = result.returncode, result.stderr
+    assert code == 2, err
     assert message in err and "Traceback" not in err
