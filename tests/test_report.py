@@ -1,6 +1,7 @@
 """`python -m train report`: a Markdown report generated only from run folders."""
 from __future__ import annotations
 
+import json
 import re
 import shutil
 from pathlib import Path
@@ -12,6 +13,7 @@ from core.results.predictions import BASELINES, run_metrics
 from core.results.tables import mean_std
 from core.runs.runfolder import RunFolder
 from core.training.recipes import BEFORE_GUIDANCE, DEFAULT_RECIPE
+from core.training.runtime import effective_precision
 from tests.conftest import PROJECT_ROOT
 from train.__main__ import main
 
@@ -78,6 +80,9 @@ def test_report_holds_the_numbers_core_computes(synthetic_run, capsys):
         assert cells[5] == f"{m['specificity']['value']:.3f}"
         assert cells[6] == f"{m['threshold']:.3f}"
     assert "## Summary across runs" not in out  # one run: no summary
+    (global_row,) = rows(out.split("### Training")[1].split("###")[0], "global")
+    asked = json.loads((synthetic_run / "global" / "summary.json").read_text())["recipe"]["precision"]
+    assert global_row[2] == effective_precision(asked, "cpu")  # what it ran in, not what the recipe asked
     timings = RunFolder(synthetic_run).config["timings"]
     (total,) = rows(out, "total")
     assert total[1] == f"{timings['total'] / 60:.1f}"

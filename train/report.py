@@ -137,7 +137,8 @@ def _stage_rows(folder: RunFolder) -> list[list]:
         except ValueError:
             continue
         recipe = (s.get("recipe") or {}).get("name", "") if isinstance(s.get("recipe"), dict) else s.get("recipe", "")
-        rows.append([stage, recipe or "", fmt(s.get("epochs_run")), fmt(s.get("best_epoch")), fmt(s.get("best_val_auc"))])
+        rows.append([stage, recipe or "", s.get("precision", "not recorded"), fmt(s.get("epochs_run")),
+                     fmt(s.get("best_epoch")), fmt(s.get("best_val_auc"))])
     return rows
 
 
@@ -177,8 +178,9 @@ def run_section(folder: RunFolder, n_boot: int) -> tuple[str, dict]:
                               "threshold (val)"], metric_rows(metrics))]
     stages = _stage_rows(folder)
     if stages:
-        parts += ["", "### Training (each stage's `summary.json`; the model kept is the best validation AUC)", "",
-                  markdown_table(["stage", "recipe", "epochs run", "best epoch", "best val AUC"], stages)]
+        parts += ["", "### Training (each stage's `summary.json`; the model kept is the best validation AUC; precision: "
+                  "what it computed in, bf16 only where the hardware has it)", "",
+                  markdown_table(["stage", "recipe", "precision", "epochs run", "best epoch", "best val AUC"], stages)]
     seg_file, seg = _segmenter(folder, c)
     rows = [[k.replace("_", " "), *(fmt(v.get(m)) for m in ("dice", "iou", "sensitivity", "specificity")), fmt(v.get("n"))]
             for k, v in seg.items() if isinstance(v, dict) and "dice" in v]
