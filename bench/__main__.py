@@ -84,6 +84,7 @@ def _bare_loop(data, steps, batch, dtype=None):
 
 
 def bench_train_loop(steps=4, batch=32, size=224):
+    from core.data.slices import StageData
     from core.models.backbones import build_backbone
     from core.models.classifier import SliceClassifier
     from core.training.recipes import get_recipe
@@ -92,7 +93,7 @@ def bench_train_loop(steps=4, batch=32, size=224):
 
     n = steps * batch
     data = _random_slices(n, size)
-    val = type(data)({"image": data.inputs["image"][:8]}, data.labels[:8])
+    val = StageData({"image": data.inputs["image"][:8]}, data.labels[:8])
 
     def ours(recipe):
         def run():

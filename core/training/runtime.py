@@ -7,6 +7,7 @@ module needs the trainer for these.
 from __future__ import annotations
 
 import contextlib
+import functools
 
 import torch
 import torch.distributed as dist
@@ -38,15 +39,30 @@ def native_bf16(device: torch.device) -> bool:
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
     if device.type == "cpu":
-        return any(getattr(torch.cpu, probe, lambda: False)()
-                   for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
+        return _cpu_bf16()
     return False
+
+
+@functools.cache  # autocast asks on every batch; the CPU does not change
+def _cpu_bf16() -> bool:
+    return any(getattr(torch.cpu, probe, lambda: False)() for probe in ("_is_avx512_bf16_supported",
+                                                                        "_is_amx_tile_supported"))
 
 
 def effective_precision(precision: str, device) -> str:
     """The precision a computation runs in. bf16 is a speed setting, so where the hardware only emulates it
     the computation runs in fp32; the trainers record and log the precision they ran in."""
     return "bf16" if precision == "bf16" and native_bf16(torch.device(device)) else "fp32"
+
+
+def run_precision(precision: str, device, log, who: str) -> str:
+    """effective_precision for a stage that trains, said once in its log (`who`: its name) when it is not the
+    precision asked."""
+    ran = effective_precision(precision, device)
+    if ran != precision:
+        log(f"{who}: {precision} is emulated on this {torch.device(device).type} (slower than fp32): "
+            f"computing in {ran}")
+    return ran
 
 
 def autocast(precision: str, device: torch.device):

@@ -41,7 +41,7 @@ from core.models.infnet import InfNet
 from core.models.segmenter import as_float01, load_segmenter, segment
 from core.runs.checkpoint import atomic_write_text, load_checkpoint, save_checkpoint
 from core.training.plan import segmenter_images, segmenter_parts, segmenter_rounds
-from core.training.runtime import autocast, effective_precision
+from core.training.runtime import autocast, run_precision
 
 # ----------------------------------------------------------------------------------- data
 
@@ -169,9 +169,7 @@ def train_segmenter(images: torch.Tensor, masks: torch.Tensor, out_dir, epochs: 
         if init_state is not None:
             model.load_state_dict(init_state)
     model.to(device).to(memory_format=torch.channels_last)
-    if effective_precision(precision, device) != precision:
-        log(f"segmenter: {precision} is emulated on this {device.type} (slower than fp32): computing in fp32")
-        precision = "fp32"
+    precision = run_precision(precision, device, log, "segmenter")
     decay = [p for n, p in model.named_parameters() if p.ndim > 1]
     no_decay = [p for n, p in model.named_parameters() if p.ndim <= 1]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},

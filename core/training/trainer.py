@@ -28,7 +28,7 @@ from core.runs.checkpoint import atomic_write_text, load_checkpoint, save_checkp
 from core.runs.checkpoint import resume as resume_from
 from core.training.guidance import MASK_KEYS, attention_loss
 from core.training.recipes import Recipe
-from core.training.runtime import autocast, effective_precision, is_main, world
+from core.training.runtime import autocast, is_main, run_precision, world
 
 
 def prepare(batch: dict, image_keys, device, channels_last=False, augment_gen=None, strength="light") -> dict:
@@ -116,10 +116,7 @@ def train_stage(model: nn.Module, train: StageData, val: StageData, recipe: Reci
             "trained without the attention loss of recipe " + recipe.name)
     if guided:
         model.keep_cam = True  # forward() keeps its CAM for the attention loss (core.training.guidance)
-    precision = effective_precision(recipe.precision, device)
-    if precision != recipe.precision:
-        log(f"{stage_dir.name}: {recipe.precision} is emulated on this {device.type} (slower than fp32): "
-            f"computing in {precision}")
+    precision = run_precision(recipe.precision, device, log, stage_dir.name)
     if recipe.channels_last:
         model.to(memory_format=torch.channels_last)
     params = [p for p in (trainable if trainable is not None else model.parameters()) if p.requires_grad]
