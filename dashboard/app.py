@@ -84,7 +84,7 @@ if scored and st.session_state.get("_selected_run") != ctx.name:  # a new run: i
 
 with st.sidebar:
     pipe = ctx.rv.pipeline
-    st.caption(f"{pipe.backbone} · {pipe.strategy} · CAM {trust_ui.method_label(ctx, pipe.cam)} · tau {pipe.tau} · "
+    st.caption(f"{pipe.backbone} · {pipe.strategy} · CAM: {trust_ui.method_label(ctx, pipe.cam)} · tau {pipe.tau} · "
                + (f"{len(ctx.df)} slices" if scored else "training"))
     trust_ui.level_picker()
     if st.session_state.get("selected_key"):

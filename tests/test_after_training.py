@@ -17,6 +17,8 @@ from core.config import PipelineConfig
 from core.pipeline import Pipeline
 from core.runs.progress import PROGRESS_FILE, RunProgress, read_events
 from core.runs.runfolder import RunFolder
+from core.trust import probes as ood_probes
+from core.trust import quantus_checks as qc
 
 AUDITS = [s.name for s in AFTER_TRAINING if s.audit]
 
@@ -31,6 +33,13 @@ def audited(synthetic_run, phantom_root, tmp_path_factory):
     mp = pytest.MonkeyPatch()
     mp.setattr(after_training, "AFTER_TRAINING", tuple(replace(s, sizes={**s.sizes, **SMALLER.get(s.name, {})})
                                                       for s in AFTER_TRAINING))
+    # speed: fewer perturbation steps, noisy copies and non-CT probes (the same code, less CPU)
+    mp.setattr(qc, "REGIONS", 3)
+    mp.setattr(qc, "SENSITIVITY_SAMPLES", 2)
+    all_probes = ood_probes.probes
+    mp.setattr(ood_probes, "probes", lambda per_kind, seed: all_probes(1, seed))
+    mp.setattr(ood_probes, "PHOTOS", ood_probes.PHOTOS[:2])
+    mp.setattr(ood_probes, "HELD_OUT_PHOTOS", ood_probes.HELD_OUT_PHOTOS[:2])
     path = tmp_path_factory.mktemp("audited") / "tiny"
     shutil.copytree(synthetic_run, path)
     run = RunFolder(path)
@@ -179,3 +188,32 @@ def test_pages_open_once_the_stages_after_training_begin():
         _stage_states(rp)  # as RunProgress.read does
         assert waiting.trained(rp) is opens
         assert waiting.awaited(rp, waiting.COMPLETE) == "fusion"
+
+
+def _table_after(text: str, title: str) -> pd.DataFrame:
+    """The Markdown table that follows the line starting with `title` in a report."""
+    lines = text.split(title, 1)[1].splitlines()
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in lines[2:]]
+    rows = rows[:next((i for i, r in enumerate(rows) if len(r) < 2), len(rows))]
+    return pd.DataFrame(rows[2:], columns=rows[0])
+
+
+def test_report_gives_the_coverage_and_the_flag_rate_per_source(audited, train_cli):
+    path, _ = audited
+    res = train_cli("report", str(path), "--bootstrap", "20")
+    assert res.returncode == 0, res.stderr
+    trust = json.loads((path / "trust.json").read_text())
+    sets = _table_after(res.stdout, "Prediction sets per source and class")
+    flags = _table_after(res.stdout, "Out-of-distribution flag per source and class")
+    for table in (sets, flags):  # COVID-CT test and the external sources that report, each class apart
+        assert {"COVID-CT test", "COVID-SemiSeg test", "COVID-CT-MD"} <= set(table.source)
+        test = table[table.source == "COVID-CT test"].set_index("class")
+        assert {c: int(n) for c, n in test.n.items()} == {c: v["n"] for c, v in trust["sets"]["per_class"].items()}
+    # the trust stage measured the same sets on COVID-CT test by its own path (core.trust.conformal.run_sets)
+    test = sets[sets.source == "COVID-CT test"].set_index("class")
+    for cls, v in trust["sets"]["per_class"].items():
+        assert float(test.at[cls, "coverage"]) == pytest.approx(v["coverage"], abs=5e-4)
+    # and the flag's test rate (core.trust.probes.measure), here split by class
+    test = flags[flags.source == "COVID-CT test"]
+    rate = sum(int(n) * float(f) for n, f in zip(test.n, test.flagged)) / sum(int(n) for n in test.n)
+    assert rate == pytest.approx(trust["ood"]["test_flag_rate"], abs=2e-3)

@@ -123,7 +123,7 @@ def test_case_names_the_flag_wherever_the_method_is_named(trust_runs):
     rv = RunView(trust_runs, "trusted")
     assert rv.pipeline.cam == FAILING
     at = _open("views/case.py")
-    assert "CAM The Eq. 1 map ⚠ fails randomisation" in " ".join(c.value for c in at.sidebar.caption)
+    assert "CAM: The Eq. 1 map ⚠ fails randomisation" in " ".join(c.value for c in at.sidebar.caption)
     assert any(h.value == "Attention map (The Eq. 1 map ⚠ fails randomisation) and the tau crop" for h in at.subheader)
     text = " ".join(texts(at))
     assert "**The Eq. 1 map ⚠ fails randomisation**" in text and "**The fusion CAM**" in text
@@ -136,7 +136,7 @@ def test_a_run_without_map_checks_names_the_command(trust_runs):
         infos = " ".join(i.value for i in at.info)
         assert "not measured yet" in infos and f"python -m train trust --run {trust_runs / 'bare'} --parts maps" in infos
         assert "disease_map_method" not in [s.key for s in at.selectbox]
-        assert "CAM The Eq. 1 map ·" in " ".join(c.value for c in at.sidebar.caption)  # unmeasured: no flag
+        assert "CAM: The Eq. 1 map ·" in " ".join(c.value for c in at.sidebar.caption)  # unmeasured: no flag
 
 
 def test_stale_map_checks_say_so(trust_runs, tmp_path, monkeypatch):

@@ -27,14 +27,16 @@ from pathlib import Path
 
 import pandas as pd
 
-from core.audits.external import CHOOSES, EXTERNAL_FILE, REPORTS
+from core.audits.external import CHOOSES, EXTERNAL_FILE, REPORTS, ROWS_FILE
 from core.config import PipelineConfig
 from core.knowledge.signs_check import SIGNS_CHECK_FILE
 from core.models.network import STAGES
 from core.results.external_tables import comparison_table, patient_table, role_data
 from core.results.predictions import BASELINES, BRANCHES, run_metrics
 from core.results.tables import markdown_table
+from core.runs.run_view import RunView
 from core.runs.runfolder import RunError, RunFolder
+from core.trust.slices import source_tables
 from core.trust.store import load as load_trust
 
 from .trust import table as trust_table
@@ -214,6 +216,7 @@ def run_section(folder: RunFolder, n_boot: int) -> tuple[str, dict]:
         title_ = ("Trust (`trust.json`, `python -m train trust`: map sanity checks on labelled COVID-SemiSeg test "
                   "slices, prediction sets, the out-of-distribution flag)")
         parts += ["", f"### {title_}", "", trust_table(trust).rstrip()]
+        parts += per_source(folder, trust)
     signs_file = folder.path / SIGNS_CHECK_FILE
     if signs_file.is_file():
         parts += ["", f"### Radiological signs against the doctors' masks (`{SIGNS_CHECK_FILE}`, `python -m train signs`)",
@@ -235,6 +238,22 @@ def run_section(folder: RunFolder, n_boot: int) -> tuple[str, dict]:
     if missing:
         parts += ["", f"Slices without a lung field (fed whole): {len(missing)} (`config.json`)."]
     return "\n".join(parts), facts
+
+
+def per_source(folder: RunFolder, trust: dict) -> list[str]:
+    """The prediction sets' coverage and the out-of-distribution flag rate per source and class (core.trust.slices
+    .source_tables: the sources scored by `train external`, at the settings trust.json was measured with)."""
+    rows_file = folder.path / ROWS_FILE
+    external = pd.read_csv(rows_file) if rows_file.is_file() else None
+    tables = source_tables(RunView(folder.path.parent, folder.path.name), trust, external)
+    where = "" if external is not None else " (COVID-CT test only: no external.csv)"
+    titles = {"sets": f"Prediction sets per source and class{where}: coverage is expected to fall on sources the "
+                      "calibration never saw",
+              "flag": f"Out-of-distribution flag per source and class{where}: the share flagged"}
+    parts = []
+    for name, table in tables.items():
+        parts += ["", titles[name] + ":", "", csv_table(table)]
+    return parts
 
 
 def other_hospitals(folder: RunFolder) -> str:

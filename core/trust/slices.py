@@ -15,8 +15,10 @@ import pandas as pd
 
 from core.audits.external import REPORTS
 from core.trust.conformal import CLASSES, PredictionSets
+from core.trust.conformal import fit_run as fit_sets
 from core.trust.image_check import VERSION as IMAGE_CHECK_VERSION
 from core.trust.ood import ALPHA, COLUMNS, FLAG_COLUMN, OodFlag, run_statistics
+from core.trust.ood import fit_run as fit_flag
 
 # A set as the pages name it: both classes is the honest answer near the margin, none that the slice scores
 # like neither class's calibration slices.
@@ -129,3 +131,18 @@ def flag_table(flags: pd.DataFrame, predictions: pd.DataFrame,
     share = lambda part: {"flagged": float(part[FLAG_COLUMN].astype(bool).mean())}
     rows = [r for f in frames for r in _per_group(f, share)]
     return pd.DataFrame(rows, columns=["source", "class", "n", "flagged"])
+
+
+def source_tables(view, trust: dict, external: pd.DataFrame | None) -> dict[str, pd.DataFrame]:
+    """A run's per-source tables at the settings its trust.json (`trust`) was measured with, as `train report` writes
+    them: "sets" (coverage_table of that branch and level) when it holds a sets part, "flag" (flag_table at its
+    alpha) when it holds an ood part. `view`: the run's core.runs.run_view.RunView; `external`: its external rows."""
+    out = {}
+    if trust.get("sets"):
+        branch, level = trust["sets"]["branch"], float(trust["sets"]["level"])
+        out["sets"] = coverage_table(fit_sets(view.run, branch, level), branch, view.predictions, external)
+    if trust.get("ood"):
+        alpha = flag_alpha(trust)
+        flags = stored_slice_flags(view, alpha, lambda: fit_flag(view.run, alpha))
+        out["flag"] = flag_table(flags, view.predictions, external)
+    return out
