@@ -225,14 +225,20 @@ def test_trust_command_caches_each_part_and_rebuilds_when_stale(synthetic_run, q
     assert calls == [1]
     again = json.loads((synthetic_run / "trust.json").read_text())
     assert again["maps"]["key"] != saved["maps"]["key"] and again["sets"] == saved["sets"]  # the other part kept
-    (synthetic_run / "trust.json").write_text("{torn")
-    assert main([*argv, "--parts", "maps", "--seed", "1"]) == 0  # unreadable: rebuilt, never trusted
-    assert calls == [1, 1] and json.loads((synthetic_run / "trust.json").read_text())["maps"]["n_slices"] == 1
     capsys.readouterr()
 
     rc = main(["report", str(synthetic_run), "--bootstrap", "20"])
     out = capsys.readouterr().out
     assert rc == 0 and "### Trust (`trust.json`" in out and "| global | eq1 |" in out
+
+    from core.trust import conformal
+
+    measured_sets = []
+    real_sets = conformal.run_sets
+    monkeypatch.setattr(conformal, "run_sets", lambda *a, **k: measured_sets.append(1) or real_sets(*a, **k))
+    (synthetic_run / "trust.json").write_text("{torn")
+    assert main([*argv, "--parts", "sets"]) == 0  # unreadable: rebuilt, never trusted (sets: the cheap part)
+    assert measured_sets == [1] and set(json.loads((synthetic_run / "trust.json").read_text())) == {"sets"}
 
 
 def test_trust_command_bad_inputs_exit_2(tmp_path, synthetic_run, capsys):
