@@ -87,16 +87,14 @@ def precompute(a: After, data_pages: int) -> None:
     from core.results.predictions import REPORTED_SPLITS, evaluate_run, read_predictions
     from core.runs.run_view import RunView
     from core.trust import store
-    from core.trust.ood import fit_run
-    from core.trust.slices import flag_alpha, stored_slice_flags
+    from core.trust.slices import run_slice_flags
 
     present = set(read_predictions(a.run).split)
     for split in (s for s in REPORTED_SPLITS if s in present):
         evaluate_run(a.run, split)
     view = RunView(a.run.path.parent, a.run.path.name)
     view.precompute(hover_cards)
-    alpha = flag_alpha(store.load(a.run))
-    stored_slice_flags(view, alpha, lambda: fit_run(a.run, alpha))
+    run_slice_flags(view, store.load(a.run))
     data_views.precompute(a.run, data_pages)
 
 

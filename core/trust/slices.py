@@ -69,6 +69,14 @@ def stored_slice_flags(view, alpha: float, fit) -> pd.DataFrame:
     return pd.DataFrame(view.derived("ood-flags", parts, compute))
 
 
+def run_slice_flags(view, trust: dict) -> pd.DataFrame:
+    """stored_slice_flags at the level the run's trust.json (`trust`) measured the flag with, the run's flag fitted
+    only when the table is not stored (the precompute stage and `train report`; the dashboard fits through its
+    cached resource instead)."""
+    alpha = flag_alpha(trust)
+    return stored_slice_flags(view, alpha, lambda: fit_flag(view.run, alpha))
+
+
 def _reported(external: pd.DataFrame) -> pd.DataFrame:
     """The external rows that are only reported, each with `source_name` and `class` (COVID-CT-MD: its diagnosis;
     its COVID-19 patient's slices only where infection was marked)."""
@@ -142,7 +150,5 @@ def source_tables(view, trust: dict, external: pd.DataFrame | None) -> dict[str,
         branch, level = trust["sets"]["branch"], float(trust["sets"]["level"])
         out["sets"] = coverage_table(fit_sets(view.run, branch, level), branch, view.predictions, external)
     if trust.get("ood"):
-        alpha = flag_alpha(trust)
-        flags = stored_slice_flags(view, alpha, lambda: fit_flag(view.run, alpha))
-        out["flag"] = flag_table(flags, view.predictions, external)
+        out["flag"] = flag_table(run_slice_flags(view, trust), view.predictions, external)
     return out
