@@ -7,6 +7,8 @@
 #   device: run(command="bash bench/gpu_smoke.sh", carry=["pack"], timeout_s=240)
 #
 # $OUT gets console.txt and each run's output; exit 0 only when every step of both runs finished.
+# EXTRA_ARGS: more `train pipeline` options (the CPU dry run in tests/test_gpu_scripts.py skips the stages after
+# training with them: on one CPU thread they take minutes, and test_after_training runs them).
 set -uo pipefail
 PACK=${PACK:-pack}
 OUT=${OUT:-gpu-out}
@@ -20,7 +22,7 @@ TINY="--epochs 1 --batch-size 8 --image-size 64 --seg-size 64 --seg-epochs 1 --s
 
 one() {  # recipe: pipeline, audit, probe
   local run="$WORK/$1" t0=$SECONDS
-  { $PY -m train pipeline --recipe "$1" --out "$run" --no-progress $TINY \
+  { $PY -m train pipeline --recipe "$1" --out "$run" --no-progress $TINY ${EXTRA_ARGS:-} \
     && root=$($PY -c "import json,sys; print(json.load(open(sys.argv[1]))['data_root'])" "$run/config.json") \
     && $PY -m train shortcut --run "$run" --data-root "$root" --no-progress --limit 4 \
     && $PY -m train probe --run "$run"; } >"$OUT/$1.out" 2>&1

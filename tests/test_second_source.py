@@ -9,6 +9,21 @@ import torch
 
 from core.data import second_source as ss
 
+SEG = {"size": 64, "epochs": 1, "steps_per_round": 1, "per_round": 5, "max_rounds": 1, "polish_epochs": 0,
+       "ignore_band": (0.2, 0.8), "labelled_share": 0.75}
+
+
+@pytest.fixture(scope="module")
+def segmenter(phantom_root, tmp_path_factory):
+    """One tiny segmenter (Algorithm 1 at SEG) the pipelines here adopt (`segmenter=`) instead of each training its own:
+    the second source is labelled by it."""
+    from core.config import SegConfig
+    from core.training.segmentation import semi_supervised
+
+    folder = tmp_path_factory.mktemp("second-source-segmenter") / "infnet"
+    semi_supervised(phantom_root, folder, SegConfig(**SEG), seed=0, progress=False, log=lambda m: None)
+    return folder / "best.pt"
+
 
 def test_selection_is_balanced_sure_and_seeded():
     share = torch.tensor([0.0, 0.001, 0.2, 0.3, 0.01, 0.0, 0.5, 0.0])
@@ -24,7 +39,7 @@ def test_selection_is_balanced_sure_and_seeded():
     assert len(ss.select(share, cover, found, seed=0, per_class=1)[0]) == 2
 
 
-def test_global_branch_trains_on_both_sources(phantom_root, tmp_path, monkeypatch):
+def test_global_branch_trains_on_both_sources(phantom_root, segmenter, tmp_path, monkeypatch):
     """On the phantoms: the global stage's training split gains the chosen volume slices (images, lung
     fields, lesion masks of the COVID ones), validation stays COVID-CT's, and the run records the counts."""
     from core import pipeline as pl
@@ -45,8 +60,7 @@ def test_global_branch_trains_on_both_sources(phantom_root, tmp_path, monkeypatc
     run = RunFolder(tmp_path / "run", create=True)
     cfg = PipelineConfig(recipe="guided", input="lungs", second_source="semiseg-volumes", epochs=1, batch_size=8,
                             image_size=64, hires_size=128, lesion_size=48,
-                            seg={"size": 64, "epochs": 1, "steps_per_round": 1, "per_round": 5, "max_rounds": 1,
-                                 "polish_epochs": 0, "ignore_band": (0.2, 0.8), "labelled_share": 0.75}, audits=False,
+                            seg=SEG, segmenter=str(segmenter), audits=False,
                             precompute=False)  # what the pages read: not this test's subject
     run.update_config(data_root=str(phantom_root), synthetic=True, pipeline=asdict(cfg))
     pipe = pl.Pipeline(run, phantom_root, cfg, progress=False)
@@ -73,7 +87,8 @@ def test_unknown_second_source_is_refused(phantom_root, tmp_path):
 
 
 @pytest.mark.parametrize("recipe", ["guided-heads", "guided-long"])
-def test_vector_heads_learn_from_both_sources_only_when_the_recipe_says(phantom_root, tmp_path, monkeypatch, recipe):
+def test_vector_heads_learn_from_both_sources_only_when_the_recipe_says(phantom_root, segmenter, tmp_path, monkeypatch,
+                                                                      recipe):
     """guided-heads: fusion and global+heatmap train on COVID-CT's training rows plus the second source's,
     whose vectors are those the trained branches give (the global one checked against the global branch
     itself); the heatmap and infected stages and guided-long's heads see COVID-CT only."""
@@ -95,8 +110,7 @@ def test_vector_heads_learn_from_both_sources_only_when_the_recipe_says(phantom_
     monkeypatch.setattr(pl, "train_stage", spy)
     run = RunFolder(tmp_path / "run", create=True)
     cfg = PipelineConfig(recipe=recipe, epochs=1, batch_size=8, image_size=64, hires_size=128, lesion_size=48,
-                         seg={"size": 64, "epochs": 1, "steps_per_round": 1, "per_round": 5, "max_rounds": 1,
-                              "polish_epochs": 0, "ignore_band": (0.2, 0.8), "labelled_share": 0.75}, audits=False,
+                         seg=SEG, segmenter=str(segmenter), audits=False,
                          precompute=False)  # what the pages read: not this test's subject
     assert cfg.heads_second_source == (recipe == "guided-heads")
     pipe = pl.Pipeline(run, phantom_root, cfg, progress=False)
@@ -131,15 +145,14 @@ def test_heads_on_a_second_source_need_one(phantom_root, tmp_path):
                  PipelineConfig(recipe="guided-heads", second_source="none"))
 
 
-def test_heads_train_on_covidct_alone_when_the_second_source_chose_nothing(phantom_root, tmp_path, monkeypatch):
+def test_heads_train_on_covidct_alone_when_the_second_source_chose_nothing(phantom_root, segmenter, tmp_path, monkeypatch):
     from core.config import PipelineConfig
     from core.pipeline import Pipeline
     from core.runs.runfolder import RunFolder
     monkeypatch.setattr(ss, "LESION_MIN", 2.0)  # no slice is ever this sure
     run = RunFolder(tmp_path / "run", create=True)
     cfg = PipelineConfig(recipe="guided-heads", epochs=1, batch_size=8, image_size=64, hires_size=128, lesion_size=48,
-                         seg={"size": 64, "epochs": 1, "steps_per_round": 1, "per_round": 5, "max_rounds": 1,
-                              "polish_epochs": 0, "ignore_band": (0.2, 0.8), "labelled_share": 0.75}, audits=False,
+                         seg=SEG, segmenter=str(segmenter), audits=False,
                          precompute=False)  # what the pages read: not this test's subject
     timings = Pipeline(run, phantom_root, cfg, progress=False).run_all()
     assert "precompute" not in timings and "fusion" in timings  # --no-precompute: trained, nothing for the pages

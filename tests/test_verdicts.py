@@ -213,30 +213,34 @@ def test_cli_user_errors_exit_2_with_one_line(tmp_path, capsys, case):
 
 
 
+TRIALS = 12  # fresh files, each opened by every session at one common instant (a broken retry fails most runs)
 OPENER = """
 import sys, time
 from core.runs.verdicts import VerdictStore
-path, start = sys.argv[1], float(sys.argv[2])
-time.sleep(max(0.0, start - time.time()))
-VerdictStore(path)
+folder, name, start, gap, trials = sys.argv[1], sys.argv[2], float(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5])
+for t in range(trials):
+    time.sleep(max(0.0, start + t * gap - time.time()))
+    VerdictStore(f"{folder}/t{t}/{name}")
 """
 
 
 def test_sessions_opening_a_fresh_file_at_once_all_get_it(tmp_path):
     """SQLite runs no busy handler for `PRAGMA journal_mode=WAL`: before the retry, 8 sessions opening
-    a fresh file at once failed in about a third of the tries with 'database is locked'."""
+    a fresh file at once failed in about a third of the tries with 'database is locked'. The 8 sessions are
+    8 interpreters started once; each trial is a fresh file they all open at the same instant."""
     import subprocess
     import sys
     from pathlib import Path
 
     root = Path(__file__).resolve().parent.parent
-    for trial in range(8):
-        db = tmp_path / f"t{trial}" / DB_NAME
-        db.parent.mkdir()
-        start = time.time() + 1.0  # every interpreter up before the common start
-        procs = [subprocess.Popen([sys.executable, "-c", OPENER, str(db), str(start)], cwd=root,
-                                  stderr=subprocess.PIPE, text=True) for _ in range(8)]
-        errors = [p.communicate(timeout=60)[1] for p in procs]
-        assert [p.returncode for p in procs] == [0] * 8, [e for e in errors if e][0]
-        with sqlite3.connect(db) as conn:
+    for trial in range(TRIALS):
+        (tmp_path / f"t{trial}").mkdir()
+    start = time.time() + 1.0  # every interpreter up before the first common instant
+    procs = [subprocess.Popen([sys.executable, "-c", OPENER, str(tmp_path), DB_NAME, str(start), "0.25",
+                               str(TRIALS)],
+                              cwd=root, stderr=subprocess.PIPE, text=True) for _ in range(8)]
+    errors = [p.communicate(timeout=60)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0] * 8, [e for e in errors if e][0]
+    for trial in range(TRIALS):
+        with sqlite3.connect(tmp_path / f"t{trial}" / DB_NAME) as conn:
             assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
