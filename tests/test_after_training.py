@@ -13,6 +13,7 @@ import pytest
 
 from core import after_training
 from core.after_training import AFTER_TRAINING, RECORD, planned
+from core.audits import external as external_audit
 from core.config import PipelineConfig
 from core.pipeline import Pipeline
 from core.runs.progress import PROGRESS_FILE, RunProgress, read_events
@@ -33,9 +34,10 @@ def audited(synthetic_run, phantom_root, tmp_path_factory):
     mp = pytest.MonkeyPatch()
     mp.setattr(after_training, "AFTER_TRAINING", tuple(replace(s, sizes={**s.sizes, **SMALLER.get(s.name, {})})
                                                       for s in AFTER_TRAINING))
-    # speed: fewer perturbation steps, noisy copies and non-CT probes (the same code, less CPU)
+    # speed: fewer perturbation steps, noisy copies, bootstrap resamples and non-CT probes (the same code, less CPU)
     mp.setattr(qc, "REGIONS", 3)
     mp.setattr(qc, "SENSITIVITY_SAMPLES", 2)
+    mp.setattr(external_audit, "N_BOOT", 50)  # the external report's AUC intervals
     all_probes = ood_probes.probes
     mp.setattr(ood_probes, "probes", lambda per_kind, seed: all_probes(1, seed))
     mp.setattr(ood_probes, "PHOTOS", ood_probes.PHOTOS[:2])
