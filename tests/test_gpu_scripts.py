@@ -62,7 +62,8 @@ def test_compare_script_stops_at_its_budget_and_says_so(pack, tmp_path):
 
 def test_smoke_script_runs_every_stage_audit_and_probe(pack, tmp_path):
     # the script's own audit and probe; the pipeline's stages after training are test_after_training's
-    res = _script("gpu_smoke.sh", tmp_path, pack, RECIPES="fast", EXTRA_ARGS="--no-audits --no-precompute")
+    res = _script("gpu_smoke.sh", tmp_path, pack, RECIPES="fast",
+                  EXTRA_ARGS="--no-audits --no-precompute")
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]
     assert "fast: exit 0" in res.stdout and '"device": "cpu"' in res.stdout and "smoke: 0 of 1 runs failed" in res.stdout
     probe = pd.read_csv(tmp_path / "work" / "fast" / "branch_probe.csv")

@@ -15,7 +15,8 @@ def test_reproduce_writes_tables_and_reuses_finished_runs(phantom_root, tmp_path
     args = [sys.executable, "-m", "train", "reproduce", "--data-root", str(phantom_root), "--seeds", "2",
             "--epochs", "1", "--strategies", "G-H-I-F", "--image-size", "64", "--seg-epochs", "1",
             "--seg-max-rounds", "0", "--out", str(tmp_path / "repro"), "--no-progress",
-            "--no-audits", "--no-precompute"]  # the tables read neither (the stages after training: test_after_training)
+            # the tables read neither (the stages after training: test_after_training)
+            "--no-audits", "--no-precompute"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     first = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
     assert first.returncode == 0, first.stderr[-2000:]

@@ -145,7 +145,8 @@ def test_heads_on_a_second_source_need_one(phantom_root, tmp_path):
                  PipelineConfig(recipe="guided-heads", second_source="none"))
 
 
-def test_heads_train_on_covidct_alone_when_the_second_source_chose_nothing(phantom_root, segmenter, tmp_path, monkeypatch):
+def test_heads_train_on_covidct_alone_when_the_second_source_chose_nothing(phantom_root, segmenter, tmp_path,
+                                                                          monkeypatch):
     from core.config import PipelineConfig
     from core.pipeline import Pipeline
     from core.runs.runfolder import RunFolder

@@ -97,7 +97,7 @@ def test_sigkill_mid_run_then_resume_gives_the_uninterrupted_metrics(phantom_roo
 
 
 @pytest.mark.parametrize("args, message, as_process", [
-    # the process: a command that imports no torch (a fresh interpreter's torch import costs seconds)
+    # the process: a command that imports less than training does (a fresh interpreter's imports cost seconds)
     (["audit", "--data-root", "/nonexistent/data"], "does not exist", True),
     (["global", "--data-root", "/nonexistent/data", "--out", "{tmp}/r"], "does not exist", False),
     (["evaluate", "--run", "{tmp}/not-a-run"], "not a run folder", False),
