@@ -1,4 +1,5 @@
 """`python -m train reproduce`: tables from every configuration, resumable, the paper's numbers beside."""
+import json
 import os
 import subprocess
 import sys
@@ -31,6 +32,8 @@ def test_reproduce_writes_tables_and_reuses_finished_runs(phantom_root, tmp_path
     # the second seed reused the first seed's segmenter instead of training another
     assert "infnet: reusing" in (tmp_path / "repro" / "runs" / "efficientnet_lite0-imagenet-G-H-I-F-s1" / "log.txt").read_text()
     config_before = (tmp_path / "repro" / "runs" / "efficientnet_lite0-imagenet-G-H-I-F-s0" / "config.json").read_text()
+    saved = json.loads(config_before)
+    assert saved["pipeline"]["precompute"] is False and "precompute" not in saved["timings"]  # --no-precompute reached it
     again = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
     assert again.returncode == 0
     assert again.stdout.count("finished earlier: read as it is") == 2  # no Pipeline, not even to reuse stages
