@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +44,24 @@ def _isolated_image_cache(tmp_path_factory):
     """Tests never write into the project's .cache/."""
     os.environ["COVID_LAB_CACHE"] = str(tmp_path_factory.mktemp("image-cache"))
     yield
+
+
+@pytest.fixture(scope="module")
+def module_scratch(tmp_path_factory):
+    """`module_scratch(name)`: a fresh folder for one module's shared fixtures, removed when the module ends.
+
+    Those fixtures hold copies of whole runs (checkpoints: hundreds of MB each); kept to the session's end,
+    `make test-all` held about 15 GB at once and filled CI's disk.
+    """
+    made: list[Path] = []
+
+    def make(name: str) -> Path:
+        made.append(tmp_path_factory.mktemp(name))
+        return made[-1]
+
+    yield make
+    for path in made:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -28,7 +28,7 @@ SMALLER = {"shortcut": {"limit": 2}, "fidelity": {"limit": 2}, "trust": {"slices
 
 
 @pytest.fixture(scope="module")
-def audited(synthetic_run, phantom_root, tmp_path_factory):
+def audited(synthetic_run, phantom_root, module_scratch):
     """A copy of the synthetic run (trained without audits) resumed with them: only the stages after training run
     (precompute is kept: the synthetic run's pipeline ran it with the same inputs)."""
     mp = pytest.MonkeyPatch()
@@ -42,7 +42,7 @@ def audited(synthetic_run, phantom_root, tmp_path_factory):
     mp.setattr(ood_probes, "probes", lambda per_kind, seed: all_probes(1, seed))
     mp.setattr(ood_probes, "PHOTOS", ood_probes.PHOTOS[:2])
     mp.setattr(ood_probes, "HELD_OUT_PHOTOS", ood_probes.HELD_OUT_PHOTOS[:2])
-    path = tmp_path_factory.mktemp("audited") / "tiny"
+    path = module_scratch("audited") / "tiny"
     shutil.copytree(synthetic_run, path)
     run = RunFolder(path)
     cfg = PipelineConfig.from_saved({**run.config["pipeline"], "audits": True})

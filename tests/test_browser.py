@@ -226,7 +226,7 @@ def run_scenario(run_path: Path) -> str:
 # --- Issue 11: a second run in the sidebar, and reviewers' verdicts -------------------------------
 
 @pytest.fixture(scope="module")
-def compare_runs(synthetic_run, phantom_root, tmp_path_factory) -> Path:
+def compare_runs(synthetic_run, phantom_root, module_scratch) -> Path:
     """runs/tiny-a: the synthetic run; runs/tiny-b: a copy whose fusion probabilities on the test split
     are flipped (p -> 1 - p, so decisions change). Both shortcut-audited on the phantoms. Returns the
     runs folder; tiny-a is the newest run (the one the sidebar opens on)."""
@@ -237,7 +237,7 @@ def compare_runs(synthetic_run, phantom_root, tmp_path_factory) -> Path:
 
     from train import shortcut
 
-    root = tmp_path_factory.mktemp("browser-compare")
+    root = module_scratch("browser-compare")
     for name in ("tiny-a", "tiny-b"):
         shutil.copytree(synthetic_run, root / name)
         for f in ("shortcut.json", "shortcut.csv", "fidelity.csv"):

@@ -26,9 +26,9 @@ PAGES = {"Overview": None, "Training": None, "Data": None, "Map": "fusion", "Doe
 
 
 @pytest.fixture(scope="module")
-def browser_runs(synthetic_run, tmp_path_factory):
+def browser_runs(synthetic_run, module_scratch):
     """runs/mid: in training, during the infected branch's first epoch (the newest); runs/tiny: finished."""
-    runs = tmp_path_factory.mktemp("browser-live")
+    runs = module_scratch("browser-live")
     shutil.copytree(synthetic_run, runs / "tiny")
     run_in_training(synthetic_run, runs / "mid", "infected", 1)
     now = time.time()

@@ -15,9 +15,9 @@ APP = str(Path(__file__).resolve().parent.parent / "dashboard" / "app.py")
 
 
 @pytest.fixture(scope="module")
-def pair(synthetic_run, tmp_path_factory):
+def pair(synthetic_run, module_scratch):
     """runs/a: the synthetic run; runs/b: a copy that lacks three slices and scores others differently."""
-    root = tmp_path_factory.mktemp("compare-runs")
+    root = module_scratch("compare-runs")
     for name in ("a", "b"):
         shutil.copytree(synthetic_run, root / name)
     pred = pd.read_csv(root / "b" / "predictions.csv", keep_default_na=False)

@@ -18,10 +18,10 @@ PAGE = "views/disease.py"
 
 
 @pytest.fixture(scope="module")
-def runs(synthetic_run, guided_run, phantom_root, tmp_path_factory):
+def runs(synthetic_run, guided_run, phantom_root, module_scratch):
     from train import shortcut
 
-    root = tmp_path_factory.mktemp("disease-runs")
+    root = module_scratch("disease-runs")
     for name, src in (("slice-run", synthetic_run), ("lungs-run", guided_run), ("unaudited", synthetic_run)):
         shutil.copytree(src, root / name)
         for f in ("shortcut.json", "shortcut.csv", "fidelity.csv"):

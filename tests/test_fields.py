@@ -72,14 +72,14 @@ def test_input_lungs_plus_lesions_never_falls_back_to_the_classical_field(phanto
 
 
 @pytest.fixture(scope="module")
-def lesions_run(phantom_root, synthetic_run, tmp_path_factory):
+def lesions_run(phantom_root, synthetic_run, module_scratch):
     """Recipe guided-lesions on the phantoms, one epoch a stage. The run adopts the synthetic run's
     segmenter and thresholds it at 0, so its fields are whole slices: visibly not the classical field."""
     from core.config import PipelineConfig
     from core.pipeline import Pipeline
     from core.runs.runfolder import RunFolder
 
-    run = RunFolder(tmp_path_factory.mktemp("runs") / "lesions", create=True)
+    run = RunFolder(module_scratch("runs") / "lesions", create=True)
     seg = replace(_seg(synthetic_run), threshold=0.0, ignore_band=None)
     cfg = PipelineConfig(recipe="guided-lesions", epochs=1, batch_size=8, image_size=64, hires_size=128,
                          lesion_size=48, seg=seg, segmenter=str(synthetic_run / "infnet" / "best.pt"), audits=False)

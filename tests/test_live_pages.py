@@ -25,13 +25,13 @@ PAGES = {None: "predictions", "views/training.py": None, "views/data.py": None, 
 
 
 @pytest.fixture(scope="module")
-def live_runs(synthetic_run, tmp_path_factory):
+def live_runs(synthetic_run, module_scratch):
     """runs/fresh: config.json and a progress log up to the global branch's first epoch (no stage finished);
     runs/tiny: the finished synthetic run. fresh is the newest (the sidebar opens on it)."""
     import os
     import time
 
-    runs = tmp_path_factory.mktemp("live-runs")
+    runs = module_scratch("live-runs")
     shutil.copytree(synthetic_run, runs / "tiny")
     run_in_training(synthetic_run, runs / "fresh", "global", 1)
     now = time.time()

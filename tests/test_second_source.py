@@ -14,13 +14,13 @@ SEG = {"size": 64, "epochs": 1, "steps_per_round": 1, "per_round": 5, "max_round
 
 
 @pytest.fixture(scope="module")
-def segmenter(phantom_root, tmp_path_factory):
+def segmenter(phantom_root, module_scratch):
     """One tiny segmenter (Algorithm 1 at SEG) the pipelines here adopt (`segmenter=`) instead of each training its own:
     the second source is labelled by it."""
     from core.config import SegConfig
     from core.training.segmentation import semi_supervised
 
-    folder = tmp_path_factory.mktemp("second-source-segmenter") / "infnet"
+    folder = module_scratch("second-source-segmenter") / "infnet"
     semi_supervised(phantom_root, folder, SegConfig(**SEG), seed=0, progress=False, log=lambda m: None)
     return folder / "best.pt"
 

@@ -67,9 +67,9 @@ def test_agreement_drops_missing_pairs_and_says_how_many():
 
 
 @pytest.fixture(scope="module")
-def checked(synthetic_run, tmp_path_factory):
+def checked(synthetic_run, module_scratch):
     """A copy of the phantom run checked by the command with its defaults (RUN/signs_check.json)."""
-    run = tmp_path_factory.mktemp("signs") / "checked"
+    run = module_scratch("signs") / "checked"
     shutil.copytree(synthetic_run, run)
     assert main(["signs", "--run", str(run), "--device", "cpu"]) == 0
     return run

@@ -73,8 +73,8 @@ def _external(rv: RunView) -> pd.DataFrame:
 
 
 @pytest.fixture(scope="module")
-def trust_runs(synthetic_run, tmp_path_factory):
-    root = tmp_path_factory.mktemp("trust-runs")
+def trust_runs(synthetic_run, module_scratch):
+    root = module_scratch("trust-runs")
     for name in ("trusted", "bare"):
         shutil.copytree(synthetic_run, root / name)
         for f in (store.TRUST_JSON, store.TRUST_CSV, "external.csv"):

@@ -24,8 +24,8 @@ TWO_STEP_HEAD = "**Two steps: is there disease, and does it look like COVID-19?*
 
 
 @pytest.fixture(scope="module")
-def runs(guided_run, synthetic_run, tmp_path_factory):
-    root = tmp_path_factory.mktemp("two-step-runs")
+def runs(guided_run, synthetic_run, module_scratch):
+    root = module_scratch("two-step-runs")
     for name, src in (("two-step", guided_run), ("unscored", guided_run), ("plain", synthetic_run)):
         shutil.copytree(src, root / name)
     for f in ("external.json", "external.csv"):
