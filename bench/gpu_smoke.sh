@@ -18,7 +18,8 @@ PY=${PYTHON:-python3}
 RECIPES=${RECIPES:-$($PY -c "from core.training.recipes import BEFORE_GUIDANCE as b, DEFAULT_RECIPE as d; print(d, b)")}
 mkdir -p "$OUT" "$WORK"
 export PYTHONUNBUFFERED=1 OMP_NUM_THREADS=${THREADS:-4} COVID_LAB_CACHE=${COVID_LAB_CACHE:-$WORK/cache}
-TINY="--epochs 1 --batch-size 8 --image-size 64 --seg-size 64 --seg-epochs 1 --seg-max-rounds 1 --seg-steps-per-round 3 --seg-polish-epochs 1"
+TINY="--epochs 1 --batch-size 8 --image-size 64 --lesion-size 48 --seg-size 64 --seg-epochs 1 --seg-max-rounds 1"
+TINY="$TINY --seg-steps-per-round 3 --seg-polish-epochs 1"
 
 one() {  # recipe: pipeline, audit, probe
   local run="$WORK/$1" t0=$SECONDS

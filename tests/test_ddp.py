@@ -32,8 +32,9 @@ def _free_port():
 
 def _pipeline(phantom_root, out, nproc):
     args = ["-m", "train", "pipeline", "--data-root", str(phantom_root), "--out", str(out), "--image-size", "64",
-            "--epochs", "2", "--batch-size", "8", "--seed", "1", "--seg-epochs", "2", "--seg-steps-per-round", "2",
-            "--seg-max-rounds", "1", "--seg-size", "64", "--no-progress", "--device", "cpu",
+            "--lesion-size", "48", "--epochs", "2", "--batch-size", "8", "--seed", "1", "--seg-epochs", "2",
+            "--seg-steps-per-round", "2", "--seg-max-rounds", "1", "--seg-size", "64", "--no-progress",
+            "--device", "cpu",
             # the whole-slice recipe: 2 epochs on lung fields of 16 phantoms are too noisy to compare; what runs
             # after training is rank 0's alone (test_after_training)
             "--recipe", "fast", "--no-audits", "--no-precompute"]

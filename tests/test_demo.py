@@ -24,10 +24,11 @@ from train import demo
 from train.background import BackgroundTraining
 
 ROOT = Path(__file__).resolve().parent.parent
-# the recipe before guidance, tiny sizes: global trains 5 epochs, long enough to be stopped in the middle
-TINY = ["--recipe", "fast", "--epochs", "5", "--batch-size", "8", "--image-size", "64", "--seg-size", "64",
-        "--seg-epochs", "2", "--seg-max-rounds", "1", "--seg-per-round", "8", "--seg-steps-per-round", "2",
-        "--seg-polish-epochs", "0", "--no-seg-tta", "--no-audits"]  # the audits: test_after_training.py
+# the recipe before guidance, tiny sizes: global trains 5 epochs, long enough to be stopped in the middle; the
+# audits are test_after_training.py's
+TINY = ["--recipe", "fast", "--epochs", "5", "--batch-size", "8", "--image-size", "64", "--lesion-size", "48",
+        "--seg-size", "64", "--seg-epochs", "2", "--seg-max-rounds", "1", "--seg-per-round", "8",
+        "--seg-steps-per-round", "2", "--seg-polish-epochs", "0", "--no-seg-tta", "--no-audits"]
 
 
 def wait_for(condition, timeout: float, what: str, proc: subprocess.Popen | None = None):

@@ -32,7 +32,8 @@ def _script(name, tmp_path, pack, **env):
 def test_compare_script_trains_audits_probes_and_reports_every_run(pack, tmp_path):
     # the script chains its own shortcut and probe; the pipeline's audit stages are test_after_training's
     res = _script("gpu_compare.sh", tmp_path, pack, RECIPES="guided fast", SEEDS="0", IMAGE_SIZE="64", LIMIT="4",
-                  BUDGET_S="900", EXTRA_ARGS="--epochs 1 --batch-size 8 --seg-size 64 --no-audits --no-precompute",
+                  BUDGET_S="900",
+                  EXTRA_ARGS="--epochs 1 --batch-size 8 --lesion-size 48 --seg-size 64 --no-audits --no-precompute",
                   SEG_ARGS="--size 64 --epochs 1 --max-rounds 0 --polish-epochs 0", CHOOSE_ON_TRAIN="1",
                   LOW_PRIORITY="fast")
     out = tmp_path / "out"

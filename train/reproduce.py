@@ -46,7 +46,8 @@ def add_args(p):
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--segmenter", default=None, help="a trained segmenter checkpoint shared by every configuration")
     # every configuration's schedule and image size (core.config.PipelineConfig)
-    add_config_args(p, PipelineConfig, only=("epochs", "branch_epochs", "image_size", "audits", "precompute"))
+    add_config_args(p, PipelineConfig,
+                    only=("epochs", "branch_epochs", "image_size", "lesion_size", "audits", "precompute"))
     p.add_argument("--device", default="auto")
     p.add_argument("--out", required=True)
     p.add_argument("--collect", action="store_true",
