@@ -50,8 +50,8 @@ def _isolated_image_cache(tmp_path_factory):
 def module_scratch(tmp_path_factory):
     """`module_scratch(name)`: a fresh folder for one module's shared fixtures, removed when the module ends.
 
-    Those fixtures hold copies of whole runs (checkpoints: hundreds of MB each); kept to the session's end,
-    `make test-all` held about 15 GB at once and filled CI's disk.
+    Those fixtures hold copies of whole runs (checkpoints: hundreds of MB each); kept to the session's end, they
+    add up to about 15 GB in `make test-all` (docs/testing.md, Disk).
     """
     made: list[Path] = []
 

@@ -45,7 +45,7 @@ def add_args(p):
     p.add_argument("--strategies", default="G-H-I-F,GHI-F,GHIF", help="Table 3 rows (first backbone and init)")
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--segmenter", default=None, help="a trained segmenter checkpoint shared by every configuration")
-    # every configuration's schedule and image size (core.config.PipelineConfig)
+    # every configuration's schedule and image sizes (core.config.PipelineConfig)
     add_config_args(p, PipelineConfig,
                     only=("epochs", "branch_epochs", "image_size", "lesion_size", "audits", "precompute"))
     p.add_argument("--device", default="auto")
