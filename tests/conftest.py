@@ -74,12 +74,13 @@ def synthetic_run(phantom_root, tmp_path_factory) -> Path:
     from core.pipeline import Pipeline
     from core.runs.runfolder import RunFolder
     from core.training.recipes import BEFORE_GUIDANCE
+    from tests.phantom_sizes import SIZES
 
     runs = tmp_path_factory.mktemp("runs")
     run = RunFolder(runs / "tiny", create=True)
     # the recipe before guidance (whole slice): what most engine and dashboard tests read; the default
     # recipe's path is `guided_run`
-    cfg = PipelineConfig(recipe=BEFORE_GUIDANCE, epochs=2, batch_size=8, image_size=64, hires_size=128, lesion_size=48,
+    cfg = PipelineConfig(recipe=BEFORE_GUIDANCE, epochs=2, batch_size=8, **SIZES,
                          seg=SegConfig(size=64, epochs=3, steps_per_round=3, per_round=25, max_rounds=2,
                                        ignore_band=(0.2, 0.8), labelled_share=0.75, polish_epochs=0, tta=False),
                          audits=False)  # the audits' own tests add them (test_after_training.py)
@@ -99,12 +100,13 @@ def guided_run(phantom_root, tmp_path_factory) -> Path:
     from core.pipeline import Pipeline
     from core.runs.runfolder import RunFolder
     from core.training.recipes import DEFAULT_RECIPE
+    from tests.phantom_sizes import SIZES
 
     run = RunFolder(tmp_path_factory.mktemp("runs") / "guided", create=True)
-    cfg = PipelineConfig(recipe=DEFAULT_RECIPE, epochs=1, batch_size=8, image_size=64, hires_size=128,
-                         lesion_size=48, seg=SegConfig(size=64, epochs=2, steps_per_round=2, per_round=25, max_rounds=1,
-                                                       ignore_band=(0.2, 0.8), labelled_share=0.75, polish_epochs=0,
-                                                       tta=False), audits=False)
+    cfg = PipelineConfig(recipe=DEFAULT_RECIPE, epochs=1, batch_size=8, **SIZES,
+                         seg=SegConfig(size=64, epochs=2, steps_per_round=2, per_round=25, max_rounds=1,
+                                       ignore_band=(0.2, 0.8), labelled_share=0.75, polish_epochs=0, tta=False),
+                         audits=False)
     run.update_config(data_root=str(phantom_root), synthetic=True, pipeline=asdict(cfg))
     Pipeline(run, phantom_root, cfg, progress=False).run_all()
     return run.path

@@ -19,6 +19,7 @@ import pytest
 
 from core.results.predictions import BRANCHES, DECISIONS, evaluate_run
 from core.runs.runfolder import RunFolder
+from tests import phantom_sizes
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow  # two pipelines, one of them under torchrun
@@ -31,8 +32,8 @@ def _free_port():
 
 
 def _pipeline(phantom_root, out, nproc):
-    args = ["-m", "train", "pipeline", "--data-root", str(phantom_root), "--out", str(out), "--image-size", "64",
-            "--lesion-size", "48", "--epochs", "2", "--batch-size", "8", "--seed", "1", "--seg-epochs", "2",
+    args = ["-m", "train", "pipeline", "--data-root", str(phantom_root), "--out", str(out), *phantom_sizes.ARGS,
+            "--epochs", "2", "--batch-size", "8", "--seed", "1", "--seg-epochs", "2",
             "--seg-steps-per-round", "2", "--seg-max-rounds", "1", "--seg-size", "64", "--no-progress",
             "--device", "cpu",
             # the whole-slice recipe: 2 epochs on lung fields of 16 phantoms are too noisy to compare; what runs

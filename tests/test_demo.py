@@ -19,6 +19,7 @@ import pytest
 from core.after_training import planned
 from core.errors import UsageError
 from core.runs.progress import DONE, FINISHED, HALTED, STOPPED, ProgressLog, RunProgress
+from tests import phantom_sizes
 from tests.test_browser import free_port
 from train import demo
 from train.background import BackgroundTraining
@@ -26,7 +27,7 @@ from train.background import BackgroundTraining
 ROOT = Path(__file__).resolve().parent.parent
 # the recipe before guidance, tiny sizes: global trains 5 epochs, long enough to be stopped in the middle; the
 # audits are test_after_training.py's
-TINY = ["--recipe", "fast", "--epochs", "5", "--batch-size", "8", "--image-size", "64", "--lesion-size", "48",
+TINY = ["--recipe", "fast", "--epochs", "5", "--batch-size", "8", *phantom_sizes.ARGS,
         "--seg-size", "64", "--seg-epochs", "2", "--seg-max-rounds", "1", "--seg-per-round", "8",
         "--seg-steps-per-round", "2", "--seg-polish-epochs", "0", "--no-seg-tta", "--no-audits"]
 

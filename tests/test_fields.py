@@ -13,6 +13,7 @@ from core.data.imaging import read_slice
 from core.inputs.fields import WITH_LESIONS, FieldFinder
 from core.inputs.harmonise import harmonise
 from core.inputs.lungs import lung_field
+from tests.phantom_sizes import SIZES
 
 
 def _seg(run) -> SegConfig:
@@ -81,8 +82,8 @@ def lesions_run(phantom_root, synthetic_run, module_scratch):
 
     run = RunFolder(module_scratch("runs") / "lesions", create=True)
     seg = replace(_seg(synthetic_run), threshold=0.0, ignore_band=None)
-    cfg = PipelineConfig(recipe="guided-lesions", epochs=1, batch_size=8, image_size=64, hires_size=128,
-                         lesion_size=48, seg=seg, segmenter=str(synthetic_run / "infnet" / "best.pt"), audits=False)
+    cfg = PipelineConfig(recipe="guided-lesions", epochs=1, batch_size=8, **SIZES, seg=seg,
+                         segmenter=str(synthetic_run / "infnet" / "best.pt"), audits=False)
     run.update_config(data_root=str(phantom_root), synthetic=True, pipeline=asdict(cfg))
     pipe = Pipeline(run, phantom_root, cfg, progress=False)
     pipe.run_all()

@@ -10,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from tests import phantom_sizes
 from train.gpu.plan import Speed, ordered_jobs
 from train.gpu.runner import Runner
 from train.gpu.state import State
@@ -127,7 +128,7 @@ def test_dry_run_of_the_device_command_on_a_phantom_pack(phantom_root, tmp_path)
 
     build(phantom_root, tmp_path / "pack", log=lambda m: None)
     tiny = ("--backbones efficientnet_lite0 --inits imagenet,selftrans --recipes fast --strategies G-H-I-F "
-            "--seeds 1 --epochs 1 --batch-size 8 --image-size 64 --lesion-size 48 --seg-size 64 --seg-epochs 1 "
+            f"--seeds 1 --epochs 1 --batch-size 8 {' '.join(phantom_sizes.ARGS)} --seg-size 64 --seg-epochs 1 "
             "--seg-max-rounds 0 --seg-polish-epochs 0 --selfsup-epochs 1 --selfsup-min-epochs 1 --selfsup-batch 8 "
             f"--calibration-steps 1 --shortcut-limit 2 --audit every --workers 1 --work {tmp_path / 'work'}")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHON": sys.executable, "PACK": str(tmp_path / "pack"),

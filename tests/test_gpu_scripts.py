@@ -10,6 +10,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from tests import phantom_sizes
+
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow  # the GPU machine's scripts, each training runs on the CPU
 
@@ -33,7 +35,8 @@ def test_compare_script_trains_audits_probes_and_reports_every_run(pack, tmp_pat
     # the script chains its own shortcut and probe; the pipeline's audit stages are test_after_training's
     res = _script("gpu_compare.sh", tmp_path, pack, RECIPES="guided fast", SEEDS="0", IMAGE_SIZE="64", LIMIT="4",
                   BUDGET_S="900",
-                  EXTRA_ARGS="--epochs 1 --batch-size 8 --lesion-size 48 --seg-size 64 --no-audits --no-precompute",
+                  EXTRA_ARGS=f"--epochs 1 --batch-size 8 --lesion-size {phantom_sizes.SIZES['lesion_size']} "
+                             "--seg-size 64 --no-audits --no-precompute",
                   SEG_ARGS="--size 64 --epochs 1 --max-rounds 0 --polish-epochs 0", CHOOSE_ON_TRAIN="1",
                   LOW_PRIORITY="fast")
     out = tmp_path / "out"

@@ -8,13 +8,15 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from tests import phantom_sizes
+
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow  # two seeds of a whole pipeline, in a subprocess
 
 
 def test_reproduce_writes_tables_and_reuses_finished_runs(phantom_root, tmp_path):
     args = [sys.executable, "-m", "train", "reproduce", "--data-root", str(phantom_root), "--seeds", "2",
-            "--epochs", "1", "--strategies", "G-H-I-F", "--image-size", "64", "--lesion-size", "48",
+            "--epochs", "1", "--strategies", "G-H-I-F", *phantom_sizes.ARGS,
             "--seg-epochs", "1", "--seg-max-rounds", "0", "--out", str(tmp_path / "repro"), "--no-progress",
             # the tables read neither (the stages after training: test_after_training)
             "--no-audits", "--no-precompute"]
@@ -34,7 +36,7 @@ def test_reproduce_writes_tables_and_reuses_finished_runs(phantom_root, tmp_path
     config_before = (tmp_path / "repro" / "runs" / "efficientnet_lite0-imagenet-G-H-I-F-s0" / "config.json").read_text()
     saved = json.loads(config_before)
     assert saved["pipeline"]["precompute"] is False and "precompute" not in saved["timings"]  # --no-precompute reached it
-    assert saved["pipeline"]["lesion_size"] == 48  # so did --lesion-size
+    assert saved["pipeline"]["lesion_size"] == phantom_sizes.SIZES["lesion_size"]  # so did --lesion-size
     again = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
     assert again.returncode == 0
     assert again.stdout.count("finished earlier: read as it is") == 2  # no Pipeline, not even to reuse stages

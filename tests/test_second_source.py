@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from core.data import second_source as ss
+from tests.phantom_sizes import SIZES
 
 SEG = {"size": 64, "epochs": 1, "steps_per_round": 1, "per_round": 5, "max_rounds": 1, "polish_epochs": 0,
        "ignore_band": (0.2, 0.8), "labelled_share": 0.75}
@@ -59,8 +60,7 @@ def test_global_branch_trains_on_both_sources(phantom_root, segmenter, tmp_path,
     monkeypatch.setattr(pl, "train_stage", spy)
     run = RunFolder(tmp_path / "run", create=True)
     cfg = PipelineConfig(recipe="guided", input="lungs", second_source="semiseg-volumes", epochs=1, batch_size=8,
-                            image_size=64, hires_size=128, lesion_size=48,
-                            seg=SEG, segmenter=str(segmenter), audits=False,
+                            **SIZES, seg=SEG, segmenter=str(segmenter), audits=False,
                             precompute=False)  # what the pages read: not this test's subject
     run.update_config(data_root=str(phantom_root), synthetic=True, pipeline=asdict(cfg))
     pipe = pl.Pipeline(run, phantom_root, cfg, progress=False)
@@ -109,9 +109,8 @@ def test_vector_heads_learn_from_both_sources_only_when_the_recipe_says(phantom_
 
     monkeypatch.setattr(pl, "train_stage", spy)
     run = RunFolder(tmp_path / "run", create=True)
-    cfg = PipelineConfig(recipe=recipe, epochs=1, batch_size=8, image_size=64, hires_size=128, lesion_size=48,
-                         seg=SEG, segmenter=str(segmenter), audits=False,
-                         precompute=False)  # what the pages read: not this test's subject
+    cfg = PipelineConfig(recipe=recipe, epochs=1, batch_size=8, **SIZES, seg=SEG, segmenter=str(segmenter),
+                         audits=False, precompute=False)  # what the pages read: not this test's subject
     assert cfg.heads_second_source == (recipe == "guided-heads")
     pipe = pl.Pipeline(run, phantom_root, cfg, progress=False)
     pipe.run_all()
@@ -152,9 +151,8 @@ def test_heads_train_on_covidct_alone_when_the_second_source_chose_nothing(phant
     from core.runs.runfolder import RunFolder
     monkeypatch.setattr(ss, "LESION_MIN", 2.0)  # no slice is ever this sure
     run = RunFolder(tmp_path / "run", create=True)
-    cfg = PipelineConfig(recipe="guided-heads", epochs=1, batch_size=8, image_size=64, hires_size=128, lesion_size=48,
-                         seg=SEG, segmenter=str(segmenter), audits=False,
-                         precompute=False)  # what the pages read: not this test's subject
+    cfg = PipelineConfig(recipe="guided-heads", epochs=1, batch_size=8, **SIZES, seg=SEG, segmenter=str(segmenter),
+                         audits=False, precompute=False)  # what the pages read: not this test's subject
     timings = Pipeline(run, phantom_root, cfg, progress=False).run_all()
     assert "precompute" not in timings and "fusion" in timings  # --no-precompute: trained, nothing for the pages
     assert run.config["second_source_rows"]["covid"] == 0
