@@ -353,3 +353,33 @@ def test_every_covidct_slice_is_found_or_reported(data_root):
     assert [n["key"] for n in s["not_found"]] == [r["key"] for r in rows if not r["found"]]
     assert s["covid_ct"]["not_found"] <= 15  # at most 2%: the lungs are on nearly every slice
     assert 0.2 < s["covid_ct"]["mean_coverage_found"] < 0.5
+
+
+def test_a_slice_read_again_is_answered_from_memory_as_its_own_copy(monkeypatch):
+    """The lung finder runs once per distinct image (the memo keyed by its bytes, bounded by MEMO_SLICES); a changed
+    pixel is a new image; each answer is the caller's own mask; the vessel score is remembered beside the field."""
+    from core.inputs import lungs
+
+    calls = []
+    real = lungs._analyse
+    monkeypatch.setattr(lungs, "_analyse", lambda img: calls.append(1) or real(img))
+    monkeypatch.setattr(lungs, "_memo", type(lungs._memo)())  # an empty memo for this test alone
+    img = phantom.make_phantom(11, True, 128).image
+    first = lung_field(img)
+    again = lung_field(img.copy())
+    assert len(calls) == 1 and first.found and np.array_equal(first.mask, again.mask)
+    assert (first.found, first.reason) == (again.found, again.reason)
+    again.mask[:] = False  # the caller's own copy: the memo's answer is unchanged
+    assert np.array_equal(lung_field(img).mask, first.mask) and len(calls) == 1
+    field, vessels = lungs.field_and_vessels(img)  # the vessel score was not kept by lung_field: searched once more
+    assert len(calls) == 2 and np.array_equal(field.mask, first.mask) and vessels > 0
+    assert lungs.field_and_vessels(img)[1] == vessels and len(calls) == 2
+    changed = img.copy()
+    changed[0, 0] += 0.5
+    lung_field(changed)
+    assert len(calls) == 3
+    monkeypatch.setattr(lungs, "MEMO_SLICES", 1)
+    lung_field(phantom.make_phantom(12, False, 128).image)  # full: the older answers are dropped
+    assert len(calls) == 4 and len(lungs._memo) == 1
+    lung_field(img)
+    assert len(calls) == 5

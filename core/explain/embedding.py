@@ -6,6 +6,8 @@ no fitted model object needs to be pickled and loaded (loading pickles is refuse
 """
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 METHODS = ("tsne", "umap")
@@ -33,9 +35,23 @@ def embed_3d(x: np.ndarray, method: str = "tsne", seed: int = 0) -> np.ndarray:
     if method == "umap":
         import umap
 
-        reducer = umap.UMAP(n_components=3, n_neighbors=int(min(15, len(x) - 1)), random_state=seed, n_jobs=1)
-        return reducer.fit_transform(x).astype(np.float32)
+        k = int(min(15, len(x) - 1))
+        reducer = umap.UMAP(n_components=3, n_neighbors=k, random_state=seed, n_jobs=1,
+                            precomputed_knn=exact_knn(x, k))
+        with warnings.catch_warnings():  # no search index: this map never places new points through UMAP
+            warnings.filterwarnings("ignore", message=r"precomputed_knn\[2\]")
+            return reducer.fit_transform(x).astype(np.float32)
     raise ValueError(f"unknown embedding {method!r}; choose one of {', '.join(METHODS)}")
+
+
+def exact_knn(x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(indices, Euclidean distances) of each row's k nearest rows, itself first: the exact neighbours UMAP
+    finds itself below 4096 points, through scikit-learn instead of kernels numba compiles in every new process
+    (about 9 s on a 2-core CPU)."""
+    from sklearn.neighbors import NearestNeighbors
+
+    dist, idx = NearestNeighbors(n_neighbors=k, algorithm="brute").fit(x).kneighbors(x)
+    return idx.astype(np.int32), dist.astype(np.float32)
 
 
 def nearest(features: np.ndarray, query: np.ndarray, k: int = 8) -> tuple[np.ndarray, np.ndarray]:

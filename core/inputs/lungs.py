@@ -28,6 +28,9 @@ misses. `with_lesions` adds a segmenter's lesion pieces that touch the field (`t
 """
 from __future__ import annotations
 
+import hashlib
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
@@ -62,6 +65,8 @@ TOUCH = 0.004  # a lesion piece this close to the field (share of the slice's lo
 # Inverted figures
 VESSEL_MIN = 0.01  # below this vessel score (white top-hat in the lungs) an inverted reading is tried
 VESSEL_RATIO = 1.5  # ... and taken when its lungs score this many times higher
+# Answers kept in memory, keyed by the image's bytes (a packed mask: 8 KB at 256 px)
+MEMO_SLICES = 512
 
 @dataclass(frozen=True)
 class LungField:
@@ -435,13 +440,39 @@ def _segment(g: np.ndarray) -> tuple[np.ndarray | None, str, dict]:
 
 def lung_field(img01: np.ndarray) -> LungField:
     """(H, W) float image in [0, 1] (a CT slice in a lung window, or a figure cut from a paper) -> LungField."""
-    return _analyse(img01)[0]
+    return _remembered(img01, vessels=False)[0]
 
 
 def field_and_vessels(img01: np.ndarray) -> tuple[LungField, float]:
     """lung_field, and how vessel-dotted its lungs are (the mean white top-hat in their core; 0 when not found)."""
-    field, info = _analyse(img01)
-    return field, (_vessel_score(info["work"], info) if field.found else 0.0)
+    return _remembered(img01, vessels=True)
+
+
+_memo: OrderedDict[str, tuple] = OrderedDict()  # key -> (packed mask, found, reason, vessel score or None)
+_memo_lock = threading.Lock()  # the dashboard's sessions are threads
+
+
+def _remembered(img01: np.ndarray, vessels: bool) -> tuple[LungField, float | None]:
+    """_analyse's field (and vessel score), remembered for the last MEMO_SLICES images: the search takes about 60 ms
+    a slice, and the same slice is read again by a page's rerun, the tau slider, and each audit after a run. Each
+    answer is a new LungField the caller may change."""
+    img = np.ascontiguousarray(img01, dtype=np.float32)
+    key = hashlib.blake2b(img.tobytes(), digest_size=16).hexdigest() + str(img.shape)
+    with _memo_lock:
+        hit = _memo.get(key)
+        if hit is not None and (hit[3] is not None or not vessels):
+            _memo.move_to_end(key)
+            packed, found, reason, score = hit
+            mask = np.unpackbits(packed, count=img.size).reshape(img.shape).astype(bool)
+            return LungField(mask, found, reason), score
+    field, info = _analyse(img)
+    score = (_vessel_score(info["work"], info) if field.found else 0.0) if vessels else None
+    with _memo_lock:
+        _memo[key] = (np.packbits(field.mask), field.found, field.reason, score)
+        _memo.move_to_end(key)
+        while len(_memo) > MEMO_SLICES:
+            _memo.popitem(last=False)
+    return field, score
 
 
 def with_lesions(field: LungField, lesions: np.ndarray) -> LungField:
