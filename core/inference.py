@@ -157,6 +157,12 @@ class TrainedRun:
         return replace(a, tau=tau, box=hc.box, box_empty=hc.empty, vectors=v, probs=probs, inputs=inputs,
                        factors=factors)
 
+    def tau_changes(self) -> tuple[str, ...]:
+        """The probabilities rescore_tau changes: the branches whose heads read the tau crop's vector, and the
+        two-step decision when its second step reads one of them. The others keep their stored values."""
+        two_step = self.two_step is not None and self.two_step.pattern_branch in network.TAU_BRANCHES
+        return (*network.TAU_BRANCHES, *((TwoStepDecision.name,) if two_step else ()))
+
     def fusion_cam(self, a: SliceAnalysis, size: int = 112) -> np.ndarray:
         """The fusion decision's CAM on the slice (core.explain.fusion_cam)."""
         return fusion_cam(self.m, a.inputs, size)[0].numpy()

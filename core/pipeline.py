@@ -472,8 +472,9 @@ class Pipeline:
         second = self.second_source_vectors(g, h, inf) if self.cfg.heads_second_source else None
         pick = network.pick
         rows_for = lambda head: StageData(pick(second.inputs, head), second.labels) if second else None
-        gh = self.vector_head("global+heatmap", pick(vectors, "global+heatmap"), rows_for("global+heatmap"))
-        self._probs("global+heatmap", gh, pick(vectors, "global+heatmap"), ())
+        for head in network.VECTOR_HEADS:
+            if head != "fusion":  # the fusion layer's own vectors and CAM follow
+                self._probs(head, self.vector_head(head, pick(vectors, head), rows_for(head)), pick(vectors, head), ())
         if fusion is None:
             fusion = self.vector_head("fusion", vectors, rows_for("fusion"))
             p_fusion = self._probs("fusion", fusion, vectors, ())

@@ -16,8 +16,6 @@ from dashboard import data, data_browser, ui
 from dashboard.case_report import case_report, to_pdf, to_png
 from dashboard.map_args import CLASS_NAMES
 
-TAU_BRANCHES = ("heatmap", "global+heatmap", "fusion")  # the probabilities TrainedRun.rescore_tau changes
-
 
 def _label(v) -> str:
     return CLASS_NAMES[int(v)]
@@ -58,7 +56,7 @@ def compose(ctx, key, row, imgs, sides, stored, tau, tr=None, a=None, verdict=No
         tau_imgs = slice_images.tau_images(a, tau)  # the box and crop depend on the attention map only
         if abs(tau - ctx.tau) > 1e-6:  # the stored probabilities are at the run's tau: re-score
             live = data.rescore(tr, a, tau)[0].probs
-            probs.update({b: float(live[b]) for b in TAU_BRANCHES if b in live and b in probs})
+            probs.update({b: float(live[b]) for b in tr.tau_changes() if b in live and b in probs})
             reference = stored
     why = "" if tau_imgs else " - no live analysis for this run"
     panels = [

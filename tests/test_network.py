@@ -26,6 +26,8 @@ def test_every_list_of_branches_comes_from_the_table():
     assert set().union(*network.FEATURE_SETS.values()) == set(network.KEYS)  # the map's sets cover every vector
     assert RunView.FEATURE_SETS == ("fusion", "global", "heatmap", "infected")
     assert SIDE_NAMES == ("right_lung", "left_lung") and network.CROPS == ("right", "left")
+    assert network.VECTOR_HEADS == ("global+heatmap", "fusion")  # trained last, on cached vectors
+    assert network.TAU_BRANCHES == ("heatmap", "global+heatmap", "fusion")  # the heads reading the tau crop's vector
 
 
 def test_build_makes_every_branch_sized_from_the_global_width():

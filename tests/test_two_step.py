@@ -35,6 +35,23 @@ def test_the_default_recipe_decides_in_two_steps(guided_run):
     assert (df["lesion_share"].astype(float) - df["p_lesion-share"]).abs().max() < 1e-6  # one lesion share
 
 
+def test_a_new_tau_changes_exactly_the_probabilities_it_names(guided_run, phantom_root):
+    """rescore_tau changes the heads that read the tau crop's vector and the two-step decision over fusion, and
+    leaves every other probability as it was: the case report re-scores exactly tau_changes()."""
+    from core.data.imaging import read_slice
+    from core.inference import TrainedRun
+
+    tr = TrainedRun.load(guided_run)
+    assert set(tr.tau_changes()) == {"heatmap", "global+heatmap", "fusion", TwoStepDecision.name}
+    a = tr.analyse(read_slice(next((phantom_root / "covid-ct" / "CT_COVID").glob("*.png"))))
+    moved = set()
+    for tau in (0.05, 0.5, 0.95):
+        live = tr.rescore_tau(a, tau).probs
+        assert set(live) == set(a.probs)
+        moved |= {b for b in live if abs(live[b] - a.probs[b]) > 1e-7}
+    assert moved <= set(tr.tau_changes()) and "heatmap" in moved
+
+
 def test_the_decision_is_fitted_on_the_rows_that_choose_only(guided_run):
     rows = pd.read_csv(guided_run / ex.ROWS_FILE)
     assert set(rows.source) == {"covid-ct", "semiseg", "covid-ct-md"}

@@ -69,7 +69,7 @@ def add_args(p):
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--epochs", type=int, default=None, help="override every image stage's epochs (dry runs)")
     p.add_argument("--batch-size", type=int, default=None)
-    p.add_argument("--image-size", type=int, default=224)
+    p.add_argument("--image-size", type=int, default=PipelineConfig().image_size)
     p.add_argument("--lesion-size", type=int, default=PipelineConfig().lesion_size)
     p.add_argument("--selfsup-epochs", type=int, default=300, help="Self-Trans epochs wanted (fewer if the budget says so)")
     p.add_argument("--selfsup-min-epochs", type=int, default=30, help="fewer than this: Self-Trans runs are dropped")

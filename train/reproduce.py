@@ -39,7 +39,7 @@ TABLE12_BRANCHES = ("global", "global+infected", "global+heatmap", "fusion")
 
 def add_args(p):
     p.add_argument("--data-root", default=None)
-    p.add_argument("--backbones", default="efficientnet_lite0")
+    p.add_argument("--backbones", default=PipelineConfig().backbone, help="comma list of backbones")
     p.add_argument("--inits", default="imagenet", help="comma list of imagenet, scratch, selftrans")
     p.add_argument("--selftrans-ckpt", default=None, help="checkpoint from `python -m train selfsup` for init selftrans")
     p.add_argument("--strategies", default="G-H-I-F,GHI-F,GHIF", help="Table 3 rows (first backbone and init)")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 
+from core.config import PipelineConfig
 from core.data.covidct import read_covidct
 from core.data.image_cache import load_stack
 from core.data.semiseg import read_unlabelled
@@ -23,12 +24,12 @@ from .common import pick_device
 
 def add_args(p):
     p.add_argument("--data-root", default=None)
-    p.add_argument("--backbone", default="efficientnet_lite0", choices=BACKBONES)
+    p.add_argument("--backbone", default=PipelineConfig().backbone, choices=BACKBONES)
     p.add_argument("--init", default="imagenet")
     p.add_argument("--out", required=True, help="checkpoint file to write")
     p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--image-size", type=int, default=224)
+    p.add_argument("--image-size", type=int, default=PipelineConfig().image_size)
     p.add_argument("--limit", type=int, default=None, help="use at most this many slices (short runs)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")

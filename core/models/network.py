@@ -64,10 +64,13 @@ KEYS = tuple(k for b in TABLE for k in b.produces)  # the fusion input
 # the run folder's stages in training order: the image branches, the segmenter, the infected branch, the heads
 STAGES = ("global", "heatmap", SEGMENTER, "infected", "global+heatmap", "fusion")
 HEADS = {b.name: b.reads or KEYS for b in TABLE}  # each branch's head and the vectors it reads
+VECTOR_HEADS = tuple(b.name for b in TABLE if not b.inputs)  # heads over cached vectors, trained last (stage = name)
 # the 3D map's feature sets: what each branch itself contributes, by its stage's name
 FEATURE_SETS = {b.stage: b.produces for b in TABLE if b.produces}
 TAU_KEYS = BY_NAME["heatmap"].produces  # the vectors a new tau changes (the heatmap crop's)
+TAU_BRANCHES = tuple(b.name for b in TABLE if set(HEADS[b.name]) & set(TAU_KEYS))  # ... and the heads that read them
 assert set(STAGES) == {*BY_STAGE, SEGMENTER}  # every model has its stage folder
+assert all(BY_NAME[h].stage == h for h in VECTOR_HEADS)
 
 
 def sizes(k: int, keys=KEYS) -> dict[str, int]:

@@ -365,7 +365,7 @@ def from_files(rp: RunProgress, run_path: Path) -> None:
     """Add the stages a run folder holds that the log does not show finished: read from their
     summary.json (a segmenter: its parts' summaries), or, a segmenter adopted from elsewhere, done
     without rows. Stages are kept in the log's order, then the run folder's (core.models.network.STAGES)."""
-    from core.models.network import STAGES
+    from core.models.network import SEGMENTER, STAGES, VECTOR_HEADS
 
     order = [*STAGES, "joint"]
     for name in order:
@@ -373,7 +373,7 @@ def from_files(rp: RunProgress, run_path: Path) -> None:
         sp = rp.stages.get(name)
         if sp is not None and sp.done:
             continue
-        if name == "infnet":
+        if name == SEGMENTER:
             if not (folder / "best.pt").exists():
                 continue
             rows = _segmenter_rows(folder)
@@ -385,7 +385,7 @@ def from_files(rp: RunProgress, run_path: Path) -> None:
                 continue
             rows = _stage_rows(name, summary)
         sp = rp.stages.setdefault(name, StageProgress(name))
-        sp.kind = "segmenter" if name == "infnet" else ("vector" if name in ("global+heatmap", "fusion") else "image")
+        sp.kind = "segmenter" if name == SEGMENTER else ("vector" if name in VECTOR_HEADS else "image")
         recipe = summary.get("recipe") if isinstance(summary.get("recipe"), dict) else {}
         sp.epochs = sp.epochs or recipe.get("epochs")
         sp.patience = sp.patience or recipe.get("patience") or None

@@ -54,6 +54,7 @@ def pipeline_plan(pipe) -> list[dict]:
     """The stages `pipe` (a core.pipeline.Pipeline) will train, in order: stage, kind, epochs, patience,
     images_per_epoch (planned_images and parts for the segmenter)."""
     from core.data.semiseg import read_labelled, unlabelled_pool
+    from core.models.network import VECTOR_HEADS
     from core.training.recipes import VECTOR_RECIPE
 
     cfg, n = pipe.cfg, len(pipe.split_rows("train"))
@@ -68,9 +69,9 @@ def pipeline_plan(pipe) -> list[dict]:
         segmenter = [{"stage": "infnet", "kind": "segmenter", "epochs": None, "patience": None,
                       "planned_images": segmenter_images(cfg.seg, len(read_labelled(pipe.data_root, "train")), pool),
                       "parts": segmenter_parts(cfg.seg, pool)}]
-    heads = [stage("global+heatmap", "vector", VECTOR_RECIPE)]
-    if cfg.strategy != "GHIF":  # GHIF trains its fusion layer inside the joint network
-        heads.append(stage("fusion", "vector", VECTOR_RECIPE))
+    # GHIF trains its fusion layer inside the joint network
+    heads = [stage(head, "vector", VECTOR_RECIPE) for head in VECTOR_HEADS
+             if not (head == "fusion" and cfg.strategy == "GHIF")]
     if cfg.strategy != "G-H-I-F":
         return [*segmenter, stage("joint", "image", pipe.recipe), *heads]
     first = segmenter if segmenter_first(pipe) else []

@@ -68,7 +68,7 @@ class Runner(Planner):
         return PipelineConfig(backbone=job.backbone, init=init, recipe=job.recipe, input=a.input, seed=job.seed,
                               epochs=a.epochs,
                               batch_size=a.batch_size, strategy=job.strategy, image_size=a.image_size,
-                              hires_size=2 * a.image_size, lesion_size=a.lesion_size, seg=self.seg_config(),
+                              lesion_size=a.lesion_size, seg=self.seg_config(),
                               segmenter=str(self.seg_ckpt) if self.seg_ckpt else None,
                               audits=False,  # its own shortcut job audits, within the budget
                               precompute=False)  # the device's runs are for tables; pages compute on a visit

@@ -88,8 +88,7 @@ def warm_for_recipes(root: Path, recipes, args, seg, workers: int) -> dict:
 
     warmed, seen = {"slices": 0, "tasks": []}, set()
     for recipe in recipes:  # each recipe's input mode and second source
-        cfg = PipelineConfig(recipe=recipe, input=args.input, image_size=args.image_size,
-                             hires_size=2 * args.image_size, seg=seg)
+        cfg = PipelineConfig(recipe=recipe, input=args.input, image_size=args.image_size, seg=seg)
         if (cfg.input, cfg.second_source) not in seen:
             w = warm_caches(root, cfg, "selftrans" in args.inits.split(",") and not seen, workers)
             warmed = {"slices": warmed["slices"] + w["slices"], "tasks": warmed["tasks"] + w["tasks"]}
