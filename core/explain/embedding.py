@@ -47,7 +47,7 @@ def embed_3d(x: np.ndarray, method: str = "tsne", seed: int = 0) -> np.ndarray:
 def exact_knn(x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """(indices, Euclidean distances) of each row's k nearest rows, itself first: the exact neighbours UMAP
     finds itself below 4096 points, through scikit-learn instead of kernels numba compiles in every new process
-    (about 9 s on a 2-core CPU)."""
+    (about 7 s on a 2-core CPU)."""
     from sklearn.neighbors import NearestNeighbors
 
     dist, idx = NearestNeighbors(n_neighbors=k, algorithm="brute").fit(x).kneighbors(x)
