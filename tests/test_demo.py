@@ -18,7 +18,7 @@ import pytest
 
 from core.after_training import planned
 from core.errors import UsageError
-from core.runs.progress import DONE, FINISHED, HALTED, STOPPED, ProgressLog, RunProgress
+from core.runs.progress import DONE, FINISHED, HALTED, OUTPUT, STOPPED, ProgressLog, RunProgress
 from tests import phantom_sizes
 from tests.test_browser import free_port
 from train import demo
@@ -73,7 +73,7 @@ def test_demo_stopped_mid_stage_resumes_and_completes(phantom_root, tmp_path):
         except subprocess.TimeoutExpired:
             pytest.fail(f"Ctrl-C did not stop the demo in {GRACE_S + 60} s; its output ends:\n"
                         f"{(tmp_path / 'demo.out').read_text()[-2000:]}\ntraining output ends:\n"
-                        f"{(run / 'train.out').read_text()[-2000:] if (run / 'train.out').exists() else '(none)'}")
+                        f"{(run / OUTPUT).read_text()[-2000:] if (run / OUTPUT).exists() else '(none)'}")
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -87,7 +87,7 @@ def test_demo_stopped_mid_stage_resumes_and_completes(phantom_root, tmp_path):
     assert (run / "global" / "last.pt").exists() and not (run / "global" / "summary.json").exists()
 
     again = BackgroundTraining(run, args).start()  # what the next `make demo` does
-    assert again.wait(900) == 0, (run / "train.out").read_text()[-3000:]
+    assert again.wait(900) == 0, (run / OUTPUT).read_text()[-3000:]
     rp = RunProgress.read(run)
     assert rp.state == FINISHED and all(s.state == DONE for s in rp.stages.values())
     assert list(rp.stages) == ["global", "heatmap", "infnet", "infected", "global+heatmap", "fusion",
