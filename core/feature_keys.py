@@ -12,7 +12,7 @@ from dataclasses import asdict
 from core.config import PipelineConfig
 from core.inputs.fields import FieldFinder
 from core.inputs.harmonise import version
-from core.models.network import SEGMENTER
+from core.models.network import IMAGE_STAGES, SEGMENTER
 from core.runs.feature_cache import file_digest, key_of
 from core.runs.runfolder import RunFolder
 
@@ -42,9 +42,10 @@ class FeatureKeys:
         c = self.cfg
         return {"global": self.digest("global"), "cam": c.cam, "tau": tau, "size": c.image_size, "hires": c.hires_size}
 
-    def heatmap(self) -> dict:
-        """The heatmap branch's pooled vectors."""
-        return {"ckpt": self.digest("heatmap")}
+    def pooled(self, stage: str) -> dict:
+        """A branch's pooled vectors of the data set's slices, computed from inputs cached under their own keys
+        (the heatmap branch's: its crops)."""
+        return {"ckpt": self.digest(stage)}
 
     def lesions(self, slice_keys) -> dict:
         """The segmenter's lesion maps and the infected branch's crops of the data set's slices."""
@@ -60,7 +61,7 @@ class FeatureKeys:
     def second_source_vectors(self, row_keys) -> dict:
         """The trained branches' vectors of the second source's chosen rows (the heads' extra training rows)."""
         c = self.cfg
-        parts = {stage: self.digest(stage) for stage in ("global", "heatmap", "infected", SEGMENTER)}
+        parts = {stage: self.digest(stage) for stage in (*IMAGE_STAGES, SEGMENTER)}
         parts.update(cam=c.cam, tau=c.tau, size=c.image_size, hires=c.hires_size, lesion_size=c.lesion_size,
                      seg=self._segmenter(), input=self.input, keys=key_of(list(row_keys)))
         return parts
@@ -72,3 +73,10 @@ class FeatureKeys:
     def fusion_cam(self) -> dict:
         """The fusion CAM of every slice."""
         return {"ckpt": self.digest("fusion")}
+
+
+def data_pictures(run: RunFolder, data_root: str, version: int) -> dict:
+    """The Data page's pictures of the slices (core.pictures.data_views): the drawing's `version`, the data root,
+    the run's settings and its segmenter (the lesions drawn). A run-wide entry: no FeatureKeys needed."""
+    return {"version": version, "data_root": str(data_root), "pipeline": run.config.get("pipeline"),
+            "segmenter": file_digest(run.stage(SEGMENTER) / "best.pt")}

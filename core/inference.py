@@ -83,6 +83,24 @@ def crop8(image: np.ndarray, box: Box, size: int) -> torch.Tensor:
     return ((crop(image, box, size) * 255).round() / 255)[None, None]
 
 
+def branch_inputs(cfg: PipelineConfig, image: torch.Tensor, hires: list[np.ndarray], box: Box, sides: dict,
+                  device) -> dict:
+    """Every branch's model inputs of B slices whose routing is given, what core.models.network.vectors and
+    core.explain.fusion_cam read: `image` (B, 1, S, S) the slices at the working size, `hires` the same slices
+    at the crops' size, `box` the tau crop's box, `sides` each lung's lesion box (SIDES' names; None: no lesion
+    on that side). A live analysis routes each slice itself; the trust checks hold one slice's routing while
+    they perturb it (core.explain.fidelity.routed_inputs)."""
+    n, ls = len(hires), cfg.lesion_size
+    side_boxes = [sides[s.name] for s in network.SIDES]
+    batch = {"image": image, "crop": torch.cat([crop8(h, box, cfg.image_size) for h in hires]),
+             **{s.crop: (torch.cat([crop8(h, b, ls) for h in hires]) if b is not None else torch.zeros(n, 1, ls, ls))
+                for s, b in zip(network.SIDES, side_boxes)},
+             network.PRESENT: torch.tensor([[b is not None for b in side_boxes]], dtype=torch.float32).expand(n, -1)}
+    boxes = {"crop_box": torch.tensor([box.as_list()]).expand(n, -1),
+             "side_boxes": torch.tensor([[(b or Box(0, 0, 0, 0)).as_list() for b in side_boxes]]).expand(n, -1, -1)}
+    return {**{k: v.to(device) for k, v in batch.items()}, **boxes}
+
+
 class TrainedRun:
     def __init__(self, run: RunFolder, cfg: PipelineConfig, models: dict, device="cpu"):
         self.run, self.cfg, self.m, self.device = run, cfg, models, torch.device(device)
@@ -128,11 +146,7 @@ class TrainedRun:
         # the signs (and the lesion-share baseline, their first) on the lesion map as a run stores it
         stored = lesion_map_u8(torch.from_numpy(np.ascontiguousarray(lesion, dtype=np.float32))[None])[0].numpy()
         signs = signs_in_frame(slice01, small.box, small.lung, stored, small.found)
-        blank = torch.zeros(1, 1, cfg.lesion_size, cfg.lesion_size)
-        crops = {s.crop: (blank if lc.sides[s.name] is None else crop8(hires, lc.sides[s.name], cfg.lesion_size))
-                 .to(self.device) for s in network.SIDES}
-        inputs = {"image": x, **crops, "present": torch.tensor([lc.present], dtype=torch.float32).to(self.device),
-                  "side_boxes": torch.tensor([[(lc.sides[s.name] or Box(0, 0, 0, 0)).as_list() for s in network.SIDES]])}
+        inputs = {"image": x}  # the rest once tau has cut its crop (rescore_tau)
         a = SliceAnalysis(image=image, hires=hires, lung=small.lung, frame=small.box, lung_found=small.found,
                           field_on_slice=field, attention=attention, tau=cfg.tau, box=Box(0, 0, 1, 1),
                           box_empty=True, lesion_prob=lesion, lesion_boxes=lc.lesions, side_boxes=lc.sides,
@@ -144,8 +158,7 @@ class TrainedRun:
         """A new tau: threshold, largest region, crop, heatmap branch and the heads that use it. The vectors a
         tau leaves alone (global, lungs) are computed on the first call and kept."""
         hc = threshold_box(a.attention, tau)
-        inputs = {**a.inputs, "crop": crop8(a.hires, hc.box, self.cfg.image_size).to(self.device),
-                  "crop_box": torch.tensor([hc.box.as_list()])}
+        inputs = branch_inputs(self.cfg, a.inputs["image"], [a.hires], hc.box, a.side_boxes, self.device)
         kept = {k: v for k, v in a.vectors.items() if k not in network.TAU_KEYS}
         v = network.vectors(self.m, {**inputs, **kept})
         probs = {name: float(torch.sigmoid(logit).flatten()[0]) for name, logit in network.logits(self.m, v).items()}

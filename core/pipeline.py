@@ -45,10 +45,10 @@ from core.models.joint import JointNet
 from core.models.segmenter import load_segmenter, segment
 from core.results.predictions import write_branch_probs, write_columns
 from core.runs import feature_cache as fc
-from core.runs.checkpoint import load_checkpoint, save_checkpoint
+from core.runs.checkpoint import load_checkpoint, load_weights, save_checkpoint
 from core.runs.progress import ProgressLog
 from core.runs.runfolder import RunError, RunFolder
-from core.training.plan import pipeline_plan
+from core.training.plan import pipeline_plan, stage_recipe
 from core.training.recipes import VECTOR_RECIPE, Recipe
 from core.training.runtime import is_main, rank0_first
 from core.training.segmentation import semi_supervised
@@ -131,21 +131,26 @@ class Pipeline:
         return build()
 
     def new_model(self, stage: str, vector_sizes: dict | None = None):
-        """One branch's untrained model (core.models.network.build), seeded with the run's seed. The heatmap
-        and infected backbones start from the trained global backbone when the run says so (branch_init)."""
+        """One branch's untrained model (core.models.network.build), seeded with the run's seed. The backbones
+        of the branches trained on the global branch's outputs (trains "branch": heatmap, infected) start from
+        the trained global backbone when the run says so (branch_init)."""
         model = self.seeded(lambda: network.build(self.cfg, vector_sizes, only=(stage,))[stage])
-        if stage in ("heatmap", "infected") and self.cfg.branch_init == "global":
+        if network.BY_STAGE[stage].trains == "branch" and self.cfg.branch_init == "global":
             state = load_checkpoint(self.run.stage("global") / "best.pt")["model"]
             model.backbone.load_state_dict({k[len("backbone."):]: v for k, v in state.items()
                                             if k.startswith("backbone.")})
         return model
+
+    def recipe_of(self, stage: str) -> Recipe:
+        """The recipe a branch's stage trains with (core.training.plan.stage_recipe)."""
+        return stage_recipe(self, stage)
 
     def _train(self, name, model, inputs, recipe, image_keys, extra=None):
         """`extra`: a callable giving training rows from another source (called only if the stage trains)."""
         t0 = time.time()
         stage = self.run.stage(name)
         if self.run.has_stage(name) and (stage / "summary.json").exists():  # finished earlier
-            model.load_state_dict(load_checkpoint(stage / "best.pt")["model"])
+            load_weights(model, load_checkpoint(stage / "best.pt"), stage / "best.pt")
             self.log(f"{name}: reusing trained stage")
             return model.eval()
         self.log(f"{name}: training")
@@ -213,9 +218,9 @@ class Pipeline:
     def global_model(self):
         model = self.new_model("global")
         inputs = {"image": self.ds.images}
-        if self.recipe.guided:
-            inputs.update(self.guidance_masks(self.recipe))
-        return self._train("global", model, inputs, self.recipe, ("image",),
+        if self.recipe_of("global").guided:
+            inputs.update(self.guidance_masks(self.recipe_of("global")))
+        return self._train("global", model, inputs, self.recipe_of("global"), ("image",),
                            extra=lambda: self.second_source_rows(tuple(inputs)))
 
     def second_source_rows(self, keys) -> StageData | None:
@@ -264,7 +269,7 @@ class Pipeline:
                            "slices that are not those (or those were never recorded by key); train it as a new run "
                            "(another --out)")
 
-    def second_source_vectors(self, g, h, inf) -> StageData | None:
+    def second_source_vectors(self, models: dict) -> StageData | None:
         """The branch vectors (core.models.network) of the second source's training rows, computed by the
         trained global, heatmap and infected branches exactly as COVID-CT's are: the vector heads' extra
         training rows (recipe setting heads_second_source). None, said in the log, when it has no rows."""
@@ -278,12 +283,12 @@ class Pipeline:
         def compute():
             path = {s.key: s.image for s in second_source.candidates(self.data_root)}
             hires = load_images([path[k] for k in rows.keys], self.cfg.hires_size, self.cfg.input, self.fields)
-            gfeat = self._global_pooled_and_maps(g, rows.images)
+            gfeat = self._global_pooled_and_maps(models["global"], rows.images)
             _, crops = crops_for_maps(upsample_maps(gfeat["maps"], self.cfg.image_size), hires, self.cfg.tau,
                                       self.cfg.image_size)
-            hvec = self._pooled(h, {"crop": crops}, ("crop",), lambda m, b: m.embed(b))
             lesions = self._lesion_crops(self._lesion_prob(self.load_segmenter(), hires), hires)
-            vectors = self.vectors({"infected": inf}, self.lesion_inputs_of(lesions, g=gfeat["pooled"], h=hvec))
+            vectors = self.vectors(models, {"crop": crops, **self.lesion_inputs_of(lesions, g=gfeat["pooled"])},
+                                   image_keys=("crop", *network.CROPS))
             return {"vectors": vectors, "labels": rows.labels}
 
         out = self._cached("second-source-vectors", parts, compute)
@@ -340,9 +345,10 @@ class Pipeline:
     def heatmap_model(self, crops):
         model = self.new_model("heatmap")
         inputs = {"crop": crops["crops"]}
-        if self.branch_recipe.guided:  # the masks cut to each slice's crop box
-            inputs.update(self.guidance_masks(self.branch_recipe, crops["boxes"]))
-        return self._train("heatmap", model, inputs, self.branch_recipe, ("crop",))
+        recipe = self.recipe_of("heatmap")
+        if recipe.guided:  # the masks cut to each slice's crop box
+            inputs.update(self.guidance_masks(recipe, crops["boxes"]))
+        return self._train("heatmap", model, inputs, self.recipe_of("heatmap"), ("crop",))
 
     def ensure_segmenter(self) -> Path:
         """The run's segmenter checkpoint: adopted (--segmenter) or trained (Algorithm 1) if the run has none.
@@ -424,7 +430,7 @@ class Pipeline:
     def infected_model(self, lesions, gvec):
         model = self.new_model("infected", {"g": gvec.shape[1]})
         inputs = self.lesion_inputs_of(lesions, g=gvec)
-        return self._train("infected", model, inputs, self.branch_recipe, network.CROPS)
+        return self._train("infected", model, inputs, self.recipe_of("infected"), network.CROPS)
 
     def vector_head(self, name, vectors: dict, extra: StageData | None = None):
         """One FC layer over `vectors`, trained on COVID-CT's training rows (and `extra`'s, from another source)."""
@@ -453,23 +459,25 @@ class Pipeline:
         self._probs("heatmap", h, {"crop": crops["crops"]}, ("crop",))
         t0 = time.time()
         hvec = self._pooled(h, {"crop": crops["crops"]}, ("crop",), lambda m, b: m.embed(b))
-        self._store("heatmap", self.keys.heatmap(), {"pooled": hvec})
+        self._store("heatmap", self.keys.pooled("heatmap"), {"pooled": hvec})
         lesions = self.lesion_inputs()
         self.lesion_share_baseline(lesions)
         self.timings["heatmap-features+lesions"] = time.time() - t0
         inf = self.infected_model(lesions, gfeat["pooled"])
         self._probs("global+infected", inf, self.lesion_inputs_of(lesions, g=gfeat["pooled"]),
                     network.CROPS)
-        vectors = self.vectors({"infected": inf}, self.lesion_inputs_of(lesions, g=gfeat["pooled"], h=hvec))
-        self.stage_three(g, h, inf, crops, lesions, vectors)
+        models = {"global": g, "heatmap": h, "infected": inf}
+        vectors = self.vectors(models, self.lesion_inputs_of(lesions, g=gfeat["pooled"], h=hvec))
+        self.stage_three(models, crops, lesions, vectors)
         self.signs(lesions)
         return self.finish(t_all)
 
-    def stage_three(self, g, h, inf, crops, lesions, vectors, fusion=None):
+    def stage_three(self, models: dict, crops, lesions, vectors, fusion=None):
         """One FC layer over cached vectors (fusion; global+heatmap is the same head on [g, h]),
-        the fusion cache the dashboard reads, and the fusion CAM. `fusion`: already trained (GHIF)."""
+        the fusion cache the dashboard reads, and the fusion CAM. `models`: the trained branches, by stage
+        (network.IMAGE_STAGES); `fusion`: already trained (GHIF)."""
         t0 = time.time()
-        second = self.second_source_vectors(g, h, inf) if self.cfg.heads_second_source else None
+        second = self.second_source_vectors(models) if self.cfg.heads_second_source else None
         pick = network.pick
         rows_for = lambda head: StageData(pick(second.inputs, head), second.labels) if second else None
         for head in network.VECTOR_HEADS:
@@ -486,7 +494,7 @@ class Pipeline:
                     {"vectors": vectors, "standardised": fused, "p_fusion": torch.from_numpy(p_fusion),
                      "keys": [s.key for s in self.ds.slices]})
         t0 = time.time()
-        self.explain(g, h, inf, fusion, crops, lesions)
+        self.explain({**models, "fusion": fusion}, crops, lesions)
         self.timings["fusion-cam"] = time.time() - t0
 
     # ---- the radiological signs (core.knowledge.signs) -------------------------------------
@@ -529,40 +537,37 @@ class Pipeline:
             first = ("global", "fusion") if cfg.strategy == "GHIF" else ("global",)
             models = network.build(cfg, only=first)
             k = models["global"].backbone.num_features
-            return JointNet({**models, **network.build(cfg, network.sizes(k), only=("heatmap", "infected"))},
-                            cfg.tau, cfg.image_size)
+            rest = tuple(s for s in network.IMAGE_STAGES if s not in first)
+            return JointNet({**models, **network.build(cfg, network.sizes(k), only=rest)}, cfg.tau, cfg.image_size)
 
         joint = self.seeded(build)
         inputs = {"hires": self.hires, **self.lesion_inputs_of(lesions)}
         self._train("joint", joint, inputs, self.recipe, ("hires", *network.CROPS))
         # Each branch gets its own stage folder, as in G-H-I-F, so every reader of a run works alike.
-        parts = {"global": joint.g, "heatmap": joint.h, "global+infected": joint.inf}
-        if joint.fusion is not None:
-            parts["fusion"] = joint.fusion
         if is_main():
-            for name, model in parts.items():
-                stage = network.BY_NAME[name].stage
+            for stage, model in joint.models.items():
                 save_checkpoint({"model": model.state_dict(), "trained_in": f"joint ({cfg.strategy})",
                                  **sizes_record(model)}, self.run.stage(stage) / "best.pt")
         rank0_first(lambda: None)
         probs = predict(joint, StageData(inputs, self.ds.labels), ("hires", *network.CROPS), device=self.device,
                         reduce=False)
-        if is_main():
-            for j, name in enumerate(parts):
-                write_branch_probs(self.run, name, self.ds.slices, probs[:, j])
-        g, h, inf = joint.g, joint.h, joint.inf
-        gfeat = self.global_features(g)
+        if is_main():  # one column per model, in the joint network's (TABLE's) order
+            for j, stage in enumerate(joint.models):
+                write_branch_probs(self.run, network.BY_STAGE[stage].name, self.ds.slices, probs[:, j])
+        models = {s: joint[s] for s in network.IMAGE_STAGES}
+        gfeat = self.global_features(models["global"])
         crops = self.heatmap_crops(gfeat)  # cut with Eq. 1, as in training: a joint run's CAM is eq1 (core.config)
-        hvec = self._pooled(h, {"crop": crops["crops"]}, ("crop",), lambda m, b: m.embed(b))
-        vectors = self.vectors({"infected": inf}, self.lesion_inputs_of(lesions, g=gfeat["pooled"], h=hvec))
-        self.stage_three(g, h, inf, crops, lesions, vectors, fusion=joint.fusion)
+        vectors = self.vectors(models, {"crop": crops["crops"], **self.lesion_inputs_of(lesions, g=gfeat["pooled"])},
+                               image_keys=("crop", *network.CROPS))
+        fusion = joint["fusion"] if "fusion" in joint.models else None  # GHIF: trained in the joint network
+        self.stage_three(models, crops, lesions, vectors, fusion=fusion)
         self.signs(lesions)
         return self.finish(t_all)
 
     @torch.no_grad()
-    def explain(self, g, h, inf, fusion, crops, lesions, size: int = 112):
-        """Fusion CAM of every slice (core.explain.fusion_cam), cached for the dashboard."""
-        models = {"global": g, "heatmap": h, "infected": inf, "fusion": fusion}
+    def explain(self, models: dict, crops, lesions, size: int = 112):
+        """Fusion CAM of every slice (core.explain.fusion_cam), cached for the dashboard. `models`: the
+        trained branches and the fusion head, by stage."""
         parts = []
         for sl in _batches(len(self.ds.slices), 32):
             f = lambda t: t[sl].float().to(self.device) / 255

@@ -8,6 +8,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from core.models.network import TITLES
 from core.runs.eta import RunEta, duration, run_eta
 from core.runs.progress import (
     DONE,
@@ -23,9 +24,7 @@ from core.runs.progress import (
     StageProgress,
 )
 
-STAGE_NAMES = {"global": "the global branch", "heatmap": "the heatmap branch", "infnet": "the lesion segmenter",
-               "infected": "the infected branch", "global+heatmap": "the global+heatmap head",
-               "fusion": "the fusion head", "joint": "the joint branches"}
+STAGE_NAMES = {**TITLES, "joint": "the joint branches"}  # every stage's title (core.models.network's, and GHI-F's)
 RESUME = "`make demo` (or `python -m train pipeline ... --resume`) resumes it"
 
 

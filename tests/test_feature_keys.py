@@ -43,7 +43,7 @@ def test_the_default_runs_keys_are_pinned(run):
     assert key_of(lesions) == "c878a0ba352688b0"
     assert key_of(keys.second_source_lesions(SLICES)) == "0b6df47faf006365"
     assert key_of(keys.second_source_vectors(SLICES)) == "75b37437e699186f"
-    assert key_of(keys.heatmap()) == "d3e254ed2d6ab7a0" and key_of(keys.fusion()) == "f36210d780d58fa7"
+    assert key_of(keys.pooled("heatmap")) == "d3e254ed2d6ab7a0" and key_of(keys.fusion()) == "f36210d780d58fa7"
 
 
 def test_every_lesion_key_names_its_input_and_every_input_change_makes_a_new_key(run):

@@ -132,3 +132,36 @@ def test_a_joint_run_scored_with_another_cam_cannot_be_migrated(tmp_path):
     with pytest.raises(RunError, match=r"cannot be read today \(strategy GHIF trains .*\); train it again"):
         migrate(run.path)
     assert (run.path / "config.json").read_text() == before and not (run.path / BACKUP).exists()
+
+
+def test_a_joint_checkpoint_saved_under_the_old_branch_names_is_refused_by_name_then_migrated(tmp_path):
+    """The joint network once named its branches g, h, inf and fusion: such a checkpoint is refused in one line
+    that names the command, and `migrate` renames its weights (all of them, unchanged) once."""
+    import torch
+
+    from core.models.joint import JointNet
+    from core.runs.checkpoint import CheckpointError, load_weights
+
+    cfg = PipelineConfig(recipe="fast", init="scratch", strategy="GHIF")
+    run = RunFolder(tmp_path / "joint-run", create=True)
+    run.update_config(pipeline=json.loads(json.dumps(asdict(cfg))))
+    torch.manual_seed(0)
+    joint = JointNet(network.build(cfg, only=(*network.IMAGE_STAGES, "fusion")), cfg.tau, cfg.image_size)
+    old_name = {"global": "g", "heatmap": "h", "infected": "inf", "fusion": "fusion"}
+    today = joint.state_dict()
+    old = {f"{old_name[k.split('.')[1]]}.{k.split('.', 2)[2]}": v for k, v in today.items()}
+    assert len(old) == len(today)
+    for name in ("best.pt", "last.pt"):
+        save_checkpoint({"model": old, "epoch": 3}, run.stage("joint") / name)
+    fresh = JointNet(network.build(cfg, only=(*network.IMAGE_STAGES, "fusion")), cfg.tau, cfg.image_size)
+    best = run.stage("joint") / "best.pt"
+    with pytest.raises(CheckpointError, match=r"joint/best.pt: its weights do not fit today's JointNet .*"
+                                              r"`python -m train migrate RUN`"):
+        load_weights(fresh, load_checkpoint(best), best)
+    changes = migrate(run.path)
+    assert changes == [f"joint/{n}: its branches' weights renamed to today's names (models.<stage>)"
+                       for n in ("best.pt", "last.pt")]
+    ckpt = load_checkpoint(best)
+    load_weights(fresh, ckpt, best)
+    assert ckpt["epoch"] == 3 and all(torch.equal(fresh.state_dict()[k], v) for k, v in today.items())
+    assert migrate(run.path) == []  # done once

@@ -56,7 +56,7 @@ from scipy import ndimage
 from core.data.errors import DataError
 from core.data.imaging import check_mask_shape, read_mask, read_slice
 from core.explain.cams import make_cam
-from core.inference import crop8, quantise8
+from core.inference import branch_inputs, quantise8
 from core.inputs.boxes import FULL, Box
 from core.inputs.harmonise import from_frame, harmonise
 from core.models import network
@@ -216,18 +216,9 @@ def routed_inputs(cfg, a, slices: torch.Tensor, device) -> dict:
     heatmap box, lung crop boxes, lesion flags) held as found on the intact slice `a` (a SliceAnalysis): the batch
     core.explain.fusion_cam and `routed_logit` read."""
     xs = slices[:, 0].cpu().numpy()
-    n = len(xs)
     prep = lambda s, size: quantise8(harmonise(s, cfg.input, size, a.field_on_slice).image)
     image = torch.from_numpy(np.stack([prep(s, cfg.image_size) for s in xs]))[:, None].to(device)
-    hires = [prep(s, cfg.hires_size) for s in xs]
-    batch = {"image": image, "crop": torch.cat([crop8(h, a.box, cfg.image_size) for h in hires]).to(device),
-             "crop_box": a.inputs["crop_box"].expand(n, -1), "side_boxes": a.inputs["side_boxes"].expand(n, -1, -1),
-             network.PRESENT: a.inputs["present"].float().to(device).expand(n, -1)}
-    for side in network.SIDES:
-        b = a.side_boxes[side.name]
-        batch[side.crop] = (torch.cat([crop8(h, b, cfg.lesion_size) for h in hires]) if b is not None
-                            else torch.zeros(n, 1, cfg.lesion_size, cfg.lesion_size)).to(device)
-    return batch
+    return branch_inputs(cfg, image, [prep(s, cfg.hires_size) for s in xs], a.box, a.side_boxes, device)
 
 
 def routed_logit(models: dict, batch: dict) -> torch.Tensor:

@@ -2,7 +2,8 @@
 
 The fusion FC weight splits into one part per input (global, heatmap, right/left lung crops).
 Each part, applied to its branch's last conv map, gives a map over that branch's input; it is
-placed where the input came from (whole slice, heatmap box, lung boxes) and the parts are summed,
+placed where the input came from (core.models.network.PLACES: the whole slice, the heatmap box, the lung
+boxes) and the parts are summed,
 so the map shows which pixels pushed the fused decision towards COVID.
 """
 from __future__ import annotations
@@ -11,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from core.explain.attention import Box, upsample_maps
-from core.models.network import SIDES
+from core.models.network import PLACES, PRESENT
 
 
 def paste(canvas: torch.Tensor, parts: torch.Tensor, boxes: torch.Tensor) -> None:
@@ -30,15 +31,21 @@ def paste(canvas: torch.Tensor, parts: torch.Tensor, boxes: torch.Tensor) -> Non
 def fusion_cam(models: dict, batch: dict, size: int = 112) -> torch.Tensor:
     """(B, size, size) map in [0, 1].
 
-    models: "global", "heatmap", "infected", "fusion" (core.models.network.build); batch (float inputs in
-    [0, 1]): "image", "crop", "crop_box" (B, 4), the lung crops ("right", "left"), "side_boxes" (B, 2, 4),
-    "present" (B, 2)."""
+    models: every branch's model and "fusion" (core.models.network.build), by stage; batch (float inputs in
+    [0, 1]): each vector's input and box (core.models.network.PLACES): "image", "crop", "crop_box" (B, 4), the
+    lung crops ("right", "left"), "side_boxes" (B, 2, 4), and the lesion flags "present" (B, 2)."""
     w = models["fusion"].part_weights()
-    proj = lambda net, x, wk: torch.einsum("bkhw,k->bhw", net.backbone.features(x).float(), wk).cpu()
-    cam = upsample_maps(proj(models["global"], batch["image"], w["g"]), size)
-    paste(cam, proj(models["heatmap"], batch["crop"], w["h"]), batch["crop_box"].cpu())
-    for j, side in enumerate(SIDES):
-        part = proj(models["infected"], batch[side.crop], w[side.key]) * batch["present"][:, j].float().cpu()[:, None, None]
-        paste(cam, part, batch["side_boxes"][:, j].cpu())
+    cam = torch.zeros(len(batch["image"]), size, size)
+    for key, place in PLACES.items():  # each vector's weights on its model's conv map, placed on the slice
+        part = torch.einsum("bkhw,k->bhw", models[place.stage].backbone.features(batch[place.input]).float(),
+                            w[key]).cpu()
+        boxes = None if place.box is None else batch[place.box].cpu()
+        if place.side is not None:  # a lung without lesion adds nothing
+            part = part * batch[PRESENT][:, place.side].float().cpu()[:, None, None]
+            boxes = boxes[:, place.side]
+        if boxes is None:
+            cam += upsample_maps(part, size)
+        else:
+            paste(cam, part, boxes)
     cam = torch.relu(cam)
     return cam / cam.amax(dim=(1, 2), keepdim=True).clamp_min(1e-12)

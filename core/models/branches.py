@@ -14,10 +14,13 @@ class InfectedClassifier(nn.Module):
     The global pooled vector comes from the frozen global branch (cached, key "g"): on a slice
     without lesions both crop vectors are zero and the global vector carries the decision."""
 
-    def __init__(self, backbone: Backbone, global_dim: int, crops: tuple[str, str], dropout: float = 0.2):
+    def __init__(self, backbone: Backbone, global_dim: int, crops: tuple[str, str],
+                 reads: tuple[str, str, str] = ("r", "l", "g"), present: str = "present", dropout: float = 0.2):
         super().__init__()
         self.backbone = backbone
         self.crops = crops  # the batch keys of the right- and left-lung crops (core.models.network.SIDES)
+        self.reads = reads  # its head's vectors in the fusion input, in order: the two lungs', then the global one
+        self.present = present  # the batch key of the lesion flags (B, 2)
         self.dims = {"g": global_dim}  # the vector it reads besides its crops (recorded in its checkpoint)
         self.dropout = nn.Dropout(dropout)
         self.fc = nn.Linear(2 * backbone.num_features + global_dim, 1)
@@ -28,11 +31,20 @@ class InfectedClassifier(nn.Module):
         b = right.shape[0]
         pooled = self.backbone.pool(self.backbone.features(torch.cat([right, left], 0))).float()
         pooled = torch.stack([pooled[:b], pooled[b:]], 1)
-        return pooled * batch["present"].float()[:, :, None]
+        return pooled * batch[self.present].float()[:, :, None]
+
+    def vectors(self, batch) -> dict:
+        """Its part of the fusion input: each lung's vector, and the lesion flags."""
+        lungs = self.crop_vectors(batch)
+        return {**{key: lungs[:, j] for j, key in enumerate(self.reads[:2])}, self.present: batch[self.present]}
+
+    def logit(self, vectors: dict) -> torch.Tensor:
+        """(B,): its head over the fusion input's lung vectors and global vector."""
+        return self.fc(self.dropout(torch.cat([vectors[k].float() for k in self.reads], 1))).squeeze(1)
 
     def forward(self, batch):
         v = self.crop_vectors(batch)
-        x = torch.cat([v.flatten(1), batch["g"].float()], 1)
+        x = torch.cat([v.flatten(1), batch[self.reads[2]].float()], 1)
         return self.fc(self.dropout(x)).squeeze(1)
 
 
@@ -74,6 +86,10 @@ class VectorHead(nn.Module):
 
     def forward(self, batch):
         return self.fc(self.dropout(self.standardised(batch))).squeeze(1)
+
+    def logit(self, vectors: dict) -> torch.Tensor:
+        """(B,): the head over the fusion input (it reads its own keys)."""
+        return self(vectors)
 
     def part_weights(self) -> dict[str, torch.Tensor]:
         """The FC weight of each input, divided by its std: the weights that apply to raw

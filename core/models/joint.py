@@ -23,14 +23,18 @@ from core.models import network
 
 
 class JointNet(nn.Module):
-    """Returns (B, m) logits: [global, heatmap, global+infected] (+ [fusion] for GHIF).
+    """Returns (B, m) logits, one per branch it holds in TABLE's order: [global, heatmap, global+infected]
+    (+ [fusion] for GHIF).
 
-    `models`: network.build's global, heatmap and infected models (and the fusion head for GHIF)."""
+    `models`: network.build's models of the branches trained on images (and the fusion head for GHIF)."""
 
     def __init__(self, models: dict, tau: float, image_size: int):
         super().__init__()
-        self.g, self.h, self.inf, self.fusion = models["global"], models["heatmap"], models["infected"], models.get("fusion")
+        self.models = nn.ModuleDict({b.stage: models[b.stage] for b in network.TABLE if b.stage in models})
         self.tau, self.image_size = tau, image_size
+
+    def __getitem__(self, stage: str) -> nn.Module:
+        return self.models[stage]
 
     def crops(self, hires: torch.Tensor, fmap: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         with torch.no_grad():
@@ -46,20 +50,13 @@ class JointNet(nn.Module):
         hires = batch["hires"].float()
         image = F.interpolate(hires, size=(self.image_size, self.image_size), mode="bilinear",
                               antialias=True, align_corners=False)
-        fmap = self.g.backbone.features(image)
-        gvec = self.g.backbone.pool(fmap)
+        g = self.models["global"]
+        fmap = g.backbone.features(image)
         crops, _ = self.crops(hires, fmap)
-        hvec = self.h.embed({"crop": crops})
-        # the global and heatmap vectors come from the passes above (their maps and crops): given, not recomputed
-        vec = network.vectors({"infected": self.inf}, {**batch, "g": gvec, "h": hvec})
-        logits = {"global": self.g.fc(self.g.dropout(gvec)).squeeze(1),
-                  "heatmap": self.h.fc(self.h.dropout(hvec)).squeeze(1),
-                  "global+infected": self.inf.fc(self.inf.dropout(torch.cat([network.lung_vectors(vec), vec["g"]], 1)))
-                  .squeeze(1)}
-        if self.fusion is not None:
-            logits["fusion"] = self.fusion(vec)
-        return vec, logits
+        # the global vector comes from the pass that gave its maps (given, not recomputed); every other branch
+        # computes its own from the batch (the heatmap branch from the crops just cut)
+        vec = network.vectors(dict(self.models), {**batch, "image": image, "crop": crops, "g": g.backbone.pool(fmap)})
+        return vec, network.logits(dict(self.models), vec)
 
     def forward(self, batch):
         return torch.stack(list(self.vectors(batch)[1].values()), 1)
-

@@ -13,6 +13,7 @@ from PIL import Image
 
 from core.config import PipelineConfig
 from core.data.imaging import read_mask
+from core.feature_keys import data_pictures
 from core.inputs.fields import FieldFinder, needs_segmenter
 from core.inputs.frames import CLASSICAL
 from core.knowledge import slice_facts
@@ -62,17 +63,12 @@ def draw(path: str, mask: str, fields: FieldFinder, segmenter=None, seg=None) ->
     return out
 
 
-def _parts(run: RunFolder, data_root: str) -> dict:
-    return {"version": VERSION, "data_root": str(data_root), "pipeline": run.config.get("pipeline"),
-            "segmenter": fc.file_digest(run.stage(SEGMENTER) / "best.pt")}
-
-
 def stored(run: RunFolder, data_root: str) -> dict[str, dict]:
     """slice path -> its drawn pictures (draw's dict), of the slices `precompute` drew for this segmenter and
     these settings; {} when none were drawn (no segmenter yet, or a run the stage has not reached)."""
     if not (run.stage(SEGMENTER) / "best.pt").exists():
         return {}
-    hit = fc.load_cached(run.features_dir, NAME, _parts(run, data_root))
+    hit = fc.load_cached(run.features_dir, NAME, data_pictures(run, data_root, VERSION))
     return {} if hit is None else dict(zip(hit["paths"], hit["views"]))
 
 
@@ -99,6 +95,6 @@ def precompute(run: RunFolder, pages: int) -> int:
         finder, cfg = fields(run, True), pipeline_config(run)
         model = load_segmenter(run.stage(SEGMENTER) / "best.pt")
         have.update({p: draw(p, m, finder, model, cfg.seg) for p, m in todo})
-        fc.save_cached(run.features_dir, NAME, _parts(run, data_root),
+        fc.save_cached(run.features_dir, NAME, data_pictures(run, data_root, VERSION),
                        {"paths": list(have), "views": list(have.values())})
     return len(todo)

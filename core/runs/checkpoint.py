@@ -61,6 +61,17 @@ def load_checkpoint(path: str | Path) -> dict:
     return obj
 
 
+def load_weights(model: torch.nn.Module, ckpt: dict, path: str | Path) -> None:
+    """`ckpt`'s weights into `model`; a checkpoint whose weights do not fit the model (one saved by an older
+    version: the joint network named its branches otherwise) gets one line that names the file and the fix."""
+    try:
+        model.load_state_dict(ckpt["model"])
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[0]
+        raise CheckpointError(f"{path}: its weights do not fit today's {type(model).__name__} ({first}); if the "
+                              "run was saved by an older version, `python -m train migrate RUN` updates it") from None
+
+
 def save_resume_point(path: str | Path, model: torch.nn.Module, opt: torch.optim.Optimizer, state: dict) -> None:
     """The end of an epoch: weights, optimiser and the loop's JSON state, what `resume` reads back."""
     save_checkpoint({"model": model.state_dict(), "optimizer": opt.state_dict(), "state": json.dumps(state)}, path)
@@ -72,6 +83,6 @@ def resume(path: str | Path, model: torch.nn.Module, opt: torch.optim.Optimizer)
     if not Path(path).exists():
         return None
     ckpt = load_checkpoint(path)
-    model.load_state_dict(ckpt["model"])
+    load_weights(model, ckpt, path)
     opt.load_state_dict(ckpt["optimizer"])
     return json.loads(ckpt["state"])

@@ -19,7 +19,11 @@ and never retrains or recomputes anything:
   vectors entry (the same rows) when it has one; without it a resume that reaches the second source
   cannot verify its rows and refuses (core.pipeline).
 
-A run already in today's format is left alone. Migrating twice changes nothing.
+- the joint network's checkpoints (joint/best.pt, joint/last.pt of GHI-F and GHIF runs) saved when it named its
+  branches g, h, inf and fusion: the same weights under today's names (its branches by stage). Checked on
+  every run, whatever its configuration format.
+
+A run already in today's format is otherwise left alone. Migrating twice changes nothing.
 """
 from __future__ import annotations
 
@@ -139,6 +143,27 @@ def _second_source_rows(run: RunFolder, config: dict) -> tuple[dict, list[str]]:
             ["second_source_rows: the rows' key taken from the run's second-source vectors"])
 
 
+JOINT_NAMES = {"g.": "global", "h.": "heatmap", "inf.": "infected", "fusion.": "fusion"}  # JointNet's old names
+
+
+def _joint_weights(run: RunFolder) -> list[str]:
+    """Rename the joint network's weights saved under its old branch names (JOINT_NAMES) to today's."""
+    changed = []
+    for path in (run.stage("joint") / "best.pt", run.stage("joint") / "last.pt"):
+        if not path.exists():
+            continue
+        ckpt = load_checkpoint(path)
+        old = ckpt["model"]
+        rename = lambda k: next((f"models.{stage}.{k[len(p):]}" for p, stage in JOINT_NAMES.items()
+                                 if k.startswith(p)), k)
+        if not any(k != rename(k) for k in old):
+            continue
+        ckpt["model"] = {rename(k): v for k, v in old.items()}
+        save_checkpoint(ckpt, path)
+        changed.append(f"joint/{path.name}: its branches' weights renamed to today's names (models.<stage>)")
+    return changed
+
+
 def migrate(path) -> list[str]:
     """Migrate the run folder at `path`; returns one line per change ([]: it was already current)."""
     run = RunFolder(path)
@@ -147,7 +172,7 @@ def migrate(path) -> list[str]:
     if not saved:
         raise RunError(f"{run.path}: no pipeline configuration to migrate")
     if saved.get("config_format") == CONFIG_FORMAT:
-        return []
+        return _joint_weights(run)
     try:
         pipeline = current_config(saved)
     except RunError as exc:
@@ -156,7 +181,8 @@ def migrate(path) -> list[str]:
                if k not in saved and k != "config_format"]
     changed += [f"config.json: seg.{k} = {json.dumps(v)} (not recorded before)" for k, v in pipeline["seg"].items()
                 if k not in saved.get("seg", {})]
-    changed += _sizes(run) + _index(run) + _lesions(run, PipelineConfig.from_saved(pipeline, str(run.path)))
+    changed += _joint_weights(run) + _sizes(run) + _index(run)
+    changed += _lesions(run, PipelineConfig.from_saved(pipeline, str(run.path)))
     rows, lines = _second_source_rows(run, config)
     changed += lines
     if not (run.path / BACKUP).exists():  # the first migration's original stays the original

@@ -50,11 +50,19 @@ def segmenter_first(pipe) -> bool:
             or bool(recipe.guided and recipe.guide_lesion))
 
 
+def stage_recipe(pipe, stage: str):
+    """The recipe a branch's stage trains with (core.models.network.Branch.trains): the run's recipe
+    (`pipe.recipe`) or the branches' (`pipe.branch_recipe`)."""
+    from core.models.network import BY_STAGE
+
+    return {"global": pipe.recipe, "branch": pipe.branch_recipe}[BY_STAGE[stage].trains]
+
+
 def pipeline_plan(pipe) -> list[dict]:
     """The stages `pipe` (a core.pipeline.Pipeline) will train, in order: stage, kind, epochs, patience,
     images_per_epoch (planned_images and parts for the segmenter)."""
     from core.data.semiseg import read_labelled, unlabelled_pool
-    from core.models.network import VECTOR_HEADS
+    from core.models import network
     from core.training.recipes import VECTOR_RECIPE
 
     cfg, n = pipe.cfg, len(pipe.split_rows("train"))
@@ -66,15 +74,19 @@ def pipeline_plan(pipe) -> list[dict]:
     segmenter = []
     if not cfg.segmenter:
         pool = len(unlabelled_pool(pipe.data_root, cfg.seg.sources))
-        segmenter = [{"stage": "infnet", "kind": "segmenter", "epochs": None, "patience": None,
+        segmenter = [{"stage": network.SEGMENTER, "kind": "segmenter", "epochs": None, "patience": None,
                       "planned_images": segmenter_images(cfg.seg, len(read_labelled(pipe.data_root, "train")), pool),
                       "parts": segmenter_parts(cfg.seg, pool)}]
     # GHIF trains its fusion layer inside the joint network
-    heads = [stage(head, "vector", VECTOR_RECIPE) for head in VECTOR_HEADS
+    heads = [stage(head, "vector", VECTOR_RECIPE) for head in network.VECTOR_HEADS
              if not (head == "fusion" and cfg.strategy == "GHIF")]
     if cfg.strategy != "G-H-I-F":
         return [*segmenter, stage("joint", "image", pipe.recipe), *heads]
-    first = segmenter if segmenter_first(pipe) else []
-    later = [] if first else segmenter
-    return [*first, stage("global", "image", pipe.recipe), stage("heatmap", "image", pipe.branch_recipe), *later,
-            stage("infected", "image", pipe.branch_recipe), *heads]
+    first = segmenter_first(pipe)
+    plan = list(segmenter) if first else []
+    for s in network.STAGES:  # the branches in training order, the segmenter in its place unless trained first
+        if s in network.IMAGE_STAGES:
+            plan.append(stage(s, "image", stage_recipe(pipe, s)))
+        elif s == network.SEGMENTER and not first:
+            plan += segmenter
+    return plan + heads

@@ -28,10 +28,11 @@ from core.explain.cams import CAM_METHODS, make_cam
 from core.explain.fidelity import on_slice, routed_inputs, routed_logit
 from core.explain.fusion_cam import fusion_cam
 from core.inputs.boxes import FULL
+from core.models.network import IMAGE_STAGES
 from core.trust.baselines import BASELINES, baseline_map, tie_break
 
 FUSION_CAM = "fusion-cam"
-FUSION_PARTS = ("global", "heatmap", "infected", "fusion")  # the run's models the decision branch reads
+FUSION_PARTS = (*IMAGE_STAGES, "fusion")  # the run's models the decision branch reads
 PROBE_SIDE = 64  # a dummy input's side, to see which blocks a backbone's forward pass runs, in order
 
 
@@ -155,7 +156,7 @@ class FusionModel(Explained):
 
     def __init__(self, tr, a):
         models = {k: tr.m[k] for k in FUSION_PARTS}
-        levels = [backbone_blocks(models[k].backbone) for k in ("global", "heatmap", "infected")]
+        levels = [backbone_blocks(models[k].backbone) for k in IMAGE_STAGES]
         depth = min(len(lv) for lv in levels)
         units = [(levels[0][i][0], [lv[i][1] for lv in levels]) for i in range(depth)]
         super().__init__(units + [("fusion.fc", [models["fusion"].fc])], tr.cfg.image_size)

@@ -1,6 +1,7 @@
 """Map: the 3D t-SNE / UMAP of the fusion-layer (or a branch's) features; hover for images, click to open."""
 import streamlit as st
 
+from core.models.network import TITLES
 from core.runs.run_view import RunView
 from dashboard import data, trust_ui, ui
 from dashboard.components.scatter3d import scatter3d
@@ -18,8 +19,8 @@ c1, c2, c3 = st.columns(3)
 method = c1.radio("Embedding", ["tsne", "umap"], horizontal=True, key="map_method",
                   format_func=lambda m: {"tsne": "t-SNE", "umap": "UMAP"}[m])
 which = c2.selectbox("Features", list(RunView.FEATURE_SETS), key="map_features",
-                     format_func=lambda w: {"fusion": "fusion layer (all branches)", "global": "global branch",
-                                            "heatmap": "heatmap branch", "infected": "infected branch (lung crops)"}[w])
+                     format_func=lambda w: ("fusion layer (all branches)" if w == "fusion"
+                                            else TITLES[w].removeprefix("the ")))
 colour_by = c3.selectbox("Colour by", offered, key="map_colour",
                          help=f"`{PREDICTION_SET}`: the decision branch's set at the level picked in the sidebar; "
                               f"`{OOD}`: the out-of-distribution flag. A second run picked in the sidebar adds: its "
