@@ -217,10 +217,10 @@ class Pipeline:
     # ---- stages --------------------------------------------------------------------------
     def global_model(self):
         model = self.new_model("global")
-        inputs = {"image": self.ds.images}
-        if self.recipe_of("global").guided:
-            inputs.update(self.guidance_masks(self.recipe_of("global")))
-        return self._train("global", model, inputs, self.recipe_of("global"), ("image",),
+        inputs, recipe = {"image": self.ds.images}, self.recipe_of("global")
+        if recipe.guided:
+            inputs.update(self.guidance_masks(recipe))
+        return self._train("global", model, inputs, recipe, ("image",),
                            extra=lambda: self.second_source_rows(tuple(inputs)))
 
     def second_source_rows(self, keys) -> StageData | None:
@@ -348,7 +348,7 @@ class Pipeline:
         recipe = self.recipe_of("heatmap")
         if recipe.guided:  # the masks cut to each slice's crop box
             inputs.update(self.guidance_masks(recipe, crops["boxes"]))
-        return self._train("heatmap", model, inputs, self.recipe_of("heatmap"), ("crop",))
+        return self._train("heatmap", model, inputs, recipe, ("crop",))
 
     def ensure_segmenter(self) -> Path:
         """The run's segmenter checkpoint: adopted (--segmenter) or trained (Algorithm 1) if the run has none.
