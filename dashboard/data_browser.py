@@ -4,8 +4,9 @@ first on screen and kept (the lung fields also on disk, beside the decode cache)
 long before any training ends; once the run's precompute stage has run, its first pages are read from the run's
 feature cache.
 
-The run's segmenter joins in once its stage has finished (infnet/best.pt exists): `segmenter_stamp` is part
-of every key, so the pictures gain their lesion maps on the next rerun after it lands.
+The run's segmenter joins in once round 0 of its stage has ended (preliminary lesions, from the model after its
+last finished round, said so on the page), and its final model once the stage has ended: the lesion source is
+part of every key, so the pictures change on the next rerun after a round or the stage lands.
 """
 from __future__ import annotations
 
@@ -45,25 +46,29 @@ def _near_duplicates(runs: str, mtime: int) -> dict[str, str]:
     return near_duplicate_notes(audit_pairs(runs) or [])
 
 
-def segmenter_stamp(runs: str, name: str) -> str | None:
-    """Changes when the run's segmenter is (re)trained; None until its stage has finished."""
-    ckpt = safe_child(runs, name) / "infnet" / "best.pt"
-    try:
-        return str(ckpt.stat().st_mtime_ns)
-    except OSError:
-        return None
+def lesion_source(runs: str, name: str) -> data_views.LesionSource | None:
+    """The segmenter whose lesions the page shows now (core.pictures.data_views.lesion_source): the stage's final
+    model, or while it trains the model after its last finished round; None before round 0 has ended."""
+    return data_views.lesion_source(RunFolder(safe_child(runs, name)))
+
+
+def rounds_text(rounds_done: int) -> str:
+    """The training a preliminary segmenter has had, in words."""
+    return "round 0 (the labelled slices alone)" if rounds_done == 0 else f"pseudo-label round {rounds_done}"
 
 
 @st.cache_resource(max_entries=2, show_spinner="Loading the run's segmenter...")
-def _segmenter(runs: str, name: str, stamp: str):
+def _segmenter(model: str, stamp: str):
+    """The segmenter at `model` (a checkpoint path), loaded once per `stamp` (its LesionSource's)."""
     from core.training.segmentation import load_segmenter
 
-    return load_segmenter(safe_child(runs, name) / "infnet" / "best.pt")
+    return load_segmenter(model)
 
 
 @st.cache_resource(max_entries=4, show_spinner=False)
-def _fields(runs: str, name: str, stamp: str | None) -> FieldFinder:
-    return data_views.fields(RunFolder(safe_child(runs, name)), stamp is not None)
+def _fields(runs: str, name: str, final_stamp: str | None) -> FieldFinder:
+    """The run's lung fields: an input that adds the lesions waits for the final segmenter (`final_stamp`)."""
+    return data_views.fields(RunFolder(safe_child(runs, name)), final_stamp is not None)
 
 
 @st.cache_resource(max_entries=2, show_spinner=False)
@@ -74,20 +79,22 @@ def _stored(runs: str, name: str, stamp: str, data_root: str, config_time: int) 
 
 
 @st.cache_data(max_entries=2048, show_spinner=False)
-def slice_view(runs: str, name: str, path: str, mask: str, stamp: str | None) -> dict:
-    """core.pictures.data_views.draw of one slice of the run's data root: the stored pictures when the precompute
-    stage drew them, else drawn now (with the run's segmenter once its stage has finished)."""
+def slice_view(runs: str, name: str, path: str, mask: str, source: data_views.LesionSource | None) -> dict:
+    """core.pictures.data_views.draw of one slice of the run's data root, with the lesions of `source`
+    (lesion_source's; None: lung field only): the stored pictures when the precompute stage drew them with the
+    final segmenter, else drawn now."""
     run = RunFolder(safe_child(runs, name))
-    if stamp is not None:
+    final = source is not None and source.final
+    if final:
         config_time = (run.path / "config.json").stat().st_mtime_ns
-        hit = _stored(runs, name, stamp, run.config.get("data_root", ""), config_time).get(path)
+        hit = _stored(runs, name, source.stamp, run.config.get("data_root", ""), config_time).get(path)
         if hit is not None:
             return hit
-    fields = _fields(runs, name, stamp)
-    if stamp is None:
+    fields = _fields(runs, name, source.stamp if final else None)
+    if source is None:
         return data_views.draw(path, mask, fields)
     with data.MODEL_LOCK:
-        return data_views.draw(path, mask, fields, _segmenter(runs, name, stamp),
+        return data_views.draw(path, mask, fields, _segmenter(str(source.path), source.stamp),
                                data_views.pipeline_config(run).seg)
 
 

@@ -86,6 +86,16 @@ def panel(runs: str, name: str, need: str, title: str) -> None:
             st.rerun()
 
 
+def rerun_on_change(read, seen) -> None:
+    """On a page open on a run in training: rerun the app as soon as `read()` no longer gives `seen` (checked every
+    REFRESH_S seconds)."""
+    def check():
+        if read() != seen:
+            st.rerun()
+
+    st.fragment(run_every=REFRESH_S)(check)()
+
+
 def _status(runs: str, name: str, need: str, title: str) -> None:
     if ready(runs, name, need):
         st.rerun()

@@ -155,11 +155,12 @@ def test_precompute_fills_what_the_data_page_reads(synthetic_run, monkeypatch):
     wanted = data_views.first_pages(root, AFTER_TRAINING[-1].sizes["data_pages"])
     sources = data_browser.catalogue(root)[0].source
     assert len(wanted) == sum(min(n, data_views.PER_PAGE) for n in sources.value_counts())
-    live = data_views.draw(*wanted[0], data_views.fields(run, True), data_browser._segmenter(
-        str(synthetic_run.parent), run.path.name, "live"), data_views.pipeline_config(run).seg)
+    source = data_browser.lesion_source(str(synthetic_run.parent), run.path.name)
+    assert source.final and source.path == run.stage("infnet") / "best.pt"
+    live = data_views.draw(*wanted[0], data_views.fields(run, True), data_browser._segmenter(str(source.path), "live"),
+                           data_views.pipeline_config(run).seg)
     monkeypatch.setattr(data_views, "draw", lambda *_, **__: pytest.fail("drawn on a page visit, not by precompute"))
-    stamp = data_browser.segmenter_stamp(str(synthetic_run.parent), run.path.name)
-    views = [data_browser.slice_view(str(synthetic_run.parent), run.path.name, p, m, stamp) for p, m in wanted]
+    views = [data_browser.slice_view(str(synthetic_run.parent), run.path.name, p, m, source) for p, m in wanted]
     assert all(v["lesion"] is not None and v["signs"] is not None for v in views)
     signs = views[0].pop("signs"), live.pop("signs")
     assert views[0] == live and pd.Series(signs[0]).equals(pd.Series(signs[1]))  # a sign not measured: NaN

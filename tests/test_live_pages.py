@@ -119,8 +119,8 @@ def test_data_page_before_the_segmenter(live_runs, phantom_root):
     assert not missing and (cat.source == "COVID-CT-MD").any()  # the phantoms hold every source
     assert f"**{(cat.source == 'COVID-CT').sum()} slices**" in texts(at)
     shown = texts(at)
-    assert "once the run's segmenter (stage **infnet**) has finished" in shown
-    assert "lesions: once the segmenter (infnet) has finished" in shown
+    assert "once round 0 of the run's segmenter (stage **infnet**) has ended" in shown
+    assert "lesions: once round 0 of the segmenter (infnet) has ended" in shown
     captions = image_captions(at)
     assert captions[:2] == ["the slice", "lung field"] and not any(c.startswith(LESIONS) for c in captions)
     assert len(captions) == 2 + 12  # the slice shown, then a page of cards (each its lung field outlined)
@@ -159,6 +159,40 @@ def test_data_page_with_the_segmenter(live_runs, phantom_root):
     assert f"`{semiseg.key[semiseg.group == 'labelled test'].iloc[0]}`" in [s.value for s in at.subheader]
     captions = image_captions(at)
     assert captions[2].startswith(LESIONS) and captions[3] == "the expert's infection mask (yellow)"
+
+
+def test_data_page_shows_preliminary_lesions_while_the_segmenter_trains(live_runs, synthetic_run, tmp_path,
+                                                                     monkeypatch):
+    """Once round 0 of the segmenter has ended, the Data page shows the lesions and signs of the model after its last
+    finished round, says they are preliminary and after which round, and keeps its final ones for the stage's end."""
+    from core.pictures import data_views
+    from core.runs.runfolder import RunFolder
+    from core.training.segmentation import LATEST, STATE, finished_rounds
+
+    runs = tmp_path / "runs"
+    run = run_in_training(synthetic_run, runs / "segmenting", "infnet", 1)
+    seg = run / "infnet"
+    (seg / LATEST).parent.mkdir(parents=True)
+    assert data_views.lesion_source(RunFolder(run)) is None  # round 0 not ended: no lesions yet
+    shutil.copyfile(synthetic_run / "infnet" / LATEST, seg / LATEST)
+    state = json.loads((synthetic_run / "infnet" / STATE).read_text())
+    (seg / STATE).write_text(json.dumps({**state, "rounds_done": 1}))
+    source = data_views.lesion_source(RunFolder(run))
+    assert not source.final and source.rounds_done == finished_rounds(seg) == 1 and source.path == seg / LATEST
+    monkeypatch.setenv("COVID_LAB_RUNS", str(runs))
+    at = app("views/data.py")
+    no_exception(at)
+    shown = texts(at)
+    assert "Preliminary: the lesions and signs shown are the run's segmenter's after pseudo-label round 1" in shown
+    captions = image_captions(at)
+    assert captions[2].startswith(f"{LESIONS}, preliminary (after pseudo-label round 1)")
+    assert any("Radiological signs" in m and "preliminary" in m for m in (e.value for e in at.markdown))
+    shutil.copyfile(synthetic_run / "infnet" / "best.pt", seg / "best.pt")  # the stage ends: the final lesions
+    assert data_views.lesion_source(RunFolder(run)).final
+    at = app("views/data.py")
+    no_exception(at)
+    assert "Preliminary" not in texts(at) and image_captions(at)[2].startswith(LESIONS)
+    assert "preliminary" not in image_captions(at)[2]
 
 
 def test_data_page_flags_near_duplicates(live_runs, phantom_root):
@@ -228,3 +262,24 @@ def test_a_failed_training_says_why(live_runs):
         assert any("error: no slices in covid-ct/splits" in c.value for c in at.code)
     finally:
         shutil.rmtree(run)
+
+
+def test_a_page_watching_a_run_in_training_reruns_when_what_it_shows_changes():
+    """waiting.rerun_on_change (the Data page's watch on the segmenter's rounds): the app reruns when the value read
+    differs from what the page was drawn with, and not when it is the same."""
+    from streamlit.testing.v1 import AppTest
+
+    def script():
+        import streamlit as st
+
+        from dashboard import waiting
+
+        st.session_state["runs"] = st.session_state.get("runs", 0) + 1
+        drawn_with = st.session_state.get("drawn_with", "round 0")
+        st.session_state["drawn_with"] = "round 1"  # what the page draws from now on
+        waiting.rerun_on_change(lambda: "round 1", drawn_with)
+
+    at = AppTest.from_function(script, default_timeout=30).run()
+    assert not at.exception and at.session_state["runs"] == 2  # drawn with round 0, round 1 landed: once more
+    at.run()
+    assert at.session_state["runs"] == 3  # nothing changed: no rerun

@@ -8,6 +8,9 @@ segmenter's checkpoint, the run's pipeline settings and VERSION; a retrained seg
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
+
 import numpy as np
 from PIL import Image
 
@@ -27,6 +30,33 @@ PER_PAGE = 12  # slices on one page of the Data page
 EXPERT_COLOUR = (255, 215, 0)  # the expert's infection mask, outlined
 VERSION = 1  # of draw's pictures: a change of them must bump this, so the stored ones are redrawn
 NAME = "data-page"  # the feature-cache entry
+
+
+@dataclass(frozen=True)
+class LesionSource:
+    """The segmenter whose lesions the Data page shows now: the segmenter stage's model once the stage has
+    ended, or, while it trains, the model after its last finished round (preliminary: shown minutes earlier,
+    said so, and replaced when the stage ends)."""
+    path: Path
+    final: bool
+    rounds_done: int | None  # preliminary: the rounds finished (0: round 0, the labelled slices alone)
+    stamp: str  # changes whenever the model does: part of every cache key of its pictures
+
+
+def lesion_source(run: RunFolder) -> LesionSource | None:
+    """The run's LesionSource; None before round 0 of its segmenter has ended."""
+    from core.training.segmentation import LATEST, finished_rounds
+
+    folder = run.stage(SEGMENTER)
+    best, latest = folder / "best.pt", folder / LATEST
+    if best.exists():
+        return LesionSource(best, True, None, f"final:{best.stat().st_mtime_ns}")
+    rounds = finished_rounds(folder)
+    try:
+        mtime = latest.stat().st_mtime_ns
+    except OSError:
+        return None
+    return None if rounds is None else LesionSource(latest, False, rounds, f"round {rounds}:{mtime}")
 
 
 def pipeline_config(run: RunFolder) -> PipelineConfig | None:

@@ -44,6 +44,18 @@ from core.training.plan import segmenter_images, segmenter_parts, segmenter_roun
 from core.training.runtime import autocast, run_precision
 
 # ----------------------------------------------------------------------------------- data
+LATEST = Path("rounds") / "latest.pt"  # the model after the last finished round: resuming, and the Data page
+STATE = "state.json"  # the rounds finished, and what resuming checks
+
+
+def finished_rounds(out_dir: Path) -> int | None:
+    """The rounds `semi_supervised` has finished in `out_dir` (0: round 0, the labelled slices alone), the model
+    after them in out_dir / LATEST; None before round 0 has ended."""
+    try:
+        return int(json.loads((Path(out_dir) / STATE).read_text())["rounds_done"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
 
 def load_masks(paths, size: int, image_paths=None) -> torch.Tensor:
     """(N, 1, size, size) uint8 0/1 binary masks resized (area-weighted, then >= 0.5).
@@ -319,7 +331,7 @@ def semi_supervised(data_root, out_dir, cfg: SegConfig | None = None, *, seed: i
     config = {**json.loads(json.dumps(asdict(cfg))), "data_root": str(data_root), "seed": seed, "pool_size": len(pool),
               "n_labelled_train": len(train_sl), "n_test": len(test_sl),
               "finetune_lr_used": cfg.finetune_lr_used, "polish_lr_used": cfg.polish_lr_used}
-    state_path = out_dir / "state.json"
+    state_path = out_dir / STATE
     state = None
     if resume and state_path.exists():
         state = json.loads(state_path.read_text())
@@ -348,11 +360,11 @@ def semi_supervised(data_root, out_dir, cfg: SegConfig | None = None, *, seed: i
                               "test": labelled_only}]}
         ckpt = {"model": model.state_dict(), "config": {**model.config, "size": size, "threshold": threshold}}
         save_checkpoint(ckpt, out_dir / "rounds" / "round-000.pt")
-        save_checkpoint(ckpt, out_dir / "rounds" / "latest.pt")
+        save_checkpoint(ckpt, out_dir / LATEST)
         atomic_write_text(state_path, json.dumps(state, indent=1))
         log(f"round 0: test {json.dumps(labelled_only)}")
     else:
-        model = load_segmenter(out_dir / "rounds" / "latest.pt", device)
+        model = load_segmenter(out_dir / LATEST, device)
         log(f"resuming after round {state['rounds_done']}")
     x_parts, y_parts, v_parts = [x_lab], [y_lab], [torch.ones_like(y_lab)]
     for k in range(1, state["rounds_done"] + 1):  # pseudo labels of finished rounds, as they were made
@@ -397,7 +409,7 @@ def semi_supervised(data_root, out_dir, cfg: SegConfig | None = None, *, seed: i
         state["history"].append(row)
         state["rounds_done"] = k
         save_checkpoint({"model": model.state_dict(), "config": {**model.config, "size": size, "threshold": threshold}},
-                        out_dir / "rounds" / "latest.pt")
+                        out_dir / LATEST)
         atomic_write_text(state_path, json.dumps(state, indent=1))
     after = evaluate(model) if state["rounds_done"] > 0 else state["labelled_only"]
     after_tta = evaluate(model, tta=True) if state["rounds_done"] > 0 else state.get("labelled_only_tta")

@@ -1,19 +1,21 @@
 """Data: every slice of the run's data root, before any classifier exists. COVID-CT by split, COVID-SemiSeg (labelled
 slices with the expert's masks, unlabelled slices), COVID-CT-MD by patient; filtered by source, split or patient,
-label and near-duplicate flag. Each slice with its lung field and, once the run's segmenter has finished, its
-lesions and radiological signs, and the reviewers' verdicts."""
+label and near-duplicate flag. Each slice with its lung field and, once round 0 of the run's segmenter has ended, its
+lesions and radiological signs (preliminary, said so, until the segmenter's stage ends), and the reviewers' verdicts."""
 import math
 from pathlib import Path
 
 import streamlit as st
 
 from core.data.catalogue import SOURCES
+from core.models.network import SEGMENTER
 from core.pictures import data_views
 from dashboard import data_browser as db
 from dashboard import progress_tables as pt
 from dashboard import ui, verdicts_ui, waiting
 
 PER_PAGE, COLS = data_views.PER_PAGE, 6
+PRELIMINARY = "Preliminary"  # lesions of the segmenter while its stage trains
 
 ctx = ui.current()
 root = ctx.rv.config.get("data_root")
@@ -23,15 +25,25 @@ if not root or not Path(root).is_dir():
              "run, or train one on data this machine holds.")
     st.stop()
 cat, missing = db.catalogue(root)
-stamp = db.segmenter_stamp(ctx.runs, ctx.name)
+lesions = db.lesion_source(ctx.runs, ctx.name)  # None before round 0 of the segmenter has ended
 dups = db.near_duplicates(ctx.runs)
 st.caption(f"`{root}` (the run's data root) · {len(cat):,} slices. Each slice is shown whole with its lung field "
-           "outlined in cyan" + (" and the run's segmenter's lesions in red (p > 0.5)." if stamp else "."))
-if stamp is None:
+           "outlined in cyan" + (" and the run's segmenter's lesions in red (p > 0.5)." if lesions else "."))
+if lesions is None or not lesions.final:
     rp = waiting.progress(ctx.runs, ctx.name)
-    sp = rp.stage("infnet")
-    st.info("Lesions and radiological signs appear here once the run's segmenter (stage **infnet**) has finished. "
-            + (pt.stage_line(sp, pt.eta_of(rp)) if sp is not None else ""), icon=":material/hourglass_top:")
+    sp = rp.stage(SEGMENTER)
+    line = pt.stage_line(sp, pt.eta_of(rp)) if sp is not None else ""
+    if lesions is None:
+        st.info(f"Lesions and radiological signs appear here once round 0 of the run's segmenter (stage "
+                f"**{SEGMENTER}**) has ended, the final ones once the stage has. " + line,
+                icon=":material/hourglass_top:")
+    else:
+        st.info(f"{PRELIMINARY}: the lesions and signs shown are the run's segmenter's after "
+                f"{db.rounds_text(lesions.rounds_done)}; stage **{SEGMENTER}** is still training, and its final "
+                "lesions replace these when it ends. " + line, icon=":material/hourglass_top:")
+    if rp.live:  # a round or the stage's end lands: rerun with the new lesions
+        seen = None if lesions is None else lesions.stamp
+        waiting.rerun_on_change(lambda: getattr(db.lesion_source(ctx.runs, ctx.name), "stamp", None), seen)
 for source, why in missing.items():
     st.caption(f"{source}: not in this data root ({why})")
 if cat.empty:
@@ -68,7 +80,7 @@ if st.session_state.get("data_key") not in keys:
     st.session_state["data_key"] = keys[0]
 key = st.session_state["data_key"]
 row = shown.set_index("key").loc[key]
-view = db.slice_view(ctx.runs, ctx.name, row.path, row["mask"], stamp)
+view = db.slice_view(ctx.runs, ctx.name, row.path, row["mask"], lesions)
 
 st.subheader(f"`{key}`")
 st.markdown(f"{source} · {row.group} · **{row.label}**" + (f" · patient {row.patient}" if row.patient else "")
@@ -82,14 +94,16 @@ c2.image(view["field"], width="stretch", caption="lung field" + (" (with the seg
          + ("" if view["found"] else ": none found, the whole slice stands for it"))
 if view["lesion"] is not None:
     c3.image(view["lesion"], width="stretch", caption="lesions: the run's segmenter (p > 0.5)"
+             + ("" if lesions.final else f", {PRELIMINARY.lower()} (after {db.rounds_text(lesions.rounds_done)})")
              + ("" if view["lesion_found"] else ": none found"))
 else:
-    c3.caption("lesions: once the segmenter (infnet) has finished")
+    c3.caption(f"lesions: once round 0 of the segmenter ({SEGMENTER}) has ended")
 if view["expert"] is not None:
     c4.image(view["expert"], caption="the expert's infection mask (yellow)", width="stretch")
 if view["signs"] is not None:
     s1, s2 = st.columns([1.3, 1])
-    s1.markdown("**Radiological signs** (core.knowledge.signs: the segmenter's lesions in the lung field)")
+    s1.markdown("**Radiological signs** (core.knowledge.signs: the segmenter's lesions in the lung field)"
+                + ("" if lesions.final else f" · {PRELIMINARY.lower()}"))
     s1.dataframe(db.signs_table(view["signs"]), hide_index=True, width="stretch")
     target = s2
 else:
@@ -108,7 +122,7 @@ pages = max(1, math.ceil(n / PER_PAGE))
 page = st.number_input(f"Page (of {pages})", 1, pages, 1, key="data_page") if pages > 1 else 1
 on_page = shown.iloc[(page - 1) * PER_PAGE: page * PER_PAGE]
 with st.spinner("Finding the lung fields of the slices on this page..."):
-    cards = {r.key: db.slice_view(ctx.runs, ctx.name, r.path, r.mask, stamp) for r in on_page.itertuples()}
+    cards = {r.key: db.slice_view(ctx.runs, ctx.name, r.path, r.mask, lesions) for r in on_page.itertuples()}
 for start in range(0, len(on_page), COLS):
     for col, r in zip(st.columns(COLS), on_page.iloc[start:start + COLS].itertuples()):
         with col.container(border=True):
