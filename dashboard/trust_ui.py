@@ -10,8 +10,9 @@ import streamlit as st
 
 from core.trust import verdicts
 from core.trust.conformal import LEVEL, describe
-from core.trust.models import FUSION_CAM
 from core.trust.image_check import SliceStatistics
+from core.trust.map_checks import DEFAULT_SLICES
+from core.trust.models import FUSION_CAM
 from core.trust.ood import FLAG_COLUMN
 from core.trust.ood import describe as describe_flag
 from core.trust.slices import OOD_LABEL, SET_LABELS, coverage_table, flag_table
@@ -72,10 +73,14 @@ def maps_missing(ctx) -> bool:
 
 
 def map_verdicts(ctx, method: str, branch: str | None = None) -> None:
-    """Each test's verdict of one method in a plain sentence."""
+    """Each test's verdict of one method in a plain sentence, and how many slices they rest on."""
     rows = maps_rows(ctx)
     for v in verdicts.verdicts(rows or [], branch or _branch_of(rows, method), method):
         st.markdown(f"{MARKS[v.passed]} {v.sentence}")
+    n = data.trust(ctx.runs, ctx.name, ctx.stamp).get("maps", {}).get("n_slices")
+    if rows and n:
+        st.caption(verdicts.basis(n, DEFAULT_SLICES, f"python -m train trust --run {ctx.rv.run.path} --parts maps "
+                                                     "--data-root DATA"))
 
 
 def verdict_table(rows) -> pd.DataFrame:

@@ -21,6 +21,7 @@ from core.runs.runfolder import RunFolder
 from core.trust import store
 from core.trust.conformal import LEVEL, fit_run
 from core.trust.image_check import measure_file
+from core.trust.map_checks import DEFAULT_SLICES
 from core.trust.ood import FLAG_COLUMN, IMAGE_COLUMN, NETWORK_COLUMN
 from core.trust.ood import fit_run as fit_flag
 from core.trust.slices import OOD_LABEL, SET_LABELS, TWO_CLASS
@@ -117,6 +118,18 @@ def test_disease_page_flags_the_failing_method_and_says_each_verdict(trust_runs)
     eq1 = table[(table.branch == "global") & (table.method == "The Eq. 1 map")].set_index("test").verdict
     assert eq1.to_dict() == {"randomisation": "FAIL", "faithfulness": "pass", "robustness": "pass",
                              "localisation": "pass"}
+    # what the verdicts rest on: the fixture's 2 slices, fewer than the full check's, said with its command
+    assert (f"Measured on 2 labelled COVID-SemiSeg test slices, fewer than the {DEFAULT_SLICES} of the full check: a "
+            "verdict near its line can change with more slices. `python -m train trust --run "
+            f"{trust_runs / 'trusted'} --parts maps --data-root DATA` measures {DEFAULT_SLICES}.") in _all_text(at)
+
+
+def test_verdicts_on_the_full_checks_slices_say_only_how_many():
+    from core.trust.verdicts import basis
+
+    full = basis(DEFAULT_SLICES, DEFAULT_SLICES, "cmd")
+    assert full == f"Measured on {DEFAULT_SLICES} labelled COVID-SemiSeg test slices."
+    assert basis(1, DEFAULT_SLICES, "cmd").startswith("Measured on 1 labelled COVID-SemiSeg test slice, fewer")
 
 
 def test_case_names_the_flag_wherever_the_method_is_named(trust_runs):

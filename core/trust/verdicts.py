@@ -103,6 +103,17 @@ def verdicts(rows, branch: str | None = None, method: str | None = None) -> list
     return [judge(means, b, m, t) for b, m in pairs if (branch in (None, b) and method in (None, m)) for t in TESTS]
 
 
+def basis(n_slices: int, full: int, command: str) -> str:
+    """What the verdicts rest on, in one sentence: `n_slices` labelled COVID-SemiSeg test slices; fewer than the
+    command's `full` (its default) and a verdict near its rule's line can flip (measured: seed 1's maps passed
+    robustness on 2 slices and failed it on 8), so the sentence names the command that measures them all."""
+    one = f"Measured on {n_slices} labelled COVID-SemiSeg test slice{'s' if n_slices != 1 else ''}"
+    if n_slices >= full:
+        return one + "."
+    return (f"{one}, fewer than the {full} of the full check: a verdict near its line can change with more slices. "
+            f"`{command}` measures {full}.")
+
+
 def passes_every_test(rows, branch: str, method: str) -> bool:
     """True only when every test was measured and passed: the dashboard flags a method where this is False."""
     found = verdicts(rows, branch, method)
