@@ -38,8 +38,9 @@ if lesions is None or not lesions.final:
                 f"**{SEGMENTER}**) has ended, the final ones once the stage has. " + line,
                 icon=":material/hourglass_top:")
     else:
+        state = "is still training" if rp.live else f"has not finished ({pt.RESUME})"
         st.info(f"{PRELIMINARY}: the lesions and signs shown are the run's segmenter's after "
-                f"{db.rounds_text(lesions.rounds_done)}; stage **{SEGMENTER}** is still training, and its final "
+                f"{db.rounds_text(lesions.rounds_done)}; stage **{SEGMENTER}** {state}, and its final "
                 "lesions replace these when it ends. " + line, icon=":material/hourglass_top:")
     if rp.live:  # a round or the stage's end lands: rerun with the new lesions
         seen = None if lesions is None else lesions.stamp
