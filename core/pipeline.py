@@ -141,10 +141,6 @@ class Pipeline:
                                             if k.startswith("backbone.")})
         return model
 
-    def recipe_of(self, stage: str) -> Recipe:
-        """The recipe a branch's stage trains with (core.training.plan.stage_recipe)."""
-        return stage_recipe(self, stage)
-
     def _train(self, name, model, inputs, recipe, image_keys, extra=None):
         """`extra`: a callable giving training rows from another source (called only if the stage trains)."""
         t0 = time.time()
@@ -217,7 +213,7 @@ class Pipeline:
     # ---- stages --------------------------------------------------------------------------
     def global_model(self):
         model = self.new_model("global")
-        inputs, recipe = {"image": self.ds.images}, self.recipe_of("global")
+        inputs, recipe = {"image": self.ds.images}, stage_recipe(self, "global")
         if recipe.guided:
             inputs.update(self.guidance_masks(recipe))
         return self._train("global", model, inputs, recipe, ("image",),
@@ -345,7 +341,7 @@ class Pipeline:
     def heatmap_model(self, crops):
         model = self.new_model("heatmap")
         inputs = {"crop": crops["crops"]}
-        recipe = self.recipe_of("heatmap")
+        recipe = stage_recipe(self, "heatmap")
         if recipe.guided:  # the masks cut to each slice's crop box
             inputs.update(self.guidance_masks(recipe, crops["boxes"]))
         return self._train("heatmap", model, inputs, recipe, ("crop",))
@@ -430,7 +426,7 @@ class Pipeline:
     def infected_model(self, lesions, gvec):
         model = self.new_model("infected", {"g": gvec.shape[1]})
         inputs = self.lesion_inputs_of(lesions, g=gvec)
-        return self._train("infected", model, inputs, self.recipe_of("infected"), network.CROPS)
+        return self._train("infected", model, inputs, stage_recipe(self, "infected"), network.CROPS)
 
     def vector_head(self, name, vectors: dict, extra: StageData | None = None):
         """One FC layer over `vectors`, trained on COVID-CT's training rows (and `extra`'s, from another source)."""
