@@ -7,6 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from core.audits.external import CHOOSES, REPORTS, table_rows
+from core.knowledge.selection import RULE as SELECTION_RULE, table_text
 from core.results.external_tables import comparison_table, patient_table, role_data
 from core.results.predictions import BASELINES
 from dashboard import data, ui
@@ -64,3 +65,6 @@ def other_hospitals(c: ui.Ctx, label: str = "") -> None:
         chose = patient_table(result, CHOOSES)
         if not chose.empty:
             st.dataframe(chose, hide_index=True, width="stretch")
+        if result.get("selection"):
+            st.markdown(f"**How the two-step decision was chosen** on the same data: {SELECTION_RULE}.")
+            st.dataframe(table_text(result["selection"]), hide_index=True, width="stretch")

@@ -77,7 +77,8 @@ def slice_knowledge(decision: TwoStepDecision | None, signs: dict | None, factor
             st.markdown(line)
         st.caption("Each step is a probability whose inputs can only push one way, as a radiologist reads them "
                    "(more lesion: more likely disease; more peripheral, bilateral ground glass: more likely "
-                   f"COVID-19). Weights and operating point chosen on {role_data(CHOOSES)}.")
+                   f"COVID-19). The weights, the branch step 2 reads ({decision.pattern_branch}) and the operating "
+                   f"point were chosen on {role_data(CHOOSES)}.")
 
 
 def stored(decision: TwoStepDecision | None, row) -> None:

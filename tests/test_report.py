@@ -137,6 +137,12 @@ def test_other_hospitals_from_external_json(guided_run, synthetic_run, capsys):
     assert rc == 0, err
     section = out.split("### Other hospitals (`external.json`, `python -m train external`)")[1].split("\n### ")[0]
     shown, chose = section.split("The data that chose (not a result):")
+    # how the two-step decision was chosen: every candidate's score on the data that chose, one marked chosen
+    chosen = next(r for r in result["selection"] if r["chosen"])
+    assert "How the two-step decision was chosen on the same data" in chose
+    (cells,) = rows(chose, chosen["name"])
+    assert cells[1:3] == ["chosen", f"{chosen['score']:.3f}"]
+    assert len([r for r in result["selection"] if r["kind"] == "candidate"]) > 1
     assert "Chose the weights and operating points: COVID-CT validation split; COVID-SemiSeg labelled train " \
            "slices (all COVID); COVID-CT-MD patients P001, normal001, cap001." in shown
     assert "Reported here, chose nothing: COVID-CT test split; COVID-SemiSeg labelled test slices (all COVID); " \

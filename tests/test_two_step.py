@@ -36,13 +36,15 @@ def test_the_default_recipe_decides_in_two_steps(guided_run):
 
 
 def test_a_new_tau_changes_exactly_the_probabilities_it_names(guided_run, phantom_root):
-    """rescore_tau changes the heads that read the tau crop's vector and the two-step decision over fusion, and
-    leaves every other probability as it was: the case report re-scores exactly tau_changes()."""
+    """rescore_tau changes the heads that read the tau crop's vector and the two-step decision when its second step
+    reads one of them, and leaves every other probability as it was: the case report re-scores exactly tau_changes()."""
     from core.data.imaging import read_slice
     from core.inference import TrainedRun
 
     tr = TrainedRun.load(guided_run)
-    assert set(tr.tau_changes()) == {"heatmap", "global+heatmap", "fusion", TwoStepDecision.name}
+    over_tau = tr.two_step.pattern_branch in ("heatmap", "global+heatmap", "fusion")  # the run's chosen candidate
+    decision = (TwoStepDecision.name,) if over_tau else ()
+    assert set(tr.tau_changes()) == {"heatmap", "global+heatmap", "fusion", *decision}
     a = tr.analyse(read_slice(next((phantom_root / "covid-ct" / "CT_COVID").glob("*.png"))))
     moved = set()
     for tau in (0.05, 0.5, 0.95):
@@ -62,15 +64,23 @@ def test_the_decision_is_fitted_on_the_rows_that_choose_only(guided_run):
     assert decision.fitted_on == {"covid-ct": int((chosen.source == "covid-ct").sum()),
                                   "semiseg": int((chosen.source == "semiseg").sum()), "covid-ct-md": len(md_used)}
     # the reporting rows can say anything: refitting on changed report rows gives the same decision
-    from core.knowledge.decision import choose
+    from core.knowledge.selection import Candidate, select
 
     changed = rows.copy()
     rep = changed.role == ex.REPORTS
     changed.loc[rep, "label"] = 1 - changed.loc[rep, "label"]
     changed.loc[rep, "lesion_share"] = 0.0
-    a, b = (choose(t.drop(columns=list(ex.DERIVED))) for t in (changed, rows))
+    for b in ("fusion", "global"):
+        changed.loc[rep, f"p_{b}"] = 1 - changed.loc[rep, f"p_{b}"]
+    (a, table_a), (b, table_b) = (select(t.drop(columns=list(ex.DERIVED)), ex.choosing(t)) for t in (changed, rows))
     numbers = lambda d: [d.a_d, d.b_d, d.a_c, d.b_c, *d.w, d.operating_point]
-    assert np.allclose(numbers(a), numbers(b)) and a.fitted_on == b.fitted_on
+    assert np.allclose(numbers(a), numbers(b)) and a.fitted_on == b.fitted_on and a.pattern_branch == b.pattern_branch
+    pd.testing.assert_frame_equal(table_a, table_b)
+    # the saved decision is the one its selection table marks chosen
+    stored = pd.DataFrame(TwoStepDecision.saved(RunFolder(guided_run))["selection"])
+    chosen = stored[stored.chosen]
+    assert len(chosen) == 1 and chosen.name.iloc[0] == Candidate(decision.pattern_branch, tuple(decision.signs)).name
+    assert chosen.operating_point.iloc[0] == pytest.approx(decision.operating_point)
 
 
 def test_external_report_names_each_comparison_with_intervals(guided_run):

@@ -193,6 +193,8 @@ def test_disease_page_shows_other_hospitals_from_external_json(runs):
     # every branch at its operating point on the data that report; the data that chose in the expander
     tables = [d.value for d in at.dataframe if "AUC [95% CI]" in d.value.columns]
     shown, chose = tables[0], tables[1]
+    (picked,) = [d.value for d in at.dataframe if "score (mean AUC)" in d.value.columns]  # how the decision was chosen
+    assert list(picked[picked[""] == "chosen"].decision) == [r["name"] for r in result["selection"] if r["chosen"]]
     assert set(shown.comparison) == set(reporting)
     for r in shown.itertuples():
         m = result["comparisons"][r.comparison]["branches"][r.branch]

@@ -29,6 +29,7 @@ import pandas as pd
 
 from core.audits.external import CHOOSES, EXTERNAL_FILE, REPORTS, ROWS_FILE
 from core.config import PipelineConfig
+from core.knowledge.selection import RULE as SELECTION_RULE, table_text
 from core.knowledge.signs_check import SIGNS_CHECK_FILE
 from core.models.network import STAGES
 from core.results.external_tables import comparison_table, patient_table, role_data
@@ -277,6 +278,9 @@ def other_hospitals(folder: RunFolder) -> str:
     chose = patient_table(result, CHOOSES)
     if not chose.empty:
         parts += ["", md(chose)]
+    if result.get("selection"):
+        parts += ["", f"How the two-step decision was chosen on the same data ({SELECTION_RULE}):", "",
+                  md(table_text(result["selection"]))]
     return "\n".join(parts)
 
 

@@ -34,7 +34,8 @@ from core.data.imaging import read_slice
 from core.data.semiseg import read_labelled
 from core.explain.fidelity import clean
 from core.inference import TrainedRun
-from core.knowledge.decision import FACTOR_COLUMNS, TwoStepDecision, choose
+from core.knowledge.decision import FACTOR_COLUMNS, TwoStepDecision
+from core.knowledge.selection import select
 from core.knowledge.signs import SIGNS
 from core.results.metrics import binary_metrics, wilson
 from core.results.predictions import BRANCHES, operating_point, read_predictions, write_columns
@@ -123,6 +124,11 @@ def comparisons(rows: pd.DataFrame) -> dict[str, tuple[str, pd.Series, pd.Series
         out[f"covid-ct-md {covid} infected vs {normal}"] = (role, infected, (src == "covid-ct-md") & (grp == normal))
         out[f"covid-ct-md {covid} infected vs {cap}"] = (role, infected, (src == "covid-ct-md") & (grp == cap))
     return out
+
+
+def choosing(rows: pd.DataFrame) -> dict[str, tuple[pd.Series, pd.Series | None]]:
+    """The comparisons that choose (`comparisons` of role CHOOSES): name -> (positives, negatives or None)."""
+    return {name: (pos, neg) for name, (role, pos, neg) in comparisons(rows).items() if role == CHOOSES}
 
 
 def _one(pos: np.ndarray, neg: np.ndarray | None, threshold: float) -> dict:
@@ -217,17 +223,21 @@ def run_external(run, data_root, fit: bool, progress=None, log=print, device="cp
     ext, key = scored_rows(run, data_root, progress, device)
     rows = numeric(pd.concat([covidct_rows(preds.drop(columns=[c for c in DERIVED if c in preds])), ext],
                              ignore_index=True))
-    decision = choose(rows) if fit else TwoStepDecision.of_run(run)  # without `fit`: the one fitted before, if any
     if fit:
-        decision.save(run)
+        decision, table = select(rows, choosing(rows))
+        decision.save(run, {"selection": table.to_dict("records")})
         identities = preds[["key", "split", "label", "patient"]].itertuples(index=False)  # as write_columns reads slices
         write_columns(run, list(identities), {c: v.to_numpy() for c, v in decision.on_table(preds).items()})
-        log(f"two-step: fitted on {decision.fitted_on}; operating point {decision.operating_point:.3f}")
+        log(f"two-step: {table[table.chosen].name.iloc[0]} chosen on the data that choose, fitted on "
+            f"{decision.fitted_on}; operating point {decision.operating_point:.3f}")
+    else:
+        decision = TwoStepDecision.of_run(run)  # the one fitted before, if any
     if decision is not None:
         rows = pd.concat([rows, decision.on_table(rows)], axis=1)
     preds = read_predictions(run)
     branches = [b for b in BRANCHES if f"p_{b}" in rows and rows[f"p_{b}"].notna().all()]
-    result = {**report(rows, {b: operating_point(preds, b, run) for b in branches}, branches), "rows_key": key}
+    result = {**report(rows, {b: operating_point(preds, b, run) for b in branches}, branches), "rows_key": key,
+              "selection": TwoStepDecision.saved(run).get("selection")}
     rows.to_csv(run.path / ROWS_FILE, index=False)
     atomic_write_text(run.path / EXTERNAL_FILE, json.dumps(clean(result), indent=1))
     return result

@@ -7,8 +7,9 @@ A radiologist reasons in two steps, and so does this decision (`p_two-step` in p
     disease present   D = sigmoid(a_d * log(lesion share + EPS) + b_d)                 a_d >= 0
     looks like COVID  C = sigmoid(a_c * logit(p_pattern) + sum_k w_k * sign_k + b_c)   a_c, w_k >= 0
 
-p_pattern is the fusion branch's probability; the signs sign_k (PATTERN_SIGNS) are a candidate the selection
-did not keep (SELECTED_SIGNS).
+p_pattern is one branch's probability and the signs sign_k a subset of PATTERN_SIGNS (none, or all); which branch
+and which signs a run reads is chosen on the data that choose (core.knowledge.selection), so a run whose fusion
+branch came out weak can lean on another branch without anything being learnt from the reported data.
 
 The direction of every input is fixed by domain knowledge, not learnt: more lesion can only raise the
 chance of disease; a higher classifier score, more peripheral, more bilateral, more pieces and more ground
@@ -36,10 +37,6 @@ from core.runs.checkpoint import atomic_write_text
 EPS = 1e-3  # lesion share floor inside the log: a share of 0 is "less than 0.1% of the lungs"
 L2 = 1e-2  # weight decay on every slope: with a few hundred rows, keep the weights from running off
 PATTERN_SIGNS = ("peripheral_share", "bilateral", "ground_glass_share", "log_lesion_count")
-# The signs the second step reads by default: none. Fitted with PATTERN_SIGNS it scored the same on the data that
-# choose (0.897 against 0.897, seed 0); the selection rule written before any score (docs/recipes.md) gives a
-# tie to the simpler candidate.
-SELECTED_SIGNS: tuple[str, ...] = ()
 LOGIT_CLIP = 8.0  # classifier probabilities of exactly 0 or 1 stay finite
 
 
@@ -147,6 +144,12 @@ class TwoStepDecision:
         return cls.from_dict(json.loads(f.read_text())["decision"]) if f.exists() else None
 
     @classmethod
+    def saved(cls, run) -> dict:
+        """What was saved beside the weights (`save`'s `extra`: the selection table), {} before the stage ran."""
+        f = run.stage(cls.name) / DECISION_FILE
+        return {k: v for k, v in json.loads(f.read_text()).items() if k != "decision"} if f.exists() else {}
+
+    @classmethod
     def fit(cls, rows, labels, sources, pattern_branch: str = "fusion", signs=PATTERN_SIGNS) -> "TwoStepDecision":
         """Weights by bounded maximum likelihood on the rows that choose; every source (a label per row in
         `sources`) weighs the same in total; `signs`: the pattern signs the second step reads."""
@@ -203,9 +206,10 @@ def operating_point(p, labels, sources) -> float:
     return float(p[order][best])
 
 
-def choose(rows: pd.DataFrame, pattern_branch: str = "fusion", signs=SELECTED_SIGNS) -> TwoStepDecision:
-    """The two-step decision fitted on the rows that choose (`selection_rows` of a table shaped like
-    core.audits.external's rows, with p_<pattern_branch> and the signs), its operating point chosen there too."""
+def fit_candidate(rows: pd.DataFrame, pattern_branch: str, signs) -> TwoStepDecision:
+    """The two-step decision over `pattern_branch` and `signs` fitted on the rows that choose (`selection_rows` of a
+    table shaped like core.audits.external's rows, with p_<pattern_branch> and the signs), its operating point
+    chosen there too. Which candidate a run keeps: core.knowledge.selection."""
     part, y, src = selection_rows(rows)
     part = pattern_rows(part, pattern_branch)
     decision = TwoStepDecision.fit(part, y, src, pattern_branch, signs)
