@@ -4,6 +4,7 @@ Each figure is the median of several runs; comparisons are ratios against a plai
 in the same process (never absolute timings judged against a constant):
   train-loop      our train_stage vs a bare PyTorch loop over the same batches (fp32, and bf16 asked)
   precision       a bare loop's step in bf16 autocast vs fp32 (bf16 runs only where it is faster)
+  layout          a bare loop's step channels-last vs the default memory layout
   segmenter       one segmenter epoch in fp32 vs bf16 asked
   tau-slider      new tau -> threshold, largest region, crop (p50/p95); + heatmap/fusion re-score
   predict         one slice through the whole trained pipeline
@@ -60,18 +61,21 @@ def _random_slices(n, size):
                      (torch.rand(n, generator=gen) > 0.5).float())
 
 
-def _bare_loop(data, steps, batch, dtype=None):
-    """A plain PyTorch training loop over `data`; `dtype` bfloat16 forces autocast whatever the hardware."""
+def _bare_loop(data, steps, batch, dtype=None, channels_last=False):
+    """A plain PyTorch training loop over `data`; `dtype` bfloat16 forces autocast whatever the hardware;
+    `channels_last`: the model and its inputs in that memory layout."""
     from core.models.backbones import build_backbone
     from core.models.classifier import SliceClassifier
 
     torch.manual_seed(0)
     model = SliceClassifier(build_backbone("efficientnet_lite0", "imagenet")).train()
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    model.to(memory_format=layout)
     opt = torch.optim.AdamW(model.parameters(), lr=2e-4)
 
     def run():
         for s in range(steps):
-            x = data.inputs["image"][s * batch:(s + 1) * batch].float() / 255
+            x = (data.inputs["image"][s * batch:(s + 1) * batch].float() / 255).contiguous(memory_format=layout)
             y = data.labels[s * batch:(s + 1) * batch]
             ctx = torch.autocast("cpu", dtype=dtype) if dtype is not None else contextlib.nullcontext()
             with ctx:
@@ -125,6 +129,16 @@ def bench_precision(steps=2, batch=8):
         tbf = median_time(_bare_loop(data, steps, batch, torch.bfloat16))
         row(f"bf16 autocast step time / fp32, {size} px", round(tbf / t32, 2), "x",
             f"native bf16 on this CPU: {native_bf16(torch.device('cpu'))}")
+
+
+def bench_layout(steps=2, batch=32):
+    """A bare loop's step with the model and its inputs channels-last against the default layout: what
+    core.training.recipes.Recipe.channels_last defaults to."""
+    for size in (64, 224):
+        data = _random_slices(steps * batch, size)
+        plain = median_time(_bare_loop(data, steps, batch))
+        last = median_time(_bare_loop(data, steps, batch, channels_last=True))
+        row(f"channels-last step time / default layout, {size} px", round(last / plain, 2), "x", "fp32")
 
 
 def bench_segmenter():
@@ -246,10 +260,10 @@ def bench_dashboard():
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--only", default="train,precision,segmenter,tau,embedding,dashboard")
+    p.add_argument("--only", default="train,precision,layout,segmenter,tau,embedding,dashboard")
     args = p.parse_args(argv)
     OUT.mkdir(exist_ok=True)
-    parts = {"train": bench_train_loop, "precision": bench_precision, "segmenter": bench_segmenter,
+    parts = {"train": bench_train_loop, "precision": bench_precision, "layout": bench_layout, "segmenter": bench_segmenter,
              "tau": bench_tau_and_predict, "embedding": bench_embedding, "dashboard": bench_dashboard}
     for name in args.only.split(","):
         print(f"[{name}]", flush=True)
