@@ -5,9 +5,10 @@ writes its files, the files it writes (relative to the run folder), the sizes it
 turns it off (`--no-audits` the audits, `--no-precompute` precompute) and its cost for the ETA. Adding a stage
 is one row.
 
-The audits run at their demo sizes (the `sizes` of each row, the command's own size arguments), so the real-data
-`make demo` stays within its hour; each keeps its full-size command (`train shortcut`, `train probe`,
-`train fidelity`, `train trust`), which writes the same files. How the sizes were chosen: docs/after-training.md.
+The audits run at the sizes of their full commands (`train shortcut`, `train probe`, `train fidelity`,
+`train trust`, which write the same files): a row's `sizes` are left empty so each takes its command's defaults,
+declared once with the command. They add about 10 minutes to the real-data `make demo` (35 minutes in all before
+they ran at full size, docs/after-training.md); a row may set smaller sizes (the command's own arguments).
 
 A stage is done when config.json's "after_training" records it under the key of its inputs (every trained
 checkpoint, predictions.csv, the data folder, its sizes) and each file it writes is there: a resumed pipeline
@@ -108,16 +109,28 @@ def _labelled_test(a: After) -> int:
     return len(read_labelled(a.data_root, "test"))
 
 
-def _shortcut_passes(a: After, limit: int, **_) -> float:  # 3 conditions x the test slices of each class, external
-    return 3 * 2 * limit + min(limit, _labelled_test(a))
+def _test_slices(a: After) -> int:
+    from core.data.covidct import read_covidct
+
+    return sum(s.split == "test" for s in read_covidct(a.data_root))
 
 
-def _fidelity_passes(a: After, limit: int, **_) -> float:  # each map, the fusion deletion curve's steps
-    return 17 * min(limit, _labelled_test(a))
+def _upto(limit: int | None, n: int) -> int:
+    return n if limit is None else min(limit, n)
 
 
-def _trust_passes(a: After, slices: int, **_) -> float:  # each map's tests per slice, the OOD flag's 37 inputs
-    return 130 * min(slices, _labelled_test(a)) + 37
+def _shortcut_passes(a: After, limit: int | None = None, **_) -> float:  # 3 conditions x test slices, external
+    return 3 * _upto(limit, _test_slices(a)) + _upto(limit, _labelled_test(a))
+
+
+def _fidelity_passes(a: After, limit: int | None = None, **_) -> float:  # 5 maps, two deletion curves per slice
+    return 50 * _upto(limit, _labelled_test(a))
+
+
+def _trust_passes(a: After, slices: int | None = None, **_) -> float:  # 5 maps' tests per slice, 37 OOD inputs
+    from core.trust.map_checks import DEFAULT_SLICES
+
+    return 225 * min(DEFAULT_SLICES if slices is None else slices, _labelled_test(a)) + 37
 
 
 @dataclass(frozen=True)
@@ -147,12 +160,10 @@ def _external_passes(a: After, **_) -> float:  # every labelled COVID-SemiSeg sl
 
 AFTER_TRAINING = (
     Stage("external", external, ("external.json", "external.csv"), decides="two-step", passes=_external_passes),
-    Stage("shortcut", shortcut, ("shortcut.json", "shortcut.csv"), {"limit": 40}, passes=_shortcut_passes),
-    Stage("probe", probe, ("branch_probe.csv",), {"folds": 3}, passes=lambda a, **_: 3),
-    Stage("fidelity", fidelity, ("fidelity.json", "fidelity.csv"),
-          {"limit": 12, "methods": ("eq1", "gradcam"), "deletion": ("fusion",)}, passes=_fidelity_passes),
-    Stage("trust", trust, ("trust.json", "trust.csv"), {"slices": 2, "methods": ("eq1", "gradcam")},
-          passes=_trust_passes),
+    Stage("shortcut", shortcut, ("shortcut.json", "shortcut.csv"), passes=_shortcut_passes),
+    Stage("probe", probe, ("branch_probe.csv",), passes=lambda a, **_: 3),
+    Stage("fidelity", fidelity, ("fidelity.json", "fidelity.csv"), passes=_fidelity_passes),
+    Stage("trust", trust, ("trust.json", "trust.csv"), passes=_trust_passes),
     Stage("precompute", precompute, (), {"data_pages": 1}, switch="precompute"),
 )
 

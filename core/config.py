@@ -191,8 +191,8 @@ class PipelineConfig:
     decision: str | None = _setting(None, "the run's decision: fusion (the paper's), or two-step (disease present x "
                                           "looks like COVID, fitted across sources: core/knowledge/decision.py; "
                                           "needs covid-ct-md/ in the data root)", choices=DECISIONS, none=("recipe",))
-    audits: bool = _setting(True, "after training, the audits (shortcut, probe, fidelity, trust) at their demo sizes "
-                                  "(core/after_training.py); --no-audits skips them")
+    audits: bool = _setting(True, "after training, the audits (shortcut, probe, fidelity, trust) at the sizes of "
+                                  "their full commands (core/after_training.py); --no-audits skips them")
     precompute: bool = _setting(True, "after training, what the dashboard's pages read on a first visit (metrics "
                                       "with intervals, 3D maps, hover cards); --no-precompute skips it for a run "
                                       "made for tables (a page then computes what it needs on its visit)")

@@ -11,7 +11,7 @@ map as chance levels. Branches: global (every CAM method), heatmap (every CAM me
 pasted into the crop box) and fusion (the fusion CAM); deletion curves for global and fusion by
 default (--deletion; they are most of the run time). Definitions in core/explain/fidelity.py. Writes
 runs/NAME/fidelity.json and fidelity.csv and prints the JSON. ScoreCAM is slow on CPU: it runs
-only when named in --methods. `train pipeline` runs it too, at the demo size of core/after_training.py.
+only when named in --methods. `train pipeline` runs it too, at this command's default sizes (core/after_training.py).
 """
 from __future__ import annotations
 

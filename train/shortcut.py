@@ -7,7 +7,7 @@
 A run with every stage is scored through its whole pipeline; a run with the global branch only
 (`python -m train global`) through that branch. Writes RUN/shortcut.json (the whole result) and
 RUN/shortcut.csv (one row per branch); with --external-split train, shortcut-train.{json,csv}.
-`train pipeline` runs it too, at the demo size of core/after_training.py.
+`train pipeline` runs it too, at this command's default sizes (core/after_training.py).
 """
 from __future__ import annotations
 

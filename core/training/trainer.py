@@ -220,6 +220,8 @@ def train_stage(model: nn.Module, train: StageData, val: StageData, recipe: Reci
         dist.barrier()
     best = load_checkpoint(stage_dir / "best.pt")
     model.load_state_dict(best["model"])
+    # back to the default layout: what follows in this process computes as a run resumed from best.pt does, to the bit
+    model.to(memory_format=torch.contiguous_format)
     if guided:
         model.keep_cam, model.last_cam = False, None
     return summary
