@@ -57,6 +57,9 @@ def test_the_branch_that_separates_the_data_that_choose_feeds_the_second_step():
     assert set(chosen.sensitivities.iloc[0]) == {"semiseg train"}
     text = table_text(table.to_dict("records"))
     assert list(text[""]).count("chosen") == 1 and "AUC covid-ct val" in text
+    # read back from strict JSON (external.json: NaN stored as null), an unmeasured score prints blank
+    stored = [{**r, "score": None} if r["kind"] == "reference" else r for r in table.to_dict("records")]
+    assert set(table_text(stored)[text[""] == "reference"]["score (mean AUC)"]) == {""}
 
 
 def test_a_candidate_missing_its_branch_is_skipped_and_none_at_all_is_an_error():

@@ -125,15 +125,21 @@ def select(rows: pd.DataFrame, masks: dict[str, tuple[pd.Series, pd.Series | Non
     return fitted[chosen][1], table
 
 
+def _num(v, digits: int) -> str:
+    """A stored number as text; blank where it could not be measured (NaN, or None in strict JSON)."""
+    return "" if v is None or v != v else f"{float(v):.{digits}f}"
+
+
 def table_text(records: list[dict]) -> pd.DataFrame:
-    """The stored selection table (`select`'s, as records) as text columns a page or a report prints."""
+    """The stored selection table (`select`'s, as records, also read back from strict JSON) as text columns a page
+    or a report prints."""
     out = []
     for r in records:
         row = {"decision": r["name"], "": "chosen" if r["chosen"] else ("reference" if r["kind"] == "reference" else
                                                                            "" if r["eligible"] else "misses COVID"),
-               "score (mean AUC)": f"{r['score']:.3f}"}
-        row.update({f"AUC {k}": f"{v:.3f}" for k, v in r["aucs"].items()})
-        row.update({f"sensitivity {k}": f"{v:.2f}" for k, v in r["sensitivities"].items()})
-        row["operating point"] = f"{r['operating_point']:.3f}"
+               "score (mean AUC)": _num(r["score"], 3)}
+        row.update({f"AUC {k}": _num(v, 3) for k, v in r["aucs"].items()})
+        row.update({f"sensitivity {k}": _num(v, 2) for k, v in r["sensitivities"].items()})
+        row["operating point"] = _num(r["operating_point"], 3)
         out.append(row)
     return pd.DataFrame(out)
