@@ -263,8 +263,9 @@ def main(argv=None):
     p.add_argument("--only", default="train,precision,layout,segmenter,tau,embedding,dashboard")
     args = p.parse_args(argv)
     OUT.mkdir(exist_ok=True)
-    parts = {"train": bench_train_loop, "precision": bench_precision, "layout": bench_layout, "segmenter": bench_segmenter,
-             "tau": bench_tau_and_predict, "embedding": bench_embedding, "dashboard": bench_dashboard}
+    parts = {"train": bench_train_loop, "precision": bench_precision, "layout": bench_layout,
+             "segmenter": bench_segmenter, "tau": bench_tau_and_predict, "embedding": bench_embedding,
+             "dashboard": bench_dashboard}
     for name in args.only.split(","):
         print(f"[{name}]", flush=True)
         parts[name]()
