@@ -225,19 +225,21 @@ def run_external(run, data_root, fit: bool, progress=None, log=print, device="cp
                              ignore_index=True))
     if fit:
         decision, table = select(rows, choosing(rows))
-        decision.save(run, {"selection": table.to_dict("records")})
+        selection = table.to_dict("records")
+        decision.save(run, {"selection": selection})
         identities = preds[["key", "split", "label", "patient"]].itertuples(index=False)  # as write_columns reads slices
         write_columns(run, list(identities), {c: v.to_numpy() for c, v in decision.on_table(preds).items()})
         log(f"two-step: {table[table.chosen].name.iloc[0]} chosen on the data that choose, fitted on "
             f"{decision.fitted_on}; operating point {decision.operating_point:.3f}")
     else:
-        decision = TwoStepDecision.of_run(run)  # the one fitted before, if any
+        decision = TwoStepDecision.of_run(run)  # the one fitted before, if any, and how it was chosen
+        selection = TwoStepDecision.saved(run).get("selection")
     if decision is not None:
         rows = pd.concat([rows, decision.on_table(rows)], axis=1)
     preds = read_predictions(run)
     branches = [b for b in BRANCHES if f"p_{b}" in rows and rows[f"p_{b}"].notna().all()]
     result = {**report(rows, {b: operating_point(preds, b, run) for b in branches}, branches), "rows_key": key,
-              "selection": TwoStepDecision.saved(run).get("selection")}
+              "selection": selection}
     rows.to_csv(run.path / ROWS_FILE, index=False)
     atomic_write_text(run.path / EXTERNAL_FILE, json.dumps(clean(result), indent=1))
     return result
