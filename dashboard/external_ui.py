@@ -7,8 +7,9 @@ import pandas as pd
 import streamlit as st
 
 from core.audits.external import CHOOSES, REPORTS, table_rows
-from core.knowledge.selection import RULE as SELECTION_RULE, table_text
-from core.results.external_tables import comparison_table, patient_table, role_data
+from core.knowledge.selection import rule_of, table_text
+from core.results.external_tables import (comparison_table, disease_table, disease_title, patient_table,
+                                          role_data)
 from core.results.predictions import BASELINES
 from dashboard import data, ui
 
@@ -60,11 +61,15 @@ def other_hospitals(c: ui.Ctx, label: str = "") -> None:
         st.markdown(f"{label}**Per COVID-CT-MD patient**: the scan-level score ({result.get('rule')} of its slices' "
                     "p(COVID)) and the call at each branch's operating point")
         st.dataframe(patients, hide_index=True, width="stretch")
+    disease = disease_table(result, REPORTS)
+    if not disease.empty:
+        st.markdown(f"{label}**{disease_title(result)}**")
+        st.dataframe(disease, hide_index=True, width="stretch")
     with st.expander(f"The data that chose (not a result): {role_data(CHOOSES)}", expanded=False):
         st.dataframe(comparison_table(result, CHOOSES), hide_index=True, width="stretch")
-        chose = patient_table(result, CHOOSES)
-        if not chose.empty:
-            st.dataframe(chose, hide_index=True, width="stretch")
+        for chose in (patient_table(result, CHOOSES), disease_table(result, CHOOSES)):
+            if not chose.empty:
+                st.dataframe(chose, hide_index=True, width="stretch")
         if result.get("selection"):
-            st.markdown(f"**How the two-step decision was chosen** on the same data: {SELECTION_RULE}.")
+            st.markdown(f"**How the two-step decision was chosen** on the same data: {rule_of(result)}.")
             st.dataframe(table_text(result["selection"]), hide_index=True, width="stretch")

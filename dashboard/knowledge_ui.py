@@ -9,7 +9,7 @@ import math
 
 import streamlit as st
 
-from core.audits.external import CHOOSES
+from core.audits.external import CHOOSES, REPORTS
 from core.knowledge.decision import FACTOR_COLUMNS, Factors, TwoStepDecision
 from core.results.external_tables import role_data
 from dashboard import data_browser as db
@@ -45,7 +45,9 @@ def two_step_lines(decision: TwoStepDecision, factors: Factors, signs: dict, p_p
     doubt = min(range(2), key=lambda i: (factors.disease, factors.pattern)[i])
     return [
         f"1 · **{STEP_NAMES[0]}** p = {factors.disease:.2f} (lesion share {_pct(signs.get('lesion_share'))} "
-        "of the lungs)" + ("; the fit gives lesion share no weight" if decision.a_d <= 0 else ""),
+        "of the lungs)" + ("; the fit gives lesion share no weight" if decision.a_d <= 0 else "")
+        # p = D x C with C <= 1: a D under the operating point decides alone
+        + ("; under the operating point, so step 1 alone rules COVID-19 out" if factors.disease < t else ""),
         f"2 · **{STEP_NAMES[1]}** p = {factors.pattern:.2f} ({', '.join(read)})"
         + (f"; the fit gives no weight to {', '.join(unweighed)}" if unweighed else ""),
         f"**p(COVID) = {factors.disease:.2f} × {factors.pattern:.2f} = {factors.p:.3f}** → **{call}** "
@@ -54,9 +56,23 @@ def two_step_lines(decision: TwoStepDecision, factors: Factors, signs: dict, p_p
     ]
 
 
+def step_one_record(result: dict | None) -> str | None:
+    """How step 1 did against the radiologists' marks on the held-out hospital's patients (external.json's
+    disease_step, core.audits.external.disease_report), in one sentence; None before `train external` ran."""
+    step = (result or {}).get("disease_step") or {}
+    for name, m in (step.get("comparisons") or {}).items():
+        if m["role"] == REPORTS and m["n_neg"]:
+            return (f"Step 1 on patients that chose nothing ({name.split(':')[0]}): it let "
+                    f"{_pct(m['sensitivity'])} of the slices the radiologists marked infected ({m['n_pos']}) through "
+                    f"to step 2, and alone cleared {_pct(m['specificity'])} of the others ({m['n_neg']}): below the "
+                    f"operating point {step['cut']:.3f} no step 2 can call a slice COVID.")
+    return None
+
+
 def slice_knowledge(decision: TwoStepDecision | None, signs: dict | None, factors: Factors | None,
-                    p_pattern: float | None) -> None:
-    """The signs table beside the two steps (the latter only when the run has the two-step decision)."""
+                    p_pattern: float | None, record: str | None = None) -> None:
+    """The signs table beside the two steps (the latter only when the run has the two-step decision); `record`:
+    step 1's record on another hospital (`step_one_record`), under the steps."""
     if signs is None and decision is None:
         return
     left, right = st.columns([1, 1.4])
@@ -79,19 +95,21 @@ def slice_knowledge(decision: TwoStepDecision | None, signs: dict | None, factor
                    "(more lesion: more likely disease; more peripheral, bilateral ground glass: more likely "
                    f"COVID-19). The weights, the branch step 2 reads ({decision.pattern_branch}) and the operating "
                    f"point were chosen on {role_data(CHOOSES)}.")
+        if record:
+            st.caption(record)
 
 
-def stored(decision: TwoStepDecision | None, row) -> None:
+def stored(decision: TwoStepDecision | None, row, record: str | None = None) -> None:
     """slice_knowledge of a run's slice from its predictions.csv row (the signs, the factors, the pattern
     branch's probability, as the pipeline stored them)."""
     factors = p_pattern = None
     if decision is not None and all(row.get(c, "") != "" for c in FACTOR_COLUMNS):
         factors = Factors(*(float(row[c]) for c in FACTOR_COLUMNS))
         p_pattern = float(row[f"p_{decision.pattern_branch}"])
-    slice_knowledge(decision, db.row_signs(row), factors, p_pattern)
+    slice_knowledge(decision, db.row_signs(row), factors, p_pattern, record)
 
 
-def live(decision: TwoStepDecision | None, a) -> None:
+def live(decision: TwoStepDecision | None, a, record: str | None = None) -> None:
     """slice_knowledge of a live core.inference.SliceAnalysis (at the run's tau)."""
     p_pattern = None if decision is None else a.probs.get(decision.pattern_branch)
-    slice_knowledge(decision, None if a.signs is None else a.signs.to_dict(), a.factors, p_pattern)
+    slice_knowledge(decision, None if a.signs is None else a.signs.to_dict(), a.factors, p_pattern, record)

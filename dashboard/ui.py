@@ -178,7 +178,7 @@ def live_analysis(ctx: Ctx, tr, a, images: dict, fusion_vector, order: list[str]
         st.plotly_chart(prob_chart(probs), width="stretch", config=SMALL_CHART_CONFIG, key=f"{key}_probs")
         st.dataframe(probs, hide_index=True, width="stretch",
                      column_config={"p(COVID)": st.column_config.NumberColumn(format="%.4f")})
-    knowledge_ui.live(tr.two_step, a)
+    knowledge_ui.live(tr.two_step, a, knowledge_ui.step_one_record(data.external_report(ctx.runs, ctx.name, ctx.stamp)))
     st.subheader(f"Attention map ({trust_ui.method_label(ctx, ctx.cam_method)}) and the tau crop")
 
     @st.fragment

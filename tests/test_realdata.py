@@ -11,6 +11,7 @@ import pytest
 
 from core.audits.leakage import audit
 from core.data.covidct import read_covidct
+from core.data.imaging import read_mask
 from core.data.semiseg import read_labelled, read_unlabelled
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -31,6 +32,13 @@ def test_semiseg_counts(data_root):
     test = read_labelled(data_root, "test")
     assert len(test) == 48 and all(s.mask.exists() and s.multiclass is not None for s in test)
     assert len(read_unlabelled(data_root)) == 1600
+
+
+def test_every_labelled_semiseg_mask_holds_a_lesion(data_root):
+    """core.audits.external.disease_comparisons counts every labelled COVID-SemiSeg slice as disease present."""
+    for split in ("train", "test"):
+        empty = [s.key for s in read_labelled(data_root, split) if not read_mask(s.mask).any()]
+        assert not empty, f"labelled {split} slices with an empty lesion mask: {empty}"
 
 
 def test_audit_finds_the_known_cross_class_near_duplicate(data_root):

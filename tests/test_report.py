@@ -139,7 +139,7 @@ def test_other_hospitals_from_external_json(guided_run, synthetic_run, capsys):
     shown, chose = section.split("The data that chose (not a result):")
     # how the two-step decision was chosen: every candidate's score on the data that chose, one marked chosen
     chosen = next(r for r in result["selection"] if r["chosen"])
-    assert "How the two-step decision was chosen on the same data" in chose
+    assert f"How the two-step decision was chosen on the same data ({result['selection_rule']}):" in chose
     (cells,) = rows(chose, chosen["name"])
     assert cells[1:3] == ["chosen", f"{chosen['score']:.3f}"]
     assert len([r for r in result["selection"] if r["kind"] == "candidate"]) > 1
@@ -154,6 +154,15 @@ def test_other_hospitals_from_external_json(guided_run, synthetic_run, capsys):
             assert cells[2:] == [f"{m['n_pos']} / {m['n_neg']}", auc, f"{m['sensitivity']:.3f}",
                                  f"{m['specificity']:.3f}" if "specificity" in m else "",
                                  f"{result['thresholds'][branch]:.3f}"]
+    # step 1 against the radiologists' marks, per role, at the decision's operating point
+    step = result["disease_step"]
+    assert "How far step 1 can be trusted" in shown and f"operating point {step['cut']:.3f}" in shown
+    assert {m["role"] for m in step["comparisons"].values()} == {"reports", "chooses"}
+    for name, m in step["comparisons"].items():
+        (cells,) = rows(shown if m["role"] == "reports" else chose, name)
+        auc = f"{m['auc']:.3f} [{m['auc_ci'][0]:.3f}, {m['auc_ci'][1]:.3f}]" if "auc" in m else ""
+        assert cells[1:] == [f"{m['n_pos']} / {m['n_neg']}", auc, f"{m['sensitivity']:.2f}",
+                             f"{m['specificity']:.2f}" if "specificity" in m else ""]
     t = result["thresholds"]["two-step"]
     header = next(line for line in shown.splitlines() if line.startswith("| patient |"))
     col = [c.strip() for c in header.strip("|").split("|")].index("two-step")

@@ -70,9 +70,43 @@ def test_a_candidate_missing_its_branch_is_skipped_and_none_at_all_is_an_error()
         select(t, masks(t), [Candidate("heatmap")])
 
 
-def scored(score, sensitivity=0.95):
-    eligible = sensitivity >= sel.SENSITIVITY_FLOOR
-    return Scored("x", "candidate", score, {}, {"semiseg train": sensitivity}, 0.5, eligible)
+def scored(score, sensitivity=0.95, under=0.0):
+    fails = ((sel.MISSES_COVID,) if sensitivity < sel.SENSITIVITY_FLOOR else ()) + (
+        (sel.UNDER_LESION_SHARE,) if under > sel.LESION_MARGIN else ())
+    return Scored("x", "candidate", score, {}, {"semiseg train": sensitivity}, 0.5, not fails, under, fails)
+
+
+NORMAL = "covid-ct-md P001 infected vs normal001"
+
+
+def test_against_normal_lungs_no_candidate_falls_far_under_the_lesion_share():
+    """With the comparison against normal lungs named, every row's shortfall is the lesion share's AUC there less
+    its own, and a shortfall over LESION_MARGIN makes a candidate ineligible; unnamed, nothing is measured."""
+    t = rows(np.random.default_rng(2))
+    cands = [c for c in CANDIDATES if c.pattern_branch in ("fusion", "global")]
+    _, table = select(t, masks(t), cands, normal=(NORMAL,))
+    lesion = table[table.name == "lesion-share alone"].aucs.iloc[0][NORMAL]
+    for r in table.to_dict("records"):
+        assert r["under_lesion_share"] == pytest.approx(lesion - r["aucs"][NORMAL])
+        assert r["eligible"] == (r["sensitivities"]["semiseg train"] >= sel.SENSITIVITY_FLOOR
+                                 and r["under_lesion_share"] <= sel.LESION_MARGIN + 1e-12)
+        assert (sel.UNDER_LESION_SHARE in r["fails"]) == (r["under_lesion_share"] > sel.LESION_MARGIN + 1e-12)
+    _, table = select(t, masks(t), cands)
+    assert table.under_lesion_share.isna().all() and not any(sel.UNDER_LESION_SHARE in f for f in table.fails)
+    # _measure itself: AUC 0.5 against normal lungs where the lesion share reaches 1.0
+    m = masks(t)
+    p = np.where(m[NORMAL][0] | m[NORMAL][1], 0.5, t.p_global)
+    low = sel._measure("x", "candidate", p, 0.5, {k: (np.asarray(a), None if b is None else np.asarray(b))
+                                                    for k, (a, b) in m.items()}, {NORMAL: 1.0 - sel.LESION_MARGIN})
+    assert low.fails == (sel.UNDER_LESION_SHARE,) and not low.eligible and low.under_lesion_share == pytest.approx(0.5)
+
+
+def test_the_table_names_what_a_candidate_fails():
+    records = [{**scored(0.9, 0.85, 0.05).row(), "name": "a"}, {**scored(0.8).row(), "name": "b", "chosen": True}]
+    old = {k: v for k, v in scored(0.7, 0.85).row().items() if k not in ("fails", "under_lesion_share")}
+    text = table_text(records + [{**old, "name": "stored before the lesion-share condition"}])
+    assert list(text[""]) == [f"{sel.MISSES_COVID}, {sel.UNDER_LESION_SHARE}", "chosen", sel.MISSES_COVID]
+    assert list(text["under lesion share"]) == ["0.050", "0.000", ""]
 
 
 def test_the_rule_keeps_the_best_eligible_score_and_gives_a_tie_to_the_simpler():
@@ -87,3 +121,14 @@ def test_the_rule_keeps_the_best_eligible_score_and_gives_a_tie_to_the_simpler()
     assert CANDIDATES[0] == Candidate("fusion")
     # none eligible: the highest sensitivity
     assert sel._best([(plain, scored(0.95, 0.80)), (signs, scored(0.70, 0.85))]) == 1
+    # far under the lesion share against normal lungs: not kept, whatever its score
+    assert sel._best([(signs, scored(0.95, under=sel.LESION_MARGIN + 0.01)), (plain, scored(0.80))]) == 1
+    # none eligible: the one failing fewer conditions first
+    assert sel._best([(plain, scored(0.95, 0.80, under=0.05)), (signs, scored(0.70, 0.85))]) == 1
+
+
+def test_a_stored_table_names_the_rule_it_was_chosen_by():
+    assert sel.rule_of({"selection": [], "selection_rule": sel.RULE}) == sel.RULE
+    # a table stored before the rule was kept beside it does not borrow today's rule
+    old = sel.rule_of({"selection": []})
+    assert old != sel.RULE and "not recorded" in old

@@ -14,6 +14,7 @@ from core.data.errors import DataError
 from core.data.imaging import read_slice
 from core.inference import TrainedRun
 from core.knowledge.decision import FACTOR_COLUMNS, TwoStepDecision
+from core.knowledge.selection import RULE
 from core.knowledge.signs import SIGNS
 from core.pipeline import Pipeline
 from core.results.predictions import read_predictions
@@ -72,12 +73,16 @@ def test_the_decision_is_fitted_on_the_rows_that_choose_only(guided_run):
     changed.loc[rep, "lesion_share"] = 0.0
     for b in ("fusion", "global"):
         changed.loc[rep, f"p_{b}"] = 1 - changed.loc[rep, f"p_{b}"]
-    (a, table_a), (b, table_b) = (select(t.drop(columns=list(ex.DERIVED)), ex.choosing(t)) for t in (changed, rows))
+    normal = ex.against_normal(ex.CHOOSES)
+    (a, table_a), (b, table_b) = (select(t.drop(columns=list(ex.DERIVED)), ex.choosing(t), normal=normal)
+                                  for t in (changed, rows))
     numbers = lambda d: [d.a_d, d.b_d, d.a_c, d.b_c, *d.w, d.operating_point]
     assert np.allclose(numbers(a), numbers(b)) and a.fitted_on == b.fitted_on and a.pattern_branch == b.pattern_branch
     pd.testing.assert_frame_equal(table_a, table_b)
-    # the saved decision is the one its selection table marks chosen
-    stored = pd.DataFrame(TwoStepDecision.saved(RunFolder(guided_run))["selection"])
+    # the saved decision is the one its selection table marks chosen, by the rule saved beside it
+    saved = TwoStepDecision.saved(RunFolder(guided_run))
+    assert saved["selection_rule"] == RULE == json.loads((guided_run / ex.EXTERNAL_FILE).read_text())["selection_rule"]
+    stored = pd.DataFrame(saved["selection"])
     chosen = stored[stored.chosen]
     assert len(chosen) == 1 and chosen.name.iloc[0] == Candidate(decision.pattern_branch, tuple(decision.signs)).name
     assert chosen.operating_point.iloc[0] == pytest.approx(decision.operating_point)
@@ -95,6 +100,48 @@ def test_external_report_names_each_comparison_with_intervals(guided_run):
     assert lo <= md["two-step"]["auc"] <= hi
     assert set(result["patients"]) == {"P001", "P002", "normal001", "normal002", "cap001", "cap002"}
     assert result["patients"]["cap002"]["role"] == ex.REPORTS
+
+
+def test_step_one_is_checked_against_the_radiologists_marks(guided_run):
+    """external.json's disease_step: p(disease present) against the slices the radiologists marked infected, per
+    role, at the decision's operating point, recomputed here from the scored rows."""
+    from sklearn.metrics import roc_auc_score
+
+    step = json.loads((guided_run / ex.EXTERNAL_FILE).read_text())["disease_step"]
+    cut = TwoStepDecision.of_run(RunFolder(guided_run)).operating_point
+    assert step["cut"] == pytest.approx(cut)
+    rows = pd.read_csv(guided_run / ex.ROWS_FILE)
+    d = rows[FACTOR_COLUMNS[0]]
+    for role, patients in ((ex.CHOOSES, ("P001", "normal001", "cap001")),
+                           (ex.REPORTS, ("P002", "normal002", "cap002"))):
+        (m,) = [m for name, m in step["comparisons"].items() if m["role"] == role and name.startswith("covid-ct-md")]
+        here = (rows.source == "covid-ct-md") & rows.group.isin(patients)
+        marked = here & (rows.infection_visible == 1)
+        assert 0 < marked.sum() < here.sum() and (m["n_pos"], m["n_neg"]) == (marked.sum(), (here & ~marked).sum())
+        assert m["auc"] == pytest.approx(roc_auc_score(marked[here], d[here]))
+        assert m["sensitivity"] == pytest.approx((d[marked] >= cut).mean())
+        assert m["specificity"] == pytest.approx((d[here & ~marked] < cut).mean())
+    (m,) = [m for name, m in step["comparisons"].items() if name.startswith("semiseg test")]
+    test = (rows.source == "semiseg") & (rows.group == "test")
+    assert m["role"] == ex.REPORTS and m["n_neg"] == 0 and "auc" not in m
+    assert m["sensitivity"] == pytest.approx((d[test] >= cut).mean())
+    assert ex.disease_report(rows.drop(columns=[FACTOR_COLUMNS[0]]), cut) == {}  # no decision fitted: no check
+
+
+def test_step_one_check_follows_the_marks_not_the_diagnosis():
+    """A first factor that is high exactly on the marked slices scores AUC 1 whatever the patients' diagnoses; one
+    that is high on the unmarked slices scores 0; the cut decides what counts as let through."""
+    rows = pd.DataFrame({"source": "covid-ct-md",
+                         "group": ["P002", "P002", "cap002", "cap002", "normal002", "normal002"],
+                         "infection_visible": [1, 0, 1, 0, np.nan, np.nan]})
+    marked = rows.infection_visible == 1
+    good = ex.disease_report(rows.assign(disease_present=np.where(marked, 0.9, 0.1)), 0.5)
+    (m,) = good["comparisons"].values()
+    assert (m["auc"], m["sensitivity"], m["specificity"], m["n_pos"], m["n_neg"]) == (1.0, 1.0, 1.0, 2, 4)
+    (bad,) = ex.disease_report(rows.assign(disease_present=np.where(marked, 0.1, 0.9)), 0.5)["comparisons"].values()
+    assert (bad["auc"], bad["sensitivity"], bad["specificity"]) == (0.0, 0.0, 0.0)
+    (high,) = ex.disease_report(rows.assign(disease_present=np.where(marked, 0.9, 0.1)), 0.95)["comparisons"].values()
+    assert (high["sensitivity"], high["specificity"]) == (0.0, 1.0)
 
 
 def test_a_live_analysis_gives_the_pipelines_signs_and_factors(guided_run):
@@ -119,6 +166,8 @@ def test_train_external_rescores_nothing_that_did_not_change(guided_run, tmp_pat
     before = json.loads((run / ex.EXTERNAL_FILE).read_text())
     after = ex.run_external(RunFolder(run), RunFolder(run).config["data_root"], fit=False)
     assert after["comparisons"].keys() == before["comparisons"].keys()
+    picks = lambda result: [(r["name"], r["chosen"]) for r in result["selection"]]
+    assert after["selection_rule"] == before["selection_rule"] and picks(after) == picks(before)
 
 
 def test_train_external_command_writes_the_report(guided_run, tmp_path, train_cli):

@@ -15,6 +15,7 @@ import pytest
 
 from core.knowledge.decision import FACTOR_COLUMNS, Factors, TwoStepDecision
 from core.knowledge.signs import NAMES
+from core.results.external_tables import DISEASE_COLUMNS
 from core.results.predictions import read_predictions
 from core.runs.run_view import RunView
 from core.runs.runfolder import RunFolder
@@ -58,6 +59,19 @@ def markdown(at) -> list[str]:
     return [m.value for m in at.markdown]
 
 
+def step_one_record(at, run) -> None:
+    """The page shows step 1's record on the patients that chose nothing, as external.json holds it."""
+    step = json.loads((run / "external.json").read_text())["disease_step"]
+    (m,) = [m for m in step["comparisons"].values() if m["role"] == "reports" and m["n_neg"]]
+    (record,) = [c.value for c in at.caption if c.value.startswith("Step 1 on patients that chose nothing")]
+    found = re.search(r"it let ([\d.]+)% of the slices the radiologists marked infected \((\d+)\) through to step 2, "
+                      r"and alone cleared ([\d.]+)% of the others \((\d+)\): below the operating point ([\d.]+) ",
+                      record)
+    sens, n_pos, spec, n_neg, cut = found.groups()
+    assert (int(n_pos), int(n_neg)) == (m["n_pos"], m["n_neg"]) and cut == f"{step['cut']:.3f}"
+    assert (float(sens), float(spec)) == pytest.approx((100 * m["sensitivity"], 100 * m["specificity"]), abs=0.51)
+
+
 def signs_frame(at):
     return next(d.value for d in at.dataframe if list(d.value.columns) == ["sign", "value"])
 
@@ -95,6 +109,7 @@ def test_case_shows_both_steps_and_the_signs_from_the_stored_row(runs):
     assert shown[NAMES["lesion_share"]] == f"{100 * float(row['lesion_share']):.1f}%"
     assert shown[NAMES["lesion_count"]] == str(int(float(row["lesion_count"])))
     assert shown[NAMES["bilateral"]] == ("yes" if float(row["bilateral"]) else "no")
+    step_one_record(at, runs / "two-step")
 
 
 def test_case_without_the_two_step_decision_shows_the_signs_only(runs):
@@ -122,6 +137,7 @@ def test_new_slice_shows_the_live_two_steps_and_signs(runs):
     head = next(t for t in markdown(at) if t.startswith("**two-step**: p(COVID) ="))
     assert "chosen on the data that choose" in head
     assert list(signs_frame(at).sign) == list(NAMES.values())
+    step_one_record(at, runs / "two-step")
 
 
 def test_two_step_words():
@@ -140,6 +156,10 @@ def test_two_step_words():
                            {**signs, "lesion_share": 0.004, "bilateral": 0.0}, 0.9)
     assert "lesion share 0.4% of the lungs" in lines[0] and "no weight" in lines[0]
     assert "one lung" in lines[1] and "→ **COVID**" in lines[2] and lines[3].startswith("The lower factor is step 1")
+    assert "rules COVID-19 out" not in lines[0]  # 0.2 passes the operating point 0.1: step 2 still decides
+    lines = two_step_lines(TwoStepDecision(operating_point=0.3), Factors(0.2, 0.99), signs, 0.9)
+    assert lines[0].endswith("; under the operating point, so step 1 alone rules COVID-19 out")
+    assert "→ **non-COVID**" in lines[2]
 
 
 def test_case_report_carries_the_signs(runs, monkeypatch):
@@ -212,6 +232,19 @@ def test_disease_page_shows_other_hospitals_from_external_json(runs):
         stat = result["patients"][r["patient"]]["scan_statistic"]["two-step"]
         t = result["thresholds"]["two-step"]
         assert r["two-step"] == f"{stat:.3f} {'COVID' if stat >= t else 'non-COVID'}"
+    # step 1 against the radiologists' marks: the data that report in front, the data that chose in the expander
+    step = result["disease_step"]
+    assert any(t.startswith("**How far step 1 can be trusted") and f"operating point {step['cut']:.3f}" in t
+               for t in markdown(at))
+    shown, chose = [d.value for d in at.dataframe if list(d.value.columns) == list(DISEASE_COLUMNS)]
+    for table, role in ((shown, "reports"), (chose, "chooses")):
+        want = {n: m for n, m in step["comparisons"].items() if m["role"] == role}
+        assert list(table.slices) == list(want) and any(m["n_neg"] for m in want.values())
+        for r in table.to_dict("records"):
+            m = want[r["slices"]]
+            assert r["marked / not"] == f"{m['n_pos']} / {m['n_neg']}"
+            assert r["marked slices let through"] == f"{m['sensitivity']:.2f}"
+            assert r["unmarked slices cleared by step 1 alone"] == (f"{m['specificity']:.2f}" if m["n_neg"] else "")
 
 
 def test_disease_page_without_external_json_names_the_command(runs):

@@ -29,10 +29,11 @@ import pandas as pd
 
 from core.audits.external import CHOOSES, EXTERNAL_FILE, REPORTS, ROWS_FILE
 from core.config import PipelineConfig
-from core.knowledge.selection import RULE as SELECTION_RULE, table_text
+from core.knowledge.selection import rule_of, table_text
 from core.knowledge.signs_check import SIGNS_CHECK_FILE
 from core.models.network import STAGES
-from core.results.external_tables import comparison_table, patient_table, role_data
+from core.results.external_tables import (comparison_table, disease_table, disease_title, patient_table,
+                                          role_data)
 from core.results.predictions import BASELINES, BRANCHES, run_metrics
 from core.results.tables import markdown_table
 from core.runs.run_view import RunView
@@ -274,12 +275,18 @@ def other_hospitals(folder: RunFolder) -> str:
     if not patients.empty:
         parts += ["", f"Per COVID-CT-MD patient: the scan-level score ({result.get('rule')} of its slices' "
                       "p(COVID)) and the call at each branch's operating point.", "", md(patients)]
+    disease = disease_table(result, REPORTS)
+    if not disease.empty:
+        parts += ["", disease_title(result) + ".", "", md(disease)]
     parts += ["", "The data that chose (not a result):", "", md(comparison_table(result, CHOOSES))]
     chose = patient_table(result, CHOOSES)
     if not chose.empty:
         parts += ["", md(chose)]
+    chose = disease_table(result, CHOOSES)
+    if not chose.empty:
+        parts += ["", md(chose)]
     if result.get("selection"):
-        parts += ["", f"How the two-step decision was chosen on the same data ({SELECTION_RULE}):", "",
+        parts += ["", f"How the two-step decision was chosen on the same data ({rule_of(result)}):", "",
                   md(table_text(result["selection"]))]
     return "\n".join(parts)
 

@@ -28,8 +28,8 @@ synthetic run counted 476 passes of the global backbone (56 of them with a backw
 Grad-CAM++) and 196 passes of the whole decision pipeline (two EfficientNet-Lite0 at 224 px and two at 160 px
 each, about three 224-px passes): the randomisation test's 23 explanations, region perturbation's 2 x 21 and
 max-sensitivity's 5 per map, times 5 methods + 3 baselines (global) and 1 + 3 (fusion). `make demo DATA=...`
-on this machine (docs/results-demo.md) took 0.6 min for the global features of 746 slices and 1.2 min for their
-fusion CAMs (four backbone passes a slice): about 0.03 s for one batched 224-px forward pass, a forward and
+on this machine (docs/results-demo.md at 1670a6b) took 0.6 min for the global features of 746 slices and 1.2 min
+for their fusion CAMs (four backbone passes a slice): about 0.03 s for one batched 224-px forward pass, a forward and
 backward pass about three times that; single-slice batches cost about 1.5 times as much. That is about
 476 x 0.05 + 56 x 0.1 + 196 x 3 x 0.05 = 60 s a slice, plus one TrainedRun.analyse, so 8 slices
 (core.trust.map_checks.DEFAULT_SLICES) take about 8-9 minutes and the sets and ood parts (20 probe inputs and 17

@@ -35,7 +35,7 @@ from core.data.semiseg import read_labelled
 from core.explain.fidelity import clean
 from core.inference import TrainedRun
 from core.knowledge.decision import FACTOR_COLUMNS, TwoStepDecision
-from core.knowledge.selection import select
+from core.knowledge.selection import RULE as SELECTION_RULE, select
 from core.knowledge.signs import SIGNS
 from core.results.metrics import binary_metrics, wilson
 from core.results.predictions import BRANCHES, operating_point, read_predictions, write_columns
@@ -110,6 +110,10 @@ def covidct_rows(predictions: pd.DataFrame) -> pd.DataFrame:
 
 # ------------------------------------------------------------------------------------------- comparisons
 
+def _infected_vs(covid: str, other: str) -> str:
+    return f"covid-ct-md {covid} infected vs {other}"
+
+
 def comparisons(rows: pd.DataFrame) -> dict[str, tuple[str, pd.Series, pd.Series | None]]:
     """name -> (role, positives, negatives or None for an all-COVID set): boolean masks over `rows`."""
     src, grp = rows["source"], rows["group"]
@@ -121,14 +125,51 @@ def comparisons(rows: pd.DataFrame) -> dict[str, tuple[str, pd.Series, pd.Series
         out[f"semiseg {split}"] = (ROLES[("semiseg", split)], (src == "semiseg") & (grp == split), None)
     for role, (covid, normal, cap) in ((CHOOSES, ctmd.SELECTION), (REPORTS, ctmd.REPORT)):
         infected = (src == "covid-ct-md") & (grp == covid) & (rows.infection_visible == 1)
-        out[f"covid-ct-md {covid} infected vs {normal}"] = (role, infected, (src == "covid-ct-md") & (grp == normal))
-        out[f"covid-ct-md {covid} infected vs {cap}"] = (role, infected, (src == "covid-ct-md") & (grp == cap))
+        for other in (normal, cap):
+            out[_infected_vs(covid, other)] = (role, infected, (src == "covid-ct-md") & (grp == other))
     return out
 
 
 def choosing(rows: pd.DataFrame) -> dict[str, tuple[pd.Series, pd.Series | None]]:
     """The comparisons that choose (`comparisons` of role CHOOSES): name -> (positives, negatives or None)."""
     return {name: (pos, neg) for name, (role, pos, neg) in comparisons(rows).items() if role == CHOOSES}
+
+
+def against_normal(role: str) -> tuple[str, ...]:
+    """The names of `role`'s comparisons (`comparisons`) against a normal patient's lungs."""
+    covid, normal, _ = ctmd.SELECTION if role == CHOOSES else ctmd.REPORT
+    return (_infected_vs(covid, normal),)
+
+
+def disease_comparisons(rows: pd.DataFrame) -> dict[str, tuple[str, pd.Series, pd.Series | None]]:
+    """The first step against what the radiologists marked, per role: COVID-CT-MD's slices marked infected (its
+    COVID-19 and CAP patients) against every slice not marked (those patients' others, every normal patient's
+    slice); COVID-SemiSeg's labelled slices as positives only (every one of their doctors' masks holds a lesion:
+    tests/test_realdata.py checks it). name -> (role, positives, negatives or None), boolean masks over `rows`."""
+    src, grp = rows["source"], rows["group"]
+    out = {}
+    for split in ("train", "test"):
+        out[f"semiseg {split}: every slice holds a lesion"] = (ROLES[("semiseg", split)],
+                                                               (src == "semiseg") & (grp == split), None)
+    for role, patients in ((CHOOSES, ctmd.SELECTION), (REPORTS, ctmd.REPORT)):
+        here = (src == "covid-ct-md") & grp.isin(patients)
+        marked = here & (rows.infection_visible == 1)
+        out[f"covid-ct-md {', '.join(patients)}: marked infected vs not"] = (role, marked, here & ~marked)
+    return out
+
+
+def disease_report(rows: pd.DataFrame, cut: float) -> dict:
+    """{"cut": cut, "comparisons": per `disease_comparisons` entry the first factor's AUC [95% CI], and at `cut`
+    (the decision's operating point: p = D x C with C <= 1, so a slice whose D falls below it is non-COVID whatever
+    step 2 says) the share of marked slices step 1 lets through (sensitivity) and of unmarked slices it alone
+    clears (specificity)}; {} when the rows hold no first factor (no two-step decision fitted)."""
+    column = FACTOR_COLUMNS[0]
+    if column not in rows or rows[column].isna().all():
+        return {}
+    d = rows[column].astype(float)
+    return {"cut": float(cut), "comparisons": {
+        name: {"role": role, **_one(d[pos].to_numpy(), None if neg is None else d[neg].to_numpy(), cut)}
+        for name, (role, pos, neg) in disease_comparisons(rows).items() if pos.any()}}
 
 
 def _one(pos: np.ndarray, neg: np.ndarray | None, threshold: float) -> dict:
@@ -224,22 +265,24 @@ def run_external(run, data_root, fit: bool, progress=None, log=print, device="cp
     rows = numeric(pd.concat([covidct_rows(preds.drop(columns=[c for c in DERIVED if c in preds])), ext],
                              ignore_index=True))
     if fit:
-        decision, table = select(rows, choosing(rows))
-        selection = table.to_dict("records")
-        decision.save(run, {"selection": selection})
+        decision, table = select(rows, choosing(rows), normal=against_normal(CHOOSES))
+        selection, rule = table.to_dict("records"), SELECTION_RULE
+        decision.save(run, {"selection": selection, "selection_rule": rule})
         identities = preds[["key", "split", "label", "patient"]].itertuples(index=False)  # as write_columns reads slices
         write_columns(run, list(identities), {c: v.to_numpy() for c, v in decision.on_table(preds).items()})
         log(f"two-step: {table[table.chosen].name.iloc[0]} chosen on the data that choose, fitted on "
             f"{decision.fitted_on}; operating point {decision.operating_point:.3f}")
     else:
         decision = TwoStepDecision.of_run(run)  # the one fitted before, if any, and how it was chosen
-        selection = TwoStepDecision.saved(run).get("selection")
+        saved = TwoStepDecision.saved(run)
+        selection, rule = saved.get("selection"), saved.get("selection_rule")
     if decision is not None:
         rows = pd.concat([rows, decision.on_table(rows)], axis=1)
     preds = read_predictions(run)
     branches = [b for b in BRANCHES if f"p_{b}" in rows and rows[f"p_{b}"].notna().all()]
     result = {**report(rows, {b: operating_point(preds, b, run) for b in branches}, branches), "rows_key": key,
-              "selection": selection}
+              "selection": selection, "selection_rule": rule,
+              "disease_step": {} if decision is None else disease_report(rows, decision.operating_point)}
     rows.to_csv(run.path / ROWS_FILE, index=False)
     atomic_write_text(run.path / EXTERNAL_FILE, json.dumps(clean(result), indent=1))
     return result

@@ -74,3 +74,30 @@ def patient_table(result: dict, role: str) -> pd.DataFrame:
         row.update({b: call(v, thresholds.get(b, math.nan)) for b, v in p["scan_statistic"].items()})
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+DISEASE_COLUMNS = ("slices", "marked / not", "AUC of p(disease present) [95% CI]", "marked slices let through",
+                   "unmarked slices cleared by step 1 alone")
+
+
+def disease_title(result: dict) -> str:
+    """What `disease_table` shows, in one sentence."""
+    return ("How far step 1 can be trusted: p(disease present), from the segmenter's lesion share, against the slices "
+            "the radiologists marked infected (COVID-SemiSeg: every labelled slice holds a lesion); at the decision's "
+            f"operating point {result['disease_step']['cut']:.3f}: below it no step 2 can call a slice COVID")
+
+
+def disease_table(result: dict, role: str) -> pd.DataFrame:
+    """The first step of the two-step decision against the radiologists' marks (result['disease_step'],
+    core.audits.external.disease_report) for `role`, as text: its AUC, and at the operating point the share of
+    marked slices it lets through to step 2 and of unmarked slices it alone clears."""
+    rows = []
+    for name, m in ((result.get("disease_step") or {}).get("comparisons") or {}).items():
+        if m["role"] != role:
+            continue
+        auc = _num(m.get("auc"))
+        if auc and m.get("auc_ci"):
+            auc += f" [{_num(m['auc_ci'][0])}, {_num(m['auc_ci'][1])}]"
+        rows.append(dict(zip(DISEASE_COLUMNS, (name, f"{m['n_pos']} / {m['n_neg']}", auc, _num(m["sensitivity"], 2),
+                                               _num(m.get("specificity"), 2)))))
+    return pd.DataFrame(rows, columns=list(DISEASE_COLUMNS))

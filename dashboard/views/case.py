@@ -79,7 +79,8 @@ with top_r:
         st.dataframe(ui.probs_frame(stored, order), hide_index=True, width="stretch",
                      column_config={"p(COVID)": st.column_config.NumberColumn(format="%.4f")})
 
-knowledge_ui.stored(data.two_step(ctx.runs, ctx.name, ctx.stamp), r)
+knowledge_ui.stored(data.two_step(ctx.runs, ctx.name, ctx.stamp), r,
+                    knowledge_ui.step_one_record(data.external_report(ctx.runs, ctx.name, ctx.stamp)))
 
 other = ui.comparison()
 if other is not None:
