@@ -3,7 +3,8 @@
 The candidates differ in what feeds the second step (core.knowledge.decision): one branch's probability
 (any branch of the network: every one's direction is known, a higher p(COVID) can only raise it), with or
 without the pattern signs. Each is fitted on the rows that choose (`decision.selection_rows`) and scored
-there, by the rule written before any reported score existed (docs/recipes.md):
+there, by the rule of docs/recipes.md (written before any reported score existed; its lesion-share condition was
+added after three runs had been reported, and recipes.md says what that changed):
 
     score        the mean AUC of the two-class comparisons that choose (COVID-CT val; COVID-CT-MD's
                  selection COVID-19 patient's infected slices against its normal patient, and against its
