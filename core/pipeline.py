@@ -517,7 +517,9 @@ class Pipeline:
                                             precompute=self.cfg.precompute))
         self.timings["total"] = time.time() - t_all
         if is_main():
-            self.run.update_config(timings=self.timings)
+            # a resumed call times only what it ran: every other stage keeps its last measured seconds
+            kept = {k: v for k, v in (self.run.config.get("timings") or {}).items() if k != "total"}
+            self.run.update_config(timings={**kept, **self.timings})
             self.log(f"pipeline done in {self.timings['total']:.0f} s: {json.dumps(self.timings)}")
             self.progress_log.done(self.timings["total"])
         return self.timings

@@ -86,8 +86,13 @@ def test_a_resumed_pipeline_keeps_finished_stages(audited, phantom_root):
     # a stage recorded under other inputs (another checkpoint, other predictions) runs again, alone
     record = run.config[RECORD]
     run.update_config(**{RECORD: {**record, "probe": {**record["probe"], "key": "stale"}}})
+    first = run.config["timings"]
     timings = Pipeline(run, phantom_root, PipelineConfig.of_run(run), progress=False, resume=True).run_all()
     assert "probe" in timings and "shortcut" not in timings
+    # config.json keeps every stage's last measured seconds: what this call did not run keeps the earlier time
+    saved = RunFolder(path).config["timings"]
+    assert saved["probe"] == timings["probe"] and saved["total"] == timings["total"]
+    assert saved["shortcut"] == first["shortcut"] and set(first) <= set(saved)
 
 
 def test_no_audits_skips_them_and_is_a_derived_flag(synthetic_run, tmp_path):

@@ -66,6 +66,9 @@ def test_overview_tables(dash_env, rv):
         assert list(f.branch) == branches
         assert all(re.fullmatch(r"(\d\.\d{3}|nan) \[(\d\.\d{3}|nan), (\d\.\d{3}|nan)\]", v) for v in f.accuracy)
     assert any(list(f.columns[:2]) == ["backbone", "branch"] for f in frames)  # the paper's table
+    total = rv.timings()["total"]  # each stage's last seconds beside what the last pipeline call took
+    assert f"Each stage's seconds when it last ran; the last `train pipeline` call took {total:.1f} s." in [
+        c.value for c in at.caption]
 
 
 def test_overview_shows_probe_and_fidelity_tables_when_measured(dash_env, tmp_path, monkeypatch):

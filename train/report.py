@@ -230,7 +230,8 @@ def run_section(folder: RunFolder, n_boot: int) -> tuple[str, dict]:
     timings = saved.get("timings") or {}
     if timings:
         rows = [[k, fmt(v / 60, 1)] for k, v in timings.items() if isinstance(v, (int, float))]
-        parts += ["", "### Stage timings (`config.json`, the last `train pipeline` call; minutes of wall time)", "",
+        parts += ["", "### Stage timings (`config.json`: each stage when it last ran, total: the last `train pipeline` "
+                      "call; minutes of wall time)", "",
                   markdown_table(["stage", "minutes"], rows)]
     second = saved.get("second_source_rows")
     if second:

@@ -144,10 +144,12 @@ t1, t2 = st.columns([1.2, 1])
 with t1:
     times = rv.timings_table()
     total = rv.timings().get("total")
-    st.subheader("Stage timings" + (f" · {total:.1f} s in all" if total else ""))
+    st.subheader("Stage timings")
     if times.empty:
         st.caption("This run recorded no timings.")
     else:
+        st.caption("Each stage's seconds when it last ran" + (f"; the last `train pipeline` call took {total:.1f} s."
+                                                               if total else "."))
         fig = px.bar(times, x="seconds", y="stage", orientation="h", text=times.seconds.map(lambda s: f"{s:.1f} s"))
         fig.update_layout(height=60 + 30 * len(times), margin=dict(l=0, r=0, t=10, b=0), yaxis=dict(autorange="reversed"),
                           yaxis_title=None)
