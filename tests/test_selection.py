@@ -97,7 +97,7 @@ def test_against_normal_lungs_no_candidate_falls_far_under_the_lesion_share():
     m = masks(t)
     p = np.where(m[NORMAL][0] | m[NORMAL][1], 0.5, t.p_global)
     low = sel._measure("x", "candidate", p, 0.5, {k: (np.asarray(a), None if b is None else np.asarray(b))
-                                                    for k, (a, b) in m.items()}, {NORMAL: 1.0 - sel.LESION_MARGIN})
+                                                    for k, (a, b) in m.items()}, {NORMAL: 1.0})
     assert low.fails == (sel.UNDER_LESION_SHARE,) and not low.eligible and low.under_lesion_share == pytest.approx(0.5)
 
 

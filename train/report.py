@@ -280,12 +280,9 @@ def other_hospitals(folder: RunFolder) -> str:
     if not disease.empty:
         parts += ["", disease_title(result) + ".", "", md(disease)]
     parts += ["", "The data that chose (not a result):", "", md(comparison_table(result, CHOOSES))]
-    chose = patient_table(result, CHOOSES)
-    if not chose.empty:
-        parts += ["", md(chose)]
-    chose = disease_table(result, CHOOSES)
-    if not chose.empty:
-        parts += ["", md(chose)]
+    for chose in (patient_table(result, CHOOSES), disease_table(result, CHOOSES)):
+        if not chose.empty:
+            parts += ["", md(chose)]
     if result.get("selection"):
         parts += ["", f"How the two-step decision was chosen on the same data ({rule_of(result)}):", "",
                   md(table_text(result["selection"]))]

@@ -84,9 +84,9 @@ class Scored:
 MISSES_COVID, UNDER_LESION_SHARE = "misses COVID", "under lesion share"  # what makes a candidate ineligible
 
 
-def _measure(name: str, kind: str, p: np.ndarray, cut: float, masks: dict, floors: dict | None = None) -> Scored:
-    """Scored AUCs and sensitivities of `p` at `cut`; `floors`: comparison -> the AUC it must reach (the lesion
-    share's alone less LESION_MARGIN), for the comparisons against normal lungs."""
+def _measure(name: str, kind: str, p: np.ndarray, cut: float, masks: dict, lesion: dict | None = None) -> Scored:
+    """Scored AUCs and sensitivities of `p` at `cut`; `lesion`: comparison -> the lesion share's AUC alone, for the
+    comparisons against normal lungs (falling more than LESION_MARGIN under it fails)."""
     aucs, sens = {}, {}
     for comparison, (pos, neg) in masks.items():
         if neg is None:
@@ -94,10 +94,10 @@ def _measure(name: str, kind: str, p: np.ndarray, cut: float, masks: dict, floor
         elif pos.any() and neg.any():
             aucs[comparison] = float(roc_auc(np.r_[np.ones(pos.sum()), np.zeros(neg.sum())], np.r_[p[pos], p[neg]]))
     score = float(np.mean(list(aucs.values()))) if aucs else float("nan")
-    gaps = [floor + LESION_MARGIN - aucs[c] for c, floor in (floors or {}).items() if c in aucs]
+    gaps = [reference - aucs[c] for c, reference in (lesion or {}).items() if c in aucs]
     under = max(gaps) if gaps else float("nan")
     fails = ((MISSES_COVID,) if any(v < SENSITIVITY_FLOOR for v in sens.values()) else ()) + (
-        (UNDER_LESION_SHARE,) if any(aucs[c] < floor for c, floor in (floors or {}).items() if c in aucs) else ())
+        (UNDER_LESION_SHARE,) if under > LESION_MARGIN else ())
     return Scored(name, kind, score, aucs, sens, float(cut), not fails, under, fails)
 
 
@@ -123,26 +123,25 @@ def select(rows: pd.DataFrame, masks: dict[str, tuple[pd.Series, pd.Series | Non
     masks = {k: (np.asarray(pos, bool), None if neg is None else np.asarray(neg, bool))
              for k, (pos, neg) in masks.items()}
 
-    def reference(name: str, floors: dict) -> Scored:
+    def reference(name: str, lesion: dict) -> Scored:
         p = (rows["lesion_share"] if name == LESION_SHARE else rows[f"p_{name}"]).astype(float).fillna(0.0)
         cut = operating_point(p.loc[part.index].to_numpy(), y, src)
-        return _measure(f"{name} alone", "reference", p.to_numpy(), cut, masks, floors)
+        return _measure(f"{name} alone", "reference", p.to_numpy(), cut, masks, lesion)
 
-    lesion = reference(LESION_SHARE, {})
-    floors = {c: lesion.aucs[c] - LESION_MARGIN for c in normal if c in lesion.aucs}
+    lesion = {c: auc for c, auc in reference(LESION_SHARE, {}).aucs.items() if c in normal}
     fitted = []
     for c in candidates:
         if f"p_{c.pattern_branch}" not in rows or rows[f"p_{c.pattern_branch}"].isna().any():
             continue
         decision = fit_candidate(rows, c.pattern_branch, c.signs)
         fitted.append((c, decision, _measure(c.name, "candidate", decision.on_table(rows)[f"p_{decision.name}"]
-                                            .to_numpy(float), decision.operating_point, masks, floors)))
+                                            .to_numpy(float), decision.operating_point, masks, lesion)))
     if not fitted:
         raise ValueError(f"no candidate of the two-step decision has its branch's probabilities in the rows "
                          f"(columns p_{', p_'.join(sorted({c.pattern_branch for c in candidates}))})")
     chosen = _best([(c, s) for c, _, s in fitted])
     fitted[chosen][2].chosen = True
-    references = [reference(name, floors) for name in (*dict.fromkeys(c.pattern_branch for c, _, _ in fitted),
+    references = [reference(name, lesion) for name in (*dict.fromkeys(c.pattern_branch for c, _, _ in fitted),
                                                        LESION_SHARE)]
     table = pd.DataFrame([s.row() for _, _, s in fitted] + [s.row() for s in references])
     return fitted[chosen][1], table
