@@ -6,6 +6,7 @@ from __future__ import annotations
 import pandas as pd
 
 from core.audits.shortcut import BASELINE_MAPS
+from core.results.external_tables import chosen_on
 
 CHANCE = 0.5
 FRAME_READ = 0.60  # lungs-blanked AUC above this (whole interval): the frame alone separates the classes
@@ -37,8 +38,8 @@ def external(ext: pd.DataFrame, branch: str) -> str:
     r = rows.iloc[0]
     found = round(r.sensitivity * r.n)
     text = (f"Of {r.n} COVID slices from another source (COVID-SemiSeg, every one with lesions), **{branch}** calls "
-            f"{found} COVID (sensitivity {r.sensitivity:.2f}, 95% CI {_ci(r)}) at the operating point chosen on "
-            f"COVID-CT's validation split, where it calls {r.specificity:.0%} of COVID-CT's non-COVID test slices "
+            f"{found} COVID (sensitivity {r.sensitivity:.2f}, 95% CI {_ci(r)}) at its operating point, chosen on "
+            f"{chosen_on(branch)}, where it calls {r.specificity:.0%} of COVID-CT's non-COVID test slices "
             "non-COVID.")
     if r.high < 0.5:
         text += " It misses most COVID slices that do not look like its training source."

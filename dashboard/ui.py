@@ -9,12 +9,12 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from core.explain.attention import Box
-from core.knowledge.decision import TwoStepDecision
 from core.pictures import slice_images
+from core.results.external_tables import chosen_on
 from core.runs.feature_cache import CacheError
 from core.runs.run_view import RunView
 from dashboard import data, knowledge_ui, trust_ui, waiting
-from dashboard.map_args import CLASS_NAMES
+from dashboard.map_args import CLASS_NAMES, PALETTE
 
 RESEARCH_NOTICE = "Research use only — not for clinical diagnosis."
 CASE_PAGE = "views/case.py"
@@ -123,20 +123,45 @@ def box_text(box: Box) -> str:
     return "[" + ", ".join(f"{v:.3f}" for v in box.as_list()) + "]"
 
 
-def prob_chart(df: pd.DataFrame, height: int = 220, title: str = "") -> go.Figure:
-    """Horizontal bars of p(COVID) per branch; columns: branch and one or more probability columns."""
+RUN_COLOURS = ("#4C78A8", "#F58518")  # the run, the comparison run
+
+
+def prob_chart(df: pd.DataFrame, thresholds: dict[str, dict[str, float]], height: int = 220,
+               title: str = "") -> go.Figure:
+    """Horizontal bars of p(COVID) per branch, each with a black tick at that branch's own operating point (the
+    case report's picture): one cut for all would call a slice differently from the page beside it. `df`: branch
+    and one or more probability columns (one run's, or one per run); `thresholds`: column -> branch -> the
+    operating point. One column: a bar is red on the COVID side of its tick, blue on the other; several: one
+    colour per column, named in the legend."""
     fig = go.Figure()
     cols = [c for c in df.columns if c != "branch"]
-    colours = ["#4C78A8", "#F58518", "#54A24B"]
+    branches = df["branch"].tolist()
+    tick = max(8, min(22, round((height - 50) / max(1, len(branches)) * 0.8 / len(cols))))  # the bar's thickness
     for i, c in enumerate(cols):
-        fig.add_bar(y=df["branch"].tolist(), x=df[c].tolist(), orientation="h", name=c, marker_color=colours[i % len(colours)],
-                    text=[f"{v:.3f}" if pd.notna(v) else "" for v in df[c]], textposition="outside")
-    fig.add_vline(x=0.5, line_dash="dash", line_color="#888")
+        cuts = [thresholds.get(c, {}).get(b) for b in branches]
+        if len(cols) == 1:
+            colour = [PALETTE["COVID"] if pd.notna(v) and t is not None and v >= t else PALETTE["non-COVID"]
+                      for v, t in zip(df[c], cuts)]
+        else:
+            colour = RUN_COLOURS[i % len(RUN_COLOURS)]
+        fig.add_bar(y=branches, x=df[c].tolist(), orientation="h", name=c, marker_color=colour, offsetgroup=str(i),
+                    hovertemplate="%{y}: %{x:.3f}<extra>" + c + "</extra>")
+        # the values in a column right of 1, where no tick or bar end covers them
+        fig.add_scatter(y=branches, x=[1.01] * len(branches), mode="text", offsetgroup=str(i), showlegend=False,
+                        text=[f"{v:.3f}" if pd.notna(v) else "" for v in df[c]], textposition="middle right",
+                        hoverinfo="skip", name=f"{c} · value")
+        fig.add_scatter(y=branches, x=cuts, mode="markers", offsetgroup=str(i), showlegend=False,
+                        name=f"{c} · operating point", hovertemplate="%{y}: operating point %{x:.3f}<extra></extra>",
+                        marker=dict(symbol="line-ns", size=tick + 8, line=dict(width=3, color="#222")))
     fig.update_layout(height=height, margin=dict(l=0, r=10, t=30 if title else 8, b=0), barmode="group",
-                      title=title or None, xaxis=dict(range=[0, 1.12], title="p(COVID)"),
+                      scattermode="group", title=title or None,
+                      xaxis=dict(range=[0, 1.14], title="p(COVID)", tickvals=[0, 0.2, 0.4, 0.6, 0.8, 1]),
                       yaxis=dict(autorange="reversed"), legend=dict(orientation="h", y=-0.3),
                       showlegend=len(cols) > 1)
     return fig
+
+
+PROB_CHART_KEY = "black tick: the branch's operating point; a red bar stands on its COVID side"  # prob_chart, 1 run
 
 
 def out_of_range_note(rv: RunView, vector) -> None:
@@ -160,9 +185,8 @@ def live_analysis(ctx: Ctx, tr, a, images: dict, fusion_vector, order: list[str]
     p = a.probs.get(decision)
     if p is not None:
         t = ctx.rv.thresholds[decision]
-        chosen = "the data that choose" if decision == TwoStepDecision.name else "the validation split"
         st.markdown(f"**{decision}**: p(COVID) = {p:.3f} → **{'COVID' if p >= t else 'non-COVID'}** "
-                    f"(operating point {t:.3f}, chosen on {chosen}; margin {abs(p - t):.3f})")
+                    f"(operating point {t:.3f}, chosen on {chosen_on(decision)}; margin {abs(p - t):.3f})")
     try:
         out_of_range_note(ctx.rv, fusion_vector)
     except (FileNotFoundError, ValueError, CacheError) as exc:  # a partial run: no stored fusion features
@@ -175,7 +199,9 @@ def live_analysis(ctx: Ctx, tr, a, images: dict, fusion_vector, order: list[str]
     left.image(images["slice"], width=300, caption=caption)
     with right:
         probs = probs_frame(a.probs, order)
-        st.plotly_chart(prob_chart(probs), width="stretch", config=SMALL_CHART_CONFIG, key=f"{key}_probs")
+        st.caption(PROB_CHART_KEY)
+        st.plotly_chart(prob_chart(probs, {"p(COVID)": ctx.rv.thresholds}), width="stretch",
+                        config=SMALL_CHART_CONFIG, key=f"{key}_probs")
         st.dataframe(probs, hide_index=True, width="stretch",
                      column_config={"p(COVID)": st.column_config.NumberColumn(format="%.4f")})
     knowledge_ui.live(tr.two_step, a, knowledge_ui.step_one_record(data.external_report(ctx.runs, ctx.name, ctx.stamp)))
@@ -231,9 +257,6 @@ def runs_dir_label(runs: str | Path) -> str:
     return str(Path(runs).resolve())
 
 
-RUN_COLOURS = ("#4C78A8", "#F58518")  # the run, the comparison run
-
-
 def ci_bars(df: pd.DataFrame, x: str, value: str, group: str | None = None, *, title: str, axis: str,
             refs: tuple = (), height: int = 360) -> go.Figure:
     """Bars of `value` per `x` with 95% intervals (columns low/high), one colour per `group` (the run),
@@ -273,7 +296,9 @@ def comparison_case(ctx: Ctx, other: Ctx, key: str, stored: dict, order: list[st
     branches = list(dict.fromkeys([*order, *theirs]))
     both = pd.DataFrame({"branch": branches, ctx.name: [stored.get(b) for b in branches],
                          other.name: [theirs.get(b) for b in branches]})
-    st.plotly_chart(prob_chart(both, height=60 + 34 * len(branches)), width="stretch", config=SMALL_CHART_CONFIG,
+    st.caption("black tick: each run's operating point of that branch")
+    st.plotly_chart(prob_chart(both, {ctx.name: ctx.rv.thresholds, other.name: other.rv.thresholds},
+                               height=60 + 34 * len(branches)), width="stretch", config=SMALL_CHART_CONFIG,
                     key="compare_probs")
     for c in (ctx, other):
         imgs = data.case_images(c.runs, c.name, c.stamp, key)

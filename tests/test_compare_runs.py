@@ -97,6 +97,8 @@ def test_case_view_shows_the_slice_in_both_runs(pair):
     row_b = b.predictions.set_index("key").loc[key]
     assert shown["b"]["fusion"] == pytest.approx(float(row_b.p_fusion))
     assert shown["a"]["fusion"] == pytest.approx(1 - float(row_b.p_fusion), abs=1e-6)
+    for run in (a, b):  # each run's bars carry that run's own operating points
+        assert shown[f"{run.name} · operating point"]["fusion"] == pytest.approx(run.thresholds["fusion"])
     changed = int(a.predictions.set_index("key").at[key, "pred"]) != int(row_b.pred)
     text = " ".join(m.value for m in at.markdown)
     assert ("the decision changed" in text) == changed and ("the same decision" in text) != changed

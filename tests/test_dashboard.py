@@ -142,6 +142,30 @@ def test_case_page_shows_the_selected_slice(dash_env, rv):
     assert at.session_state["selected_key"] == other
 
 
+def test_case_chart_marks_each_branchs_own_operating_point(dash_env, rv):
+    """The bars carry every branch's own cut (one 0.5 line for all once made a bar look COVID that its branch calls
+    non-COVID), and a bar is red exactly when its branch calls the slice COVID."""
+    import json
+
+    from dashboard.map_args import PALETTE
+
+    df = rv.predictions
+    key = df[df.split == "test"].key.iloc[3]
+    at = app("views/case.py", {"selected_key": key})
+    no_exception(at)
+    chart = next(json.loads(c.proto.spec) for c in at.get("plotly_chart") if "case_probs" in c.proto.id)
+    bars = next(t for t in chart["data"] if t["type"] == "bar")
+    ticks = next(t for t in chart["data"] if t.get("mode") == "markers")
+    assert ticks["y"] == bars["y"]
+    row = df.set_index("key").loc[key]
+    for branch, x, cut, colour in zip(bars["y"], bars["x"], ticks["x"], bars["marker"]["color"]):
+        assert cut == pytest.approx(rv.thresholds[branch]), branch
+        assert x == pytest.approx(float(row[f"p_{branch}"]))
+        assert colour == PALETTE["COVID" if x >= cut else "non-COVID"], branch
+    assert len(set(ticks["x"])) > 1, "every branch at one cut: the test would not tell a shared line apart"
+    assert not chart["layout"].get("shapes"), "no shared 0.5 line"
+
+
 def test_tau_slider_recomputes_the_crop_box(dash_env, rv):
     from core.explain.attention import threshold_box
 

@@ -130,6 +130,10 @@ def test_sentences_say_what_each_figure_means():
     assert "calls 2 COVID" in audit_text.external(ext, "fusion") and "misses most" in audit_text.external(ext, "fusion")
     _, ext, _ = frames(sens=(0.8, 0.6, 0.9))
     assert "misses most" not in audit_text.external(ext, "fusion")
+    # each branch's cut is said where it was chosen: the two-step decision's across sources, not on COVID-CT val
+    assert "chosen on COVID-CT's validation split" in audit_text.external(ext, "fusion")
+    two_step = audit_text.external(ext.assign(branch="two-step"), "two-step")
+    assert "chosen on the data that choose (COVID-CT validation split" in two_step and "P001" in two_step
     assert "more often than chance" in audit_text.pointing(pts, "fusion")
     _, _, pts = frames(point=(0.4, 0.25, 0.6))
     assert "no better than chance" in audit_text.pointing(pts, "fusion")

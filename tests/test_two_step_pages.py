@@ -112,6 +112,13 @@ def test_case_shows_both_steps_and_the_signs_from_the_stored_row(runs):
     step_one_record(at, runs / "two-step")
 
 
+def test_margin_review_says_where_the_decisions_cut_was_chosen(runs):
+    at = app("views/margin.py", {"run_name": "two-step"})
+    no_exception(at)
+    (caption,) = [c.value for c in at.caption if c.value.startswith("Margin = |p - t|")]
+    assert "decision branch (two-step; t: its operating point, chosen on the data that choose" in caption
+
+
 def test_case_without_the_two_step_decision_shows_the_signs_only(runs):
     rv = RunView(runs, "plain")
     key = rv.predictions.key.iloc[0]

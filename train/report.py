@@ -51,7 +51,7 @@ CONFIG_KEYS = ("backbone", "init", "recipe", "input", "second_source", "strategy
 GROUP_KEYS = ("recipe", "input", "second_source")  # the summary's groups, plus every other configuration key that differs
 OTHER_KEYS = ("data", "backbone", "init", "strategy", "epochs", "branch_epochs", "image_size")
 SHORTCUT_FILES = (("shortcut.csv", "shortcut.json", "COVID-CT test split; external sensitivity on the COVID-SemiSeg test "
-                   "slices (all COVID) at the validation operating point"),
+                   "slices (all COVID) at each branch's operating point"),
                   ("shortcut-train.csv", "shortcut-train.json", "external slices: COVID-SemiSeg training slices "
                    "(`--external-split train`)"))
 SHORTCUT_SUMMARY = ("test_auc", "lungs_blanked_auc", "lungs_only_auc", "external_sensitivity", "pointing")
@@ -330,7 +330,7 @@ def summary_section(facts: list[dict]) -> str:
             if have:
                 rows.append([*values, b, len(have), seeds, *(mean_std([m[x]["value"] for m in have]) for x in METRICS)])
     parts = ["## Summary across runs", "",
-             "Test split, each branch at its validation operating point; mean ± std (sample std) over the runs of a "
+             "Test split, each branch at its operating point; mean ± std (sample std) over the runs of a "
              "group, one value where a group has one run. Groups: " + ", ".join(keys) + ".", "",
              markdown_table(header, rows)]
     audited = [f for f in done if f["shortcut"] is not None]

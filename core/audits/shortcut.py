@@ -10,8 +10,9 @@ For one run, scored live through its own preprocessing (core.inputs.harmonise, t
 (b) lungs only      the same slices with everything outside the lung field painted with the mean.
 (c) external        the labelled COVID-SemiSeg test slices (every one COVID, from another source
                     than COVID-CT): sensitivity and mean p(COVID) at each branch's operating point
-                    chosen on COVID-CT's validation split, beside COVID-CT test specificity at
-                    that same point.
+                    (core.results.predictions.operating_point: COVID-CT's validation split; the
+                    two-step decision's: the data that choose), beside COVID-CT test specificity
+                    at that same point.
 (d) localisation    on the same external slices: pointing game (the map's maximum within
                     TOLERANCE_PX of an expert lesion mask) and energy share in the lesions of each
                     decision branch's own map (global: Zhou CAM of its FC weights; fusion: the

@@ -10,7 +10,7 @@ from core.results.metrics import METRICS
 
 def decisions(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
     """One row per slice in either run: key, in_a, in_b, p_a, p_b, pred_a, pred_b (each run's decision
-    branch at its own validation operating point) and `changed`: both runs scored it and decided differently."""
+    branch at its own operating point) and `changed`: both runs scored it and decided differently."""
     cols = ["key", "p", "pred"]
     out = a[cols].merge(b[cols], on="key", how="outer", suffixes=("_a", "_b"), indicator=True)
     out["in_a"] = out.pop("_merge").isin(["both", "left_only"])

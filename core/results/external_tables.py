@@ -8,7 +8,8 @@ import math
 
 import pandas as pd
 
-from core.audits.external import ROLES, table_rows
+from core.audits.external import CHOOSES, ROLES, table_rows
+from core.knowledge.decision import TwoStepDecision
 from core.trust.slices import SOURCE_NAMES
 
 GROUP_NAMES = {("covid-ct", "val"): "validation split", ("covid-ct", "test"): "test split",
@@ -33,6 +34,13 @@ def role_data(role: str) -> str:
             parts.append(f"{name} {', '.join(GROUP_NAMES.get((source, g), g) for g in gs)}"
                          + (" (all COVID)" if source == "semiseg" else ""))
     return "; ".join(parts)
+
+
+def chosen_on(branch: str) -> str:
+    """Where `branch`'s operating point was chosen (core.results.predictions.operating_point), in words: a branch's
+    on COVID-CT's validation split, the two-step decision's on the data that choose of every source."""
+    return f"the data that choose ({role_data(CHOOSES)})" if branch == TwoStepDecision.name else \
+        "COVID-CT's validation split"
 
 
 def _num(v, digits: int = 3) -> str:

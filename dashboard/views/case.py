@@ -72,9 +72,9 @@ with top_l:
     else:
         st.image(imgs["slice"], width=300, caption="slice, as the run sees it")
 with top_r:
-    st.markdown("**Every branch's probability** (stored, from the run's predictions)")
-    st.plotly_chart(ui.prob_chart(ui.probs_frame(stored, order)), width="stretch", config=ui.SMALL_CHART_CONFIG,
-                    key="case_probs")
+    st.markdown(f"**Every branch's probability** (stored, from the run's predictions; {ui.PROB_CHART_KEY})")
+    st.plotly_chart(ui.prob_chart(ui.probs_frame(stored, order), {"p(COVID)": ctx.rv.thresholds}), width="stretch",
+                    config=ui.SMALL_CHART_CONFIG, key="case_probs")
     with st.expander("as a table"):
         st.dataframe(ui.probs_frame(stored, order), hide_index=True, width="stretch",
                      column_config={"p(COVID)": st.column_config.NumberColumn(format="%.4f")})

@@ -61,7 +61,7 @@ if measured:
         st.caption("No external slices were scored.")
     else:
         st.plotly_chart(ui.ci_bars(ext, "branch", "sensitivity", "run", title="Sensitivity on COVID-SemiSeg's test "
-                                   "slices (all COVID) at the validation operating point", axis="sensitivity"),
+                                   "slices (all COVID) at each branch's operating point", axis="sensitivity"),
                         width="stretch", config=ui.PLOTLY_CONFIG, key="disease_external")
         for c in measured:
             if focus:

@@ -4,6 +4,7 @@ import math
 
 import streamlit as st
 
+from core.results.external_tables import chosen_on
 from core.trust.slices import OOD_LABEL
 from dashboard import data, trust_ui, ui, verdicts_ui
 from dashboard.filters import FILTERS, filter_cases
@@ -15,8 +16,8 @@ df, missing = data.with_trust(ctx, df, trust_ui.level())
 decision = ctx.rv.decision_branch()
 
 st.title("Margin review")
-st.caption(f"Margin = |p - t| (t: the operating point chosen on the validation split) of the decision branch ({decision}): the smallest margins are the slices the "
-           "model is least sure of.")
+st.caption(f"Margin = |p - t| of the decision branch ({decision}; t: its operating point, chosen on "
+           f"{chosen_on(decision)}): the smallest margins are the slices the model is least sure of.")
 f1, f2, f3, f4 = st.columns([1.3, 1.6, 1, 1])
 show = f1.selectbox("Show", list(FILTERS), key="margin_show")
 splits = f2.multiselect("Split", data.splits(df), default=data.splits(df), key="margin_splits")

@@ -134,7 +134,8 @@ measured_table("**Shortcut audit** · does the run read the disease, or where a 
                AUDIT_TABLE, "shortcut --data-root DATA",
                "`lungs_blanked_auc`: COVID-CT test AUC from what lies outside the lungs only (a network that reads "
                "the disease stays near 0.5). `external_sensitivity`: share of the all-COVID COVID-SemiSeg test "
-               "slices called COVID at the validation operating point, beside COVID-CT test specificity at that "
+               "slices called COVID at the branch's operating point (COVID-CT validation; the two-step decision's: the "
+               "data that choose), beside COVID-CT test specificity at that "
                "point. `pointing`: the branch map's peak inside an expert lesion mask (a flat map scores the "
                "lesion region's area share). `lesion-share`: the segmenter's lesion share of the lung field, "
                "no classifier.")
