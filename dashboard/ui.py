@@ -146,16 +146,17 @@ def prob_chart(df: pd.DataFrame, thresholds: dict[str, dict[str, float]], height
             colour = RUN_COLOURS[i % len(RUN_COLOURS)]
         fig.add_bar(y=branches, x=df[c].tolist(), orientation="h", name=c, marker_color=colour, offsetgroup=str(i),
                     hovertemplate="%{y}: %{x:.3f}<extra>" + c + "</extra>")
-        # the values in a column right of 1, where no tick or bar end covers them
-        fig.add_scatter(y=branches, x=[1.01] * len(branches), mode="text", offsetgroup=str(i), showlegend=False,
-                        text=[f"{v:.3f}" if pd.notna(v) else "" for v in df[c]], textposition="middle right",
-                        hoverinfo="skip", name=f"{c} · value")
-        fig.add_scatter(y=branches, x=cuts, mode="markers", offsetgroup=str(i), showlegend=False,
+        fig.add_scatter(y=branches, x=cuts, mode="markers", orientation="h", offsetgroup=str(i), showlegend=False,
                         name=f"{c} · operating point", hovertemplate="%{y}: operating point %{x:.3f}<extra></extra>",
                         marker=dict(symbol="line-ns", size=tick + 8, line=dict(width=3, color="#222")))
+    # the values in a column right of 1, where no tick or bar end covers them (several columns: "a / b", in order)
+    values = [" / ".join("" if pd.isna(v) else f"{v:.3f}" for v in row) for row in df[cols].itertuples(index=False)]
+    fig.add_scatter(y=branches, x=[1.01] * len(branches), mode="text", showlegend=False, text=values,
+                    textposition="middle right", hoverinfo="skip", name="values")
     fig.update_layout(height=height, margin=dict(l=0, r=10, t=30 if title else 8, b=0), barmode="group",
                       scattermode="group", title=title or None,
-                      xaxis=dict(range=[0, 1.14], title="p(COVID)", tickvals=[0, 0.2, 0.4, 0.6, 0.8, 1]),
+                      xaxis=dict(range=[0, 1.14 + 0.1 * (len(cols) - 1)], title="p(COVID)",
+                                 tickvals=[0, 0.2, 0.4, 0.6, 0.8, 1]),
                       yaxis=dict(autorange="reversed"), legend=dict(orientation="h", y=-0.3),
                       showlegend=len(cols) > 1)
     return fig
@@ -296,7 +297,7 @@ def comparison_case(ctx: Ctx, other: Ctx, key: str, stored: dict, order: list[st
     branches = list(dict.fromkeys([*order, *theirs]))
     both = pd.DataFrame({"branch": branches, ctx.name: [stored.get(b) for b in branches],
                          other.name: [theirs.get(b) for b in branches]})
-    st.caption("black tick: each run's operating point of that branch")
+    st.caption(f"black tick: each run's operating point of that branch; values: {ctx.name} / {other.name}")
     st.plotly_chart(prob_chart(both, {ctx.name: ctx.rv.thresholds, other.name: other.rv.thresholds},
                                height=60 + 34 * len(branches)), width="stretch", config=SMALL_CHART_CONFIG,
                     key="compare_probs")
