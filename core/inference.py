@@ -101,6 +101,59 @@ def branch_inputs(cfg: PipelineConfig, image: torch.Tensor, hires: list[np.ndarr
     return {**{k: v.to(device) for k, v in batch.items()}, **boxes}
 
 
+def _tensor(img: np.ndarray, device) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(img, dtype=np.float32))[None, None].to(device)
+
+
+@dataclass
+class LesionAnalysis:
+    """What a run's segmenter alone finds on one slice (read_lesions): the first half of TrainedRun.analyse, and
+    all a scan's lesion burden needs (core.knowledge.scan.slice_row reads probs, factors, signs, frame and lung)."""
+    image: np.ndarray  # (S, S) the slice as the run sees it, at the working size, 8-bit
+    hires: np.ndarray  # (Sh, Sh) the same at the crops' size
+    lung: np.ndarray  # (S, S) bool, the lung field in that frame
+    frame: Box  # where the frame lies on the original slice
+    lung_found: bool
+    field_on_slice: LungField
+    lesion_prob: np.ndarray  # (Sg, Sg) lesion probability
+    signs: Signs
+    probs: dict  # the lesion-share baseline, the one score a segmenter gives
+    factors: None = None  # no decision without the classifiers
+
+
+@torch.no_grad()
+def read_lesions(cfg: PipelineConfig, fields: FieldFinder, segmenter, slice01: np.ndarray, device,
+                 field: LungField | None = None) -> LesionAnalysis:
+    """One (H, W) slice in [0, 1] prepared as the run was trained (its `input` mode; the lung field `field` when
+    given, else `fields`'), through its segmenter, and the radiological signs of what it finds. Images are quantised
+    to 8 bits as the training pipeline's frames are, so a slice scores as it did there."""
+    field = fields(slice01) if field is None else field
+    small = harmonise(slice01, cfg.input, cfg.image_size, field)
+    hires = quantise8(harmonise(slice01, cfg.input, cfg.hires_size, field).image)
+    seg_in = torch.nn.functional.interpolate(_tensor(hires, device), size=(cfg.seg.size,) * 2, mode="bilinear",
+                                             antialias=True, align_corners=False)
+    lesion = segment(segmenter, seg_in, device=device, **cfg.seg.inference)[0, 0].numpy()
+    # the signs (and the lesion-share baseline, their first) on the lesion map as a run stores it
+    stored = lesion_map_u8(torch.from_numpy(np.ascontiguousarray(lesion, dtype=np.float32))[None])[0].numpy()
+    signs = signs_in_frame(slice01, small.box, small.lung, stored, small.found)
+    return LesionAnalysis(image=quantise8(small.image), hires=hires, lung=small.lung, frame=small.box,
+                          lung_found=small.found, field_on_slice=field, lesion_prob=lesion, signs=signs,
+                          probs={"lesion-share": signs.lesion_share})
+
+
+class LesionReader:
+    """A run's segmenter alone, before its classifiers exist: the final one, or while its stage trains the model
+    after its last finished round (core.pictures.data_views.lesion_source). `analyse` is TrainedRun's first half,
+    so a scan's lesion burden (core.knowledge.scan.score_volume) is measured as the finished run will measure it."""
+
+    def __init__(self, cfg: PipelineConfig, fields: FieldFinder, segmenter, device="cpu"):
+        self.cfg, self.fields, self.device = cfg, fields, torch.device(device)
+        self.segmenter = segmenter.eval().to(self.device)
+
+    def analyse(self, slice01: np.ndarray) -> LesionAnalysis:
+        return read_lesions(self.cfg, self.fields, self.segmenter, slice01, self.device)
+
+
 class TrainedRun:
     def __init__(self, run: RunFolder, cfg: PipelineConfig, models: dict, device="cpu"):
         self.run, self.cfg, self.m, self.device = run, cfg, models, torch.device(device)
@@ -122,35 +175,22 @@ class TrainedRun:
         m[network.SEGMENTER] = load_segmenter(run.stage(network.SEGMENTER) / "best.pt").eval().to(device)
         return cls(run, cfg, m, device)
 
-    def _t(self, img: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(np.ascontiguousarray(img, dtype=np.float32))[None, None].to(self.device)
-
     @torch.no_grad()
     def analyse(self, slice01: np.ndarray, tau: float | None = None, field: LungField | None = None) -> SliceAnalysis:
         """Run the whole trained pipeline on one (H, W) slice in [0, 1], prepared as the run was trained
         (its `input` mode; the lung field `field` when given, else the run's FieldFinder's). Images are quantised
         to 8 bits as the training pipeline's frames are, so a slice scores as it did there."""
         cfg = self.cfg
-        field = self.fields(slice01) if field is None else field
-        small = harmonise(slice01, cfg.input, cfg.image_size, field)
-        image = quantise8(small.image)
-        hires = quantise8(harmonise(slice01, cfg.input, cfg.hires_size, field).image)
-        seg_in = torch.nn.functional.interpolate(self._t(hires), size=(cfg.seg.size,) * 2, mode="bilinear",
-                                                 antialias=True, align_corners=False)
-        g = self.m["global"]
-        x = self._t(image)
-        with make_cam(cfg.cam, g) as cam:
+        le = read_lesions(cfg, self.fields, self.m[network.SEGMENTER], slice01, self.device, field)
+        x = _tensor(le.image, self.device)
+        with make_cam(cfg.cam, self.m["global"]) as cam:
             attention = cam(x).float().cpu()[0].numpy()  # at the working size, as the pipeline upsamples its cache
-        lesion = segment(self.m[network.SEGMENTER], seg_in, device=self.device, **cfg.seg.inference)[0, 0].numpy()
-        lc = lesion_crops(lesion)
-        # the signs (and the lesion-share baseline, their first) on the lesion map as a run stores it
-        stored = lesion_map_u8(torch.from_numpy(np.ascontiguousarray(lesion, dtype=np.float32))[None])[0].numpy()
-        signs = signs_in_frame(slice01, small.box, small.lung, stored, small.found)
+        lc = lesion_crops(le.lesion_prob)
         inputs = {"image": x}  # the rest once tau has cut its crop (rescore_tau)
-        a = SliceAnalysis(image=image, hires=hires, lung=small.lung, frame=small.box, lung_found=small.found,
-                          field_on_slice=field, attention=attention, tau=cfg.tau, box=Box(0, 0, 1, 1),
-                          box_empty=True, lesion_prob=lesion, lesion_boxes=lc.lesions, side_boxes=lc.sides,
-                          inputs=inputs, signs=signs, probs={"lesion-share": signs.lesion_share})
+        a = SliceAnalysis(image=le.image, hires=le.hires, lung=le.lung, frame=le.frame, lung_found=le.lung_found,
+                          field_on_slice=le.field_on_slice, attention=attention, tau=cfg.tau, box=Box(0, 0, 1, 1),
+                          box_empty=True, lesion_prob=le.lesion_prob, lesion_boxes=lc.lesions, side_boxes=lc.sides,
+                          inputs=inputs, signs=le.signs, probs=dict(le.probs))
         return self.rescore_tau(a, cfg.tau if tau is None else tau)
 
     @torch.no_grad()

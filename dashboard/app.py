@@ -34,7 +34,7 @@ PAGES = [
     (st.Page("views/case.py", title="Case", icon=":material/image_search:"), waiting.COMPLETE),
     (st.Page("views/margin.py", title="Margin review", icon=":material/rule:"), waiting.PREDICTIONS),
     (st.Page("views/new_slice.py", title="New slice", icon=":material/upload_file:"), waiting.COMPLETE),
-    (st.Page("views/scan.py", title="Scan", icon=":material/view_in_ar:"), waiting.COMPLETE),
+    (st.Page("views/scan.py", title="Scan", icon=":material/view_in_ar:"), waiting.LESIONS),
 ]
 page = st.navigation([p for p, _ in PAGES])
 need = {p.url_path: n for p, n in PAGES}.get(page.url_path, waiting.COMPLETE)

@@ -8,6 +8,7 @@ shown (core.data.series reads zip members and uploads in memory; no name becomes
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,7 +19,11 @@ import streamlit as st
 from core.data.imaging import ImageReadError, sniff_format
 from core.data.series import Volume, read_nifti, read_series_uploads
 from core.errors import USER_ERRORS
-from core.knowledge.scan import score_volume
+from core.inference import LesionReader
+from core.knowledge.scan import SIDES, score_volume
+from core.knowledge.signs import NAMES
+from core.pictures.data_views import LesionSource
+from core.runs.runfolder import RunError, RunFolder, safe_child
 from dashboard import data, scan_images
 from dashboard.uploads import display_name
 
@@ -97,6 +102,16 @@ def ctmd_patients(data_root: str | None) -> dict[str, str]:
     return {p: f"{p} · {rows[0].diagnosis}" + (f" · {role[p]}" if p in role else "") for p, rows in patients.items()}
 
 
+def slice_line(row, index: int, call: str = "") -> str:
+    """The Scan page's line of the slice on screen (a row of its table): where it lies, its file, `call` (the
+    decision's words, when there is one), and each lung's lesion share."""
+    where = "" if math.isnan(row.position_mm) else f" · {row.position_mm:g} mm"
+    return (f"**slice {index}**{where} · `{str(row.file).rsplit('/', 1)[-1]}`" + (f" · {call}" if call else "")
+            + ("" if row.lung_found else " · no lung field found")
+            + "".join(f" · {NAMES[f'{s}_share']} {row[f'{s}_share']:.1%}" for s in SIDES
+                      if not math.isnan(row[f"{s}_share"])))
+
+
 # ---- cached reading and scoring ---------------------------------------------------------------------
 @st.cache_resource(max_entries=4, show_spinner="Reading the series...")
 def upload_input(digest: str, _files: tuple) -> ScanInput:
@@ -110,8 +125,8 @@ def patient_input(data_root: str, patient: str) -> ScanInput:
 
 
 class _Locked:
-    """A trained run whose analyse holds the dashboard's model lock, one slice at a time (other sessions
-    interleave between slices)."""
+    """A trained run (or a run's segmenter alone) whose analyse holds the dashboard's model lock, one slice at a
+    time (other sessions interleave between slices)."""
 
     def __init__(self, tr):
         self.tr = tr
@@ -191,3 +206,43 @@ def case_analysis(runs: str, name: str, stamp: str, digest: str, series: int, in
         a = tr.analyse(_slice01)
         vector = tr.fusion_vector(a)
     return a, vector, upload_images(tr, a)
+
+
+# ---- before the classifiers: the segmenter alone ----------------------------------------------------------
+@st.cache_resource(max_entries=2, show_spinner="Loading the run's segmenter...")
+def lesion_reader(runs: str, name: str, source: LesionSource) -> LesionReader:
+    """core.inference.LesionReader of the run's segmenter `source` (dashboard.data_browser.lesion_source): a new
+    round, or the stage's end, is a new source, so a new reader."""
+    from core.pictures import data_views
+    from core.training.segmentation import load_segmenter
+
+    run = RunFolder(safe_child(runs, name))
+    cfg = data_views.pipeline_config(run)
+    if cfg is None:
+        raise RunError(f"{run.path}: config.json records no pipeline settings")
+    return LesionReader(cfg, data_views.fields(run, source.final), load_segmenter(str(source.path)))
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def lesion_table(runs: str, name: str, source: LesionSource, digest: str, series: int,
+                 _volume: Volume) -> pd.DataFrame:
+    """core.knowledge.scan.score_volume of the picked series with the run's segmenter alone (no p(COVID) but the
+    lesion share), with a progress bar; cached by the segmenter's source and the scan's content digest."""
+    bar = st.progress(0.0, text=f"Reading the lesions of {len(_volume)} slices with run {name}'s segmenter...")
+
+    def progress(done: int, total: int) -> None:
+        bar.progress(done / total, text=f"Reading the lesions of slice {done} of {total}...")
+
+    table = score_volume(_Locked(lesion_reader(runs, name, source)), _volume, progress)
+    bar.empty()
+    return table
+
+
+@st.cache_data(max_entries=32, show_spinner="Reading the slice's lesions...")
+def lesion_pictures(runs: str, name: str, source: LesionSource, digest: str, series: int, index: int,
+                    _volume: Volume) -> dict[str, bytes]:
+    """scan_images.slice_pictures of one slice with the segmenter alone: the slice and its lesions, no decision map."""
+    img = _volume.image(index)
+    with data.MODEL_LOCK:
+        a = lesion_reader(runs, name, source).analyse(img)
+    return scan_images.slice_pictures(img, a, None)

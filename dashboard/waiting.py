@@ -15,13 +15,16 @@ import pandas as pd
 import streamlit as st
 
 from core.after_training import KIND as AFTER_TRAINING
+from core.models.network import SEGMENTER
+from core.pictures.data_views import lesion_source
 from core.results.predictions import BASELINES
 from core.runs.progress import FAILED, FINISHED, STARTING, WAITING, RunProgress
 from core.runs.run_view import RunView
-from core.runs.runfolder import safe_child
+from core.runs.runfolder import RunFolder, safe_child
 from dashboard import progress_tables as pt
 
-NOTHING, PREDICTIONS, COMPLETE = "nothing", "predictions", "complete"
+NOTHING, LESIONS, PREDICTIONS, COMPLETE = "nothing", "lesions", "predictions", "complete"
+# LESIONS: the run's segmenter, final or after its first round (core.pictures.data_views.lesion_source)
 REFRESH_S = 5  # how often a page waiting on a training run rereads its progress
 TRAINING_PAGE = "views/training.py"
 
@@ -44,6 +47,8 @@ def ready(runs: str, name: str, need: str) -> bool:
     if need == NOTHING:
         return True
     path = safe_child(runs, name)
+    if need == LESIONS:
+        return lesion_source(RunFolder(path)) is not None
     if need == PREDICTIONS:
         return has_predictions(path)
     return has_predictions(path) and trained(progress(runs, name))
@@ -56,8 +61,11 @@ def trained(rp: RunProgress) -> bool:
 
 
 def awaited(rp: RunProgress, need: str) -> str:
-    """The stage a page with `need` waits for: the first classifier stage, or the run's last training stage."""
+    """The stage a page with `need` waits for: the segmenter, the first classifier stage, or the run's last training
+    stage."""
     stages = [s for s in rp.stages.values() if s.kind != AFTER_TRAINING]
+    if need == LESIONS:
+        return SEGMENTER
     if need == PREDICTIONS:
         return next((s.stage for s in stages if s.kind == "image"), "global")
     return stages[-1].stage if stages else "fusion"
@@ -103,7 +111,7 @@ def _status(runs: str, name: str, need: str, title: str) -> None:
     now = time.time()
     eta = pt.eta_of(rp, now)
     stage = awaited(rp, need)
-    whole = "the whole pipeline, up to its last stage " if need != PREDICTIONS else ""
+    whole = {COMPLETE: "the whole pipeline, up to its last stage ", LESIONS: "the first round of "}.get(need, "")
     st.info(f"**{title}** needs {whole}**{stage}** ({pt.STAGE_NAMES.get(stage, 'a stage')}) of run `{name}`, "
             "which is not trained yet.", icon=":material/hourglass_top:")
     sp = rp.stage(stage)

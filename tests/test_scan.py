@@ -159,6 +159,29 @@ def test_every_slice_one_row_in_body_order(trained, series_folder):
     assert s.decision.covid == (table.p_fusion.nlargest(k).mean() >= 0.5)
 
 
+def test_the_segmenter_alone_measures_the_lesions_as_the_finished_run(trained, series_folder, synthetic_run):
+    """While a run's classifiers train, a scan is read by its segmenter alone (core.inference.LesionReader): the same
+    lesion share, signs and areas as the whole run gives, no classifier's p(COVID), and a summary without a decision."""
+    from core.data.series import read_series
+    from core.inference import LesionReader
+    from core.knowledge.scan import AREAS, SIGNS
+    from core.models.network import SEGMENTER
+
+    vol = read_series(series_folder[0]).volumes[0]
+    whole = score_volume(trained, vol)
+    reader = LesionReader(trained.cfg, trained.fields, trained.m[SEGMENTER])
+    alone = score_volume(reader, vol)
+    assert [c for c in alone.columns if c.startswith("p_")] == ["p_lesion-share"]
+    same = ["index", "position_mm", "lung_found", "p_lesion-share", "zone", *SIGNS, *AREAS]
+    pd.testing.assert_frame_equal(alone[same], whole[same])
+    a, b = reader.analyse(vol.image(2)), trained.analyse(vol.image(2))
+    assert a.lesion_prob.max() > 0 and np.array_equal(a.lesion_prob, b.lesion_prob)  # the segmenter's own map
+    assert a.frame == b.frame and np.array_equal(a.lung, b.lung)
+    s, t = summarise(alone, None), summarise(whole, "fusion", 0.5)
+    assert s.decision is None and t.decision is not None
+    assert (s.opacity, s.zones, s.with_lung) == (t.opacity, t.zones, t.with_lung)
+
+
 class OracleLesions:
     """The synthetic run with its segmenter's lesion map replaced by the phantom's own mask (cut to the
     analysis' frame on the map's grid): every other part of the analysis is the run's."""

@@ -239,3 +239,50 @@ def test_the_scan_report_downloads(dash_env, series_files, monkeypatch):
     out = Path(__file__).resolve().parent.parent / "test-artifacts" / "scan-report.png"
     out.parent.mkdir(exist_ok=True)
     out.write_bytes(png)
+
+
+def test_while_the_classifiers_train_the_page_reads_the_lesions_alone(dash_env, series_files, tmp_path, monkeypatch):
+    """A run whose segmenter has finished a round but whose classifiers train: the page scores the scan with the
+    segmenter alone (preliminary, said so), as core measures it, with no decision; before round 0 has ended it
+    waits for it; once the segmenter's stage has ended its lesions are the final ones."""
+    from core.data.series import read_series
+    from core.inference import LesionReader
+    from core.models.network import SEGMENTER
+    from core.pictures.data_views import fields, pipeline_config
+    from core.runs.runfolder import RunFolder
+    from core.training.segmentation import LATEST, STATE, load_segmenter
+    from tests.live_runs import run_in_training
+
+    runs = tmp_path / "runs"
+    run = run_in_training(dash_env, runs / "segmenting", SEGMENTER, 1)
+    monkeypatch.setenv("COVID_LAB_RUNS", str(runs))
+    at = app(PAGE)
+    no_exception(at)
+    assert any(f"needs the first round of **{SEGMENTER}**" in i.value for i in at.info), [i.value for i in at.info]
+    assert not [u for u in at.get("file_uploader")]
+
+    seg = run / SEGMENTER
+    (seg / LATEST).parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(dash_env / SEGMENTER / LATEST, seg / LATEST)
+    state = json.loads((dash_env / SEGMENTER / STATE).read_text())
+    (seg / STATE).write_text(json.dumps({**state, "rounds_done": 1}))
+    at = upload(uploads(series_files))
+    assert not not_synthetic_errors(at)
+    shown = " ".join(i.value for i in at.info)
+    assert "is still training" in shown and "after pseudo-label round 1 (preliminary)" in shown
+    assert "Scan decision" not in [m.label for m in at.metric]
+    cfg = pipeline_config(RunFolder(run))
+    reader = LesionReader(cfg, fields(RunFolder(run), False), load_segmenter(str(seg / LATEST)))
+    table = score_volume(reader, read_series(series_files[0].parent).volumes[0])
+    summary = summarise(table, None)
+    for side in ("right", "left"):
+        assert metric(at, f"Opacity, {side} lung") == f"{summary.opacity[side]:.1%}"
+    shown_table = next(d.value for d in at.dataframe if "position_mm" in d.value.columns)
+    assert [c for c in shown_table.columns if c.startswith("p_")] == ["p_lesion-share"]
+    assert np.allclose(shown_table["p_lesion-share"], table["p_lesion-share"])
+    assert len(at.get("image")) == 2  # the slice and its lesions: no decision map, no slices that drive a decision
+
+    shutil.copyfile(dash_env / SEGMENTER / "best.pt", seg / "best.pt")  # the stage ends: its final model
+    at = upload(uploads(series_files))
+    shown = " ".join(i.value for i in at.info)
+    assert "what its final segmenter finds" in shown and "preliminary" not in shown

@@ -4,6 +4,10 @@
     scan = summarise(table, branch="fusion", threshold=0.42)               # ScanSummary
     scan.opacity["right"], scan.zones["lower"], scan.decision.covid, scan.decision.words
 
+`tr` is a TrainedRun, or a run's segmenter alone (core.inference.LesionReader, while its classifiers train): its
+table has the lesion share, the signs and the areas but no classifier's p(COVID), and `summarise(table, None)`
+the opacity and zones but no decision.
+
 Clinicians read scans, not slices: tools shown to them report the percent of opacity per lung, where
 along the scan the disease lies, and a decision per scan. Per slice the run does what
 `TrainedRun.analyse` does and nothing more (no map is drawn for every slice: a page draws the maps of
@@ -217,11 +221,13 @@ class ScanSummary:
     lesion_mm2: dict[str, float]  # side -> summed over the scan (NaN without the pixel spacing)
     lung_mm2: dict[str, float]
     zones: dict[str, float]  # zone -> share of the scan's lesion area (NaN without positions or lesion)
-    decision: ScanDecision
+    decision: ScanDecision | None  # None: scored by a run's segmenter alone (core.inference.LesionReader)
 
 
-def summarise(table: pd.DataFrame, branch: str, threshold: float, rule: ScanRule = RULE) -> ScanSummary:
-    """The scan's numbers from its table (score_volume): opacity per lung, zones, the decision."""
+def summarise(table: pd.DataFrame, branch: str | None, threshold: float | None = None,
+              rule: ScanRule = RULE) -> ScanSummary:
+    """The scan's numbers from its table (score_volume): opacity per lung, zones, and the decision of `branch` at
+    `threshold` (branch None: a table of the segmenter alone, no decision)."""
     lungs = table[table.lung_found]
     opacity, lesion_mm2, lung_mm2 = {}, {}, {}
     for side in SIDES:
@@ -235,4 +241,5 @@ def summarise(table: pd.DataFrame, branch: str, threshold: float, rule: ScanRule
     zones = {z: float(lesion[lungs.zone == z].sum()) / total if zoned else math.nan for z in ZONES}
     return ScanSummary(slices=len(table), with_lung=int(table.lung_found.sum()),
                        problems=int((table.problem != "").sum()), opacity=opacity, lesion_mm2=lesion_mm2,
-                       lung_mm2=lung_mm2, zones=zones, decision=decide(table, branch, threshold, rule))
+                       lung_mm2=lung_mm2, zones=zones,
+                       decision=None if branch is None else decide(table, branch, threshold, rule))

@@ -1,18 +1,15 @@
 """Scan: a whole CT scan (a DICOM series, a .zip of one, a NIfTI volume, or a COVID-CT-MD patient) scored slice
 by slice with the run; the scan-level decision, the opacity per lung, where along the scan the disease lies,
-a slice scroller with the maps of the slice shown, the slices that drive the decision, a report."""
+a slice scroller with the maps of the slice shown, the slices that drive the decision, a report. While the run's
+classifiers train, from the end of its segmenter's first round, the lesions alone (dashboard.scan_lesions_ui)."""
 import math
 
 import streamlit as st
 
 from core.knowledge.scan import RULE, SIDES, summarise
-from core.knowledge.signs import NAMES
-from dashboard import data, scan_charts, scan_report_ui, scans, ui
+from dashboard import data, scan_charts, scan_lesions_ui, scan_report_ui, scans, ui, waiting
 
 ctx = ui.current()
-order = data.branches(ctx.df)
-decision_branch = ctx.rv.decision_branch()
-threshold = ctx.rv.thresholds[decision_branch]
 
 st.title("Scan")
 st.caption("Clinicians read scans, not slices. Every slice of the scan is scored by the selected run with its own "
@@ -61,6 +58,12 @@ st.markdown(f"**{len(vol)} slices** in the series, read from **{files_given}**"
 if notes:
     st.warning("\n".join(f"- {line}" for line in notes), icon="📋")
 
+if not waiting.ready(ctx.runs, ctx.name, waiting.COMPLETE):  # the classifiers still train: the segmenter alone
+    scan_lesions_ui.show(ctx, scan, series, vol)
+    st.stop()
+order = data.branches(ctx.df)
+decision_branch = ctx.rv.decision_branch()
+threshold = ctx.rv.thresholds[decision_branch]
 try:
     ctx.trained()
 except Exception as exc:  # noqa: BLE001 (a partial run: said, not a traceback)
@@ -108,13 +111,9 @@ st.plotly_chart(scan_charts.z_profile(table, order, dec, st.session_state[slice_
 st.subheader("Slice by slice")
 index = st.slider("Slice (body order, foot to head when the series gives positions)", 0, len(vol) - 1, key=slice_key)
 row = table.iloc[index]
-where = "" if math.isnan(row.position_mm) else f" · {row.position_mm:g} mm"
 p = row.get(f"p_{decision_branch}", math.nan)
-st.markdown(f"**slice {index}**{where} · `{str(row.file).rsplit('/', 1)[-1]}` · {decision_branch} p(COVID) = "
-            + ("n/a" if math.isnan(p) else f"{p:.3f} → **{'COVID' if p >= threshold else 'non-COVID'}**")
-            + ("" if row.lung_found else " · no lung field found")
-            + "".join(f" · {NAMES[f'{s}_share']} {row[f'{s}_share']:.1%}" for s in SIDES
-                      if not math.isnan(row[f"{s}_share"])))
+st.markdown(scans.slice_line(row, index, f"{decision_branch} p(COVID) = " + (
+    "n/a" if math.isnan(p) else f"{p:.3f} → **{'COVID' if p >= threshold else 'non-COVID'}**")))
 if row.problem:
     st.error(f"This slice could not be scored: {row.problem}")
 else:

@@ -1,0 +1,69 @@
+"""The Scan page while the run's classifiers train: what its segmenter alone finds along the scan, from the end of
+its first round (preliminary, said so) until the run has finished, when the page becomes the whole Scan page (the
+decision, the decision map, the slices that drive it, the report).
+
+The lesions are measured as the finished run will measure them (core.inference.LesionReader is TrainedRun's first
+half); a preliminary segmenter's are replaced on the next rerun after a round, or the stage, ends.
+"""
+from __future__ import annotations
+
+import math
+
+import streamlit as st
+
+from core.knowledge.scan import SIDES, summarise
+from dashboard import data_browser, scan_charts, scans, ui, waiting
+from dashboard import progress_tables as pt
+
+
+def show(ctx: ui.Ctx, scan: scans.ScanInput, series: int, vol) -> None:
+    """The lesion burden of series `series` (its Volume `vol`) of `scan`, by the run's segmenter alone."""
+    source = data_browser.lesion_source(ctx.runs, ctx.name)  # there: the page waits for it (waiting.LESIONS)
+    rp = waiting.progress(ctx.runs, ctx.name)
+    which = ("its final segmenter" if source.final else
+             f"its segmenter as it stands after {data_browser.rounds_text(source.rounds_done)} (preliminary)")
+    now = f" (now **{rp.current.stage}**)" if rp.live and rp.current is not None else ""
+    state = f"is still training{now}" if rp.live else f"stopped before its classifiers were trained ({pt.RESUME})"
+    st.info(f"Run `{ctx.name}` {state}. Until its classifiers are trained, this page shows what "
+            f"{which} finds along the scan: the lesions of each lung. The scan decision, its decision map and the "
+            "report follow once the run has finished.", icon=":material/hourglass_top:")
+    if rp.live:  # a new round, or the end of the run, redraws the page
+        waiting.rerun_on_change(lambda: (data_browser.lesion_source(ctx.runs, ctx.name),
+                                         waiting.ready(ctx.runs, ctx.name, waiting.COMPLETE)), (source, False))
+    table = scans.lesion_table(ctx.runs, ctx.name, source, scan.digest, series, vol)
+    summary = summarise(table, None)
+    cols = st.columns(3)
+    for col, side in zip(cols, SIDES):
+        col.metric(f"Opacity, {side} lung", "n/a" if math.isnan(summary.opacity[side])
+                   else f"{summary.opacity[side]:.1%}",
+                   help="lesion area / lung area of this lung, each summed over the slices with a lung field")
+    lower = summary.zones["lower"]
+    cols[2].metric("Lesion in the lower third", "n/a" if math.isnan(lower) else f"{lower:.0%}",
+                   help="share of the scan's lesion area in the lower third of its lung extent; n/a without slice "
+                        "positions or without lesion")
+    st.caption(f"{summary.with_lung} of {summary.slices} slices have a lung field"
+               + ("; the others are left out of every scan number" if summary.with_lung < summary.slices else "")
+               + (f"; {summary.problems} could not be read (named in the table)" if summary.problems else "") + ".")
+
+    slice_key = f"scan_slice_{scan.digest[:12]}_{series}"
+    if slice_key not in st.session_state:  # the slice with the most lesion
+        lesion = table[[f"{s}_lesion_px" for s in SIDES]].sum(axis=1).where(table.lung_found, 0.0).fillna(0.0)
+        st.session_state[slice_key] = int(lesion.idxmax()) if lesion.max() > 0 else len(vol) // 2
+    st.plotly_chart(scan_charts.lesion_profile(table, st.session_state[slice_key]), width="stretch",
+                    config=ui.PLOTLY_CONFIG, key="scan_lesion_profile")
+    st.subheader("Slice by slice")
+    index = st.slider("Slice (body order, foot to head when the series gives positions)", 0, len(vol) - 1,
+                      key=slice_key)
+    row = table.iloc[index]
+    st.markdown(scans.slice_line(row, index))
+    if row.problem:
+        st.error(f"This slice could not be read: {row.problem}")
+    else:
+        pics = scans.lesion_pictures(ctx.runs, ctx.name, source, scan.digest, series, index, vol)
+        ui.image_row([(pics["slice"], "the slice (lung window), its lung field outlined in cyan"),
+                      (pics["lesion"], "lesions (the run's segmenter, p > 0.5)" + ("" if source.final else
+                                                                                    ", preliminary"))], width=384)
+    with st.expander(f"Every slice ({len(table)} rows)"):
+        st.dataframe(table, hide_index=True, width="stretch")
+        st.download_button("Download the table (CSV)", table.to_csv(index=False).encode(), "scan-lesions.csv",
+                           "text/csv", key="scan_lesions_csv", on_click="ignore")
