@@ -22,7 +22,8 @@ from core.trust.ood import fit_run as fit_flag
 
 # A set as the pages name it: both classes is the honest answer near the margin, none that the slice scores
 # like neither class's calibration slices.
-SET_LABELS = {(): "{}", ("non-COVID",): "{non-COVID}", ("COVID",): "{COVID}", ("non-COVID", "COVID"): "{both}"}
+SET_LABELS = {(): "{}", ("non-COVID",): "{non-COVID}", ("COVID",): "{COVID}", ("non-COVID", "COVID"):
+              "{COVID, non-COVID}"}  # both classes named: what the set holds, not a shorthand
 TWO_CLASS = SET_LABELS[CLASSES]
 OOD_LABEL, IN_LABEL = "unlike the slices this run was trained on", "like the slices this run was trained on"
 SOURCE_NAMES = {"covid-ct": "COVID-CT", "semiseg": "COVID-SemiSeg", "covid-ct-md": "COVID-CT-MD"}
