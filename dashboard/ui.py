@@ -126,8 +126,7 @@ def box_text(box: Box) -> str:
 RUN_COLOURS = ("#4C78A8", "#F58518")  # the run, the comparison run
 
 
-def prob_chart(df: pd.DataFrame, thresholds: dict[str, dict[str, float]], height: int = 220,
-               title: str = "") -> go.Figure:
+def prob_chart(df: pd.DataFrame, thresholds: dict[str, dict[str, float]], height: int = 220) -> go.Figure:
     """Horizontal bars of p(COVID) per branch, each with a black tick at that branch's own operating point (the
     case report's picture): one cut for all would call a slice differently from the page beside it. `df`: branch
     and one or more probability columns (one run's, or one per run); `thresholds`: column -> branch -> the
@@ -153,8 +152,7 @@ def prob_chart(df: pd.DataFrame, thresholds: dict[str, dict[str, float]], height
     values = [" / ".join("" if pd.isna(v) else f"{v:.3f}" for v in row) for row in df[cols].itertuples(index=False)]
     fig.add_scatter(y=branches, x=[1.01] * len(branches), mode="text", showlegend=False, text=values,
                     textposition="middle right", hoverinfo="skip", name="values")
-    fig.update_layout(height=height, margin=dict(l=0, r=10, t=30 if title else 8, b=0), barmode="group",
-                      scattermode="group", title=title or None,
+    fig.update_layout(height=height, margin=dict(l=0, r=10, t=8, b=0), barmode="group", scattermode="group",
                       xaxis=dict(range=[0, 1.14 + 0.1 * (len(cols) - 1)], title="p(COVID)",
                                  tickvals=[0, 0.2, 0.4, 0.6, 0.8, 1]),
                       yaxis=dict(autorange="reversed"), legend=dict(orientation="h", y=-0.3),
