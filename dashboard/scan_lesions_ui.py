@@ -30,7 +30,11 @@ def show(ctx: ui.Ctx, scan: scans.ScanInput, series: int, vol) -> None:
     if rp.live:  # a new round, or the end of the run, redraws the page
         waiting.rerun_on_change(lambda: (data_browser.lesion_source(ctx.runs, ctx.name),
                                          waiting.ready(ctx.runs, ctx.name, waiting.COMPLETE)), (source, False))
-    table = scans.lesion_table(ctx.runs, ctx.name, source, scan.digest, series, vol)
+    try:
+        table = scans.lesion_table(ctx.runs, ctx.name, source, scan.digest, series, vol)
+    except Exception as exc:  # noqa: BLE001 (a run folder in an unforeseen state: said, not a traceback)
+        st.error(f"Run `{ctx.name}`'s segmenter cannot read this scan: {exc}")
+        return
     summary = summarise(table, None)
     cols = st.columns(3)
     for col, side in zip(cols, SIDES):

@@ -286,3 +286,18 @@ def test_while_the_classifiers_train_the_page_reads_the_lesions_alone(dash_env, 
     at = upload(uploads(series_files))
     shown = " ".join(i.value for i in at.info)
     assert "what its final segmenter finds" in shown and "preliminary" not in shown
+
+
+def test_a_segmenter_that_cannot_read_the_scan_is_said_in_one_line(dash_env, series_files, tmp_path, monkeypatch):
+    from core.models.network import SEGMENTER
+    from core.training.segmentation import LATEST, STATE
+    from tests.live_runs import run_in_training
+
+    run = run_in_training(dash_env, tmp_path / "runs" / "segmenting", SEGMENTER, 1)
+    (run / SEGMENTER / LATEST).parent.mkdir(parents=True, exist_ok=True)
+    (run / SEGMENTER / LATEST).write_bytes(b"not a checkpoint")  # a damaged preliminary model
+    (run / SEGMENTER / STATE).write_text((dash_env / SEGMENTER / STATE).read_text())
+    monkeypatch.setenv("COVID_LAB_RUNS", str(tmp_path / "runs"))
+    at = upload(uploads(series_files))
+    (error,) = [e.value for e in at.error if "cannot read this scan" in e.value]
+    assert error.startswith("Run `segmenting`'s segmenter cannot read this scan: ") and "latest.pt" in error
