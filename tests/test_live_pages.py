@@ -283,3 +283,29 @@ def test_a_page_watching_a_run_in_training_reruns_when_what_it_shows_changes():
     assert not at.exception and at.session_state["runs"] == 2  # drawn with round 0, round 1 landed: once more
     at.run()
     assert at.session_state["runs"] == 3  # nothing changed: no rerun
+
+
+def test_data_page_draws_only_the_lesions_its_signs_count(phantom_root, monkeypatch):
+    """The segmenter sees the whole slice and may fire on the heart or the chest wall: the Data page draws its
+    lesions inside the lung field only, where the signs count them."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from core.data.catalogue import catalogue
+    from core.knowledge import slice_facts
+    from core.pictures import data_views
+
+    cat, _ = catalogue(phantom_root)
+    path = cat[cat.source == "COVID-CT"].path.iloc[0]
+    monkeypatch.setattr(slice_facts, "lesion_map", lambda *a, **k: np.ones((112, 112), np.float32))  # lesion everywhere
+    view = data_views.draw(path, "", data_views.CLASSICAL, segmenter=object(), seg=None)
+    fr = slice_facts.frame(path)
+    assert fr.found and not fr.lung.all()
+    card = np.asarray(Image.open(io.BytesIO(view["lesion"])).convert("RGB")).astype(int)
+    grey = np.asarray(Image.open(io.BytesIO(view["slice"])).convert("RGB")).astype(int)
+    coloured = np.abs(card - grey).sum(axis=2) > 30
+    lung = np.asarray(Image.fromarray(fr.lung.astype(np.uint8) * 255).resize(coloured.shape[::-1])) > 127
+    assert coloured[lung].mean() > 0.9 and coloured[~lung].mean() < 0.05
+    assert view["lesion_found"] and view["signs"]["lesion_share"] == 1.0

@@ -20,7 +20,7 @@ from core.feature_keys import data_pictures
 from core.inputs.fields import FieldFinder, needs_segmenter
 from core.inputs.frames import CLASSICAL
 from core.knowledge import slice_facts
-from core.knowledge.signs import LESION_P
+from core.knowledge.signs import LESION_P, on_grid
 from core.models.network import SEGMENTER
 from core.pictures import images as im
 from core.runs import feature_cache as fc
@@ -28,7 +28,7 @@ from core.runs.runfolder import RunFolder
 
 PER_PAGE = 12  # slices on one page of the Data page
 EXPERT_COLOUR = (255, 215, 0)  # the expert's infection mask, outlined
-VERSION = 1  # of draw's pictures: a change of them must bump this, so the stored ones are redrawn
+VERSION = 2  # of draw's pictures: a change of them must bump this, so the stored ones are redrawn
 NAME = "data-page"  # the feature-cache entry
 
 
@@ -74,8 +74,9 @@ def fields(run: RunFolder, segmenter_done: bool) -> FieldFinder:
 
 def draw(path: str, mask: str, fields: FieldFinder, segmenter=None, seg=None) -> dict:
     """PNG bytes of one slice: card (lung field outlined, lesions over it with a segmenter), slice, field,
-    lesion (or None), expert (the expert's mask outlined, or None); signs (or None); found (a lung field),
-    lesion_found (a pixel the segmenter calls lesion). `segmenter`, `seg`: the run's model and SegConfig."""
+    lesion (or None: the lesions inside the lung field, where the signs count them), expert (the expert's mask
+    outlined, or None); signs (or None); found (a lung field), lesion_found (a pixel of the field the segmenter calls
+    lesion). `segmenter`, `seg`: the run's model and SegConfig."""
     fr = slice_facts.frame(path, fields=fields)
     out = {"slice": im.to_png(im.grey_rgb(fr.image)), "field": im.to_png(im.outline(fr.image, fr.lung)),
            "lesion": None, "lesion_found": False, "expert": None, "signs": None, "found": fr.found,
@@ -83,8 +84,11 @@ def draw(path: str, mask: str, fields: FieldFinder, segmenter=None, seg=None) ->
     card = fr.image
     if segmenter is not None:
         lesion = slice_facts.lesion_map(segmenter, seg, path)
-        card = im.lesion_overlay(fr.image, lesion)
-        out["lesion"], out["lesion_found"] = im.to_png(card), bool((lesion > LESION_P).any())
+        # drawn where the signs count it: the segmenter sees the whole slice and fires on the heart or the chest
+        # wall of some slices, which no sign counts and no reader should take for a lesion
+        counted = lesion * (on_grid(fr.lung, lesion.shape[-1]) > 0.5)
+        card = im.lesion_overlay(fr.image, counted)
+        out["lesion"], out["lesion_found"] = im.to_png(card), bool((counted > LESION_P).any())
         out["signs"] = slice_facts.signs(fr, lesion).to_dict()
     out["card"] = im.to_png(im.outline(card, fr.lung))
     if mask:

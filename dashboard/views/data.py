@@ -28,7 +28,8 @@ cat, missing = db.catalogue(root)
 lesions = db.lesion_source(ctx.runs, ctx.name)  # None before round 0 of the segmenter has ended
 dups = db.near_duplicates(ctx.runs)
 st.caption(f"`{root}` (the run's data root) · {len(cat):,} slices. Each slice is shown whole with its lung field "
-           "outlined in cyan" + (" and the run's segmenter's lesions in red (p > 0.5)." if lesions else "."))
+           "outlined in cyan" + (" and the run's segmenter's lesions in red (p > 0.5) inside it, where the signs "
+                                 "count them." if lesions else "."))
 if lesions is None or not lesions.final:
     rp = waiting.progress(ctx.runs, ctx.name)
     sp = rp.stage(SEGMENTER)
