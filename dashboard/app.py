@@ -33,7 +33,7 @@ PAGES = [
      waiting.PREDICTIONS),
     (st.Page("views/case.py", title="Case", icon=":material/image_search:"), waiting.COMPLETE),
     (st.Page("views/margin.py", title="Margin review", icon=":material/rule:"), waiting.PREDICTIONS),
-    (st.Page("views/new_slice.py", title="New slice", icon=":material/upload_file:"), waiting.COMPLETE),
+    (st.Page("views/new_slice.py", title="New slice", icon=":material/upload_file:"), waiting.LESIONS),
     (st.Page("views/scan.py", title="Scan", icon=":material/view_in_ar:"), waiting.LESIONS),
 ]
 page = st.navigation([p for p, _ in PAGES])

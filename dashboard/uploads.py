@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from core.data.imaging import ImageReadError, nifti_slice_count, read_slice_bytes, sniff_format
+from core.inference import LesionReader
 from core.pictures.slice_images import analysis_images
 from dashboard.data import MODEL_LOCK
 
@@ -47,26 +48,42 @@ class UploadResult:
     digest: str = ""
 
 
-def analyse_upload(tr, data: bytes, filename: str, slice_index: int | None = None, tau: float | None = None
-                   ) -> UploadResult:
-    """Read and analyse an uploaded slice. Never raises: a bad file gives UploadResult.error."""
-    name = display_name(filename)
-    digest = hashlib.sha256(data or b"").hexdigest()[:16]
+def digest(data: bytes) -> str:
+    """What an upload is known by in caches: its content's digest."""
+    return hashlib.sha256(data or b"").hexdigest()
+
+
+def read_upload(data: bytes, filename: str, slice_index: int | None = None) -> UploadResult:
+    """The uploaded slice read (UploadResult.slice01), not analysed. Never raises: a bad file gives
+    UploadResult.error."""
+    name, short = display_name(filename), digest(data)[:16]
     try:
-        img = read_slice_bytes(data, name, slice_index)
+        return UploadResult(slice01=read_slice_bytes(data, name, slice_index), name=name, digest=short)
     except ImageReadError as exc:
-        return UploadResult(error=str(exc), name=name, digest=digest)
+        return UploadResult(error=str(exc), name=name, digest=short)
     except Exception as exc:  # a reader library failing in a way we did not foresee
         return UploadResult(error=f"{name}: this file could not be read as a CT slice ({type(exc).__name__}).",
-                            name=name, digest=digest)
+                            name=name, digest=short)
+
+
+def analyse_upload(tr, data: bytes, filename: str, slice_index: int | None = None, tau: float | None = None
+                   ) -> UploadResult:
+    """Read and analyse an uploaded slice with the trained run `tr`, or with a run's segmenter alone
+    (core.inference.LesionReader: no tau, no fusion vector). Never raises: a bad file gives UploadResult.error."""
+    result = read_upload(data, filename, slice_index)
+    if result.error:
+        return result
     try:
         with MODEL_LOCK:
-            a = tr.analyse(img, tau)
-            vec = tr.fusion_vector(a)
+            if isinstance(tr, LesionReader):
+                a, vec = tr.analyse(result.slice01), None
+            else:
+                a = tr.analyse(result.slice01, tau)
+                vec = tr.fusion_vector(a)
     except Exception as exc:
-        return UploadResult(error=f"{name}: the slice was read but could not be analysed ({type(exc).__name__}).",
-                            name=name, digest=digest)
-    return UploadResult(slice01=img, analysis=a, fusion_vector=vec, name=name, digest=digest)
+        return replace(result, slice01=None, error=f"{result.name}: the slice was read but could not be analysed "
+                                                   f"({type(exc).__name__}).")
+    return replace(result, analysis=a, fusion_vector=vec)
 
 
 def upload_images(tr, a) -> dict:
@@ -80,8 +97,7 @@ def cached_upload(state, tr, run_name: str, run_stamp: str, raw: bytes, filename
                   slice_index: int | None) -> tuple[UploadResult, dict]:
     """analyse_upload + its images, kept in the session (`state`) for the last upload. Returns (result,
     images); images is {} on error."""
-    digest = hashlib.sha256(raw or b"").hexdigest()
-    k = (run_name, run_stamp, digest, slice_index)
+    k = (run_name, run_stamp, digest(raw), slice_index)
     hit = state.get(SESSION_KEY)
     if hit is not None and hit[0] == k:
         return hit[1], hit[2]

@@ -15,13 +15,14 @@ import pytest
 from core.after_training import KIND as AFTER_KIND
 from core.after_training import planned
 from core.knowledge.signs import NAMES
+from core.models.network import SEGMENTER
 from core.runs.progress import RunProgress
 from tests.live_runs import run_in_training
 from tests.test_dashboard import NOTICE, app, no_exception
 
 PAGES = {None: "predictions", "views/training.py": None, "views/data.py": None, "views/map.py": "complete",
          "views/disease.py": "predictions", "views/case.py": "complete", "views/margin.py": "predictions",
-         "views/new_slice.py": "complete"}
+         "views/new_slice.py": "lesions", "views/scan.py": "lesions"}
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +61,7 @@ def test_every_page_opens_on_a_run_in_training(live_runs, page):
     if need is None:
         return
     training = [name for name, sp in rp.stages.items() if sp.kind != AFTER_KIND]  # pages wait for training alone
-    waited = "global" if need == "predictions" else training[-1]
+    waited = {"predictions": "global", "lesions": SEGMENTER}.get(need, training[-1])
     assert any(f"**{waited}**" in i.value and "not trained yet" in i.value for i in at.info), shown
     # how far the training is and when the stage is expected
     assert "**global** (the global branch) is training: epoch 1 of at most 2" in shown

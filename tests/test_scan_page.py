@@ -301,3 +301,41 @@ def test_a_segmenter_that_cannot_read_the_scan_is_said_in_one_line(dash_env, ser
     at = upload(uploads(series_files))
     (error,) = [e.value for e in at.error if "cannot read this scan" in e.value]
     assert error.startswith("Run `segmenting`'s segmenter cannot read this scan: ") and "latest.pt" in error
+
+
+def test_while_the_classifiers_train_a_new_slice_shows_its_lesions_and_signs(dash_env, rv, tmp_path, monkeypatch):
+    """New slice on a run whose segmenter has ended but whose classifiers train: the slice's lung field, lesions and
+    signs from the segmenter alone (as core.inference.LesionReader gives them), no probability; a bad file is one
+    error line as on the whole page."""
+    from core.inference import LesionReader
+    from core.models.network import SEGMENTER
+    from core.pictures.data_views import fields, pipeline_config
+    from core.runs.runfolder import RunFolder
+    from core.training.segmentation import load_segmenter
+    from PIL import Image
+
+    from dashboard.data_browser import signs_table
+    from tests.live_runs import run_in_training
+    from tests.test_dashboard import _png_of
+
+    run = run_in_training(dash_env, tmp_path / "runs" / "early", "infected", 1)  # the segmenter's stage has ended
+    assert (run / SEGMENTER / "best.pt").exists() and not (run / "fusion").exists()
+    monkeypatch.setenv("COVID_LAB_RUNS", str(tmp_path / "runs"))
+    png = _png_of(rv, rv.predictions.key.iloc[0])
+    at = app("views/new_slice.py")
+    no_exception(at)
+    at.file_uploader(key="upload").set_value(("slice.png", png, "image/png")).run()
+    no_exception(at)
+    shown = " ".join(i.value for i in at.info)
+    assert "is still training" in shown and "what its final segmenter finds on the slice" in shown
+    assert not [d for d in at.dataframe if list(d.value.columns) == ["branch", "p(COVID)"]]
+    (signs,) = [d.value for d in at.dataframe if list(d.value.columns) == ["sign", "value"]]
+    slice01 = np.asarray(Image.open(io.BytesIO(png)).convert("L"), np.float32) / 255
+    folder = RunFolder(run)
+    expected = LesionReader(pipeline_config(folder), fields(folder, True),
+                            load_segmenter(str(run / SEGMENTER / "best.pt"))).analyse(slice01).signs
+    assert signs.equals(signs_table(expected.to_dict()))
+    assert len(at.get("image")) == 2  # the slice with its lung field, and its lesions
+    at.file_uploader(key="upload").set_value(("notes.dcm", b"hello", "application/octet-stream")).run()
+    no_exception(at)
+    assert [e.value for e in at.error if e.value.startswith("notes")]

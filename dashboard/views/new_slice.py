@@ -1,14 +1,14 @@
-"""New slice: upload a PNG/JPEG/DICOM/NIfTI slice, run every branch on it, place it in the 3D map."""
+"""New slice: upload a PNG/JPEG/DICOM/NIfTI slice, run every branch on it, place it in the 3D map. While the run's
+classifiers train, from the end of its segmenter's first round, its lung field, lesions and signs alone
+(dashboard.lesions_ui)."""
 import streamlit as st
 
 from core.data.imaging import ImageReadError
-from dashboard import data, trust_ui, ui, uploads
+from dashboard import data, lesions_ui, trust_ui, ui, uploads, waiting
 from dashboard.components.scatter3d import scatter3d
 from dashboard.map_args import map_points
 
 ctx = ui.current()
-df = ctx.df
-order = data.branches(df)
 
 st.title("New slice")
 st.caption("The file is read in memory (its name is only shown, never used as a path) and analysed by the "
@@ -34,6 +34,11 @@ except Exception as exc:
     st.error(f"{uploads.display_name(up.name)}: this file could not be read as a CT volume ({type(exc).__name__}).")
     st.stop()
 
+if not waiting.ready(ctx.runs, ctx.name, waiting.COMPLETE):  # the classifiers still train: the segmenter alone
+    lesions_ui.slice_lesions(ctx, raw, up.name, slice_index)
+    st.stop()
+df = ctx.df
+order = data.branches(df)
 try:
     tr = ctx.trained()
 except Exception as exc:

@@ -1,13 +1,13 @@
 """Scan: a whole CT scan (a DICOM series, a .zip of one, a NIfTI volume, or a COVID-CT-MD patient) scored slice
 by slice with the run; the scan-level decision, the opacity per lung, where along the scan the disease lies,
 a slice scroller with the maps of the slice shown, the slices that drive the decision, a report. While the run's
-classifiers train, from the end of its segmenter's first round, the lesions alone (dashboard.scan_lesions_ui)."""
+classifiers train, from the end of its segmenter's first round, the lesions alone (dashboard.lesions_ui)."""
 import math
 
 import streamlit as st
 
 from core.knowledge.scan import RULE, SIDES, summarise
-from dashboard import data, scan_charts, scan_lesions_ui, scan_report_ui, scans, ui, waiting
+from dashboard import data, lesions_ui, scan_charts, scan_report_ui, scans, ui, waiting
 
 ctx = ui.current()
 
@@ -59,7 +59,7 @@ if notes:
     st.warning("\n".join(f"- {line}" for line in notes), icon="📋")
 
 if not waiting.ready(ctx.runs, ctx.name, waiting.COMPLETE):  # the classifiers still train: the segmenter alone
-    scan_lesions_ui.show(ctx, scan, series, vol)
+    lesions_ui.scan_lesions(ctx, scan, series, vol)
     st.stop()
 order = data.branches(ctx.df)
 decision_branch = ctx.rv.decision_branch()
