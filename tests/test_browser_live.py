@@ -2,7 +2,8 @@
 
 Every page of a run in training (the synthetic run as it was during the infected branch's first epoch: global,
 heatmap and the segmenter trained, their predictions written) opens without a traceback; those that need the
-finished run say which stage they wait for. Screenshots of the Training page mid-run and after, and of the Data
+finished run say which stage they wait for, and New slice and Scan ask for a file (they read it with the segmenter
+alone). Screenshots of the Training page mid-run and after, and of the Data
 page, go to test-artifacts/ (git-ignored).
 """
 from __future__ import annotations
@@ -22,7 +23,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]  # a Streamlit server and C
 
 # title in the sidebar -> what the page shows of a run in training (None: the page itself)
 PAGES = {"Overview": None, "Training": None, "Data": None, "Map": "fusion", "Does it look at the disease?": None,
-         "Case": "fusion", "Margin review": None, "New slice": "fusion"}
+         "Case": "fusion", "Margin review": None, "New slice": None, "Scan": None}
 
 
 @pytest.fixture(scope="module")
@@ -69,6 +70,10 @@ def test_every_page_of_a_run_in_training(browser_runs):
                 screenshot_all(page, ARTIFACTS / "live-overview-mid-run.png")
             if title == "Case":
                 screenshot_all(page, ARTIFACTS / "live-case-waiting.png")
+            if title in ("New slice", "Scan"):  # open with the segmenter alone (dashboard.lesions_ui)
+                main.get_by_role("heading", name=title).wait_for(timeout=60_000)
+                main.get_by_text(re.compile(r"Upload (a slice|the files of one CT series)")).first.wait_for(
+                    timeout=30_000)
             if title == "Data":
                 main.get_by_role("heading", name="Data").wait_for(timeout=60_000)
                 page.wait_for_function("() => document.querySelectorAll('[data-testid=stMain] [data-testid=stImage] img')"

@@ -1,16 +1,20 @@
 """The dashboard while a run trains, through Streamlit's AppTest: every page on a run that has only config.json and
-a progress log (no stage finished), the Training page on a finished phantom run and beside a run in training, and
-the Data page on the phantoms (filters, lung fields, lesions once the run has a segmenter, COVID-CT-MD by patient).
+a progress log (no stage finished), the Training page on a finished phantom run and beside a run in training, the
+Data page on the phantoms (filters, lung fields, lesions once the run has a segmenter, COVID-CT-MD by patient), and
+New slice on a run whose segmenter has ended (the Scan page's lesion mode: tests/test_scan_page.py).
 
 Expected values come from core (RunProgress, the catalogue's readers, the summary files), not from the pages'
 own helpers.
 """
 from __future__ import annotations
 
+import io
 import json
 import shutil
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from core.after_training import KIND as AFTER_KIND
 from core.after_training import planned
@@ -289,11 +293,6 @@ def test_a_page_watching_a_run_in_training_reruns_when_what_it_shows_changes():
 def test_data_page_draws_only_the_lesions_its_signs_count(phantom_root, monkeypatch):
     """The segmenter sees the whole slice and may fire on the heart or the chest wall: the Data page draws its
     lesions inside the lung field only, where the signs count them."""
-    import io
-
-    import numpy as np
-    from PIL import Image
-
     from core.data.catalogue import catalogue
     from core.knowledge import slice_facts
     from core.pictures import data_views
@@ -310,3 +309,38 @@ def test_data_page_draws_only_the_lesions_its_signs_count(phantom_root, monkeypa
     lung = np.asarray(Image.fromarray(fr.lung.astype(np.uint8) * 255).resize(coloured.shape[::-1])) > 127
     assert coloured[lung].mean() > 0.9 and coloured[~lung].mean() < 0.05
     assert view["lesion_found"] and view["signs"]["lesion_share"] == 1.0
+
+
+def test_while_the_classifiers_train_a_new_slice_shows_its_lesions_and_signs(dash_env, rv, tmp_path, monkeypatch):
+    """New slice on a run whose segmenter has ended but whose classifiers train: the slice's lung field, lesions and
+    signs from the segmenter alone (as core.inference.LesionReader gives them), no probability; a bad file is one
+    error line as on the whole page."""
+    from core.inference import LesionReader
+    from core.pictures.data_views import fields, pipeline_config
+    from core.runs.runfolder import RunFolder
+    from core.training.segmentation import load_segmenter
+    from dashboard.data_browser import signs_table
+    from tests.live_runs import run_in_training
+    from tests.test_dashboard import _png_of
+
+    run = run_in_training(dash_env, tmp_path / "runs" / "early", "infected", 1)  # the segmenter's stage has ended
+    assert (run / SEGMENTER / "best.pt").exists() and not (run / "fusion").exists()
+    monkeypatch.setenv("COVID_LAB_RUNS", str(tmp_path / "runs"))
+    png = _png_of(rv, rv.predictions.key.iloc[0])
+    at = app("views/new_slice.py")
+    no_exception(at)
+    at.file_uploader(key="upload").set_value(("slice.png", png, "image/png")).run()
+    no_exception(at)
+    shown = " ".join(i.value for i in at.info)
+    assert "is still training" in shown and "what its final segmenter finds on the slice" in shown
+    assert not [d for d in at.dataframe if list(d.value.columns) == ["branch", "p(COVID)"]]
+    (signs,) = [d.value for d in at.dataframe if list(d.value.columns) == ["sign", "value"]]
+    slice01 = np.asarray(Image.open(io.BytesIO(png)).convert("L"), np.float32) / 255
+    folder = RunFolder(run)
+    expected = LesionReader(pipeline_config(folder), fields(folder, True),
+                            load_segmenter(str(run / SEGMENTER / "best.pt"))).analyse(slice01).signs
+    assert signs.equals(signs_table(expected.to_dict()))
+    assert len(at.get("image")) == 2  # the slice with its lung field, and its lesions
+    at.file_uploader(key="upload").set_value(("notes.dcm", b"hello", "application/octet-stream")).run()
+    no_exception(at)
+    assert [e.value for e in at.error if e.value.startswith("notes")]
