@@ -42,10 +42,10 @@ class FeatureKeys:
         c = self.cfg
         return {"global": self.digest("global"), "cam": c.cam, "tau": tau, "size": c.image_size, "hires": c.hires_size}
 
-    def pooled(self, stage: str) -> dict:
-        """A branch's pooled vectors of the data set's slices, computed from inputs cached under their own keys
-        (the heatmap branch's: its crops)."""
-        return {"ckpt": self.digest(stage)}
+    def heatmap_vectors(self, slice_keys, tau: float) -> dict:
+        """The heatmap branch's pooled vectors of the data set's slices: its weights, its crops at `tau`, the slices."""
+        return {"ckpt": self.digest("heatmap"), "crops": key_of(self.heatmap_crops(tau)), "input": self.input,
+                "keys": key_of(list(slice_keys))}
 
     def lesions(self, slice_keys) -> dict:
         """The segmenter's lesion maps and the infected branch's crops of the data set's slices."""
@@ -70,9 +70,13 @@ class FeatureKeys:
         """The fusion layer's input, standardised input and probabilities (the dashboard's 3D map)."""
         return {"ckpt": self.digest("fusion")}
 
-    def fusion_cam(self) -> dict:
-        """The fusion CAM of every slice."""
-        return {"ckpt": self.digest("fusion")}
+    def fusion_cam(self, slice_keys, tau: float, size: int) -> dict:
+        """The fusion CAM of every slice at `size`: every trained network's weights and every input they read (the
+        slices, the heatmap branch's crops at `tau`, the segmenter's lesion crops)."""
+        slice_keys = list(slice_keys)
+        return {"ckpt": self.digest("fusion"), **{s: self.digest(s) for s in IMAGE_STAGES},
+                "crops": key_of(self.heatmap_crops(tau)), "lesions": key_of(self.lesions(slice_keys)),
+                "keys": key_of(slice_keys), "size": size}
 
 
 def data_pictures(run: RunFolder, data_root: str, version: int) -> dict:

@@ -454,8 +454,9 @@ class Pipeline:
         h = self.heatmap_model(crops)
         self._probs("heatmap", h, {"crop": crops["crops"]}, ("crop",))
         t0 = time.time()
-        hvec = self._pooled(h, {"crop": crops["crops"]}, ("crop",), lambda m, b: m.embed(b))
-        self._store("heatmap", self.keys.pooled("heatmap"), {"pooled": hvec})
+        hvec = self._cached("heatmap", self.keys.heatmap_vectors((s.key for s in self.ds.slices), self.cfg.tau),
+                            lambda: {"pooled": self._pooled(h, {"crop": crops["crops"]}, ("crop",),
+                                                            lambda m, b: m.embed(b))})["pooled"]
         lesions = self.lesion_inputs()
         self.lesion_share_baseline(lesions)
         self.timings["heatmap-features+lesions"] = time.time() - t0
@@ -562,18 +563,20 @@ class Pipeline:
         self.signs(lesions)
         return self.finish(t_all)
 
-    @torch.no_grad()
-    def explain(self, models: dict, crops, lesions, size: int = 112):
-        """Fusion CAM of every slice (core.explain.fusion_cam), cached for the dashboard. `models`: the
-        trained branches and the fusion head, by stage."""
-        parts = []
-        for sl in _batches(len(self.ds.slices), 32):
-            f = lambda t: t[sl].float().to(self.device) / 255
-            batch = {"image": f(self.ds.images), "crop": f(crops["crops"]), "crop_box": crops["boxes"][sl],
-                     **{s.crop: f(lesions[s.crop]) for s in network.SIDES},
-                     "side_boxes": lesions["side_boxes"][sl], "present": lesions["present"][sl]}
-            parts.append(fusion_cam(models, batch, size))
-        cam = torch.cat(parts)
-        self._store("fusion-cam", self.keys.fusion_cam(),
-                    {"cam": cam.half(), "keys": [s.key for s in self.ds.slices]})
-        return cam
+    def explain(self, models: dict, crops, lesions, size: int = 112) -> torch.Tensor:
+        """Fusion CAM of every slice (core.explain.fusion_cam), cached for the dashboard (a resume with the same
+        networks and inputs reads it back). `models`: the trained branches and the fusion head, by stage."""
+        keys = [s.key for s in self.ds.slices]
+
+        @torch.no_grad()
+        def compute() -> dict:
+            parts = []
+            for sl in _batches(len(keys), 32):
+                f = lambda t: t[sl].float().to(self.device) / 255
+                batch = {"image": f(self.ds.images), "crop": f(crops["crops"]), "crop_box": crops["boxes"][sl],
+                         **{s.crop: f(lesions[s.crop]) for s in network.SIDES},
+                         "side_boxes": lesions["side_boxes"][sl], "present": lesions["present"][sl]}
+                parts.append(fusion_cam(models, batch, size))
+            return {"cam": torch.cat(parts).half(), "keys": keys}
+
+        return self._cached("fusion-cam", self.keys.fusion_cam(keys, self.cfg.tau, size), compute)["cam"]

@@ -74,12 +74,21 @@ def test_the_audits_run_as_stages_named_in_the_progress_log(audited):
     assert json.loads((path / "trust.json").read_text())["maps"]["n_slices"] == 1  # the stage's size, not the command's
 
 
-def test_a_resumed_pipeline_keeps_finished_stages(audited, phantom_root):
+def test_a_resumed_pipeline_keeps_finished_stages(audited, phantom_root, monkeypatch):
+    import core.pipeline
+
     path, _ = audited
     run = RunFolder(path)
     before = {f: (path / f).stat().st_mtime_ns for s in AFTER_TRAINING for f in s.writes}
     starts = len(_events(path, "stage_start"))
-    timings = Pipeline(run, phantom_root, PipelineConfig.of_run(run), progress=False, resume=True).run_all()
+
+    def recomputed(*a, **k):
+        raise AssertionError("a resume with the same networks and inputs computed a cached entry again")
+
+    with monkeypatch.context() as m:  # the heatmap vectors and the fusion CAMs are read back, not computed
+        m.setattr(core.pipeline, "fusion_cam", recomputed)
+        m.setattr(Pipeline, "_pooled", recomputed)
+        timings = Pipeline(run, phantom_root, PipelineConfig.of_run(run), progress=False, resume=True).run_all()
     assert not {s.name for s in AFTER_TRAINING} & set(timings)
     assert len(_events(path, "stage_start")) == starts  # nothing started again
     assert {f: (path / f).stat().st_mtime_ns for f in before} == before

@@ -43,7 +43,29 @@ def test_the_default_runs_keys_are_pinned(run):
     assert key_of(lesions) == "c878a0ba352688b0"
     assert key_of(keys.second_source_lesions(SLICES)) == "0b6df47faf006365"
     assert key_of(keys.second_source_vectors(SLICES)) == "75b37437e699186f"
-    assert key_of(keys.pooled("heatmap")) == "d3e254ed2d6ab7a0" and key_of(keys.fusion()) == "f36210d780d58fa7"
+    assert key_of(keys.fusion()) == "f36210d780d58fa7"
+    # keyed by every input since a resume reads them back (before, every pipeline call computed them again)
+    assert key_of(keys.heatmap_vectors(SLICES, 0.75)) == "17776250f9308e04"
+    assert key_of(keys.fusion_cam(SLICES, 0.75, 112)) == "5a21cc849bc58c9b"
+
+
+def test_the_heatmap_vectors_and_fusion_cams_change_key_with_anything_they_are_made_from(run):
+    """A resume reads them back: any network retrained, another tau, other slices or lesion settings, another size
+    must be a new key."""
+    def both(cfg=PipelineConfig(), slices=SLICES, size=112):
+        keys = FeatureKeys(cfg, run, FieldFinder())
+        return key_of(keys.heatmap_vectors(slices, cfg.tau)), key_of(keys.fusion_cam(slices, cfg.tau, size))
+
+    base = both()
+    for changed in (both(PipelineConfig(tau=0.5)), both(slices=SLICES[:1]), both(PipelineConfig(cam="gradcam"))):
+        assert changed[0] != base[0] and changed[1] != base[1]
+    assert both(PipelineConfig(seg={"tta": False}))[1] != base[1] and both(size=56)[1] != base[1]
+    for stage in ("fusion", "infected", "infnet", "heatmap", "global"):  # each network retrained in turn
+        before = both()
+        (run.stage(stage) / "best.pt").write_bytes(b"retrained " + stage.encode())
+        after = both()
+        assert after[1] != before[1], stage
+        assert (after[0] != before[0]) == (stage in ("heatmap", "global")), stage  # what its crops and weights are
 
 
 def test_every_lesion_key_names_its_input_and_every_input_change_makes_a_new_key(run):
