@@ -7,8 +7,6 @@ half); a preliminary segmenter's are replaced on the next rerun after a round, o
 """
 from __future__ import annotations
 
-import math
-
 import streamlit as st
 
 from core.knowledge.scan import SIDES, summarise
@@ -32,6 +30,10 @@ def _training_note(ctx: ui.Ctx, source, what: str, later: str) -> None:
                                          waiting.ready(ctx.runs, ctx.name, waiting.COMPLETE)), (source, False))
 
 
+def _lesions_caption(source) -> str:
+    return "lesions (the run's segmenter, p > 0.5)" + ("" if source.final else ", preliminary")
+
+
 def scan_lesions(ctx: ui.Ctx, scan: scans.ScanInput, series: int, vol) -> None:
     """The lesion burden of series `series` (its Volume `vol`) of `scan`, by the run's segmenter alone."""
     source = data_browser.lesion_source(ctx.runs, ctx.name)  # there: the page waits for it (waiting.LESIONS)
@@ -42,19 +44,7 @@ def scan_lesions(ctx: ui.Ctx, scan: scans.ScanInput, series: int, vol) -> None:
     except Exception as exc:  # noqa: BLE001 (a run folder in an unforeseen state: said, not a traceback)
         st.error(f"Run `{ctx.name}`'s segmenter cannot read this scan: {exc}")
         return
-    summary = summarise(table, None)
-    cols = st.columns(3)
-    for col, side in zip(cols, SIDES):
-        col.metric(f"Opacity, {side} lung", "n/a" if math.isnan(summary.opacity[side])
-                   else f"{summary.opacity[side]:.1%}",
-                   help="lesion area / lung area of this lung, each summed over the slices with a lung field")
-    lower = summary.zones["lower"]
-    cols[2].metric("Lesion in the lower third", "n/a" if math.isnan(lower) else f"{lower:.0%}",
-                   help="share of the scan's lesion area in the lower third of its lung extent; n/a without slice "
-                        "positions or without lesion")
-    st.caption(f"{summary.with_lung} of {summary.slices} slices have a lung field"
-               + ("; the others are left out of every scan number" if summary.with_lung < summary.slices else "")
-               + (f"; {summary.problems} could not be read (named in the table)" if summary.problems else "") + ".")
+    scans.burden(st.columns(3), summarise(table, None))
 
     slice_key = f"scan_slice_{scan.digest[:12]}_{series}"
     if slice_key not in st.session_state:  # the slice with the most lesion
@@ -72,8 +62,7 @@ def scan_lesions(ctx: ui.Ctx, scan: scans.ScanInput, series: int, vol) -> None:
     else:
         pics = scans.lesion_pictures(ctx.runs, ctx.name, source, scan.digest, series, index, vol)
         ui.image_row([(pics["slice"], "the slice (lung window), its lung field outlined in cyan"),
-                      (pics["lesion"], "lesions (the run's segmenter, p > 0.5)" + ("" if source.final else
-                                                                                    ", preliminary"))], width=384)
+                      (pics["lesion"], _lesions_caption(source))], width=384)
     with st.expander(f"Every slice ({len(table)} rows)"):
         st.dataframe(table, hide_index=True, width="stretch")
         st.download_button("Download the table (CSV)", table.to_csv(index=False).encode(), "scan-lesions.csv",
@@ -101,8 +90,7 @@ def slice_lesions(ctx: ui.Ctx, raw: bytes, filename: str, slice_index: int | Non
                    "less trust.")
     pics = slice_pictures(result.slice01, a, None)
     ui.image_row([(pics["slice"], "uploaded slice, its lung field outlined in cyan"),
-                  (pics["lesion"], "lesions (the run's segmenter, p > 0.5)" + ("" if source.final else
-                                                                             ", preliminary"))], width=384)
+                  (pics["lesion"], _lesions_caption(source))], width=384)
     st.markdown("**Radiological signs** (the segmenter's lesions in the lung field)")
     st.dataframe(data_browser.signs_table(a.signs.to_dict()), hide_index=True, width="stretch")
 

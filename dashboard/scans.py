@@ -112,6 +112,25 @@ def slice_line(row, index: int, call: str = "") -> str:
                       if not math.isnan(row[f"{s}_share"])))
 
 
+def burden(columns, summary) -> None:
+    """The scan's lesion burden (core.knowledge.scan.ScanSummary) as metrics in three `columns` (opacity of each lung,
+    the share in the lower third), then the caption of which slices count."""
+    for col, side in zip(columns, SIDES):
+        opacity = summary.opacity[side]
+        col.metric(f"Opacity, {side} lung", "n/a" if math.isnan(opacity) else f"{opacity:.1%}",
+                   help="lesion area / lung area of this lung, each summed over the slices with a lung field")
+    lower = summary.zones["lower"]
+    columns[2].metric("Lesion in the lower third", "n/a" if math.isnan(lower) else f"{lower:.0%}",
+                      help="share of the scan's lesion area in the lower third of its lung extent (RSNA: COVID-19 "
+                           "favours the lower zones); n/a without slice positions or without lesion")
+    counts = f"{summary.with_lung} of {summary.slices} slices have a lung field"
+    if summary.with_lung < summary.slices:
+        counts += "; the others are left out of every scan number (their whole frame would count as lung)"
+    if summary.problems:
+        counts += f"; {summary.problems} could not be scored (named in the table)"
+    st.caption(counts + ".")
+
+
 # ---- cached reading and scoring ---------------------------------------------------------------------
 @st.cache_resource(max_entries=4, show_spinner="Reading the series...")
 def upload_input(digest: str, _files: tuple) -> ScanInput:

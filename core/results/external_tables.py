@@ -47,6 +47,12 @@ def _num(v, digits: int = 3) -> str:
     return "" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{float(v):.{digits}f}"
 
 
+def _auc_text(auc, low, high) -> str:
+    """'0.912 [0.861, 0.955]'; the AUC alone without an interval, blank without an AUC."""
+    text = _num(auc)
+    return text + f" [{_num(low)}, {_num(high)}]" if text and low is not None else text
+
+
 def comparison_table(result: dict, role: str) -> pd.DataFrame:
     """One row per comparison of `role` and branch (core.audits.external.table_rows), as text: an all-COVID set
     (COVID-SemiSeg) has a sensitivity only."""
@@ -54,12 +60,10 @@ def comparison_table(result: dict, role: str) -> pd.DataFrame:
     for r in table_rows(result):
         if r["role"] != role:
             continue
-        auc = _num(r["auc"])
-        if auc and r["auc_low"] is not None:
-            auc += f" [{_num(r['auc_low'])}, {_num(r['auc_high'])}]"
         rows.append(dict(zip(COMPARISON_COLUMNS, (
-            r["comparison"], r["branch"], f"{r['n_pos']} / {r['n_neg']}", auc, _num(r["sensitivity"]),
-            _num(r["specificity"]), _num(result.get("thresholds", {}).get(r["branch"]))))))
+            r["comparison"], r["branch"], f"{r['n_pos']} / {r['n_neg']}",
+            _auc_text(r["auc"], r["auc_low"], r["auc_high"]),
+            _num(r["sensitivity"]), _num(r["specificity"]), _num(result.get("thresholds", {}).get(r["branch"]))))))
     return pd.DataFrame(rows, columns=list(COMPARISON_COLUMNS))
 
 
@@ -103,9 +107,7 @@ def disease_table(result: dict, role: str) -> pd.DataFrame:
     for name, m in ((result.get("disease_step") or {}).get("comparisons") or {}).items():
         if m["role"] != role:
             continue
-        auc = _num(m.get("auc"))
-        if auc and m.get("auc_ci"):
-            auc += f" [{_num(m['auc_ci'][0])}, {_num(m['auc_ci'][1])}]"
-        rows.append(dict(zip(DISEASE_COLUMNS, (name, f"{m['n_pos']} / {m['n_neg']}", auc, _num(m["sensitivity"], 2),
-                                               _num(m.get("specificity"), 2)))))
+        low, high = m.get("auc_ci") or (None, None)
+        rows.append(dict(zip(DISEASE_COLUMNS, (name, f"{m['n_pos']} / {m['n_neg']}", _auc_text(m.get("auc"), low, high),
+                                               _num(m["sensitivity"], 2), _num(m.get("specificity"), 2)))))
     return pd.DataFrame(rows, columns=list(DISEASE_COLUMNS))

@@ -6,7 +6,7 @@ import math
 
 import streamlit as st
 
-from core.knowledge.scan import RULE, SIDES, summarise
+from core.knowledge.scan import RULE, summarise
 from dashboard import data, lesions_ui, scan_charts, scan_report_ui, scans, ui, waiting
 
 ctx = ui.current()
@@ -74,23 +74,11 @@ summary = summarise(table, decision_branch, threshold)
 dec = summary.decision
 
 # ---- the scan as a whole ---------------------------------------------------------------------------------
-c1, c2, c3, c4 = st.columns(4)
+c1, *burden_cols = st.columns(4)
 c1.metric("Scan decision", dec.label, help=dec.words, delta_color="off", delta_arrow="off",
           delta=None if dec.covid is None else f"statistic {dec.statistic:.3f}, operating point {dec.threshold:.3f}")
-for col, side in zip((c2, c3), SIDES):
-    col.metric(f"Opacity, {side} lung", "n/a" if math.isnan(summary.opacity[side]) else f"{summary.opacity[side]:.1%}",
-               help="lesion area / lung area of this lung, each summed over the slices with a lung field")
-lower = summary.zones["lower"]
-c4.metric("Lesion in the lower third", "n/a" if math.isnan(lower) else f"{lower:.0%}",
-          help="share of the scan's lesion area in the lower third of its lung extent (RSNA: COVID-19 favours the "
-               "lower zones); n/a without slice positions or without lesion")
 st.markdown(f"**Rule** · {dec.words}." + (f" **Diagnosis on file** (COVID-CT-MD): {scan.truth}." if scan.truth else ""))
-counts = f"{summary.with_lung} of {summary.slices} slices have a lung field"
-if summary.with_lung < summary.slices:
-    counts += "; the others are left out of every scan number (their whole frame would count as lung)"
-if summary.problems:
-    counts += f"; {summary.problems} could not be scored (named in the table)"
-st.caption(counts + ".")
+scans.burden(burden_cols, summary)
 
 
 
