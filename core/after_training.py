@@ -11,9 +11,9 @@ declared once with the command. They add about 10 minutes to the real-data `make
 they ran at full size, docs/after-training.md); a row may set smaller sizes (the command's own arguments).
 
 A stage is done when config.json's "after_training" records it under the key of its inputs (every trained
-checkpoint, predictions.csv, the data folder, its sizes) and each file it writes is there: a resumed pipeline
-skips it. A stage that fails is named in the run's log, its progress-log end event and on stderr; the stages
-after it still run (the models they read are trained).
+checkpoint, predictions.csv, the lung field's algorithm, its methods' versions, the data folder, its sizes) and
+each file it writes is there: a resumed pipeline skips it. A stage that fails is named in the run's log, its
+progress-log end event and on stderr; the stages after it still run (the models they read are trained).
 
 Cost (the ETA, core.runs.eta): the passes of one slice through the whole pipeline a stage makes at its sizes,
 times PASS, in training images of an image stage, which the ETA converts to seconds at this run's measured
@@ -141,6 +141,7 @@ class Stage:
     sizes: dict = field(default_factory=dict)  # the run's sizes: the command's own size arguments
     switch: str = "audits"  # the PipelineConfig flag that turns it off when false: audits or precompute
     decides: str | None = None  # a decision (PipelineConfig.decision) this stage makes: it runs for it always
+    methods: Callable[[], dict] = dict  # versions of the methods it applies besides the networks: part of its key
     passes: Callable[..., float] = lambda a, **sizes: 0.3 * a.n_slices  # (After, **sizes) -> pipeline passes
 
     @property
@@ -158,8 +159,15 @@ def _external_passes(a: After, **_) -> float:  # every labelled COVID-SemiSeg sl
     return len(external_slices(a.data_root))
 
 
+def _external_methods() -> dict:  # the radiological signs it scores every external slice with
+    from core.knowledge.signs import SIGNS_VERSION
+
+    return {"signs": SIGNS_VERSION}
+
+
 AFTER_TRAINING = (
-    Stage("external", external, ("external.json", "external.csv"), decides="two-step", passes=_external_passes),
+    Stage("external", external, ("external.json", "external.csv"), decides="two-step", passes=_external_passes,
+          methods=_external_methods),
     Stage("shortcut", shortcut, ("shortcut.json", "shortcut.csv"), passes=_shortcut_passes),
     Stage("probe", probe, ("branch_probe.csv",), passes=lambda a, **_: 3),
     Stage("fidelity", fidelity, ("fidelity.json", "fidelity.csv"), passes=_fidelity_passes),
@@ -182,11 +190,15 @@ def plan_rows(a: After, audits: bool, precompute: bool = True) -> list[dict]:
 
 # ---- running them -------------------------------------------------------------------------------------
 def inputs_key(a: After, stage: Stage) -> str:
-    """What a stage's result depends on: every trained checkpoint, the predictions, the data folder, its sizes."""
+    """What a stage's result depends on: every trained checkpoint, the predictions, how inputs are framed (the lung
+    field's algorithm: the external slices' fields and signs), the versions of its own methods, the data folder,
+    its sizes."""
+    from core.config import PipelineConfig
     from core.models.network import STAGES
 
     ckpts = {s: file_digest(a.run.stage(s) / "best.pt") for s in STAGES if (a.run.stage(s) / "best.pt").exists()}
     return key_of({"checkpoints": ckpts, "predictions": file_digest(a.run.predictions_csv),
+                   "input": PipelineConfig.of_run(a.run).input_version, "methods": stage.methods(),
                    "data_root": str(a.data_root), "sizes": {k: list(v) if isinstance(v, tuple) else v
                                                             for k, v in stage.sizes.items()}})
 

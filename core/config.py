@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, fields, replace
 from core.data.second_source import SOURCES
 from core.explain.cams import CAM_METHODS
 from core.explain.cams.eq1 import Eq1Cam
-from core.inputs.harmonise import INPUT_MODES
+from core.inputs.harmonise import INPUT_MODES, version
 from core.models.backbones import BACKBONES
 from core.runs.runfolder import RunError
 from core.training.recipes import DECISIONS, DEFAULT_RECIPE, RECIPES, Recipe, get_recipe
@@ -253,6 +253,12 @@ class PipelineConfig:
         if not saved:
             raise RunError(f"{run.path}: no pipeline configuration; train it with `python -m train pipeline`")
         return cls.from_saved(saved, str(run.path))
+
+    @property
+    def input_version(self) -> str:
+        """How this input is framed, the lung field's algorithm included (core.inputs.harmonise.version): part of the
+        key of everything read through the run's frames and lung fields."""
+        return version(self.input)
 
     def recipe_obj(self, branch: bool = False) -> Recipe:
         epochs = (self.branch_epochs or self.epochs) if branch else self.epochs

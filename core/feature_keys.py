@@ -2,8 +2,9 @@
 the run's configuration and the digests of the checkpoints that produced it, declared here once.
 
 A key changes whenever what produced the entry does (a retrained stage, another tau or CAM method, other
-frames or segmenter settings), so a stale entry is never served. The parts are part of the run folders
-already written: changing one makes every run recompute that entry (tests/test_feature_keys.py pins some).
+frames, another lung-field algorithm or segmenter settings), so a stale entry is never served. The parts are
+part of the run folders already written: changing one makes every run recompute that entry
+(tests/test_feature_keys.py pins some).
 """
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from dataclasses import asdict
 
 from core.config import PipelineConfig
 from core.inputs.fields import FieldFinder
-from core.inputs.harmonise import version
+from core.inputs.lungs import LUNG_VERSION
 from core.models.network import IMAGE_STAGES, SEGMENTER
 from core.runs.feature_cache import file_digest, key_of
 from core.runs.runfolder import RunFolder
@@ -23,7 +24,7 @@ class FeatureKeys:
 
     def __init__(self, cfg: PipelineConfig, run: RunFolder, fields: FieldFinder):
         self.cfg, self.run = cfg, run
-        self.input = version(cfg.input) + fields.key  # what every framed input is built with
+        self.input = cfg.input_version + fields.key  # what every framed input is built with
 
     def digest(self, stage: str) -> str:
         return file_digest(self.run.stage(stage) / "best.pt")
@@ -35,12 +36,13 @@ class FeatureKeys:
     def global_features(self, slice_keys) -> dict:
         """The global branch's pooled vectors and attention maps of the data set's slices."""
         return {"ckpt": self.digest("global"), "size": self.cfg.image_size, "cam": self.cfg.cam,
-                "keys": key_of(list(slice_keys))}
+                "input": self.input, "keys": key_of(list(slice_keys))}
 
     def heatmap_crops(self, tau: float) -> dict:
         """The heatmap branch's crops at `tau`, cut from the global branch's maps."""
         c = self.cfg
-        return {"global": self.digest("global"), "cam": c.cam, "tau": tau, "size": c.image_size, "hires": c.hires_size}
+        return {"global": self.digest("global"), "cam": c.cam, "tau": tau, "size": c.image_size, "hires": c.hires_size,
+                "input": self.input}
 
     def heatmap_vectors(self, slice_keys, tau: float) -> dict:
         """The heatmap branch's pooled vectors of the data set's slices: its weights, its crops at `tau`, the slices."""
@@ -81,6 +83,7 @@ class FeatureKeys:
 
 def data_pictures(run: RunFolder, data_root: str, version: int) -> dict:
     """The Data page's pictures of the slices (core.pictures.data_views): the drawing's `version`, the data root,
-    the run's settings and its segmenter (the lesions drawn). A run-wide entry: no FeatureKeys needed."""
+    the run's settings, the lung field's algorithm (the outline drawn) and its segmenter (the lesions drawn). A
+    run-wide entry: no FeatureKeys needed."""
     return {"version": version, "data_root": str(data_root), "pipeline": run.config.get("pipeline"),
-            "segmenter": file_digest(run.stage(SEGMENTER) / "best.pt")}
+            "lung_field": LUNG_VERSION, "segmenter": file_digest(run.stage(SEGMENTER) / "best.pt")}

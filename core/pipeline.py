@@ -419,7 +419,7 @@ class Pipeline:
     def lesion_share_baseline(self, lesions) -> None:
         """Knowledge alone, no classifier: the share of the lung field the segmenter calls lesion.
         Written as branch `lesion-share` so every table puts it beside the branches."""
-        share = lesion_share(lesions["prob"], self.frames.lungs)
+        share = lesion_share(lesions["prob"], self.frames.lungs, self.frames.found)
         if is_main():
             write_branch_probs(self.run, "lesion-share", self.ds.slices, share.numpy())
 

@@ -21,6 +21,8 @@ CASE_PAGE = "views/case.py"
 SCAN_CASE = "_scan_case"  # the session's scan slice (dashboard.scans.ScanCase) the Case view shows instead
 PLOTLY_CONFIG = {"displaylogo": False}
 SMALL_CHART_CONFIG = {"displayModeBar": False}
+NO_LUNG_FIELD = ("No lung field was found on this slice (a scan's neck or abdomen, or a picture the lung finder cannot "
+                 "read): there is no lung for the signs to measure, so every sign is 0.")
 NO_SECOND_RUN = "(no second run)"  # the "Compare with" choice; no run folder can carry this name
 
 
@@ -192,8 +194,9 @@ def live_analysis(ctx: Ctx, tr, a, images: dict, fusion_vector, order: list[str]
         st.caption(f"No range check of the fusion-layer input: {exc}")
     trust_ui.slice_trust(ctx, p, fusion_vector, data.image_statistics(slice01))
     if not a.lung_found:
-        st.warning("No lung field was found on this slice, so the run saw the whole slice: its input is not "
-                   "what it was trained on, and its probabilities deserve less trust.")
+        st.warning(NO_LUNG_FIELD + (" Step 1 of the two-step decision reads no disease." if decision == "two-step"
+                                    else "") + " The networks saw the whole slice, which is not what they were "
+                   "trained on: their probabilities deserve less trust.")
     left, right = st.columns([1, 1.4])
     left.image(images["slice"], width=300, caption=caption)
     with right:

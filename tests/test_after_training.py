@@ -104,6 +104,56 @@ def test_a_resumed_pipeline_keeps_finished_stages(audited, phantom_root, monkeyp
     assert saved["shortcut"] == first["shortcut"] and set(first) <= set(saved)
 
 
+def test_another_lung_field_algorithm_runs_every_stage_after_training_again(synthetic_run, phantom_root, monkeypatch):
+    """The external slices' fields and signs come from the lung field, not only from the checkpoints and the
+    predictions (COVID-CT's fields may stay the same while COVID-CT-MD's bases change): a new LUNG_VERSION is a new
+    key for every stage after training and for the external rows read back."""
+    import core.inputs.harmonise as harmonise
+
+    run = RunFolder(synthetic_run)
+    a = after_training.After(run, phantom_root)
+    slices = external_audit.external_slices(phantom_root)
+
+    def keys():
+        return [after_training.inputs_key(a, s) for s in AFTER_TRAINING] + \
+            [external_audit.key_of(external_audit.rows_key(run, slices))]
+
+    before = keys()
+    monkeypatch.setattr(harmonise, "LUNG_VERSION", "next")
+    assert all(k != b for k, b in zip(keys(), before))
+
+
+def test_new_signs_score_the_external_slices_again_and_leave_the_other_stages(synthetic_run, phantom_root,
+                                                                              monkeypatch):
+    """What a sign measures (SIGNS_VERSION) is part of the external stage's key and of its rows' key, not of the
+    audits' (they read no sign)."""
+    import core.knowledge.signs as signs
+
+    run = RunFolder(synthetic_run)
+    a = after_training.After(run, phantom_root)
+    slices = external_audit.external_slices(phantom_root)
+
+    def keys():
+        return {s.name: after_training.inputs_key(a, s) for s in AFTER_TRAINING} | \
+            {"rows": external_audit.key_of(external_audit.rows_key(run, slices))}
+
+    before = keys()
+    monkeypatch.setattr(signs, "SIGNS_VERSION", "next")
+    monkeypatch.setattr(external_audit, "SIGNS_VERSION", "next")
+    changed = {k for k, v in keys().items() if v != before[k]}
+    assert changed == {"external", "rows"}
+
+
+def test_the_trust_parts_read_through_lung_fields_are_keyed_by_their_algorithm(audited):
+    """trust.json's maps (framed slices) and out-of-distribution rates (lung fields of the probes) are stored under
+    the run's input version: the trust stage run again after a new LUNG_VERSION measures them again."""
+    path, _ = audited
+    trust = json.loads((path / "trust.json").read_text())
+    framing = PipelineConfig.of_run(RunFolder(path)).input_version
+    assert "lungs" in framing
+    assert trust["maps"]["key_parts"]["input"] == framing and trust["ood"]["key_parts"]["input"] == framing
+
+
 def test_no_audits_skips_them_and_is_a_derived_flag(synthetic_run, tmp_path):
     from train import pipeline
     from train.common import config_from_args

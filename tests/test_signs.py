@@ -2,6 +2,7 @@
 import math
 
 import numpy as np
+import torch
 
 from core.knowledge.signs import BILATERAL_MIN, CONSOLIDATION, relative_grey, slice_signs
 
@@ -69,8 +70,26 @@ def test_relative_grey_is_zero_in_the_lungs_and_one_in_soft_tissue():
     assert np.allclose(rel[lung], 0.0) and np.isclose(np.median(rel[~lung & (img > 0.5)]), 1.0)
 
 
-def test_no_lung_field_is_measured_over_the_whole_frame_and_said():
+def test_no_lung_field_leaves_no_lung_to_measure_and_says_so():
+    """A scan's neck or abdomen (no lung field): the segmenter's marks there are no lesion of the lungs. Every sign
+    is 0, so the lesion-share baseline and the two-step decision's first step read no disease (SIGNS_VERSION 2;
+    version 1 measured the whole frame, and COVID-CT-MD's neck and bowel slices read as diseased)."""
     lesion = np.zeros((112, 112))
     lesion[10:20, 10:20] = 1.0
-    s = slice_signs(lesion, np.ones((224, 224), bool), lung_found=False)
-    assert s.lung_found is False and math.isclose(s.lesion_share, 100 / 112 ** 2)
+    lesion[50:60, 80:100] = 1.0
+    s = slice_signs(lesion, np.ones((224, 224), bool), np.zeros((224, 224)), lung_found=False)
+    assert s.lung_found is False
+    assert (s.lesion_share, s.right_share, s.left_share, s.bilateral, s.peripheral_share, s.lesion_count,
+            s.consolidation_share) == (0.0, 0.0, 0.0, 0.0, 0.0, 0, 0.0)
+    found = slice_signs(lesion, np.ones((224, 224), bool), np.zeros((224, 224)), lung_found=True)
+    assert found.lesion_share > 0 and found.lesion_count == 2  # the same map in a lung field: measured
+
+
+def test_the_lesion_share_baseline_of_a_slice_without_a_lung_field_is_zero():
+    from core.inputs.lesion_maps import lesion_share
+
+    prob = torch.zeros(2, 112, 112, dtype=torch.uint8)
+    prob[:, 10:20, 10:20] = 255
+    lungs = torch.full((2, 1, 224, 224), 255, dtype=torch.uint8)
+    share = lesion_share(prob, lungs, torch.tensor([True, False]))
+    assert math.isclose(float(share[0]), 100 / 112 ** 2, rel_tol=1e-6) and float(share[1]) == 0.0

@@ -147,6 +147,35 @@ def test_new_slice_shows_the_live_two_steps_and_signs(runs):
     step_one_record(at, runs / "two-step")
 
 
+def test_new_slice_without_lungs_reads_no_disease_and_says_why(runs):
+    """A slice with a body and no lung (a scan's neck or abdomen): no lung field, every sign 0, step 1 at the value
+    of no lesion, and the page says so (SIGNS_VERSION 2; before, the whole slice's marks counted as lesion)."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from core.knowledge.decision import EPS, sigmoid
+    from dashboard.ui import NO_LUNG_FIELD
+
+    yy, xx = np.mgrid[0:96, 0:96] / 96
+    body = ((yy - 0.5) / 0.35) ** 2 + ((xx - 0.5) / 0.45) ** 2 <= 1
+    img = np.where(body, 150, 0).astype(np.uint8)
+    img[body & (((yy - 0.55) / 0.08) ** 2 + ((xx - 0.5) / 0.06) ** 2 <= 1)] = 250  # a spine, no dark region
+    buf = io.BytesIO()
+    Image.fromarray(img).save(buf, format="PNG")
+    at = app("views/new_slice.py", {"run_name": "two-step"})
+    at.file_uploader(key="upload").set_value(("abdomen.png", buf.getvalue(), "image/png")).run()
+    no_exception(at)
+    assert any(w.value.startswith(NO_LUNG_FIELD + " Step 1 of the two-step decision reads no disease.")
+               for w in at.warning)
+    signs = dict(zip(signs_frame(at).sign, signs_frame(at).value))
+    assert signs[NAMES["lesion_share"]] == "0.0%"
+    decision = TwoStepDecision.of_run(RunFolder(runs / "two-step"))
+    d, _, _ = product_line(at)
+    assert d == pytest.approx(float(sigmoid(decision.a_d * np.log(EPS) + decision.b_d)), abs=5e-3)
+
+
 def test_two_step_words():
     from dashboard.knowledge_ui import two_step_lines
 

@@ -29,6 +29,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
+from core.config import PipelineConfig
 from core.data import ctmd
 from core.data.imaging import read_slice
 from core.data.semiseg import read_labelled
@@ -36,7 +37,7 @@ from core.explain.fidelity import clean
 from core.inference import TrainedRun
 from core.knowledge.decision import FACTOR_COLUMNS, TwoStepDecision
 from core.knowledge.selection import RULE as SELECTION_RULE, select
-from core.knowledge.signs import SIGNS
+from core.knowledge.signs import SIGNS, SIGNS_VERSION
 from core.results.metrics import binary_metrics, wilson
 from core.results.predictions import BRANCHES, operating_point, read_predictions, write_columns
 from core.runs.checkpoint import atomic_write_text
@@ -229,9 +230,11 @@ def table_rows(result: dict) -> list[dict]:
 # ------------------------------------------------------------------------------------------- one run
 
 def rows_key(run, slices: list[ExternalSlice]) -> dict:
-    """What the scored external rows depend on: the run's checkpoints and the external slices' listing."""
+    """What the scored external rows depend on: the run's checkpoints, how its inputs are framed (the lung field's
+    algorithm), what the signs measure, and the external slices' listing."""
     listing = "\n".join(sorted(f"{s.key} {s.label} {s.infection_visible}" for s in slices))
-    return {"checkpoints": checkpoints(run), "listing": hashlib.sha256(listing.encode()).hexdigest()[:16],
+    return {"checkpoints": checkpoints(run), "input": PipelineConfig.of_run(run).input_version, "signs": SIGNS_VERSION,
+            "listing": hashlib.sha256(listing.encode()).hexdigest()[:16],
             "ood": ood.COLUMNS}
 
 

@@ -14,12 +14,14 @@ def lesion_map_u8(prob: torch.Tensor) -> torch.Tensor:
     return (small[:, 0] * 255).round().to(torch.uint8)
 
 
-def lesion_share(prob_u8: torch.Tensor, lungs_u8: torch.Tensor) -> torch.Tensor:
+def lesion_share(prob_u8: torch.Tensor, lungs_u8: torch.Tensor, found: torch.Tensor | None = None) -> torch.Tensor:
     """(N, h, w) lesion probabilities and (N, 1, S, S) lung fields (uint8) -> (N,) share of the lung
-    field where the lesion probability passes 0.5."""
+    field where the lesion probability passes 0.5. `found` (N,) bool: a slice without a lung field has no
+    lung for a lesion to lie in, its share is 0 (as its signs say: core.knowledge.signs)."""
     lung = torch.nn.functional.interpolate(lungs_u8.float(), size=prob_u8.shape[-2:], mode="nearest")[:, 0] > 127
     lesion = (prob_u8 > 127) & lung
-    return lesion.flatten(1).sum(1).float() / lung.flatten(1).sum(1).clamp_min(1).float()
+    share = lesion.flatten(1).sum(1).float() / lung.flatten(1).sum(1).clamp_min(1).float()
+    return share if found is None else share * torch.as_tensor(found, dtype=torch.bool).float()
 
 
 def lesion_target(prob_u8: torch.Tensor, labels: torch.Tensor, size: int) -> torch.Tensor:

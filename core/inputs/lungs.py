@@ -14,7 +14,8 @@ longest side is WORK_SIDE pixels (numpy + scipy.ndimage only):
    the body (rays in 3 of 4 directions meet solid); frames, rulers and letters are no wall;
 3. lung candidates: the dark class inside the body, kept when thick, compact, walled in by tissue
    and not running along the outside air (this drops the trachea, bowel gas, the gap above the CT
-   table, the air inside a scanner's field-of-view circle);
+   table, the air inside a scanner's field-of-view circle); at the lung bases, pure-air pieces wholly in
+   front of the lungs are the colon and stomach under the diaphragm, not lung;
 4. grow into ground glass, fill small holes, and close the bites of pleural consolidations with
    each lung's convex hull, limited to beyond the lungs' inner edge (the heart stays out);
 5. an inverted figure (bright surround, no vessel-dotted lungs) is read inverted when that finds
@@ -36,7 +37,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-LUNG_VERSION = "1"  # bump whenever the algorithm changes: it is part of cache keys elsewhere
+LUNG_VERSION = "2"  # bump whenever the algorithm changes: it is part of cache keys elsewhere
 
 WORK_SIDE = 256  # longest side of the working copy; sizes below are working pixels or shares of the slice
 # Outside air vs body
@@ -50,6 +51,8 @@ MIN_RADIUS = 0.02  # a lung's largest inscribed radius is at least this share of
 MIN_SOLIDITY = 0.35  # a lung (or a joined pair) fills at least this share of its convex hull
 REL_SIZE = 0.05  # pieces smaller than this share of the largest lung are dropped
 AIR_GAP = 0.08  # a small piece this much darker than the main lung is pure air: airway, stomach, bowel
+GAS_LEVEL = 0.04  # a piece whose darkest tenth lies this close to the outside air's grey holds pure air: bowel gas
+OUTSIDE_MIN = 0.05  # the outside air's grey is read only when it covers at least this share of the slice
 MIN_COVER = 0.02  # less lung than this share of the slice: not found
 MAX_COVER = 0.95  # more than this: no body around the dark region, not found
 # Growing the lungs over their lesions
@@ -306,6 +309,33 @@ def _drop_thin(mask: np.ndarray, iterations: int) -> np.ndarray:
     return keep[lab]
 
 
+def _gas_pieces(g: np.ndarray, lab: np.ndarray, ok: np.ndarray, body: np.ndarray) -> np.ndarray:
+    """Which candidate pieces (`ok`, one per label of `lab`) are bowel or stomach gas rather than lung.
+
+    At the lung bases the colon and stomach gas under the diaphragm can be as large as the lungs there, too large
+    for the small-piece rule. Gas holds pure air, so its darkest tenth lies at the outside air's grey, while aerated
+    lung's lies clearly above it (on COVID-CT-MD's normal bases, stretched grey: gas within 0.03 of the air, lung 0.08
+    to 0.15 above); and gas rises to the front of a supine patient, while the lungs there are the recesses at the
+    back. A piece is gas only when it also lies wholly in front of every piece that is clearly lung. Figures whose
+    lungs are windowed as black as air keep them all (no piece is clearly lung, or the black lung reaches behind the
+    top of the grey one), and without outside air to compare with (a crop inside the body) nothing is dropped.
+    """
+    gas = np.zeros(len(ok), bool)
+    if (~body).mean() < OUTSIDE_MIN:
+        return gas
+    air = float(np.median(g[~body]))
+    low = np.full(len(ok), np.nan)
+    for i in np.flatnonzero(ok):
+        low[i] = np.percentile(g[lab == i + 1], 10)
+    lung = ok & (low >= air + 2 * GAS_LEVEL)
+    if not lung.any():
+        return gas
+    top = min(np.flatnonzero((lab == i + 1).any(axis=1))[0] for i in np.flatnonzero(lung))
+    for i in np.flatnonzero(ok & (low < air + GAS_LEVEL)):
+        gas[i] = np.flatnonzero((lab == i + 1).any(axis=1))[-1] < top
+    return gas
+
+
 def _segment(g: np.ndarray) -> tuple[np.ndarray | None, str, dict]:
     """Lung mask on the (contrast-stretched, smoothed) working copy, or (None, reason)."""
     area = g.size
@@ -389,6 +419,8 @@ def _segment(g: np.ndarray) -> tuple[np.ndarray | None, str, dict]:
     ok &= solidity >= MIN_SOLIDITY
     if not ok.any():
         return None, "no compact dark region inside the body (only rings or strips)", info
+    gas = _gas_pieces(g, lab, ok, body)
+    ok &= ~gas
     big = sizes[ok].max()
     ok &= sizes >= REL_SIZE * big
     # Small pieces are kept (a lung split by consolidation), unless they are pure air, darker than
@@ -400,8 +432,9 @@ def _segment(g: np.ndarray) -> tuple[np.ndarray | None, str, dict]:
     keep[1:] = ok
     core = keep[lab]
     info["core_solidity"] = float((solidity * sizes)[ok].sum() / sizes[ok].sum())
-    cover = float(core.mean())
     info["core"] = core
+    # Whether the slice shows lungs is judged with the gas beside them: a base slice's lungs are small.
+    cover = float(core.mean() + sizes[gas].sum() / area)
     if cover < MIN_COVER:
         return None, f"dark region covers {cover:.1%} of the slice", info
     # Ground glass is brighter than aerated lung but darker than the wall: grow the lungs into

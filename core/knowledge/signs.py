@@ -19,8 +19,10 @@ zones) rather than another pneumonia. These descriptors put numbers on both ques
 
 Every sign is computed on the grid of the stored lesion map (core.inputs.lesion_maps, 112 px), with
 the lung field resized to it as `lesion_share` does, so the pipeline's cached maps and a live
-analysis give the same numbers. A slice without a lung field is measured over the whole frame (the
-field is all of it, as for the `lesion-share` baseline), and says so (`lung_found`).
+analysis give the same numbers. A slice without a lung field (a scan's neck or abdomen, where the lungs are
+absent or a sliver) has no lung for a lesion to lie in: every sign is 0 (the `lesion-share` baseline too) and
+`lung_found` says so. Measured over the whole frame instead, the segmenter's marks on the neck, bowel and
+shoulders read as lesion (SIGNS_VERSION 1).
 """
 from __future__ import annotations
 
@@ -32,6 +34,7 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage
 
+SIGNS_VERSION = "2"  # bump whenever what a sign measures changes: part of the keys of the rows scored with them
 LESION_P = 0.5  # a map pixel is lesion where its probability passes this (as lesion_share counts)
 BILATERAL_MIN = 0.01  # each lung's lesion share for "bilateral"
 PERIPHERAL_DEPTH = 1 / 3  # the outer third of each lung's largest depth
@@ -102,7 +105,10 @@ def slice_signs(lesion_prob: np.ndarray, lung: np.ndarray, grey: np.ndarray | No
                 lung_found: bool = True, lower_zone: float = math.nan) -> Signs:
     """Signs of one slice. lesion_prob: (s, s) in [0, 1] (the stored map's grid sets s); lung: (S, S) bool
     lung field in the same frame (all True where none was found); grey: (S, S) `relative_grey` in the
-    same frame for the consolidation rule (without it consolidation_share is NaN)."""
+    same frame for the consolidation rule (without it consolidation_share is NaN). Without a lung field
+    (`lung_found` False) there is no lung to measure: every sign is 0."""
+    if not lung_found:
+        return Signs(0.0, 0.0, 0.0, 0.0, 0.0, 0, math.nan if grey is None else 0.0, lower_zone, False)
     s = lesion_prob.shape[-1]
     lesion = np.asarray(lesion_prob) > LESION_P
     labels, n = ndimage.label(lesion, structure=np.ones((3, 3), bool))
@@ -124,7 +130,7 @@ def slice_signs(lesion_prob: np.ndarray, lung: np.ndarray, grey: np.ndarray | No
         dense = on_grid(grey, s, mode="bilinear") >= CONSOLIDATION
         consolidation = float((inside & dense).sum() / total) if total else 0.0
     return Signs(share(field), r, le, float(r >= BILATERAL_MIN and le >= BILATERAL_MIN), peripheral, count,
-                 consolidation, lower_zone, bool(lung_found))
+                 consolidation, lower_zone, True)
 
 
 def signs_in_frame(slice01: np.ndarray, frame, lung: np.ndarray, lesion_u8: np.ndarray, lung_found: bool) -> Signs:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from core.config import PipelineConfig
 from core.runs.runfolder import RunFolder
 from core.trust import store
 from core.trust.conformal import LEVEL
@@ -40,12 +41,13 @@ def measure(folder: RunFolder, data_root, parts: Sequence[str] = store.PARTS, me
         raise FileNotFoundError(f"{folder.path}: no pipeline configuration; train it with `python -m train pipeline`")
     tr = _Loaded(folder, device)
     ckpts = store.checkpoints(folder)
+    framing = PipelineConfig.of_run(folder).input_version  # the maps' frames, the probes' lung fields
     out, read = {}, {}
     if "maps" in parts:
         settings = MapSettings(methods=tuple(methods), slices=slices, seed=seed)  # ValueError: a bad setting
         chosen = read_labelled(data_root, "test")[:slices]
-        key = {"checkpoints": ckpts, "settings": settings.record(), "slices": [s.key for s in chosen],
-               "data_root": str(data_root)}
+        key = {"checkpoints": ckpts, "input": framing, "settings": settings.record(),
+               "slices": [s.key for s in chosen], "data_root": str(data_root)}
         out["maps"], read["maps"] = store.cached(
             folder, "maps", key, lambda: MapChecks(tr(), settings).run(chosen, progress=progress))
     if "sets" in parts:
@@ -56,7 +58,8 @@ def measure(folder: RunFolder, data_root, parts: Sequence[str] = store.PARTS, me
         key = {"predictions": store.predictions_digest(folder), "branch": branch, "level": level}
         out["sets"], read["sets"] = store.cached(folder, "sets", key, lambda: run_sets(folder, branch, level))
     if "ood" in parts:
-        key = {"checkpoints": ckpts, "predictions": store.predictions_digest(folder), "alpha": alpha, "seed": seed}
+        key = {"checkpoints": ckpts, "input": framing, "predictions": store.predictions_digest(folder), "alpha": alpha,
+               "seed": seed}
         out["ood"], read["ood"] = store.cached(folder, "ood", key, lambda: ood_rates(folder, tr(), alpha, seed=seed))
     folder.log("trust: " + ", ".join(f"{p} ({'read from trust.json' if read[p] else 'measured'})" for p in out))
     return out
