@@ -125,7 +125,7 @@ def burden(columns, summary) -> None:
                            "favours the lower zones); n/a without slice positions or without lesion")
     counts = f"{summary.with_lung} of {summary.slices} slices have a lung field"
     if summary.with_lung < summary.slices:
-        counts += "; the others are left out of every scan number (their whole frame would count as lung)"
+        counts += "; the others (the scan's neck or abdomen) hold no lung and are left out of every scan number"
     if summary.problems:
         counts += f"; {summary.problems} could not be scored (named in the table)"
     st.caption(counts + ".")

@@ -330,9 +330,10 @@ def _gas_pieces(g: np.ndarray, lab: np.ndarray, ok: np.ndarray, body: np.ndarray
     lung = ok & (low >= air + 2 * GAS_LEVEL)
     if not lung.any():
         return gas
-    top = min(np.flatnonzero((lab == i + 1).any(axis=1))[0] for i in np.flatnonzero(lung))
+    rows = [box[0] for box in ndimage.find_objects(lab, max_label=len(ok))]  # each piece's rows, top to bottom
+    top = min(rows[i].start for i in np.flatnonzero(lung))
     for i in np.flatnonzero(ok & (low < air + GAS_LEVEL)):
-        gas[i] = np.flatnonzero((lab == i + 1).any(axis=1))[-1] < top
+        gas[i] = rows[i].stop - 1 < top
     return gas
 
 
