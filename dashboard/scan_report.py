@@ -1,5 +1,5 @@
-"""A one-slide report of a whole scan: the scan-level decision and its rule, where along the scan the
-disease lies (z-profile), the percent of opacity per lung, the slices that drive the decision.
+"""A one-slide report of a whole scan: the scan-level decision and its rule, how far it can be trusted, where
+along the scan the disease lies (z-profile), the percent of opacity per lung, the slices that drive the decision.
 
 Pillow only, on the case report's 16:9 canvas and type (dashboard.case_report: no text under 24 px at
 1920x1080). Inputs are the scan's table and summary (core.knowledge.scan) and plain images, so the
@@ -76,11 +76,12 @@ def _bar(d, x0, y, width, share: float, colour, label: str) -> None:
 
 def scan_report(table: pd.DataFrame, summary: ScanSummary, scan_name: str, run_name: str, branches: Sequence[str],
                 panels: Sequence[tuple[object, str]], notes: Sequence[str], notice: str, *, truth: str | None = None,
-                subtitle: str = "") -> Image.Image:
+                subtitle: str = "", trust: str = "") -> Image.Image:
     """The report as a 1920x1080 RGB image. table, summary: core.knowledge.scan; branches: the ones whose
     p(COVID) is drawn along the scan (the decision branch thicker); panels: (image, caption) of the slices
-    that drive the decision (up to 6; a caption's lines split by newlines); notes: the series' problems, one
-    line each (the first ones shown)."""
+    that drive the decision (up to 6; a caption's first four lines, split by newlines); notes: the series'
+    problems, one line each (the first ones shown); trust: how far the call can be trusted, one line
+    (core.trust.scan_call.CallTrust.brief)."""
     W, H = SIZE
     canvas = Image.new("RGB", SIZE, PAPER)
     d = ImageDraw.Draw(canvas)
@@ -119,6 +120,8 @@ def scan_report(table: pd.DataFrame, summary: ScanSummary, scan_name: str, run_n
         _bar(d, rx, 420 + j * 70, bw, summary.zones[zone], (150, 150, 160), f"{zone} third")
     _text(d, (rx, 635), f"{summary.slices} slices · {summary.with_lung} with a lung field · "
                         f"{summary.problems} unreadable", 24, GREY, max_w=W - MARGIN - rx)
+    note = "Series: " + ("; ".join(notes) if notes else "no problems found")
+    _text(d, (rx, 662), note, 24, WRONG if notes else GREY, max_w=W - MARGIN - rx)
 
     # Bottom: the slices that drive the decision
     _text(d, (MARGIN, 690), "The slices that drive the decision", 30, bold=True)
@@ -128,14 +131,14 @@ def scan_report(table: pd.DataFrame, summary: ScanSummary, scan_name: str, run_n
         pic = _as_image(img)
         if pic is not None:
             canvas.paste(pic.resize((side, side), Image.LANCZOS), (cx, 735))
-        for k, line in enumerate(caption.split("\n")[:5]):
+        for k, line in enumerate(caption.split("\n")[:4]):
             _text(d, (cx + side + 10, 738 + k * 28), line, 24, GREY, max_w=step - side - 20)
 
     rule = _wrap(d, f"Rule: {dec.words}.", 24, W - 2 * MARGIN, 2)
     for k, line in enumerate(rule):
         _text(d, (MARGIN, 890 + k * 27), line, 24, INK, max_w=W - 2 * MARGIN)
-    note = "Series: " + ("; ".join(notes) if notes else "no problems found")
-    _text(d, (MARGIN, 946), note, 24, WRONG if notes else GREY, max_w=W - 2 * MARGIN)
+    if trust:
+        _text(d, (MARGIN, 946), trust, 24, INK, max_w=W - 2 * MARGIN)
     d.rectangle([0, 975, W, H], fill=FOOTER)
     _text(d, (MARGIN, 1000), notice, 36, PAPER, bold=True, max_w=1100)
     if subtitle:

@@ -38,8 +38,9 @@ def _panels(tr, volume, table, summary) -> list[tuple[bytes, str]]:
     return out
 
 
-def report_buttons(ctx, scan: scans.ScanInput, volume, table, summary, notes: list[str], branches: list[str]) -> None:
-    """Two download buttons (PNG, PDF) for the scan's report."""
+def report_buttons(ctx, scan: scans.ScanInput, volume, table, summary, notes: list[str], branches: list[str],
+                   trust: str = "") -> None:
+    """Two download buttons (PNG, PDF) for the scan's report (`trust`: how far the call can be trusted, one line)."""
     tr = ctx.trained()
     memo = {}
 
@@ -49,7 +50,7 @@ def report_buttons(ctx, scan: scans.ScanInput, volume, table, summary, notes: li
                 datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
             memo["img"] = scan_report(table, summary, scan.name, ctx.name, [b for b in branches if b not in BASELINES],
                                       _panels(tr, volume, table, summary),
-                                      notes, ui.RESEARCH_NOTICE, truth=scan.truth, subtitle=subtitle)
+                                      notes, ui.RESEARCH_NOTICE, truth=scan.truth, subtitle=subtitle, trust=trust)
         return memo["img"]
 
     stem = re.sub(r"[^A-Za-z0-9._-]+", "_", f"scan-report_{ctx.name}_{scan.name}").strip("_")[:120]
@@ -58,6 +59,6 @@ def report_buttons(ctx, scan: scans.ScanInput, volume, table, summary, notes: li
                        key="scan_report_png", on_click="ignore", icon=":material/download:")
     c2.download_button("Download scan report (PDF)", lambda: to_pdf(image()), f"{stem}.pdf", "application/pdf",
                        key="scan_report_pdf", on_click="ignore", icon=":material/download:")
-    c3.caption("One 16:9 slide: the scan's decision and its rule, p(COVID) and the lesion share along the scan, "
-               "the opacity per lung, the slices that drive the decision, the series' problems and the "
-               "research-use notice.")
+    c3.caption("One 16:9 slide: the scan's decision, its rule and how far it can be trusted, p(COVID) and the "
+               "lesion share along the scan, the opacity per lung, the slices that drive the decision, the series' "
+               "problems and the research-use notice.")

@@ -24,6 +24,8 @@ from core.knowledge.scan import SIDES, score_volume
 from core.knowledge.signs import NAMES
 from core.pictures.data_views import LesionSource
 from core.runs.runfolder import RunError, RunFolder, safe_child
+from core.trust.ood import FLAG_COLUMN, WHY_COLUMN
+from core.trust.scan_call import flag_columns
 from dashboard import data, scan_images
 from dashboard.uploads import display_name
 
@@ -104,10 +106,14 @@ def ctmd_patients(data_root: str | None) -> dict[str, str]:
 
 def slice_line(row, index: int, call: str = "") -> str:
     """The Scan page's line of the slice on screen (a row of its table): where it lies, its file, `call` (the
-    decision's words, when there is one), and each lung's lesion share."""
+    decision's words, when there is one), whether the out-of-distribution flag marks it, and each lung's lesion
+    share."""
     where = "" if math.isnan(row.position_mm) else f" · {row.position_mm:g} mm"
+    flagged = row.get(FLAG_COLUMN)  # absent: scored without the flag; NaN: a slice that could not be scored
+    why = row.get(WHY_COLUMN) if isinstance(flagged, (bool, np.bool_)) and flagged else None
     return (f"**slice {index}**{where} · `{str(row.file).rsplit('/', 1)[-1]}`" + (f" · {call}" if call else "")
             + ("" if row.lung_found else " · no lung field found")
+            + (f" · **{why}**" if why and row.lung_found else "")
             + "".join(f" · {NAMES[f'{s}_share']} {row[f'{s}_share']:.1%}" for s in SIDES
                       if not math.isnan(row[f"{s}_share"])))
 
@@ -154,17 +160,35 @@ class _Locked:
         with data.MODEL_LOCK:
             return self.tr.analyse(slice01)
 
+    def fusion_vector(self, a):
+        with data.MODEL_LOCK:
+            return self.tr.fusion_vector(a)
+
+
+def flag_level(runs: str, name: str, stamp: str) -> tuple[float | None, str]:
+    """(the run's out-of-distribution flag level, "") to score a scan's slices with, or (None, why the run has no
+    flag)."""
+    try:
+        alpha = data.ood_alpha(runs, name, stamp)
+        data.ood_flag(runs, name, stamp, alpha)
+    except data.TRUST_ERRORS as exc:
+        return None, str(exc)
+    return alpha, ""
+
 
 @st.cache_data(max_entries=8, show_spinner=False)
-def scan_table(runs: str, name: str, stamp: str, digest: str, series: int, _volume: Volume) -> pd.DataFrame:
-    """core.knowledge.scan.score_volume of the picked series with the run, with a progress bar; cached by
-    the run's stamp and the scan's content digest (a second visit or a rerun replays it)."""
+def scan_table(runs: str, name: str, stamp: str, digest: str, series: int, _volume: Volume,
+               alpha: float | None = None) -> pd.DataFrame:
+    """core.knowledge.scan.score_volume of the picked series with the run, with a progress bar; with `alpha`, every
+    slice assessed by the run's out-of-distribution flag at that level (`flag_level`); cached by the run's stamp
+    and the scan's content digest (a second visit or a rerun replays it)."""
     bar = st.progress(0.0, text=f"Scoring {len(_volume)} slices with run {name}...")
 
     def progress(done: int, total: int) -> None:
         bar.progress(done / total, text=f"Scoring slice {done} of {total} with run {name}...")
 
-    table = score_volume(_Locked(data.trained(runs, name, stamp)), _volume, progress)
+    extra = None if alpha is None else flag_columns(data.ood_flag(runs, name, stamp, alpha))
+    table = score_volume(_Locked(data.trained(runs, name, stamp)), _volume, progress, extra)
     bar.empty()
     return table
 

@@ -1,7 +1,7 @@
 """Can this map, this decision, this slice be trusted? The pieces the pages share (core.trust computes, the cached
 helpers in dashboard.data read): the prediction-set level picked in the sidebar, a CAM method's label in every
-picker (flagged with the sanity checks it fails), the map verdicts as plain sentences, and one slice's prediction
-set and out-of-distribution flag."""
+picker (flagged with the sanity checks it fails), the map verdicts as plain sentences, one slice's prediction
+set and out-of-distribution flag, and how far a scan's call can be trusted."""
 from __future__ import annotations
 
 import numpy as np
@@ -15,6 +15,7 @@ from core.trust.map_checks import DEFAULT_SLICES
 from core.trust.models import FUSION_CAM
 from core.trust.ood import FLAG_COLUMN
 from core.trust.ood import describe as describe_flag
+from core.trust.scan_call import CallTrust
 from core.trust.slices import OOD_LABEL, SET_LABELS, coverage_table, flag_table
 from dashboard import data
 
@@ -175,3 +176,14 @@ def decision_tables(ctx) -> None:
     else:
         st.caption("The flag on inputs that are no chest CT (photographs, lungless phantoms, noise, text) is not "
                    f"measured yet: `python -m train trust --run {ctx.rv.run.path} --parts ood`.")
+
+
+# ---- a scan's call (the Scan page) -------------------------------------------------------------------------------
+def scan_call(call: CallTrust) -> None:
+    """How far a scan's call can be trusted (core.trust.scan_call), in plain words under the decision: a warning
+    when the call turns with the rule's constant or rests on slices unlike the training ones."""
+    lines = "\n".join(f"- {line}" for line in call.lines())
+    if call.steady is False or call.flagged_top:
+        st.warning(f"**How far to trust this call**\n{lines}", icon="🧭")
+    else:
+        st.markdown(f"**How far to trust this call**\n{lines}")

@@ -64,6 +64,42 @@ def series(n: int = 6, *, spacing: float = 2.5, z0: float = -100.0, series_uid: 
     return out
 
 
+def enhanced_ct(datasets: list[Dataset], order: list[int] | None = None, positions: bool = True) -> Dataset:
+    """The slices of `series` as one Enhanced CT multi-frame file, as some scanners export a whole series: the
+    frames stored in `order` (default: as given), each frame's place in its Per-frame Functional Groups (Plane
+    Position), what they share (pixel spacing, orientation, the rescale to HU) in the Shared Functional Groups
+    and nowhere at the top level. `positions=False` leaves every frame without a place."""
+    from pydicom.sequence import Sequence
+    from pydicom.uid import EnhancedCTImageStorage
+
+    order = list(range(len(datasets))) if order is None else order
+    first = datasets[0]
+    ds = ct_dataset(np.zeros((first.Rows, first.Columns)), slope=1.0, intercept=-1024.0)
+    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = EnhancedCTImageStorage
+    ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 12, 11, 0
+    del ds.RescaleSlope, ds.RescaleIntercept
+    ds.SeriesInstanceUID, ds.SeriesDescription = first.SeriesInstanceUID, "Thorax enhanced"
+    ds.NumberOfFrames = len(order)
+    ds.PixelData = b"".join(datasets[k].PixelData for k in order)
+
+    def item(**fields) -> Dataset:
+        d = Dataset()
+        for keyword, value in fields.items():
+            setattr(d, keyword, value)
+        return d
+
+    shared = item(PixelMeasuresSequence=Sequence([item(PixelSpacing=list(first.PixelSpacing), SliceThickness=2.0)]),
+                  PlaneOrientationSequence=Sequence([item(ImageOrientationPatient=list(first.ImageOrientationPatient))]),
+                  PixelValueTransformationSequence=Sequence([item(RescaleSlope=1.0, RescaleIntercept=-1024.0,
+                                                                  RescaleType="HU")]))
+    ds.SharedFunctionalGroupsSequence = Sequence([shared])
+    ds.PerFrameFunctionalGroupsSequence = Sequence([
+        item(PlanePositionSequence=Sequence([item(ImagePositionPatient=list(datasets[k].ImagePositionPatient))]))
+        if positions else item(FrameContentSequence=Sequence([item(InStackPositionNumber=i + 1)]))
+        for i, k in enumerate(order)])
+    return ds
+
+
 def write_series(folder: Path, datasets: list[Dataset], prefix: str = "IM", seed: int = 0) -> list[Path]:
     """Write under shuffled file names; returns the paths in body order."""
     folder.mkdir(parents=True, exist_ok=True)

@@ -118,6 +118,37 @@ def test_an_uploaded_series_is_scored_once_and_reported(dash_env, rv, series_fil
     assert len(at.get("image")) == 3 + len(summary.decision.top)  # the slice, lesions, decision map; thumbnails
 
 
+def test_the_page_says_how_far_to_trust_the_call(dash_env, rv, series_files, expected, monkeypatch):
+    """The three readings of core.trust.scan_call on the scan as core scores it with the run's flag, and the run's
+    record on another hospital (a hand external.json: the phantom run has none) in the slide's line too."""
+    from core.data.series import read_series
+    from core.inference import TrainedRun
+    from core.runs.runfolder import RunFolder
+    from core.trust.ood import fit_run
+    from core.trust.scan_call import assess, flag_columns
+    from dashboard import data, scan_report_ui
+
+    branch = rv.decision_branch()
+    table = score_volume(TrainedRun.load(dash_env), read_series(series_files[0].parent).volumes[0],
+                         extra=flag_columns(fit_run(RunFolder(dash_env))))
+    dec = summarise(table, branch, rv.thresholds[branch]).decision
+    report = {"rule": RULE.name, "patients": {"P002": {
+        "role": "reports", "diagnosis": "COVID-19", "label": 1, "scan_statistic": {branch: 0.8},
+        "scan_covid": {branch: False}}}, "comparisons": {}}
+    monkeypatch.setattr(data, "external_report", lambda *a: report)
+    slide = []
+    real = scan_report_ui.report_buttons
+    monkeypatch.setattr(scan_report_ui, "report_buttons", lambda *a: slide.append(a[-1]) or real(*a))
+    at = upload(uploads(series_files))
+    shown = " ".join(texts(at) + [w.value for w in at.warning])
+    assert "**How far to trust this call**" in shown
+    trust = assess(table, dec, report)
+    assert all(f"- {line}" in shown for line in trust.lines()), (trust.lines(), shown)
+    assert trust.lines()[1].startswith("Unlike the training slices")  # scored with the run's flag
+    assert "0 of 1 scan calls right: P002 (COVID-19) 0.800" in trust.lines()[2]
+    assert slide == [trust.brief()]
+
+
 def test_a_zip_with_a_stranger_names_it_and_loses_no_slice(dash_env, series_files):
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as zf:
@@ -302,3 +333,19 @@ def test_a_segmenter_that_cannot_read_the_scan_is_said_in_one_line(dash_env, ser
     (error,) = [e.value for e in at.error if "cannot read this scan" in e.value]
     assert error.startswith("Run `segmenting`'s segmenter cannot read this scan: ") and "latest.pt" in error
 
+
+
+def test_the_slice_line_names_why_the_flag_marks_a_slice():
+    import pandas as pd
+
+    from dashboard.scans import slice_line
+
+    why = "unlike the training slices to the network 1.5x the threshold"
+    row = pd.Series({"position_mm": 5.0, "file": "a/IM1", "lung_found": True, "right_share": 0.1, "left_share": 0.0,
+                     "ood": True, "ood_why": why})
+    assert slice_line(row, 3) == f"**slice 3** · 5 mm · `IM1` · **{why}** · lesion share, right lung 10.0% · " \
+                                 "lesion share, left lung 0.0%"
+    assert "unlike" not in slice_line(row.drop(["ood", "ood_why"]), 3)  # scored without the flag
+    passed = row.copy()
+    passed["ood"] = False
+    assert "unlike" not in slice_line(passed, 3) and "no lung field" not in slice_line(passed, 3)

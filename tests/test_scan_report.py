@@ -31,3 +31,14 @@ def test_scan_report_slide():
     right = (covid[150:370, 1250:] == np.array(SIDE_COLOURS["right"])).all(-1)
     assert right.any(0).sum() == pytest.approx(0.25 * 470, abs=3)
     assert not (covid[150:370, 1250:] == np.array(SIDE_COLOURS["left"])).all(-1).any()
+
+
+def test_the_trust_line_is_drawn_above_the_footer():
+    t = with_zones(hand_table(np.arange(4) * 10.0, [100] * 4, [5] * 4, [0] * 4, [0.2, 0.4, 0.6, 0.8]), True)
+    s = summarise(t, "fusion", 0.5)
+
+    def band(**kw):  # ink in the trust line's band, between the rule and the footer
+        a = np.asarray(scan_report(t, s, "scan", "run", ["fusion"], [], [], "Research use only", **kw))
+        return (a[946:972, :, :].sum(-1) < 200).sum()
+
+    assert band() == 0 and band(trust="Trust: same call at every top share") > 200

@@ -12,9 +12,9 @@ from pydicom.encaps import encapsulate
 from pydicom.uid import MPEG2MPML, RLELossless, generate_uid
 
 from core.data import series as series_module
-from core.data.imaging import ImageReadError, read_slice
+from core.data.imaging import ImageReadError, read_slice, window
 from core.data.series import group_inputs, read_nifti, read_series, read_series_uploads
-from tests.dicom_series import AXIAL, ct_slice, dicom_bytes, series, slice_hu, write_series
+from tests.dicom_series import AXIAL, ct_slice, dicom_bytes, enhanced_ct, series, slice_hu, write_series
 
 
 def names(vol) -> list[str]:
@@ -325,3 +325,54 @@ def test_a_lone_axial_slice_reads_as_a_volume_of_one(tmp_path):
                                           position=(0, 0, 5), orientation=AXIAL)))
     vol = read_series(path).volumes[0]
     assert len(vol) == 1 and vol.slice_spacing is None and vol.gaps == [] and vol.slices[0].position == 5.0
+
+
+def test_an_enhanced_ct_file_reads_as_its_series(tmp_path):
+    """One multi-frame file (frames stored out of body order, their places and the rescale to HU only in the
+    functional groups) reads as the same volume as the series it was made of."""
+    datasets = series(5, spacing=2.5, z0=-100.0)
+    classic = read_series(write_series(tmp_path / "classic", datasets)[0].parent).volumes[0]
+    path = tmp_path / "enhanced.dcm"
+    path.write_bytes(dicom_bytes(enhanced_ct(datasets, order=[3, 0, 4, 1, 2])))
+    found = read_series(path)
+    assert found.errors == [] and len(found.volumes) == 1
+    vol = found.volumes[0]
+    frames = [2, 4, 5, 1, 3]  # body slice k is stored as frame order.index(k) + 1
+    assert names(vol) == [f"{path} (frame {k})" for k in frames] and vol.ordering == "image position"
+    assert [s.position for s in vol.slices] == pytest.approx([s.position for s in classic.slices])
+    assert vol.pixel_spacing == classic.pixel_spacing and vol.slice_spacing == pytest.approx(2.5)
+    assert vol.problems == [] and vol.series_uid == classic.series_uid and vol.shape == classic.shape
+    for a, b in zip(vol.slices, classic.slices):
+        np.testing.assert_array_equal(a.image(), b.image())  # in HU through the functional groups' rescale
+    np.testing.assert_array_equal(read_slice(path, 1), classic.slices[0].image())  # one frame, as read alone
+    upload = read_series_uploads([("enh.dcm", path.read_bytes())]).volumes[0]
+    assert names(upload) == [f"enh.dcm (frame {k})" for k in frames]
+    assert group_inputs([path]) == [("series", [path])]  # `predict` and `check-data` take it as a scan
+
+
+def test_frames_without_a_place_keep_their_stored_order(tmp_path):
+    datasets = series(3)
+    path = tmp_path / "enhanced.dcm"
+    path.write_bytes(dicom_bytes(enhanced_ct(datasets, order=[2, 0, 1], positions=False)))
+    vol = read_series(path).volumes[0]
+    assert vol.ordering == "frame number" and names(vol) == [f"{path} (frame {k})" for k in (1, 2, 3)]
+    assert [s.position for s in vol.slices] == [None] * 3 and vol.slice_spacing is None and vol.problems == []
+    classic = read_series(write_series(tmp_path / "classic", datasets)[0].parent).volumes[0]
+    for a, k in zip(vol.slices, (2, 0, 1)):
+        np.testing.assert_array_equal(a.image(), classic.slices[k].image())
+
+
+def test_a_frame_with_its_own_rescale_reads_by_it(tmp_path):
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+
+    datasets = series(2)
+    ds = enhanced_ct(datasets)
+    own = Dataset()
+    own.RescaleSlope, own.RescaleIntercept = 1.0, -1024.0 - 300.0  # frame 2 reads 300 HU lower
+    ds.PerFrameFunctionalGroupsSequence[1].PixelValueTransformationSequence = Sequence([own])
+    path = tmp_path / "enhanced.dcm"
+    path.write_bytes(dicom_bytes(ds))
+    vol = read_series(path).volumes[0]
+    np.testing.assert_allclose(vol.image(0), window(slice_hu(0)), atol=1e-6)
+    np.testing.assert_allclose(vol.image(1), window(slice_hu(1) - 300.0), atol=1e-6)

@@ -198,21 +198,59 @@ def dicom_dataset(name: str, data: bytes):
     return ds
 
 
-def _from_dicom(name: str, data: bytes, slice_index: int | None) -> np.ndarray:
+def frame_groups(ds, k: int) -> list:
+    """The functional groups that describe frame k of an enhanced multi-frame DICOM (Enhanced CT): its own
+    (Per-frame Functional Groups), then the ones every frame shares; [] for a classic file."""
+    groups = []
+    per = ds.get("PerFrameFunctionalGroupsSequence")
+    if per is not None and 0 <= k < len(per):
+        groups.append(per[k])
+    shared = ds.get("SharedFunctionalGroupsSequence")
+    if shared:
+        groups.append(shared[0])
+    return groups
+
+
+def frame_field(ds, k: int, sequence: str, keyword: str):
+    """A field of frame k kept in a functional group's `sequence` (the frame's own first), or None."""
+    for group in frame_groups(ds, k):
+        items = group.get(sequence)
+        if items and keyword in items[0]:
+            return items[0].get(keyword)
+    return None
+
+
+def _rescale(ds, k: int) -> tuple[float, float] | None:
+    """(slope, intercept) of frame k: an enhanced multi-frame file keeps them in its functional groups' Pixel Value
+    Transformation, not at the top level where a classic file (and pydicom's apply_modality_lut) has them."""
+    if "RescaleSlope" in ds or "ModalityLUTSequence" in ds:
+        return None
+    slope = frame_field(ds, k, "PixelValueTransformationSequence", "RescaleSlope")
+    intercept = frame_field(ds, k, "PixelValueTransformationSequence", "RescaleIntercept")
+    return None if slope is None or intercept is None else (float(slope), float(intercept))
+
+
+def dicom_frame(name: str, ds, k: int | None = None) -> np.ndarray:
+    """Frame k (default: the middle one) of a parsed DICOM dataset (`dicom_dataset`) in Hounsfield units through
+    the lung window, [0, 1]."""
     from pydicom.pixels import apply_modality_lut, pixel_array
 
-    ds = dicom_dataset(name, data)
     frames = int(ds.get("NumberOfFrames") or 1)
-    k = frames // 2 if slice_index is None else slice_index  # multi-frame: the middle frame by default
+    k = frames // 2 if k is None else k
     if not 0 <= k < frames:
         raise ImageReadError(name, f"frame {k} requested but the DICOM file has {frames} frames")
     try:
         pixels = pixel_array(ds, index=k if frames > 1 else None)
-        hu = apply_modality_lut(pixels, ds).astype(np.float32)
+        rescale = _rescale(ds, k)
+        hu = (pixels * rescale[0] + rescale[1] if rescale else apply_modality_lut(pixels, ds)).astype(np.float32)
     except Exception as exc:  # truncated or corrupt data, a decoder's own refusal...
         raise ImageReadError(name, f"DICOM pixel data cannot be decoded ({_problem(exc)})") from None
     # Check before windowing: the window's clip would hide an infinite value.
     return window(_check_shape(name, hu))
+
+
+def _from_dicom(name: str, data: bytes, slice_index: int | None) -> np.ndarray:
+    return dicom_frame(name, dicom_dataset(name, data), slice_index)
 
 
 def _gunzip(name: str, data: bytes) -> bytes:

@@ -9,16 +9,21 @@ them) or a NIfTI file, so that one scan-level consumer serves both.
 
 Several series: the files are grouped by SeriesInstanceUID and every series becomes a volume of its own,
 largest first; each volume but the largest names its files in a note (nothing is dropped, nothing merged).
+A multi-frame file (Enhanced CT, as some scanners export a whole series) gives one slice per frame, named
+"FILE (frame K)", each placed by its functional groups (Plane Position, Plane Orientation, Pixel Measures) and
+rescaled by its Pixel Value Transformation (core.data.imaging.dicom_frame).
 Order: Image Position (Patient) projected on the slice normal (Image Orientation (Patient)'s row x column)
-when every slice has both; else Slice Location; else Instance Number; else the file name (a problem).
-`ordering` says which. A step between neighbours over GAP_FACTOR x the series' usual step (in mm, or in
-instance numbers when those order it) is a gap: both files are named and the volume is still read.
+when every slice has both; else Slice Location; else Instance Number; else the frames' stored order when
+they are one multi-frame file's; else the file name (a problem). `ordering` says which. A step between
+neighbours over GAP_FACTOR x the series' usual step (in mm, or in instance or frame numbers when those order it)
+is a gap: both files are named and the volume is still read.
 Files that cannot be part of a volume (not DICOM, no pixel data, a transfer syntax no decoder reads, a
 slice of another size or orientation than most of its series) are one `ImageReadError` each, naming the file.
 
 Headers are read up front; pixels are decoded one slice at a time when asked for (`VolumeSlice.image`), by
 the same `read_slice_bytes` that `read_slice` uses, so a slice of a volume is the image read_slice gives
-for its file. Nothing is cached: a 300-slice series holds its headers, not 300 decoded images.
+for its file. Nothing is cached: a 300-slice series holds its headers, not 300 decoded images (a multi-frame
+file is held parsed, as its frames share it).
 """
 from __future__ import annotations
 
@@ -26,6 +31,7 @@ import io
 import math
 import os
 import statistics
+import threading
 import warnings
 import zipfile
 from collections import Counter
@@ -40,6 +46,8 @@ from core.data.imaging import (
     ImageReadError,
     _problem,
     dicom_dataset,
+    dicom_frame,
+    frame_field,
     nifti_axes,
     nifti_slice,
     open_nifti,
@@ -59,7 +67,7 @@ SKIPPED_NAMES = ("DICOMDIR",)  # a DICOM index of the files beside it, no image
 INFO_FIELDS = ("Modality", "StudyDescription", "SeriesDescription", "SeriesNumber", "StudyDate", "BodyPartExamined",
                "Manufacturer", "ManufacturerModelName", "ConvolutionKernel", "SliceThickness", "PatientSex",
                "PatientAge")
-ORDERINGS = ("image position", "slice location", "instance number", "file name", "NIfTI affine")
+ORDERINGS = ("image position", "slice location", "instance number", "frame number", "file name", "NIfTI affine")
 _ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")  # a member first, or an empty archive
 
 
@@ -249,12 +257,18 @@ class _Header:
     orientation: tuple[float, ...] | None  # Image Orientation (Patient)
     pixel_spacing: tuple[float, ...] | None
     info: dict
+    load: Callable[[], np.ndarray]  # the slice's image, decoded when called
+    frame: int | None = None  # the frame of a multi-frame file (0-based); None: a file of one slice
 
 
 def _numbers(ds, keyword: str, n: int) -> tuple[float, ...] | None:
     """A header field of n finite numbers, or None when absent or malformed."""
+    return _as_numbers(ds.get(keyword), n)
+
+
+def _as_numbers(value, n: int) -> tuple[float, ...] | None:
+    """A field's value as n finite numbers, or None when absent or malformed."""
     try:
-        value = ds.get(keyword)
         if value is None or value == "":
             return None
         values = tuple(float(v) for v in (value if n > 1 else [value]))
@@ -263,7 +277,8 @@ def _numbers(ds, keyword: str, n: int) -> tuple[float, ...] | None:
     return values if len(values) == n and all(math.isfinite(v) for v in values) else None
 
 
-def _header(src: _Source) -> _Header:
+def _headers(src: _Source) -> list[_Header]:
+    """The slice of a DICOM file, or the frames of a multi-frame one (Enhanced CT), as headers."""
     data = src.read()
     if data[:4] in _ZIP_MAGICS:
         raise ImageReadError(src.name, "a .zip archive among the files of a series; pass it on its own")
@@ -272,17 +287,45 @@ def _header(src: _Source) -> _Header:
     with warnings.catch_warnings():  # pydicom warns of values off the standard (UUIDs as UIDs...) it still reads
         warnings.simplefilter("ignore", UserWarning)
         ds = dicom_dataset(src.name, data)
-        frames = int(ds.get("NumberOfFrames") or 1)
-        if frames > 1:
-            raise ImageReadError(src.name, f"a multi-frame DICOM file ({frames} frames) among single slices; "
-                                           "pass it on its own")
-        instance = _numbers(ds, "InstanceNumber", 1)
-        location = _numbers(ds, "SliceLocation", 1)
         uid = str(ds.get("SeriesInstanceUID") or "").strip() or None
         info = {k: str(ds.get(k)).strip() for k in INFO_FIELDS if str(ds.get(k) or "").strip()}
-        return _Header(src, uid, (int(ds.Rows), int(ds.Columns)), None if instance is None else int(instance[0]),
-                       None if location is None else location[0], _numbers(ds, "ImagePositionPatient", 3),
-                       _numbers(ds, "ImageOrientationPatient", 6), _numbers(ds, "PixelSpacing", 2), info)
+        shape = (int(ds.Rows), int(ds.Columns))
+        frames = int(ds.get("NumberOfFrames") or 1)
+        if frames > 1:
+            return _frame_headers(src, ds, uid, shape, info, frames)
+        instance = _numbers(ds, "InstanceNumber", 1)
+        location = _numbers(ds, "SliceLocation", 1)
+        return [_Header(src, uid, shape, None if instance is None else int(instance[0]),
+                        None if location is None else location[0], _numbers(ds, "ImagePositionPatient", 3),
+                        _numbers(ds, "ImageOrientationPatient", 6), _numbers(ds, "PixelSpacing", 2), info,
+                        partial(_load_dicom, src))]
+
+
+class _MultiFrame:
+    """A multi-frame file parsed once and held (its frames share one dataset), each frame decoded when asked for."""
+
+    def __init__(self, name: str, ds):
+        self.name, self.ds, self.lock = name, ds, threading.Lock()
+
+    def frame(self, k: int) -> np.ndarray:
+        with self.lock:  # one decoder at a time on the shared dataset
+            return dicom_frame(self.name, self.ds, k)
+
+
+def _frame_headers(src: _Source, ds, uid: str | None, shape: tuple[int, int], info: dict, frames: int) -> list[_Header]:
+    """One header per frame: where an enhanced file keeps each frame's place (its functional groups: Plane Position,
+    Plane Orientation, Pixel Measures; the top level's as a fallback)."""
+    held = _MultiFrame(src.name, ds)
+    return [_Header(_Source(f"{src.name} (frame {k + 1})", src.read), uid, shape, None, None,
+                    _frame_numbers(ds, k, "PlanePositionSequence", "ImagePositionPatient", 3),
+                    _frame_numbers(ds, k, "PlaneOrientationSequence", "ImageOrientationPatient", 6),
+                    _frame_numbers(ds, k, "PixelMeasuresSequence", "PixelSpacing", 2), info, partial(held.frame, k), k)
+            for k in range(frames)]
+
+
+def _frame_numbers(ds, k: int, sequence: str, keyword: str, n: int) -> tuple[float, ...] | None:
+    """A field of frame k from its functional groups, else the top level's, as n finite numbers (or None)."""
+    return _as_numbers(frame_field(ds, k, sequence, keyword), n) or _numbers(ds, keyword, n)
 
 
 # ------------------------------------------------------------------------------------------ assembly
@@ -314,6 +357,11 @@ def _keep_consistent(headers: list[_Header], uid: str | None) -> tuple[list[_Hea
     return kept, out
 
 
+def _file_of(h: _Header) -> str:
+    """The file a header comes from (a frame's source is named "FILE (frame K)")."""
+    return h.source.name if h.frame is None else h.source.name.rsplit(" (frame ", 1)[0]
+
+
 def _order(headers: list[_Header]) -> tuple[str, list[float | None], list[str]]:
     """(ordering, each slice's sort key, problems) by the first ordering every slice supports."""
     problems: list[str] = []
@@ -331,6 +379,8 @@ def _order(headers: list[_Header]) -> tuple[str, list[float | None], list[str]]:
         return "slice location", [h.location for h in headers], problems
     if all(h.instance is not None for h in headers):
         return "instance number", [float(h.instance) for h in headers], problems
+    if all(h.frame is not None for h in headers) and len({_file_of(h) for h in headers}) == 1:
+        return "frame number", [float(h.frame) for h in headers], problems  # one multi-frame file's stored order
     problems.append("no slice position, slice location or instance number on every slice: ordered by file name, "
                     "which need not be the body's order")
     return "file name", [None] * len(headers), problems
@@ -363,18 +413,19 @@ def _load_dicom(src: _Source) -> np.ndarray:
 def _volume(headers: list[_Header], uid: str | None) -> Volume:
     kept, left_out = _keep_consistent(headers, uid)  # never empty: the most common size and orientation stay
     ordering, keys, problems = _order(kept)
+    by_name = lambda i: (_file_of(kept[i]), kept[i].frame or 0)
     if ordering == "file name":
-        order = sorted(range(len(kept)), key=lambda i: kept[i].source.name)
+        order = sorted(range(len(kept)), key=by_name)
     else:
-        order = sorted(range(len(kept)), key=lambda i: (keys[i], kept[i].instance or 0, kept[i].source.name))
+        order = sorted(range(len(kept)), key=lambda i: (keys[i], kept[i].instance or 0, by_name(i)))
     kept = [kept[i] for i in order]
     keys = [keys[i] for i in order]
     positional = ordering in ("image position", "slice location")
-    slices = [VolumeSlice(h.source.name, k if positional else None, h.instance, partial(_load_dicom, h.source))
-              for h, k in zip(kept, keys)]
+    slices = [VolumeSlice(h.source.name, k if positional else None, h.instance, h.load) for h, k in zip(kept, keys)]
     usual, gaps, duplicates = (None, [], [])
     if ordering != "file name":
-        usual, gaps, duplicates = _steps(slices, keys, "mm" if positional else "instance numbers")
+        unit = "mm" if positional else ordering.replace("number", "numbers")
+        usual, gaps, duplicates = _steps(slices, keys, unit)
     if uid is None:
         problems.append("no SeriesInstanceUID: the files without one are taken as one series")
     first = kept[0]
@@ -391,11 +442,12 @@ def _assemble(sources: list[_Source], rejected: list[ImageReadError]) -> SeriesS
     groups: dict[str | None, list[_Header]] = {}
     for src in sources:
         try:
-            h = _header(src)
+            headers = _headers(src)
         except ImageReadError as exc:
             rejected.append(exc)
             continue
-        groups.setdefault(h.uid, []).append(h)
+        for h in headers:
+            groups.setdefault(h.uid, []).append(h)
     volumes = [_volume(headers, uid) for uid, headers in groups.items()]
     volumes.sort(key=lambda v: -(len(v) + len(v.left_out)))
     if len(volumes) > 1:
@@ -479,37 +531,42 @@ def read_nifti(source: str | Path | bytes, name: str | None = None) -> Volume:
 def group_inputs(paths: Iterable[str | Path]) -> list[tuple[str, list]]:
     """How a command takes its file arguments, in their order and as given: ("series", [folder or .zip]) for a
     folder or archive; ("series", files) for loose DICOM files that share a SeriesInstanceUID with another loose
-    file (at the place of the first of them); ("slice", [file]) for any other file, read alone as before."""
+    file (at the place of the first of them); ("series", [file]) for a multi-frame DICOM file (its frames are the
+    slices of a scan); ("slice", [file]) for any other file, read alone as before."""
     given = list(paths)
-    loose = {i: _peek_series_uid(Path(p)) for i, p in enumerate(given) if not Path(p).is_dir() and not is_zip(Path(p))}
-    shared = {u for u, k in Counter(u for u in loose.values() if u).items() if k > 1}
+    loose = {i: _peek(Path(p)) for i, p in enumerate(given) if not Path(p).is_dir() and not is_zip(Path(p))}
+    uid_of = {i: uid for i, (uid, _) in loose.items()}
+    shared = {u for u, k in Counter(u for u in uid_of.values() if u).items() if k > 1}
     out: list[tuple[str, list]] = []
     placed: set[str] = set()
     for i, p in enumerate(given):
-        uid = loose.get(i)
         if i not in loose:
             out.append(("series", [p]))
-        elif uid in shared:
+            continue
+        uid, frames = loose[i]
+        if uid in shared:
             if uid not in placed:
                 placed.add(uid)
-                out.append(("series", [q for j, q in enumerate(given) if loose.get(j) == uid]))
+                out.append(("series", [q for j, q in enumerate(given) if uid_of.get(j) == uid]))
         else:
-            out.append(("slice", [p]))
+            out.append(("series" if frames > 1 else "slice", [p]))
     return out
 
 
-def _peek_series_uid(path: Path) -> str | None:
-    """A DICOM file's SeriesInstanceUID from its header alone; None for anything else (its reader names it)."""
+def _peek(path: Path) -> tuple[str | None, int]:
+    """A DICOM file's SeriesInstanceUID and number of frames from its header alone; (None, 1) for anything else
+    (its reader names the problem)."""
     import pydicom
 
     try:
         with open(path, "rb") as f:
             head = f.read(132)
         if sniff_format(head, path.name) != "dicom":
-            return None
+            return None, 1
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
-            ds = pydicom.dcmread(path, stop_before_pixels=True, force=True, specific_tags=["SeriesInstanceUID"])
-            return str(ds.get("SeriesInstanceUID") or "").strip() or None
+            ds = pydicom.dcmread(path, stop_before_pixels=True, force=True,
+                                 specific_tags=["SeriesInstanceUID", "NumberOfFrames"])
+            return str(ds.get("SeriesInstanceUID") or "").strip() or None, int(ds.get("NumberOfFrames") or 1)
     except Exception:  # unreadable: read as a plain slice, whose reader names the problem
-        return None
+        return None, 1

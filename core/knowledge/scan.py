@@ -53,6 +53,7 @@ EXTENT_MIN = 0.1  # a slice is in the lung extent when its lung field is at leas
 POSITIONAL = ("image position", "slice location", "NIfTI affine")  # orderings whose positions run foot to head
 
 Progress = Callable[[int, int], None]  # (slices done, slices in all)
+SliceExtra = Callable[[object, object, np.ndarray], dict]  # (the run, its analysis of a slice, the slice) -> columns
 
 
 # ------------------------------------------------------------------------------------------- the rule
@@ -148,9 +149,10 @@ def lung_areas(lung: np.ndarray, grid: int) -> dict[str, int]:
     return {"right": int(field[:, :half].sum()), "left": int(field[:, half:].sum())}
 
 
-def slice_row(tr, slice01: np.ndarray, pixel_spacing: tuple[float, float] | None, a=None) -> dict:
+def slice_row(tr, slice01: np.ndarray, pixel_spacing: tuple[float, float] | None, a=None,
+              extra: SliceExtra | None = None) -> dict:
     """Every branch's p(COVID), the signs and the areas of one slice (analysed by the run `tr`; `a`: its
-    SliceAnalysis when already made)."""
+    SliceAnalysis when already made), and `extra`'s columns."""
     a = tr.analyse(slice01) if a is None else a
     signs = a.signs
     grid = LESION_MAP_SIZE  # the signs' grid: the lesion map as a run stores it
@@ -166,21 +168,24 @@ def slice_row(tr, slice01: np.ndarray, pixel_spacing: tuple[float, float] | None
         lesion_px = getattr(signs, f"{side}_share") * lung_px
         row.update({f"{side}_lung_px": lung_px, f"{side}_lesion_px": lesion_px,
                     f"{side}_lung_mm2": lung_px * mm2, f"{side}_lesion_mm2": lesion_px * mm2})
+    if extra is not None:
+        row.update(extra(tr, a, slice01))
     return row
 
 
 # ------------------------------------------------------------------------------------------- the scan
 
-def score_volume(tr, volume: Volume, progress: Progress | None = None) -> pd.DataFrame:
+def score_volume(tr, volume: Volume, progress: Progress | None = None, extra: SliceExtra | None = None) -> pd.DataFrame:
     """One row per slice of `volume`, in body order, scored by the trained run `tr` (TrainedRun). A slice
-    that cannot be read or analysed keeps its row with `problem` set; the others carry on."""
+    that cannot be read or analysed keeps its row with `problem` set; the others carry on. `extra`: more columns
+    of every slice (core.trust.scan_call.flag_columns: its out-of-distribution assessment)."""
     rows = []
     n = len(volume)
     for i, s in enumerate(volume.slices):
         row = {"index": i, "position_mm": math.nan if s.position is None else float(s.position), "file": s.name,
                "problem": ""}
         try:
-            row.update(slice_row(tr, s.image(), volume.pixel_spacing))
+            row.update(slice_row(tr, s.image(), volume.pixel_spacing, extra=extra))
         except Exception as exc:  # noqa: BLE001 (a damaged slice among good ones: named in its row, the scan goes on)
             row.update(lung_found=False, problem=str(exc) if isinstance(exc, ImageReadError) else _problem(exc))
         rows.append(row)

@@ -1,13 +1,15 @@
 """Scan: a whole CT scan (a DICOM series, a .zip of one, a NIfTI volume, or a COVID-CT-MD patient) scored slice
-by slice with the run; the scan-level decision, the opacity per lung, where along the scan the disease lies,
-a slice scroller with the maps of the slice shown, the slices that drive the decision, a report. While the run's
-classifiers train, from the end of its segmenter's first round, the lesions alone (dashboard.lesions_ui)."""
+by slice with the run; the scan-level decision, how far it can be trusted (core.trust.scan_call), the opacity per
+lung, where along the scan the disease lies, a slice scroller with the maps of the slice shown, the slices that
+drive the decision, a report. While the run's classifiers train, from the end of its segmenter's first round, the
+lesions alone (dashboard.lesions_ui)."""
 import math
 
 import streamlit as st
 
 from core.knowledge.scan import RULE, summarise
-from dashboard import data, lesions_ui, scan_charts, scan_report_ui, scans, ui, waiting
+from core.trust import scan_call
+from dashboard import data, lesions_ui, scan_charts, scan_report_ui, scans, trust_ui, ui, waiting
 
 ctx = ui.current()
 
@@ -69,7 +71,8 @@ try:
 except Exception as exc:  # noqa: BLE001 (a partial run: said, not a traceback)
     st.error(f"Run `{ctx.name}` cannot score new slices: {exc}")
     st.stop()
-table = scans.scan_table(ctx.runs, ctx.name, ctx.stamp, scan.digest, series, vol)
+flag_alpha, no_flag = scans.flag_level(ctx.runs, ctx.name, ctx.stamp)
+table = scans.scan_table(ctx.runs, ctx.name, ctx.stamp, scan.digest, series, vol, flag_alpha)
 summary = summarise(table, decision_branch, threshold)
 dec = summary.decision
 
@@ -79,6 +82,8 @@ c1.metric("Scan decision", dec.label, help=dec.words, delta_color="off", delta_a
           delta=None if dec.covid is None else f"statistic {dec.statistic:.3f}, operating point {dec.threshold:.3f}")
 st.markdown(f"**Rule** · {dec.words}." + (f" **Diagnosis on file** (COVID-CT-MD): {scan.truth}." if scan.truth else ""))
 scans.burden(burden_cols, summary)
+call = scan_call.assess(table, dec, data.external_report(ctx.runs, ctx.name, ctx.stamp), no_flag)
+trust_ui.scan_call(call)
 
 
 
@@ -138,4 +143,4 @@ with st.expander(f"Every slice ({len(table)} rows)"):
     st.dataframe(table, hide_index=True, width="stretch")
     st.download_button("Download the table (CSV)", table.to_csv(index=False).encode(), "scan-slices.csv", "text/csv",
                        key="scan_csv", on_click="ignore")
-scan_report_ui.report_buttons(ctx, scan, vol, table, summary, notes, order)
+scan_report_ui.report_buttons(ctx, scan, vol, table, summary, notes, order, call.brief())
