@@ -5,7 +5,7 @@
 Pages (dashboard/views/): Overview, Training, Data, Map, Does it look at the disease?, Case, Margin review, New slice,
 Scan. A run is listed as soon as its training starts; a page that needs a stage not trained yet says which, how far
 it is and when it is expected (dashboard.waiting), and opens itself when the stage lands. Server settings (bind
-127.0.0.1, XSRF protection on, 50 MB uploads, no usage stats) live in .streamlit/config.toml.
+127.0.0.1, XSRF protection on, the upload limit (a whole scan), no usage stats) live in .streamlit/config.toml.
 """
 from __future__ import annotations
 

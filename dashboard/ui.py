@@ -93,6 +93,11 @@ def coverage_note(ctx: Ctx, other: Ctx) -> str:
             f"in {other.name} (other data): those are not compared slice by slice.")
 
 
+def upload_limit_mb() -> int:
+    """The largest file an upload takes, in MB (`server.maxUploadSize`, declared in .streamlit/config.toml)."""
+    return int(st.get_option("server.maxUploadSize"))
+
+
 def research_notice() -> None:
     st.warning(f"**{RESEARCH_NOTICE}** The probabilities and maps come from an experimental model.", icon="⚠️")
 

@@ -88,8 +88,9 @@ def enhanced_ct(datasets: list[Dataset], order: list[int] | None = None, positio
             setattr(d, keyword, value)
         return d
 
+    orientation = item(ImageOrientationPatient=list(first.ImageOrientationPatient))
     shared = item(PixelMeasuresSequence=Sequence([item(PixelSpacing=list(first.PixelSpacing), SliceThickness=2.0)]),
-                  PlaneOrientationSequence=Sequence([item(ImageOrientationPatient=list(first.ImageOrientationPatient))]),
+                  PlaneOrientationSequence=Sequence([orientation]),
                   PixelValueTransformationSequence=Sequence([item(RescaleSlope=1.0, RescaleIntercept=-1024.0,
                                                                   RescaleType="HU")]))
     ds.SharedFunctionalGroupsSequence = Sequence([shared])

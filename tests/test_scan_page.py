@@ -349,3 +349,15 @@ def test_the_slice_line_names_why_the_flag_marks_a_slice():
     passed = row.copy()
     passed["ood"] = False
     assert "unlike" not in slice_line(passed, 3) and "no lung field" not in slice_line(passed, 3)
+
+
+def test_the_upload_limit_is_the_servers_and_takes_a_whole_scan(dash_env):
+    """The limit the page states is the one .streamlit/config.toml declares (the server enforces it), and it takes a
+    whole thin-slice chest CT as one file: 400 slices of 512 x 512 at 16 bits, as a .zip or an Enhanced CT file."""
+    import tomllib
+
+    config = Path(__file__).resolve().parent.parent / ".streamlit" / "config.toml"
+    limit = tomllib.loads(config.read_text())["server"]["maxUploadSize"]
+    assert limit * 2 ** 20 >= 400 * 512 * 512 * 2
+    at = app(PAGE)
+    assert f"up to {limit} MB a file" in at.file_uploader(key="scan_upload").label

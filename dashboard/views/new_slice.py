@@ -14,7 +14,7 @@ st.title("New slice")
 st.caption("The file is read in memory (its name is only shown, never used as a path) and analysed by the "
            "selected run: every branch's probability, the attention map and tau crop, the infected regions, "
            "the fusion CAM, and its place in the run's 3D feature map.")
-up = st.file_uploader("CT slice: PNG, JPEG, DICOM (.dcm) or NIfTI (.nii, .nii.gz), up to 50 MB",
+up = st.file_uploader(f"CT slice: PNG, JPEG, DICOM (.dcm) or NIfTI (.nii, .nii.gz), up to {ui.upload_limit_mb()} MB",
                       type=uploads.UPLOAD_TYPES, key="upload")
 if up is None:
     st.info("Upload a slice to analyse it.")

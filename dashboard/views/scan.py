@@ -23,10 +23,12 @@ patients = scans.ctmd_patients(data_root)
 UPLOAD, PATIENT = "Upload a scan", "COVID-CT-MD patient"
 source = st.radio("Scan", [UPLOAD, PATIENT], horizontal=True, key="scan_source") if patients else UPLOAD
 if source == UPLOAD:
-    ups = st.file_uploader("A DICOM series (its files, or a .zip of them) or a NIfTI volume (.nii, .nii.gz); "
-                           "up to 50 MB a file", accept_multiple_files=True, key="scan_upload")
+    ups = st.file_uploader("A DICOM series (its files, a .zip of them, or one Enhanced CT file) or a NIfTI volume "
+                           f"(.nii, .nii.gz); up to {ui.upload_limit_mb()} MB a file", accept_multiple_files=True,
+                           key="scan_upload")
     if not ups:
-        st.info("Upload the files of one CT series (or a .zip of them), or a NIfTI volume, to score the whole scan."
+        st.info("Upload the files of one CT series (or a .zip of them, or its Enhanced CT file), or a NIfTI volume, "
+                "to score the whole scan."
                 + (" Or pick a COVID-CT-MD patient above." if patients else ""))
         st.stop()
     files = tuple((u.name, u.getvalue()) for u in ups)
@@ -82,7 +84,8 @@ c1.metric("Scan decision", dec.label, help=dec.words, delta_color="off", delta_a
           delta=None if dec.covid is None else f"statistic {dec.statistic:.3f}, operating point {dec.threshold:.3f}")
 st.markdown(f"**Rule** · {dec.words}." + (f" **Diagnosis on file** (COVID-CT-MD): {scan.truth}." if scan.truth else ""))
 scans.burden(burden_cols, summary)
-call = scan_call.assess(table, dec, data.external_report(ctx.runs, ctx.name, ctx.stamp), no_flag)
+external = data.external_report(ctx.runs, ctx.name, ctx.stamp)  # the run's record on another hospital
+call = scan_call.assess(table, dec, external, no_flag)
 trust_ui.scan_call(call)
 
 
