@@ -31,9 +31,9 @@ from core.pictures import images as im  # noqa: E402
 from core.pictures import slice_images  # noqa: E402
 from core.results import evaluation  # noqa: E402
 from core.results.metrics import METRICS  # noqa: E402
-from core.runs.feature_cache import CacheError  # noqa: E402
 from core.runs.run_view import RunView, list_runs  # noqa: E402
 from core.runs.runfolder import safe_child  # noqa: E402
+from core.trust.calls import TRUST_ERRORS  # noqa: E402
 
 RUNS_ENV = "COVID_LAB_RUNS"
 SPLIT_ORDER = ("train", "val", "test")
@@ -276,7 +276,6 @@ def embedding(runs: str, name: str, stamp: str, method: str, which: str) -> np.n
 
 # ---- trust (core.trust): the map verdicts, each slice's prediction set and out-of-distribution flag -------------
 # what keeps a run from giving sets or a flag (no validation probabilities, no feature cache, a damaged one)
-TRUST_ERRORS = (OSError, ValueError, KeyError, CacheError)
 
 
 def _mtime(path: Path) -> int | None:

@@ -59,10 +59,16 @@ def test_predict_answers_every_slice_of_a_series_and_names_its_bad_files(synthet
              str(tmp_path / "study.zip"), str(loose[0]))
     assert p.returncode == 1, p.stderr[-2000:]
     assert "Traceback" not in p.stderr
-    answers = [json.loads(line) for line in p.stdout.splitlines()]
+    lines = [json.loads(line) for line in p.stdout.splitlines()]
+    answers = [a for a in lines if "scan" not in a]
     assert [a["file"] for a in answers] == [
         png, str(tmp_path / "scan" / "notes.txt"), *map(str, scan), *map(str, loose),
         f"{tmp_path / 'study.zip'}/DICOM/IM0", f"{tmp_path / 'study.zip'}/DICOM/IM1"]
+    # each series' slices end with its scan line
+    ends = [i for i, a in enumerate(lines) if "scan" in a]
+    assert ends == [5, 8, 11] and [lines[i]["scan"]["slices"] for i in ends] == [3, 2, 2]
+    assert [lines[i]["series_uid"] for i in ends] == [series_uid_of(scan[0]), series_uid_of(loose[0]),
+                                                     study[0].SeriesInstanceUID]
     assert "series_uid" not in answers[0] and "probabilities" in answers[0]  # a plain slice, as before
     assert answers[1]["error"].endswith("notes.txt: not a DICOM file (a series is read from DICOM files only)")
     volume = answers[2:5]

@@ -1,15 +1,19 @@
-"""Run a trained pipeline on new slices and DICOM series; prints one JSON object per slice (JSON Lines).
+"""Run a trained pipeline on new slices and DICOM series; prints one JSON object per slice, and one per series
+after its slices (JSON Lines).
 
     python -m train predict --run runs/lite0 slice1.png scan.dcm volume.nii.gz
     python -m train predict --run runs/lite0 --tau 0.6 --slice 40 volume.nii.gz
     python -m train predict --run runs/lite0 series_folder/ study.zip IM0001.dcm IM0002.dcm
 
 A folder or a .zip is read as DICOM series, and so are loose DICOM files that share a SeriesInstanceUID
-(core/data/series.py): every slice of each series is answered in body order, with its file, the series'
-UID, its index in the volume and its position (mm). Any other file is one slice, as before (a NIfTI volume:
-its middle slice, or --slice). A file that cannot be read gets {"file": ..., "error": ...}; the others are
-still answered, and the exit code is 1 when any file failed. What is wrong with a series as a whole (a gap,
-a second series beside the first) is a `warning:` line on standard error.
+and a multi-frame (Enhanced CT) file (core/data/series.py): every slice of each series is answered in body order,
+with its file, the series' UID, its index in the volume and its position (mm). Any other file is one slice, as
+before (a NIfTI volume: its middle slice, or --slice). Every slice's line carries its "decision": the decision
+branch's call at its operating point, its prediction set and whether it is unlike the run's training slices
+(core/trust/calls.py). After a series' slices, one line {"series_uid": ..., "scan": {...}}: the scan's call by the
+scan rule, its opacity per lung and how far the call can be trusted. A file that cannot be read gets {"file": ...,
+"error": ...}; the others are still answered, and the exit code is 1 when any file failed. What is wrong with a
+series as a whole (a gap, a second series beside the first) is a `warning:` line on standard error.
 """
 from __future__ import annotations
 
@@ -20,6 +24,9 @@ from core.data.imaging import ImageReadError, read_slice
 from core.data.series import Volume, group_inputs, read_series
 from core.errors import UsageError
 from core.inference import TrainedRun
+from core.knowledge.scan import score_volume
+from core.trust.calls import RunCalls
+from core.trust.ood import COLUMNS, FLAG_COLUMN
 
 from .common import pick_device
 
@@ -32,29 +39,55 @@ def add_args(p):
     p.add_argument("--device", default="auto")
 
 
-def _answer(tr: TrainedRun, tau: float | None, read, where: dict) -> bool:
-    """Print one slice's analysis, or its error; True when it failed."""
+def _slice(tr: TrainedRun, tau: float | None, calls: RunCalls, read, where: dict) -> bool:
+    """Print one slice's analysis and call, or its error; True when it failed."""
     try:
-        a = tr.analyse(read(), tau)
+        img = read()
+        a = tr.analyse(img, tau)
+        flagged = None if calls.flag_columns is None else calls.flag_columns(tr, a, img)
     except ImageReadError as exc:
         print(json.dumps({**where, "error": str(exc)}), flush=True)
         return True
-    print(json.dumps({**where, **a.to_json()}), flush=True)
+    print(json.dumps({**where, **a.to_json(), "decision": calls.of_slice(a.probs, flagged)}), flush=True)
     return False
 
 
-def _series(tr: TrainedRun, tau: float | None, vol: Volume) -> int:
+class _AtTau:
+    """The run analysing at --tau, as core.knowledge.scan.score_volume asks a run."""
+
+    def __init__(self, tr: TrainedRun, tau: float | None):
+        self.tr, self.tau = tr, tau
+
+    def analyse(self, img):
+        return self.tr.analyse(img, self.tau)
+
+    def fusion_vector(self, a):
+        return self.tr.fusion_vector(a)
+
+
+def _series(tr: TrainedRun, tau: float | None, calls: RunCalls, vol: Volume) -> int:
     for line in vol.notes + vol.problems:
         print(f"warning: {line}", file=sys.stderr, flush=True)
     failed = 0
     for e in vol.left_out:
         print(json.dumps({"file": e.name, "series_uid": vol.series_uid, "error": str(e)}), flush=True)
         failed += 1
-    for i, s in enumerate(vol.slices):
+
+    def answer(i: int, a, row: dict) -> None:
+        nonlocal failed
+        s = vol.slices[i]
         where = {"file": s.name, "series_uid": vol.series_uid, "index": i, "slices": len(vol),
                  "position_mm": None if s.position is None else round(s.position, 4), "instance": s.instance,
                  "ordering": vol.ordering}
-        failed += _answer(tr, tau, s.image, where)
+        if a is None:
+            print(json.dumps({**where, "error": row["problem"]}), flush=True)
+            failed += 1
+            return
+        flagged = {c: row[c] for c in COLUMNS} if FLAG_COLUMN in row else None
+        print(json.dumps({**where, **a.to_json(), "decision": calls.of_slice(a.probs, flagged)}), flush=True)
+
+    table = score_volume(_AtTau(tr, tau), vol, extra=calls.flag_columns, on_slice=answer)
+    print(json.dumps({"series_uid": vol.series_uid, "scan": calls.of_scan(table)}), flush=True)
     return failed
 
 
@@ -62,16 +95,20 @@ def run(args) -> int:
     if args.tau is not None and not 0 <= args.tau <= 1:
         raise UsageError(f"--tau must lie in [0, 1], got {args.tau}")
     tr = TrainedRun.load(args.run, device=pick_device(args.device))
+    calls = RunCalls(args.run)
+    for part, why in (("prediction sets", calls.no_sets), ("out-of-distribution flag", calls.no_flag)):
+        if why:
+            print(f"warning: no {part} for {args.run}: {why}", file=sys.stderr, flush=True)
     failed = 0
     for kind, paths in group_inputs(args.files):
         if kind == "slice":
             f = str(paths[0])  # as given
-            failed += _answer(tr, args.tau, lambda f=f: read_slice(f, args.slice), {"file": f})
+            failed += _slice(tr, args.tau, calls, lambda f=f: read_slice(f, args.slice), {"file": f})
             continue
         found = read_series(paths)
         for e in found.rejected:
             print(json.dumps({"file": e.name, "error": str(e)}), flush=True)
             failed += 1
         for vol in found.volumes:
-            failed += _series(tr, args.tau, vol)
+            failed += _series(tr, args.tau, calls, vol)
     return 1 if failed else 0

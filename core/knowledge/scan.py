@@ -54,6 +54,7 @@ POSITIONAL = ("image position", "slice location", "NIfTI affine")  # orderings w
 
 Progress = Callable[[int, int], None]  # (slices done, slices in all)
 SliceExtra = Callable[[object, object, np.ndarray], dict]  # (the run, its analysis of a slice, the slice) -> columns
+SliceHook = Callable[[int, object, dict], None]  # (index, the slice's analysis or None when it failed, its row)
 
 
 # ------------------------------------------------------------------------------------------- the rule
@@ -175,19 +176,26 @@ def slice_row(tr, slice01: np.ndarray, pixel_spacing: tuple[float, float] | None
 
 # ------------------------------------------------------------------------------------------- the scan
 
-def score_volume(tr, volume: Volume, progress: Progress | None = None, extra: SliceExtra | None = None) -> pd.DataFrame:
+def score_volume(tr, volume: Volume, progress: Progress | None = None, extra: SliceExtra | None = None,
+                 on_slice: SliceHook | None = None) -> pd.DataFrame:
     """One row per slice of `volume`, in body order, scored by the trained run `tr` (TrainedRun). A slice
     that cannot be read or analysed keeps its row with `problem` set; the others carry on. `extra`: more columns
-    of every slice (core.trust.scan_call.flag_columns: its out-of-distribution assessment)."""
+    of every slice (core.trust.scan_call.flag_columns: its out-of-distribution assessment); `on_slice`: called with
+    each slice as it is scored (`train predict` prints it)."""
     rows = []
     n = len(volume)
     for i, s in enumerate(volume.slices):
         row = {"index": i, "position_mm": math.nan if s.position is None else float(s.position), "file": s.name,
                "problem": ""}
         try:
-            row.update(slice_row(tr, s.image(), volume.pixel_spacing, extra=extra))
+            img = s.image()
+            a = tr.analyse(img)
+            row.update(slice_row(tr, img, volume.pixel_spacing, a=a, extra=extra))
         except Exception as exc:  # noqa: BLE001 (a damaged slice among good ones: named in its row, the scan goes on)
+            a = None
             row.update(lung_found=False, problem=str(exc) if isinstance(exc, ImageReadError) else _problem(exc))
+        if on_slice is not None:
+            on_slice(i, a, row)
         rows.append(row)
         if progress is not None:
             progress(i + 1, n)

@@ -13,4 +13,6 @@ Decisions:
                        the image (a conformal threshold each)
     image_check.py     the image's side of it: a lung field, and statistics of the slice as it arrives
     probes.py          inputs that are no chest CT (photographs, a lungless phantom, noise, text)
+    scan_call.py       how far a whole scan's call can be trusted: the rule's constant, the flag, another hospital
+    calls.py           a run's calls on new slices and scans with those parts (`train predict`)
 """
