@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from core.data.imaging import ImageReadError, nifti_slice_count, read_slice_bytes, sniff_format
+from core.data.imaging import ImageReadError, dicom_frame_count, nifti_slice_count, read_slice_bytes, sniff_format
 from core.inference import LesionReader
 from core.pictures.slice_images import analysis_images
 from dashboard.data import MODEL_LOCK
@@ -36,6 +36,15 @@ def is_nifti(data: bytes, filename: str) -> bool:
 def upload_slice_count(data: bytes, filename: str) -> int:
     """Axial slices of an uploaded NIfTI volume (ImageReadError when it is not one)."""
     return nifti_slice_count(data, display_name(filename))
+
+
+def is_dicom(data: bytes, filename: str) -> bool:
+    return sniff_format(data[:400], display_name(filename)) == "dicom"
+
+
+def upload_frame_count(data: bytes, filename: str) -> int:
+    """Frames of an uploaded DICOM file (1: one slice; ImageReadError when it cannot be read)."""
+    return dicom_frame_count(data, display_name(filename))
 
 
 @dataclass

@@ -308,6 +308,26 @@ def test_new_slice_nifti_has_a_slice_picker(dash_env):
     assert any("slice 2" in t for t in texts(at))
 
 
+def test_new_slice_multiframe_dicom_has_a_frame_picker(dash_env):
+    """An Enhanced CT file on New slice: one of its frames, picked as stored, analysed as read_slice reads it."""
+    from core.data.imaging import read_slice_bytes
+    from core.inference import TrainedRun
+    from tests.dicom_series import dicom_bytes, enhanced_ct, series
+
+    data = dicom_bytes(enhanced_ct(series(4, size=48)))
+    at = app("views/new_slice.py")
+    at.file_uploader(key="upload").set_value(("enhanced.dcm", data, "application/dicom")).run()
+    no_exception(at)
+    picker = at.slider(key="dicom_frame")
+    assert (picker.min, picker.max, picker.value) == (0, 3, 2)
+    assert any("4 frames in the file" in c.value for c in at.caption)
+    picker.set_value(1).run()
+    no_exception(at)
+    probs = next(d.value for d in at.dataframe if list(d.value.columns) == ["branch", "p(COVID)"])
+    direct = TrainedRun.load(dash_env).analyse(read_slice_bytes(data, "enhanced.dcm", 1)).probs
+    assert dict(zip(probs.branch, probs["p(COVID)"])) == pytest.approx(direct)
+
+
 def test_upload_handler_never_raises(dash_env):
     from dashboard.uploads import analyse_upload, display_name
 

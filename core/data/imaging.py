@@ -305,6 +305,11 @@ def nifti_axes(img) -> tuple[int, int, np.ndarray]:
     return axis, int(ornt[axis, 1]), np.delete(ornt, axis, axis=0)
 
 
+def dicom_frame_count(data: bytes, name: str = "slice.dcm") -> int:
+    """Frames of a DICOM file (1: a file of one slice), from its header (the dashboard's frame picker)."""
+    return int(dicom_dataset(name, data).get("NumberOfFrames") or 1)
+
+
 def nifti_slice_count(data: bytes, name: str = "volume.nii") -> int:
     """Number of axial slices in a NIfTI volume (for the dashboard's slice picker); reads the header only."""
     img = open_nifti(name, data)

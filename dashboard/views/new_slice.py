@@ -27,6 +27,10 @@ try:
         n = uploads.upload_slice_count(raw, up.name)
         slice_index = st.slider("Axial slice of the volume", 0, n - 1, n // 2, key="nifti_slice") if n > 1 else 0
         st.caption(f"{n} axial slices in the volume")
+    elif uploads.is_dicom(raw, up.name) and (n := uploads.upload_frame_count(raw, up.name)) > 1:
+        slice_index = st.slider("Frame of the multi-frame file (as stored)", 0, n - 1, n // 2, key="dicom_frame")
+        st.caption(f"{n} frames in the file (an Enhanced CT series): the Scan page reads them as one scan, in body "
+                   "order.")
 except ImageReadError as exc:
     st.error(str(exc))
     st.stop()
