@@ -156,6 +156,19 @@ def metric_table(runs: str, name: str, stamp: str, split: str) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+@st.cache_data(max_entries=8, show_spinner=False)
+def glance(runs: str, name: str, stamp: str) -> pd.DataFrame:
+    """core.results.glance's table of the run's decision branch: COVID-CT test, another hospital, another source,
+    the lungs blanked; each beside the lesion share alone."""
+    from core.audits.shortcut import AUDIT_FILE
+    from core.results.glance import glance as rows
+    from core.results.glance import glance_table
+
+    rv = view(runs, name, stamp)
+    test = metric_values(runs, name, stamp, "test") if (rv.predictions.split == "test").any() else None
+    return glance_table(rows(rv.decision_branch(), test, external_report(runs, name, stamp), rv.run_json(AUDIT_FILE)))
+
+
 def metric_difference(a, b, split: str) -> pd.DataFrame:
     """Run b minus run a (ui.Ctx each), metric by metric, for the branches both have."""
     from core.results.compare import difference_table

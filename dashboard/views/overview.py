@@ -1,11 +1,12 @@
-"""Overview: metrics with 95% intervals beside the paper's, ROC, confusion matrix, calibration, branch probe,
-explanation fidelity, timings."""
+"""Overview: the decision at a glance (core.results.glance), metrics with 95% intervals beside the paper's, ROC,
+confusion matrix, calibration, branch probe, explanation fidelity, timings."""
 import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
 from core.audits.branch_probe import PROBE_FILE
 from core.audits.shortcut import AUDIT_TABLE
+from core.results.external_tables import chosen_on
 from core.results.metrics import METRICS
 from core.results.predictions import REPORTED_SPLITS
 from dashboard import data, ui
@@ -21,6 +22,12 @@ pipe = rv.pipeline
 st.caption(f"Backbone {pipe.backbone} ({pipe.init} init), strategy {pipe.strategy}, "
            f"attention {pipe.cam}, tau {pipe.tau}. Decision branch: **{decision}**. "
            "Intervals: Wilson (accuracy, sensitivity, specificity), stratified bootstrap (F1, AUC).")
+
+st.subheader(f"The decision at a glance · {decision}")
+st.dataframe(data.glance(ctx.runs, ctx.name, ctx.stamp), hide_index=True, width="stretch")
+st.caption(f"Each number with its 95% interval, on data that chose nothing: the decision and its operating point were "
+           f"chosen on {chosen_on(decision)}. Lesion share alone: the segmenter's share of the lung field as a score, "
+           "no classifier. Each source in detail: *Does it look at the disease?*")
 
 other = ui.comparison()
 if other is not None:

@@ -1,0 +1,59 @@
+"""The decision at a glance (core.results.glance): hand-made reports read into the right rows, what is not measured
+says which command measures it, and the Overview opens with it."""
+from __future__ import annotations
+
+import pytest
+
+from core.results.glance import EXTERNAL, SHORTCUT, glance, glance_table
+
+TEST = {"two-step": {"auc": {"value": 0.82, "ci": [0.76, 0.88]}}, "lesion-share": {"auc": {"value": 0.63, "ci": [0.5, 0.7]}}}
+
+
+def auc(v):
+    return {"auc": v, "auc_ci": [v - 0.05, v + 0.01]}
+
+
+EXT = {"comparisons": {
+    "covid-ct-md P001 infected vs normal001": {"role": "chooses", "branches": {"two-step": auc(0.99)}},
+    "covid-ct-md P002 infected vs normal002": {"role": "reports", "branches": {"two-step": auc(0.97),
+                                                                               "lesion-share": auc(0.95)}},
+    "covid-ct-md P002 infected vs cap002": {"role": "reports", "branches": {"two-step": auc(0.95),
+                                                                            "lesion-share": auc(0.76)}},
+    "semiseg train": {"role": "chooses", "branches": {"two-step": {"sensitivity": 0.98, "sensitivity_ci": [0.9, 1]}}},
+    "semiseg test": {"role": "reports", "branches": {"two-step": {"sensitivity": 0.94, "sensitivity_ci": [0.83, 0.98]},
+                                                     "lesion-share": {"sensitivity": 1.0, "sensitivity_ci": [0.93, 1]}}}},
+    "patients": {p: {"role": role, "label": label, "scan_covid": {"two-step": call, "lesion-share": True}}
+                 for p, role, label, call in (("P001", "chooses", 1, False), ("P002", "reports", 1, True),
+                                              ("normal002", "reports", 0, True), ("cap002", "reports", 0, False))}}
+SHORT = {"branches": {"two-step": {"lungs-blanked": auc(0.46)}}}
+
+
+def test_each_row_reads_the_report_patients_and_sources():
+    rows = glance("two-step", TEST, EXT, SHORT)
+    table = glance_table(rows)
+    assert list(table.decision) == ["0.820 [0.760, 0.880]", "0.970 [0.920, 0.980]", "0.950 [0.900, 0.960]", "2 of 3",
+                                    "0.940 [0.830, 0.980]", "0.460 [0.410, 0.470]"]
+    assert list(table["lesion share alone"]) == ["0.630", "0.950", "0.760", "1 of 3", "1.000", ""]
+    assert "against normal slices" in rows[1].question and "against pneumonia slices" in rows[2].question
+
+
+def test_what_a_run_has_not_measured_names_its_command():
+    rows = glance("two-step", TEST, None, None)
+    assert rows[0].text() == "0.820 [0.760, 0.880]"
+    assert [r.text() for r in rows[1:5]] == [f"not measured yet: {EXTERNAL}"] * 4
+    assert rows[5].text() == f"not measured yet: {SHORTCUT}"
+    fusion = glance("fusion", TEST, EXT, SHORT)  # a branch the reports do not hold
+    assert fusion[0].text().startswith("not measured yet") and fusion[3].text() == f"not measured yet: {EXTERNAL}"
+
+
+def test_the_overview_opens_with_the_decision_at_a_glance(dash_env, rv):
+    from test_dashboard import app, no_exception
+
+    at = app("views/overview.py")
+    no_exception(at)
+    heads = [h.value for h in at.subheader]
+    assert heads[0] == f"The decision at a glance · {rv.decision_branch()}"
+    table = at.dataframe[0].value
+    auc = rv.metrics("test", n_boot=10)[rv.decision_branch()]["auc"]["value"]
+    assert table.decision[0].startswith(f"{auc:.3f} [")  # the run's own test AUC
+    assert table.decision[1] == f"not measured yet: {EXTERNAL}"  # the session's run has no external.json
