@@ -288,7 +288,7 @@ def embedding(runs: str, name: str, stamp: str, method: str, which: str) -> np.n
 
 
 # ---- trust (core.trust): the map verdicts, each slice's prediction set and out-of-distribution flag -------------
-# what keeps a run from giving sets or a flag (no validation probabilities, no feature cache, a damaged one)
+# (a run that cannot give sets or a flag raises one of TRUST_ERRORS, core.trust.calls: the pages say why)
 
 
 def _mtime(path: Path) -> int | None:
