@@ -9,6 +9,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from core.explain.attention import Box
+from core.knowledge.decision import TwoStepDecision
 from core.pictures import slice_images
 from core.results.external_tables import chosen_on
 from core.runs.feature_cache import CacheError
@@ -199,8 +200,8 @@ def live_analysis(ctx: Ctx, tr, a, images: dict, fusion_vector, order: list[str]
         st.caption(f"No range check of the fusion-layer input: {exc}")
     trust_ui.slice_trust(ctx, p, fusion_vector, data.image_statistics(slice01))
     if not a.lung_found:
-        st.warning(NO_LUNG_FIELD + (" Step 1 of the two-step decision reads no disease." if decision == "two-step"
-                                    else "") + " The networks saw the whole slice, which is not what they were "
+        step_one = " Step 1 of the two-step decision reads no disease." if decision == TwoStepDecision.name else ""
+        st.warning(NO_LUNG_FIELD + step_one + " The networks saw the whole slice, which is not what they were "
                    "trained on: their probabilities deserve less trust.")
     left, right = st.columns([1, 1.4])
     left.image(images["slice"], width=300, caption=caption)

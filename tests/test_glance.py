@@ -22,7 +22,9 @@ EXT = {"comparisons": {
     "semiseg train": {"role": "chooses", "branches": {"two-step": {"sensitivity": 0.98, "sensitivity_ci": [0.9, 1]}}},
     "semiseg test": {"role": "reports", "branches": {"two-step": {"sensitivity": 0.94, "sensitivity_ci": [0.83, 0.98]},
                                                      "lesion-share": {"sensitivity": 1.0, "sensitivity_ci": [0.93, 1]}}}},
-    "patients": {p: {"role": role, "label": label, "scan_covid": {"two-step": call, "lesion-share": True}}
+    "patients": {p: {"role": role, "diagnosis": "", "label": label,
+                     "scan_statistic": {"two-step": 0.5, "lesion-share": 0.5},
+                     "scan_covid": {"two-step": call, "lesion-share": True}}
                  for p, role, label, call in (("P001", "chooses", 1, False), ("P002", "reports", 1, True),
                                               ("normal002", "reports", 0, True), ("cap002", "reports", 0, False))}}
 SHORT = {"branches": {"two-step": {"lungs-blanked": auc(0.46)}}}

@@ -47,7 +47,7 @@ def _num(v, digits: int = 3) -> str:
     return "" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{float(v):.{digits}f}"
 
 
-def _auc_text(auc, low, high) -> str:
+def auc_text(auc, low, high) -> str:
     """'0.912 [0.861, 0.955]'; the AUC alone without an interval, blank without an AUC."""
     text = _num(auc)
     return text + f" [{_num(low)}, {_num(high)}]" if text and low is not None else text
@@ -62,7 +62,7 @@ def comparison_table(result: dict, role: str) -> pd.DataFrame:
             continue
         rows.append(dict(zip(COMPARISON_COLUMNS, (
             r["comparison"], r["branch"], f"{r['n_pos']} / {r['n_neg']}",
-            _auc_text(r["auc"], r["auc_low"], r["auc_high"]),
+            auc_text(r["auc"], r["auc_low"], r["auc_high"]),
             _num(r["sensitivity"]), _num(r["specificity"]), _num(result.get("thresholds", {}).get(r["branch"]))))))
     return pd.DataFrame(rows, columns=list(COMPARISON_COLUMNS))
 
@@ -108,6 +108,6 @@ def disease_table(result: dict, role: str) -> pd.DataFrame:
         if m["role"] != role:
             continue
         low, high = m.get("auc_ci") or (None, None)
-        rows.append(dict(zip(DISEASE_COLUMNS, (name, f"{m['n_pos']} / {m['n_neg']}", _auc_text(m.get("auc"), low, high),
+        rows.append(dict(zip(DISEASE_COLUMNS, (name, f"{m['n_pos']} / {m['n_neg']}", auc_text(m.get("auc"), low, high),
                                                _num(m["sensitivity"], 2), _num(m.get("specificity"), 2)))))
     return pd.DataFrame(rows, columns=list(DISEASE_COLUMNS))

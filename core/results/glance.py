@@ -15,11 +15,14 @@ A number a run has not measured yet says which command measures it.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import pandas as pd
 
-from core.audits.external import REPORTS, against_normal
+from core.audits.external import REPORTS
+from core.results.external_tables import auc_text
+from core.trust.scan_call import record
 
 LESION_SHARE = "lesion-share"  # the reference: knowledge alone
 EXTERNAL = "`python -m train external --run RUN --data-root DATA`"
@@ -47,17 +50,14 @@ class Headline:
             return f"{self.count[0]} of {self.count[1]}"
         if self.value is None:
             return f"not measured yet: {self.missing}"
-        return f"{self.value:.3f}" + ("" if self.ci is None else f" [{self.ci[0]:.3f}, {self.ci[1]:.3f}]")
-
-
-def _ci(values) -> tuple[float, float] | None:
-    return None if not values or None in values else (float(values[0]), float(values[1]))
+        return auc_text(self.value, *(self.ci or (None, None)))
 
 
 def _auc(m: dict | None) -> tuple[float | None, tuple[float, float] | None]:
     if not m or m.get("auc") is None:
         return None, None
-    return float(m["auc"]), _ci(m.get("auc_ci"))
+    ci = m.get("auc_ci")
+    return float(m["auc"]), None if not ci or None in ci else (float(ci[0]), float(ci[1]))
 
 
 def glance(branch: str, test: dict | None, external: dict | None, shortcut: dict | None) -> list[Headline]:
@@ -67,39 +67,34 @@ def glance(branch: str, test: dict | None, external: dict | None, shortcut: dict
     auc = (test or {}).get(branch, {}).get("auc")
     ref = (test or {}).get(LESION_SHARE, {}).get("auc")
     rows.append(Headline("COVID-CT test: COVID against non-COVID", "AUC", auc and auc["value"],
-                         auc and _ci(auc["ci"]), ref and ref["value"],
+                         auc and tuple(auc["ci"]), ref and ref["value"],
                          missing="`python -m train evaluate --run RUN --split test`"))
-    comparisons = (external or {}).get("comparisons") or {}
-    normal = set(against_normal(REPORTS))
-    ctmd = [n for n, c in comparisons.items() if c.get("role") == REPORTS and n.startswith("covid-ct-md")]
-    for against, names in (("normal", [n for n in ctmd if n in normal]), ("pneumonia", [n for n in ctmd
-                                                                                         if n not in normal])):
+    held, aucs = record(external, branch)
+    held_ref, aucs_ref = record(external, LESION_SHARE)
+    for against in ("normal", "pneumonia"):
         question = f"Another hospital (COVID-CT-MD, held-out patients): infected slices against {against} slices"
-        if not names:
-            rows.append(Headline(question, "AUC", missing=EXTERNAL))
-            continue
-        branches = comparisons[names[0]]["branches"]
-        value, ci = _auc(branches.get(branch))
-        rows.append(Headline(question, "AUC", value, ci, _auc(branches.get(LESION_SHARE))[0], missing=EXTERNAL))
-    patients = [p for p in ((external or {}).get("patients") or {}).values()
-                if p.get("role") == REPORTS and branch in (p.get("scan_covid") or {})]
+        a = next((x for x in aucs if x.against == against), None)
+        r = next((x for x in aucs_ref if x.against == against), None)
+        ci = None if a is None or math.isnan(a.low) else (a.low, a.high)
+        rows.append(Headline(question, "AUC", a and a.auc, ci, r and r.auc, missing=EXTERNAL))
     question = "Another hospital: scan calls right, held-out patients"
-    if patients:
-        right = lambda b: sum(p["scan_covid"].get(b) == bool(p["label"]) for p in patients)
-        known = all(LESION_SHARE in p["scan_covid"] for p in patients)
-        rows.append(Headline(question, "scan calls", count=(right(branch), len(patients)),
-                             reference_count=(right(LESION_SHARE), len(patients)) if known else None))
+    if held:
+        same = [h.patient for h in held] == [h.patient for h in held_ref]
+        rows.append(Headline(question, "scan calls", count=(sum(h.right for h in held), len(held)),
+                             reference_count=(sum(h.right for h in held_ref), len(held)) if same else None))
     else:
         rows.append(Headline(question, "scan calls", missing=EXTERNAL))
+    comparisons = (external or {}).get("comparisons") or {}
     semiseg = next((c["branches"] for n, c in comparisons.items() if c.get("role") == REPORTS
                     and n.startswith("semiseg")), {})
     m, r = semiseg.get(branch), semiseg.get(LESION_SHARE)
     rows.append(Headline("Another source, all COVID (COVID-SemiSeg test): called COVID at the operating point",
-                         "sensitivity", m and m.get("sensitivity"), m and _ci(m.get("sensitivity_ci")),
+                         "sensitivity", m and m.get("sensitivity"),
+                         m and m.get("sensitivity_ci") and tuple(m["sensitivity_ci"]),
                          r and r.get("sensitivity"), missing=EXTERNAL))
     blanked = (((shortcut or {}).get("branches") or {}).get(branch) or {}).get("lungs-blanked")
     rows.append(Headline("Disease or source? COVID-CT test with the lungs blanked (0.5: reads no source)", "AUC",
-                         *(_auc(blanked) if blanked else (None, None)), missing=SHORTCUT))
+                         *_auc(blanked), missing=SHORTCUT))
     return rows
 
 

@@ -26,6 +26,7 @@ import pandas as pd
 
 from core.audits.external import REPORTS, against_normal
 from core.knowledge.scan import CANDIDATE_SHARES, RULE, ScanDecision, ScanRule
+from core.results.external_tables import auc_text
 from core.trust.image_check import measure
 from core.trust.ood import FLAG_COLUMN
 
@@ -123,8 +124,8 @@ class CallTrust:
                     "scores COVID-CT-MD's patients.")
         right = sum(h.right for h in self.held_out)
         calls = ", ".join(f"{h.patient} ({h.diagnosis}) {h.statistic:.3f}" for h in self.held_out)
-        aucs = "; ".join(f"slices with visible infection against {a.against} slices: AUC {a.auc:.3f} "
-                         f"[{a.low:.3f}, {a.high:.3f}]" for a in self.slice_aucs)
+        aucs = "; ".join(f"slices with visible infection against {a.against} slices: AUC "
+                         f"{auc_text(a.auc, a.low, a.high)}" for a in self.slice_aucs)
         rule = "" if self.record_rule in (None, RULE.name) else f" (calls made by rule '{self.record_rule}')"
         return (f"On another hospital's patients that chose nothing (COVID-CT-MD): {right} of {len(self.held_out)} "
                 f"scan calls right{rule}: {calls}" + (f"; {aucs}" if aucs else "") + ".")
