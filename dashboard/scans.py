@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,7 +18,7 @@ import pandas as pd
 import streamlit as st
 
 from core.data.imaging import ImageReadError, sniff_format
-from core.data.series import Volume, read_nifti, read_series_uploads
+from core.data.series import Volume, read_nifti, read_series_uploads, skipped
 from core.errors import USER_ERRORS
 from core.inference import LesionReader
 from core.knowledge.scan import SIDES, score_volume
@@ -49,10 +50,18 @@ def digest_of(files: list[tuple[str, bytes]]) -> str:
 
 
 def read_upload(files: list[tuple[str, bytes]]) -> ScanInput:
-    """The volumes of uploaded files: one NIfTI volume, or DICOM series (files and .zip archives)."""
-    files = [(display_name(n), bytes(raw)) for n, raw in files]
+    """The volumes of uploaded files: one NIfTI volume, or DICOM series (files, .zip archives, an uploaded folder:
+    its files come named by their path inside it, and the scan by the folder)."""
+    given = files
+    folders = {re.split(r"[\\/]", n, maxsplit=1)[0] for n, _ in given}
+    folder = next(iter(folders)) if len(folders) == 1 and all(re.search(r"[\\/]", n) for n, _ in given) else None
+    files = [(display_name(n), bytes(raw)) for n, raw in files if not skipped(n)]  # before the name loses its "."
+    if not files:
+        return ScanInput(display_name(given[0][0]), digest_of(given), len(given),
+                         error="only a DICOMDIR index or hidden files were given; no slice to read")
     digest = digest_of(files)
-    name = files[0][0] if len(files) == 1 else f"{files[0][0]} and {len(files) - 1} more"
+    name = (f"folder {display_name(folder)}" if folder else files[0][0] if len(files) == 1
+            else f"{files[0][0]} and {len(files) - 1} more")
     try:
         niftis = [n for n, raw in files if sniff_format(raw[:400], n) == "nifti"]
         if niftis:

@@ -24,6 +24,7 @@ PLOTLY_CONFIG = {"displaylogo": False}
 SMALL_CHART_CONFIG = {"displayModeBar": False}
 NO_LUNG_FIELD = ("No lung field was found on this slice (a scan's neck or abdomen, or a picture the lung finder cannot "
                  "read): there is no lung for the signs to measure, so every sign is 0.")
+MAX_NAMED = 10  # files a warning names one by one; the rest go under an expander
 NO_SECOND_RUN = "(no second run)"  # the "Compare with" choice; no run folder can carry this name
 
 

@@ -17,7 +17,6 @@ from core.inference import LesionReader
 from core.pictures.slice_images import analysis_images
 from dashboard.data import MODEL_LOCK
 
-UPLOAD_TYPES = ["png", "jpg", "jpeg", "dcm", "nii", "gz"]
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 SESSION_KEY = "_upload_cache"
 

@@ -290,6 +290,28 @@ def test_new_slice_headlines_the_decision_branch(dash_env, rv):
     assert f"operating point {t:.3f}" in heads[0]
 
 
+def test_new_slice_reads_any_file_name_and_a_16bit_ct_export(dash_env):
+    """Hospitals export DICOM without an extension (IM0001); research sets export CT numbers as 16-bit PNG. Both are
+    read by their content, and give the slice the DICOM gives."""
+    from core.data.imaging import CT_STORED_OFFSET, read_slice_bytes
+    from core.inference import TrainedRun
+    from tests.test_imaging import chest_hu, ct_dataset, dicom_bytes
+
+    hu = chest_hu(seed=3)
+    dicom = dicom_bytes(ct_dataset(hu, slope=1.0))
+    buf = io.BytesIO()
+    Image.fromarray((hu + CT_STORED_OFFSET).astype(np.uint16)).save(buf, format="PNG")
+    direct = TrainedRun.load(dash_env).analyse(read_slice_bytes(dicom, "IM0001")).probs
+    at = app("views/new_slice.py")
+    assert at.file_uploader(key="upload").allowed_type == []  # any name: the content decides
+    for name, data in (("IM0001", dicom), ("export.png", buf.getvalue())):
+        at.file_uploader(key="upload").set_value((name, data, "application/octet-stream")).run()
+        no_exception(at)
+        assert not [e.value for e in at.error if "Synthetic run" not in e.value], name
+        probs = next(d.value for d in at.dataframe if list(d.value.columns) == ["branch", "p(COVID)"])
+        assert dict(zip(probs.branch, probs["p(COVID)"])) == pytest.approx(direct, abs=1e-6), name
+
+
 def test_new_slice_nifti_has_a_slice_picker(dash_env):
     import nibabel as nib
 

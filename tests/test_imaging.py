@@ -40,6 +40,7 @@ from core.data.imaging import (
     sniff_format,
     window,
 )
+from core.data.phantom import make_phantom
 
 # ---------------------------------------------------------------- builders
 
@@ -379,6 +380,51 @@ def test_dark_16bit_png_is_not_mistaken_for_8bit(tmp_path):
     np.testing.assert_allclose(read_slice(tmp_path / "dark.png"), 255 / 65535, atol=1e-6)
 
 
+def chest_hu(seed: int = 0) -> np.ndarray:
+    """A chest CT slice in Hounsfield units, whole numbers within the 12 bits scanners store them in."""
+    return np.clip(np.round(make_phantom(seed, covid=True, size=96).hu), -1024, 3071)
+
+
+@pytest.mark.parametrize("values,ext", [("stored uint16", "png"), ("stored uint16", "tif"), ("HU int16", "tif"),
+                                        ("HU float32", "tif")])
+def test_a_16bit_ct_export_reads_as_its_dicom(tmp_path, values, ext):
+    hu = chest_hu()
+    values = {"stored uint16": (hu + imaging.CT_STORED_OFFSET).astype(np.uint16), "HU int16": hu.astype(np.int16),
+              "HU float32": hu.astype(np.float32)}[values]
+    path = tmp_path / f"slice.{ext}"
+    Image.fromarray(values).save(path)
+    assert Image.open(path).mode != "L"
+    dicom = tmp_path / "slice.dcm"
+    dicom.write_bytes(dicom_bytes(ct_dataset(hu, slope=1.0)))
+    np.testing.assert_allclose(read_slice(path), read_slice(dicom), atol=1e-6)
+    np.testing.assert_allclose(read_slice(path), window(hu), atol=1e-6)
+
+
+def test_a_windowed_16bit_export_keeps_its_plain_scaling(tmp_path):
+    """Soft tissue white, lungs mid-grey: already windowed, so not CT numbers, whatever its bit depth."""
+    for top in (4095, 65535):
+        values = np.round(window(chest_hu()) * top).astype(np.uint16)
+        Image.fromarray(values).save(tmp_path / "windowed.png")
+        assert imaging.ct_numbers(values.astype(np.float32)) is None
+        np.testing.assert_allclose(read_slice(tmp_path / "windowed.png"), values / 65535.0, atol=1e-6)
+
+
+def test_ct_numbers_needs_air_and_a_soft_tissue_peak():
+    hu = chest_hu()
+    assert imaging.ct_numbers(hu) is not None and imaging.ct_numbers(hu + 1024) is not None
+    body_only = np.where(hu < -500, 40.0, hu)  # no air: a crop inside the body, or not CT
+    assert imaging.ct_numbers(body_only) is None and imaging.ct_numbers(body_only + 1024) is None
+    assert imaging.ct_numbers(hu + 300) is None  # its tissue peak lies where no soft tissue does
+    assert imaging.ct_numbers(hu + 5000) is None  # past 12 bits
+
+
+def test_a_nifti_of_stored_ct_numbers_is_windowed():
+    hu = chest_hu()
+    vol = np.repeat((hu + imaging.CT_STORED_OFFSET).astype(np.uint16)[:, :, None], 3, axis=2)
+    out = read_slice_bytes(nifti_bytes(vol), "stored.nii", slice_index=1)
+    np.testing.assert_allclose(np.sort(out.ravel()), np.sort(window(hu).ravel()), atol=1e-6)
+
+
 def test_rgb_png(tmp_path):
     arr = np.zeros((32, 32, 3), np.uint8)
     arr[:16] = 100  # grey stays grey
@@ -661,3 +707,18 @@ def test_real_covidct_jpeg_named_png(data_root):
         assert out.shape == (ref.height, ref.width)
         np.testing.assert_allclose(out, np.asarray(ref.convert("L")) / 255.0, atol=1e-6)
     assert out.dtype == np.float32 and 0 <= out.min() < out.max() <= 1
+
+
+def test_real_ctmd_slices_saved_as_16bit_read_as_their_dicom(data_root, tmp_path):
+    """COVID-CT-MD's DICOM (JPEG Lossless, HU) saved as the 16-bit PNG a research export makes (HU + 1024)."""
+    from pydicom import dcmread
+
+    folder = data_root / "covid-ct-md" / "COVID-19" / "P002"
+    assert folder.is_dir(), f"{folder} missing: COVID_LAB_DATA must hold covid-ct-md/"
+    files = sorted(f for f in folder.iterdir() if f.is_file())
+    for f in files[:: max(1, len(files) // 6)]:
+        ds = dcmread(f)
+        hu = ds.pixel_array * float(ds.RescaleSlope) + float(ds.RescaleIntercept)
+        png = tmp_path / "export.png"
+        Image.fromarray(np.clip(hu + imaging.CT_STORED_OFFSET, 0, None).astype(np.uint16)).save(png)
+        np.testing.assert_allclose(read_slice(png), read_slice(f), atol=1e-6, err_msg=f.name)

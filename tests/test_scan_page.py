@@ -16,7 +16,8 @@ import pytest
 from test_dashboard import NOTICE, app, no_exception, texts
 
 from core.knowledge.scan import RULE, score_volume, summarise
-from tests.dicom_series import write_ctmd, write_series
+from tests.dicom_series import series, write_ctmd, write_series
+from tests.test_imaging import dicom_bytes
 from tests.phantom_series import dicom_series, nifti_bytes, right_lung_lesions
 
 PAGE = "views/scan.py"
@@ -177,8 +178,42 @@ def test_a_nifti_volume_is_a_scan(dash_env, phantom_scan, expected):
     assert metric(at, "Scan decision") == expected[1].decision.label
 
 
+def test_a_hospital_export_folder_is_a_scan(dash_env, series_files, expected):
+    """A study folder as a CD or PACS export holds it: DICOMDIR, a localizer series of its own, files with no
+    extension under per-series subfolders, and a viewer's files; the page scores the largest series (the one
+    scored from its files elsewhere), offers the other, and names the many files it did not read under an expander."""
+    from core.data.imaging import read_slice_bytes
+
+    from dashboard import ui
+
+    viewer = [(f"study/VIEWER/lib{k}.dll", b"MZ not an image", "application/octet-stream")
+              for k in range(ui.MAX_NAMED + 2)]
+    scout = dicom_bytes(series(1, size=96)[0])
+    files = ([(f"study/S1/IM{k:04d}", p.read_bytes(), "application/octet-stream") for k, p in enumerate(series_files)]
+             + [("study/DICOMDIR", b"\0" * 132, "application/octet-stream"),
+                ("study/S2/IM0001", scout, "application/octet-stream")] + viewer)
+    at = app(PAGE)
+    at.radio(key="scan_upload_how").set_value("A folder").run()
+    folder = at.file_uploader(key="scan_folder")
+    assert folder.accept_directory
+    folder.set_value(files).run()
+    no_exception(at)
+    assert not not_synthetic_errors(at)
+    assert count_line(at).startswith(f"**{N} slices** in the series, read from **{N + 1 + len(viewer)} files given** "
+                                     f"({1 + len(viewer)} not in it, named below)")  # DICOMDIR skipped, as in a folder
+    assert metric(at, "Scan decision") == expected[1].decision.label
+    assert "### folder study" in texts(at)  # the scan is named by its folder
+    picker = next(s for s in at.selectbox if (s.key or "").startswith("scan_series_"))
+    assert len(picker.options) == 2
+    warning = next(w.value for w in at.warning if "lib0.dll" in w.value)
+    assert warning.count("lib") == ui.MAX_NAMED and f"and {len(viewer) - ui.MAX_NAMED} more files not read" in warning
+    listed = next(e for e in at.expander if e.label == f"Files not read ({len(viewer)})")
+    assert all(f"lib{k}.dll: not a DICOM file" in listed.text[0].value for k in range(len(viewer)))
+    assert read_slice_bytes(files[0][1], "IM0000").shape == (96, 96)  # an extensionless file is read by content
+
+
 @pytest.mark.parametrize("name,payload", [("notes.txt", b"hello"), ("broken.zip", b"PK\x03\x04 not really a zip"),
-                                          ("vol.nii.gz", b"\x1f\x8bnot gzip at all")])
+                                          ("vol.nii.gz", b"\x1f\x8bnot gzip at all"), ("DICOMDIR", b"an index")])
 def test_nothing_readable_is_one_clear_error(dash_env, name, payload):
     at = upload([(name, payload, "application/octet-stream")])
     errors = not_synthetic_errors(at)

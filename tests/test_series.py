@@ -113,6 +113,17 @@ def test_files_uploads_and_zip_give_the_same_volume(tmp_path):
             np.testing.assert_array_equal(image, ref)
 
 
+def test_an_uploaded_folder_skips_what_a_folders_walk_skips():
+    """A folder uploaded from a browser (or a CD's copy) holds DICOMDIR and hidden files beside its slices."""
+    datasets = series(3)
+    slices = [(f"study/S1/IM{k:04d}", dicom_bytes(ds)) for k, ds in enumerate(datasets)]
+    extra = [("study/DICOMDIR", b"an index"), ("study/S1/._IM0000", b"resource fork"), ("study\\.DS_Store", b"x")]
+    found = read_series_uploads(slices + extra)
+    assert found.errors == [] and names(found.volumes[0]) == [name for name, _ in slices]
+    assert [series_module.skipped(name) for name, _ in extra] == [True, True, True]
+    assert not series_module.skipped("study/S1/IM0001") and not series_module.skipped("DICOMDIR.dcm")
+
+
 def test_zip_member_names_never_become_paths(tmp_path):
     datasets = series(3)
     archive = zip_of({"../../escape.dcm": dicom_bytes(datasets[0]), "/etc/abs.dcm": dicom_bytes(datasets[1]),

@@ -5,6 +5,10 @@ PNG/JPEG/WebP/BMP/TIFF by content (COVID-CT has JPEG data in files named .png), 
 (modality LUT to Hounsfield units, then the lung window W1500/L-600), NIfTI through nibabel
 (canonical orientation, one axial slice). Every failure is an `ImageReadError` naming the file.
 
+16-bit PNG/TIFF and NIfTI carry no modality, but CT exported that way keeps its CT numbers, in Hounsfield units
+(signed) or as scanners store them (HU + 1024, unsigned 12-bit): a slice that reads as a chest CT's numbers
+(`ct_numbers`) goes through the same lung window as DICOM; other data keeps a plain scaling to [0, 1].
+
 Compressed DICOM, as hospitals export it, is decoded by pydicom's plugins (requirements.txt): RLE natively,
 JPEG Lossless/JPEG-LS/JPEG baseline and extended by pylibjpeg-libjpeg, JPEG 2000 by pylibjpeg-openjpeg.
 A transfer syntax none of them reads is refused, by name and UID, before any decoding. A series of
@@ -27,6 +31,11 @@ MAX_NIFTI_BYTES = 1 << 30
 MAX_FRAMES = 4096
 MIN_SIDE = 16
 LUNG_WINDOW = (-600.0, 1500.0)  # level, width in Hounsfield units
+CT_STORED_OFFSET = 1024.0  # stored value = HU + 1024: the rescale intercept of -1024 nearly every CT scanner writes
+CT_MAX_STORED = 4095.0  # CT numbers fill 12 bits: stored 0..4095, HU -1024..3071
+CT_MIN_HU = -3100.0  # below the padding value outside a scanner's field of view (-3024 or -2048)
+CT_AIR_HU, CT_AIR_SHARE = -800.0, 0.05  # a chest slice is at least 5% air (outside the body, the lungs)
+CT_TISSUE_PEAK_HU = (-150.0, 100.0)  # the tallest peak of what is denser than -500 HU: fat, muscle, blood
 
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 _JPEG_MAGIC = b"\xff\xd8\xff"
@@ -67,6 +76,27 @@ def window(hu: np.ndarray, level: float = LUNG_WINDOW[0], width: float = LUNG_WI
     """Map Hounsfield units to [0, 1] through a display window."""
     low = level - width / 2
     return np.clip((hu.astype(np.float32) - low) / width, 0.0, 1.0)
+
+
+def ct_numbers(values: np.ndarray) -> np.ndarray | None:
+    """`values` in Hounsfield units if they are a chest CT slice's numbers, in HU or stored (HU + 1024); else None.
+
+    Read as CT numbers only when the slice looks like one in HU: air on at least CT_AIR_SHARE of it, and the
+    tallest peak of what is denser than -500 HU where fat and soft tissue lie. A windowed image saved in 16 bits
+    fails this (its soft tissue is white), as does a 16-bit photograph."""
+    lo, hi = float(values.min()), float(values.max())
+    if 0 <= lo and hi <= CT_MAX_STORED:
+        hu = values.astype(np.float32) - CT_STORED_OFFSET
+    elif CT_MIN_HU <= lo < CT_AIR_HU and hi <= CT_MAX_STORED:
+        hu = values.astype(np.float32)
+    else:
+        return None
+    dense = hu[hu > -500]
+    if (hu <= CT_AIR_HU).mean() < CT_AIR_SHARE or dense.size < CT_AIR_SHARE * hu.size:
+        return None
+    counts, edges = np.histogram(dense, bins=np.arange(-500.0, CT_MAX_STORED + 25, 25))
+    peak = edges[int(np.argmax(counts))] + 12.5
+    return hu if CT_TISSUE_PEAK_HU[0] <= peak <= CT_TISSUE_PEAK_HU[1] else None
 
 
 def _problem(exc: BaseException) -> str:
@@ -113,15 +143,16 @@ def _open_pil(name: str, data: bytes) -> Image.Image:
 
 def _pil_grey(img: Image.Image) -> np.ndarray:
     mode = img.mode
-    if mode.startswith("I;16"):
-        return np.asarray(img, dtype=np.float32) / 65535.0
-    if mode in ("I", "F"):
+    if mode.startswith("I") or mode == "F":
         arr = np.asarray(img, dtype=np.float32)
         if not np.isfinite(arr).all():
             return arr  # _check_shape names the problem
+        hu = ct_numbers(arr)
+        if hu is not None:
+            return window(hu)
         lo, hi = float(arr.min()), float(arr.max())
-        if mode == "I" and lo >= 0 and hi <= 65535:
-            return arr / 65535.0  # 16-bit data widened to 32 bits (Pillow does so for some PNG/TIFF)
+        if mode != "F" and lo >= 0 and hi <= 65535:
+            return arr / 65535.0  # 16-bit data (Pillow widens it to 32 bits for some PNG/TIFF)
         # Signed or float data has no fixed scale: stretch what is there.
         return (arr - lo) / (hi - lo) if hi > lo else np.zeros_like(arr)
     if mode in ("RGBA", "LA", "PA", "RGBa", "La") or (mode == "P" and "transparency" in img.info):
@@ -350,10 +381,14 @@ def nifti_slice(img, name: str, slice_index: int | None) -> np.ndarray:
     # Radiological view, as DICOM and the COVID-CT images show it: anterior up, patient's right on the left.
     sl = np.ascontiguousarray(sl[::-1, ::-1].T)
     # NIfTI has no modality: CT stores Hounsfield units (air ~ -1000), so a slice that goes that low is
-    # windowed; otherwise [0, 1] is kept, non-negative data is divided by its maximum, and the rest stretched.
+    # windowed, as is one of stored CT numbers (`ct_numbers`); otherwise [0, 1] is kept, non-negative data is
+    # divided by its maximum, and the rest stretched.
     lo, hi = float(sl.min()), float(sl.max())
+    hu = ct_numbers(sl) if lo >= 0 else None
     if lo < -100:
         sl = window(sl)
+    elif hu is not None:
+        sl = window(hu)
     elif lo < 0:
         sl = (sl - lo) / (hi - lo)
     elif hi > 1:

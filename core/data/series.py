@@ -166,8 +166,9 @@ def _printable(text: str) -> str:
     return "".join(c if c.isprintable() else "?" for c in text)
 
 
-def _skipped(name: str) -> bool:
-    base = name.rstrip("/").rsplit("/", 1)[-1]
+def skipped(name: str) -> bool:
+    """A file a series' folder holds beside its slices, never read: DICOMDIR, hidden files (any path, / or \\)."""
+    base = name.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1]
     return base.startswith(".") or base.upper() in SKIPPED_NAMES  # .DS_Store, __MACOSX's ._files, DICOMDIR
 
 
@@ -186,7 +187,7 @@ def _folder_sources(folder: Path) -> list[_Source]:
     files: list[Path] = []
     for base, dirnames, filenames in os.walk(folder):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        files += [Path(base) / f for f in sorted(filenames) if not _skipped(f)]
+        files += [Path(base) / f for f in sorted(filenames) if not skipped(f)]
         if len(files) > MAX_SERIES_FILES:
             raise ImageReadError(str(folder), f"holds over {MAX_SERIES_FILES} files; pass the folder of one series")
     if not files:
@@ -220,7 +221,7 @@ def _zip_sources(label: str, open_zip: Callable[[], zipfile.ZipFile]) -> list[_S
     so no name from the archive ever becomes a path."""
     try:
         with open_zip() as zf:
-            infos = [i for i in zf.infolist() if not i.is_dir() and not _skipped(i.filename)]
+            infos = [i for i in zf.infolist() if not i.is_dir() and not skipped(i.filename)]
     except Exception as exc:  # BadZipFile, OSError, a truncated central directory...
         raise ImageReadError(label, f"not a readable .zip archive ({_problem(exc)})") from None
     if len(infos) > MAX_SERIES_FILES:
@@ -462,7 +463,7 @@ def _assemble(sources: list[_Source], rejected: list[ImageReadError]) -> SeriesS
 # ------------------------------------------------------------------------------------------ entry points
 
 def read_series(paths: str | Path | Iterable[str | Path]) -> SeriesSet:
-    """Read DICOM series from folders (walked, hidden files and DICOMDIR skipped), .zip archives and files."""
+    """Read DICOM series from folders (walked, `skipped` files left), .zip archives and files."""
     paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
     sources: list[_Source] = []
     rejected: list[ImageReadError] = []
@@ -475,10 +476,13 @@ def read_series(paths: str | Path | Iterable[str | Path]) -> SeriesSet:
 
 
 def read_series_uploads(files: Iterable[tuple[str, bytes]]) -> SeriesSet:
-    """Read DICOM series from in-memory (name, bytes) pairs (an upload); a .zip among them is opened."""
+    """Read DICOM series from in-memory (name, bytes) pairs (an upload, an uploaded folder); a .zip among them is
+    opened; what a folder's walk skips is skipped."""
     sources: list[_Source] = []
     rejected: list[ImageReadError] = []
     for name, data in files:
+        if skipped(name):
+            continue
         data = bytes(data)
         if data[:4] in _ZIP_MAGICS:
             try:

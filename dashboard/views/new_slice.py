@@ -14,8 +14,10 @@ st.title("New slice")
 st.caption("The file is read in memory (its name is only shown, never used as a path) and analysed by the "
            "selected run: every branch's probability, the attention map and tau crop, the infected regions, "
            "the fusion CAM, and its place in the run's 3D feature map.")
-up = st.file_uploader(f"CT slice: PNG, JPEG, DICOM (.dcm) or NIfTI (.nii, .nii.gz), up to {ui.upload_limit_mb()} MB",
-                      type=uploads.UPLOAD_TYPES, key="upload")
+# Any file name: hospitals export DICOM without an extension (IM0001), and a file is read by its content.
+up = st.file_uploader(f"CT slice: PNG, JPEG, TIFF, DICOM (any name) or NIfTI (.nii, .nii.gz), up to "
+                      f"{ui.upload_limit_mb()} MB; a 16-bit PNG or TIFF of CT numbers is read in the lung window",
+                      key="upload")
 if up is None:
     st.info("Upload a slice to analyse it.")
     st.stop()

@@ -1,8 +1,8 @@
-"""Scan: a whole CT scan (a DICOM series, a .zip of one, a NIfTI volume, or a COVID-CT-MD patient) scored slice
-by slice with the run; the scan-level decision, how far it can be trusted (core.trust.scan_call), the opacity per
-lung, where along the scan the disease lies, a slice scroller with the maps of the slice shown, the slices that
-drive the decision, a report. While the run's classifiers train, from the end of its segmenter's first round, the
-lesions alone (dashboard.lesions_ui)."""
+"""Scan: a whole CT scan (a DICOM series: its files, a .zip of them, a hospital's export folder; a NIfTI volume; or a
+COVID-CT-MD patient) scored slice by slice with the run; the scan-level decision, how far it can be trusted
+(core.trust.scan_call), the opacity per lung, where along the scan the disease lies, a slice scroller with the maps
+of the slice shown, the slices that drive the decision, a report. While the run's classifiers train, from the end of
+its segmenter's first round, the lesions alone (dashboard.lesions_ui)."""
 import math
 
 import streamlit as st
@@ -23,9 +23,17 @@ patients = scans.ctmd_patients(data_root)
 UPLOAD, PATIENT = "Upload a scan", "COVID-CT-MD patient"
 source = st.radio("Scan", [UPLOAD, PATIENT], horizontal=True, key="scan_source") if patients else UPLOAD
 if source == UPLOAD:
-    ups = st.file_uploader("A DICOM series (its files, a .zip of them, or one Enhanced CT file) or a NIfTI volume "
-                           f"(.nii, .nii.gz); up to {ui.upload_limit_mb()} MB a file", accept_multiple_files=True,
-                           key="scan_upload")
+    FILES, FOLDER = "Files or a .zip", "A folder"
+    how = st.radio("Upload", [FILES, FOLDER], horizontal=True, key="scan_upload_how",
+                   help="A folder as a hospital exports a study (a CD's or a PACS export's, subfolders and DICOMDIR "
+                        "included): every file in it is read, and its series are told apart by their UIDs")
+    if how == FILES:
+        ups = st.file_uploader("A DICOM series (its files, a .zip of them, or one Enhanced CT file) or a NIfTI volume "
+                               f"(.nii, .nii.gz); up to {ui.upload_limit_mb()} MB a file", accept_multiple_files=True,
+                               key="scan_upload")
+    else:
+        ups = st.file_uploader(f"A folder holding a CT study's DICOM files; up to {ui.upload_limit_mb()} MB a file",
+                               accept_multiple_files="directory", key="scan_folder")
     if not ups:
         st.info("Upload the files of one CT series (or a .zip of them, or its Enhanced CT file), or a NIfTI volume, "
                 "to score the whole scan."
@@ -41,8 +49,11 @@ else:
 
 if scan.error:
     st.error(scan.error)
-    for line in scan.rejected:
+    for line in scan.rejected[:ui.MAX_NAMED]:
         st.caption(line)
+    if len(scan.rejected) > ui.MAX_NAMED:
+        with st.expander(f"Files not read ({len(scan.rejected)})"):
+            st.text("\n".join(scan.rejected))
     st.stop()
 
 series = 0
@@ -51,7 +62,9 @@ if len(scan.volumes) > 1:
                           format_func=lambda i: f"{scan.volumes[i].series_uid or 'no UID'} · {len(scan.volumes[i])} "
                                                 "slices" + (" (the largest)" if i == 0 else ""))
 vol = scan.volumes[series]
-notes = vol.problems + vol.notes + [str(e) for e in vol.left_out] + scan.rejected
+notes = vol.problems + vol.notes + [str(e) for e in vol.left_out] + scan.rejected[:ui.MAX_NAMED]
+if len(scan.rejected) > ui.MAX_NAMED:  # a hospital CD's viewer program and its files, say
+    notes.append(f"and {len(scan.rejected) - ui.MAX_NAMED} more files not read, each named under \"Files not read\"")
 st.markdown(f"### {scan.name}")
 files_given = f"{scan.given} file{'' if scan.given == 1 else 's'} given"
 st.markdown(f"**{len(vol)} slices** in the series, read from **{files_given}**"
@@ -61,6 +74,9 @@ st.markdown(f"**{len(vol)} slices** in the series, read from **{files_given}**"
             + ("" if vol.pixel_spacing is None else " · pixels {:.3g} x {:.3g} mm".format(*vol.pixel_spacing)))
 if notes:
     st.warning("\n".join(f"- {line}" for line in notes), icon="📋")
+if len(scan.rejected) > ui.MAX_NAMED:
+    with st.expander(f"Files not read ({len(scan.rejected)})"):
+        st.text("\n".join(scan.rejected))
 
 if not waiting.ready(ctx.runs, ctx.name, waiting.COMPLETE):  # the classifiers still train: the segmenter alone
     lesions_ui.scan_lesions(ctx, scan, series, vol)
