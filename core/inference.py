@@ -25,6 +25,7 @@ from core.inputs.lesion_crops import lesion_crops
 from core.inputs.lesion_maps import lesion_map_u8
 from core.inputs.lungs import LungField
 from core.knowledge.decision import Factors, TwoStepDecision
+from core.knowledge.lung_window import LungsBlack, lungs_black
 from core.knowledge.signs import SIGNS, Signs, signs_in_frame
 from core.models import network
 from core.models.segmenter import load_segmenter, segment
@@ -52,6 +53,7 @@ class SliceAnalysis:
     probs: dict = field(default_factory=dict)  # branch -> probability
     signs: Signs | None = None  # the radiological signs (core.knowledge.signs)
     factors: Factors | None = None  # the two-step decision's two factors, when the run has that decision
+    lungs_black: LungsBlack | None = None  # how black its lungs are (core.knowledge.lung_window)
 
     def to_json(self) -> dict:
         return {"probabilities": {k: round(float(v), 6) for k, v in self.probs.items()},
@@ -60,7 +62,8 @@ class SliceAnalysis:
                 "lesion_boxes": [[round(v, 4) for v in b.as_list()] for b in self.lesion_boxes],
                 "lung_crops": {s: (None if b is None else [round(v, 4) for v in b.as_list()])
                                for s, b in self.side_boxes.items()},
-                "input": {"frame_box": [round(v, 4) for v in self.frame.as_list()], "lung_field_found": self.lung_found},
+                "input": {"frame_box": [round(v, 4) for v in self.frame.as_list()], "lung_field_found": self.lung_found,
+                          "lungs_black": None if self.lungs_black is None else self.lungs_black.to_json()},
                 **({} if self.signs is None else {"signs": {k: _rounded(v) for k, v in self.signs.to_dict().items()
                                                             if k in SIGNS}}),
                 **({} if self.factors is None else {"two_step": {"disease_present": round(self.factors.disease, 6),
@@ -118,6 +121,7 @@ class LesionAnalysis:
     lesion_prob: np.ndarray  # (Sg, Sg) lesion probability
     signs: Signs
     probs: dict  # the lesion-share baseline, the one score a segmenter gives
+    lungs_black: LungsBlack | None = None  # how black its lungs are (core.knowledge.lung_window)
     factors: None = None  # no decision without the classifiers
 
 
@@ -138,7 +142,7 @@ def read_lesions(cfg: PipelineConfig, fields: FieldFinder, segmenter, slice01: n
     signs = signs_in_frame(slice01, small.box, small.lung, stored, small.found)
     return LesionAnalysis(image=quantise8(small.image), hires=hires, lung=small.lung, frame=small.box,
                           lung_found=small.found, field_on_slice=field, lesion_prob=lesion, signs=signs,
-                          probs={"lesion-share": signs.lesion_share})
+                          probs={"lesion-share": signs.lesion_share}, lungs_black=lungs_black(slice01, field))
 
 
 class LesionReader:
@@ -190,7 +194,7 @@ class TrainedRun:
         a = SliceAnalysis(image=le.image, hires=le.hires, lung=le.lung, frame=le.frame, lung_found=le.lung_found,
                           field_on_slice=le.field_on_slice, attention=attention, tau=cfg.tau, box=Box(0, 0, 1, 1),
                           box_empty=True, lesion_prob=le.lesion_prob, lesion_boxes=lc.lesions, side_boxes=lc.sides,
-                          inputs=inputs, signs=le.signs, probs=dict(le.probs))
+                          inputs=inputs, signs=le.signs, probs=dict(le.probs), lungs_black=le.lungs_black)
         return self.rescore_tau(a, cfg.tau if tau is None else tau)
 
     @torch.no_grad()

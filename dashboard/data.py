@@ -359,6 +359,17 @@ def slice_statistics(runs: str, name: str, stamp: str, key: str):
     return measure_file(view(runs, name, stamp).slice_paths[key])
 
 
+@st.cache_data(max_entries=256, show_spinner=False)
+def lungs_black(runs: str, name: str, stamp: str, key: str):
+    """How black the lungs of one of the run's slices are (core.knowledge.lung_window.LungsBlack, or None)."""
+    from core.data.imaging import read_slice
+    from core.inputs.lungs import lung_field
+    from core.knowledge.lung_window import lungs_black as measure
+
+    img = read_slice(view(runs, name, stamp).slice_paths[key])
+    return measure(img, lung_field(img))
+
+
 @st.cache_data(max_entries=64, show_spinner=False)
 def image_statistics(slice01: np.ndarray):
     """core.trust.image_check statistics of a slice as read (an upload, a scan's slice)."""

@@ -87,6 +87,7 @@ def slice_lesions(ctx: ui.Ctx, raw: bytes, filename: str, slice_index: int | Non
     st.markdown(f"### `{result.name}`" + (f" · slice {slice_index}" if slice_index is not None else ""))
     if not a.lung_found:
         st.warning(ui.NO_LUNG_FIELD)
+    ui.lungs_black_note(a.lungs_black)
     pics = slice_pictures(result.slice01, a, None)
     ui.image_row([(pics["slice"], "uploaded slice, its lung field outlined in cyan"),
                   (pics["lesion"], _lesions_caption(source))], width=384)

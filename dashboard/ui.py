@@ -9,6 +9,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from core.explain.attention import Box
+from core.knowledge import lung_window
 from core.knowledge.decision import TwoStepDecision
 from core.pictures import slice_images
 from core.results.external_tables import chosen_on
@@ -172,6 +173,12 @@ def prob_chart(df: pd.DataFrame, thresholds: dict[str, dict[str, float]], height
 PROB_CHART_KEY = "black tick: the branch's operating point; a red bar stands on its COVID side"  # prob_chart, 1 run
 
 
+def lungs_black_note(black: lung_window.LungsBlack | None) -> None:
+    """A warning when the slice's lungs are black, shown in a soft-tissue window (core.knowledge.lung_window)."""
+    if not lung_window.readable(black):
+        st.warning(f"{lung_window.WORDS} ({black.share:.0%} of its {black.of} is black.)", icon="🌑")
+
+
 def out_of_range_note(rv: RunView, vector) -> None:
     """Warn when a slice's fusion-layer input lies far outside what the training split showed."""
     worst, ref = rv.out_of_range(vector)
@@ -204,6 +211,7 @@ def live_analysis(ctx: Ctx, tr, a, images: dict, fusion_vector, order: list[str]
         step_one = " Step 1 of the two-step decision reads no disease." if decision == TwoStepDecision.name else ""
         st.warning(NO_LUNG_FIELD + step_one + " The networks saw the whole slice, which is not what they were "
                    "trained on: their probabilities deserve less trust.")
+    lungs_black_note(a.lungs_black)
     left, right = st.columns([1, 1.4])
     left.image(images["slice"], width=300, caption=caption)
     with right:

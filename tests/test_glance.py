@@ -27,25 +27,29 @@ EXT = {"comparisons": {
                      "scan_covid": {"two-step": call, "lesion-share": True}}
                  for p, role, label, call in (("P001", "chooses", 1, False), ("P002", "reports", 1, True),
                                               ("normal002", "reports", 0, True), ("cap002", "reports", 0, False))}}
-SHORT = {"branches": {"two-step": {"lungs-blanked": auc(0.46)}}}
+SHORT = {"branches": {"two-step": {"lungs-blanked": auc(0.46), "lungs-readable": auc(0.8)},
+                      "lesion-share": {"lungs-readable": auc(0.59)}}}
 
 
 def test_each_row_reads_the_report_patients_and_sources():
     rows = glance("two-step", TEST, EXT, SHORT)
     table = glance_table(rows)
-    assert list(table.decision) == ["0.820 [0.760, 0.880]", "0.970 [0.920, 0.980]", "0.950 [0.900, 0.960]", "2 of 3",
-                                    "0.940 [0.830, 0.980]", "0.460 [0.410, 0.470]"]
-    assert list(table["lesion share alone"]) == ["0.630", "0.950", "0.760", "1 of 3", "1.000", ""]
-    assert "against normal slices" in rows[1].question and "against pneumonia slices" in rows[2].question
+    assert list(table.decision) == ["0.820 [0.760, 0.880]", "0.800 [0.750, 0.810]", "0.970 [0.920, 0.980]",
+                                    "0.950 [0.900, 0.960]", "2 of 3", "0.940 [0.830, 0.980]", "0.460 [0.410, 0.470]"]
+    assert list(table["lesion share alone"]) == ["0.630", "0.590", "0.950", "0.760", "1 of 3", "1.000", ""]
+    assert "soft-tissue window" in rows[1].question
+    assert "against normal slices" in rows[2].question and "against pneumonia slices" in rows[3].question
 
 
 def test_what_a_run_has_not_measured_names_its_command():
     rows = glance("two-step", TEST, None, None)
     assert rows[0].text() == "0.820 [0.760, 0.880]"
-    assert [r.text() for r in rows[1:5]] == [f"not measured yet: {EXTERNAL}"] * 4
-    assert rows[5].text() == f"not measured yet: {SHORTCUT}"
+    assert [r.text() for r in rows[2:6]] == [f"not measured yet: {EXTERNAL}"] * 4
+    assert rows[1].text() == rows[6].text() == f"not measured yet: {SHORTCUT}"
+    older = glance("two-step", TEST, EXT, {"branches": {"two-step": {"lungs-blanked": auc(0.46)}}})
+    assert older[1].text() == f"not measured yet: {SHORTCUT}"  # an audit from before (e): made again, it has it
     fusion = glance("fusion", TEST, EXT, SHORT)  # a branch the reports do not hold
-    assert fusion[0].text().startswith("not measured yet") and fusion[3].text() == f"not measured yet: {EXTERNAL}"
+    assert fusion[0].text().startswith("not measured yet") and fusion[4].text() == f"not measured yet: {EXTERNAL}"
 
 
 def test_the_overview_opens_with_the_decision_at_a_glance(dash_env, rv):
@@ -58,4 +62,4 @@ def test_the_overview_opens_with_the_decision_at_a_glance(dash_env, rv):
     table = at.dataframe[0].value
     auc = rv.metrics("test", n_boot=10)[rv.decision_branch()]["auc"]["value"]
     assert table.decision[0].startswith(f"{auc:.3f} [")  # the run's own test AUC
-    assert table.decision[1] == f"not measured yet: {EXTERNAL}"  # the session's run has no external.json
+    assert table.decision[2] == f"not measured yet: {EXTERNAL}"  # the session's run has no external.json

@@ -5,15 +5,16 @@ after its slices (JSON Lines).
     python -m train predict --run runs/lite0 --tau 0.6 --slice 40 volume.nii.gz
     python -m train predict --run runs/lite0 series_folder/ study.zip IM0001.dcm IM0002.dcm
 
-A folder or a .zip is read as DICOM series, and so are loose DICOM files that share a SeriesInstanceUID
-and a multi-frame (Enhanced CT) file (core/data/series.py): every slice of each series is answered in body order,
-with its file, the series' UID, its index in the volume and its position (mm). Any other file is one slice, as
-before (a NIfTI volume: its middle slice, or --slice). Every slice's line carries its "decision": the decision
-branch's call at its operating point, its prediction set and whether it is unlike the run's training slices
-(core/trust/calls.py). After a series' slices, one line {"series_uid": ..., "scan": {...}}: the scan's call by the
-scan rule, its opacity per lung and how far the call can be trusted. A file that cannot be read gets {"file": ...,
-"error": ...}; the others are still answered, and the exit code is 1 when any file failed. What is wrong with a
-series as a whole (a gap, a second series beside the first) is a `warning:` line on standard error.
+A folder or a .zip is read as DICOM series, and so are loose DICOM files that share a SeriesInstanceUID and a
+multi-frame (Enhanced CT) file (core/data/series.py): every slice of each series is answered in body order, with its
+file, the series' UID, its index in the volume and its position (mm). Any other file is one slice, as before (a
+NIfTI volume: its middle slice, or --slice). Every slice's line carries its "decision": the decision branch's call
+at its operating point, its prediction set, whether it is unlike the run's training slices and whether its lungs can
+be read at all (black in a soft-tissue window: core/knowledge/lung_window.py) (core/trust/calls.py). After a series'
+slices, one line {"series_uid": ..., "scan": {...}}: the scan's call by the scan rule, its opacity per lung and how
+far the call can be trusted. A file that cannot be read gets {"file": ..., "error": ...}; the others are still
+answered, and the exit code is 1 when any file failed. What is wrong with a series as a whole (a gap, a second
+series beside the first) is a `warning:` line on standard error.
 """
 from __future__ import annotations
 
@@ -48,7 +49,8 @@ def _slice(tr: TrainedRun, tau: float | None, calls: RunCalls, read, where: dict
     except ImageReadError as exc:
         print(json.dumps({**where, "error": str(exc)}), flush=True)
         return True
-    print(json.dumps({**where, **a.to_json(), "decision": calls.of_slice(a.probs, flagged)}), flush=True)
+    print(json.dumps({**where, **a.to_json(), "decision": calls.of_slice(a.probs, flagged, a.lungs_black)}),
+          flush=True)
     return False
 
 
@@ -84,7 +86,8 @@ def _series(tr: TrainedRun, tau: float | None, calls: RunCalls, vol: Volume) -> 
             failed += 1
             return
         flagged = {c: row[c] for c in COLUMNS} if FLAG_COLUMN in row else None
-        print(json.dumps({**where, **a.to_json(), "decision": calls.of_slice(a.probs, flagged)}), flush=True)
+        print(json.dumps({**where, **a.to_json(), "decision": calls.of_slice(a.probs, flagged, a.lungs_black)}),
+              flush=True)
 
     table = score_volume(_AtTau(tr, tau), vol, extra=calls.flag_columns, on_slice=answer)
     print(json.dumps({"series_uid": vol.series_uid, "scan": calls.of_scan(table)}), flush=True)

@@ -54,7 +54,8 @@ SHORTCUT_FILES = (("shortcut.csv", "shortcut.json", "COVID-CT test split; extern
                    "slices (all COVID) at each branch's operating point"),
                   ("shortcut-train.csv", "shortcut-train.json", "external slices: COVID-SemiSeg training slices "
                    "(`--external-split train`)"))
-SHORTCUT_SUMMARY = ("test_auc", "lungs_blanked_auc", "lungs_only_auc", "external_sensitivity", "pointing")
+SHORTCUT_SUMMARY = ("test_auc", "lungs_blanked_auc", "lungs_only_auc", "lungs_readable_auc", "external_sensitivity",
+                    "pointing")
 
 
 def add_args(p):

@@ -17,6 +17,11 @@ For one run, scored live through its own preprocessing (core.inputs.harmonise, t
                     TOLERANCE_PX of an expert lesion mask) and energy share in the lesions of each
                     decision branch's own map (global: Zhou CAM of its FC weights; fusion: the
                     fusion CAM), beside a uniform map over the slice and one over the lung field.
+(e) lungs readable  the intact COVID-CT test AUC on the slices whose lungs can be read, the ones
+                    shown in a soft-tissue window left out (core.knowledge.lung_window: lungs
+                    black, named in `soft_tissue_window`). COVID-CT's such slices are nearly all
+                    non-COVID, so the window alone separates its classes a little; (e) below the
+                    intact AUC is what the window gave.
 
 Edited slices keep the lung field found on the intact slice, so an edit never moves the frame.
 Slices where no lung field is found cannot be edited: they are left out of (a) and (b) and named.
@@ -50,6 +55,7 @@ from core.inference import TrainedRun, quantise8
 from core.inputs.fields import FieldFinder
 from core.inputs.harmonise import grown, harmonise
 from core.inputs.lungs import LungField
+from core.knowledge.lung_window import lungs_black, readable
 from core.models import network
 from core.results.metrics import binary_metrics, wilson
 from core.results.predictions import operating_point, read_predictions
@@ -60,6 +66,7 @@ CONDITIONS = ("intact", "lungs-blanked", "lungs-only")
 AUDIT_FILE = "shortcut.json"  # what `python -m train shortcut` writes into the run folder (test split)
 AUDIT_TABLE = "shortcut.csv"  # the same, one row per branch
 BASELINE_MAPS = ("uniform", "uniform-in-lungs")  # maps with no knowledge of the slice
+LUNGS_READABLE = "lungs-readable"  # (e): the intact scores of the slices not shown in a soft-tissue window
 
 
 def blank_lungs(img: np.ndarray, field: LungField) -> np.ndarray:
@@ -149,7 +156,7 @@ def first_of_each_class(slices: list, limit: int | None) -> list:
 
 def audit(run, data_root, scorer, limit: int | None = None, tolerance_px: float = TOLERANCE_PX,
           progress: bool = True, external_split: str = "test") -> dict:
-    """The four measurements of the module docstring, as one JSON-ready dict. `external_split`
+    """The five measurements of the module docstring, as one JSON-ready dict. `external_split`
     "train": COVID-SemiSeg's 50 labelled training slices instead (the classifier never trains on
     them, so variants can be chosen on them and reported on the 48 test slices)."""
     from tqdm import tqdm
@@ -158,7 +165,7 @@ def audit(run, data_root, scorer, limit: int | None = None, tolerance_px: float 
     test = first_of_each_class([s for s in read_covidct(data_root) if s.split == "test"], limit)
     external = read_labelled(data_root, external_split)[:limit]
     scores = {c: [] for c in CONDITIONS}
-    labels, skipped, stored_gap = [], [], {}
+    labels, skipped, stored_gap, soft, readable_lungs = [], [], {}, [], []
     by_key = preds.set_index("key")
     for s in tqdm(test, desc="shortcut: COVID-CT test", disable=not progress):
         img = read_slice(s.path)
@@ -167,6 +174,9 @@ def audit(run, data_root, scorer, limit: int | None = None, tolerance_px: float 
             skipped.append(s.key)
             continue
         labels.append(s.label)
+        readable_lungs.append(readable(lungs_black(img, field)))
+        if not readable_lungs[-1]:
+            soft.append(s.key)
         for c in CONDITIONS:
             scores[c].append(scorer(EDITS[c](img, field), field).probs)
         for b, p in scores["intact"][-1].items():  # live scoring must match what the run stored
@@ -175,10 +185,13 @@ def audit(run, data_root, scorer, limit: int | None = None, tolerance_px: float 
                 stored_gap[b] = max(stored_gap.get(b, 0.0), abs(p - float(by_key.at[s.key, col])))
     branches = sorted(scores["intact"][0]) if scores["intact"] else []
     y = np.array(labels)
-    out = {"run": str(run.path), "n_test": len(labels), "no_lung_field": skipped,
+    out = {"run": str(run.path), "n_test": len(labels), "no_lung_field": skipped, "soft_tissue_window": soft,
            "live_vs_stored_max_abs_diff": stored_gap, "branches": {}}
+    keep = np.array(readable_lungs, dtype=bool)
     for b in branches:
         row = {c: _auc_row(y, [d[b] for d in scores[c]]) for c in CONDITIONS}
+        intact = np.array([d[b] for d in scores["intact"]])
+        row[LUNGS_READABLE] = _auc_row(y[keep], intact[keep]) if len(set(y[keep])) == 2 else None
         out["branches"][b] = row
 
     # (c) and (d): the external all-COVID slices
@@ -261,7 +274,9 @@ def summary_rows(result: dict) -> list[dict]:
         spec = ext.get("covidct_test_specificity") or {}
         loc = result.get("localisation", {}).get(b, {})
         rows.append({"branch": b, "test_auc": r["intact"]["auc"], "lungs_blanked_auc": r["lungs-blanked"]["auc"],
-                     "lungs_only_auc": r["lungs-only"]["auc"], "external_sensitivity": ext.get("sensitivity"),
+                     "lungs_only_auc": r["lungs-only"]["auc"],
+                     "lungs_readable_auc": (r.get(LUNGS_READABLE) or {}).get("auc"),  # None before (e) existed
+                     "external_sensitivity": ext.get("sensitivity"),
                      "external_mean_p": ext.get("mean_p"), "covidct_test_specificity": spec.get("value"),
                      "pointing": loc.get("pointing"), "pointing_ci_low": (loc.get("pointing_ci") or [None])[0],
                      "energy_share": loc.get("energy_share")})

@@ -4,7 +4,8 @@ lesion share alone (the segmenter's knowledge without a classifier). The Overvie
     rows = glance("two-step", metrics_test, external, shortcut)   # metrics_test.json's, external.json's, shortcut.json's
     table = glance_table(rows)
 
-    COVID-CT test                  the decision's AUC on the paper's test split
+    COVID-CT test                  the decision's AUC on the paper's test split, and without its slices shown in
+                                   a soft-tissue window (nearly all non-COVID: the window hints at the class)
     another hospital               COVID-CT-MD's report patients: slices with visible infection against normal
                                    slices and against pneumonia slices (AUC), and the scan calls right
     another source, all COVID      COVID-SemiSeg test: the share called COVID at the decision's operating point
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from core.audits.external import REPORTS
+from core.audits.shortcut import LUNGS_READABLE
 from core.results.external_tables import auc_text
 from core.trust.scan_call import record
 
@@ -69,6 +71,10 @@ def glance(branch: str, test: dict | None, external: dict | None, shortcut: dict
     rows.append(Headline("COVID-CT test: COVID against non-COVID", "AUC", auc and auc["value"],
                          auc and tuple(auc["ci"]), ref and ref["value"],
                          missing="`python -m train evaluate --run RUN --split test`"))
+    readable = lambda b: (((shortcut or {}).get("branches") or {}).get(b) or {}).get(LUNGS_READABLE)
+    rows.append(Headline("COVID-CT test without its slices in a soft-tissue window (lungs black; the window hints at "
+                         "the class)", "AUC", *_auc(readable(branch)), _auc(readable(LESION_SHARE))[0],
+                         missing=SHORTCUT))
     held, aucs = record(external, branch)
     held_ref, aucs_ref = record(external, LESION_SHARE)
     for against in ("normal", "pneumonia"):

@@ -2,8 +2,8 @@
 lines), each part with why it is missing when the run cannot give it:
 
     slice   the decision branch's call at its operating point, its prediction set at `level` (core.trust.conformal,
-            calibrated on the run's validation split) and the out-of-distribution flag (core.trust.ood, at the level
-            `train trust` measured it with)
+            calibrated on the run's validation split), the out-of-distribution flag (core.trust.ood, at the level
+            `train trust` measured it with) and whether its lungs can be read at all (core.knowledge.lung_window)
     scan    the call by core.knowledge.scan.RULE, the opacity per lung and the lesion by zone, and how far the call
             can be trusted (core.trust.scan_call)
 
@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from core.knowledge import lung_window
 from core.runs.feature_cache import CacheError
 from core.trust import store
 from core.trust.conformal import LEVEL
@@ -58,9 +59,9 @@ class RunCalls:
         """core.knowledge.scan.score_volume's `extra` that assesses every slice with the flag (None without one)."""
         return None if self.flag is None else flag_columns(self.flag)
 
-    def of_slice(self, probs: dict, flagged: dict | None) -> dict:
+    def of_slice(self, probs: dict, flagged: dict | None, lungs_black=None) -> dict:
         """A slice's call (`probs`: its analysis' probabilities; `flagged`: its flag columns, core.trust.ood.COLUMNS,
-        or None when the run has no flag)."""
+        or None when the run has no flag; `lungs_black`: its analysis' LungsBlack)."""
         p = float(probs[self.branch])
         out = {"branch": self.branch, "p": round(p, 6), "operating_point": round(self.threshold, 6),
                "call": "COVID" if p >= self.threshold else "non-COVID"}
@@ -72,6 +73,9 @@ class RunCalls:
             out.update(unlike_training=None, no_flag=self.no_flag or "the slice was not assessed")
         else:
             out.update(unlike_training=bool(flagged[FLAG_COLUMN]), unlike_why=str(flagged[WHY_COLUMN] or ""))
+        out["lungs_readable"] = lung_window.readable(lungs_black)
+        if not out["lungs_readable"]:
+            out["lungs_why"] = lung_window.WORDS
         return out
 
     def of_scan(self, table: pd.DataFrame) -> dict:

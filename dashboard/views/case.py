@@ -58,6 +58,8 @@ except (FileNotFoundError, ImageReadError) as exc:  # the run's data location is
     statistics = None
     st.caption(f"No image check of this slice: {exc}")
 trust_ui.slice_trust(ctx, r.p, vector, statistics)
+if statistics is not None:  # its file was read
+    ui.lungs_black_note(data.lungs_black(ctx.runs, ctx.name, ctx.stamp, key))
 try:
     imgs = data.case_images(ctx.runs, ctx.name, ctx.stamp, key)
 except Exception as exc:

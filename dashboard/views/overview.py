@@ -140,7 +140,9 @@ with b2:
 measured_table("**Shortcut audit** · does the run read the disease, or where a slice came from?",
                AUDIT_TABLE, "shortcut --data-root DATA",
                "`lungs_blanked_auc`: COVID-CT test AUC from what lies outside the lungs only (a network that reads "
-               "the disease stays near 0.5). `external_sensitivity`: share of the all-COVID COVID-SemiSeg test "
+               "the disease stays near 0.5). `lungs_readable_auc`: COVID-CT test AUC without the slices shown in a "
+               "soft-tissue window (lungs black; nearly all non-COVID in COVID-CT): what is left when the window "
+               "cannot help. `external_sensitivity`: share of the all-COVID COVID-SemiSeg test "
                "slices called COVID at the branch's operating point (COVID-CT validation; the two-step decision's: the "
                "data that choose), beside COVID-CT test specificity at that "
                "point. `pointing`: the branch map's peak inside an expert lesion mask (a flat map scores the "
