@@ -199,6 +199,15 @@ def test_series_check_names_every_bad_file_gap_and_other_series(tmp_path, capsys
     assert lines[-1] == "error: 2 problems with the DICOM series given (listed above)"
 
 
+def test_a_series_that_is_not_axial_is_a_problem_before_predicting(tmp_path, capsys):
+    write_series(tmp_path / "cor", series(3, orientation=(1.0, 0.0, 0.0, 0.0, 0.0, -1.0), series_uid="1.2.3.5"))
+    rc = main(["check-data", "--series", str(tmp_path / "cor")])
+    out, err = capsys.readouterr()
+    assert rc == 2 and json.loads(out)["series"][0]["plane"] == "coronal"
+    assert "problem: series 1.2.3.5 holds coronal slices (a reformat or a scout): the networks read axial slices " \
+        "only" in err
+
+
 def test_series_and_data_root_are_checked_apart(tmp_path, capsys):
     assert main(["check-data", "--data-root", str(tmp_path), "--series", str(tmp_path)]) == 2
     assert "--series checks DICOM series on their own" in capsys.readouterr().err

@@ -72,3 +72,19 @@ def test_a_run_without_its_feature_cache_still_calls_and_says_what_is_missing(sy
     assert d["unlike_training"] is None and d["no_flag"] and d["prediction_set"]  # the sets need no features
     assert lines[-1]["scan"]["trust"]["unlike_training"] is None
     assert lines[-1]["scan"]["trust"]["lines"][1].startswith("No out-of-distribution flag for this scan: ")
+
+
+def test_a_series_that_is_not_axial_is_named_and_not_scored(synthetic_run, series_folder, tmp_path, train_cli):
+    """A study's coronal reformat beside its axial series: one error line naming its plane, the axial one answered."""
+    from tests.dicom_series import series
+
+    study = tmp_path / "study"
+    shutil.copytree(series_folder, study / "axial")
+    coronal = (1.0, 0.0, 0.0, 0.0, 0.0, -1.0)
+    write_series(study / "coronal", series(3, orientation=coronal, size=96, series_uid="1.2.3.7"), prefix="C")
+    p = train_cli("predict", "--run", synthetic_run, study)
+    assert p.returncode == 1 and "Traceback" not in p.stderr
+    lines = lines_of(p)
+    assert len(lines) == 5 + 1 + 1 and "scan" in lines[5]  # the axial series first, its slices and its scan line
+    assert lines[-1]["series_uid"] == "1.2.3.7" and lines[-1]["plane"] == "coronal"
+    assert "the networks read axial slices only" in lines[-1]["error"] and lines[-1]["slices"] == 3

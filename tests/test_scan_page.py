@@ -212,6 +212,23 @@ def test_a_hospital_export_folder_is_a_scan(dash_env, series_files, expected):
     assert read_slice_bytes(files[0][1], "IM0000").shape == (96, 96)  # an extensionless file is read by content
 
 
+def test_a_coronal_reformat_is_offered_but_never_scored(dash_env, series_files, expected):
+    """A study's coronal reformat, with more slices than its axial series: the axial is read first; picking the
+    reformat says why its slices are not scored, and nothing is."""
+    coronal = series(N + 3, orientation=(1.0, 0.0, 0.0, 0.0, 0.0, -1.0), size=96, series_uid="1.2.3.8")
+    at = upload(uploads(series_files) + [(f"COR{k}", dicom_bytes(ds), "application/dicom")
+                                         for k, ds in enumerate(coronal)])
+    assert not not_synthetic_errors(at) and metric(at, "Scan decision") == expected[1].decision.label
+    picker = next(s for s in at.selectbox if (s.key or "").startswith("scan_series_"))
+    assert picker.options[1].endswith(f"1.2.3.8 · {N + 3} slices · coronal")
+    picker.set_value(1).run()
+    no_exception(at)
+    errors = not_synthetic_errors(at)
+    assert len(errors) == 1 and errors[0].startswith("Series 1.2.3.8 holds coronal slices") \
+        and errors[0].endswith("pick it above.")
+    assert not [m for m in at.metric if m.label == "Scan decision"]
+
+
 @pytest.mark.parametrize("name,payload", [("notes.txt", b"hello"), ("broken.zip", b"PK\x03\x04 not really a zip"),
                                           ("vol.nii.gz", b"\x1f\x8bnot gzip at all"), ("DICOMDIR", b"an index")])
 def test_nothing_readable_is_one_clear_error(dash_env, name, payload):

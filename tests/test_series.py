@@ -174,6 +174,33 @@ def test_several_series_become_volumes_largest_first(tmp_path):
                             f"({big.series_uid}, 5 slices); read as a volume of its own")]
 
 
+CORONAL = (1.0, 0.0, 0.0, 0.0, 0.0, -1.0)  # rows left to right, columns head to foot: the normal runs front to back
+SAGITTAL = (0.0, 1.0, 0.0, 0.0, 0.0, -1.0)
+
+
+@pytest.mark.parametrize("orientation,plane", [(AXIAL, "axial"), (CORONAL, "coronal"), (SAGITTAL, "sagittal"),
+                                               ((1.0, 0.0, 0.0, 0.0, 0.7071, -0.7071), "oblique"),  # tilted 45 degrees
+                                               ((1.0, 0.0, 0.0, 0.0, 0.9659, -0.2588), "axial"),  # a 15-degree tilt
+                                               (None, None)])
+def test_the_plane_is_read_from_the_slices_orientation(orientation, plane):
+    assert series_module.plane_of(orientation) == plane
+
+
+def test_a_studys_reformats_are_read_but_the_largest_axial_series_comes_first(tmp_path):
+    """A study as a PACS exports it: a coronal reformat with more slices than the axial series, and a one-image
+    scout (coronal too); the axial series is read first, the others say why their slices are not scored."""
+    axial = write_series(tmp_path / "axial", series(4), prefix="A")
+    write_series(tmp_path / "coronal", series(9, orientation=CORONAL, series_uid="1.2.3.9"), prefix="C")
+    write_series(tmp_path / "scout", series(1, orientation=CORONAL, series_uid="1.2.3.1"), prefix="S")
+    found = read_series(tmp_path)
+    first, coronal, scout = found.volumes
+    assert names(first) == [str(p) for p in axial] and first.axial and first.plane == "axial" and first.problems == []
+    assert (coronal.plane, len(coronal), coronal.axial) == ("coronal", 9, False)
+    assert coronal.problems[0] == coronal.not_axial() and "coronal slices" in coronal.not_axial()
+    assert "is not the largest axial series given" in coronal.notes[0] and not scout.axial
+    assert first.not_axial() == "" and first.summary()["plane"] == "axial"
+
+
 def test_a_missing_slice_is_a_gap_naming_its_neighbours(tmp_path):
     paths = write_series(tmp_path, series(7, spacing=2.0, z0=0.0))
     paths.pop(3).unlink()
@@ -307,7 +334,7 @@ def test_nifti_reads_as_the_same_kind_of_volume(tmp_path):
     path = tmp_path / "ct.nii.gz"
     nib.save(nib.Nifti1Image(vol, affine), path)
     v = read_nifti(path)
-    assert len(v) == 4 and v.ordering == "NIfTI affine" and v.shape == (20, 16)
+    assert len(v) == 4 and v.ordering == "NIfTI affine" and v.shape == (20, 16) and v.axial and v.plane == "axial"
     assert v.pixel_spacing == pytest.approx((0.9, 0.8)) and v.slice_spacing == pytest.approx(2.5)
     assert [s.position for s in v.slices] == pytest.approx([-47.5, -45.0, -42.5, -40.0])
     for k, s in enumerate(v.slices):

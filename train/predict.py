@@ -12,9 +12,10 @@ NIfTI volume: its middle slice, or --slice). Every slice's line carries its "dec
 at its operating point, its prediction set, whether it is unlike the run's training slices and whether its lungs can
 be read at all (black in a soft-tissue window: core/knowledge/lung_window.py) (core/trust/calls.py). After a series'
 slices, one line {"series_uid": ..., "scan": {...}}: the scan's call by the scan rule, its opacity per lung and how
-far the call can be trusted. A file that cannot be read gets {"file": ..., "error": ...}; the others are still
-answered, and the exit code is 1 when any file failed. What is wrong with a series as a whole (a gap, a second
-series beside the first) is a `warning:` line on standard error.
+far the call can be trusted. A series that is not axial (a coronal or sagittal reformat, a scout) gets one line
+{"series_uid": ..., "plane": ..., "error": ...} and no slice of it is scored. A file that cannot be read gets
+{"file": ..., "error": ...}; the others are still answered, and the exit code is 1 when any file failed. What is
+wrong with a series as a whole (a gap, a second series beside the first) is a `warning:` line on standard error.
 """
 from __future__ import annotations
 
@@ -68,6 +69,10 @@ class _AtTau:
 
 
 def _series(tr: TrainedRun, tau: float | None, calls: RunCalls, vol: Volume) -> int:
+    if not vol.axial:  # a coronal or sagittal reformat, a scout: one line, no slice scored
+        print(json.dumps({"series_uid": vol.series_uid, "slices": len(vol), "plane": vol.plane,
+                          "error": vol.not_axial()}), flush=True)
+        return 1
     for line in vol.notes + vol.problems:
         print(f"warning: {line}", file=sys.stderr, flush=True)
     failed = 0

@@ -1,14 +1,16 @@
 """A CT scan read as one volume: a DICOM series (a folder, several files, in-memory uploads, a .zip of
 them) or a NIfTI file, so that one scan-level consumer serves both.
 
-    found = read_series(["scan/"])                      # SeriesSet: .volumes (largest first), .rejected
+    found = read_series(["scan/"])                      # SeriesSet: .volumes (largest axial first), .rejected
     found = read_series_uploads([("scan.zip", data)])   # the dashboard's upload: (name, bytes) pairs
     vol = found.volumes[0]                              # or read_nifti("vol.nii.gz")
     vol.series_uid, vol.ordering, vol.pixel_spacing, vol.slice_spacing, vol.gaps, vol.problems
     for s in vol.slices: s.name, s.position, s.instance, s.image()
 
-Several series: the files are grouped by SeriesInstanceUID and every series becomes a volume of its own,
-largest first; each volume but the largest names its files in a note (nothing is dropped, nothing merged).
+Several series: the files are grouped by SeriesInstanceUID and every series becomes a volume of its own, the
+largest axial one first (a study's coronal and sagittal reformats and its scout are no slices the networks read:
+`Volume.axial`, `Volume.plane`); each volume but the first names its files in a note (nothing is dropped, nothing
+merged).
 A multi-frame file (Enhanced CT, as some scanners export a whole series) gives one slice per frame, named
 "FILE (frame K)", each placed by its functional groups (Plane Position, Plane Orientation, Pixel Measures) and
 rescaled by its Pixel Value Transformation (core.data.imaging.dicom_frame).
@@ -62,6 +64,11 @@ MAX_SERIES_FILES = 5000
 MAX_ZIP_BYTES = 1 << 30  # all members inflated; a zip bomb is tiny on disk
 MAX_MEMBER_BYTES = 128 << 20  # one slice of imaging.MAX_PIXELS at 16 bits
 ORIENTATION_TOLERANCE = 1e-3  # direction cosines that differ by less are the same orientation
+# A slice plane by the patient axis its normal lies along (DICOM's x: right to left, y: front to back, z: foot to head);
+# within 30 degrees of one it is that plane, else oblique. The networks read axial slices only.
+PLANES = ("sagittal", "coronal", "axial")
+PLANE_COSINE = math.cos(math.radians(30))
+AXIAL = "axial"
 SKIPPED_NAMES = ("DICOMDIR",)  # a DICOM index of the files beside it, no image
 # Header fields worth showing beside a volume; never required. Names and ids are left out on purpose.
 INFO_FIELDS = ("Modality", "StudyDescription", "SeriesDescription", "SeriesNumber", "StudyDate", "BodyPartExamined",
@@ -117,6 +124,19 @@ class Volume:
     problems: list[str] = field(default_factory=list)  # what is wrong with the volume, gaps included
     notes: list[str] = field(default_factory=list)  # worth saying, not wrong (one of several series)
     left_out: list[ImageReadError] = field(default_factory=list)  # files of this series not in the volume
+    plane: str | None = None  # PLANES' or "oblique", from Image Orientation (Patient); None: not stated (NIfTI: axial)
+
+    @property
+    def axial(self) -> bool:
+        """Axial slices, as the networks were trained on (a series that does not state its orientation counts)."""
+        return self.plane in (None, AXIAL)
+
+    def not_axial(self) -> str:
+        """Why the slices of a series that is not axial are not scored ("" for an axial one)."""
+        if self.axial:
+            return ""
+        return (f"series {self.series_uid or '(no UID)'} holds {self.plane} slices (a reformat or a scout): the "
+                "networks read axial slices only, so its slices are not scored; read the study's axial series")
 
     def __len__(self) -> int:
         return len(self.slices)
@@ -139,12 +159,12 @@ class Volume:
                 "pixel_spacing_mm": None if self.pixel_spacing is None else [round(v, 4) for v in self.pixel_spacing],
                 "slice_spacing_mm": None if self.slice_spacing is None else round(self.slice_spacing, 4),
                 "gaps": len(self.gaps), "problems": self.problems, "notes": self.notes,
-                "left_out": [str(e) for e in self.left_out], "info": self.info}
+                "left_out": [str(e) for e in self.left_out], "info": self.info, "plane": self.plane}
 
 
 @dataclass
 class SeriesSet:
-    volumes: list[Volume]  # one per series, largest first
+    volumes: list[Volume]  # one per series, the largest axial first
     rejected: list[ImageReadError]  # files in no series (not DICOM, unreadable, no pixel data...)
 
     @property
@@ -411,6 +431,18 @@ def _load_dicom(src: _Source) -> np.ndarray:
     return read_slice_bytes(src.read(), src.name)
 
 
+def plane_of(orientation: tuple[float, ...] | None) -> str | None:
+    """The plane of slices with this Image Orientation (Patient): PLANES' or "oblique"; None without one."""
+    if orientation is None:
+        return None
+    normal = np.cross(orientation[:3], orientation[3:])
+    length = float(np.linalg.norm(normal))
+    if length == 0:
+        return None
+    axis = int(np.argmax(np.abs(normal)))
+    return PLANES[axis] if abs(normal[axis]) / length >= PLANE_COSINE else "oblique"
+
+
 def _volume(headers: list[_Header], uid: str | None) -> Volume:
     kept, left_out = _keep_consistent(headers, uid)  # never empty: the most common size and orientation stay
     ordering, keys, problems = _order(kept)
@@ -430,9 +462,14 @@ def _volume(headers: list[_Header], uid: str | None) -> Volume:
     if uid is None:
         problems.append("no SeriesInstanceUID: the files without one are taken as one series")
     first = kept[0]
-    return Volume(slices=slices, ordering=ordering, shape=first.shape, series_uid=uid,
-                  pixel_spacing=first.pixel_spacing, slice_spacing=usual if positional else None, info=first.info,
-                  gaps=gaps, problems=problems + [f"gap: {g}" for g in gaps] + duplicates, left_out=left_out)
+    plane = plane_of(next((h.orientation for h in kept if h.orientation is not None), None))
+    vol = Volume(slices=slices, ordering=ordering, shape=first.shape, series_uid=uid,
+                 pixel_spacing=first.pixel_spacing, slice_spacing=usual if positional else None, info=first.info,
+                 gaps=gaps, problems=problems + [f"gap: {g}" for g in gaps] + duplicates, left_out=left_out,
+                 plane=plane)
+    if not vol.axial:
+        vol.problems.insert(0, vol.not_axial())
+    return vol
 
 
 def _slices(n: int) -> str:
@@ -450,12 +487,13 @@ def _assemble(sources: list[_Source], rejected: list[ImageReadError]) -> SeriesS
         for h in headers:
             groups.setdefault(h.uid, []).append(h)
     volumes = [_volume(headers, uid) for uid, headers in groups.items()]
-    volumes.sort(key=lambda v: -(len(v) + len(v.left_out)))
+    volumes.sort(key=lambda v: (not v.axial, -(len(v) + len(v.left_out))))  # the largest axial series first
     if len(volumes) > 1:
         main = volumes[0]
+        first = "the largest axial series" if main.axial and any(not v.axial for v in volumes) else "the largest series"
         for v in volumes[1:]:
             names = v.slices[0].name + (f" and {len(v) - 1} more" if len(v) > 1 else "")
-            v.notes.append(f"{names}: series {v.series_uid} ({_slices(len(v))}) is not the largest series given "
+            v.notes.append(f"{names}: series {v.series_uid} ({_slices(len(v))}) is not {first} given "
                            f"({main.series_uid}, {_slices(len(main))}); read as a volume of its own")
     return SeriesSet(volumes, rejected)
 
@@ -527,7 +565,7 @@ def read_nifti(source: str | Path | bytes, name: str | None = None) -> Volume:
     slices = [VolumeSlice(name, positions[k], None, partial(nifti_slice, img, name, k)) for k in range(n)]
     return Volume(slices=slices, ordering="NIfTI affine", shape=(shape[row_axis], shape[col_axis]),
                   pixel_spacing=tuple(float(np.linalg.norm(np.asarray(img.affine)[:3, i])) for i in (row_axis, col_axis)),
-                  slice_spacing=step if positions[0] is not None else None)
+                  slice_spacing=step if positions[0] is not None else None, plane=AXIAL)  # read along its axial axis
 
 
 # ------------------------------------------------------------------------------------------ command inputs

@@ -60,9 +60,12 @@ series = 0
 if len(scan.volumes) > 1:
     series = st.selectbox("Series", range(len(scan.volumes)), key=f"scan_series_{scan.digest[:12]}",
                           format_func=lambda i: f"{scan.volumes[i].series_uid or 'no UID'} · {len(scan.volumes[i])} "
-                                                "slices" + (" (the largest)" if i == 0 else ""))
+                                                "slices" + ("" if scan.volumes[i].axial
+                                                            else f" · {scan.volumes[i].plane}")
+                                                + (" (read first)" if i == 0 else ""))
 vol = scan.volumes[series]
-notes = vol.problems + vol.notes + [str(e) for e in vol.left_out] + scan.rejected[:ui.MAX_NAMED]
+notes = [p for p in vol.problems if p != vol.not_axial()] + vol.notes + [str(e) for e in vol.left_out] \
+    + scan.rejected[:ui.MAX_NAMED]
 if len(scan.rejected) > ui.MAX_NAMED:  # a hospital CD's viewer program and its files, say
     notes.append(f"and {len(scan.rejected) - ui.MAX_NAMED} more files not read, each named under \"Files not read\"")
 st.markdown(f"### {scan.name}")
@@ -77,6 +80,10 @@ if notes:
 if len(scan.rejected) > ui.MAX_NAMED:
     with st.expander(f"Files not read ({len(scan.rejected)})"):
         st.text("\n".join(scan.rejected))
+if not vol.axial:
+    axial_given = any(v.axial for v in scan.volumes)
+    st.error(vol.not_axial()[0].upper() + vol.not_axial()[1:] + ("; pick it above." if axial_given else "."))
+    st.stop()
 
 if not waiting.ready(ctx.runs, ctx.name, waiting.COMPLETE):  # the classifiers still train: the segmenter alone
     lesions_ui.scan_lesions(ctx, scan, series, vol)
