@@ -360,13 +360,14 @@ def slice_statistics(runs: str, name: str, stamp: str, key: str):
 
 
 @st.cache_data(max_entries=256, show_spinner=False)
-def lungs_black(runs: str, name: str, stamp: str, key: str):
-    """How black the lungs of one of the run's slices are (core.knowledge.lung_window.LungsBlack, or None)."""
+def lungs_black(path: str, stamp: int):
+    """How black the lungs of a slice file are (core.knowledge.lung_window.LungsBlack, or None), on its lung field;
+    `stamp`: the file's modification time, so a file replaced is measured again."""
     from core.data.imaging import read_slice
     from core.inputs.lungs import lung_field
     from core.knowledge.lung_window import lungs_black as measure
 
-    img = read_slice(view(runs, name, stamp).slice_paths[key])
+    img = read_slice(path)
     return measure(img, lung_field(img))
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from core.data.imaging import ImageReadError, dicom_frame_count, nifti_slice_count, read_slice_bytes, sniff_format
+from core.data.series import not_axial_slice, slice_plane
 from core.inference import LesionReader
 from core.pictures.slice_images import analysis_images
 from dashboard.data import MODEL_LOCK
@@ -44,6 +45,12 @@ def is_dicom(data: bytes, filename: str) -> bool:
 def upload_frame_count(data: bytes, filename: str) -> int:
     """Frames of an uploaded DICOM file (1: one slice; ImageReadError when it cannot be read)."""
     return dicom_frame_count(data, display_name(filename))
+
+
+def not_axial(data: bytes, filename: str, frame: int | None) -> str:
+    """Why an uploaded DICOM slice (frame `frame` of a multi-frame file) is not scored: not axial ("" when it is)."""
+    name = display_name(filename)
+    return not_axial_slice(name, slice_plane(data, name, frame))
 
 
 @dataclass

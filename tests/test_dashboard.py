@@ -312,6 +312,19 @@ def test_new_slice_reads_any_file_name_and_a_16bit_ct_export(dash_env):
         assert dict(zip(probs.branch, probs["p(COVID)"])) == pytest.approx(direct, abs=1e-6), name
 
 
+def test_new_slice_refuses_a_slice_that_is_not_axial(dash_env):
+    from tests.dicom_series import dicom_bytes, series
+
+    data = dicom_bytes(series(1, orientation=(0.0, 1.0, 0.0, 0.0, 0.0, -1.0), size=48)[0])  # sagittal
+    at = app("views/new_slice.py")
+    at.file_uploader(key="upload").set_value(("SAG0001", data, "application/dicom")).run()
+    no_exception(at)
+    errors = [e.value for e in at.error if "Synthetic run" not in e.value]
+    assert errors == ["SAG0001: a sagittal slice (a reformat or a scout): the networks read axial slices only, so it "
+                      "is not scored."]
+    assert not [d for d in at.dataframe if list(d.value.columns) == ["branch", "p(COVID)"]]
+
+
 def test_new_slice_nifti_has_a_slice_picker(dash_env):
     import nibabel as nib
 

@@ -78,11 +78,13 @@ def test_new_slice_warns_that_the_lungs_are_black(dash_env):
         assert any(w.value.startswith(lung_window.WORDS) for w in at.warning) is warned
 
 
-def test_the_case_view_warns_on_a_run_slice_shown_in_a_soft_tissue_window(dash_env, rv, tmp_path, monkeypatch):
-    """A copy of the run whose data root holds one test slice as a soft-tissue window shows it (lungs black)."""
+@pytest.mark.parametrize("page,state", [("views/case.py", "selected_key"), ("views/data.py", "data_key")])
+def test_the_case_view_and_data_page_warn_on_a_slice_shown_in_a_soft_tissue_window(dash_env, rv, tmp_path,
+                                                                                    monkeypatch, page, state):
+    """A copy of the run whose data root holds one test slice as a soft-tissue window shows it (lungs black): the page
+    warns once the file is so, not before."""
     import shutil
 
-    import streamlit as st
     from test_dashboard import app, no_exception
 
     from core.data.imaging import read_slice
@@ -101,8 +103,7 @@ def test_the_case_view_warns_on_a_run_slice_shown_in_a_soft_tissue_window(dash_e
             img = read_slice(path)
             soft = np.where(img < 0.5, 0.0, img)  # lung tissue and air under a soft-tissue window's floor
             Image.fromarray(np.round(soft * 255).astype(np.uint8)).save(data / path.relative_to(config["data_root"]))
-            st.cache_data.clear()  # the page caches by run and key: the file changed under it, as no real one does
-        at = app("views/case.py", {"selected_key": key})
+        at = app(page, {state: key})
         no_exception(at)
         assert any(w.value.startswith(lung_window.WORDS) for w in at.warning) is warned
 

@@ -88,3 +88,18 @@ def test_a_series_that_is_not_axial_is_named_and_not_scored(synthetic_run, serie
     assert len(lines) == 5 + 1 + 1 and "scan" in lines[5]  # the axial series first, its slices and its scan line
     assert lines[-1]["series_uid"] == "1.2.3.7" and lines[-1]["plane"] == "coronal"
     assert "the networks read axial slices only" in lines[-1]["error"] and lines[-1]["slices"] == 3
+
+
+def test_a_lone_slice_that_is_not_axial_is_named_and_not_scored(synthetic_run, series_folder, tmp_path, train_cli):
+    """A single coronal DICOM file (a reformat's slice exported on its own), beside an axial one."""
+    from tests.dicom_series import dicom_bytes, series
+
+    coronal = tmp_path / "COR0001"
+    coronal.write_bytes(dicom_bytes(series(1, orientation=(1.0, 0.0, 0.0, 0.0, 0.0, -1.0), size=96)[0]))
+    axial = sorted(series_folder.iterdir())[0]
+    p = train_cli("predict", "--run", synthetic_run, coronal, axial)
+    assert p.returncode == 1 and "Traceback" not in p.stderr
+    first, second = lines_of(p)
+    assert first == {"file": str(coronal), "error": f"{coronal}: a coronal slice (a reformat or a scout): the networks "
+                                                     "read axial slices only, so it is not scored"}
+    assert second["file"] == str(axial) and "decision" in second

@@ -186,6 +186,17 @@ def test_the_plane_is_read_from_the_slices_orientation(orientation, plane):
     assert series_module.plane_of(orientation) == plane
 
 
+def test_a_lone_slices_plane_is_read_from_its_header_or_its_frames():
+    coronal = dicom_bytes(series(1, orientation=CORONAL)[0])
+    assert series_module.slice_plane(coronal, "c.dcm") == "coronal"
+    assert series_module.not_axial_slice("c.dcm", "coronal").startswith("c.dcm: a coronal slice")
+    enhanced = dicom_bytes(enhanced_ct(series(3, orientation=SAGITTAL)))
+    assert series_module.slice_plane(enhanced, "e.dcm", 1) == "sagittal"
+    assert series_module.slice_plane(dicom_bytes(series(1)[0]), "a.dcm") == "axial"
+    assert series_module.slice_plane(b"\x89PNG\r\n\x1a\n" + b"0" * 200, "a.png") is None
+    assert series_module.not_axial_slice("a.dcm", "axial") == series_module.not_axial_slice("a.png", None) == ""
+
+
 def test_a_studys_reformats_are_read_but_the_largest_axial_series_comes_first(tmp_path):
     """A study as a PACS exports it: a coronal reformat with more slices than the axial series, and a one-image
     scout (coronal too); the axial series is read first, the others say why their slices are not scored."""

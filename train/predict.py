@@ -13,17 +13,19 @@ at its operating point, its prediction set, whether it is unlike the run's train
 be read at all (black in a soft-tissue window: core/knowledge/lung_window.py) (core/trust/calls.py). After a series'
 slices, one line {"series_uid": ..., "scan": {...}}: the scan's call by the scan rule, its opacity per lung and how
 far the call can be trusted. A series that is not axial (a coronal or sagittal reformat, a scout) gets one line
-{"series_uid": ..., "plane": ..., "error": ...} and no slice of it is scored. A file that cannot be read gets
-{"file": ..., "error": ...}; the others are still answered, and the exit code is 1 when any file failed. What is
-wrong with a series as a whole (a gap, a second series beside the first) is a `warning:` line on standard error.
+{"series_uid": ..., "plane": ..., "error": ...} and no slice of it is scored; a lone DICOM slice that is not axial
+is not scored either. A file that cannot be read gets {"file": ..., "error": ...}; the others are still answered,
+and the exit code is 1 when any file failed. What is wrong with a series as a whole (a gap, a second series beside
+the first) is a `warning:` line on standard error.
 """
 from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
-from core.data.imaging import ImageReadError, read_slice
-from core.data.series import Volume, group_inputs, read_series
+from core.data.imaging import ImageReadError, read_bytes, read_slice, sniff_format
+from core.data.series import Volume, group_inputs, not_axial_slice, read_series, slice_plane
 from core.errors import UsageError
 from core.inference import TrainedRun
 from core.knowledge.scan import score_volume
@@ -99,6 +101,18 @@ def _series(tr: TrainedRun, tau: float | None, calls: RunCalls, vol: Volume) -> 
     return failed
 
 
+def _not_axial(path: str, frame: int | None) -> str:
+    """Why a lone DICOM slice is not scored: it is not axial ("" when it is, or when it cannot say; a file that
+    cannot be read is named by read_slice)."""
+    try:
+        with open(path, "rb") as fh:  # the head alone: a NIfTI volume can be large, and is read along its axial axis
+            if sniff_format(fh.read(132), path) != "dicom":
+                return ""
+        return not_axial_slice(path, slice_plane(read_bytes(Path(path)), path, frame))
+    except (OSError, ImageReadError):
+        return ""
+
+
 def run(args) -> int:
     if args.tau is not None and not 0 <= args.tau <= 1:
         raise UsageError(f"--tau must lie in [0, 1], got {args.tau}")
@@ -111,6 +125,11 @@ def run(args) -> int:
     for kind, paths in group_inputs(args.files):
         if kind == "slice":
             f = str(paths[0])  # as given
+            why = _not_axial(f, args.slice)
+            if why:
+                print(json.dumps({"file": f, "error": why}), flush=True)
+                failed += 1
+                continue
             failed += _slice(tr, args.tau, calls, lambda f=f: read_slice(f, args.slice), {"file": f})
             continue
         found = read_series(paths)

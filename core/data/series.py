@@ -443,6 +443,26 @@ def plane_of(orientation: tuple[float, ...] | None) -> str | None:
     return PLANES[axis] if abs(normal[axis]) / length >= PLANE_COSINE else "oblique"
 
 
+def slice_plane(data: bytes, name: str, frame: int | None = None) -> str | None:
+    """The plane of one DICOM slice (frame `frame` of a multi-frame file, default its middle one) as `plane_of` names
+    it; None for a file that is no DICOM or states no orientation (a PNG, a NIfTI volume read along its axial axis)."""
+    if sniff_format(data, name) != "dicom":
+        return None
+    ds = dicom_dataset(name, data)
+    frames = int(ds.get("NumberOfFrames") or 1)
+    if frames > 1:
+        k = frames // 2 if frame is None else frame
+        return plane_of(_frame_numbers(ds, k, "PlaneOrientationSequence", "ImageOrientationPatient", 6))
+    return plane_of(_numbers(ds, "ImageOrientationPatient", 6))
+
+
+def not_axial_slice(name: str, plane: str | None) -> str:
+    """Why a lone slice of `plane` is not scored ("" for an axial one, or one without a stated plane)."""
+    if plane in (None, AXIAL):
+        return ""
+    return f"{name}: a {plane} slice (a reformat or a scout): the networks read axial slices only, so it is not scored"
+
+
 def _volume(headers: list[_Header], uid: str | None) -> Volume:
     kept, left_out = _keep_consistent(headers, uid)  # never empty: the most common size and orientation stay
     ordering, keys, problems = _order(kept)

@@ -59,7 +59,8 @@ except (FileNotFoundError, ImageReadError) as exc:  # the run's data location is
     st.caption(f"No image check of this slice: {exc}")
 trust_ui.slice_trust(ctx, r.p, vector, statistics)
 if statistics is not None:  # its file was read
-    ui.lungs_black_note(data.lungs_black(ctx.runs, ctx.name, ctx.stamp, key))
+    path = ctx.rv.slice_paths[key]
+    ui.lungs_black_note(data.lungs_black(str(path), path.stat().st_mtime_ns))
 try:
     imgs = data.case_images(ctx.runs, ctx.name, ctx.stamp, key)
 except Exception as exc:

@@ -33,11 +33,15 @@ try:
         slice_index = st.slider("Frame of the multi-frame file (as stored)", 0, n - 1, n // 2, key="dicom_frame")
         st.caption(f"{n} frames in the file (an Enhanced CT series): the Scan page reads them as one scan, in body "
                    "order.")
+    not_axial = uploads.not_axial(raw, up.name, slice_index)
 except ImageReadError as exc:
     st.error(str(exc))
     st.stop()
 except Exception as exc:
     st.error(f"{uploads.display_name(up.name)}: this file could not be read as a CT volume ({type(exc).__name__}).")
+    st.stop()
+if not_axial:
+    st.error(not_axial + ".")
     st.stop()
 
 if not waiting.ready(ctx.runs, ctx.name, waiting.COMPLETE):  # the classifiers still train: the segmenter alone
