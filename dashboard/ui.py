@@ -8,6 +8,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
+from core.data.imaging import ImageReadError
 from core.explain.attention import Box
 from core.knowledge import lung_window
 from core.knowledge.decision import TwoStepDecision
@@ -177,6 +178,16 @@ def lungs_black_note(black: lung_window.LungsBlack | None) -> None:
     """A warning when the slice's lungs are black, shown in a soft-tissue window (core.knowledge.lung_window)."""
     if not lung_window.readable(black):
         st.warning(f"{lung_window.WORDS} ({black.share:.0%} of its {black.of} is black.)", icon="🌑")
+
+
+def file_lungs_black_note(path) -> None:
+    """lungs_black_note of a slice file (the Case view's, the Data page's); a file that cannot be read is said."""
+    try:
+        black = data.lungs_black(str(path), Path(path).stat().st_mtime_ns)
+    except (OSError, ImageReadError) as exc:  # the data location is not here, or the file is damaged
+        st.caption(f"No check of the slice's display window: {exc}")
+        return
+    lungs_black_note(black)
 
 
 def out_of_range_note(rv: RunView, vector) -> None:

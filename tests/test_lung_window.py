@@ -134,3 +134,21 @@ def test_the_shortcut_audit_scores_the_readable_slices_apart(synthetic_run, phan
     kept = [s for s in test if s.key != dark.key and s.key not in res["no_lung_field"]]
     p = [scorer(read_slice(s.path), scorer.fields(read_slice(s.path))).probs["global"] for s in kept]
     assert res["branches"]["global"][LUNGS_READABLE]["auc"] == pytest.approx(roc_auc_score([s.label for s in kept], p))
+
+
+def test_a_slice_file_that_cannot_be_read_is_said_not_a_traceback(tmp_path):
+    from streamlit.testing.v1 import AppTest
+
+    def page(path):
+        from dashboard import ui
+
+        ui.file_lungs_black_note(path)
+
+    cases = ((tmp_path / "gone.png", "No such file"), (tmp_path / "broken.png", "broken.png: not a PNG, JPEG"))
+    for path, said in cases:
+        if path.name == "broken.png":
+            path.write_bytes(b"\x89PNG\r\n\x1a\nbroken")
+        at = AppTest.from_function(page, args=(str(path),)).run()
+        assert not at.exception and not at.warning
+        (caption,) = [c.value for c in at.caption]
+        assert caption.startswith("No check of the slice's display window: ") and said in caption

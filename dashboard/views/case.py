@@ -58,9 +58,7 @@ except (FileNotFoundError, ImageReadError) as exc:  # the run's data location is
     statistics = None
     st.caption(f"No image check of this slice: {exc}")
 trust_ui.slice_trust(ctx, r.p, vector, statistics)
-if statistics is not None:  # its file was read
-    path = ctx.rv.slice_paths[key]
-    ui.lungs_black_note(data.lungs_black(str(path), path.stat().st_mtime_ns))
+ui.file_lungs_black_note(ctx.rv.slice_paths[key])
 try:
     imgs = data.case_images(ctx.runs, ctx.name, ctx.stamp, key)
 except Exception as exc:

@@ -12,7 +12,7 @@ from core.models.network import SEGMENTER
 from core.pictures import data_views
 from dashboard import data_browser as db
 from dashboard import progress_tables as pt
-from dashboard import data, ui, verdicts_ui, waiting
+from dashboard import ui, verdicts_ui, waiting
 
 PER_PAGE, COLS = data_views.PER_PAGE, 6
 PRELIMINARY = "Preliminary"  # lesions of the segmenter while its stage trains
@@ -89,7 +89,7 @@ st.markdown(f"{source} · {row.group} · **{row.label}**" + (f" · patient {row.
             + (f" · {row.note}" if row.note else ""))
 if dups and key in dups:
     st.warning(f"Near-duplicate: {dups[key]}", icon=":material/content_copy:")
-ui.lungs_black_note(data.lungs_black(str(row.path), Path(row.path).stat().st_mtime_ns))
+ui.file_lungs_black_note(row.path)
 c1, c2, c3, c4 = st.columns(4)
 c1.image(view["slice"], caption="the slice", width="stretch")
 c2.image(view["field"], width="stretch", caption="lung field" + (" (with the segmenter's lesions that touch it)"
