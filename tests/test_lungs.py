@@ -217,12 +217,17 @@ def test_box_grows_by_the_margin_and_clips():
 def test_command_reports_every_slice_and_the_slices_not_found(tmp_path, capsys):
     from PIL import Image
 
+    from core.data.covidct import read_covidct
+    from core.data.imaging import read_slice
     from train.__main__ import main
 
     root = phantom.write_dataset(tmp_path / "data", {"train": 2, "val": 1, "test": 1}, n_seg_train=2,
                                  n_seg_test=2, n_unlabelled=2, size=96, seed=3)
-    blank = next((root / "covid-ct" / "CT_COVID").iterdir())
+    blank, dark = sorted((root / "covid-ct" / "CT_COVID").iterdir())[:2]
     Image.fromarray(np.zeros((96, 96), np.uint8)).save(blank, format="PNG")
+    img = read_slice(dark)
+    img[lung_field(img).mask] = 0.0  # its lungs as a soft-tissue window shows them
+    Image.fromarray(np.round(img * 255).astype(np.uint8)).save(dark, format="PNG")
     out = tmp_path / "report.csv"
     assert main(["lungs", "--data-root", str(root), "--out", str(out)]) == 0
     summary = json.loads(capsys.readouterr().out)
@@ -231,11 +236,15 @@ def test_command_reports_every_slice_and_the_slices_not_found(tmp_path, capsys):
     assert summary["not_found"] == [{"key": f"CT_COVID/{blank.name}",
                                      "reason": summary["not_found"][0]["reason"]}]
     assert "constant" in summary["not_found"][0]["reason"]
+    split = next(s.split for s in read_covidct(root) if s.key == f"CT_COVID/{dark.name}")
+    assert summary["covid_ct"]["lungs_black"] == {f"{split} covid": 1}
+    assert summary["semiseg_labelled"]["lungs_black"] == {}
     seg = summary["semiseg_labelled"]
     assert 0 < seg["lesion_recall_pooled"] <= seg["fed_lesion_recall_pooled"] <= 1
     rows = list(csv.DictReader(out.open()))
     assert len(rows) == 12 and {r["dataset"] for r in rows} == {"covid-ct", "semiseg"}
     assert [r["key"] for r in rows if r["found"] == "False"] == [f"CT_COVID/{blank.name}"]
+    assert [r["key"] for r in rows if r["lungs_readable"] == "False"] == [f"CT_COVID/{dark.name}"]
     # the field as fed is the grown field: larger than the field wherever one was found, the whole slice where not
     for r in rows:
         if r["found"] == "True":
@@ -393,6 +402,9 @@ def test_every_covidct_slice_is_found_or_reported(data_root, monkeypatch):
                (not r["found"] and r["reason"] and r["coverage"] == 1.0), r
     assert [n["key"] for n in s["not_found"]] == [r["key"] for r in rows if not r["found"]]
     assert s["covid_ct"]["not_found"] <= 15  # at most 2%: the lungs are on nearly every slice
+    black = s["covid_ct"]["lungs_black"]  # docs/data.md: 40 slices in a soft-tissue window, 36 non-COVID, 11 in test
+    by_class = {c: sum(n for k, n in black.items() if k.endswith(f" {c}")) for c in ("covid", "non-covid")}
+    assert by_class == {"covid": 4, "non-covid": 36} and sum(n for k, n in black.items() if k.startswith("test")) == 11
     assert 0.2 < s["covid_ct"]["mean_coverage_found"] < 0.5
 
 

@@ -3,8 +3,9 @@
     python -m train lungs --data-root ../shared/data [--out report.csv] [--sheet sheet.png] [--run RUN]
 
 Prints one JSON summary: counts, mean coverage, the share of the labelled lesion pixels that fall
-inside the lung mask (pooled, and the worst slices), milliseconds per slice, and the key and reason
-of every slice where no lung field was found (those are reported, never passed silently).
+inside the lung mask (pooled, and the worst slices), milliseconds per slice, the key and reason
+of every slice where no lung field was found (those are reported, never passed silently), and the slices
+shown in a soft-tissue window, whose lungs are black (core/knowledge/lung_window.py), by class and split.
 The same coverage and recall are given for the field as a run with `--input lungs` feeds it (`fed_*`:
 grown by core.inputs.harmonise.grown, everything outside it blanked), since that is what the networks see.
 
@@ -24,6 +25,7 @@ import csv
 import io
 import json
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -34,10 +36,12 @@ from core.data.semiseg import read_labelled
 from core.data.slices import resolve_data_root
 from core.inputs.harmonise import grown
 from core.inputs.lungs import LUNG_VERSION, LungField, drop_small, lung_field, otsu, with_lesions
+from core.knowledge.lung_window import LungsBlack, lungs_black, readable
 
 FIELDS = ["key", "dataset", "split", "label", "found", "reason", "coverage", "y0", "x0", "y1", "x1",
           "lesion_pixels", "lesion_inside", "lesion_recall", "fed_coverage", "fed_lesion_inside", "fed_lesion_recall",
-          "with_lesions_coverage", "with_lesions_inside", "with_lesions_recall", "reference_coverage", "ms"]
+          "with_lesions_coverage", "with_lesions_inside", "with_lesions_recall", "reference_coverage", "ms",
+          "lungs_black_share", "lungs_black_of", "lungs_readable"]
 REFERENCE_MIN_PIECE = 0.01  # dark pieces smaller than this share of the slice are not lung (airways, speckle)
 
 
@@ -90,14 +94,17 @@ def lungs_with_lesions(img: np.ndarray, lesion: np.ndarray) -> np.ndarray:
 
 
 def _row(key, dataset, split, label, field: LungField, ms: float, lesion: np.ndarray | None = None,
-         reference: np.ndarray | None = None, found_lesions: np.ndarray | None = None) -> dict:
+         reference: np.ndarray | None = None, found_lesions: np.ndarray | None = None,
+         black: LungsBlack | None = None) -> dict:
     fed = grown(field)
     row = {"key": key, "dataset": dataset, "split": split, "label": label, "found": field.found,
            "reason": field.reason, "coverage": round(field.coverage, 4),
            **dict(zip(("y0", "x0", "y1", "x1"), (round(v, 4) for v in field.box()))),
            "lesion_pixels": "", "lesion_inside": "", "lesion_recall": "", "fed_coverage": round(float(fed.mean()), 4),
            "fed_lesion_inside": "", "fed_lesion_recall": "", "with_lesions_coverage": "", "with_lesions_inside": "",
-           "with_lesions_recall": "", "reference_coverage": "", "ms": round(ms, 1)}
+           "with_lesions_recall": "", "reference_coverage": "", "ms": round(ms, 1),
+           "lungs_black_share": "" if black is None else round(black.share, 4),
+           "lungs_black_of": "" if black is None else black.of, "lungs_readable": readable(black)}
     if lesion is not None:
         n, inside, fed_inside = int(lesion.sum()), int((lesion & field.mask).sum()), int((lesion & fed).sum())
         row.update(lesion_pixels=n, lesion_inside=inside, lesion_recall=round(inside / n, 4) if n else "",
@@ -120,7 +127,7 @@ def covidct_rows(data_root, lesions=None) -> list[dict]:
         img = read_slice(s.path)
         field, ms = measure(img)
         rows.append(_row(s.key, "covid-ct", s.split, s.label, field, ms,
-                         found_lesions=None if lesions is None else lesions(img)))
+                         found_lesions=None if lesions is None else lesions(img), black=lungs_black(img, field)))
     return rows
 
 
@@ -133,7 +140,7 @@ def semiseg_rows(data_root, lesions=None) -> list[dict]:
             lesion = check_mask_shape(read_mask(s.mask), img.shape, str(s.mask)) > 0
             field, ms = measure(img)
             rows.append(_row(s.key, "semiseg", split, 1, field, ms, lesion, lungs_with_lesions(img, lesion),
-                             None if lesions is None else lesions(img)))
+                             None if lesions is None else lesions(img), lungs_black(img, field)))
     return rows
 
 
@@ -151,7 +158,11 @@ def summarise(ct: list[dict], seg: list[dict], worst: int = 5) -> dict:
         return {"slices": len(rows), "found": len(cov), "not_found": len(rows) - len(cov),
                 "mean_coverage_found": round(float(np.mean(cov)), 4) if cov else None,
                 "mean_coverage_all": round(float(np.mean([r["coverage"] for r in rows])), 4) if rows else None,
-                "fed_mean_coverage_all": round(float(np.mean([r["fed_coverage"] for r in rows])), 4) if rows else None}
+                "fed_mean_coverage_all": round(float(np.mean([r["fed_coverage"] for r in rows])), 4) if rows else None,
+                # lungs black (a soft-tissue window): by label and split, as a cue between the classes would show
+                "lungs_black": {f"{split} {label}": n for (split, label), n in sorted(Counter(
+                    (r["split"], "covid" if r["label"] == 1 else "non-covid") for r in rows if not r["lungs_readable"]
+                ).items())}}
 
     out = {"lung_version": LUNG_VERSION, "covid_ct": block(ct), "semiseg_labelled": block(seg)}
     if any(r["with_lesions_coverage"] != "" for r in ct):
