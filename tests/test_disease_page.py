@@ -138,6 +138,14 @@ def test_sentences_say_what_each_figure_means():
     _, _, pts = frames(point=(0.4, 0.25, 0.6))
     assert "no better than chance" in audit_text.pointing(pts, "fusion")
     assert "no map" in audit_text.pointing(pts, "heatmap")
+    # the soft-tissue-window slices left out: said only when the audit left some out
+    assert audit_text.window(auc, "fusion") == ""
+    whole = {"branch": "fusion", "condition": "intact", "auc": 0.83, "low": 0.77, "high": 0.88}
+    readable = {"branch": "fusion", "condition": "lungs-readable", "auc": 0.81, "low": 0.74, "high": 0.86,
+                "left_out": 11}
+    text = audit_text.window(pd.DataFrame([whole, readable]), "fusion")
+    assert text.startswith("Without the 11 test slices shown in a soft-tissue window")
+    assert "AUC 0.81 (95% CI 0.74–0.86)" in text and text.endswith("gave it 0.02 of its test AUC.")
 
 
 def test_lungs_run_outlines_its_lung_field_and_a_slice_run_has_none(runs):
@@ -152,3 +160,17 @@ def test_lungs_run_outlines_its_lung_field_and_a_slice_run_has_none(runs):
     on_edge = (drawn == LUNG_COLOUR).all(-1)
     assert on_edge.any() and not on_edge[~field].any()  # the outline lies on the field's inner border
     assert RunView(runs, "slice-run").lung_field(key, 64) is None
+
+
+def test_the_auc_figure_has_the_lungs_readable_bar_only_when_slices_were_left_out():
+    from core.audits.shortcut import figure_frames
+
+    def auc(v):
+        return {"auc": v, "auc_ci": [v - 0.05, v + 0.05]}
+
+    branch = {"intact": auc(0.83), "lungs-blanked": auc(0.5), "lungs-only": auc(0.83), "lungs-readable": auc(0.81)}
+    res = {"branches": {"fusion": branch}, "soft_tissue_window": ["CT_NonCOVID/1.png", "CT_NonCOVID/2.png"]}
+    rows = figure_frames(res)["auc"]
+    assert list(rows.condition) == ["intact", "lungs-blanked", "lungs-only", "lungs-readable"]
+    assert rows.left_out.iloc[-1] == 2 and rows.auc.iloc[-1] == 0.81
+    assert "lungs-readable" not in set(figure_frames({**res, "soft_tissue_window": []})["auc"].condition)

@@ -295,12 +295,17 @@ def _interval(ci, names=("low", "high")) -> dict:
 
 def figure_frames(result: dict) -> dict:
     """The audit as three tidy tables for plots, each row with its 95% interval:
-    `auc` (branch, condition, auc, low, high), `external` (branch, sensitivity, low, high, specificity,
+    `auc` (branch, condition, auc, low, high, left_out: the slices LUNGS_READABLE leaves out; that condition only when
+    it leaves some out), `external` (branch, sensitivity, low, high, specificity,
     spec_low, spec_high, mean_p, n), `pointing` (map, kind branch/baseline, pointing, low, high, energy_share, n)."""
     auc, ext, point = [], [], []
+    soft = len(result.get("soft_tissue_window") or [])
     for b, r in result["branches"].items():
         for cond in CONDITIONS:
             auc.append({"branch": b, "condition": cond, "auc": _num(r[cond]["auc"]), **_interval(r[cond].get("auc_ci"))})
+        if soft and r.get(LUNGS_READABLE):
+            auc.append({"branch": b, "condition": LUNGS_READABLE, "auc": _num(r[LUNGS_READABLE]["auc"]),
+                        **_interval(r[LUNGS_READABLE].get("auc_ci")), "left_out": soft})
         e = r.get("external")
         if e:
             spec = e.get("covidct_test_specificity") or {}

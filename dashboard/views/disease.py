@@ -48,11 +48,14 @@ if measured:
     auc = joined("auc")
     auc = auc[auc.branch.isin(picked)].assign(what=lambda d: d.branch + " · " + d.condition)
     st.plotly_chart(ui.ci_bars(auc, "what", "auc", "run", title="COVID-CT test AUC: whole input, lungs only, lungs "
-                               "blanked", axis="AUC", refs=((0.5, "chance"),)), width="stretch",
-                    config=ui.PLOTLY_CONFIG, key="disease_auc")
+                               "blanked; lungs readable: the slices shown in a soft-tissue window left out", axis="AUC",
+                               refs=((0.5, "chance"),)), width="stretch", config=ui.PLOTLY_CONFIG, key="disease_auc")
     for c in measured:
         if focus:
-            st.markdown(("" if len(measured) == 1 else f"`{c.name}` · ") + audit_text.blanked(audits[c.name]["auc"], focus))
+            name = "" if len(measured) == 1 else f"`{c.name}` · "
+            st.markdown(name + audit_text.blanked(audits[c.name]["auc"], focus))
+            if audit_text.window(audits[c.name]["auc"], focus):
+                st.markdown(name + audit_text.window(audits[c.name]["auc"], focus))
 
     st.subheader("2 · Does it find COVID on slices from another source?")
     ext = joined("external")
