@@ -229,6 +229,17 @@ def test_a_coronal_reformat_is_offered_but_never_scored(dash_env, series_files, 
     assert not [m for m in at.metric if m.label == "Scan decision"]
 
 
+def test_a_folder_with_no_series_names_ten_files_and_lists_the_rest(dash_env):
+    from dashboard import ui
+
+    files = [(f"cd/VIEWER/file{k:02d}.dll", b"MZ", "application/octet-stream") for k in range(ui.MAX_NAMED + 3)]
+    at = upload(files)
+    assert not_synthetic_errors(at) == ["no DICOM series in the files given: every file is named below"]
+    assert len([c for c in at.caption if ": not a DICOM file" in c.value]) == ui.MAX_NAMED
+    listed = next(e for e in at.expander if e.label == f"Files not read ({ui.MAX_NAMED + 3})")
+    assert listed.text[0].value.count(": not a DICOM file") == ui.MAX_NAMED + 3
+
+
 @pytest.mark.parametrize("name,payload", [("notes.txt", b"hello"), ("broken.zip", b"PK\x03\x04 not really a zip"),
                                           ("vol.nii.gz", b"\x1f\x8bnot gzip at all"), ("DICOMDIR", b"an index")])
 def test_nothing_readable_is_one_clear_error(dash_env, name, payload):

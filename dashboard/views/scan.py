@@ -47,13 +47,19 @@ else:
                                 "the report patients are only reported")
     scan = scans.patient_input(str(data_root), patient)
 
+
+def files_not_read(rejected: list[str]) -> None:
+    """Past MAX_NAMED unread files (a hospital CD's viewer and its files, say), every one under an expander."""
+    if len(rejected) > ui.MAX_NAMED:
+        with st.expander(f"Files not read ({len(rejected)})"):
+            st.text("\n".join(rejected))
+
+
 if scan.error:
     st.error(scan.error)
     for line in scan.rejected[:ui.MAX_NAMED]:
         st.caption(line)
-    if len(scan.rejected) > ui.MAX_NAMED:
-        with st.expander(f"Files not read ({len(scan.rejected)})"):
-            st.text("\n".join(scan.rejected))
+    files_not_read(scan.rejected)
     st.stop()
 
 series = 0
@@ -77,9 +83,7 @@ st.markdown(f"**{len(vol)} slices** in the series, read from **{files_given}**"
             + ("" if vol.pixel_spacing is None else " · pixels {:.3g} x {:.3g} mm".format(*vol.pixel_spacing)))
 if notes:
     st.warning("\n".join(f"- {line}" for line in notes), icon="📋")
-if len(scan.rejected) > ui.MAX_NAMED:
-    with st.expander(f"Files not read ({len(scan.rejected)})"):
-        st.text("\n".join(scan.rejected))
+files_not_read(scan.rejected)
 if not vol.axial:
     axial_given = any(v.axial for v in scan.volumes)
     st.error(vol.not_axial()[0].upper() + vol.not_axial()[1:] + ("; pick it above." if axial_given else "."))
