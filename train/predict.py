@@ -24,8 +24,8 @@ import json
 import sys
 from pathlib import Path
 
-from core.data.imaging import ImageReadError, read_bytes, read_slice, sniff_format
-from core.data.series import Volume, group_inputs, not_axial_slice, read_series, slice_plane
+from core.data.imaging import ImageReadError, read_bytes
+from core.data.series import Volume, group_inputs, read_axial_slice, read_series
 from core.errors import UsageError
 from core.inference import TrainedRun
 from core.knowledge.scan import score_volume
@@ -101,18 +101,6 @@ def _series(tr: TrainedRun, tau: float | None, calls: RunCalls, vol: Volume) -> 
     return failed
 
 
-def _not_axial(path: str, frame: int | None) -> str:
-    """Why a lone DICOM slice is not scored: it is not axial ("" when it is, or when it cannot say; a file that
-    cannot be read is named by read_slice)."""
-    try:
-        with open(path, "rb") as fh:  # the head alone: a NIfTI volume can be large, and is read along its axial axis
-            if sniff_format(fh.read(132), path) != "dicom":
-                return ""
-        return not_axial_slice(path, slice_plane(read_bytes(Path(path)), path, frame))
-    except (OSError, ImageReadError):
-        return ""
-
-
 def run(args) -> int:
     if args.tau is not None and not 0 <= args.tau <= 1:
         raise UsageError(f"--tau must lie in [0, 1], got {args.tau}")
@@ -125,12 +113,8 @@ def run(args) -> int:
     for kind, paths in group_inputs(args.files):
         if kind == "slice":
             f = str(paths[0])  # as given
-            why = _not_axial(f, args.slice)
-            if why:
-                print(json.dumps({"file": f, "error": why}), flush=True)
-                failed += 1
-                continue
-            failed += _slice(tr, args.tau, calls, lambda f=f: read_slice(f, args.slice), {"file": f})
+            read = lambda f=f: read_axial_slice(read_bytes(Path(f)), str(Path(f)), args.slice)
+            failed += _slice(tr, args.tau, calls, read, {"file": f})
             continue
         found = read_series(paths)
         for e in found.rejected:

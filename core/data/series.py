@@ -69,6 +69,7 @@ ORIENTATION_TOLERANCE = 1e-3  # direction cosines that differ by less are the sa
 PLANES = ("sagittal", "coronal", "axial")
 PLANE_COSINE = math.cos(math.radians(30))
 AXIAL = "axial"
+AXIAL_ONLY = "the networks read axial slices only"
 SKIPPED_NAMES = ("DICOMDIR",)  # a DICOM index of the files beside it, no image
 # Header fields worth showing beside a volume; never required. Names and ids are left out on purpose.
 INFO_FIELDS = ("Modality", "StudyDescription", "SeriesDescription", "SeriesNumber", "StudyDate", "BodyPartExamined",
@@ -135,8 +136,8 @@ class Volume:
         """Why the slices of a series that is not axial are not scored ("" for an axial one)."""
         if self.axial:
             return ""
-        return (f"series {self.series_uid or '(no UID)'} holds {self.plane} slices (a reformat or a scout): the "
-                "networks read axial slices only, so its slices are not scored; read the study's axial series")
+        return (f"series {self.series_uid or '(no UID)'} holds {self.plane} slices (a reformat or a scout): "
+                f"{AXIAL_ONLY}, so its slices are not scored; read the study's axial series")
 
     def __len__(self) -> int:
         return len(self.slices)
@@ -456,11 +457,24 @@ def slice_plane(data: bytes, name: str, frame: int | None = None) -> str | None:
     return plane_of(_numbers(ds, "ImageOrientationPatient", 6))
 
 
-def not_axial_slice(name: str, plane: str | None) -> str:
-    """Why a lone slice of `plane` is not scored ("" for an axial one, or one without a stated plane)."""
+def _not_axial_problem(plane: str | None) -> str:
     if plane in (None, AXIAL):
         return ""
-    return f"{name}: a {plane} slice (a reformat or a scout): the networks read axial slices only, so it is not scored"
+    return f"a {plane} slice (a reformat or a scout): {AXIAL_ONLY}, so it is not scored"
+
+
+def not_axial_slice(name: str, plane: str | None) -> str:
+    """Why a lone slice of `plane` is not scored ("" for an axial one, or one without a stated plane)."""
+    problem = _not_axial_problem(plane)
+    return f"{name}: {problem}" if problem else ""
+
+
+def read_axial_slice(data: bytes, name: str, index: int | None = None) -> np.ndarray:
+    """read_slice_bytes of one slice file, a DICOM slice that is not axial refused (an ImageReadError naming it)."""
+    problem = _not_axial_problem(slice_plane(data, name, index))
+    if problem:
+        raise ImageReadError(name, problem)
+    return read_slice_bytes(data, name, index)
 
 
 def _volume(headers: list[_Header], uid: str | None) -> Volume:

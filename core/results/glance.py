@@ -62,6 +62,11 @@ def _auc(m: dict | None) -> tuple[float | None, tuple[float, float] | None]:
     return float(m["auc"]), None if not ci or None in ci else (float(ci[0]), float(ci[1]))
 
 
+def _audited(shortcut: dict | None, branch: str, condition: str) -> dict | None:
+    """One condition's row of `branch` in shortcut.json, None when not measured."""
+    return (((shortcut or {}).get("branches") or {}).get(branch) or {}).get(condition)
+
+
 def glance(branch: str, test: dict | None, external: dict | None, shortcut: dict | None) -> list[Headline]:
     """The headline rows of `branch` (`test`: metrics_test.json's {branch: metrics}; `external`, `shortcut`: the
     run's external.json and shortcut.json, None when not written yet)."""
@@ -71,10 +76,9 @@ def glance(branch: str, test: dict | None, external: dict | None, shortcut: dict
     rows.append(Headline("COVID-CT test: COVID against non-COVID", "AUC", auc and auc["value"],
                          auc and tuple(auc["ci"]), ref and ref["value"],
                          missing="`python -m train evaluate --run RUN --split test`"))
-    readable = lambda b: (((shortcut or {}).get("branches") or {}).get(b) or {}).get(LUNGS_READABLE)
     rows.append(Headline("COVID-CT test without its slices in a soft-tissue window (lungs black; the window hints at "
-                         "the class)", "AUC", *_auc(readable(branch)), _auc(readable(LESION_SHARE))[0],
-                         missing=SHORTCUT))
+                         "the class)", "AUC", *_auc(_audited(shortcut, branch, LUNGS_READABLE)),
+                         _auc(_audited(shortcut, LESION_SHARE, LUNGS_READABLE))[0], missing=SHORTCUT))
     held, aucs = record(external, branch)
     held_ref, aucs_ref = record(external, LESION_SHARE)
     for against in ("normal", "pneumonia"):
@@ -98,9 +102,8 @@ def glance(branch: str, test: dict | None, external: dict | None, shortcut: dict
                          "sensitivity", m and m.get("sensitivity"),
                          m and m.get("sensitivity_ci") and tuple(m["sensitivity_ci"]),
                          r and r.get("sensitivity"), missing=EXTERNAL))
-    blanked = (((shortcut or {}).get("branches") or {}).get(branch) or {}).get("lungs-blanked")
     rows.append(Headline("Disease or source? COVID-CT test with the lungs blanked (0.5: reads no source)", "AUC",
-                         *_auc(blanked), missing=SHORTCUT))
+                         *_auc(_audited(shortcut, branch, "lungs-blanked")), missing=SHORTCUT))
     return rows
 
 
