@@ -399,6 +399,31 @@ def test_an_enhanced_ct_file_reads_as_its_series(tmp_path):
     assert group_inputs([path]) == [("series", [path])]  # `predict` and `check-data` take it as a scan
 
 
+def test_a_series_of_single_frame_enhanced_files_reads_as_its_classic_series(tmp_path):
+    """Enhanced CT exported one frame per file keeps each slice's place, orientation and spacing only in its
+    functional groups: the series reads as the classic one (order, spacing, plane, HU), and a lone
+    single-frame sagittal file is known as sagittal."""
+    datasets = series(4, spacing=2.5, z0=-100.0)
+    classic = read_series(write_series(tmp_path / "classic", datasets)[0].parent).volumes[0]
+    folder = tmp_path / "enhanced"
+    folder.mkdir()
+    for number, k in enumerate([2, 0, 3, 1]):  # file names out of body order
+        (folder / f"IM{number:04d}").write_bytes(dicom_bytes(enhanced_ct([datasets[k]])))
+    found = read_series(folder)
+    assert found.errors == [] and len(found.volumes) == 1
+    vol = found.volumes[0]
+    assert vol.ordering == "image position" and vol.plane == "axial" and vol.problems == []
+    assert names(vol) == [str(folder / f"IM{n:04d}") for n in (1, 3, 0, 2)]
+    assert [s.position for s in vol.slices] == pytest.approx([s.position for s in classic.slices])
+    assert vol.pixel_spacing == classic.pixel_spacing and vol.slice_spacing == pytest.approx(2.5)
+    for a, b in zip(vol.slices, classic.slices):
+        np.testing.assert_array_equal(a.image(), b.image())
+    sagittal = dicom_bytes(enhanced_ct(series(1, orientation=SAGITTAL)))
+    assert series_module.slice_plane(sagittal, "s.dcm") == "sagittal"
+    with pytest.raises(ImageReadError, match="s.dcm: a sagittal slice"):
+        series_module.read_axial_slice(sagittal, "s.dcm")
+
+
 def test_frames_without_a_place_keep_their_stored_order(tmp_path):
     datasets = series(3)
     path = tmp_path / "enhanced.dcm"

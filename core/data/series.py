@@ -13,7 +13,8 @@ largest axial one first (a study's coronal and sagittal reformats and its scout 
 merged).
 A multi-frame file (Enhanced CT, as some scanners export a whole series) gives one slice per frame, named
 "FILE (frame K)", each placed by its functional groups (Plane Position, Plane Orientation, Pixel Measures) and
-rescaled by its Pixel Value Transformation (core.data.imaging.dicom_frame).
+rescaled by its Pixel Value Transformation (core.data.imaging.dicom_frame); a series of single-frame Enhanced CT
+files is read through the same functional groups, one slice per file.
 Order: Image Position (Patient) projected on the slice normal (Image Orientation (Patient)'s row x column)
 when every slice has both; else Slice Location; else Instance Number; else the frames' stored order when
 they are one multi-frame file's; else the file name (a problem). `ordering` says which. A step between
@@ -317,9 +318,12 @@ def _headers(src: _Source) -> list[_Header]:
             return _frame_headers(src, ds, uid, shape, info, frames)
         instance = _numbers(ds, "InstanceNumber", 1)
         location = _numbers(ds, "SliceLocation", 1)
+        # A single-frame Enhanced CT file keeps its place in its functional groups, as a multi-frame one does.
         return [_Header(src, uid, shape, None if instance is None else int(instance[0]),
-                        None if location is None else location[0], _numbers(ds, "ImagePositionPatient", 3),
-                        _numbers(ds, "ImageOrientationPatient", 6), _numbers(ds, "PixelSpacing", 2), info,
+                        None if location is None else location[0],
+                        _frame_numbers(ds, 0, "PlanePositionSequence", "ImagePositionPatient", 3),
+                        _frame_numbers(ds, 0, "PlaneOrientationSequence", "ImageOrientationPatient", 6),
+                        _frame_numbers(ds, 0, "PixelMeasuresSequence", "PixelSpacing", 2), info,
                         partial(_load_dicom, src))]
 
 
@@ -451,10 +455,8 @@ def slice_plane(data: bytes, name: str, frame: int | None = None) -> str | None:
         return None
     ds = dicom_dataset(name, data)
     frames = int(ds.get("NumberOfFrames") or 1)
-    if frames > 1:
-        k = frames // 2 if frame is None else frame
-        return plane_of(_frame_numbers(ds, k, "PlaneOrientationSequence", "ImageOrientationPatient", 6))
-    return plane_of(_numbers(ds, "ImageOrientationPatient", 6))
+    k = frames // 2 if frame is None else frame
+    return plane_of(_frame_numbers(ds, k, "PlaneOrientationSequence", "ImageOrientationPatient", 6))
 
 
 def _not_axial_problem(plane: str | None) -> str:
