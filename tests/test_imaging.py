@@ -26,6 +26,7 @@ from pydicom.uid import (
     JPEGLosslessSV1,
     JPEGLSLossless,
     RLELossless,
+    SecondaryCaptureImageStorage,
     generate_uid,
 )
 
@@ -162,11 +163,17 @@ def _dicom_huge_declared() -> bytes:
     return dicom_bytes(ds)
 
 
-def _dicom_colour() -> bytes:
+def _dicom_palette() -> bytes:
     ds = ct_dataset(ct_phantom())
-    ds.SamplesPerPixel, ds.PhotometricInterpretation, ds.PlanarConfiguration = 3, "RGB", 0
+    ds.PhotometricInterpretation = "PALETTE COLOR"  # indices into colour tables, no grey to read
     ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
-    ds.PixelData = bytes(32 * 32 * 3)
+    ds.PixelData = bytes(32 * 32)
+    return dicom_bytes(ds)
+
+
+def _dicom_two_samples() -> bytes:
+    ds = ct_dataset(ct_phantom())
+    ds.SamplesPerPixel, ds.PlanarConfiguration = 2, 0
     return dicom_bytes(ds)
 
 
@@ -220,7 +227,8 @@ CORPUS: dict[str, object] = {
     "short_pixels.dcm": _dicom_short_pixels,
     "cut_in_half.dcm": lambda: dicom_bytes(ct_dataset(ct_phantom()))[:1000],
     "huge_declared.dcm": _dicom_huge_declared,
-    "colour.dcm": _dicom_colour,
+    "palette.dcm": _dicom_palette,
+    "two_samples.dcm": _dicom_two_samples,
     "inf_slope.dcm": _dicom_inf_slope,
     "text.dcm": lambda: b"not a DICOM file\n",
     "four_d.nii": lambda: nifti_bytes(np.zeros((32, 32, 4, 3), np.float32)),
@@ -281,7 +289,8 @@ def test_specific_messages(tmp_path):
         "all_nan.nii": "NaN",
         "float_nan.tif": "NaN",
         "one_pixel.png": "1x1",
-        "colour.dcm": "colour",
+        "palette.dcm": "a PALETTE COLOR image",
+        "two_samples.dcm": "2 samples per pixel",
         "inf_slope.dcm": "infinite",
         "zero_frames.gif": "not a PNG, JPEG",
     }
@@ -514,6 +523,50 @@ def test_dicom_ct_slice_goes_through_hounsfield_units_and_the_lung_window(tmp_pa
     assert out[10, 30] == pytest.approx(1.0, abs=1e-6)  # +150 HU
     assert out[0, 10] == pytest.approx((-1000 + 1350) / 1500, abs=1e-6)
     np.testing.assert_allclose(out, window(hu), atol=1e-6)
+
+
+def picture_dicom(pixels: np.ndarray, photometric: str = "MONOCHROME2", bits: int = 8) -> Dataset:
+    """A picture of a slice as a hospital sends a key image: a secondary capture, no CT numbers."""
+    ds = ct_dataset(np.zeros(pixels.shape[:2]))
+    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
+    ds.Modality, ds.PhotometricInterpretation = "OT", photometric
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = (8 if bits <= 8 else 16), bits, bits - 1, 0
+    del ds.RescaleSlope, ds.RescaleIntercept
+    if pixels.ndim == 3:
+        ds.SamplesPerPixel, ds.PlanarConfiguration = 3, 0
+    ds.PixelData = pixels.astype(np.uint8 if bits <= 8 else "<u2").tobytes()
+    return ds
+
+
+def test_a_dicom_picture_of_a_slice_reads_as_its_png(tmp_path):
+    """8-bit grey, MONOCHROME1, RGB (as Pillow makes it grey), with a neutral rescale some exporters write:
+    the picture as its PNG reads (was: 8-bit values taken for HU, the lung window made it white)."""
+    grey = np.round(window(chest_hu()) * 255).astype(np.uint8)
+    Image.fromarray(grey).save(tmp_path / "slice.png")
+    png = read_slice(tmp_path / "slice.png")
+    rgb = np.stack([grey, np.roll(grey, 3, axis=1), grey // 2], axis=-1)
+    Image.fromarray(rgb).save(tmp_path / "colour.png")
+    neutral = picture_dicom(grey)
+    neutral.RescaleSlope, neutral.RescaleIntercept = 1.0, 0.0
+    for ds, expected in [(picture_dicom(grey), png), (picture_dicom(255 - grey, "MONOCHROME1"), png),
+                         (neutral, png), (picture_dicom(rgb, "RGB"), read_slice(tmp_path / "colour.png"))]:
+        out = read_slice_bytes(dicom_bytes(ds), "key-image.dcm")
+        np.testing.assert_allclose(out, expected, atol=1 / 255)
+    assert float(png.mean()) < 0.6  # the lungs and the air around the body stay dark
+
+
+def test_dicom_ct_numbers_without_a_rescale_read_as_a_16bit_png(tmp_path):
+    """No Rescale Slope/Intercept anywhere: stored CT numbers (HU + 1024) go through the lung window as with a
+    rescale (were: taken for HU, 1024 too bright); a 12-bit windowed picture keeps its plain scaling."""
+    hu = chest_hu()
+    bare = ct_dataset(hu, slope=1.0)
+    del bare.RescaleSlope, bare.RescaleIntercept
+    bare.BitsStored, bare.HighBit, bare.PixelRepresentation = 12, 11, 0
+    bare.PixelData = (hu + imaging.CT_STORED_OFFSET).astype("<u2").tobytes()
+    np.testing.assert_allclose(read_slice_bytes(dicom_bytes(bare), "bare.dcm"), window(hu), atol=1e-6)
+    picture = np.round(window(hu) * 4095)
+    out = read_slice_bytes(dicom_bytes(picture_dicom(picture, bits=12)), "windowed.dcm")
+    np.testing.assert_allclose(out, picture / 4095, atol=1e-6)
 
 
 def test_dicom_is_found_by_magic_whatever_the_name(tmp_path):

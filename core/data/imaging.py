@@ -5,6 +5,10 @@ PNG/JPEG/WebP/BMP/TIFF by content (COVID-CT has JPEG data in files named .png), 
 (modality LUT to Hounsfield units, then the lung window W1500/L-600), NIfTI through nibabel
 (canonical orientation, one axial slice). Every failure is an `ImageReadError` naming the file.
 
+A DICOM file whose pixels cannot be CT numbers (colour, or 8 bits or fewer: a secondary capture, a key image as
+hospitals send them) holds a picture of a slice, already windowed: it reads as its PNG would (grey, or colour by
+luminance, MONOCHROME1 turned round), never through the lung window, which would turn it white.
+
 16-bit PNG/TIFF and NIfTI carry no modality, but CT exported that way keeps its CT numbers, in Hounsfield units
 (signed) or as scanners store them (HU + 1024, unsigned 12-bit): a slice that reads as a chest CT's numbers
 (`ct_numbers`) goes through the same lung window as DICOM; other data keeps a plain scaling to [0, 1].
@@ -36,6 +40,8 @@ CT_MAX_STORED = 4095.0  # CT numbers fill 12 bits: stored 0..4095, HU -1024..307
 CT_MIN_HU = -3100.0  # below the padding value outside a scanner's field of view (-3024 or -2048)
 CT_AIR_HU, CT_AIR_SHARE = -800.0, 0.05  # a chest slice is at least 5% air (outside the body, the lungs)
 CT_TISSUE_PEAK_HU = (-150.0, 100.0)  # the tallest peak of what is denser than -500 HU: fat, muscle, blood
+PICTURE_BITS = 8  # CT numbers need 12 bits: DICOM pixels of 8 bits or fewer are a picture of a slice, windowed
+LUMINANCE = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R 601-2, Pillow's weights for "L"
 
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 _JPEG_MAGIC = b"\xff\xd8\xff"
@@ -203,7 +209,7 @@ def _check_decodable(name: str, ds) -> None:
 
 def dicom_dataset(name: str, data: bytes):
     """Parse a DICOM file and check, before any pixel is decoded, that it holds one decodable grey image
-    (pixel data, a sane size, 1 to MAX_FRAMES frames, one sample per pixel, a supported transfer syntax)."""
+    (pixel data, a sane size, 1 to MAX_FRAMES frames, grey or RGB, a supported transfer syntax)."""
     import pydicom
 
     try:
@@ -222,9 +228,10 @@ def dicom_dataset(name: str, data: bytes):
     _check_pixels(name, cols, rows)
     if not 1 <= frames <= MAX_FRAMES:
         raise ImageReadError(name, f"DICOM file declares {frames} frames; expected 1 to {MAX_FRAMES}")
-    if samples != 1:
-        raise ImageReadError(name, f"DICOM holds a colour image ({samples} samples per pixel); "
-                                   "expected one grey CT slice")
+    photometric = _photometric(ds)
+    if samples not in (1, 3) or photometric == "PALETTE COLOR":
+        raise ImageReadError(name, f"DICOM holds a {photometric or 'colour'} image ({samples} samples per pixel); "
+                                   "expected a grey CT slice, or a grey or RGB picture of one")
     _check_decodable(name, ds)
     return ds
 
@@ -251,11 +258,13 @@ def frame_field(ds, k: int, sequence: str, keyword: str):
     return None
 
 
+def _photometric(ds) -> str:
+    return str(ds.get("PhotometricInterpretation") or "").strip().upper()
+
+
 def _rescale(ds, k: int) -> tuple[float, float] | None:
-    """(slope, intercept) of frame k: an enhanced multi-frame file keeps them in its functional groups' Pixel Value
-    Transformation, not at the top level where a classic file (and pydicom's apply_modality_lut) has them."""
-    if "RescaleSlope" in ds or "ModalityLUTSequence" in ds:
-        return None
+    """(slope, intercept) of frame k in an enhanced file's functional groups (Pixel Value Transformation), which
+    keeps them there, not at the top level where a classic file (and pydicom's apply_modality_lut) has them."""
     slope = frame_field(ds, k, "PixelValueTransformationSequence", "RescaleSlope")
     intercept = frame_field(ds, k, "PixelValueTransformationSequence", "RescaleIntercept")
     return None if slope is None or intercept is None else (float(slope), float(intercept))
@@ -272,12 +281,42 @@ def dicom_frame(name: str, ds, k: int | None = None) -> np.ndarray:
         raise ImageReadError(name, f"frame {k} requested but the DICOM file has {frames} frames")
     try:
         pixels = pixel_array(ds, index=k if frames > 1 else None)
-        rescale = _rescale(ds, k)
-        hu = (pixels * rescale[0] + rescale[1] if rescale else apply_modality_lut(pixels, ds)).astype(np.float32)
+        hu = None if _is_picture(ds) else _hounsfield(ds, k, pixels, apply_modality_lut)
     except Exception as exc:  # truncated or corrupt data, a decoder's own refusal...
         raise ImageReadError(name, f"DICOM pixel data cannot be decoded ({_problem(exc)})") from None
+    if hu is None:
+        return _check_shape(name, _picture_grey(ds, pixels))
     # Check before windowing: the window's clip would hide an infinite value.
     return window(_check_shape(name, hu))
+
+
+def _is_picture(ds) -> bool:
+    """Colour, or 8 bits or fewer: a picture of a slice (a secondary capture, a key image), not CT numbers."""
+    return int(ds.get("SamplesPerPixel") or 1) == 3 or int(ds.get("BitsStored") or 16) <= PICTURE_BITS
+
+
+def _hounsfield(ds, k: int, pixels: np.ndarray, apply_modality_lut) -> np.ndarray | None:
+    """Frame k in HU by its modality LUT: the top level's (a classic file), else its functional groups' (Enhanced
+    CT); with neither, its values if they read as a chest CT's numbers (`ct_numbers`, as a 16-bit PNG's); else None."""
+    if "ModalityLUTSequence" in ds or ("RescaleSlope" in ds and "RescaleIntercept" in ds):
+        return apply_modality_lut(pixels, ds).astype(np.float32)
+    rescale = _rescale(ds, k)
+    if rescale is not None:
+        return (pixels * rescale[0] + rescale[1]).astype(np.float32)
+    return ct_numbers(pixels.astype(np.float32))
+
+
+def _picture_grey(ds, pixels: np.ndarray) -> np.ndarray:
+    """A picture's pixels as grey in [0, 1], as its PNG reads: colour by luminance, scaled by the bits stored,
+    MONOCHROME1 (where 0 is white) turned round."""
+    values = pixels.astype(np.float32)
+    if values.ndim == 3:
+        values = values @ LUMINANCE
+    grey = values / float(2 ** int(ds.get("BitsStored") or 8) - 1)
+    if grey.min() < 0 or grey.max() > 1:  # signed or float data has no fixed scale: stretch what is there
+        lo, hi = float(values.min()), float(values.max())
+        grey = (values - lo) / (hi - lo) if hi > lo else np.zeros_like(values)
+    return 1.0 - grey if _photometric(ds) == "MONOCHROME1" else grey
 
 
 def _from_dicom(name: str, data: bytes, slice_index: int | None) -> np.ndarray:
