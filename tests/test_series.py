@@ -12,7 +12,7 @@ from pydicom.encaps import encapsulate
 from pydicom.uid import MPEG2MPML, RLELossless, generate_uid
 
 from core.data import series as series_module
-from core.data.imaging import ImageReadError, read_slice, window
+from core.data.imaging import ImageReadError, read_slice, read_slice_bytes, window
 from core.data.series import group_inputs, read_nifti, read_series, read_series_uploads
 from tests.dicom_series import AXIAL, ct_slice, dicom_bytes, enhanced_ct, series, slice_hu, write_series
 
@@ -195,6 +195,24 @@ def test_a_lone_slices_plane_is_read_from_its_header_or_its_frames():
     assert series_module.slice_plane(dicom_bytes(series(1)[0]), "a.dcm") == "axial"
     assert series_module.slice_plane(b"\x89PNG\r\n\x1a\n" + b"0" * 200, "a.png") is None
     assert series_module.not_axial_slice("a.dcm", "axial") == series_module.not_axial_slice("a.png", None) == ""
+
+
+PRONE = (-1.0, 0.0, 0.0, 0.0, -1.0, 0.0)  # face down: the slice stored upside down
+FEET_FIRST = (-1.0, 0.0, 0.0, 0.0, 1.0, 0.0)  # as some feet-first scans store it: mirrored
+
+
+@pytest.mark.parametrize("orientation,turn", [(PRONE, lambda a: a[::-1, ::-1]), (FEET_FIRST, lambda a: a[:, ::-1])])
+def test_a_prone_or_mirrored_scan_reads_in_the_radiological_view(tmp_path, orientation, turn):
+    """Its slices read as the supine head-first scan's (anterior up, the patient's right on the left), in a
+    series and alone, as the networks, the lung finder's right and left lungs and the signs expect."""
+    datasets = series(3, orientation=orientation)
+    for k, ds in enumerate(datasets):
+        ds.PixelData = np.round(turn(slice_hu(k)) + 1024).astype("<u2").tobytes()
+    vol = read_series(write_series(tmp_path / "scan", datasets)[0].parent).volumes[0]
+    assert vol.plane == "axial" and vol.problems == []
+    for k, s in enumerate(vol.slices):
+        np.testing.assert_allclose(s.image(), window(slice_hu(k)), atol=1e-6)
+    np.testing.assert_allclose(read_slice_bytes(dicom_bytes(datasets[1]), "prone.dcm"), window(slice_hu(1)), atol=1e-6)
 
 
 def test_a_studys_reformats_are_read_but_the_largest_axial_series_comes_first(tmp_path):

@@ -2,8 +2,9 @@
 
 One entry point, `read_slice`, for every later use (training data, prediction, dashboard upload):
 PNG/JPEG/WebP/BMP/TIFF by content (COVID-CT has JPEG data in files named .png), DICOM through pydicom
-(modality LUT to Hounsfield units, then the lung window W1500/L-600), NIfTI through nibabel
-(canonical orientation, one axial slice). Every failure is an `ImageReadError` naming the file.
+(modality LUT to Hounsfield units, then the lung window W1500/L-600; an axial slice turned to the radiological
+view by its Image Orientation (Patient), core.data.dicom_place), NIfTI through nibabel (canonical orientation,
+one axial slice). Every failure is an `ImageReadError` naming the file.
 
 A DICOM file whose pixels cannot be CT numbers (colour, or 8 bits or fewer: a secondary capture, a key image as
 hospitals send them) holds a picture of a slice, already windowed: it reads as its PNG would (grey, or colour by
@@ -26,6 +27,8 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
+
+from core.data.dicom_place import frame_field, frame_orientation, radiological
 
 # A CT slice is at most a few thousand pixels a side; anything bigger is a decompression bomb.
 MAX_PIXELS = 8192 * 8192
@@ -236,28 +239,6 @@ def dicom_dataset(name: str, data: bytes):
     return ds
 
 
-def frame_groups(ds, k: int) -> list:
-    """The functional groups that describe frame k of an enhanced multi-frame DICOM (Enhanced CT): its own
-    (Per-frame Functional Groups), then the ones every frame shares; [] for a classic file."""
-    groups = []
-    per = ds.get("PerFrameFunctionalGroupsSequence")
-    if per is not None and 0 <= k < len(per):
-        groups.append(per[k])
-    shared = ds.get("SharedFunctionalGroupsSequence")
-    if shared:
-        groups.append(shared[0])
-    return groups
-
-
-def frame_field(ds, k: int, sequence: str, keyword: str):
-    """A field of frame k kept in a functional group's `sequence` (the frame's own first), or None."""
-    for group in frame_groups(ds, k):
-        items = group.get(sequence)
-        if items and keyword in items[0]:
-            return items[0].get(keyword)
-    return None
-
-
 def _photometric(ds) -> str:
     return str(ds.get("PhotometricInterpretation") or "").strip().upper()
 
@@ -272,7 +253,7 @@ def _rescale(ds, k: int) -> tuple[float, float] | None:
 
 def dicom_frame(name: str, ds, k: int | None = None) -> np.ndarray:
     """Frame k (default: the middle one) of a parsed DICOM dataset (`dicom_dataset`) in Hounsfield units through
-    the lung window, [0, 1]."""
+    the lung window, [0, 1] (a picture of a slice: as its PNG reads), an axial slice in the radiological view."""
     from pydicom.pixels import apply_modality_lut, pixel_array
 
     frames = int(ds.get("NumberOfFrames") or 1)
@@ -285,9 +266,10 @@ def dicom_frame(name: str, ds, k: int | None = None) -> np.ndarray:
     except Exception as exc:  # truncated or corrupt data, a decoder's own refusal...
         raise ImageReadError(name, f"DICOM pixel data cannot be decoded ({_problem(exc)})") from None
     if hu is None:
-        return _check_shape(name, _picture_grey(ds, pixels))
-    # Check before windowing: the window's clip would hide an infinite value.
-    return window(_check_shape(name, hu))
+        image = _check_shape(name, _picture_grey(ds, pixels))
+    else:  # checked before windowing: the window's clip would hide an infinite value
+        image = window(_check_shape(name, hu))
+    return radiological(image, frame_orientation(ds, k))
 
 
 def _is_picture(ds) -> bool:

@@ -45,12 +45,12 @@ from pathlib import Path
 
 import numpy as np
 
+from core.data.dicom_place import AXIAL, frame_numbers, frame_orientation, header_numbers, plane_of
 from core.data.imaging import (
     ImageReadError,
     _problem,
     dicom_dataset,
     dicom_frame,
-    frame_field,
     nifti_axes,
     nifti_slice,
     open_nifti,
@@ -65,11 +65,6 @@ MAX_SERIES_FILES = 5000
 MAX_ZIP_BYTES = 1 << 30  # all members inflated; a zip bomb is tiny on disk
 MAX_MEMBER_BYTES = 128 << 20  # one slice of imaging.MAX_PIXELS at 16 bits
 ORIENTATION_TOLERANCE = 1e-3  # direction cosines that differ by less are the same orientation
-# A slice plane by the patient axis its normal lies along (DICOM's x: right to left, y: front to back, z: foot to head);
-# within 30 degrees of one it is that plane, else oblique. The networks read axial slices only.
-PLANES = ("sagittal", "coronal", "axial")
-PLANE_COSINE = math.cos(math.radians(30))
-AXIAL = "axial"
 AXIAL_ONLY = "the networks read axial slices only"
 SKIPPED_NAMES = ("DICOMDIR",)  # a DICOM index of the files beside it, no image
 # Header fields worth showing beside a volume; never required. Names and ids are left out on purpose.
@@ -284,22 +279,6 @@ class _Header:
     frame: int | None = None  # the frame of a multi-frame file (0-based); None: a file of one slice
 
 
-def _numbers(ds, keyword: str, n: int) -> tuple[float, ...] | None:
-    """A header field of n finite numbers, or None when absent or malformed."""
-    return _as_numbers(ds.get(keyword), n)
-
-
-def _as_numbers(value, n: int) -> tuple[float, ...] | None:
-    """A field's value as n finite numbers, or None when absent or malformed."""
-    try:
-        if value is None or value == "":
-            return None
-        values = tuple(float(v) for v in (value if n > 1 else [value]))
-    except (TypeError, ValueError):
-        return None
-    return values if len(values) == n and all(math.isfinite(v) for v in values) else None
-
-
 def _headers(src: _Source) -> list[_Header]:
     """The slice of a DICOM file, or the frames of a multi-frame one (Enhanced CT), as headers."""
     data = src.read()
@@ -316,14 +295,14 @@ def _headers(src: _Source) -> list[_Header]:
         frames = int(ds.get("NumberOfFrames") or 1)
         if frames > 1:
             return _frame_headers(src, ds, uid, shape, info, frames)
-        instance = _numbers(ds, "InstanceNumber", 1)
-        location = _numbers(ds, "SliceLocation", 1)
+        instance = header_numbers(ds, "InstanceNumber", 1)
+        location = header_numbers(ds, "SliceLocation", 1)
         # A single-frame Enhanced CT file keeps its place in its functional groups, as a multi-frame one does.
         return [_Header(src, uid, shape, None if instance is None else int(instance[0]),
                         None if location is None else location[0],
-                        _frame_numbers(ds, 0, "PlanePositionSequence", "ImagePositionPatient", 3),
-                        _frame_numbers(ds, 0, "PlaneOrientationSequence", "ImageOrientationPatient", 6),
-                        _frame_numbers(ds, 0, "PixelMeasuresSequence", "PixelSpacing", 2), info,
+                        frame_numbers(ds, 0, "PlanePositionSequence", "ImagePositionPatient", 3),
+                        frame_orientation(ds, 0),
+                        frame_numbers(ds, 0, "PixelMeasuresSequence", "PixelSpacing", 2), info,
                         partial(_load_dicom, src))]
 
 
@@ -343,15 +322,10 @@ def _frame_headers(src: _Source, ds, uid: str | None, shape: tuple[int, int], in
     Plane Orientation, Pixel Measures; the top level's as a fallback)."""
     held = _MultiFrame(src.name, ds)
     return [_Header(_Source(f"{src.name} (frame {k + 1})", src.read), uid, shape, None, None,
-                    _frame_numbers(ds, k, "PlanePositionSequence", "ImagePositionPatient", 3),
-                    _frame_numbers(ds, k, "PlaneOrientationSequence", "ImageOrientationPatient", 6),
-                    _frame_numbers(ds, k, "PixelMeasuresSequence", "PixelSpacing", 2), info, partial(held.frame, k), k)
+                    frame_numbers(ds, k, "PlanePositionSequence", "ImagePositionPatient", 3),
+                    frame_orientation(ds, k),
+                    frame_numbers(ds, k, "PixelMeasuresSequence", "PixelSpacing", 2), info, partial(held.frame, k), k)
             for k in range(frames)]
-
-
-def _frame_numbers(ds, k: int, sequence: str, keyword: str, n: int) -> tuple[float, ...] | None:
-    """A field of frame k from its functional groups, else the top level's, as n finite numbers (or None)."""
-    return _as_numbers(frame_field(ds, k, sequence, keyword), n) or _numbers(ds, keyword, n)
 
 
 # ------------------------------------------------------------------------------------------ assembly
@@ -436,18 +410,6 @@ def _load_dicom(src: _Source) -> np.ndarray:
     return read_slice_bytes(src.read(), src.name)
 
 
-def plane_of(orientation: tuple[float, ...] | None) -> str | None:
-    """The plane of slices with this Image Orientation (Patient): PLANES' or "oblique"; None without one."""
-    if orientation is None:
-        return None
-    normal = np.cross(orientation[:3], orientation[3:])
-    length = float(np.linalg.norm(normal))
-    if length == 0:
-        return None
-    axis = int(np.argmax(np.abs(normal)))
-    return PLANES[axis] if abs(normal[axis]) / length >= PLANE_COSINE else "oblique"
-
-
 def slice_plane(data: bytes, name: str, frame: int | None = None) -> str | None:
     """The plane of one DICOM slice (frame `frame` of a multi-frame file, default its middle one) as `plane_of` names
     it; None for a file that is no DICOM or states no orientation (a PNG, a NIfTI volume read along its axial axis)."""
@@ -456,7 +418,7 @@ def slice_plane(data: bytes, name: str, frame: int | None = None) -> str | None:
     ds = dicom_dataset(name, data)
     frames = int(ds.get("NumberOfFrames") or 1)
     k = frames // 2 if frame is None else frame
-    return plane_of(_frame_numbers(ds, k, "PlaneOrientationSequence", "ImageOrientationPatient", 6))
+    return plane_of(frame_orientation(ds, k))
 
 
 def _not_axial_problem(plane: str | None) -> str:
