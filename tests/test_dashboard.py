@@ -290,26 +290,34 @@ def test_new_slice_headlines_the_decision_branch(dash_env, rv):
     assert f"operating point {t:.3f}" in heads[0]
 
 
-def test_new_slice_reads_any_file_name_and_a_16bit_ct_export(dash_env):
-    """Hospitals export DICOM without an extension (IM0001); research sets export CT numbers as 16-bit PNG. Both are
-    read by their content, and give the slice the DICOM gives."""
+def test_new_slice_reads_slices_as_hospitals_and_research_sets_export_them(dash_env):
+    """Hospitals export DICOM without an extension (IM0001), scans taken prone, key images as 8-bit secondary
+    captures; research sets export CT numbers as 16-bit PNG. Each is read by its content: the slice the DICOM gives
+    (the key image: its picture, as a PNG of it reads)."""
     from core.data.imaging import CT_STORED_OFFSET, read_slice_bytes
     from core.inference import TrainedRun
-    from tests.test_imaging import chest_hu, ct_dataset, dicom_bytes
+    from tests.test_imaging import chest_hu, ct_dataset, dicom_bytes, picture_dicom
 
     hu = chest_hu(seed=3)
     dicom = dicom_bytes(ct_dataset(hu, slope=1.0))
+    prone = ct_dataset(hu[::-1, ::-1], slope=1.0)  # face down: stored upside down, and says so
+    prone.ImageOrientationPatient = [-1.0, 0.0, 0.0, 0.0, -1.0, 0.0]
     buf = io.BytesIO()
     Image.fromarray((hu + CT_STORED_OFFSET).astype(np.uint16)).save(buf, format="PNG")
-    direct = TrainedRun.load(dash_env).analyse(read_slice_bytes(dicom, "IM0001")).probs
+    model = TrainedRun.load(dash_env)
+    direct = model.analyse(read_slice_bytes(dicom, "IM0001")).probs
+    picture = np.round(read_slice_bytes(dicom, "IM0001") * 255).astype(np.uint8)  # a key image: 8-bit, windowed
+    as_png = model.analyse(picture.astype(np.float32) / 255).probs
     at = app("views/new_slice.py")
     assert at.file_uploader(key="upload").allowed_type == []  # any name: the content decides
-    for name, data in (("IM0001", dicom), ("export.png", buf.getvalue())):
+    for name, data, expected in (("IM0001", dicom, direct), ("export.png", buf.getvalue(), direct),
+                                 ("IM0002", dicom_bytes(prone), direct),
+                                 ("KEYIMAGE", dicom_bytes(picture_dicom(picture)), as_png)):
         at.file_uploader(key="upload").set_value((name, data, "application/octet-stream")).run()
         no_exception(at)
         assert not [e.value for e in at.error if "Synthetic run" not in e.value], name
         probs = next(d.value for d in at.dataframe if list(d.value.columns) == ["branch", "p(COVID)"])
-        assert dict(zip(probs.branch, probs["p(COVID)"])) == pytest.approx(direct, abs=1e-6), name
+        assert dict(zip(probs.branch, probs["p(COVID)"])) == pytest.approx(expected, abs=1e-6), name
 
 
 def test_new_slice_refuses_a_slice_that_is_not_axial(dash_env):

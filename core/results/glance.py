@@ -76,8 +76,7 @@ def glance(branch: str, test: dict | None, external: dict | None, shortcut: dict
     rows.append(Headline("COVID-CT test: COVID against non-COVID", "AUC", auc and auc["value"],
                          auc and tuple(auc["ci"]), ref and ref["value"],
                          missing="`python -m train evaluate --run RUN --split test`"))
-    rows.append(Headline("COVID-CT test without its slices in a soft-tissue window (lungs black; the window hints at "
-                         "the class)", "AUC", *_auc(_audited(shortcut, branch, LUNGS_READABLE)),
+    rows.append(Headline("COVID-CT test without its slices in a soft-tissue window (a cue of the class)", "AUC", *_auc(_audited(shortcut, branch, LUNGS_READABLE)),
                          _auc(_audited(shortcut, LESION_SHARE, LUNGS_READABLE))[0], missing=SHORTCUT))
     held, aucs = record(external, branch)
     held_ref, aucs_ref = record(external, LESION_SHARE)
