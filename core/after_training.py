@@ -60,6 +60,12 @@ def shortcut(a: After, **sizes) -> None:
     write_audit(a.run, a.data_root, a.device, progress=a.progress, **sizes)
 
 
+def windows(a: After) -> None:
+    from core.audits.windows import write_windows
+
+    write_windows(a.run, a.data_root, a.device, progress=a.progress)
+
+
 def probe(a: After, **sizes) -> None:
     from core.audits.branch_probe import write_probe
 
@@ -159,6 +165,12 @@ def _external_passes(a: After, **_) -> float:  # every labelled COVID-SemiSeg sl
     return len(external_slices(a.data_root))
 
 
+def _windows_passes(a: After, **_) -> float:  # every reported COVID-CT-MD slice in each window
+    from core.audits.windows import WINDOWS, reported_slices
+
+    return len(WINDOWS) * len(reported_slices(a.data_root))
+
+
 def _external_methods() -> dict:  # the radiological signs it scores every external slice with
     from core.knowledge.signs import SIGNS_VERSION
 
@@ -169,6 +181,7 @@ AFTER_TRAINING = (
     Stage("external", external, ("external.json", "external.csv"), decides="two-step", passes=_external_passes,
           methods=_external_methods),
     Stage("shortcut", shortcut, ("shortcut.json", "shortcut.csv"), passes=_shortcut_passes),
+    Stage("windows", windows, ("windows.json",), passes=_windows_passes),
     Stage("probe", probe, ("branch_probe.csv",), passes=lambda a, **_: 3),
     Stage("fidelity", fidelity, ("fidelity.json", "fidelity.csv"), passes=_fidelity_passes),
     Stage("trust", trust, ("trust.json", "trust.csv"), passes=_trust_passes),

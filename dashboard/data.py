@@ -432,13 +432,23 @@ def external_report(runs: str, name: str, stamp: str) -> dict | None:
     """RUN/external.json (`train external`: the decision on other hospitals), or None before it was written."""
     from core.audits.external import EXTERNAL_FILE
 
-    f = view(runs, name, stamp).run.path / EXTERNAL_FILE
+    return _run_json(view(runs, name, stamp).run.path / EXTERNAL_FILE)
+
+
+def windows_report(runs: str, name: str, stamp: str) -> dict | None:
+    """RUN/windows.json (`train windows`: the record on another hospital in other lung windows), or None before."""
+    from core.audits.windows import WINDOWS_FILE
+
+    return _run_json(view(runs, name, stamp).run.path / WINDOWS_FILE)
+
+
+def _run_json(f: Path) -> dict | None:
     mtime = _mtime(f)
-    return None if mtime is None else _external_report(str(f), mtime)
+    return None if mtime is None else _json_file(str(f), mtime)
 
 
-@st.cache_data(max_entries=8, show_spinner=False)
-def _external_report(path: str, mtime: int) -> dict:
+@st.cache_data(max_entries=16, show_spinner=False)
+def _json_file(path: str, mtime: int) -> dict:
     import json
 
     return json.loads(Path(path).read_text())

@@ -11,6 +11,7 @@ from core.knowledge.selection import rule_of, table_text
 from core.results.external_tables import (comparison_table, disease_table, disease_title, patient_table,
                                           role_data)
 from core.results.predictions import BASELINES
+from core.results.window_tables import window_sentence, window_table
 from dashboard import data, ui
 
 BASELINE = BASELINES[0]  # lesion-share: shown beside the decision everywhere
@@ -65,6 +66,7 @@ def other_hospitals(c: ui.Ctx, label: str = "") -> None:
     if not disease.empty:
         st.markdown(f"{label}**{disease_title(result)}**")
         st.dataframe(disease, hide_index=True, width="stretch")
+    other_windows(c, decision, label)
     with st.expander(f"The data that chose (not a result): {role_data(CHOOSES)}", expanded=False):
         st.dataframe(comparison_table(result, CHOOSES), hide_index=True, width="stretch")
         for chose in (patient_table(result, CHOOSES), disease_table(result, CHOOSES)):
@@ -73,3 +75,19 @@ def other_hospitals(c: ui.Ctx, label: str = "") -> None:
         if result.get("selection"):
             st.markdown(f"**How the two-step decision was chosen** on the same data: {rule_of(result)}.")
             st.dataframe(table_text(result["selection"]), hide_index=True, width="stretch")
+
+
+def other_windows(c: ui.Ctx, decision: str, label: str = "") -> None:
+    """The record on the reported COVID-CT-MD patients in other lung windows (RUN/windows.json)."""
+    result = data.windows_report(c.runs, c.name, c.stamp)
+    if result is None:
+        st.caption(f"{label}In other lung windows: not measured yet. `python -m train windows --run "
+                   f"{c.rv.run.path} --data-root DATA`")
+        return
+    if "unavailable" in result:
+        st.caption(f"{label}In other lung windows: not measurable: {result['unavailable']}.")
+        return
+    st.markdown(f"{label}**In other lung windows**: a hospital exports its slices through its viewer's lung preset, "
+                "not through this product's. The same patients' slices, from their Hounsfield units, in each: "
+                + window_sentence(result, decision))
+    st.dataframe(window_table(result, decision), hide_index=True, width="stretch")

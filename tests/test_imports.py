@@ -36,10 +36,12 @@ LAYERS = (
     # what reads a whole trained run: audits, fidelity, the run's tables, the dashboard's view, migration
     ("core.audits", "core.explain.fidelity", "core.results.tables", "core.runs.run_view", "core.runs.migrate"),
     ("core.trust",),  # whether a trained run's maps and decisions can be trusted: reads the whole run
-    ("core.audits.external",),  # other hospitals through a trained run: its rows carry the trust flag's distance
+    # other hospitals through a trained run (its rows carry the trust flag's distance); its patients in other windows
+    ("core.audits.external", "core.audits.windows"),
     # per-source tables of those rows, the decision at a glance; the calls on new slices and scans, beside the run's
     # record on another hospital
-    ("core.trust.slices", "core.results.external_tables", "core.results.glance", "core.trust.scan_call",
+    ("core.trust.slices", "core.results.external_tables", "core.results.window_tables", "core.results.glance",
+     "core.trust.scan_call",
      "core.trust.calls"),
     ("core.pictures",),  # pictures of a run's slices, maps and the Data page, drawn once by precompute
     ("core.after_training",),  # the stages after training: the audits, the decision's fit, precompute

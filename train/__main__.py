@@ -29,6 +29,7 @@ COMMANDS = {
     "lungs": ("train.lungs", "classical lung fields over every slice: coverage, lesion recall, slices not found"),
     "verdicts": ("train.verdicts", "reviewers' verdicts per slice (dashboard) as CSV"),
     "external": ("train.external", "does the decision carry over? other hospitals per source and patient; fits two-step"),
+    "windows": ("train.windows", "does the record on another hospital hold in other lung windows? (COVID-CT-MD, HU)"),
     "signs": ("train.signs", "radiological signs from the segmenter against the doctors' masks (COVID-SemiSeg)"),
     "trust": ("train.trust", "can a map, a decision, a slice be trusted? map sanity checks, prediction sets, OOD flag"),
     "report": ("train.report", "a Markdown report of run folders (metrics, audits, timings), generated"),

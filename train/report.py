@@ -28,6 +28,7 @@ from pathlib import Path
 import pandas as pd
 
 from core.audits.external import CHOOSES, EXTERNAL_FILE, REPORTS, ROWS_FILE
+from core.audits.windows import WINDOWS_FILE
 from core.config import PipelineConfig
 from core.knowledge.selection import rule_of, table_text
 from core.knowledge.signs_check import SIGNS_CHECK_FILE
@@ -36,6 +37,7 @@ from core.results.external_tables import (comparison_table, disease_table, disea
                                           role_data)
 from core.results.predictions import BASELINES, BRANCHES, run_metrics
 from core.results.tables import markdown_table
+from core.results.window_tables import window_sentence, window_table
 from core.runs.run_view import RunView
 from core.runs.runfolder import RunError, RunFolder
 from core.trust.slices import source_tables
@@ -280,6 +282,7 @@ def other_hospitals(folder: RunFolder) -> str:
     disease = disease_table(result, REPORTS)
     if not disease.empty:
         parts += ["", disease_title(result) + ".", "", md(disease)]
+    parts += other_windows(folder, md)
     parts += ["", "The data that chose (not a result):", "", md(comparison_table(result, CHOOSES))]
     for chose in (patient_table(result, CHOOSES), disease_table(result, CHOOSES)):
         if not chose.empty:
@@ -288,6 +291,20 @@ def other_hospitals(folder: RunFolder) -> str:
         parts += ["", f"How the two-step decision was chosen on the same data ({rule_of(result)}):", "",
                   md(table_text(result["selection"]))]
     return "\n".join(parts)
+
+
+def other_windows(folder: RunFolder, md) -> list[str]:
+    """The run's windows.json (`train windows`) as Markdown lines; [] when the run has none."""
+    f = folder.path / WINDOWS_FILE
+    if not f.is_file():
+        return []
+    result = json.loads(f.read_text())
+    if "unavailable" in result:
+        return ["", f"In other lung windows (`{WINDOWS_FILE}`): not measurable: {result['unavailable']}."]
+    decision = result.get("decision") or "fusion"
+    return ["", f"In other lung windows (`{WINDOWS_FILE}`, `python -m train windows`): the same patients' slices "
+                "from their Hounsfield units, each window's AUC with its 95% interval. "
+                + window_sentence(result, decision).replace("**", ""), "", md(window_table(result, decision))]
 
 
 SIGNS_COLUMNS = ("sign", "n", "Pearson r", "mean abs. error", "agreement", "mean (segmenter)", "mean (doctors)")

@@ -251,9 +251,10 @@ def _rescale(ds, k: int) -> tuple[float, float] | None:
     return None if slope is None or intercept is None else (float(slope), float(intercept))
 
 
-def dicom_frame(name: str, ds, k: int | None = None) -> np.ndarray:
+def dicom_frame(name: str, ds, k: int | None = None, shown_in: tuple[float, float] = LUNG_WINDOW) -> np.ndarray:
     """Frame k (default: the middle one) of a parsed DICOM dataset (`dicom_dataset`) in Hounsfield units through
-    the lung window, [0, 1] (a picture of a slice: as its PNG reads), an axial slice in the radiological view."""
+    the lung window (`shown_in`: another (level, width)), [0, 1] (a picture of a slice: as its PNG reads), an axial
+    slice in the radiological view."""
     from pydicom.pixels import apply_modality_lut, pixel_array
 
     frames = int(ds.get("NumberOfFrames") or 1)
@@ -268,7 +269,7 @@ def dicom_frame(name: str, ds, k: int | None = None) -> np.ndarray:
     if hu is None:
         image = _check_shape(name, _picture_grey(ds, pixels))
     else:  # checked before windowing: the window's clip would hide an infinite value
-        image = window(_check_shape(name, hu))
+        image = window(_check_shape(name, hu), *shown_in)
     return radiological(image, frame_orientation(ds, k))
 
 

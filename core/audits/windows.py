@@ -1,0 +1,128 @@
+"""Does the decision's record on another hospital hold when its slices arrive in another lung window?
+
+Hospitals export slices windowed by their viewer's lung preset, not by this product's. COVID-CT-MD's reported
+patients (core.audits.external's REPORTS role: P002, normal002, cap002) are DICOM in Hounsfield units, so each of
+their slices can be shown through the product's lung window and through other lung windows viewers use
+(`WINDOWS`), scored through the whole trained run (its decision and every branch) and compared as `train external`
+compares them: the COVID-19 patient's infected slices against the normal patient's slices, and against the
+pneumonia patient's. Nothing is chosen on it; it says how far the record depends on the window.
+
+    result = write_windows(run, data_root)     # RUN/windows.json (per window and comparison) and windows.csv
+
+A data root whose COVID-CT-MD slices hold no CT numbers (a data pack keeps them windowed, core/data/pack.py)
+cannot be shown in another window: windows.json then says so, and why.
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from core.audits import external as ex
+from core.data.imaging import LUNG_WINDOW, dicom_dataset, dicom_frame, read_bytes, sniff_format
+from core.explain.fidelity import clean
+from core.inference import TrainedRun
+from core.results.metrics import binary_metrics
+from core.runs.checkpoint import atomic_write_text
+
+WINDOWS_FILE, ROWS_FILE = "windows.json", "windows.csv"
+# (level, width) in HU: the product's lung window first, then lung presets viewers ship, narrower and wider.
+WINDOWS = (LUNG_WINDOW, (-600.0, 1200.0), (-700.0, 1000.0), (-550.0, 1600.0), (-500.0, 2000.0))
+BASELINE = "lesion-share"
+
+
+def window_name(level: float, width: float) -> str:
+    return f"L{level:g}/W{width:g}"
+
+
+def reported_slices(data_root) -> list[ex.ExternalSlice]:
+    """COVID-CT-MD's reported patients' slices (external.ROLES)."""
+    return [s for s in ex.external_slices(data_root) if s.source == "covid-ct-md" and s.role == ex.REPORTS]
+
+
+def no_ct_numbers(slices: list[ex.ExternalSlice]) -> str:
+    """Why these slices cannot be shown in another window ("" when every one is DICOM)."""
+    for s in slices:
+        with open(s.path, "rb") as f:
+            head = f.read(512)  # enough for DICOM's preamble and magic
+        if sniff_format(head, s.path) != "dicom":
+            return (f"{s.path} holds no CT numbers (not DICOM: a data pack keeps COVID-CT-MD windowed); "
+                    "run on the raw data root")
+    return ""
+
+
+def score(tr: TrainedRun, slices: list[ex.ExternalSlice], progress: bool = False) -> pd.DataFrame:
+    """One row per slice and window: the slice (its patient, its radiologists' mark) and every branch's p(COVID)."""
+    rows = []
+    for s in tqdm(slices, desc="windows: COVID-CT-MD reported patients", disable=not progress):
+        ds = dicom_dataset(s.path, read_bytes(Path(s.path)))
+        for level, width in WINDOWS:
+            a = tr.analyse(dicom_frame(s.path, ds, None, (level, width)))
+            rows.append({"key": s.key, "group": s.group, "label": s.label, "infection_visible": s.infection_visible,
+                         "window": window_name(level, width), "level": level, "width": width,
+                         **{f"p_{b}": float(p) for b, p in a.probs.items()}})
+    return pd.DataFrame(rows)
+
+
+def report(rows: pd.DataFrame, branches: list[str]) -> dict:
+    """Per window (the product's first), comparison and branch: AUC with its 95% interval."""
+    covid, normal, cap = ex.ctmd.REPORT
+    infected = (rows.group == covid) & (rows.infection_visible == 1)
+    against = {"normal": rows.group == normal, "pneumonia": rows.group == cap}
+    out = []
+    for (level, width) in WINDOWS:
+        here = (rows.level == level) & (rows.width == width)
+        entry = {"window": window_name(level, width), "level": level, "width": width,
+                 "product": (level, width) == LUNG_WINDOW, "comparisons": {}}
+        for name, other in against.items():
+            pos, neg = rows[here & infected], rows[here & other]
+            if pos.empty or neg.empty:
+                continue
+            y = np.r_[np.ones(len(pos)), np.zeros(len(neg))]
+            entry["comparisons"][name] = {
+                "n_pos": len(pos), "n_neg": len(neg), "vs": f"{covid} infected vs {normal if name == 'normal' else cap}",
+                "branches": {b: _auc(y, np.r_[pos[f"p_{b}"], neg[f"p_{b}"]]) for b in branches}}
+        out.append(entry)
+    return {"windows": out, "branches": branches}
+
+
+def _auc(y: np.ndarray, p: np.ndarray) -> dict:
+    m = binary_metrics(y, p, threshold=0.5, n_boot=ex.N_BOOT)["auc"]
+    return {"auc": m["value"], "auc_ci": m["ci"]}
+
+
+def write_windows(run, data_root, device="cpu", progress: bool = False) -> dict:
+    """Score the reported COVID-CT-MD patients in every window of WINDOWS through the run; write WINDOWS_FILE (and
+    ROWS_FILE); a data root without CT numbers gets a WINDOWS_FILE that says why."""
+    slices = reported_slices(data_root)
+    why = no_ct_numbers(slices)
+    if why:
+        result = {"unavailable": why}
+    else:
+        tr = TrainedRun.load(run.path, device=device)
+        rows = score(tr, slices, progress)
+        branches = [c[len("p_"):] for c in rows.columns if c.startswith("p_")]
+        result = report(rows, branches)
+        result["decision"] = tr.cfg.decision
+        rows.to_csv(run.path / ROWS_FILE, index=False)
+    atomic_write_text(run.path / WINDOWS_FILE, json.dumps(clean(result), indent=1))
+    return result
+
+
+def spread(result: dict, branch: str, against: str) -> tuple[float, float, float] | None:
+    """(the product's window's AUC, the lowest and the highest in the other windows) of `branch` against `against`
+    ("normal" or "pneumonia"); None when not measured."""
+    product, others = math.nan, []
+    for w in (result or {}).get("windows", []):
+        m = w["comparisons"].get(against, {}).get("branches", {}).get(branch)
+        if m is None:
+            continue
+        if w["product"]:
+            product = m["auc"]
+        else:
+            others.append(m["auc"])
+    return None if math.isnan(product) or not others else (product, min(others), max(others))

@@ -1,0 +1,148 @@
+"""The lung-window audit (core/audits/windows.py, `train windows`): COVID-CT-MD's reported patients shown through other
+lung windows and scored through the run; its table on the "Does it look at the disease?" page and in the report.
+
+A copy of the session's default-recipe run (`guided_run`: its two-step decision fitted, external.json written).
+Expected numbers come from the run's files (external.json, windows.csv), not from the helpers under test."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from core.audits import external as ex
+from core.audits import windows as wa
+from core.data.imaging import LUNG_WINDOW, dicom_dataset, dicom_frame, window
+from core.results.window_tables import window_sentence, window_table
+from core.runs.runfolder import RunFolder
+from tests.test_imaging import chest_hu, ct_dataset, dicom_bytes
+
+
+@pytest.fixture(scope="module")
+def windowed(guided_run, phantom_root, module_scratch):
+    mp = pytest.MonkeyPatch()
+    mp.setattr(ex, "N_BOOT", 50)  # speed: the AUCs' intervals
+    root = module_scratch("windows")
+    shutil.copytree(guided_run, root / "two-step")
+    result = wa.write_windows(RunFolder(root / "two-step"), phantom_root)
+    mp.setenv("COVID_LAB_RUNS", str(root))
+    mp.setenv("COVID_LAB_BOOT", "40")
+    yield root, result
+    mp.undo()
+
+
+def test_a_dicom_slice_can_be_shown_in_another_window():
+    hu = chest_hu()
+    ds = dicom_dataset("ct.dcm", dicom_bytes(ct_dataset(hu, slope=1.0)))
+    np.testing.assert_allclose(dicom_frame("ct.dcm", ds), window(hu, *LUNG_WINDOW), atol=1e-6)
+    np.testing.assert_allclose(dicom_frame("ct.dcm", ds, None, (-500.0, 2000.0)), window(hu, -500.0, 2000.0),
+                               atol=1e-6)
+
+
+def test_the_products_window_gives_the_external_reports_aucs(windowed):
+    """Same slices, same run, same window: the audit's first row is external.json's record on those patients."""
+    root, result = windowed
+    external = json.loads((root / "two-step" / ex.EXTERNAL_FILE).read_text())["comparisons"]
+    first = result["windows"][0]
+    assert first["product"] and (first["level"], first["width"]) == LUNG_WINDOW
+    assert [w["window"] for w in result["windows"]] == [wa.window_name(*w) for w in wa.WINDOWS]
+    assert result["decision"] == "two-step" and {"two-step", "lesion-share", "fusion"} <= set(result["branches"])
+    for against, m in first["comparisons"].items():
+        record = external[f"covid-ct-md {m['vs']}"]["branches"]
+        for branch, auc in m["branches"].items():
+            assert auc["auc"] == pytest.approx(record[branch]["auc"], abs=1e-9), (against, branch)
+
+
+def test_every_window_rescored_every_reported_slice(windowed, phantom_root):
+    root, result = windowed
+    rows = pd.read_csv(root / "two-step" / wa.ROWS_FILE)
+    reported = wa.reported_slices(phantom_root)
+    assert {s.group for s in reported} == {"P002", "normal002", "cap002"}
+    assert len(rows) == len(reported) * len(wa.WINDOWS)
+    assert rows.groupby("window").key.nunique().eq(len(reported)).all()
+    product = rows[rows.window == wa.window_name(*LUNG_WINDOW)].set_index("key")
+    wide = rows[rows.window == "L-500/W2000"].set_index("key").loc[product.index]
+    assert not np.allclose(product["p_fusion"], wide["p_fusion"])  # another window is another image to the run
+    for w in result["windows"]:
+        n = w["comparisons"]["normal"]
+        assert n["n_neg"] == sum(s.group == "normal002" for s in reported)
+        assert n["n_pos"] == sum(s.group == "P002" and s.infection_visible == 1 for s in reported)
+
+
+def test_the_spread_and_the_sentence():
+    entry = lambda name, product, auc: {"window": name, "product": product, "comparisons": {
+        "normal": {"branches": {"two-step": {"auc": auc, "auc_ci": [auc - 0.05, auc + 0.01]},
+                                "lesion-share": {"auc": 0.9, "auc_ci": [0.85, 0.95]}}}}}
+    result = {"windows": [entry("L-600/W1500", True, 0.97), entry("A", False, 0.93), entry("B", False, 0.95)]}
+    assert wa.spread(result, "two-step", "normal") == (0.97, 0.93, 0.95)
+    assert wa.spread(result, "two-step", "pneumonia") is None and wa.spread({}, "two-step", "normal") is None
+    assert window_sentence(result, "two-step") == ("Shown in 2 other lung windows, **two-step** scores AUC 0.930 to "
+                                                   "0.950 against the normal patient's slices (0.970 in the product's "
+                                                   "window).")
+    table = window_table(result, "two-step")
+    assert list(table.columns) == ["lung window", "two-step, infected vs normal", "lesion-share, infected vs normal",
+                                   "two-step, infected vs pneumonia", "lesion-share, infected vs pneumonia"]
+    assert table.iloc[0].tolist()[:3] == ["L-600/W1500 (the product's)", "0.970 [0.920, 0.980]", "0.900 [0.850, 0.950]"]
+    assert table.iloc[1, 3] == ""  # not measured against pneumonia
+
+
+def test_slices_without_ct_numbers_say_why(guided_run, phantom_root, tmp_path):
+    """A data pack keeps COVID-CT-MD windowed (8-bit): no other window can be made from it; the file says so."""
+    root = tmp_path / "data"
+    shutil.copytree(phantom_root, root)
+    first = wa.reported_slices(root)[0]
+    Image.fromarray(np.zeros((32, 32), np.uint8)).save(first.path, format="PNG")  # the listed name, PNG inside
+    run = tmp_path / "run"
+    shutil.copytree(guided_run, run)
+    result = wa.write_windows(RunFolder(run), root)
+    assert result == {"unavailable": f"{first.path} holds no CT numbers (not DICOM: a data pack keeps COVID-CT-MD "
+                                     "windowed); run on the raw data root"}
+    assert json.loads((run / wa.WINDOWS_FILE).read_text()) == result and not (run / wa.ROWS_FILE).exists()
+
+
+def test_the_command_writes_both_files(windowed, phantom_root, tmp_path, train_cli, monkeypatch):
+    root, _ = windowed
+    monkeypatch.setattr(wa, "WINDOWS", wa.WINDOWS[:2])  # speed: the product's and one other
+    run = tmp_path / "copy"
+    shutil.copytree(root / "two-step", run)
+    for f in (wa.WINDOWS_FILE, wa.ROWS_FILE):
+        (run / f).unlink()
+    p = train_cli("windows", "--run", run, "--data-root", phantom_root, "--no-progress")
+    assert p.returncode == 0, p.stderr
+    printed = json.loads(p.stdout.strip().splitlines()[-1])
+    assert [w["window"] for w in printed["windows"]] == ["L-600/W1500", "L-600/W1200"]
+    assert json.loads((run / wa.WINDOWS_FILE).read_text())["windows"][1]["window"] == "L-600/W1200"
+    assert set(pd.read_csv(run / wa.ROWS_FILE).window) == {"L-600/W1500", "L-600/W1200"}
+
+
+def test_the_disease_page_and_the_report_show_the_windows(windowed):
+    from train.report import other_hospitals
+    from tests.test_two_step_pages import app
+
+    root, result = windowed
+    at = app("views/disease.py", {"run_name": "two-step"})
+    text = " ".join(m.value for m in at.markdown)
+    assert "**In other lung windows**" in text and window_sentence(result, "two-step") in text
+    (table,) = [d.value for d in at.dataframe if "lung window" in d.value.columns]
+    assert list(table["lung window"]) == [w["window"] + (" (the product's)" if w["product"] else "")
+                                          for w in result["windows"]]
+    for row, w in zip(table.to_dict("records"), result["windows"]):
+        m = w["comparisons"]["pneumonia"]["branches"]["two-step"]
+        assert row["two-step, infected vs pneumonia"] == f"{m['auc']:.3f} [{m['auc_ci'][0]:.3f}, {m['auc_ci'][1]:.3f}]"
+    report = other_hospitals(RunFolder(root / "two-step"))
+    assert "In other lung windows (`windows.json`" in report and "| L-500/W2000 |" in report
+
+
+def test_without_the_audit_the_page_names_the_command(guided_run, module_scratch, monkeypatch):
+    from tests.test_two_step_pages import app
+
+    root = module_scratch("windows-none")
+    shutil.copytree(guided_run, root / "unwindowed")
+    (root / "unwindowed" / wa.WINDOWS_FILE).unlink(missing_ok=True)
+    monkeypatch.setenv("COVID_LAB_RUNS", str(root))
+    at = app("views/disease.py", {"run_name": "unwindowed"})
+    assert any(c.value.startswith("In other lung windows: not measured yet. `python -m train windows --run ")
+               for c in at.caption)
