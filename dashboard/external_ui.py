@@ -88,6 +88,6 @@ def other_windows(c: ui.Ctx, decision: str, label: str = "") -> None:
         st.caption(f"{label}In other lung windows: not measurable: {result['unavailable']}.")
         return
     st.markdown(f"{label}**In other lung windows**: a hospital exports its slices through its viewer's lung preset, "
-                "not through this product's. The same patients' slices, from their Hounsfield units, in each: "
-                + window_sentence(result, decision))
+                "not through this product's; here the same patients' slices are shown, from their Hounsfield "
+                f"units, in {len(result['windows'])} lung windows. " + window_sentence(result, decision))
     st.dataframe(window_table(result, decision), hide_index=True, width="stretch")
