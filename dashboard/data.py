@@ -158,15 +158,16 @@ def metric_table(runs: str, name: str, stamp: str, split: str) -> pd.DataFrame:
 
 @st.cache_data(max_entries=8, show_spinner=False)
 def glance(runs: str, name: str, stamp: str) -> pd.DataFrame:
-    """core.results.glance's table of the run's decision branch: COVID-CT test, another hospital, another source,
-    the lungs blanked; each beside the lesion share alone."""
+    """core.results.glance's table of the run's decision branch: COVID-CT test, another hospital (also in other lung
+    windows), another source, the lungs blanked; each beside the lesion share alone."""
     from core.audits.shortcut import AUDIT_FILE
     from core.results.glance import glance as rows
     from core.results.glance import glance_table
 
     rv = view(runs, name, stamp)
     test = metric_values(runs, name, stamp, "test") if (rv.predictions.split == "test").any() else None
-    return glance_table(rows(rv.decision_branch(), test, external_report(runs, name, stamp), rv.run_json(AUDIT_FILE)))
+    return glance_table(rows(rv.decision_branch(), test, external_report(runs, name, stamp), rv.run_json(AUDIT_FILE),
+                             windows_report(runs, name, stamp)))
 
 
 def metric_difference(a, b, split: str) -> pd.DataFrame:

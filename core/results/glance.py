@@ -1,13 +1,14 @@
 """The decision at a glance: the few numbers asked of a run first, each on data that chose nothing, beside the
 lesion share alone (the segmenter's knowledge without a classifier). The Overview opens with them.
 
-    rows = glance("two-step", metrics_test, external, shortcut)   # metrics_test.json's, external.json's, shortcut.json's
+    rows = glance("two-step", metrics_test, external, shortcut, windows)   # metrics_test.json's, external.json's ...
     table = glance_table(rows)
 
     COVID-CT test                  the decision's AUC on the paper's test split, and without its slices shown in
                                    a soft-tissue window (nearly all non-COVID: the window hints at the class)
     another hospital               COVID-CT-MD's report patients: slices with visible infection against normal
-                                   slices and against pneumonia slices (AUC), and the scan calls right
+                                   slices and against pneumonia slices (AUC), the lowest of those AUCs with the
+                                   slices shown in other lung windows, and the scan calls right
     another source, all COVID      COVID-SemiSeg test: the share called COVID at the decision's operating point
     disease or source?             COVID-CT test AUC with the lungs blanked: near 0.5 when the decision reads the
                                    disease, not where a slice came from
@@ -23,12 +24,14 @@ import pandas as pd
 
 from core.audits.external import REPORTS
 from core.audits.shortcut import LUNGS_READABLE
+from core.audits.windows import spread
 from core.results.external_tables import auc_text
 from core.trust.scan_call import record
 
 LESION_SHARE = "lesion-share"  # the reference: knowledge alone
 EXTERNAL = "`python -m train external --run RUN --data-root DATA`"
 SHORTCUT = "`python -m train shortcut --run RUN --data-root DATA`"
+WINDOWS = "`python -m train windows --run RUN --data-root DATA`"
 
 
 @dataclass(frozen=True)
@@ -67,9 +70,10 @@ def _audited(shortcut: dict | None, branch: str, condition: str) -> dict | None:
     return (((shortcut or {}).get("branches") or {}).get(branch) or {}).get(condition)
 
 
-def glance(branch: str, test: dict | None, external: dict | None, shortcut: dict | None) -> list[Headline]:
-    """The headline rows of `branch` (`test`: metrics_test.json's {branch: metrics}; `external`, `shortcut`: the
-    run's external.json and shortcut.json, None when not written yet)."""
+def glance(branch: str, test: dict | None, external: dict | None, shortcut: dict | None,
+           windows: dict | None = None) -> list[Headline]:
+    """The headline rows of `branch` (`test`: metrics_test.json's {branch: metrics}; `external`, `shortcut`,
+    `windows`: the run's external.json, shortcut.json and windows.json, None when not written yet)."""
     rows = []
     auc = (test or {}).get(branch, {}).get("auc")
     ref = (test or {}).get(LESION_SHARE, {}).get("auc")
@@ -86,6 +90,12 @@ def glance(branch: str, test: dict | None, external: dict | None, shortcut: dict
         r = next((x for x in aucs_ref if x.against == against), None)
         ci = None if a is None or math.isnan(a.low) else (a.low, a.high)
         rows.append(Headline(question, "AUC", a and a.auc, ci, r and r.auc, missing=EXTERNAL))
+    others = sum(not w["product"] for w in (windows or {}).get("windows", []))
+    shown = f"in {others} other lung windows" if others else "in other lung windows"
+    for against in ("normal", "pneumonia"):
+        low, ref = spread(windows, branch, against), spread(windows, LESION_SHARE, against)
+        rows.append(Headline(f"Another hospital, its slices {shown}: infected against {against} slices",
+                             "lowest AUC", low and low[1], None, ref and ref[1], missing=WINDOWS))
     question = "Another hospital: scan calls right, held-out patients"
     if held:
         same = [h.patient for h in held] == [h.patient for h in held_ref]
