@@ -96,6 +96,23 @@ def test_the_record_on_another_hospital_reads_its_report_patients_only():
     assert "(calls made by rule 'top 10% mean')" in other.lines()[2]
 
 
+def test_the_record_says_how_low_it_goes_in_other_lung_windows():
+    ext = external({"P002": ("reports", 1, 0.8, True), "normal002": ("reports", 0, 0.3, False)},
+                   {"covid-ct-md P002 infected vs normal002": ("reports", 0.91)})
+    aucs = {(True, "normal"): 0.91, (False, "normal"): 0.87, (False, "pneumonia"): 0.8, (True, "pneumonia"): 0.86}
+    windows = {"windows": [{"product": product, "comparisons": {
+        against: {"branches": {"two-step": {"auc": aucs[(product, against)], "auc_ci": [0, 1]}}}
+        for against in ("normal", "pneumonia")}} for product in (True, False, False)]}
+    t = table(EVEN).rename(columns={"p_fusion": "p_two-step"})
+    d = decide(t, "two-step", 0.6)
+    line = assess(t, d, ext, windows=windows).lines()[2]
+    assert line.endswith("Shown in 2 other lung windows, as another hospital may export them, those slice AUCs stay at "
+                         "or above 0.870 against normal slices (0.910 in the product's window) and 0.800 against "
+                         "pneumonia slices (0.860 in the product's window).")
+    assert assess(t, d, ext).lines()[2].endswith("0.910 [0.860, 0.910].")  # no windows.json: the record alone
+    assert "lung windows" not in assess(t, d, None, windows=windows).lines()[2]  # no record to qualify
+
+
 def test_no_slice_with_a_lung_field_is_no_call_to_weigh():
     t = table([0.9, 0.8])
     t["lung_found"] = False

@@ -136,6 +136,22 @@ def test_the_disease_page_and_the_report_show_the_windows(windowed):
     assert "In other lung windows (`windows.json`" in report and "| L-500/W2000 |" in report
 
 
+def test_a_scans_call_carries_the_windows_record(windowed, phantom_root, train_cli):
+    """`predict` on a series: under the scan's call, the run's record on another hospital goes on to the lowest
+    AUC in the other lung windows, as windows.json holds it."""
+    from core.trust.scan_call import window_lows
+
+    root, result = windowed
+    folder = wa.reported_slices(phantom_root)[0].path.rsplit("/", 1)[0]
+    p = train_cli("predict", "--run", root / "two-step", folder)
+    assert p.returncode == 0, p.stderr
+    scan = next(json.loads(line)["scan"] for line in p.stdout.splitlines() if '"scan"' in line)
+    lows = window_lows(result, "two-step")
+    assert [w.against for w in lows] == ["normal", "pneumonia"]
+    record = scan["trust"]["lines"][2]
+    assert f"those slice AUCs stay at or above {lows[0].low:.3f} against normal slices" in record
+
+
 def test_without_the_audit_the_page_names_the_command(guided_run, module_scratch, monkeypatch):
     from tests.test_two_step_pages import app
 

@@ -41,6 +41,7 @@ class RunCalls:
 
     def __init__(self, run_path: str | Path, level: float = LEVEL):
         from core.audits.external import EXTERNAL_FILE
+        from core.audits.windows import WINDOWS_FILE
         from core.runs.run_view import RunView
         from core.trust import conformal, ood
         from core.trust.slices import flag_alpha
@@ -53,6 +54,7 @@ class RunCalls:
         self.sets, self.no_sets = _attempt(lambda: conformal.fit_run(view.run, self.branch, level))
         self.flag, self.no_flag = _attempt(lambda: ood.fit_run(view.run, flag_alpha(store.load(view.run))))
         self.external = view.run_json(EXTERNAL_FILE)
+        self.windows = view.run_json(WINDOWS_FILE)
 
     @property
     def flag_columns(self):
@@ -85,7 +87,7 @@ class RunCalls:
 
         s = summarise(table, self.branch, self.threshold)
         dec = s.decision
-        trust = assess(table, dec, self.external, self.no_flag)
+        trust = assess(table, dec, self.external, self.no_flag, self.windows)
         number = lambda v: None if v is None or math.isnan(v) else round(float(v), 6)
         return {"scan_decision": dec.label, "branch": dec.branch, "statistic": number(dec.statistic),
                 "operating_point": round(dec.threshold, 6), "rule": dec.words, "slices": s.slices,

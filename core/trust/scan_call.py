@@ -11,7 +11,9 @@ Three readings of what the run already holds; nothing is fitted here:
                         call and among all with a lung field (the scan table's FLAG_COLUMN, when it was scored
                         with the flag)
   another hospital      the run's scan calls on COVID-CT-MD's report patients and its slice AUCs there, with
-                        95% intervals (external.json, `train external`): patients that chose nothing
+                        95% intervals (external.json, `train external`): patients that chose nothing; and the
+                        lowest of those AUCs with their slices shown in other lung windows (windows.json,
+                        `train windows`): a hospital exports through its own viewer's preset
 
 The flag passes most of COVID-CT-MD's lung slices, a hospital no run trained on, so "like the training slices" does not
 say the decision carries over: the third reading is the one measured on another hospital.
@@ -25,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from core.audits.external import REPORTS, against_normal
+from core.audits.windows import spread
 from core.knowledge.scan import CANDIDATE_SHARES, RULE, ScanDecision, ScanRule
 from core.results.external_tables import auc_text
 from core.trust.image_check import measure
@@ -56,6 +59,14 @@ class SliceAuc:
 
 
 @dataclass(frozen=True)
+class WindowLow:
+    against: str  # "normal" or "pneumonia"
+    product: float  # the slice AUC in the product's lung window
+    low: float  # the lowest in the other windows
+    windows: int  # how many other windows
+
+
+@dataclass(frozen=True)
 class CallTrust:
     decision: ScanDecision
     shares: tuple[ShareCall, ...]
@@ -66,6 +77,7 @@ class CallTrust:
     slice_aucs: tuple[SliceAuc, ...]
     record_rule: str | None  # the scan rule external.json's calls were made by
     no_flag: str = ""  # why the scan was scored without the flag, when it was
+    window_lows: tuple[WindowLow, ...] = ()  # empty: the run has no windows.json
 
     @property
     def steady(self) -> bool | None:
@@ -128,7 +140,15 @@ class CallTrust:
                          f"{auc_text(a.auc, a.low, a.high)}" for a in self.slice_aucs)
         rule = "" if self.record_rule in (None, RULE.name) else f" (calls made by rule '{self.record_rule}')"
         return (f"On another hospital's patients that chose nothing (COVID-CT-MD): {right} of {len(self.held_out)} "
-                f"scan calls right{rule}: {calls}" + (f"; {aucs}" if aucs else "") + ".")
+                f"scan calls right{rule}: {calls}" + (f"; {aucs}" if aucs else "") + "." + self._windows_text())
+
+    def _windows_text(self) -> str:
+        if not self.window_lows:
+            return ""
+        lows = " and ".join(f"{w.low:.3f} against {w.against} slices ({w.product:.3f} in the product's window)"
+                            for w in self.window_lows)
+        return (f" Shown in {self.window_lows[0].windows} other lung windows, as another hospital may export them, "
+                f"those slice AUCs stay at or above {lows}.")
 
 
 def neighbours(shares: tuple[float, ...] = CANDIDATE_SHARES, share: float = RULE.top_share) -> tuple[float, ...]:
@@ -177,9 +197,19 @@ def flag_columns(flag):
     return assess_slice
 
 
-def assess(table: pd.DataFrame, decision: ScanDecision, external: dict | None, no_flag: str = "") -> CallTrust:
+def window_lows(windows: dict | None, branch: str) -> tuple[WindowLow, ...]:
+    """`branch`'s slice AUCs on the report patients in the product's lung window and the lowest in the others
+    (windows.json); empty when the run has none or `branch` was not scored there."""
+    others = sum(not w["product"] for w in (windows or {}).get("windows", []))
+    found = ((against, spread(windows, branch, against)) for against in ("normal", "pneumonia"))
+    return tuple(WindowLow(against, s[0], s[1], others) for against, s in found if s is not None)
+
+
+def assess(table: pd.DataFrame, decision: ScanDecision, external: dict | None, no_flag: str = "",
+           windows: dict | None = None) -> CallTrust:
     """The three readings of a scan's call (`table`: core.knowledge.scan.score_volume's, with FLAG_COLUMN when
-    scored with the flag; `external`: the run's external.json, or None; `no_flag`: why the table has no flag)."""
+    scored with the flag; `external`, `windows`: the run's external.json and windows.json, or None; `no_flag`: why
+    the table has no flag)."""
     lungs = table[table.lung_found]
     flagged = flagged_top = None
     if FLAG_COLUMN in table:
@@ -188,4 +218,4 @@ def assess(table: pd.DataFrame, decision: ScanDecision, external: dict | None, n
         flagged_top = int(flags[lungs["index"].isin(decision.top)].sum())
     held, aucs = record(external, decision.branch)
     return CallTrust(decision, share_calls(table, decision), flagged_top, flagged, len(lungs), held, aucs,
-                     (external or {}).get("rule"), no_flag)
+                     (external or {}).get("rule"), no_flag, window_lows(windows, decision.branch) if held else ())

@@ -112,7 +112,7 @@ c1.metric("Scan decision", dec.label, help=dec.words, delta_color="off", delta_a
 st.markdown(f"**Rule** · {dec.words}." + (f" **Diagnosis on file** (COVID-CT-MD): {scan.truth}." if scan.truth else ""))
 scans.burden(burden_cols, summary)
 external = data.external_report(ctx.runs, ctx.name, ctx.stamp)  # the run's record on another hospital
-call = scan_call.assess(table, dec, external, no_flag)
+call = scan_call.assess(table, dec, external, no_flag, data.windows_report(ctx.runs, ctx.name, ctx.stamp))
 trust_ui.scan_call(call)
 
 
