@@ -126,3 +126,25 @@ def cached_upload(state, tr, run_name: str, run_stamp: str, raw: bytes, filename
                                            f"({type(exc).__name__}).", analysis=None)
     state[SESSION_KEY] = (k, result, images)
     return result, images
+
+
+WINDOWS_KEY = "_upload_windows"  # the session's last upload shown in other lung windows
+
+
+def cached_window_calls(state, tr, run_name: str, run_stamp: str, raw: bytes, filename: str,
+                        slice_index: int | None, branch: str, threshold: float) -> tuple[list | None, str]:
+    """core.audits.windows.slice_in_windows of an upload (None: no CT numbers to show in another window), kept in
+    the session for the last upload; (calls, "") or (None, why it could not be done)."""
+    from core.audits.windows import slice_in_windows
+
+    k = (run_name, run_stamp, digest(raw), slice_index, branch)
+    hit = state.get(WINDOWS_KEY)
+    if hit is not None and hit[0] == k:
+        return hit[1]
+    try:
+        with MODEL_LOCK:
+            found = (slice_in_windows(tr, raw, display_name(filename), branch, threshold, slice_index), "")
+    except Exception as exc:  # the slice read once already: a failure here is the analysis's, said
+        found = (None, f"{display_name(filename)}: could not be shown in other lung windows ({type(exc).__name__})")
+    state[WINDOWS_KEY] = (k, found)
+    return found

@@ -5,6 +5,7 @@ A copy of the session's default-recipe run (`guided_run`: its two-step decision 
 Expected numbers come from the run's files (external.json, windows.csv), not from the helpers under test."""
 from __future__ import annotations
 
+import io
 import json
 import shutil
 
@@ -150,6 +151,61 @@ def test_a_scans_call_carries_the_windows_record(windowed, phantom_root, train_c
     assert [w.against for w in lows] == ["normal", "pneumonia"]
     record = scan["trust"]["lines"][2]
     assert f"those slice AUCs stay at or above {lows[0].low:.3f} against normal slices" in record
+
+
+def test_one_slice_in_every_window(windowed, phantom_root):
+    """A DICOM slice's call in each lung window (New slice): the product's window gives the slice as read."""
+    from core.data.imaging import read_slice_bytes
+    from core.inference import TrainedRun
+    from tests.test_imaging import picture_dicom
+
+    root, _ = windowed
+    tr = TrainedRun.load(root / "two-step")
+    data = open(wa.reported_slices(phantom_root)[0].path, "rb").read()
+    calls = wa.slice_in_windows(tr, data, "IM0001", "two-step", 0.5)
+    assert [c.window for c in calls] == [wa.window_name(*w) for w in wa.WINDOWS]
+    assert [c.product for c in calls] == [True] + [False] * (len(wa.WINDOWS) - 1)
+    assert calls[0].p == pytest.approx(tr.analyse(read_slice_bytes(data, "IM0001")).probs["two-step"], abs=1e-9)
+    assert all(c.covid == (c.p >= 0.5) for c in calls)
+    png = io.BytesIO()
+    Image.fromarray(np.zeros((32, 32), np.uint8)).save(png, format="PNG")
+    assert wa.slice_in_windows(tr, png.getvalue(), "a.png", "two-step", 0.5) is None  # no CT numbers
+    key_image = dicom_bytes(picture_dicom(np.zeros((32, 32), np.uint8)))
+    assert wa.slice_in_windows(tr, key_image, "key.dcm", "two-step", 0.5) is None
+
+
+def test_the_calls_in_words():
+    same = [wa.WindowCall("L-600/W1500", True, 0.7, True), wa.WindowCall("A", False, 0.65, True)]
+    assert wa.calls_text(same, "two-step") == ("Shown in the 2 lung windows, **two-step**'s p(COVID) runs from 0.650 "
+                                               "to 0.700: the call, COVID, is the same in every one.")
+    turned = same + [wa.WindowCall("B", False, 0.4, False)]
+    assert wa.calls_text(turned, "two-step").endswith("the call (COVID in the product's window) changes in 1 of 3: it "
+                                                      "rests on how the slice is shown, so read it as uncertain.")
+    table = wa.calls_table(turned)
+    assert table.to_dict("records")[0] == {"lung window": "L-600/W1500 (the product's)", "p(COVID)": 0.7,
+                                           "call": "COVID"}
+    assert list(table.call) == ["COVID", "COVID", "non-COVID"]
+
+
+def test_new_slice_shows_a_dicom_upload_in_other_windows(windowed, phantom_root):
+    from tests.test_two_step_pages import app
+
+    root, _ = windowed
+    data = open(wa.reported_slices(phantom_root)[0].path, "rb").read()
+    at = app("views/new_slice.py", {"run_name": "two-step"})
+    at.file_uploader(key="upload").set_value(("IM0001", data, "application/dicom")).run()
+    assert not at.exception and at.toggle(key="upload_windows").value is False
+    at.toggle(key="upload_windows").set_value(True).run()
+    assert not at.exception
+    (line,) = [m.value for m in at.markdown if m.value.startswith("Shown in the 5 lung windows, **two-step**")]
+    (table,) = [d.value for d in at.dataframe if "lung window" in d.value.columns]
+    assert len(table) == len(wa.WINDOWS) and table["lung window"].iloc[0] == "L-600/W1500 (the product's)"
+    p = table["p(COVID)"]
+    assert f"runs from {p.min():.3f} to {p.max():.3f}" in line
+    png = io.BytesIO()
+    Image.fromarray(np.full((64, 64), 90, np.uint8)).save(png, format="PNG")
+    at.file_uploader(key="upload").set_value(("slice.png", png.getvalue(), "image/png")).run()
+    assert not [t for t in at.toggle if t.key == "upload_windows"]  # a PNG holds no HU: nothing to offer
 
 
 def test_without_the_audit_the_page_names_the_command(guided_run, module_scratch, monkeypatch):

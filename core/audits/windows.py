@@ -8,6 +8,7 @@ compares them: the COVID-19 patient's infected slices against the normal patient
 pneumonia patient's. Nothing is chosen on it; it says how far the record depends on the window.
 
     result = write_windows(run, data_root)     # RUN/windows.json (per window and comparison) and windows.csv
+    calls = slice_in_windows(tr, data, name, "two-step", 0.61)   # one uploaded slice: its call in every window
 
 A data root whose COVID-CT-MD slices hold no CT numbers (a data pack keeps them windowed, core/data/pack.py)
 cannot be shown in another window: windows.json then says so, and why.
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +25,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from core.audits import external as ex
-from core.data.imaging import LUNG_WINDOW, dicom_dataset, dicom_frame, read_bytes, sniff_format
+from core.data.imaging import LUNG_WINDOW, dicom_dataset, dicom_hu, read_bytes, sniff_format, window
 from core.explain.fidelity import clean
 from core.inference import TrainedRun
 from core.results.metrics import binary_metrics
@@ -59,9 +61,11 @@ def score(tr: TrainedRun, slices: list[ex.ExternalSlice], progress: bool = False
     """One row per slice and window: the slice (its patient, its radiologists' mark) and every branch's p(COVID)."""
     rows = []
     for s in tqdm(slices, desc="windows: COVID-CT-MD reported patients", disable=not progress):
-        ds = dicom_dataset(s.path, read_bytes(Path(s.path)))
+        hu = dicom_hu(s.path, dicom_dataset(s.path, read_bytes(Path(s.path))))
+        if hu is None:
+            raise ValueError(f"{s.path}: a picture of a slice, no CT numbers to show in another window")
         for level, width in WINDOWS:
-            a = tr.analyse(dicom_frame(s.path, ds, None, (level, width)))
+            a = tr.analyse(window(hu, level, width))
             rows.append({"key": s.key, "group": s.group, "label": s.label, "infection_visible": s.infection_visible,
                          "window": window_name(level, width), "level": level, "width": width,
                          **{f"p_{b}": float(p) for b, p in a.probs.items()}})
@@ -126,3 +130,47 @@ def spread(result: dict, branch: str, against: str) -> tuple[float, float, float
         else:
             others.append(m["auc"])
     return None if math.isnan(product) or not others else (product, min(others), max(others))
+
+
+@dataclass(frozen=True)
+class WindowCall:
+    window: str
+    product: bool  # the product's own lung window
+    p: float  # the decision's p(COVID) with the slice shown in this window
+    covid: bool  # its call at the operating point
+
+
+def slice_in_windows(tr: TrainedRun, data: bytes, name: str, branch: str, threshold: float,
+                     frame: int | None = None) -> list[WindowCall] | None:
+    """One slice file shown in every window of WINDOWS and scored through the run: `branch`'s p(COVID) and its
+    call at `threshold` in each; None for a file without CT numbers (not DICOM, or a DICOM picture of a slice)."""
+    if sniff_format(data, name) != "dicom":
+        return None
+    hu = dicom_hu(name, dicom_dataset(name, data), frame)
+    if hu is None:
+        return None
+    calls = []
+    for level, width in WINDOWS:
+        p = float(tr.analyse(window(hu, level, width)).probs[branch])
+        calls.append(WindowCall(window_name(level, width), (level, width) == LUNG_WINDOW, p, p >= threshold))
+    return calls
+
+
+def calls_text(calls: list[WindowCall], branch: str) -> str:
+    """'Shown in the 5 lung windows, **two-step**'s p(COVID) runs from 0.48 to 0.66: the call changes in 2 of 5
+    (COVID in the product's).'"""
+    ps = [c.p for c in calls]
+    own = next(c for c in calls if c.product)
+    same = sum(c.covid == own.covid for c in calls)
+    said = "COVID" if own.covid else "non-COVID"
+    head = f"Shown in the {len(calls)} lung windows, **{branch}**'s p(COVID) runs from {min(ps):.3f} to {max(ps):.3f}"
+    if same == len(calls):
+        return f"{head}: the call, {said}, is the same in every one."
+    return (f"{head}: the call ({said} in the product's window) changes in {len(calls) - same} of {len(calls)}: "
+            "it rests on how the slice is shown, so read it as uncertain.")
+
+
+def calls_table(calls: list[WindowCall]) -> pd.DataFrame:
+    """One row per window: its name (the product's marked), p(COVID), the call."""
+    return pd.DataFrame([{"lung window": c.window + (" (the product's)" if c.product else ""), "p(COVID)": round(c.p, 3),
+                          "call": "COVID" if c.covid else "non-COVID"} for c in calls])

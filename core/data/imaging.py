@@ -255,6 +255,23 @@ def dicom_frame(name: str, ds, k: int | None = None, shown_in: tuple[float, floa
     """Frame k (default: the middle one) of a parsed DICOM dataset (`dicom_dataset`) in Hounsfield units through
     the lung window (`shown_in`: another (level, width)), [0, 1] (a picture of a slice: as its PNG reads), an axial
     slice in the radiological view."""
+    k, pixels, hu = _decoded(name, ds, k)
+    if hu is None:
+        image = _check_shape(name, _picture_grey(ds, pixels))
+    else:  # checked before windowing: the window's clip would hide an infinite value
+        image = window(_check_shape(name, hu), *shown_in)
+    return radiological(image, frame_orientation(ds, k))
+
+
+def dicom_hu(name: str, ds, k: int | None = None) -> np.ndarray | None:
+    """Frame k (default: the middle one) in Hounsfield units, in the radiological view; None when the file holds a
+    picture of a slice, not CT numbers (no other window can be made of it)."""
+    k, _, hu = _decoded(name, ds, k)
+    return None if hu is None else radiological(_check_shape(name, hu), frame_orientation(ds, k))
+
+
+def _decoded(name: str, ds, k: int | None) -> tuple[int, np.ndarray, np.ndarray | None]:
+    """(the frame's index, its pixels as stored, in HU or None for a picture of a slice)."""
     from pydicom.pixels import apply_modality_lut, pixel_array
 
     frames = int(ds.get("NumberOfFrames") or 1)
@@ -266,11 +283,7 @@ def dicom_frame(name: str, ds, k: int | None = None, shown_in: tuple[float, floa
         hu = None if _is_picture(ds) else _hounsfield(ds, k, pixels, apply_modality_lut)
     except Exception as exc:  # truncated or corrupt data, a decoder's own refusal...
         raise ImageReadError(name, f"DICOM pixel data cannot be decoded ({_problem(exc)})") from None
-    if hu is None:
-        image = _check_shape(name, _picture_grey(ds, pixels))
-    else:  # checked before windowing: the window's clip would hide an infinite value
-        image = window(_check_shape(name, hu), *shown_in)
-    return radiological(image, frame_orientation(ds, k))
+    return k, pixels, hu
 
 
 def _is_picture(ds) -> bool:
