@@ -117,6 +117,11 @@ def write_windows(run, data_root, device="cpu", progress: bool = False) -> dict:
     return result
 
 
+def other_windows(result: dict | None) -> int:
+    """How many windows besides the product's a windows.json measured (0: none, or not measured)."""
+    return sum(not w["product"] for w in (result or {}).get("windows", []))
+
+
 def spread(result: dict, branch: str, against: str) -> tuple[float, float, float] | None:
     """(the product's window's AUC, the lowest and the highest in the other windows) of `branch` against `against`
     ("normal" or "pneumonia"); None when not measured."""
@@ -157,8 +162,8 @@ def slice_in_windows(tr: TrainedRun, data: bytes, name: str, branch: str, thresh
 
 
 def calls_text(calls: list[WindowCall], branch: str) -> str:
-    """'Shown in the 5 lung windows, **two-step**'s p(COVID) runs from 0.48 to 0.66: the call changes in 2 of 5
-    (COVID in the product's).'"""
+    """'Shown in the 5 lung windows, **two-step**'s p(COVID) runs from 0.549 to 0.842: the call (COVID in the
+    product's window) changes in 1 of 5: ...', or '...: the call, COVID, is the same in every one.'"""
     ps = [c.p for c in calls]
     own = next(c for c in calls if c.product)
     same = sum(c.covid == own.covid for c in calls)

@@ -24,7 +24,7 @@ import pandas as pd
 
 from core.audits.external import REPORTS
 from core.audits.shortcut import LUNGS_READABLE
-from core.audits.windows import spread
+from core.audits.windows import other_windows, spread
 from core.results.external_tables import auc_text
 from core.trust.scan_call import record
 
@@ -80,7 +80,8 @@ def glance(branch: str, test: dict | None, external: dict | None, shortcut: dict
     rows.append(Headline("COVID-CT test: COVID against non-COVID", "AUC", auc and auc["value"],
                          auc and tuple(auc["ci"]), ref and ref["value"],
                          missing="`python -m train evaluate --run RUN --split test`"))
-    rows.append(Headline("COVID-CT test without its slices in a soft-tissue window (a cue of the class)", "AUC", *_auc(_audited(shortcut, branch, LUNGS_READABLE)),
+    rows.append(Headline("COVID-CT test without its slices in a soft-tissue window (a cue of the class)", "AUC",
+                         *_auc(_audited(shortcut, branch, LUNGS_READABLE)),
                          _auc(_audited(shortcut, LESION_SHARE, LUNGS_READABLE))[0], missing=SHORTCUT))
     held, aucs = record(external, branch)
     held_ref, aucs_ref = record(external, LESION_SHARE)
@@ -90,7 +91,7 @@ def glance(branch: str, test: dict | None, external: dict | None, shortcut: dict
         r = next((x for x in aucs_ref if x.against == against), None)
         ci = None if a is None or math.isnan(a.low) else (a.low, a.high)
         rows.append(Headline(question, "AUC", a and a.auc, ci, r and r.auc, missing=EXTERNAL))
-    others = sum(not w["product"] for w in (windows or {}).get("windows", []))
+    others = other_windows(windows)
     shown = f"in {others} other lung windows" if others else "in other lung windows"
     for against in ("normal", "pneumonia"):
         low, ref = spread(windows, branch, against), spread(windows, LESION_SHARE, against)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from core.audits.windows import BASELINE, spread
+from core.audits.windows import BASELINE, other_windows, spread
 from core.results.external_tables import auc_text
 
 AGAINST = ("normal", "pneumonia")
@@ -29,7 +29,6 @@ def window_table(result: dict, decision: str) -> pd.DataFrame:
 def window_sentence(result: dict, decision: str) -> str:
     """'Shown in 4 other lung windows, **two-step** scores AUC 0.937 to 0.958 against the normal patient's slices
     (0.970 in the product's window) and 0.908 to 0.929 against the pneumonia patient's (0.952).'; '' if unmeasured."""
-    others = sum(not w["product"] for w in result.get("windows", []))
     parts = []
     for against in AGAINST:
         s = spread(result, decision, against)
@@ -40,4 +39,4 @@ def window_sentence(result: dict, decision: str) -> str:
     said = [f"{lo:.3f} to {hi:.3f} against the {against} patient's slices ({product:.3f} in the product's window)"
             if i == 0 else f"{lo:.3f} to {hi:.3f} against the {against} patient's ({product:.3f})"
             for i, (against, (product, lo, hi)) in enumerate(parts)]
-    return f"Shown in {others} other lung windows, **{decision}** scores AUC " + " and ".join(said) + "."
+    return f"Shown in {other_windows(result)} other lung windows, **{decision}** scores AUC " + " and ".join(said) + "."

@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from core.audits.external import REPORTS, against_normal
-from core.audits.windows import spread
+from core.audits.windows import other_windows, spread
 from core.knowledge.scan import CANDIDATE_SHARES, RULE, ScanDecision, ScanRule
 from core.results.external_tables import auc_text
 from core.trust.image_check import measure
@@ -200,9 +200,8 @@ def flag_columns(flag):
 def window_lows(windows: dict | None, branch: str) -> tuple[WindowLow, ...]:
     """`branch`'s slice AUCs on the report patients in the product's lung window and the lowest in the others
     (windows.json); empty when the run has none or `branch` was not scored there."""
-    others = sum(not w["product"] for w in (windows or {}).get("windows", []))
     found = ((against, spread(windows, branch, against)) for against in ("normal", "pneumonia"))
-    return tuple(WindowLow(against, s[0], s[1], others) for against, s in found if s is not None)
+    return tuple(WindowLow(against, s[0], s[1], other_windows(windows)) for against, s in found if s is not None)
 
 
 def assess(table: pd.DataFrame, decision: ScanDecision, external: dict | None, no_flag: str = "",
