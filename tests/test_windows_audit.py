@@ -187,6 +187,22 @@ def test_the_calls_in_words():
     assert list(table.call) == ["COVID", "COVID", "non-COVID"]
 
 
+def test_predict_windows_gives_a_lone_dicom_slices_call_in_each(windowed, phantom_root, tmp_path, train_cli):
+    root, _ = windowed
+    dicom = wa.reported_slices(phantom_root)[0].path
+    png = tmp_path / "slice.png"
+    Image.fromarray(np.full((64, 64), 90, np.uint8)).save(png)
+    p = train_cli("predict", "--run", root / "two-step", "--windows", dicom, png)
+    assert p.returncode == 0, p.stderr
+    first, second = (json.loads(line) for line in p.stdout.splitlines())
+    assert [w["window"] for w in first["windows"]] == [wa.window_name(*w) for w in wa.WINDOWS]
+    assert first["windows"][0]["p"] == pytest.approx(first["decision"]["p"], abs=1e-6)  # the product's window
+    assert first["windows_call_holds"] == (len({w["call"] for w in first["windows"]}) == 1)
+    assert second["windows"] is None and second["windows_call_holds"] is None  # a PNG holds no HU
+    plain = train_cli("predict", "--run", root / "two-step", dicom)
+    assert "windows" not in json.loads(plain.stdout.splitlines()[0])  # only when asked: five analyses a slice
+
+
 def test_new_slice_shows_a_dicom_upload_in_other_windows(windowed, phantom_root):
     from tests.test_two_step_pages import app
 

@@ -4,6 +4,7 @@ after its slices (JSON Lines).
     python -m train predict --run runs/lite0 slice1.png scan.dcm volume.nii.gz
     python -m train predict --run runs/lite0 --tau 0.6 --slice 40 volume.nii.gz
     python -m train predict --run runs/lite0 series_folder/ study.zip IM0001.dcm IM0002.dcm
+    python -m train predict --run runs/lite0 --windows IM0001.dcm   # also its call in other lung windows
 
 A folder or a .zip is read as DICOM series, and so are loose DICOM files that share a SeriesInstanceUID and a
 multi-frame (Enhanced CT) file (core/data/series.py): every slice of each series is answered in body order, with its
@@ -16,14 +17,18 @@ far the call can be trusted. A series that is not axial (a coronal or sagittal r
 {"series_uid": ..., "plane": ..., "error": ...} and no slice of it is scored; a lone DICOM slice that is not axial
 is not scored either. A file that cannot be read gets {"file": ..., "error": ...}; the others are still answered,
 and the exit code is 1 when any file failed. What is wrong with a series as a whole (a gap, a second series beside
-the first) is a `warning:` line on standard error.
+the first) is a `warning:` line on standard error. With --windows, a lone DICOM slice's line also carries "windows":
+the decision's p(COVID) and call with the slice shown, from its HU, in each lung window of core.audits.windows, and
+"windows_call_holds" (null for a file without HU: a PNG, a DICOM picture of a slice).
 """
 from __future__ import annotations
 
 import json
 import sys
+from functools import partial
 from pathlib import Path
 
+from core.audits.windows import slice_in_windows
 from core.data.imaging import ImageReadError, read_bytes
 from core.data.series import Volume, group_inputs, read_axial_slice, read_series
 from core.errors import UsageError
@@ -40,21 +45,33 @@ def add_args(p):
     p.add_argument("files", nargs="+", help="PNG/JPEG/DICOM/NIfTI slices, DICOM series folders or .zip archives")
     p.add_argument("--tau", type=float, default=None, help="Eq. 2 threshold (default: the run's)")
     p.add_argument("--slice", type=int, default=None, help="axial slice of NIfTI volumes (default: the middle)")
+    p.add_argument("--windows", action="store_true",
+                   help="a lone DICOM slice also shown in the other lung windows of `train windows`: its call in each")
     p.add_argument("--device", default="auto")
 
 
-def _slice(tr: TrainedRun, tau: float | None, calls: RunCalls, read, where: dict) -> bool:
-    """Print one slice's analysis and call, or its error; True when it failed."""
+def _slice(tr: TrainedRun, tau: float | None, calls: RunCalls, read, where: dict, extra=None) -> bool:
+    """Print one slice's analysis and call (and `extra()`'s fields), or its error; True when it failed."""
     try:
         img = read()
         a = tr.analyse(img, tau)
         flagged = None if calls.flag_columns is None else calls.flag_columns(tr, a, img)
+        more = {} if extra is None else extra()
     except ImageReadError as exc:
         print(json.dumps({**where, "error": str(exc)}), flush=True)
         return True
-    print(json.dumps({**where, **a.to_json(), "decision": calls.of_slice(a.probs, flagged, a.lungs_black)}),
+    print(json.dumps({**where, **a.to_json(), "decision": calls.of_slice(a.probs, flagged, a.lungs_black), **more}),
           flush=True)
     return False
+
+
+def _windows(tr: TrainedRun, calls: RunCalls, path: Path, frame: int | None) -> dict:
+    """--windows: the slice's call in each lung window (core.audits.windows), or null without HU."""
+    found = slice_in_windows(tr, read_bytes(path), str(path), calls.branch, calls.threshold, frame)
+    if found is None:
+        return {"windows": None, "windows_call_holds": None}
+    return {"windows": [{"window": c.window, "p": round(c.p, 6), "call": "COVID" if c.covid else "non-COVID"}
+                        for c in found], "windows_call_holds": len({c.covid for c in found}) == 1}
 
 
 class _AtTau:
@@ -114,7 +131,8 @@ def run(args) -> int:
         if kind == "slice":
             f = str(paths[0])  # as given
             read = lambda f=f: read_axial_slice(read_bytes(Path(f)), str(Path(f)), args.slice)
-            failed += _slice(tr, args.tau, calls, read, {"file": f})
+            extra = partial(_windows, tr, calls, Path(f), args.slice) if args.windows else None
+            failed += _slice(tr, args.tau, calls, read, {"file": f}, extra)
             continue
         found = read_series(paths)
         for e in found.rejected:
