@@ -57,6 +57,20 @@ def test_the_products_window_gives_the_external_reports_aucs(windowed):
             assert auc["auc"] == pytest.approx(record[branch]["auc"], abs=1e-9), (against, branch)
 
 
+def test_the_products_window_gives_the_external_reports_scan_statistics(windowed):
+    root, result = windowed
+    external = json.loads((root / "two-step" / ex.EXTERNAL_FILE).read_text())
+    product = result["windows"][0]["patients"]
+    assert set(product) == {"P002", "normal002", "cap002"}
+    for patient, m in product.items():
+        want = external["patients"][patient]
+        assert m["label"] == want["label"]
+        for branch, stat in m["scan_statistic"].items():
+            assert stat == pytest.approx(want["scan_statistic"][branch], abs=1e-9), (patient, branch)
+            assert m["right"][branch] == (want["scan_covid"][branch] == bool(want["label"]))
+    assert result["thresholds"] == pytest.approx(external["thresholds"]) and result["rule"] == external["rule"]
+
+
 def test_every_window_rescored_every_reported_slice(windowed, phantom_root):
     root, result = windowed
     rows = pd.read_csv(root / "two-step" / wa.ROWS_FILE)
@@ -85,9 +99,17 @@ def test_the_spread_and_the_sentence():
                                                    "window).")
     table = window_table(result, "two-step")
     assert list(table.columns) == ["lung window", "two-step, infected vs normal", "lesion-share, infected vs normal",
-                                   "two-step, infected vs pneumonia", "lesion-share, infected vs pneumonia"]
+                                   "two-step, infected vs pneumonia", "lesion-share, infected vs pneumonia",
+                                   "two-step, scan calls right"]
     assert table.iloc[0].tolist()[:3] == ["L-600/W1500 (the product's)", "0.970 [0.920, 0.980]", "0.900 [0.850, 0.950]"]
-    assert table.iloc[1, 3] == ""  # not measured against pneumonia
+    assert table.iloc[1, 3] == "" and table.iloc[0, 5] == ""  # not measured against pneumonia; no scan calls
+    calls = lambda right: {"P002": {"right": {"two-step": True}}, "normal002": {"right": {"two-step": right}}}
+    for w, right in zip(result["windows"], (True, True, False)):
+        w["patients"] = calls(right)
+    assert window_sentence(result, "two-step").endswith("window). Its scan calls are not all right in B (1 of 2).")
+    assert list(window_table(result, "two-step")["two-step, scan calls right"]) == ["2 of 2", "2 of 2", "1 of 2"]
+    result["windows"][2]["patients"] = calls(True)
+    assert window_sentence(result, "two-step").endswith(" Its scan calls are right in every window (2 of 2 patients).")
 
 
 def test_slices_without_ct_numbers_say_why(guided_run, phantom_root, tmp_path):

@@ -5,7 +5,8 @@ patients (core.audits.external's REPORTS role: P002, normal002, cap002) are DICO
 their slices can be shown through the product's lung window and through other lung windows viewers use
 (`WINDOWS`), scored through the whole trained run (its decision and every branch) and compared as `train external`
 compares them: the COVID-19 patient's infected slices against the normal patient's slices, and against the
-pneumonia patient's. Nothing is chosen on it; it says how far the record depends on the window.
+pneumonia patient's; and per patient the scan's call by core.knowledge.scan's RULE at each branch's operating point.
+Nothing is chosen on it; it says how far the record depends on the window.
 
     result = write_windows(run, data_root)     # RUN/windows.json (per window and comparison) and windows.csv
     calls = slice_in_windows(tr, data, name, "two-step", 0.61)   # one uploaded slice: its call in every window
@@ -28,7 +29,9 @@ from core.audits import external as ex
 from core.data.imaging import LUNG_WINDOW, dicom_dataset, dicom_hu, read_bytes, sniff_format, window
 from core.explain.fidelity import clean
 from core.inference import TrainedRun
+from core.knowledge.scan import RULE
 from core.results.metrics import binary_metrics
+from core.results.predictions import operating_point, read_predictions
 from core.runs.checkpoint import atomic_write_text
 
 WINDOWS_FILE, ROWS_FILE = "windows.json", "windows.csv"
@@ -67,13 +70,15 @@ def score(tr: TrainedRun, slices: list[ex.ExternalSlice], progress: bool = False
         for level, width in WINDOWS:
             a = tr.analyse(window(hu, level, width))
             rows.append({"key": s.key, "group": s.group, "label": s.label, "infection_visible": s.infection_visible,
-                         "window": window_name(level, width), "level": level, "width": width,
+                         "lung_found": bool(a.lung_found), "window": window_name(level, width), "level": level,
+                         "width": width,
                          **{f"p_{b}": float(p) for b, p in a.probs.items()}})
     return pd.DataFrame(rows)
 
 
-def report(rows: pd.DataFrame, branches: list[str]) -> dict:
-    """Per window (the product's first), comparison and branch: AUC with its 95% interval."""
+def report(rows: pd.DataFrame, branches: list[str], thresholds: dict[str, float]) -> dict:
+    """Per window (the product's first), comparison and branch: AUC with its 95% interval; per patient and branch
+    the scan statistic of RULE and whether its call at the branch's operating point (`thresholds`) is right."""
     covid, normal, cap = ex.ctmd.REPORT
     infected = (rows.group == covid) & (rows.infection_visible == 1)
     against = {"normal": rows.group == normal, "pneumonia": rows.group == cap}
@@ -90,8 +95,28 @@ def report(rows: pd.DataFrame, branches: list[str]) -> dict:
             entry["comparisons"][name] = {
                 "n_pos": len(pos), "n_neg": len(neg), "vs": f"{covid} infected vs {normal if name == 'normal' else cap}",
                 "branches": {b: _auc(y, np.r_[pos[f"p_{b}"], neg[f"p_{b}"]]) for b in branches}}
+        entry["patients"] = {patient: _scan_calls(part.assign(index=np.arange(len(part))), branches, thresholds)
+                             for patient, part in rows[here].groupby("group", sort=False)}
         out.append(entry)
-    return {"windows": out, "branches": branches}
+    return {"windows": out, "branches": branches, "thresholds": thresholds, "rule": RULE.name}
+
+
+def _scan_calls(table: pd.DataFrame, branches: list[str], thresholds: dict[str, float]) -> dict:
+    stats = {b: RULE.statistic(table, b) for b in branches}
+    label = int(table.label.iloc[0])
+    return {"label": label, "scan_statistic": stats,
+            "right": {b: None if math.isnan(v) else bool((v >= thresholds[b]) == bool(label)) for b, v in stats.items()}}
+
+
+def scan_calls_right(result: dict | None, branch: str) -> list[tuple[str, int, int]]:
+    """Per window of a windows.json: (its name, the scan calls `branch` got right, the patients called)."""
+    out = []
+    for w in (result or {}).get("windows", []):
+        calls = [p["right"].get(branch) for p in w.get("patients", {}).values()]
+        calls = [c for c in calls if c is not None]
+        if calls:
+            out.append((w["window"], sum(calls), len(calls)))
+    return out
 
 
 def _auc(y: np.ndarray, p: np.ndarray) -> dict:
@@ -110,7 +135,8 @@ def write_windows(run, data_root, device="cpu", progress: bool = False) -> dict:
         tr = TrainedRun.load(run.path, device=device)
         rows = score(tr, slices, progress)
         branches = [c[len("p_"):] for c in rows.columns if c.startswith("p_")]
-        result = report(rows, branches)
+        preds = read_predictions(run)
+        result = report(rows, branches, {b: operating_point(preds, b, run) for b in branches})
         result["decision"] = tr.cfg.decision
         rows.to_csv(run.path / ROWS_FILE, index=False)
     atomic_write_text(run.path / WINDOWS_FILE, json.dumps(clean(result), indent=1))
