@@ -1,7 +1,7 @@
 """The lung-window audit (RUN/windows.json, core.audits.windows) as a table and a sentence a page or a report
 prints: per window, the decision's and the lesion share's AUC [95% CI] on COVID-CT-MD's reported patients, the
-infected slices against the normal patient's and against the pneumonia patient's, and the decision's scan calls. `train report` and the "Does
-it look at the disease?" page both print these, so they say the same."""
+infected slices against the normal patient's and against the pneumonia patient's, and the decision's scan calls.
+`train report` and the "Does it look at the disease?" page both print these, so they say the same."""
 from __future__ import annotations
 
 import pandas as pd
