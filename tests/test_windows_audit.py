@@ -16,10 +16,10 @@ from PIL import Image
 
 from core.audits import external as ex
 from core.audits import windows as wa
-from core.data.imaging import LUNG_WINDOW, dicom_dataset, dicom_frame, window
+from core.data.imaging import LUNG_WINDOW, dicom_dataset, dicom_frame, dicom_hu, window
 from core.results.window_tables import window_sentence, window_table
 from core.runs.runfolder import RunFolder
-from tests.test_imaging import chest_hu, ct_dataset, dicom_bytes
+from tests.test_imaging import chest_hu, ct_dataset, dicom_bytes, picture_dicom
 
 
 @pytest.fixture(scope="module")
@@ -41,6 +41,9 @@ def test_a_dicom_slice_can_be_shown_in_another_window():
     np.testing.assert_allclose(dicom_frame("ct.dcm", ds), window(hu, *LUNG_WINDOW), atol=1e-6)
     np.testing.assert_allclose(dicom_frame("ct.dcm", ds, None, (-500.0, 2000.0)), window(hu, -500.0, 2000.0),
                                atol=1e-6)
+    np.testing.assert_allclose(dicom_hu("ct.dcm", ds), hu, atol=1e-3)  # the numbers themselves
+    picture = dicom_dataset("key.dcm", dicom_bytes(picture_dicom(np.zeros((32, 32), np.uint8))))
+    assert dicom_hu("key.dcm", picture) is None  # a picture of a slice: no window can be made of it
 
 
 def test_the_products_window_gives_the_external_reports_aucs(windowed):
@@ -49,6 +52,7 @@ def test_the_products_window_gives_the_external_reports_aucs(windowed):
     external = json.loads((root / "two-step" / ex.EXTERNAL_FILE).read_text())["comparisons"]
     first = result["windows"][0]
     assert first["product"] and (first["level"], first["width"]) == LUNG_WINDOW
+    assert set(first["comparisons"]) == {"normal", "pneumonia"}
     assert [w["window"] for w in result["windows"]] == [wa.window_name(*w) for w in wa.WINDOWS]
     assert result["decision"] == "two-step" and {"two-step", "lesion-share", "fusion"} <= set(result["branches"])
     for against, m in first["comparisons"].items():
@@ -179,7 +183,6 @@ def test_one_slice_in_every_window(windowed, phantom_root):
     """A DICOM slice's call in each lung window (New slice): the product's window gives the slice as read."""
     from core.data.imaging import read_slice_bytes
     from core.inference import TrainedRun
-    from tests.test_imaging import picture_dicom
 
     root, _ = windowed
     tr = TrainedRun.load(root / "two-step")
