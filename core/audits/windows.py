@@ -67,13 +67,17 @@ def score(tr: TrainedRun, slices: list[ex.ExternalSlice], progress: bool = False
         hu = dicom_hu(s.path, dicom_dataset(s.path, read_bytes(Path(s.path))))
         if hu is None:
             raise ValueError(f"{s.path}: a picture of a slice, no CT numbers to show in another window")
-        for level, width in WINDOWS:
-            a = tr.analyse(window(hu, level, width))
+        for (level, width), a in _shown(tr, hu):
             rows.append({"key": s.key, "group": s.group, "label": s.label, "infection_visible": s.infection_visible,
                          "lung_found": bool(a.lung_found), "window": window_name(level, width), "level": level,
                          "width": width,
                          **{f"p_{b}": float(p) for b, p in a.probs.items()}})
     return pd.DataFrame(rows)
+
+
+def _shown(tr: TrainedRun, hu: np.ndarray):
+    """((level, width), the run's analysis of the slice shown in that window) for every window of WINDOWS."""
+    return [(w, tr.analyse(window(hu, *w))) for w in WINDOWS]
 
 
 def report(rows: pd.DataFrame, branches: list[str], thresholds: dict[str, float]) -> dict:
@@ -181,9 +185,9 @@ def slice_in_windows(tr: TrainedRun, data: bytes, name: str, branch: str, thresh
     if hu is None:
         return None
     calls = []
-    for level, width in WINDOWS:
-        p = float(tr.analyse(window(hu, level, width)).probs[branch])
-        calls.append(WindowCall(window_name(level, width), (level, width) == LUNG_WINDOW, p, p >= threshold))
+    for w, a in _shown(tr, hu):
+        p = float(a.probs[branch])
+        calls.append(WindowCall(window_name(*w), w == LUNG_WINDOW, p, p >= threshold))
     return calls
 
 

@@ -415,10 +415,12 @@ def slice_plane(data: bytes, name: str, frame: int | None = None) -> str | None:
     it; None for a file that is no DICOM or states no orientation (a PNG, a NIfTI volume read along its axial axis)."""
     if sniff_format(data, name) != "dicom":
         return None
-    ds = dicom_dataset(name, data)
+    return _dataset_plane(dicom_dataset(name, data), frame)
+
+
+def _dataset_plane(ds, frame: int | None) -> str | None:
     frames = int(ds.get("NumberOfFrames") or 1)
-    k = frames // 2 if frame is None else frame
-    return plane_of(frame_orientation(ds, k))
+    return plane_of(frame_orientation(ds, frames // 2 if frame is None else frame))
 
 
 def _not_axial_problem(plane: str | None) -> str:
@@ -434,11 +436,15 @@ def not_axial_slice(name: str, plane: str | None) -> str:
 
 
 def read_axial_slice(data: bytes, name: str, index: int | None = None) -> np.ndarray:
-    """read_slice_bytes of one slice file, a DICOM slice that is not axial refused (an ImageReadError naming it)."""
-    problem = _not_axial_problem(slice_plane(data, name, index))
+    """read_slice_bytes of one slice file, a DICOM slice that is not axial refused (an ImageReadError naming it);
+    a DICOM file is parsed once, for its plane and its pixels."""
+    if sniff_format(data, name) != "dicom":
+        return read_slice_bytes(data, name, index)
+    ds = dicom_dataset(name, data)
+    problem = _not_axial_problem(_dataset_plane(ds, index))
     if problem:
         raise ImageReadError(name, problem)
-    return read_slice_bytes(data, name, index)
+    return dicom_frame(name, ds, index)
 
 
 def _volume(headers: list[_Header], uid: str | None) -> Volume:
