@@ -12,7 +12,14 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from core.data.imaging import ImageReadError, dicom_frame_count, nifti_slice_count, read_slice_bytes, sniff_format
+from core.data.imaging import (
+    ImageReadError,
+    dicom_frame_count,
+    nifti_slice_count,
+    read_slice_bytes,
+    slice_hu,
+    sniff_format,
+)
 from core.data.series import not_axial_slice, slice_plane
 from core.inference import LesionReader
 from core.pictures.slice_images import analysis_images
@@ -61,6 +68,7 @@ class UploadResult:
     fusion_vector: np.ndarray | None = None
     name: str = "upload"
     digest: str = ""
+    hu: np.ndarray | None = None  # the slice in Hounsfield units (core.data.imaging.slice_hu); None: no CT numbers
 
 
 def digest(data: bytes) -> str:
@@ -69,11 +77,12 @@ def digest(data: bytes) -> str:
 
 
 def read_upload(data: bytes, filename: str, slice_index: int | None = None) -> UploadResult:
-    """The uploaded slice read (UploadResult.slice01), not analysed. Never raises: a bad file gives
-    UploadResult.error."""
+    """The uploaded slice read (UploadResult.slice01, and .hu where it holds CT numbers), not analysed. Never raises:
+    a bad file gives UploadResult.error."""
     name, short = display_name(filename), digest(data)[:16]
     try:
-        return UploadResult(slice01=read_slice_bytes(data, name, slice_index), name=name, digest=short)
+        return UploadResult(slice01=read_slice_bytes(data, name, slice_index), name=name, digest=short,
+                            hu=slice_hu(data, name, slice_index))
     except ImageReadError as exc:
         return UploadResult(error=str(exc), name=name, digest=short)
     except Exception as exc:  # a reader library failing in a way we did not foresee
@@ -131,20 +140,20 @@ def cached_upload(state, tr, run_name: str, run_stamp: str, raw: bytes, filename
 WINDOWS_KEY = "_upload_windows"  # the session's last upload shown in other lung windows
 
 
-def cached_window_calls(state, tr, run_name: str, run_stamp: str, raw: bytes, filename: str,
-                        slice_index: int | None, branch: str, threshold: float) -> tuple[list | None, str]:
-    """core.audits.windows.slice_in_windows of an upload (None: no CT numbers to show in another window), kept in
-    the session for the last upload; (calls, "") or (None, why it could not be done)."""
-    from core.audits.windows import slice_in_windows
+def cached_window_calls(state, tr, run_name: str, run_stamp: str, result: UploadResult, slice_index: int | None,
+                        branch: str, threshold: float) -> tuple[list | None, str]:
+    """core.audits.windows.calls_in_windows of an upload that holds CT numbers (`result.hu`), kept in the session for
+    the last upload; (calls, "") or (None, why it could not be done)."""
+    from core.audits.windows import calls_in_windows
 
-    k = (run_name, run_stamp, digest(raw), slice_index, branch)
+    k = (run_name, run_stamp, result.digest, slice_index, branch)
     hit = state.get(WINDOWS_KEY)
     if hit is not None and hit[0] == k:
         return hit[1]
     try:
         with MODEL_LOCK:
-            found = (slice_in_windows(tr, raw, display_name(filename), branch, threshold, slice_index), "")
+            found = (calls_in_windows(tr, result.hu, branch, threshold), "")
     except Exception as exc:  # the slice read once already: a failure here is the analysis's, said
-        found = (None, f"{display_name(filename)}: could not be shown in other lung windows ({type(exc).__name__})")
+        found = (None, f"{result.name}: could not be shown in other lung windows ({type(exc).__name__})")
     state[WINDOWS_KEY] = (k, found)
     return found

@@ -434,6 +434,37 @@ def test_a_nifti_of_stored_ct_numbers_is_windowed():
     np.testing.assert_allclose(np.sort(out.ravel()), np.sort(window(hu).ravel()), atol=1e-6)
 
 
+@pytest.mark.parametrize("kind", ["dicom", "stored png", "HU tif", "HU nifti", "stored nifti"])
+def test_slice_hu_gives_the_numbers_the_lung_window_shows(kind):
+    """Every file that holds CT numbers gives them back (another window can be made of them), and the product's lung
+    window of them is the slice as read."""
+    hu = chest_hu()
+    stored = (hu + imaging.CT_STORED_OFFSET).astype(np.uint16)
+    data = {"dicom": lambda: dicom_bytes(ct_dataset(hu, slope=1.0)),
+            "stored png": lambda: pil_bytes(Image.fromarray(stored), "PNG"),
+            "HU tif": lambda: pil_bytes(Image.fromarray(hu.astype(np.int16)), "TIFF"),
+            "HU nifti": lambda: nifti_bytes(np.repeat(hu.astype(np.float32)[:, :, None], 3, axis=2)),
+            "stored nifti": lambda: nifti_bytes(np.repeat(stored[:, :, None], 3, axis=2))}[kind]()
+    numbers = imaging.slice_hu(data, kind, 1 if "nifti" in kind else None)
+    np.testing.assert_allclose(window(numbers), read_slice_bytes(data, kind, 1 if "nifti" in kind else None),
+                               atol=1e-6)
+    np.testing.assert_allclose(np.sort(numbers.ravel()), np.sort(hu.ravel()), atol=1e-3)  # NIfTI turns the slice
+
+
+def test_slice_hu_is_none_for_a_picture_of_a_slice():
+    windowed = window(chest_hu())
+    grey = Image.fromarray(np.round(windowed * 255).astype(np.uint8))
+    pictures = {"8-bit png": pil_bytes(grey, "PNG"),
+                "windowed 16-bit png": pil_bytes(Image.fromarray(np.round(windowed * 4095).astype(np.uint16)), "PNG"),
+                "rgb jpeg": pil_bytes(grey.convert("RGB"), "JPEG"),
+                "key image dicom": dicom_bytes(picture_dicom(np.round(windowed * 255).astype(np.uint8))),
+                "windowed nifti": nifti_bytes(np.repeat(windowed.astype(np.float32)[:, :, None], 3, axis=2))}
+    for name, data in pictures.items():
+        assert imaging.slice_hu(data, name) is None, name
+    with pytest.raises(ImageReadError, match="empty"):
+        imaging.slice_hu(b"", "nothing.dcm")
+
+
 def test_rgb_png(tmp_path):
     arr = np.zeros((32, 32, 3), np.uint8)
     arr[:16] = 100  # grey stays grey

@@ -16,7 +16,7 @@ from PIL import Image
 
 from core.audits import external as ex
 from core.audits import windows as wa
-from core.data.imaging import LUNG_WINDOW, dicom_dataset, dicom_frame, dicom_hu, window
+from core.data.imaging import CT_STORED_OFFSET, LUNG_WINDOW, dicom_dataset, dicom_frame, dicom_hu, slice_hu, window
 from core.results.window_tables import window_sentence, window_table
 from core.runs.runfolder import RunFolder
 from tests.test_imaging import chest_hu, ct_dataset, dicom_bytes, picture_dicom
@@ -192,11 +192,23 @@ def test_one_slice_in_every_window(windowed, phantom_root):
     assert [c.product for c in calls] == [True] + [False] * (len(wa.WINDOWS) - 1)
     assert calls[0].p == pytest.approx(tr.analyse(read_slice_bytes(data, "IM0001")).probs["two-step"], abs=1e-9)
     assert all(c.covid == (c.p >= 0.5) for c in calls)
+    exported = ct_png(data)  # the same slice as a 16-bit PNG of stored CT numbers: the same calls
+    again = wa.slice_in_windows(tr, exported, "IM0001.png", "two-step", 0.5)
+    assert [c.window for c in again] == [c.window for c in calls]
+    assert [c.p for c in again] == pytest.approx([c.p for c in calls], abs=1e-6)
     png = io.BytesIO()
     Image.fromarray(np.zeros((32, 32), np.uint8)).save(png, format="PNG")
     assert wa.slice_in_windows(tr, png.getvalue(), "a.png", "two-step", 0.5) is None  # no CT numbers
     key_image = dicom_bytes(picture_dicom(np.zeros((32, 32), np.uint8)))
     assert wa.slice_in_windows(tr, key_image, "key.dcm", "two-step", 0.5) is None
+
+
+def ct_png(dicom: bytes) -> bytes:
+    """A DICOM CT slice exported as a 16-bit PNG of its stored CT numbers (HU + 1024), as some hospitals send them."""
+    hu = slice_hu(dicom, "IM0001")
+    out = io.BytesIO()
+    Image.fromarray((hu + CT_STORED_OFFSET).astype(np.uint16)).save(out, format="PNG")
+    return out.getvalue()
 
 
 def test_the_calls_in_words():
@@ -212,14 +224,19 @@ def test_the_calls_in_words():
     assert list(table.call) == ["COVID", "COVID", "non-COVID"]
 
 
-def test_predict_windows_gives_a_lone_dicom_slices_call_in_each(windowed, phantom_root, tmp_path, train_cli):
+def test_predict_windows_gives_a_lone_slices_call_in_each(windowed, phantom_root, tmp_path, train_cli):
     root, _ = windowed
     dicom = wa.reported_slices(phantom_root)[0].path
     png = tmp_path / "slice.png"
     Image.fromarray(np.full((64, 64), 90, np.uint8)).save(png)
-    p = train_cli("predict", "--run", root / "two-step", "--windows", dicom, png)
+    exported = tmp_path / "exported.png"
+    exported.write_bytes(ct_png(open(dicom, "rb").read()))
+    p = train_cli("predict", "--run", root / "two-step", "--windows", dicom, png, exported)
     assert p.returncode == 0, p.stderr
-    first, second = (json.loads(line) for line in p.stdout.splitlines())
+    first, second, third = (json.loads(line) for line in p.stdout.splitlines())
+    # a 16-bit PNG of CT numbers holds HU too
+    assert [(w["window"], w["call"]) for w in third["windows"]] == [(w["window"], w["call"]) for w in first["windows"]]
+    assert [w["p"] for w in third["windows"]] == pytest.approx([w["p"] for w in first["windows"]], abs=1e-5)
     assert [w["window"] for w in first["windows"]] == [wa.window_name(*w) for w in wa.WINDOWS]
     assert first["windows"][0]["p"] == pytest.approx(first["decision"]["p"], abs=1e-6)  # the product's window
     assert first["windows_call_holds"] == (len({w["call"] for w in first["windows"]}) == 1)
@@ -228,7 +245,7 @@ def test_predict_windows_gives_a_lone_dicom_slices_call_in_each(windowed, phanto
     assert "windows" not in json.loads(plain.stdout.splitlines()[0])  # only when asked: five analyses a slice
 
 
-def test_new_slice_shows_a_dicom_upload_in_other_windows(windowed, phantom_root):
+def test_new_slice_shows_an_upload_of_ct_numbers_in_other_windows(windowed, phantom_root):
     from tests.test_two_step_pages import app
 
     root, _ = windowed
@@ -246,7 +263,12 @@ def test_new_slice_shows_a_dicom_upload_in_other_windows(windowed, phantom_root)
     png = io.BytesIO()
     Image.fromarray(np.full((64, 64), 90, np.uint8)).save(png, format="PNG")
     at.file_uploader(key="upload").set_value(("slice.png", png.getvalue(), "image/png")).run()
-    assert not [t for t in at.toggle if t.key == "upload_windows"]  # a PNG holds no HU: nothing to offer
+    assert not [t for t in at.toggle if t.key == "upload_windows"]  # an 8-bit PNG holds no HU: nothing to offer
+    at.file_uploader(key="upload").set_value(("exported.png", ct_png(data), "image/png")).run()
+    at.toggle(key="upload_windows").set_value(True).run()  # a 16-bit PNG of CT numbers: offered, the same calls
+    assert not at.exception
+    (again,) = [d.value for d in at.dataframe if "lung window" in d.value.columns]
+    np.testing.assert_allclose(again["p(COVID)"], table["p(COVID)"], atol=1e-3)
 
 
 def test_without_the_audit_the_page_names_the_command(guided_run, module_scratch, monkeypatch):

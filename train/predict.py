@@ -17,9 +17,10 @@ far the call can be trusted. A series that is not axial (a coronal or sagittal r
 {"series_uid": ..., "plane": ..., "error": ...} and no slice of it is scored; a lone DICOM slice that is not axial
 is not scored either. A file that cannot be read gets {"file": ..., "error": ...}; the others are still answered,
 and the exit code is 1 when any file failed. What is wrong with a series as a whole (a gap, a second series beside
-the first) is a `warning:` line on standard error. With --windows, a lone DICOM slice's line also carries "windows":
-the decision's p(COVID) and call with the slice shown, from its HU, in each lung window of core.audits.windows, and
-"windows_call_holds" (null for a file without HU: a PNG, a DICOM picture of a slice).
+the first) is a `warning:` line on standard error. With --windows, a lone slice's line also carries "windows": the
+decision's p(COVID) and call with the slice shown, from its HU, in each lung window of core.audits.windows, and
+"windows_call_holds"; both null for a file without HU (an 8-bit or colour image, a DICOM picture of a slice). DICOM
+CT, NIfTI and 16-bit PNG or TIFF slices of CT numbers hold HU.
 """
 from __future__ import annotations
 
@@ -46,7 +47,8 @@ def add_args(p):
     p.add_argument("--tau", type=float, default=None, help="Eq. 2 threshold (default: the run's)")
     p.add_argument("--slice", type=int, default=None, help="axial slice of NIfTI volumes (default: the middle)")
     p.add_argument("--windows", action="store_true",
-                   help="a lone DICOM slice also shown in the other lung windows of `train windows`: its call in each")
+                   help="a lone slice that holds CT numbers (DICOM CT, NIfTI, a 16-bit PNG/TIFF of them) also shown "
+                        "in the other lung windows of `train windows`: its call in each")
     p.add_argument("--device", default="auto")
 
 

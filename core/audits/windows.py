@@ -26,7 +26,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from core.audits import external as ex
-from core.data.imaging import LUNG_WINDOW, dicom_dataset, dicom_hu, read_bytes, sniff_format, window
+from core.data.imaging import LUNG_WINDOW, read_bytes, slice_hu, sniff_format, window
 from core.explain.fidelity import clean
 from core.inference import TrainedRun
 from core.knowledge.scan import RULE
@@ -64,7 +64,7 @@ def score(tr: TrainedRun, slices: list[ex.ExternalSlice], progress: bool = False
     """One row per slice and window: the slice (its patient, its radiologists' mark) and every branch's p(COVID)."""
     rows = []
     for s in tqdm(slices, desc="windows: COVID-CT-MD reported patients", disable=not progress):
-        hu = dicom_hu(s.path, dicom_dataset(s.path, read_bytes(Path(s.path))))
+        hu = slice_hu(read_bytes(Path(s.path)), s.path)
         if hu is None:
             raise ValueError(f"{s.path}: a picture of a slice, no CT numbers to show in another window")
         for (level, width), a in _shown(tr, hu):
@@ -178,12 +178,15 @@ class WindowCall:
 def slice_in_windows(tr: TrainedRun, data: bytes, name: str, branch: str, threshold: float,
                      frame: int | None = None) -> list[WindowCall] | None:
     """One slice file shown in every window of WINDOWS and scored through the run: `branch`'s p(COVID) and its
-    call at `threshold` in each; None for a file without CT numbers (not DICOM, or a DICOM picture of a slice)."""
-    if sniff_format(data, name) != "dicom":
-        return None
-    hu = dicom_hu(name, dicom_dataset(name, data), frame)
-    if hu is None:
-        return None
+    call at `threshold` in each; None for a file without CT numbers (core.data.imaging.slice_hu: an 8-bit or colour
+    image, a DICOM picture of a slice). `frame`: a multi-frame DICOM's frame or a NIfTI volume's axial slice."""
+    hu = slice_hu(data, name, frame)
+    return None if hu is None else calls_in_windows(tr, hu, branch, threshold)
+
+
+def calls_in_windows(tr: TrainedRun, hu: np.ndarray, branch: str, threshold: float) -> list[WindowCall]:
+    """A slice in Hounsfield units (core.data.imaging.slice_hu) shown in every window of WINDOWS: `branch`'s p(COVID)
+    and its call at `threshold` in each."""
     calls = []
     for w, a in _shown(tr, hu):
         p = float(a.probs[branch])

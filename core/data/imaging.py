@@ -13,6 +13,8 @@ luminance, MONOCHROME1 turned round), never through the lung window, which would
 16-bit PNG/TIFF and NIfTI carry no modality, but CT exported that way keeps its CT numbers, in Hounsfield units
 (signed) or as scanners store them (HU + 1024, unsigned 12-bit): a slice that reads as a chest CT's numbers
 (`ct_numbers`) goes through the same lung window as DICOM; other data keeps a plain scaling to [0, 1].
+`slice_hu` gives such a slice (DICOM CT, NIfTI, 16-bit CT numbers) in HU before its window, so that another window
+can be made of it; a picture of a slice has none.
 
 Compressed DICOM, as hospitals export it, is decoded by pydicom's plugins (requirements.txt): RLE natively,
 JPEG Lossless/JPEG-LS/JPEG baseline and extended by pylibjpeg-libjpeg, JPEG 2000 by pylibjpeg-openjpeg.
@@ -150,13 +152,21 @@ def _open_pil(name: str, data: bytes) -> Image.Image:
     return img
 
 
+def _pil_hu(img: Image.Image) -> np.ndarray | None:
+    """A 16-bit or float image's values in HU if they read as a chest CT's numbers (`ct_numbers`), else None."""
+    if not (img.mode.startswith("I") or img.mode == "F"):
+        return None  # 8 bits or colour: a picture, already windowed
+    arr = np.asarray(img, dtype=np.float32)
+    return ct_numbers(arr) if np.isfinite(arr).all() else None
+
+
 def _pil_grey(img: Image.Image) -> np.ndarray:
     mode = img.mode
     if mode.startswith("I") or mode == "F":
         arr = np.asarray(img, dtype=np.float32)
         if not np.isfinite(arr).all():
             return arr  # _check_shape names the problem
-        hu = ct_numbers(arr)
+        hu = _pil_hu(img)
         if hu is not None:
             return window(hu)
         lo, hi = float(arr.min()), float(arr.max())
@@ -386,6 +396,31 @@ def nifti_slice_count(data: bytes, name: str = "volume.nii") -> int:
 def nifti_slice(img, name: str, slice_index: int | None) -> np.ndarray:
     """Axial slice `slice_index` (counted foot to head; default the middle) of an image from open_nifti, in
     the radiological view, in [0, 1]."""
+    sl = _nifti_values(img, name, slice_index)
+    # NIfTI has no modality: a slice of CT numbers (`_nifti_hu`) is windowed; otherwise [0, 1] is kept,
+    # non-negative data is divided by its maximum, and the rest stretched.
+    hu = _nifti_hu(sl)
+    lo, hi = float(sl.min()), float(sl.max())
+    if hu is not None:
+        sl = window(hu)
+    elif lo < 0:
+        sl = (sl - lo) / (hi - lo)
+    elif hi > 1:
+        sl = sl / hi
+    return _check_shape(name, sl)
+
+
+def _nifti_hu(values: np.ndarray) -> np.ndarray | None:
+    """A NIfTI slice's values in HU, or None: CT stores Hounsfield units (a slice that goes below -100 is taken for
+    them, air being ~ -1000), or stored CT numbers (`ct_numbers`)."""
+    lo = float(values.min())
+    if lo < -100:
+        return values
+    return ct_numbers(values) if lo >= 0 else None
+
+
+def _nifti_values(img, name: str, slice_index: int | None) -> np.ndarray:
+    """Axial slice `slice_index` of an image from open_nifti as stored (float32), in the radiological view."""
     from nibabel.orientations import apply_orientation
 
     shape = (tuple(int(n) for n in img.shape) + (1,))[:3]
@@ -414,21 +449,7 @@ def nifti_slice(img, name: str, slice_index: int | None) -> np.ndarray:
     if not np.isfinite(sl).all():
         raise ImageReadError(name, f"NIfTI slice {k} holds NaN or infinite values")
     # Radiological view, as DICOM and the COVID-CT images show it: anterior up, patient's right on the left.
-    sl = np.ascontiguousarray(sl[::-1, ::-1].T)
-    # NIfTI has no modality: CT stores Hounsfield units (air ~ -1000), so a slice that goes that low is
-    # windowed, as is one of stored CT numbers (`ct_numbers`); otherwise [0, 1] is kept, non-negative data is
-    # divided by its maximum, and the rest stretched.
-    lo, hi = float(sl.min()), float(sl.max())
-    hu = ct_numbers(sl) if lo >= 0 else None
-    if lo < -100:
-        sl = window(sl)
-    elif hu is not None:
-        sl = window(hu)
-    elif lo < 0:
-        sl = (sl - lo) / (hi - lo)
-    elif hi > 1:
-        sl = sl / hi
-    return _check_shape(name, sl)
+    return np.ascontiguousarray(sl[::-1, ::-1].T)
 
 
 def read_slice_bytes(data: bytes, name: str = "<upload>", slice_index: int | None = None) -> np.ndarray:
@@ -445,6 +466,23 @@ def read_slice_bytes(data: bytes, name: str = "<upload>", slice_index: int | Non
     if fmt == "nifti":
         return nifti_slice(open_nifti(name, data), name, slice_index)
     return _from_pil(name, data)
+
+
+def slice_hu(data: bytes, name: str = "<upload>", slice_index: int | None = None) -> np.ndarray | None:
+    """The slice `read_slice_bytes` reads, in Hounsfield units before its lung window (radiological view), so that it
+    can be shown in another window: DICOM CT, NIfTI, a 16-bit PNG or TIFF of CT numbers. None when the file holds no
+    CT numbers (8-bit or colour, a DICOM picture of a slice, 16-bit data that does not read as a CT's)."""
+    if not data:
+        raise ImageReadError(name, "file is empty (0 bytes)")
+    data = bytes(data)
+    fmt = sniff_format(data, name)
+    if fmt == "dicom":
+        return dicom_hu(name, dicom_dataset(name, data), slice_index)
+    if fmt == "nifti":
+        hu = _nifti_hu(_nifti_values(open_nifti(name, data), name, slice_index))
+    else:
+        hu = _pil_hu(_open_pil(name, data))
+    return None if hu is None else _check_shape(name, hu)
 
 
 def read_bytes(path: Path) -> bytes:

@@ -69,18 +69,17 @@ ui.live_analysis(ctx, tr, a, images, result.fusion_vector, order, "upload",
                  + (" (its lung field, harmonised)" if ctx.rv.input_mode == "lungs" else " (working size)"),
                  f"{trust_ui.fusion_cam_label(ctx)} (tau {ctx.tau:.2f})", result.slice01)
 
-if uploads.is_dicom(raw, up.name) and st.toggle("Show it in other lung windows", key="upload_windows",
-                                                  help="A hospital exports slices through its viewer's lung preset: "
-                                                       "the slice, from its Hounsfield units, in each of the "
-                                                       "lung windows of `train windows` (a few seconds)"):
+# Offered where the file holds CT numbers (DICOM CT, NIfTI, a 16-bit PNG or TIFF of them): an 8-bit image is a
+# picture already windowed, so no other window can be made of it.
+if result.hu is not None and st.toggle("Show it in other lung windows", key="upload_windows",
+                                       help="A hospital exports slices through its viewer's lung preset: the slice, "
+                                            "from its Hounsfield units, in each of the lung windows of `train "
+                                            "windows` (a few seconds)"):
     decision = ctx.rv.decision_branch()
-    calls, why = uploads.cached_window_calls(st.session_state, tr, ctx.name, ctx.stamp, raw, up.name, slice_index,
+    calls, why = uploads.cached_window_calls(st.session_state, tr, ctx.name, ctx.stamp, result, slice_index,
                                              decision, float(ctx.rv.thresholds[decision]))
     if why:
         st.error(why)
-    elif calls is None:
-        st.caption("This DICOM file holds a picture of a slice (8-bit or colour), no Hounsfield units: no other "
-                   "window can be made of it.")
     else:
         st.markdown(windows_audit.calls_text(calls, decision))
         st.dataframe(windows_audit.calls_table(calls), hide_index=True, width="stretch")
