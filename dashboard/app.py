@@ -4,8 +4,9 @@
 
 Pages (dashboard/views/): Overview, Training, Data, Map, Does it look at the disease?, Case, Margin review, New slice,
 Scan. A run is listed as soon as its training starts; a page that needs a stage not trained yet says which, how far
-it is and when it is expected (dashboard.waiting), and opens itself when the stage lands. Server settings (bind
-127.0.0.1, XSRF protection on, the upload limit (a whole scan), no usage stats) live in .streamlit/config.toml.
+it is and when it is expected (dashboard.waiting), links the pages open already, and opens itself when the stage
+lands. Server settings (bind 127.0.0.1, XSRF protection on, the upload limit (a whole scan), no usage stats) live in
+.streamlit/config.toml.
 """
 from __future__ import annotations
 
@@ -91,7 +92,7 @@ with st.sidebar:
         st.caption(f"selected: `{st.session_state['selected_key']}`")
 
 if not waiting.ready(ctx.runs, ctx.name, need):
-    waiting.panel(ctx.runs, ctx.name, need, page.title)
+    waiting.panel(ctx.runs, ctx.name, need, page.title, PAGES)
     st.stop()
 if need == waiting.PREDICTIONS:
     waiting.training_note(ctx.runs, ctx.name)

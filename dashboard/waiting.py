@@ -27,6 +27,12 @@ NOTHING, LESIONS, PREDICTIONS, COMPLETE = "nothing", "lesions", "predictions", "
 # LESIONS: the run's segmenter, final or after its first round (core.pictures.data_views.lesion_source)
 REFRESH_S = 5  # how often a page waiting on a training run rereads its progress
 TRAINING_PAGE = "views/training.py"
+# What a page that waits on a stage shows once it opens mid-training (the waiting panel's links to it), by title
+OPEN_ALREADY = {"New slice": "upload a slice: its lung field, lesions and radiological signs",
+                "Scan": "a whole CT scan: the lesions of each lung, slice by slice",
+                "Overview": "the metric tables of the branches trained so far",
+                "Does it look at the disease?": "the branches trained so far against the lesions",
+                "Margin review": "the slices nearest the first branches' operating points"}
 
 
 def progress(runs: str, name: str) -> RunProgress:
@@ -81,11 +87,12 @@ def training_note(runs: str, name: str) -> None:
                 icon=":material/monitoring:")
 
 
-def panel(runs: str, name: str, need: str, title: str) -> None:
-    """The page `title` in place: what it waits for, and the state of the training. Reruns the app when ready."""
+def panel(runs: str, name: str, need: str, title: str, pages=()) -> None:
+    """The page `title` in place: what it waits for, the state of the training, and which of `pages` ((st.Page,
+    need) pairs, app.py's) open already. Reruns the app when ready."""
     st.title(title)
     rp = progress(runs, name)
-    body = lambda: _status(runs, name, need, title)
+    body = lambda: _status(runs, name, need, title, pages)
     if rp.live:
         st.fragment(run_every=REFRESH_S)(body)()
     else:
@@ -104,9 +111,11 @@ def rerun_on_change(read, seen) -> None:
     st.fragment(run_every=REFRESH_S)(check)()
 
 
-def _status(runs: str, name: str, need: str, title: str) -> None:
+def _status(runs: str, name: str, need: str, title: str, pages) -> None:
     if ready(runs, name, need):
         st.rerun()
+    # The pages that waited on a stage that has landed (those that need nothing are always open)
+    now_open = [p for p, n in pages if n != NOTHING and p.title != title and ready(runs, name, n)]
     rp = progress(runs, name)
     now = time.time()
     eta = pt.eta_of(rp, now)
@@ -127,4 +136,10 @@ def _status(runs: str, name: str, need: str, title: str) -> None:
         tail = pt.output_tail(safe_child(runs, name))
         if tail:
             st.code(tail, language=None)
+    if now_open:
+        st.markdown(f"Open already on run `{name}`" + (" (the Data page shows the segmenter's lesions too)" if
+                                                        ready(runs, name, LESIONS) else "") + ":")
+        for p in now_open:
+            st.page_link(p, label=p.title + (f": {OPEN_ALREADY[p.title]}" if p.title in OPEN_ALREADY else ""),
+                         icon=p.icon)
     st.page_link(TRAINING_PAGE, label="Follow every stage on the Training page", icon=":material/monitoring:")

@@ -344,3 +344,29 @@ def test_while_the_classifiers_train_a_new_slice_shows_its_lesions_and_signs(das
     at.file_uploader(key="upload").set_value(("notes.dcm", b"hello", "application/octet-stream")).run()
     no_exception(at)
     assert [e.value for e in at.error if e.value.startswith("notes")]
+
+
+def test_a_waiting_page_links_the_pages_open_already(dash_env, tmp_path, monkeypatch):
+    """Mid-run, a page that waits names the pages whose stage has landed, each a link: the segmenter and the first
+    classifiers have ended, so the Map (which waits for the whole run) links Overview, the disease page, Margin review,
+    New slice and Scan; on a run with no stage ended it links none."""
+    from dashboard import waiting
+
+    runs = tmp_path / "runs"
+    run_in_training(dash_env, runs / "early", "infected", 1)
+    monkeypatch.setenv("COVID_LAB_RUNS", str(runs))
+    at = app("views/map.py")
+    no_exception(at)
+    links = {link.proto.page: link.proto.label for link in at.get("page_link")}
+    opened = {page for page, need in PAGES.items()
+              if need not in (None, "complete") and waiting.ready(str(runs), "early", need)}
+    assert opened == {None, "views/disease.py", "views/margin.py", "views/new_slice.py", "views/scan.py"}
+    assert set(links) == {"", "disease", "margin", "new_slice", "scan", "training"}  # url paths; "": the Overview
+    assert links["new_slice"] == f"New slice: {waiting.OPEN_ALREADY['New slice']}"
+    assert "Open already on run `early` (the Data page shows the segmenter's lesions too):" in texts(at)
+    shutil.rmtree(runs / "early")
+    run_in_training(dash_env, runs / "fresh", "global", 1)
+    at = app("views/map.py")
+    no_exception(at)
+    assert [link.proto.page for link in at.get("page_link")] == ["training"]
+    assert "Open already" not in texts(at)
