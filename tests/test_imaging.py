@@ -183,6 +183,13 @@ def _dicom_inf_slope() -> bytes:
     return dicom_bytes(ds)
 
 
+def _dicom_rescale(**fields) -> bytes:
+    ds = ct_dataset(ct_phantom())
+    for keyword, value in fields.items():
+        setattr(ds, keyword, value)
+    return dicom_bytes(ds)
+
+
 def _png_bad_crc() -> bytes:
     data = bytearray(pil_bytes(Image.fromarray(grad()), "PNG"))
     i = data.index(b"IDAT") + 10
@@ -231,6 +238,10 @@ CORPUS: dict[str, object] = {
     "two_samples.dcm": _dicom_two_samples,
     "inf_slope.dcm": _dicom_inf_slope,
     "text.dcm": lambda: b"not a DICOM file\n",
+    "report.dcm": lambda: b"hello, this is a text report\n" * 20,
+    "gzipped.dcm.gz": lambda: gzip.compress(dicom_bytes(ct_dataset(ct_phantom()))),
+    "empty_slope.dcm": lambda: _dicom_rescale(RescaleSlope=""),
+    "two_intercepts.dcm": lambda: _dicom_rescale(RescaleIntercept=["-1024", "0"]),
     "four_d.nii": lambda: nifti_bytes(np.zeros((32, 32, 4, 3), np.float32)),
     "five_d.nii": lambda: nifti_bytes(np.zeros((32, 32, 4, 1, 2), np.float32)),
     "all_nan.nii": lambda: nifti_bytes(np.full((32, 32, 4), np.nan, np.float32)),
@@ -293,10 +304,58 @@ def test_specific_messages(tmp_path):
         "two_samples.dcm": "2 samples per pixel",
         "inf_slope.dcm": "infinite",
         "zero_frames.gif": "not a PNG, JPEG",
+        "report.dcm": "not a DICOM file",
+        "gzipped.dcm.gz": "gzip-compressed DICOM file",
+        "empty_slope.dcm": "Rescale Slope is empty; expected one number",
+        "two_intercepts.dcm": r"Rescale Intercept is '\[-1024, 0\]'; expected one number",
     }
     for name, text in cases.items():
         with pytest.raises(ImageReadError, match=text):
             read_slice(build(tmp_path, name))
+
+
+def test_an_error_names_an_odd_file_on_one_line(tmp_path):
+    """A file name may hold a newline (a folder from another system, an upload): the error stays one line."""
+    path = tmp_path / "IM1\nIM2.dcm"
+    path.write_bytes(b"not a DICOM file\n")
+    with pytest.raises(ImageReadError) as info:
+        read_slice(path)
+    assert "\n" not in str(info.value) and str(info.value).startswith(str(tmp_path / "IM1?IM2.dcm"))
+    with pytest.raises(ImageReadError) as info:
+        read_slice_bytes(b"", "a\rb\tc.png")
+    assert str(info.value) == "a?b?c.png: file is empty (0 bytes)"
+
+
+@pytest.mark.parametrize("implicit", [True, False])
+def test_a_dicom_file_without_its_part10_header_reads_as_with_it(implicit):
+    """Old PACS and CD exporters write the dataset alone (no preamble, no file meta): read in the encoding it was
+    written in, whatever the file's name."""
+    import pydicom
+
+    ds = ct_dataset(chest_hu())
+    part10 = dicom_bytes(ds)
+    del ds.file_meta
+    raw = io.BytesIO()
+    pydicom.dcmwrite(raw, ds, implicit_vr=implicit, little_endian=True)
+    raw = raw.getvalue()
+    assert raw[128:132] != b"DICM" and raw[:2] == b"\x08\x00"
+    for name in ("slice.dcm", "IM000001"):
+        assert imaging.sniff_format(raw, name) == "dicom"
+        np.testing.assert_array_equal(read_slice_bytes(raw, name), read_slice_bytes(part10, "part10.dcm"))
+    np.testing.assert_array_equal(imaging.slice_hu(raw, "IM000001"), imaging.slice_hu(part10, "part10.dcm"))
+
+
+def test_metal_past_twelve_bits_keeps_a_16bit_export_in_ct_numbers(tmp_path):
+    """An extended CT scale stores metal (a wire, a lead) beyond 3071 HU on a few pixels: the 16-bit PNG of stored
+    numbers still reads as its DICOM; a slice mostly past 12 bits is still not CT numbers."""
+    hu = chest_hu()
+    hu[40:43, 40:43] = 8000.0
+    path = tmp_path / "metal.png"
+    Image.fromarray((hu + imaging.CT_STORED_OFFSET).astype(np.uint16)).save(path)
+    np.testing.assert_allclose(read_slice(path), read_slice_bytes(dicom_bytes(ct_dataset(hu, slope=1.0)), "m.dcm"),
+                               atol=1e-6)
+    np.testing.assert_allclose(read_slice(path), window(hu), atol=1e-6)
+    assert imaging.ct_numbers(hu + 5000) is None
 
 
 def test_missing_file_and_directory(tmp_path):

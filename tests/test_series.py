@@ -417,6 +417,42 @@ def test_an_enhanced_ct_file_reads_as_its_series(tmp_path):
     assert group_inputs([path]) == [("series", [path])]  # `predict` and `check-data` take it as a scan
 
 
+def test_a_classic_multi_frame_file_is_ordered_by_its_frames(tmp_path):
+    """A multi-frame file without functional groups whose top-level Image Position (Patient) places its first frame
+    only: the frames keep their stored order (frame numbers), none is a duplicate of another, nothing is left out."""
+    import copy
+
+    datasets = series(4, size=32, spacing=2.5)
+    ds = copy.deepcopy(datasets[0])
+    ds.NumberOfFrames = 4
+    ds.PixelData = b"".join(d.PixelData for d in datasets)
+    vol = read_series_uploads([("multi.dcm", dicom_bytes(ds))]).volumes[0]
+    assert vol.ordering == "frame number" and [s.position for s in vol.slices] == [None] * 4
+    assert names(vol) == [f"multi.dcm (frame {k})" for k in range(1, 5)]
+    assert vol.problems == [] and vol.left_out == []
+    for frame, d in zip(vol.slices, datasets):
+        np.testing.assert_array_equal(frame.image(), read_slice_bytes(dicom_bytes(d), "one.dcm"))
+
+
+def test_a_series_without_part10_headers_reads_as_with_them(tmp_path):
+    """Files of the dataset alone (no preamble, no file meta; extensionless, as on a CD) make the same volume."""
+    import pydicom
+
+    datasets = series(3, spacing=2.5)
+    classic = read_series(write_series(tmp_path / "classic", datasets)[0].parent).volumes[0]
+    folder = tmp_path / "raw"
+    folder.mkdir()
+    for k, ds in enumerate(datasets):
+        del ds.file_meta
+        pydicom.dcmwrite(folder / f"IM{k:06d}", ds, implicit_vr=True, little_endian=True)
+    found = read_series(folder)
+    assert found.errors == [] and len(found.volumes) == 1
+    vol = found.volumes[0]
+    assert [s.position for s in vol.slices] == pytest.approx([s.position for s in classic.slices])
+    for a, b in zip(vol.slices, classic.slices):
+        np.testing.assert_array_equal(a.image(), b.image())
+
+
 def test_a_series_of_single_frame_enhanced_files_reads_as_its_classic_series(tmp_path):
     """Enhanced CT exported one frame per file keeps each slice's place, orientation and spacing only in its
     functional groups: the series reads as the classic one (order, spacing, plane, HU), and a lone

@@ -42,6 +42,7 @@ MIN_SIDE = 16
 LUNG_WINDOW = (-600.0, 1500.0)  # level, width in Hounsfield units
 CT_STORED_OFFSET = 1024.0  # stored value = HU + 1024: the rescale intercept of -1024 nearly every CT scanner writes
 CT_MAX_STORED = 4095.0  # CT numbers fill 12 bits: stored 0..4095, HU -1024..3071
+CT_METAL_SHARE = 0.01  # metal (a wire, a lead, a clip) may pass 12 bits on an extended CT scale: on under 1% of a slice
 CT_MIN_HU = -3100.0  # below the padding value outside a scanner's field of view (-3024 or -2048)
 CT_AIR_HU, CT_AIR_SHARE = -800.0, 0.05  # a chest slice is at least 5% air (outside the body, the lungs)
 CT_TISSUE_PEAK_HU = (-150.0, 100.0)  # the tallest peak of what is denser than -500 HU: fat, muscle, blood
@@ -51,14 +52,23 @@ LUMINANCE = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R 601-2, Pi
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 _JPEG_MAGIC = b"\xff\xd8\xff"
 _GZIP_MAGIC = b"\x1f\x8b"
+# A DICOM dataset written without its Part 10 header (no preamble, no file meta), as old PACS and CD exporters do,
+# opens on an element of group 0008 (identification), little endian, its element number under 0x0100
+_RAW_DICOM_GROUP = b"\x08\x00"
 # Only the formats we document: Pillow's other plugins (EPS runs Ghostscript, say) are no business of ours.
 _PIL_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "TIFF")  # WebP: data packs (core/data/pack.py)
 
 
+def printable(text: str) -> str:
+    """A file name safe on one line: a name may hold any character, a newline included."""
+    return "".join(c if c.isprintable() else "?" for c in text)
+
+
 class ImageReadError(ValueError):
-    """A slice could not be read; the message names the file and the problem."""
+    """A slice could not be read; the message, one line, names the file and the problem."""
 
     def __init__(self, name: str, problem: str):
+        name, problem = printable(str(name)), printable(str(problem))
         super().__init__(f"{name}: {problem}")
         self.name = name
         self.problem = problem
@@ -78,9 +88,14 @@ def sniff_format(data: bytes, name: str = "") -> str:
         return "nifti"
     if data[:4] == b"RIFF" and data[8:12] == b"WEBP":  # content before the name (a data pack's COVID-CT-MD slices)
         return "image"
-    if lower.endswith(".dcm"):
+    if lower.endswith(".dcm") or (data[:2] == _RAW_DICOM_GROUP and data[3:4] == b"\x00" and not _pil_magic(data)):
         return "dicom"
     return "image"
+
+
+def _pil_magic(data: bytes) -> bool:
+    """Bytes that open as one of the image formats Pillow reads for us (BMP and TIFF have no magic above)."""
+    return data[:2] in (b"BM", b"II", b"MM")
 
 
 def window(hu: np.ndarray, level: float = LUNG_WINDOW[0], width: float = LUNG_WINDOW[1]) -> np.ndarray:
@@ -94,11 +109,13 @@ def ct_numbers(values: np.ndarray) -> np.ndarray | None:
 
     Read as CT numbers only when the slice looks like one in HU: air on at least CT_AIR_SHARE of it, and the
     tallest peak of what is denser than -500 HU where fat and soft tissue lie. A windowed image saved in 16 bits
-    fails this (its soft tissue is white), as does a 16-bit photograph."""
-    lo, hi = float(values.min()), float(values.max())
-    if 0 <= lo and hi <= CT_MAX_STORED:
+    fails this (its soft tissue is white), as does a 16-bit photograph. The numbers fill 12 bits but for metal, which
+    an extended CT scale stores beyond them on a few pixels (CT_METAL_SHARE)."""
+    lo = float(values.min())
+    twelve_bits = float(np.mean(values > CT_MAX_STORED)) <= CT_METAL_SHARE
+    if 0 <= lo and twelve_bits:
         hu = values.astype(np.float32) - CT_STORED_OFFSET
-    elif CT_MIN_HU <= lo < CT_AIR_HU and hi <= CT_MAX_STORED:
+    elif CT_MIN_HU <= lo < CT_AIR_HU and twelve_bits:
         hu = values.astype(np.float32)
     else:
         return None
@@ -230,7 +247,10 @@ def dicom_dataset(name: str, data: bytes):
     except Exception as exc:
         raise ImageReadError(name, f"broken DICOM file ({_problem(exc)})") from None
     if not any(tag in ds for tag in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
+        if data[128:132] != b"DICM" and not any(tag in ds for tag in ("SOPClassUID", "Modality", "Rows")):
+            raise ImageReadError(name, "not a DICOM file (no DICOM preamble, and no DICOM header could be read)")
         raise ImageReadError(name, "DICOM file has no pixel data")
+    _set_syntax(ds)
     try:
         rows, cols = int(ds.Rows), int(ds.Columns)
         frames = int(ds.get("NumberOfFrames") or 1)
@@ -245,8 +265,40 @@ def dicom_dataset(name: str, data: bytes):
     if samples not in (1, 3) or photometric == "PALETTE COLOR":
         raise ImageReadError(name, f"DICOM holds a {photometric or 'colour'} image ({samples} samples per pixel); "
                                    "expected a grey CT slice, or a grey or RGB picture of one")
+    _check_rescale(name, ds)
     _check_decodable(name, ds)
     return ds
+
+
+def _check_rescale(name: str, ds) -> None:
+    """A top-level Rescale Slope or Intercept must be one number: an empty or multi-valued one cannot give HU."""
+    for keyword in ("RescaleSlope", "RescaleIntercept"):
+        if keyword not in ds:
+            continue
+        value = ds[keyword].value
+        try:
+            float(value)
+        except (TypeError, ValueError):
+            said = "empty" if value is None or str(value).strip() == "" else repr(str(value))
+            raise ImageReadError(name, f"DICOM {ds[keyword].name} is {said}; expected one number") from None
+
+
+def _set_syntax(ds) -> None:
+    """A dataset without file meta (no Part 10 header) decodes in the encoding it was parsed in: say so, as its
+    Transfer Syntax UID, where its pixels are stored natively (a compressed one always has file meta)."""
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+
+    meta = getattr(ds, "file_meta", None)
+    if meta is not None and meta.get("TransferSyntaxUID"):
+        return
+    implicit, little = ds.original_encoding
+    if implicit is None:
+        return  # nothing was parsed in an encoding: decoding names the problem
+    if meta is None:
+        ds.file_meta = meta = FileMetaDataset()
+    meta.TransferSyntaxUID = (ImplicitVRLittleEndian if implicit else
+                              ExplicitVRLittleEndian if little else ExplicitVRBigEndian)
 
 
 def _photometric(ds) -> str:
@@ -355,6 +407,8 @@ def open_nifti(name: str, data: bytes):
 
     if data[:2] == _GZIP_MAGIC:
         data = _gunzip(name, data)
+        if data[128:132] == b"DICM":
+            raise ImageReadError(name, "a gzip-compressed DICOM file: decompress it (gunzip) and give the DICOM file")
     try:
         # sizeof_hdr is 348 for NIfTI-1 and 540 for NIfTI-2, in either byte order.
         nifti2 = len(data) >= 4 and 540 in (int.from_bytes(data[:4], "little"), int.from_bytes(data[:4], "big"))

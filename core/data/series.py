@@ -45,7 +45,15 @@ from pathlib import Path
 
 import numpy as np
 
-from core.data.dicom_place import AXIAL, frame_numbers, frame_orientation, header_numbers, plane_of
+from core.data.dicom_place import (
+    AXIAL,
+    as_numbers,
+    frame_field,
+    frame_numbers,
+    frame_orientation,
+    header_numbers,
+    plane_of,
+)
 from core.data.imaging import (
     ImageReadError,
     _problem,
@@ -54,6 +62,7 @@ from core.data.imaging import (
     nifti_axes,
     nifti_slice,
     open_nifti,
+    printable,
     read_bytes,
     read_slice_bytes,
     sniff_format,
@@ -178,11 +187,6 @@ class _Source:
     read: Callable[[], bytes]  # raises ImageReadError naming the file
 
 
-def _printable(text: str) -> str:
-    """A name from an archive, safe on one line (a member may be called anything)."""
-    return "".join(c if c.isprintable() else "?" for c in text)
-
-
 def skipped(name: str) -> bool:
     """A file a series' folder holds beside its slices, never read: DICOMDIR, hidden files (any path, / or \\)."""
     base = name.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1]
@@ -249,8 +253,8 @@ def _zip_sources(label: str, open_zip: Callable[[], zipfile.ZipFile]) -> list[_S
                                     "(refused as a possible zip bomb)")
     if not infos:
         raise ImageReadError(label, "holds no files; expected the DICOM files of a series")
-    return [_Source(f"{label}/{_printable(i.filename)}", partial(_member, open_zip, i.filename,
-                                                                 f"{label}/{_printable(i.filename)}"))
+    return [_Source(f"{label}/{printable(i.filename)}", partial(_member, open_zip, i.filename,
+                                                                 f"{label}/{printable(i.filename)}"))
             for i in infos]
 
 
@@ -319,10 +323,12 @@ class _MultiFrame:
 
 def _frame_headers(src: _Source, ds, uid: str | None, shape: tuple[int, int], info: dict, frames: int) -> list[_Header]:
     """One header per frame: where an enhanced file keeps each frame's place (its functional groups: Plane Position,
-    Plane Orientation, Pixel Measures; the top level's as a fallback)."""
+    Plane Orientation, Pixel Measures; the top level's as a fallback). A top-level Image Position (Patient) places the
+    first frame only, so the frames of a file with several and no per-frame position have none (frame-number order)."""
     held = _MultiFrame(src.name, ds)
-    return [_Header(_Source(f"{src.name} (frame {k + 1})", src.read), uid, shape, None, None,
-                    frame_numbers(ds, k, "PlanePositionSequence", "ImagePositionPatient", 3),
+    position = lambda k: (frame_numbers(ds, k, "PlanePositionSequence", "ImagePositionPatient", 3) if frames == 1 else
+                          as_numbers(frame_field(ds, k, "PlanePositionSequence", "ImagePositionPatient"), 3))
+    return [_Header(_Source(f"{src.name} (frame {k + 1})", src.read), uid, shape, None, None, position(k),
                     frame_orientation(ds, k),
                     frame_numbers(ds, k, "PixelMeasuresSequence", "PixelSpacing", 2), info, partial(held.frame, k), k)
             for k in range(frames)]
