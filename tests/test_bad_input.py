@@ -169,3 +169,89 @@ def test_readers_take_the_data_root_or_the_sets_folder_and_name_what_is_missing(
         root_of(tmp_path / "nowhere")
     with pytest.raises(DataError, match=f"{tmp_path}: no {marker}/ folder"):
         root_of(tmp_path)
+
+
+def _one_error_line(p) -> str:
+    lines = p.stderr.strip().splitlines()
+    assert p.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: "), p.stderr
+    return lines[0]
+
+
+def test_a_wrong_data_root_leaves_a_run_as_it_was(synthetic_run, tmp_path, train_cli):
+    """Resuming a run with a --data-root that holds no data says so and leaves its config.json as it was (it used to
+    record the wrong root, so the run's later commands looked there); a new --out is not made at all."""
+    run = tmp_path / "copy"
+    shutil.copytree(synthetic_run, run)
+    before = _digest_tree(run)
+    for command in ("pipeline", "global"):
+        line = _one_error_line(train_cli(command, "--out", run, "--resume", "--data-root", tmp_path / "nowhere"))
+        assert "nowhere" in line and "does not exist" in line
+    assert _digest_tree(run) == before
+    line = _one_error_line(train_cli("pipeline", "--out", tmp_path / "new", "--data-root", tmp_path / "nowhere"))
+    assert "nowhere" in line and not (tmp_path / "new").exists()
+
+
+@pytest.mark.parametrize("file, content, named", [
+    ("config.json", b'{"pipeline": {"tau"', "config.json: not readable JSON"),
+    ("config.json", b"[]", "config.json: holds a JSON list"),
+    ("predictions.csv", b"", "predictions.csv"),
+    ("predictions.csv", None, "column p_global holds 'abc'"),
+    ("predictions.csv", "label", "labels must be 0 or 1"),
+])
+def test_a_broken_run_file_is_named_in_one_line(synthetic_run, tmp_path, train_cli, file, content, named):
+    run = tmp_path / "copy"
+    shutil.copytree(synthetic_run, run)
+    if content is None or content == "label":
+        import pandas as pd
+
+        df = pd.read_csv(run / file, keep_default_na=False, dtype=str)
+        df.loc[0, "p_global" if content is None else "label"] = "abc" if content is None else "x"
+        df.to_csv(run / file, index=False)
+    else:
+        (run / file).write_bytes(content)
+    before = _digest_tree(run)
+    for command in ("evaluate", "report"):
+        args = ("--run", run) if command == "evaluate" else (run, "--out", tmp_path / "report.md")
+        assert named in _one_error_line(train_cli(command, *args))
+    assert _digest_tree(run) == before
+
+
+def test_a_broken_decision_or_result_file_is_named(guided_run, tmp_path, train_cli):
+    from core.audits.external import EXTERNAL_FILE
+
+    run = tmp_path / "copy"
+    shutil.copytree(guided_run, run)
+    decision = run / "two-step" / "decision.json"
+    good = decision.read_bytes()
+    decision.write_text("{}")
+    assert "decision.json: holds no decision weights" in _one_error_line(train_cli("evaluate", "--run", run))
+    decision.write_bytes(good[:40])
+    assert "decision.json: not readable JSON" in _one_error_line(train_cli("evaluate", "--run", run))
+    decision.write_bytes(good)
+    (run / EXTERNAL_FILE).write_text('{"comparisons": {')
+    line = _one_error_line(train_cli("report", run, "--out", tmp_path / "report.md"))
+    assert f"{EXTERNAL_FILE}: not readable JSON" in line and not (tmp_path / "report.md").exists()
+
+
+def test_external_rows_cut_short_are_scored_again(guided_run, phantom_root, tmp_path, monkeypatch):
+    """external.csv is read back only when it holds every external slice: one cut short (a crash mid-write before
+    it was written atomically, a hand edit) is scored again, not refitted on part of the rows."""
+    from core.audits import external as ex
+    from core.runs.runfolder import RunFolder
+
+    run = tmp_path / "copy"
+    shutil.copytree(guided_run, run)
+    rows, key = ex.scored_rows(RunFolder(run), phantom_root)
+    assert len(rows) == len(ex.external_slices(phantom_root))  # read back whole: nothing scored
+    lines = (run / ex.ROWS_FILE).read_text().splitlines(keepends=True)
+    (run / ex.ROWS_FILE).write_text("".join(lines[: len(lines) // 2]))
+
+    class ScoredAgain(Exception):
+        pass
+
+    def score(*args, **kw):
+        raise ScoredAgain
+
+    monkeypatch.setattr(ex, "score", score)
+    with pytest.raises(ScoredAgain):
+        ex.scored_rows(RunFolder(run), phantom_root)

@@ -21,7 +21,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from core.data.slices import resolve_data_root
+from core.data.slices import training_data_root
 from core.errors import UsageError
 from core.runs.progress import FINISHED, OUTPUT, RunProgress
 from core.runs.runfolder import RunFolder
@@ -51,7 +51,7 @@ def prepare(run_path, train_args: list[str]) -> bool:
     parser = argparse.ArgumentParser(add_help=False)
     parser.add_argument("--data-root", default=None)
     known, _ = parser.parse_known_args(train_args)
-    data_root, synthetic = resolve_data_root(known.data_root)
+    data_root, synthetic = training_data_root(known.data_root)  # before the run folder is made
     run = RunFolder(run_path, create=True)
     if not run.config.get("data_root"):
         run.update_config(data_root=str(data_root), synthetic=synthetic)

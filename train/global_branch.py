@@ -13,7 +13,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from core.config import PipelineConfig
-from core.data.slices import resolve_data_root
+from core.data.slices import training_data_root
 from core.errors import UsageError
 from core.models.backbones import NAMED_INITS
 from core.pipeline import Pipeline
@@ -50,7 +50,7 @@ def open_pipeline(args, **cfg_extra) -> Pipeline:
         raise UsageError(f"--init {cfg.init}: checkpoint file not found")
     device = pick_device(args.device)
     init_distributed(device)
-    data_root, synthetic = resolve_data_root(args.data_root)
+    data_root, synthetic = training_data_root(args.data_root)  # before the run folder is made or its config rewritten
     run = RunFolder(args.out, create=True)
     if is_main():
         previous = run.config.get("pipeline")

@@ -19,7 +19,6 @@ across runs grouped by (recipe, input) and whatever else differs among them, mea
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import sys
 from dataclasses import asdict
@@ -35,11 +34,11 @@ from core.knowledge.signs_check import SIGNS_CHECK_FILE
 from core.models.network import STAGES
 from core.results.external_tables import (comparison_table, disease_table, disease_title, patient_table,
                                           role_data)
-from core.results.predictions import BASELINES, BRANCHES, run_metrics
+from core.results.predictions import BASELINES, BRANCHES, NoSlicesError, run_metrics
 from core.results.tables import markdown_table
 from core.results.window_tables import window_sentence, window_table
 from core.runs.run_view import RunView
-from core.runs.runfolder import RunError, RunFolder
+from core.runs.runfolder import RunFolder, read_json_object, read_table
 from core.trust.slices import source_tables
 from core.trust.store import load as load_trust
 
@@ -140,7 +139,7 @@ def _stage_rows(folder: RunFolder) -> list[list]:
         if not f.is_file():
             continue
         try:
-            s = json.loads(f.read_text())
+            s = read_json_object(f)
         except ValueError:
             continue
         recipe = (s.get("recipe") or {}).get("name", "") if isinstance(s.get("recipe"), dict) else s.get("recipe", "")
@@ -157,7 +156,7 @@ def _segmenter(folder: RunFolder, c: dict) -> tuple[Path | None, dict]:
     for f in cands:
         if f.is_file():
             try:
-                return f, json.loads(f.read_text())
+                return f, read_json_object(f)
             except ValueError:
                 return f, {}
     return None, {}
@@ -175,7 +174,7 @@ def run_section(folder: RunFolder, n_boot: int) -> tuple[str, dict]:
         return "\n".join(parts), facts
     try:
         metrics = run_metrics(folder, "test", n_boot=n_boot)
-    except (ValueError, RunError) as exc:
+    except NoSlicesError as exc:  # a broken run file is an error, said in one line by the caller
         parts += ["", f"No test-split metrics: {exc}."]
         return "\n".join(parts), facts
     facts["metrics"] = metrics
@@ -198,12 +197,12 @@ def run_section(folder: RunFolder, n_boot: int) -> tuple[str, dict]:
         f = folder.path / csv_name
         if not f.is_file():
             continue
-        df = pd.read_csv(f)
+        df = read_table(f)
         if csv_name == "shortcut.csv":
             facts["shortcut"] = df
         parts += ["", f"### Shortcut audit (`{csv_name}`, `python -m train shortcut`; {what})", "", csv_table(df)]
         j = folder.path / json_name
-        loc = json.loads(j.read_text()).get("localisation", {}) if j.is_file() else {}
+        loc = read_json_object(j).get("localisation", {}) if j.is_file() else {}
         flat = [[name, fmt(v.get("pointing")) + ci(v.get("pointing_ci")), fmt(v.get("energy_share")), fmt(v.get("n"))]
                 for name, v in loc.items() if name not in BRANCHES]
         if flat:
@@ -215,7 +214,7 @@ def run_section(folder: RunFolder, n_boot: int) -> tuple[str, dict]:
                           "labelled COVID-SemiSeg test slices)")):
         f = folder.path / name
         if f.is_file():
-            parts += ["", f"### {title_}", "", csv_table(pd.read_csv(f))]
+            parts += ["", f"### {title_}", "", csv_table(read_table(f))]
     trust = load_trust(folder)
     if trust:
         title_ = ("Trust (`trust.json`, `python -m train trust`: map sanity checks on labelled COVID-SemiSeg test "
@@ -225,7 +224,7 @@ def run_section(folder: RunFolder, n_boot: int) -> tuple[str, dict]:
     signs_file = folder.path / SIGNS_CHECK_FILE
     if signs_file.is_file():
         parts += ["", f"### Radiological signs against the doctors' masks (`{SIGNS_CHECK_FILE}`, `python -m train signs`)",
-                  "", signs_table(json.loads(signs_file.read_text()))]
+                  "", signs_table(read_json_object(signs_file))]
     external = other_hospitals(folder)
     if external:
         parts += ["", external]
@@ -250,7 +249,7 @@ def per_source(folder: RunFolder, trust: dict) -> list[str]:
     """The prediction sets' coverage and the out-of-distribution flag rate per source and class (core.trust.slices
     .source_tables: the sources scored by `train external`, at the settings trust.json was measured with)."""
     rows_file = folder.path / ROWS_FILE
-    external = pd.read_csv(rows_file) if rows_file.is_file() else None
+    external = read_table(rows_file) if rows_file.is_file() else None
     tables = source_tables(RunView(folder.path.parent, folder.path.name), trust, external)
     where = "" if external is not None else " (COVID-CT test only: no external.csv)"
     titles = {"sets": f"Prediction sets per source and class{where}: coverage is expected to fall on sources the "
@@ -269,7 +268,7 @@ def other_hospitals(folder: RunFolder) -> str:
     f = folder.path / EXTERNAL_FILE
     if not f.is_file():
         return ""
-    result = json.loads(f.read_text())
+    result = read_json_object(f)
     md = lambda df: markdown_table(list(df.columns), df.astype(str).values.tolist()) if not df.empty else ""
     parts = [f"### Other hospitals (`{EXTERNAL_FILE}`, `python -m train external`)", "",
              f"Chose the weights and operating points: {role_data(CHOOSES)}.  ",
@@ -298,7 +297,7 @@ def other_windows(folder: RunFolder, md) -> list[str]:
     f = folder.path / WINDOWS_FILE
     if not f.is_file():
         return []
-    result = json.loads(f.read_text())
+    result = read_json_object(f)
     if "unavailable" in result:
         return ["", f"In other lung windows (`{WINDOWS_FILE}`): not measurable: {result['unavailable']}."]
     decision = result.get("decision") or "fusion"

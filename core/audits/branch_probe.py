@@ -18,6 +18,7 @@ import pandas as pd
 
 from core.models.network import HEADS
 from core.results.metrics import auc, youden_threshold
+from core.runs.checkpoint import atomic_write_text
 
 # each trained branch that reads the global vector, and the cached vectors its layer reads (core.models.network)
 SETS = {name: keys for name, keys in HEADS.items() if "g" in keys}
@@ -74,6 +75,6 @@ def write_probe(run, folds: int = 5) -> dict:
     table = probe(cached["vectors"], preds["label"].to_numpy(), preds["split"].to_numpy(), folds=folds)
     test = preds[preds["split"] == "test"]
     table["trained_test_auc"] = [auc(test["label"], test[f"p_{b}"]) if f"p_{b}" in test else None for b in table.branch]
-    table.to_csv(run.path / PROBE_FILE, index=False)
+    atomic_write_text(run.path / PROBE_FILE, table.to_csv(index=False))
     out = {"run": str(run.path), "rows": table.round(4).to_dict("records")}
     return {"data": "synthetic phantoms (not a real-data result)", **out} if run.config.get("synthetic") else out

@@ -246,8 +246,10 @@ def scored_rows(run, data_root, progress=None, device="cpu") -> tuple[pd.DataFra
     try:
         if json.loads((run.path / EXTERNAL_FILE).read_text()).get("rows_key") == key:
             rows = pd.read_csv(run.path / ROWS_FILE)
-            return rows[rows["source"] != "covid-ct"].drop(columns=[c for c in DERIVED if c in rows]), key
-    except (OSError, ValueError):
+            rows = rows[rows["source"] != "covid-ct"]
+            if sorted(rows["key"].astype(str)) == sorted(s.key for s in slices):  # every slice, once: not cut short
+                return rows.drop(columns=[c for c in DERIVED if c in rows]), key
+    except (OSError, ValueError, KeyError):
         pass  # no report yet, or one that cannot be read: score again
     tr = TrainedRun.load(run.path, device=device)
     tr.two_step = None  # the network's branches alone: the decision is fitted on these rows next
@@ -286,7 +288,7 @@ def run_external(run, data_root, fit: bool, progress=None, log=print, device="cp
     result = {**report(rows, {b: operating_point(preds, b, run) for b in branches}, branches), "rows_key": key,
               "selection": selection, "selection_rule": rule,
               "disease_step": {} if decision is None else disease_report(rows, decision.operating_point)}
-    rows.to_csv(run.path / ROWS_FILE, index=False)
+    atomic_write_text(run.path / ROWS_FILE, rows.to_csv(index=False))
     atomic_write_text(run.path / EXTERNAL_FILE, json.dumps(clean(result), indent=1))
     return result
 

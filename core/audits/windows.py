@@ -142,7 +142,7 @@ def write_windows(run, data_root, device="cpu", progress: bool = False) -> dict:
         preds = read_predictions(run)
         result = report(rows, branches, {b: operating_point(preds, b, run) for b in branches})
         result["decision"] = tr.cfg.decision
-        rows.to_csv(run.path / ROWS_FILE, index=False)
+        atomic_write_text(run.path / ROWS_FILE, rows.to_csv(index=False))
     atomic_write_text(run.path / WINDOWS_FILE, json.dumps(clean(result), indent=1))
     return result
 

@@ -6,9 +6,10 @@ from pathlib import Path
 
 import torch
 
-from core.data.covidct import SPLITS, Slice, read_covidct
+from core.data.covidct import SPLITS, Slice, covidct_root, read_covidct
 from core.data.image_cache import load_stack
 from core.data.phantom import is_synthetic, write_dataset
+from core.data.semiseg import semiseg_root
 
 
 @dataclass
@@ -36,6 +37,15 @@ def resolve_data_root(data_root: str | Path | None) -> tuple[Path, bool]:
     return Path(data_root).resolve(), is_synthetic(data_root)
 
 
+def training_data_root(data_root: str | Path | None) -> tuple[Path, bool]:
+    """`resolve_data_root`, with the data sets every run trains on (COVID-CT, COVID-SemiSeg) checked there
+    (core.data.errors.DataError): a command calls it before it makes a run folder or rewrites its config, so a
+    wrong --data-root leaves a run as it was."""
+    root, synthetic = resolve_data_root(data_root)
+    covidct_root(root), semiseg_root(root)
+    return root, synthetic
+
+
 @dataclass
 class SliceSet:
     slices: list[Slice]
@@ -60,4 +70,4 @@ def load_slice_set(data_root: str | Path, size: int) -> SliceSet:
     return SliceSet(slices, load_stack([s.path for s in slices], size))
 
 
-__all__ = ["SPLITS", "SliceSet", "load_slice_set", "resolve_data_root"]
+__all__ = ["SPLITS", "SliceSet", "load_slice_set", "resolve_data_root", "training_data_root"]

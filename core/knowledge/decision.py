@@ -33,6 +33,7 @@ import pandas as pd
 from scipy.optimize import minimize
 
 from core.runs.checkpoint import atomic_write_text
+from core.runs.runfolder import RunError, read_json_object
 
 EPS = 1e-3  # lesion share floor inside the log: a share of 0 is "less than 0.1% of the lungs"
 L2 = 1e-2  # weight decay on every slope: with a few hundred rows, keep the weights from running off
@@ -141,13 +142,21 @@ class TwoStepDecision:
     def of_run(cls, run) -> "TwoStepDecision | None":
         """The run's fitted two-step decision, or None before its stage has run."""
         f = run.stage(cls.name) / DECISION_FILE
-        return cls.from_dict(json.loads(f.read_text())["decision"]) if f.exists() else None
+        return cls.from_dict(cls._read(f)["decision"]) if f.exists() else None
+
+    @staticmethod
+    def _read(f) -> dict:
+        """decision.json, with its weights (RunError naming the file when it is cut short or lacks them)."""
+        saved = read_json_object(f)
+        if not isinstance(saved.get("decision"), dict):
+            raise RunError(f"{f}: holds no decision weights; fit them again: python -m train external --run RUN")
+        return saved
 
     @classmethod
     def saved(cls, run) -> dict:
         """What was saved beside the weights (`save`'s `extra`: the selection table), {} before the stage ran."""
         f = run.stage(cls.name) / DECISION_FILE
-        return {k: v for k, v in json.loads(f.read_text()).items() if k != "decision"} if f.exists() else {}
+        return {k: v for k, v in cls._read(f).items() if k != "decision"} if f.exists() else {}
 
     @classmethod
     def fit(cls, rows, labels, sources, pattern_branch: str = "fusion", signs=PATTERN_SIGNS) -> "TwoStepDecision":

@@ -45,6 +45,10 @@ def write_branch_probs(run: RunFolder, branch: str, slices, probs) -> pd.DataFra
     return write_columns(run, slices, {f"p_{branch}": probs})
 
 
+class NoSlicesError(RunError):
+    """The predictions hold no slice of the split asked for (a run on other data): a report notes it."""
+
+
 def read_predictions(run: RunFolder) -> pd.DataFrame:
     f = run.predictions_csv
     if not f.exists():
@@ -56,7 +60,17 @@ def read_predictions(run: RunFolder) -> pd.DataFrame:
     missing = {"key", "split", "label"} - set(df.columns)
     if missing:
         raise RunError(f"{f}: predictions file lacks columns {sorted(missing)}")
-    return df
+    labels = set(df["label"].astype(str))
+    if not labels <= {"0", "1"}:
+        raise RunError(f"{f}: labels must be 0 or 1; found {sorted(labels - {'0', '1'})[:3]}")
+    for col in (c for c in df.columns if c.startswith("p_")):
+        values = df[col].astype(str)
+        p = pd.to_numeric(values[values != ""], errors="coerce")
+        if p.isna().any() or not p.between(0, 1).all():
+            bad = values[values != ""][p.isna() | ~p.between(0, 1)].iloc[0]
+            raise RunError(f"{f}: column {col} holds {bad!r}; a probability lies in [0, 1] (or is blank before its "
+                           "branch has trained)")
+    return df.assign(label=df["label"].astype(int))
 
 
 def val_threshold(df: pd.DataFrame, branch: str) -> float:
@@ -104,7 +118,7 @@ def run_metrics(run: RunFolder, split: str, n_boot: int = 1000, threshold: str =
     df = read_predictions(run)
     part = df[df["split"] == split]
     if part.empty:
-        raise ValueError(f"no slices of split {split!r} in {run.predictions_csv}")
+        raise NoSlicesError(f"no slices of split {split!r} in {run.predictions_csv}")
     out = {}
     for b in BRANCHES:
         col = f"p_{b}"

@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 
 from core.runs.checkpoint import atomic_write_bytes, atomic_write_text
+from core.runs.runfolder import read_json_object
 from core.training.runtime import rank0_first, world
 
 
@@ -92,7 +93,7 @@ class CacheError(RuntimeError):
 def remember(folder: str | Path, name: str, parts: dict) -> None:
     """Record the entry for `parts` as the run's own `name` (the one readers load)."""
     index = Path(folder) / INDEX
-    known = json.loads(index.read_text()) if index.exists() else {}
+    known = read_json_object(index) if index.exists() else {}
     atomic_write_text(index, json.dumps({**known, name: key_of(parts)}, indent=1, sort_keys=True))
 
 
@@ -101,8 +102,8 @@ def current(folder: str | Path, name: str) -> dict | None:
     run never recorded one."""
     folder = Path(folder)
     index = folder / INDEX
-    key = json.loads(index.read_text()).get(name) if index.exists() else None
+    key = read_json_object(index).get(name) if index.exists() else None
     meta = folder / f"{name}-{key}.json"
     if key is None or not meta.exists():
         return None
-    return load_cached(folder, name, json.loads(meta.read_text()).get("parts", {}))
+    return load_cached(folder, name, read_json_object(meta).get("parts", {}))

@@ -25,10 +25,10 @@ from core.inputs.frames import frame_image, frame_lung
 from core.models.network import FEATURE_SETS as VECTOR_SETS
 from core.models.network import SIDES, STAGES
 from core.results.metrics import METRICS, binary_metrics
-from core.results.predictions import BASELINES, BRANCHES, operating_point
+from core.results.predictions import BASELINES, BRANCHES, operating_point, read_predictions
 from core.runs import feature_cache as fc
 from core.runs.progress import PROGRESS_FILE
-from core.runs.runfolder import RunFolder, safe_child
+from core.runs.runfolder import RunError, RunFolder, read_json_object, read_table, safe_child
 
 PAPER_RESULTS = Path(__file__).resolve().parents[2] / "assets" / "paper_results.csv"
 
@@ -74,7 +74,7 @@ class RunView:
 
     @cached_property
     def predictions(self) -> pd.DataFrame:
-        df = pd.read_csv(self.run.predictions_csv, keep_default_na=False)
+        df = read_predictions(self.run)
         for b in self.branches_in(df):
             df[f"p_{b}"] = df[f"p_{b}"].astype(float)
         top = self.decision_branch(df)
@@ -241,7 +241,7 @@ class RunView:
         """An entry of the run's feature cache drawn from its own entries (features/index.json): keyed by
         `parts` and by those entries, so a retrained stage makes a new one."""
         index = self.run.features_dir / fc.INDEX
-        sources = json.loads(index.read_text()) if index.exists() else {}
+        sources = read_json_object(index) if index.exists() else {}
         return fc.cached(self.run.features_dir, name, {**parts, "from": sources}, compute)
 
     def precompute(self, hover_cards=None) -> None:
@@ -295,16 +295,16 @@ class RunView:
     def run_table(self, filename: str) -> pd.DataFrame | None:
         """A table a command wrote into the run folder (fidelity.csv, branch_probe.csv), if there."""
         f = self.run.path / filename
-        return pd.read_csv(f) if f.exists() else None
+        return read_table(f) if f.exists() else None
 
     def run_json(self, filename: str) -> dict | None:
         """A result a command wrote into the run folder (shortcut.json), if there."""
         f = self.run.path / filename
-        return json.loads(f.read_text()) if f.exists() else None
+        return read_json_object(f) if f.exists() else None
 
     def stage_summary(self, stage: str) -> dict | None:
         f = self.run.stage(stage) / "summary.json"
-        return json.loads(f.read_text()) if f.exists() else None
+        return read_json_object(f) if f.exists() else None
 
     def stage_table(self) -> pd.DataFrame:
         """One row per trained stage (pipeline order): best epoch, epochs run, best val AUC, recipe name."""

@@ -22,6 +22,37 @@ class RunError(ValueError):
     pass
 
 
+def read_json(path: Path):
+    """A JSON file a run wrote; one cut short or edited by hand is a RunError naming it, not a traceback."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise RunError(f"{path}: not readable JSON ({exc}); it was cut short or edited: restore it, or run again the "
+                       "command that writes it") from None
+
+
+def read_table(path: Path, **kw):
+    """A CSV table a run wrote (pandas.read_csv with `kw`); an empty or broken one is a RunError naming it."""
+    import pandas as pd
+
+    try:
+        return pd.read_csv(path, **kw)
+    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as exc:
+        said = (str(exc).splitlines() or [""])[0]
+        raise RunError(f"{path}: not a readable table ({type(exc).__name__}: {said}); restore it, or run again the "
+                       "command that writes it") from None
+    except ValueError as exc:  # usecols naming a column the file lacks
+        raise RunError(f"{path}: {exc}") from None
+
+
+def read_json_object(path: Path) -> dict:
+    """`read_json` of a file that must hold an object (a configuration, a result)."""
+    value = read_json(path)
+    if not isinstance(value, dict):
+        raise RunError(f"{path}: holds a JSON {type(value).__name__}, not the object it was written as")
+    return value
+
+
 def safe_child(parent: str | Path, name: str) -> Path:
     """parent/name, refusing names that could leave `parent` (slashes, '..', hidden files)."""
     if not SAFE_NAME.match(name) or ".." in name:
@@ -42,7 +73,7 @@ class RunFolder:
     @property
     def config(self) -> dict:
         f = self.path / "config.json"
-        return json.loads(f.read_text()) if f.exists() else {}
+        return read_json_object(f) if f.exists() else {}
 
     def update_config(self, **sections) -> dict:
         cfg = self.config
