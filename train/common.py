@@ -12,6 +12,8 @@ import torch
 
 from core.errors import UsageError
 
+DEVICES = "auto, cpu, cuda, cuda:N"  # what --device accepts (pick_device)
+
 
 def add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-root", default=None,
@@ -24,7 +26,7 @@ def add_run_args(p: argparse.ArgumentParser, schedule: bool = True, seed: bool =
     a command whose settings are a config dataclass derives those from its fields instead)."""
     if seed:
         p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1 ...")
+    p.add_argument("--device", default="auto", help=f"{DEVICES} (auto: CUDA when present)")
     if schedule:
         p.add_argument("--epochs", type=int, default=None, help="override the recipe's epoch count")
         p.add_argument("--batch-size", type=int, default=None)
@@ -155,12 +157,26 @@ def config_from_args(args: argparse.Namespace, cls, prefix: str = "", **changes)
 
 
 def pick_device(name: str) -> torch.device:
+    """--device as a torch device; a name torch does not know, or CUDA where there is none, is a UsageError
+    (torch would say so only at the first tensor moved, with a traceback)."""
     if name == "auto":
         if torch.cuda.is_available():
             local = int(os.environ.get("LOCAL_RANK", 0))
             return torch.device(f"cuda:{local}")
         return torch.device("cpu")
-    return torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        device = None
+    if device is None or device.type not in ("cpu", "cuda"):
+        raise UsageError(f"--device {name!r}: not a device; use one of {DEVICES}")
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if not count:
+            raise UsageError(f"--device {name}: no CUDA device is available on this machine; use --device cpu or auto")
+        if device.index is not None and device.index >= count:
+            raise UsageError(f"--device {name}: this machine has {count} CUDA device(s), cuda:0 to cuda:{count - 1}")
+    return device
 
 
 def init_distributed(device: torch.device) -> bool:

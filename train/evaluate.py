@@ -13,6 +13,8 @@ from core.errors import UsageError
 from core.results.predictions import evaluate_run, metrics_path
 from core.runs.runfolder import RunFolder
 
+from .common import nonnegative_int
+
 
 def add_args(p):
     p.add_argument("--run", required=True)
@@ -20,7 +22,8 @@ def add_args(p):
     p.add_argument("--threshold", default="val",
                    help="'val': each branch's operating point chosen on the validation split (Youden's J); "
                         "or a number, e.g. 0.5")
-    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the AUC/F1 intervals")
+    p.add_argument("--bootstrap", type=nonnegative_int, default=1000,
+                   help="bootstrap resamples for the AUC/F1 intervals")
     p.add_argument("--json", action="store_true", help="one JSON object even on a terminal")
 
 

@@ -34,9 +34,13 @@ from core.data.covidct import read_covidct
 from core.data.imaging import check_mask_shape, read_mask, read_slice
 from core.data.semiseg import read_labelled
 from core.data.slices import resolve_data_root
+from core.errors import UsageError
 from core.inputs.harmonise import grown
 from core.inputs.lungs import LUNG_VERSION, LungField, drop_small, lung_field, otsu, with_lesions
 from core.knowledge.lung_window import LungsBlack, lungs_black, readable
+from core.runs.checkpoint import atomic_write_text, check_writable
+
+from .common import nonnegative_int
 
 FIELDS = ["key", "dataset", "split", "label", "found", "reason", "coverage", "y0", "x0", "y1", "x1",
           "lesion_pixels", "lesion_inside", "lesion_recall", "fed_coverage", "fed_lesion_inside", "fed_lesion_recall",
@@ -49,7 +53,8 @@ def add_args(p):
     p.add_argument("--data-root", default=None, help="folder holding covid-ct/ and semiseg/ (default: synthetic phantoms)")
     p.add_argument("--out", default=None, help="also write one CSV row per slice here")
     p.add_argument("--sheet", default=None, help="also draw a contact sheet of 48 COVID-CT slices with their masks here (PNG)")
-    p.add_argument("--worst", type=int, default=5, help="how many worst SemiSeg slices (lesion recall) to list")
+    p.add_argument("--worst", type=nonnegative_int, default=5,
+                   help="how many worst SemiSeg slices (lesion recall) to list")
     p.add_argument("--run", default=None, help="also measure each lung field with the pieces of this run's "
                                                "segmenter's lesions (RUN/infnet/best.pt) that touch it added")
 
@@ -238,15 +243,30 @@ def sheet_slices(data_root, n: int = 48, seed: int = 0) -> list:
     return [pick[i] for i in rng.permutation(len(pick))]
 
 
+def check_sheet(path) -> None:
+    """--sheet as a picture file Pillow can write (by its extension) and a path that can be written: said before
+    any slice is read, not after minutes of work."""
+    from PIL import Image
+
+    Image.init()  # registers every format Pillow has, with their extensions
+    suffix = Path(path).suffix.lower()
+    if Image.registered_extensions().get(suffix) not in Image.SAVE:
+        raise UsageError(f"--sheet {path}: {suffix or 'no extension'} is not a picture format Pillow writes; "
+                         "use .png")
+    check_writable(path)
+
+
 def run(args) -> dict:
+    if args.out:
+        check_writable(args.out)
+    if args.sheet:
+        check_sheet(args.sheet)
     lesions = run_lesions(args.run) if args.run else None  # a bad --run fails before any slice is read
     root, _ = resolve_data_root(args.data_root)
     ct = covidct_rows(root, lesions)
     seg = semiseg_rows(root, lesions)
     summary = summarise(ct, seg, args.worst)
     if args.out:
-        from core.runs.checkpoint import atomic_write_text
-
         buf = io.StringIO()
         writer = csv.DictWriter(buf, FIELDS)
         writer.writeheader()

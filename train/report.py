@@ -37,11 +37,13 @@ from core.results.external_tables import (comparison_table, disease_table, disea
 from core.results.predictions import BASELINES, BRANCHES, NoSlicesError, run_metrics
 from core.results.tables import markdown_table
 from core.results.window_tables import window_sentence, window_table
+from core.runs.checkpoint import atomic_write_text, check_writable
 from core.runs.run_view import RunView
 from core.runs.runfolder import RunFolder, read_json_object, read_table
 from core.trust.slices import source_tables
 from core.trust.store import load as load_trust
 
+from .common import nonnegative_int
 from .trust import table as trust_table
 
 SYNTHETIC = "synthetic phantoms (not a real-data result)"
@@ -62,7 +64,8 @@ SHORTCUT_SUMMARY = ("test_auc", "lungs_blanked_auc", "lungs_only_auc", "lungs_re
 def add_args(p):
     p.add_argument("runs", nargs="+", metavar="RUN", help="run folders (each holds config.json)")
     p.add_argument("--out", default=None, help="write the report here (default: standard output)")
-    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the AUC/F1 intervals")
+    p.add_argument("--bootstrap", type=nonnegative_int, default=1000,
+                   help="bootstrap resamples for the AUC/F1 intervals")
 
 
 # ------------------------------------------------------------------------------------------ format
@@ -410,15 +413,10 @@ def build(args) -> str:
 
 
 def run(args) -> int:
-    if args.bootstrap < 0:
-        from core.errors import UsageError
-
-        raise UsageError(f"--bootstrap must be >= 0, got {args.bootstrap}")
+    if args.out:
+        check_writable(args.out)  # before the report is built
     text = build(args)
     if args.out:
-        from core.runs.checkpoint import atomic_write_text
-
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(args.out, text)
         print(f"wrote {args.out}", file=sys.stderr)
     else:

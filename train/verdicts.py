@@ -11,11 +11,10 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import pandas as pd
 
-from core.runs.checkpoint import atomic_write_text
+from core.runs.checkpoint import atomic_write_text, check_writable
 from core.runs.run_view import list_runs
-from core.runs.runfolder import RunFolder, safe_child
+from core.runs.runfolder import RunFolder, read_table, safe_child
 from core.runs.verdicts import VerdictStore, VerdictStoreError
 
 
@@ -27,6 +26,8 @@ def add_args(p):
 
 
 def run(args) -> int:
+    if args.csv:
+        check_writable(args.csv)  # before the audit's flags are saved
     runs = Path(args.runs)
     if not runs.is_dir():
         raise VerdictStoreError(f"{runs}: no such runs folder")
@@ -34,7 +35,7 @@ def run(args) -> int:
     for name in [args.run] if args.run else list_runs(runs):
         folder = RunFolder(safe_child(runs, name))  # a name that is no run: RunError, exit 2
         predictions = folder.path / "predictions.csv"
-        keys = set(pd.read_csv(predictions, usecols=["key"]).key) if predictions.is_file() else set()
+        keys = set(read_table(predictions, usecols=["key"]).key) if predictions.is_file() else set()
         store.preflag_from_audit(runs, name, keys)
     text = store.export_csv(args.run, history=args.history)
     if args.csv:

@@ -20,8 +20,21 @@ class CheckpointError(RuntimeError):
     pass
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+def check_writable(path: str | Path) -> Path:
+    """`path` as a file to write: not an existing folder, and the nearest existing folder above it a folder, not a
+    file. A CheckpointError names it (one line on the command line); commands call this before their work, and
+    every atomic write does again."""
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"{path}: is a folder; give a file name to write")
+    parent = next((p for p in path.parents if p.exists()), Path("."))  # "." or "/" ends every path's parents
+    if not parent.is_dir():
+        raise CheckpointError(f"{path}: cannot be written, {parent} is a file, not a folder")
+    return path
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    path = check_writable(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:

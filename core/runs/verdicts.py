@@ -169,9 +169,16 @@ def audit_pairs(runs: str | Path) -> list[dict] | None:
     if not f.is_file():
         return None
     try:
-        return list(json.loads(f.read_text())["near_duplicates"])
+        pairs = list(json.loads(f.read_text())["near_duplicates"])
     except (ValueError, KeyError, TypeError) as exc:
         raise VerdictStoreError(f"{f}: not a `train audit` report ({exc})") from exc
+    # each pair is read by key (near_duplicate_notes): anything else is said here, naming the file
+    bad = next((i for i, p in enumerate(pairs)
+                if not (isinstance(p, dict) and isinstance(p.get("a"), str) and isinstance(p.get("b"), str))), None)
+    if bad is not None:
+        raise VerdictStoreError(f"{f}: not a `train audit` report (near_duplicates[{bad}] is {repr(pairs[bad])[:60]}, "
+                                "not a pair of slice keys 'a' and 'b')")
+    return pairs
 
 
 def near_duplicate_notes(pairs: list[dict], keys=None) -> dict[str, str]:
