@@ -11,7 +11,6 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-
 from core.runs.checkpoint import atomic_write_text, check_writable
 from core.runs.run_view import list_runs
 from core.runs.runfolder import RunFolder, read_table, safe_child
