@@ -44,7 +44,7 @@ def scan_lesions(ctx: ui.Ctx, scan: scans.ScanInput, series: int, vol) -> None:
     except Exception as exc:  # noqa: BLE001 (a run folder in an unforeseen state: said, not a traceback)
         st.error(f"Run `{ctx.name}`'s segmenter cannot read this scan: {exc}")
         return
-    scans.burden(st.columns(3), summarise(table, None))
+    scans.burden(st.columns(3), summarise(table, None), table)
 
     slice_key = f"scan_slice_{scan.digest[:12]}_{series}"
     if slice_key not in st.session_state:  # the slice with the most lesion
@@ -53,8 +53,7 @@ def scan_lesions(ctx: ui.Ctx, scan: scans.ScanInput, series: int, vol) -> None:
     st.plotly_chart(scan_charts.lesion_profile(table, st.session_state[slice_key]), width="stretch",
                     config=ui.PLOTLY_CONFIG, key="scan_lesion_profile")
     st.subheader("Slice by slice")
-    index = st.slider("Slice (body order, foot to head when the series gives positions)", 0, len(vol) - 1,
-                      key=slice_key)
+    index = scans.slice_scroller(len(vol), slice_key)
     row = table.iloc[index]
     st.markdown(scans.slice_line(row, index))
     if row.problem:

@@ -25,6 +25,7 @@ def latest_verdict(runs: str, run: str, key: str) -> str | None:
     """The reviewer's verdict in force for the slice, as one line; None when there is none or the
     verdict file cannot be read (the report then says no verdict was recorded)."""
     from core.runs.verdicts import VerdictStore, VerdictStoreError
+    from dashboard.verdicts_ui import at_text
 
     try:
         v = VerdictStore.in_runs(runs).latest(run).get(key)
@@ -34,7 +35,7 @@ def latest_verdict(runs: str, run: str, key: str) -> str | None:
         return None
     who = "pre-flagged by train audit" if v.get("source") == "audit" else f"by {v.get('reviewer')}"
     note = f" · {v['note']}" if v.get("note") else ""
-    return f"{v['verdict']} ({who}, {str(v.get('at', '')).replace('T', ' ')} UTC){note}"
+    return f"{v['verdict']} ({who}, {at_text(v.get('at', ''))}){note}"
 
 
 def _gather(ctx, key: str):

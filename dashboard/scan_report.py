@@ -64,6 +64,14 @@ def _line_panel(d: ImageDraw.ImageDraw, box, x: np.ndarray, series: list[tuple[s
         legend_x += 32 + _text(d, (legend_x + 28, py0 + 4), label, 24, INK) + 12
 
 
+MIN_THIRDS = 3  # slice positions with a lung field below which a scan's thirds mean nothing (one slice: all "lower")
+
+
+def zone_levels(table: pd.DataFrame) -> int:
+    """The slice positions with a lung field (a scan's thirds need MIN_THIRDS of them)."""
+    return int(table.position_mm[table.lung_found].nunique())
+
+
 def _bar(d, x0, y, width, share: float, colour, label: str) -> None:
     """One horizontal bar of a share in [0, 1] over a 0-100% track, its label above and value beside."""
     _text(d, (x0, y), label, 26, INK)
@@ -115,11 +123,13 @@ def scan_report(table: pd.DataFrame, summary: ScanSummary, scan_name: str, run_n
     _text(d, (rx, 150), "Opacity per lung (lesion / lung area)", 32, bold=True, max_w=W - MARGIN - rx)
     for j, side in enumerate(SIDES):
         _bar(d, rx, 200 + j * 80, bw, summary.opacity[side], SIDE_COLOURS[side], f"{side} lung")
-    _text(d, (rx, 370), "Lesion along the scan (share per third)", 32, bold=True, max_w=W - MARGIN - rx)
+    few = zone_levels(table) < MIN_THIRDS
+    _text(d, (rx, 370), "Lesion along the scan (share per third" + ("; too few slices)" if few else ")"), 32, bold=True,
+          max_w=W - MARGIN - rx)
     for j, zone in enumerate(ZONES):
-        _bar(d, rx, 420 + j * 70, bw, summary.zones[zone], (150, 150, 160), f"{zone} third")
-    _text(d, (rx, 635), f"{summary.slices} slices · {summary.with_lung} with a lung field · "
-                        f"{summary.problems} unreadable", 24, GREY, max_w=W - MARGIN - rx)
+        _bar(d, rx, 420 + j * 70, bw, math.nan if few else summary.zones[zone], (150, 150, 160), f"{zone} third")
+    _text(d, (rx, 635), f"{summary.slices} slice{'' if summary.slices == 1 else 's'} · {summary.with_lung} with a "
+                        f"lung field · {summary.problems} unreadable", 24, GREY, max_w=W - MARGIN - rx)
     note = "Series: " + ("; ".join(notes) if notes else "no problems found")
     _text(d, (rx, 662), note, 24, WRONG if notes else GREY, max_w=W - MARGIN - rx)
 

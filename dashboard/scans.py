@@ -28,6 +28,7 @@ from core.runs.runfolder import RunError, RunFolder, safe_child
 from core.trust.ood import FLAG_COLUMN, WHY_COLUMN
 from core.trust.scan_call import flag_columns
 from dashboard import data, scan_images
+from dashboard.scan_report import MIN_THIRDS, zone_levels
 from dashboard.uploads import display_name
 
 
@@ -127,23 +128,52 @@ def slice_line(row, index: int, call: str = "") -> str:
                       if not math.isnan(row[f"{s}_share"])))
 
 
-def burden(columns, summary) -> None:
-    """The scan's lesion burden (core.knowledge.scan.ScanSummary) as metrics in three `columns` (opacity of each lung,
-    the share in the lower third), then the caption of which slices count."""
+def burden(columns, summary, table: pd.DataFrame) -> None:
+    """The scan's lesion burden (core.knowledge.scan.ScanSummary of `table`) as metrics in three `columns` (opacity
+    of each lung, the share in the lower third), then the caption of which slices count."""
     for col, side in zip(columns, SIDES):
         opacity = summary.opacity[side]
         col.metric(f"Opacity, {side} lung", "n/a" if math.isnan(opacity) else f"{opacity:.1%}",
                    help="lesion area / lung area of this lung, each summed over the slices with a lung field")
     lower = summary.zones["lower"]
-    columns[2].metric("Lesion in the lower third", "n/a" if math.isnan(lower) else f"{lower:.0%}",
+    levels = zone_levels(table)
+    few = not math.isnan(lower) and levels < MIN_THIRDS
+    columns[2].metric("Lesion in the lower third", "n/a" if math.isnan(lower) or few else f"{lower:.0%}",
                       help="share of the scan's lesion area in the lower third of its lung extent (RSNA: COVID-19 "
-                           "favours the lower zones); n/a without slice positions or without lesion")
-    counts = f"{summary.with_lung} of {summary.slices} slices have a lung field"
-    if summary.with_lung < summary.slices:
-        counts += "; the others (the scan's neck or abdomen) hold no lung and are left out of every scan number"
+                           "favours the lower zones); n/a without slice positions or without lesion, or with fewer "
+                           f"than {MIN_THIRDS} slices with a lung field")
+    verb = "has" if summary.with_lung == 1 else "have"
+    counts = f"{summary.with_lung} of {slices_text(summary.slices)} {verb} a lung field"
+    no_lung = summary.slices - summary.with_lung - summary.problems  # a slice not scored has no lung field either
+    if no_lung:
+        counts += (f"; {no_lung if summary.problems else 'the others'} (the scan's neck or abdomen) hold no lung and "
+                   "are left out of every scan number")
     if summary.problems:
         counts += f"; {summary.problems} could not be scored (named in the table)"
+    if few:
+        counts += (f"; no lower third: {slices_text(levels)} with a lung field, too few to split the scan in "
+                   "thirds")
     st.caption(counts + ".")
+
+
+def slices_text(n: int) -> str:
+    return f"{n} slice{'' if n == 1 else 's'}"
+
+
+def slice_scroller(n: int, key: str) -> int:
+    """The index of the slice on screen: a scroller over the series' `n` slices; a one-slice series has none."""
+    if n < 2:  # st.slider refuses a range of one value
+        return 0
+    return st.slider("Slice (body order, foot to head when the series gives positions)", 0, n - 1, key=key)
+
+
+def unscored(table: pd.DataFrame) -> str | None:
+    """Why no slice of the scan could be scored (the table's problems, each once), or None when one was."""
+    if not len(table) or (table.problem == "").any():
+        return None
+    problems = list(dict.fromkeys(table.problem))
+    return ("; ".join(problems[:3]) + (f"; and {len(problems) - 3} more problems, in the table" if len(problems) > 3
+                                       else ""))
 
 
 # ---- cached reading and scoring ---------------------------------------------------------------------

@@ -70,7 +70,8 @@ def comparison_name() -> str | None:
 
 def comparison() -> Ctx | None:
     """The second run picked in the sidebar ("Compare with") once it has finished training, or None (a
-    caption says a run still training is compared on the Training page only)."""
+    caption says a run still training is compared on the Training page only; a warning, a run that cannot
+    be read)."""
     other = comparison_name()
     if other is None:
         return None
@@ -79,8 +80,15 @@ def comparison() -> Ctx | None:
         st.caption(f"Compare with: `{other}` has not finished training; the Training page shows both runs now, "
                    "this page once it has finished.")
         return None
-    stamp = data.stamp(runs, other)
-    return Ctx(runs, other, stamp, data.view(runs, other, stamp))
+    try:
+        stamp = data.stamp(runs, other)
+        ctx = Ctx(runs, other, stamp, data.view(runs, other, stamp))
+        _ = ctx.rv.pipeline, ctx.df  # what every page reads of it: its settings, its predictions and thresholds
+    except Exception as exc:  # noqa: BLE001 (a broken run folder, as app.py says of the main run: not a traceback)
+        st.warning(f"Compare with: run `{other}` cannot be read ({exc}); this page shows "
+                   f"`{st.session_state['run_name']}` alone.", icon="⚠️")
+        return None
+    return ctx
 
 
 def decisions(ctx: Ctx, other: Ctx) -> pd.DataFrame:
@@ -329,7 +337,11 @@ def comparison_case(ctx: Ctx, other: Ctx, key: str, stored: dict, order: list[st
                                height=60 + 34 * len(branches)), width="stretch", config=SMALL_CHART_CONFIG,
                     key="compare_probs")
     for c in (ctx, other):
-        imgs = data.case_images(c.runs, c.name, c.stamp, key)
+        try:
+            imgs = data.case_images(c.runs, c.name, c.stamp, key)
+        except (OSError, ValueError, CacheError, ImageReadError) as exc:  # a partial run: no stored maps
+            st.caption(f"{c.name} · no stored maps of this slice: {exc}")
+            continue
         image_row([(imgs.get("lung_field", imgs["slice"]), f"{c.name} · slice as it sees it"),
                    (imgs["attention"], f"{c.name} · attention map + tau box"),
                    (imgs["lesion"], f"{c.name} · infected regions"), (imgs["fusion_cam"], f"{c.name} · fusion CAM")])

@@ -5,6 +5,8 @@ rerun. A damaged or locked database shows as st.error; the rest of the page goes
 """
 from __future__ import annotations
 
+from datetime import datetime, timezone
+
 import pandas as pd
 import streamlit as st
 
@@ -35,9 +37,18 @@ def csv_of(verdicts: dict[str, dict]) -> str:
     return to_csv(verdicts[k] for k in sorted(verdicts))
 
 
+def at_text(at) -> str:
+    """A verdict's time (ISO 8601 in UTC, its offset included: core.runs.verdicts) as "2025-01-02 04:56:06 UTC"."""
+    try:
+        t = datetime.fromisoformat(str(at))
+    except ValueError:  # not a time: shown as stored, not hidden
+        return str(at)
+    return (t if t.tzinfo is None else t.astimezone(timezone.utc)).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
 def describe(v: dict) -> str:
     who = "pre-flagged by `train audit`" if v["source"] == "audit" else f"by {v['reviewer']}"
-    return f"**{v['verdict']}** · {who} · {v['at'].replace('T', ' ')} UTC"
+    return f"**{v['verdict']}** · {who} · {at_text(v['at'])}"
 
 
 def _save(runs: str, run: str, key: str, form_key: str) -> None:

@@ -65,6 +65,9 @@ def test_slices_unlike_the_training_ones_are_counted_among_those_that_drive_the_
     assert d.top == [19, 18, 17, 16, 15] and (trust.flagged_top, trust.flagged, trust.with_lung) == (2, 3, 20)
     assert "2 of the 5 slices that drive the call, 3 of the 20 with a lung field" in trust.lines()[1]
     assert "extrapolates" in trust.lines()[1]
+    one = table([0.9] + [0.1] * 3, flagged={0})  # one slice drives the call: said in the singular
+    one_d = decide(one, "fusion", 0.6)
+    assert len(one_d.top) == 1 and "1 of the 1 slice that drives the call" in assess(one, one_d, None).lines()[1]
     # a slice without a lung field counts nowhere, flagged or not
     t.loc[3, "lung_found"] = False
     assert assess(t, decide(t, "fusion", 0.6), None).flagged == 2
@@ -117,7 +120,8 @@ def test_no_slice_with_a_lung_field_is_no_call_to_weigh():
     t = table([0.9, 0.8])
     t["lung_found"] = False
     trust = assess(t, decide(t, "fusion", 0.5), None)
-    assert trust.steady is None and trust.lines()[0].startswith("No call to weigh")
+    assert trust.steady is None
+    assert trust.lines()[0] == "No call to weigh: no slice of the scan was scored with a lung field in it."
     assert all(c.covid is None and math.isnan(c.statistic) for c in trust.shares)
 
 

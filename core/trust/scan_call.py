@@ -108,7 +108,7 @@ class CallTrust:
     def _rule_line(self) -> str:
         dec = self.decision
         if dec.covid is None:
-            return "No call to weigh: no slice of the scan has a lung field."
+            return "No call to weigh: no slice of the scan was scored with a lung field in it."
         gap = dec.statistic - dec.threshold
         where = (f"The statistic {dec.statistic:.3f} lies {abs(gap):.3f} {'above' if gap >= 0 else 'below'} the "
                  f"operating point {dec.threshold:.3f}")
@@ -123,8 +123,9 @@ class CallTrust:
         if self.flagged is None:
             return "No out-of-distribution flag for this scan" + (f": {self.no_flag}" if self.no_flag else ".")
         top = len(self.decision.top)
-        text = (f"Unlike the training slices (the out-of-distribution flag): {self.flagged_top} of the {top} slices "
-                f"that drive the call, {self.flagged} of the {self.with_lung} with a lung field.")
+        text = (f"Unlike the training slices (the out-of-distribution flag): {self.flagged_top} of the {top} "
+                f"slice{'s' * (top != 1)} that drive{'s' * (top == 1)} the call, {self.flagged} of the "
+                f"{self.with_lung} with a lung field.")
         if self.flagged_top:
             return text + " The network extrapolates on those: read their maps with care."
         return text + (" Passing the flag does not show that the call carries over to another hospital (it passes "

@@ -65,9 +65,9 @@ if scan.error:
 series = 0
 if len(scan.volumes) > 1:
     series = st.selectbox("Series", range(len(scan.volumes)), key=f"scan_series_{scan.digest[:12]}",
-                          format_func=lambda i: f"{scan.volumes[i].series_uid or 'no UID'} · {len(scan.volumes[i])} "
-                                                "slices" + ("" if scan.volumes[i].axial
-                                                            else f" · {scan.volumes[i].plane}")
+                          format_func=lambda i: f"{scan.volumes[i].series_uid or 'no UID'} · "
+                                                f"{scans.slices_text(len(scan.volumes[i]))}"
+                                                + ("" if scan.volumes[i].axial else f" · {scan.volumes[i].plane}")
                                                 + (" (read first)" if i == 0 else ""))
 vol = scan.volumes[series]
 notes = [p for p in vol.problems if p != vol.not_axial()] + vol.notes + [str(e) for e in vol.left_out] \
@@ -76,7 +76,7 @@ if len(scan.rejected) > ui.MAX_NAMED:  # a hospital CD's viewer program and its 
     notes.append(f"and {len(scan.rejected) - ui.MAX_NAMED} more files not read, each named under \"Files not read\"")
 st.markdown(f"### {scan.name}")
 files_given = f"{scan.given} file{'' if scan.given == 1 else 's'} given"
-st.markdown(f"**{len(vol)} slices** in the series, read from **{files_given}**"
+st.markdown(f"**{scans.slices_text(len(vol))}** in the series, read from **{files_given}**"
             + (f" ({scan.given - len(vol)} not in it, named below)" if scan.given > len(vol) else "")
             + f" · ordered by {vol.ordering}"
             + ("" if vol.slice_spacing is None else f" · {vol.slice_spacing:g} mm apart")
@@ -105,12 +105,26 @@ table = scans.scan_table(ctx.runs, ctx.name, ctx.stamp, scan.digest, series, vol
 summary = summarise(table, decision_branch, threshold)
 dec = summary.decision
 
+
+def every_slice() -> None:
+    with st.expander(f"Every slice ({len(table)} rows)"):
+        st.dataframe(table, hide_index=True, width="stretch")
+        st.download_button("Download the table (CSV)", table.to_csv(index=False).encode(), "scan-slices.csv",
+                           "text/csv", key="scan_csv", on_click="ignore")
+
+
+why = scans.unscored(table)
+if why is not None:  # no decision, profile or slice to show; not "no lung field": nothing was looked at
+    st.error(f"No slice of the series could be scored: {why}")
+    every_slice()
+    st.stop()
+
 # ---- the scan as a whole ---------------------------------------------------------------------------------
 c1, *burden_cols = st.columns(4)
 c1.metric("Scan decision", dec.label, help=dec.words, delta_color="off", delta_arrow="off",
           delta=None if dec.covid is None else f"statistic {dec.statistic:.3f}, operating point {dec.threshold:.3f}")
 st.markdown(f"**Rule** · {dec.words}." + (f" **Diagnosis on file** (COVID-CT-MD): {scan.truth}." if scan.truth else ""))
-scans.burden(burden_cols, summary)
+scans.burden(burden_cols, summary, table)
 external = data.external_report(ctx.runs, ctx.name, ctx.stamp)  # the run's record on another hospital
 call = scan_call.assess(table, dec, external, no_flag, data.windows_report(ctx.runs, ctx.name, ctx.stamp))
 trust_ui.scan_call(call)
@@ -132,7 +146,7 @@ st.plotly_chart(scan_charts.z_profile(table, order, dec, st.session_state[slice_
                 config=ui.PLOTLY_CONFIG, key="scan_profile")
 
 st.subheader("Slice by slice")
-index = st.slider("Slice (body order, foot to head when the series gives positions)", 0, len(vol) - 1, key=slice_key)
+index = scans.slice_scroller(len(vol), slice_key)
 row = table.iloc[index]
 p = row.get(f"p_{decision_branch}", math.nan)
 st.markdown(scans.slice_line(row, index, f"{decision_branch} p(COVID) = " + (
@@ -169,8 +183,5 @@ for start in range(0, len(dec.top), COLS):
                 open_slice(i)
 
 # ---- every slice, and the report ------------------------------------------------------------------------------
-with st.expander(f"Every slice ({len(table)} rows)"):
-    st.dataframe(table, hide_index=True, width="stretch")
-    st.download_button("Download the table (CSV)", table.to_csv(index=False).encode(), "scan-slices.csv", "text/csv",
-                       key="scan_csv", on_click="ignore")
+every_slice()
 scan_report_ui.report_buttons(ctx, scan, vol, table, summary, notes, order, call.brief())
