@@ -126,8 +126,13 @@ def run_line(rp: RunProgress, eta: RunEta, now: float | None = None) -> str:
     if rp.state == FINISHED:
         if not rp.has_log:
             return "Trained before the progress log existed: read from its stage folders (summary.json)."
+        # the stages' own epochs (the table below), not the last call's time: a resumed run's last call may have
+        # run the stages after training alone
+        trained = sum(sp.seconds for sp in rp.stages.values())
         took = next((ev.get("seconds") for ev in reversed(rp.events) if ev["event"] == "done"), None)
-        return f"Finished at {clock(rp.finished)}" + (f", after {duration(took)} of training." if took else ".")
+        return (f"Finished at {clock(rp.finished)}" + (f"; its stages trained for {duration(trained)} in all" if trained
+                                                       else "")
+                + (f"; the last call of the pipeline took {duration(took)}" if took else "") + ".")
     if rp.state == FAILED:
         return f"The training failed: {rp.error}."
     cur = rp.current

@@ -26,6 +26,8 @@ PLOTLY_CONFIG = {"displaylogo": False}
 SMALL_CHART_CONFIG = {"displayModeBar": False}
 NO_LUNG_FIELD = ("No lung field was found on this slice (a scan's neck or abdomen, or a picture the lung finder cannot "
                  "read): there is no lung for the signs to measure, so every sign is 0.")
+# Beside the call of a slice without a lung field (a blank picture, the neck): the call reads no lung
+NO_LUNGS_CALL = "**no lung field found: this call reads no lung, so it is no answer about the lungs**"
 MAX_NAMED = 10  # files a warning names one by one; the rest go under an expander
 NO_SECOND_RUN = "(no second run)"  # the "Compare with" choice; no run folder can carry this name
 
@@ -220,7 +222,8 @@ def live_analysis(ctx: Ctx, tr, a, images: dict, fusion_vector, order: list[str]
     if p is not None:
         t = ctx.rv.thresholds[decision]
         st.markdown(f"**{decision}**: p(COVID) = {p:.3f} → **{'COVID' if p >= t else 'non-COVID'}** "
-                    f"(operating point {t:.3f}, chosen on {chosen_on(decision)}; margin {abs(p - t):.3f})")
+                    f"(operating point {t:.3f}, chosen on {chosen_on(decision)}; margin {abs(p - t):.3f})"
+                    + ("" if a.lung_found else f" · {NO_LUNGS_CALL}"))
     try:
         out_of_range_note(ctx.rv, fusion_vector)
     except (FileNotFoundError, ValueError, CacheError) as exc:  # a partial run: no stored fusion features

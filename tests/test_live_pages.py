@@ -90,7 +90,11 @@ def test_training_page_on_a_finished_run_and_beside_another(live_runs):
     summary = json.loads((live_runs / "tiny" / "global" / "summary.json").read_text())
     at = app("views/training.py", {"run_name": "tiny", "training_stage": "global"})
     no_exception(at)
-    assert "Finished at" in texts(at)
+    rp = RunProgress.read(live_runs / "tiny")
+    from dashboard.progress_tables import duration
+
+    trained = duration(sum(sp.seconds for sp in rp.stages.values()))
+    assert f"; its stages trained for {trained} in all; the last call of the pipeline took " in texts(at)
     table = at.dataframe[0].value
     assert list(table.stage) == ["global", "heatmap", "infnet", "infected", "global+heatmap", "fusion",
                                  *(st.name for st in planned(audits=False))]  # then the stages after training

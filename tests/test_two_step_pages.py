@@ -156,7 +156,7 @@ def test_new_slice_without_lungs_reads_no_disease_and_says_why(runs):
     from PIL import Image
 
     from core.knowledge.decision import EPS, sigmoid
-    from dashboard.ui import NO_LUNG_FIELD
+    from dashboard.ui import NO_LUNG_FIELD, NO_LUNGS_CALL
 
     yy, xx = np.mgrid[0:96, 0:96] / 96
     body = ((yy - 0.5) / 0.35) ** 2 + ((xx - 0.5) / 0.45) ** 2 <= 1
@@ -169,6 +169,8 @@ def test_new_slice_without_lungs_reads_no_disease_and_says_why(runs):
     no_exception(at)
     assert any(w.value.startswith(NO_LUNG_FIELD + " Step 1 of the two-step decision reads no disease.")
                for w in at.warning)
+    (headline,) = [m.value for m in at.markdown if m.value.startswith("**two-step**: p(COVID) = ")]
+    assert headline.endswith(f" · {NO_LUNGS_CALL}")  # the call itself says it reads no lung, not only a warning
     signs = dict(zip(signs_frame(at).sign, signs_frame(at).value))
     assert signs[NAMES["lesion_share"]] == "0.0%"
     decision = TwoStepDecision.of_run(RunFolder(runs / "two-step"))
