@@ -88,14 +88,9 @@ def sniff_format(data: bytes, name: str = "") -> str:
         return "nifti"
     if data[:4] == b"RIFF" and data[8:12] == b"WEBP":  # content before the name (a data pack's COVID-CT-MD slices)
         return "image"
-    if lower.endswith(".dcm") or (data[:2] == _RAW_DICOM_GROUP and data[3:4] == b"\x00" and not _pil_magic(data)):
+    if lower.endswith(".dcm") or (data[:2] == _RAW_DICOM_GROUP and data[3:4] == b"\x00"):
         return "dicom"
     return "image"
-
-
-def _pil_magic(data: bytes) -> bool:
-    """Bytes that open as one of the image formats Pillow reads for us (BMP and TIFF have no magic above)."""
-    return data[:2] in (b"BM", b"II", b"MM")
 
 
 def window(hu: np.ndarray, level: float = LUNG_WINDOW[0], width: float = LUNG_WINDOW[1]) -> np.ndarray:

@@ -28,7 +28,7 @@ from core.results.metrics import METRICS, binary_metrics
 from core.results.predictions import BASELINES, BRANCHES, operating_point, read_predictions
 from core.runs import feature_cache as fc
 from core.runs.progress import PROGRESS_FILE
-from core.runs.runfolder import RunError, RunFolder, read_json_object, read_table, safe_child
+from core.runs.runfolder import RunFolder, read_json_object, read_table, safe_child
 
 PAPER_RESULTS = Path(__file__).resolve().parents[2] / "assets" / "paper_results.csv"
 
