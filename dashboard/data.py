@@ -364,12 +364,9 @@ def slice_statistics(runs: str, name: str, stamp: str, key: str):
 def lungs_black(path: str, stamp: int):
     """How black the lungs of a slice file are (core.knowledge.lung_window.LungsBlack, or None), on its lung field;
     `stamp`: the file's modification time, so a file replaced is measured again."""
-    from core.data.imaging import read_slice
-    from core.inputs.lungs import lung_field
-    from core.knowledge.lung_window import lungs_black as measure
+    from core.knowledge.lung_window import of_file
 
-    img = read_slice(path)
-    return measure(img, lung_field(img))
+    return of_file(path)
 
 
 @st.cache_data(max_entries=64, show_spinner=False)

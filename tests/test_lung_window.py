@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -152,3 +153,44 @@ def test_a_slice_file_that_cannot_be_read_is_said_not_a_traceback(tmp_path):
         assert not at.exception and not at.warning
         (caption,) = [c.value for c in at.caption]
         assert caption.startswith("No check of the slice's display window: ") and said in caption
+
+
+def test_the_data_page_filters_the_slices_whose_lungs_are_black(tmp_path, monkeypatch, synthetic_run, phantom_root):
+    """The Data page's "lungs black only": of a source's slices, those shown in a soft-tissue window (measured as the
+    Case view measures one file, lung_window.of_file); a file that cannot be read is not counted."""
+    import os
+    import shutil
+
+    from core.data.catalogue import catalogue
+    from core.runs.runfolder import RunFolder
+    from dashboard import data_browser as db
+    from tests.test_dashboard import app, no_exception
+
+    files = {"soft": shown(SOFT_TISSUE), "lung": shown((-600.0, 1500.0)), "soft2": shown(SOFT_TISSUE, 2)}
+    slices = []
+    for key, img in files.items():
+        (tmp_path / f"{key}.png").write_bytes(png_bytes(img))
+        slices.append((key, str(tmp_path / f"{key}.png")))
+    (tmp_path / "broken.png").write_bytes(b"not a picture")
+    slices.append(("broken", str(tmp_path / "broken.png")))
+    assert db.black_lungs.__wrapped__(tuple(slices)) == ["soft", "soft2"]
+    # the page, on a data root whose one COVID-CT slice is shown in a soft-tissue window
+    data = tmp_path / "data"
+    shutil.copytree(phantom_root, data, copy_function=os.link)
+    cat, _ = catalogue(data)
+    ct = cat[cat.source == "COVID-CT"]
+    soft = ct.iloc[3]
+    Path(soft.path).unlink()  # a hard link: the session's phantoms stay as they are
+    Path(soft.path).write_bytes(png_bytes(shown(SOFT_TISSUE, 3)))
+    runs = tmp_path / "runs"
+    shutil.copytree(synthetic_run, runs / "black", copy_function=os.link)
+    (runs / "black" / "config.json").unlink()  # a hard link: written anew
+    (runs / "black" / "config.json").write_text(json.dumps({**RunFolder(synthetic_run).config, "data_root": str(data)}))
+    monkeypatch.setenv("COVID_LAB_RUNS", str(runs))
+    at = app("views/data.py", {"run_name": "black"})
+    no_exception(at)
+    assert f"**{len(ct)} slices**" in [m.value for m in at.markdown]
+    at.checkbox(key="data_black").check().run()
+    no_exception(at)
+    assert f"**1 slice** (of {len(ct)} in COVID-CT)" in [m.value for m in at.markdown]
+    assert [s.value for s in at.subheader][0] == f"`{soft.key}`"

@@ -64,6 +64,16 @@ def lungs_black(slice01: np.ndarray, field: LungField) -> LungsBlack | None:
     return None if body is None else LungsBlack(float((img[body] < BLACK).mean()), BODY)
 
 
+def of_file(path) -> LungsBlack | None:
+    """`lungs_black` of a slice file, on the lung field the lung finder gives it (core.data.imaging.read_slice's
+    ImageReadError when it cannot be read)."""
+    from core.data.imaging import read_slice
+    from core.inputs.lungs import lung_field
+
+    img = read_slice(path)
+    return lungs_black(img, lung_field(img))
+
+
 def readable(black: LungsBlack | None) -> bool:
     """False when the lungs are black; a slice all black is left to the image checks."""
     return black is None or black.readable

@@ -1,6 +1,6 @@
 """Data: every slice of the run's data root, before any classifier exists. COVID-CT by split, COVID-SemiSeg (labelled
 slices with the expert's masks, unlabelled slices), COVID-CT-MD by patient; filtered by source, split or patient,
-label and near-duplicate flag. Each slice with its lung field and, once round 0 of the run's segmenter has ended, its
+label, near-duplicate flag and black lungs (a soft-tissue window). Each slice with its lung field and, once round 0 of the run's segmenter has ended, its
 lesions and radiological signs (preliminary, said so, until the segmenter's stage ends), and the reviewers' verdicts."""
 import math
 from pathlib import Path
@@ -52,7 +52,7 @@ if cat.empty:
     st.stop()
 
 run_keys = set(cat.key[cat.source == "COVID-CT"])  # the slices the run scores: its verdicts' keys
-f1, f2, f3, f4 = st.columns([1.2, 2.2, 1.4, 1.1])
+f1, f2, f3, f4, f5 = st.columns([1.2, 2.2, 1.4, 1.1, 1.1])
 source = f1.selectbox("Source", [s for s in SOURCES if s in set(cat.source)], key="data_source")
 part = cat[cat.source == source]
 groups = f2.multiselect("Patient" if source == "COVID-CT-MD" else "Split", list(dict.fromkeys(part.group)),
@@ -61,11 +61,17 @@ labels = f3.multiselect("Label", sorted(set(part.label)), key=f"data_labels_{sou
 audited = dups is not None and source == "COVID-CT"
 dup_only = f4.checkbox("near-duplicates only", key="data_dups", disabled=not audited,
                        help="Slices `python -m train audit` found with a near-identical twin (COVID-CT)")
+black_only = f5.checkbox("lungs black only", key="data_black",
+                         help="Slices shown in a soft-tissue window: their lungs are black, so no step can read them "
+                              "(COVID-CT holds 40, most of them non-COVID: a cue of the class, not of the disease). "
+                              "The first time, every slice of the source is measured (about 25 s for COVID-CT)")
 keep = part.group.isin(groups) if groups else part.group.notna()
 if labels:
     keep &= part.label.isin(labels)
 if dup_only and audited:
     keep &= part.key.isin(dups)
+if black_only:
+    keep &= part.key.isin(db.black_lungs(tuple(zip(part.key, part.path))))
 shown = part[keep]
 n = len(shown)
 st.markdown(f"**{n:,} {'slice' if n == 1 else 'slices'}**" + (f" (of {len(part):,} in {source})" if n != len(part) else ""))
