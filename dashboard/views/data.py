@@ -1,7 +1,8 @@
 """Data: every slice of the run's data root, before any classifier exists. COVID-CT by split, COVID-SemiSeg (labelled
 slices with the expert's masks, unlabelled slices), COVID-CT-MD by patient; filtered by source, split or patient,
-label, near-duplicate flag and black lungs (a soft-tissue window). Each slice with its lung field and, once round 0 of the run's segmenter has ended, its
-lesions and radiological signs (preliminary, said so, until the segmenter's stage ends), and the reviewers' verdicts."""
+label, near-duplicate flag and black lungs (a soft-tissue window). Each slice with its lung field and, once round 0
+of the run's segmenter has ended, its lesions and radiological signs (preliminary, said so, until the segmenter's
+stage ends), and the reviewers' verdicts."""
 import math
 from pathlib import Path
 
