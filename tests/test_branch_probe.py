@@ -55,3 +55,13 @@ def test_cli_writes_the_table_into_the_run(synthetic_run, tmp_path, train_cli):
     (empty / "config.json").write_text("{}")
     bad = train_cli("probe", "--run", empty)
     assert bad.returncode == 2 and "no fusion feature cache" in bad.stderr
+
+
+def test_a_cache_too_small_for_the_folds_is_one_line(synthetic_run, tmp_path):
+    """The command checks --folds against predictions.csv; a fusion cache holding fewer validation slices than the
+    folds need is said naming the run (a RunError: one line), not a traceback."""
+    from core.audits.branch_probe import write_probe
+    from core.runs.runfolder import RunError, RunFolder
+
+    with pytest.raises(RunError, match=f"{synthetic_run}: probe needs at least 1000 slices of each class in val"):
+        write_probe(RunFolder(synthetic_run), folds=1000)

@@ -72,7 +72,10 @@ def write_probe(run, folds: int = 5) -> dict:
     if cached is None:
         raise RunError(f"{run.path}: no fusion feature cache; run `python -m train pipeline` to the end first")
     preds = read_predictions(run).set_index("key").loc[list(cached["keys"])]
-    table = probe(cached["vectors"], preds["label"].to_numpy(), preds["split"].to_numpy(), folds=folds)
+    try:
+        table = probe(cached["vectors"], preds["label"].to_numpy(), preds["split"].to_numpy(), folds=folds)
+    except ValueError as exc:  # the cached slices cannot be cut into the folds, or lack a vector set
+        raise RunError(f"{run.path}: {exc}") from None
     test = preds[preds["split"] == "test"]
     table["trained_test_auc"] = [auc(test["label"], test[f"p_{b}"]) if f"p_{b}" in test else None for b in table.branch]
     atomic_write_text(run.path / PROBE_FILE, table.to_csv(index=False))
