@@ -53,7 +53,7 @@ if cat.empty:
     st.stop()
 
 run_keys = set(cat.key[cat.source == "COVID-CT"])  # the slices the run scores: its verdicts' keys
-f1, f2, f3, f4, f5 = st.columns([1.2, 2.2, 1.4, 1.1, 1.1])
+f1, f2, f3, f4, f5 = st.columns([1.1, 1.9, 1.2, 1.4, 1.3])
 source = f1.selectbox("Source", [s for s in SOURCES if s in set(cat.source)], key="data_source")
 part = cat[cat.source == source]
 groups = f2.multiselect("Patient" if source == "COVID-CT-MD" else "Split", list(dict.fromkeys(part.group)),
