@@ -16,8 +16,7 @@ from core.data.imaging import (
     ImageReadError,
     dicom_frame_count,
     nifti_slice_count,
-    read_slice_bytes,
-    slice_hu,
+    read_slice_with_hu,
     sniff_format,
 )
 from core.data.series import not_axial_slice, slice_plane
@@ -81,8 +80,8 @@ def read_upload(data: bytes, filename: str, slice_index: int | None = None) -> U
     a bad file gives UploadResult.error."""
     name, short = display_name(filename), digest(data)[:16]
     try:
-        return UploadResult(slice01=read_slice_bytes(data, name, slice_index), name=name, digest=short,
-                            hu=slice_hu(data, name, slice_index))
+        slice01, hu = read_slice_with_hu(data, name, slice_index)  # one decode, not one for each
+        return UploadResult(slice01=slice01, name=name, digest=short, hu=hu)
     except ImageReadError as exc:
         return UploadResult(error=str(exc), name=name, digest=short)
     except Exception as exc:  # a reader library failing in a way we did not foresee

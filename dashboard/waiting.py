@@ -114,8 +114,10 @@ def rerun_on_change(read, seen) -> None:
 def _status(runs: str, name: str, need: str, title: str, pages) -> None:
     if ready(runs, name, need):
         st.rerun()
-    # The pages that waited on a stage that has landed (those that need nothing are always open)
-    now_open = [p for p, n in pages if n != NOTHING and p.title != title and ready(runs, name, n)]
+    # The pages that waited on a stage that has landed (those that need nothing are always open); each need's
+    # files read once, not once a page
+    landed = {n: ready(runs, name, n) for n in {n for _, n in pages} | {LESIONS} if n != NOTHING}
+    now_open = [p for p, n in pages if n != NOTHING and p.title != title and landed[n]]
     rp = progress(runs, name)
     now = time.time()
     eta = pt.eta_of(rp, now)
@@ -138,7 +140,7 @@ def _status(runs: str, name: str, need: str, title: str, pages) -> None:
             st.code(tail, language=None)
     if now_open:
         st.markdown(f"Open already on run `{name}`" + (" (the Data page shows the segmenter's lesions too)" if
-                                                        ready(runs, name, LESIONS) else "") + ":")
+                                                        landed[LESIONS] else "") + ":")
         for p in now_open:
             st.page_link(p, label=p.title + (f": {OPEN_ALREADY[p.title]}" if p.title in OPEN_ALREADY else ""),
                          icon=p.icon)

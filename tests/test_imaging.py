@@ -510,6 +510,20 @@ def test_slice_hu_gives_the_numbers_the_lung_window_shows(kind):
     np.testing.assert_allclose(np.sort(numbers.ravel()), np.sort(hu.ravel()), atol=1e-3)  # NIfTI turns the slice
 
 
+def test_a_slice_and_its_numbers_read_at_once_equal_each_read_alone():
+    hu = chest_hu()
+    files = {"ct.dcm": dicom_bytes(ct_dataset(hu, slope=1.0)),
+             "stored.png": pil_bytes(Image.fromarray((hu + imaging.CT_STORED_OFFSET).astype(np.uint16)), "PNG"),
+             "picture.png": pil_bytes(Image.fromarray(np.round(window(hu) * 255).astype(np.uint8)), "PNG")}
+    for name, data in files.items():
+        slice01, numbers = imaging.read_slice_with_hu(data, name)
+        np.testing.assert_array_equal(slice01, read_slice_bytes(data, name))
+        alone = imaging.slice_hu(data, name)
+        assert (numbers is None) == (alone is None) == (name == "picture.png")
+        if alone is not None:
+            np.testing.assert_array_equal(numbers, alone)
+
+
 def test_slice_hu_is_none_for_a_picture_of_a_slice():
     windowed = window(chest_hu())
     grey = Image.fromarray(np.round(windowed * 255).astype(np.uint8))

@@ -178,7 +178,7 @@ def _pil_grey(img: Image.Image) -> np.ndarray:
         arr = np.asarray(img, dtype=np.float32)
         if not np.isfinite(arr).all():
             return arr  # _check_shape names the problem
-        hu = _pil_hu(img)
+        hu = ct_numbers(arr)
         if hu is not None:
             return window(hu)
         lo, hi = float(arr.min()), float(arr.max())
@@ -532,6 +532,14 @@ def slice_hu(data: bytes, name: str = "<upload>", slice_index: int | None = None
     else:
         hu = _pil_hu(_open_pil(name, data))
     return None if hu is None else _check_shape(name, hu)
+
+
+def read_slice_with_hu(data: bytes, name: str = "<upload>", slice_index: int | None = None
+                       ) -> tuple[np.ndarray, np.ndarray | None]:
+    """(`read_slice_bytes`, `slice_hu`) of one file, decoded once where it holds CT numbers: the slice as read is
+    their lung window."""
+    hu = slice_hu(data, name, slice_index)
+    return (window(hu), hu) if hu is not None else (read_slice_bytes(data, name, slice_index), None)
 
 
 def read_bytes(path: Path) -> bytes:
